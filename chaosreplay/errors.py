@@ -17,3 +17,7 @@ class GuestProgramError(ChaosReplayError):
 
 class RecordingError(ChaosReplayError):
     """A .ccr recording that is damaged, truncated, hostile or of an unsupported version."""
+
+
+class ConfigError(ChaosReplayError):
+    """An invalid scenario file or fault plan; the message names the key path and the problem."""
