@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from pathlib import Path
 
+import guests
 import pytest
 
 
@@ -28,3 +31,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "kvm" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def guest_bin() -> Callable[[str, str], Path]:
+    """`guest_bin(libc, name)`: path of a built guest program; skips if its compiler is missing."""
+
+    def get(libc: str, name: str) -> Path:
+        reason = guests.missing_compiler(libc)
+        if reason is not None:
+            pytest.skip(reason)
+        return guests.guest_path(libc, name)
+
+    return get
