@@ -4,4 +4,7 @@ from __future__ import annotations
 
 import click
 
+from chaosreplay.cli.lint_command import lint
+
 ALL: list[click.Command] = []
+ALL.append(lint)
