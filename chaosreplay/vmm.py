@@ -1,0 +1,251 @@
+"""Thin bindings over the C core (chaosreplay._vmm): return codes become exceptions.
+
+Everything here maps 1:1 onto a `vmm_*` function; policy (what a syscall does, where a
+program is loaded) lives in the runtime modules above this one.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+from dataclasses import dataclass
+from enum import IntEnum, IntFlag
+
+from chaosreplay.errors import KvmUnavailableError
+
+try:
+    from chaosreplay._vmm import ffi, lib
+except ImportError as exc:  # pragma: no cover - only without a build
+    raise ImportError(
+        "chaosreplay's C core is not built; install the package with `pip install .`"
+    ) from exc
+
+PAGE_SIZE = 4096
+DEFAULT_MEM_SIZE = 256 << 20
+
+
+class Prot(IntFlag):
+    """Page protections, the same bits as Linux PROT_*."""
+
+    NONE = 0
+    READ = lib.VMM_PROT_READ
+    WRITE = lib.VMM_PROT_WRITE
+    EXEC = lib.VMM_PROT_EXEC
+
+
+class ExitReason(IntEnum):
+    """Why a run returned to Python."""
+
+    SYSCALL = lib.VMM_EXIT_SYSCALL
+    EXCEPTION = lib.VMM_EXIT_EXCEPTION
+    INTERRUPTED = lib.VMM_EXIT_INTERRUPTED
+    FAILED = lib.VMM_EXIT_FAILED
+
+
+class VmmError(OSError):
+    """A C core call failed; carries the errno it returned."""
+
+
+def _check(rc: int, what: str) -> int:
+    if rc < 0:
+        raise VmmError(-rc, f"{what}: {os.strerror(-rc)}")
+    return rc
+
+
+@dataclass(frozen=True, slots=True)
+class VmStats:
+    """Counters kept by the C core since the VM was created."""
+
+    exits: int
+    syscalls: int
+    exceptions: int
+    pte_fixups: int
+    pte_ops: int
+    frames_used: int
+    frames_high: int
+
+
+class Vm:
+    """One KVM VM with one vCPU, its memory and its exit loop."""
+
+    def __init__(self, mem_size: int = DEFAULT_MEM_SIZE) -> None:
+        config = ffi.new("struct vmm_config *", {"mem_size": mem_size})
+        out = ffi.new("struct vmm_vm **")
+        rc = lib.vmm_vm_create(config, out)
+        if rc < 0:
+            raise _kvm_error(-rc)
+        self._vm = ffi.gc(out[0], lib.vmm_vm_destroy)
+        self.mem_size = mem_size
+        self.regs = lib.vmm_vcpu_regs(self._vm)
+        self._exit = ffi.new("struct vmm_exit *")
+        self.exit = self._exit
+
+    # -- vCPU -----------------------------------------------------------------------------
+    def start(self, rip: int, rsp: int) -> None:
+        """Point the vCPU at a program's entry with a clean register file."""
+        _check(lib.vmm_vcpu_start_user(self._vm, rip, rsp), "start")
+
+    def run(self) -> int:
+        """Run until the guest needs policy; returns an ExitReason value (see .exit)."""
+        rc = lib.vmm_vcpu_run(self._vm, self._exit)
+        if rc < 0:
+            raise VmmError(-rc, f"KVM_RUN: {os.strerror(-rc)}")
+        return self._exit.reason
+
+    def run_bench_loop(self, max_syscalls: int) -> int:
+        """Benchmark baseline: the C loop answers every syscall with 0 by itself."""
+        n = ffi.new("uint64_t *")
+        _check(lib.vmm_vcpu_run_bench_loop(self._vm, max_syscalls, n), "bench loop")
+        return n[0]
+
+    @property
+    def fs_base(self) -> int:
+        out = ffi.new("uint64_t *")
+        _check(lib.vmm_vcpu_get_fs_base(self._vm, out), "get fs base")
+        return out[0]
+
+    @fs_base.setter
+    def fs_base(self, value: int) -> None:
+        _check(lib.vmm_vcpu_set_fs_base(self._vm, value), "set fs base")
+
+    def set_gs_base(self, value: int) -> None:
+        _check(lib.vmm_vcpu_set_gs_base(self._vm, value), "set gs base")
+
+    def stats(self) -> VmStats:
+        s = ffi.new("struct vmm_stats *")
+        _check(lib.vmm_vm_stats(self._vm, s), "stats")
+        return VmStats(s.exits, s.syscalls, s.exceptions, s.pte_fixups, s.pte_ops,
+                       s.frames_used, s.frames_high)
+
+    # -- memory ---------------------------------------------------------------------------
+    def map(self, va: int, length: int, prot: int) -> None:
+        """Map [va, va+length) with zeroed pages; pages already mapped keep their data."""
+        _check(lib.vmm_mem_map(self._vm, va, length, prot), f"map {va:#x}+{length:#x}")
+
+    def unmap(self, va: int, length: int) -> None:
+        _check(lib.vmm_mem_unmap(self._vm, va, length), f"unmap {va:#x}+{length:#x}")
+
+    def protect(self, va: int, length: int, prot: int) -> None:
+        _check(lib.vmm_mem_protect(self._vm, va, length, prot), f"protect {va:#x}+{length:#x}")
+
+    def count_mapped(self, va: int, length: int) -> int:
+        return _check(lib.vmm_mem_count_mapped(self._vm, va, length), "count mapped")
+
+    def read(self, va: int, length: int) -> bytes:
+        """Guest bytes at va; raises VmmError(EFAULT) on an unmapped page."""
+        buf = ffi.new("uint8_t[]", length)
+        _check(lib.vmm_mem_read(self._vm, va, buf, length), f"read {va:#x}")
+        return ffi.buffer(buf, length)[:]
+
+    def write(self, va: int, data: bytes) -> None:
+        _check(lib.vmm_mem_write(self._vm, va, data, len(data)), f"write {va:#x}")
+
+    def read_cstring(self, va: int, limit: int = 4096) -> bytes:
+        """The NUL-terminated string at va (at most limit bytes)."""
+        n = _check(lib.vmm_mem_strnlen(self._vm, va, limit), f"string at {va:#x}")
+        return self.read(va, n) if n else b""
+
+    def query(self, va: int) -> int | None:
+        """Protection of the page holding va, or None when it is unmapped."""
+        rc = lib.vmm_mem_query(self._vm, va)
+        return None if rc < 0 else rc
+
+    # -- state ----------------------------------------------------------------------------
+    def export_state(self) -> bytes:
+        """Canonical bytes of the vCPU and frame-allocator state (host-independent)."""
+        size = lib.vmm_vm_state_size(self._vm)
+        buf = ffi.new("uint8_t[]", size)
+        _check(lib.vmm_vm_export_state(self._vm, buf, size), "export state")
+        return ffi.buffer(buf, size)[:]
+
+    def memory_view(self) -> memoryview:
+        """Guest physical memory up to the highest frame ever used (zero-copy)."""
+        used = ffi.new("uint64_t *")
+        ptr = lib.vmm_vm_memory(self._vm, used)
+        return memoryview(ffi.buffer(ptr, used[0]))
+
+    def digest(self) -> bytes:
+        """SHA-256 over the canonical vCPU state and guest memory (minus VMM scratch)."""
+        return state_digest(self.export_state(), self.memory_view())
+
+    def snapshot(self) -> Snapshot:
+        """A reusable snapshot buffer bound to this VM (empty until taken)."""
+        return Snapshot(self)
+
+
+def _scratch_range() -> tuple[int, int]:
+    start, end = ffi.new("uint64_t *"), ffi.new("uint64_t *")
+    lib.vmm_vm_scratch_range(start, end)
+    return start[0], end[0]
+
+
+SCRATCH_START, SCRATCH_END = _scratch_range()
+
+
+def state_digest(state: bytes, memory: memoryview) -> bytes:
+    """The digest of a VM state: canonical vCPU bytes + memory outside the VMM's scratch."""
+    h = hashlib.sha256()
+    h.update(state)
+    h.update(memory[:SCRATCH_START])
+    h.update(memory[SCRATCH_END:])
+    return h.digest()
+
+
+class Snapshot:
+    """Complete vCPU state + a memory image, reused across takes (full or incremental)."""
+
+    def __init__(self, vm: Vm) -> None:
+        out = ffi.new("struct vmm_snapshot **")
+        _check(lib.vmm_snapshot_create(vm._vm, out), "snapshot create")
+        self._vm = vm
+        self._snap = ffi.gc(out[0], lib.vmm_snapshot_destroy)
+
+    def take(self, incremental: bool = True) -> int:
+        """Capture the VM; returns the number of pages copied."""
+        return _check(lib.vmm_snapshot_take(self._vm._vm, self._snap, int(incremental)), "take")
+
+    def restore(self) -> int:
+        """Put the VM back to this snapshot; returns the number of pages copied back."""
+        return _check(lib.vmm_snapshot_restore(self._vm._vm, self._snap), "restore")
+
+    def last_pages(self) -> list[int]:
+        """Frame numbers copied by the last take (the delta for a recording)."""
+        ptr = ffi.new("uint32_t **")
+        n = _check(lib.vmm_snapshot_last_pages(self._snap, ptr), "last pages")
+        return list(ptr[0][0:n])
+
+    def memory_view(self) -> memoryview:
+        used = ffi.new("uint64_t *")
+        ptr = lib.vmm_snapshot_memory(self._snap, used)
+        return memoryview(ffi.buffer(ptr, used[0]))
+
+    def state(self) -> bytes:
+        size = _check(lib.vmm_snapshot_state_size(self._snap), "state size")
+        buf = ffi.new("uint8_t[]", size)
+        _check(lib.vmm_snapshot_export_state(self._snap, buf, size), "export")
+        return ffi.buffer(buf, size)[:]
+
+    def load(self, state: bytes, pages: dict[int, bytes]) -> None:
+        """Rebuild this snapshot from saved state bytes and memory pages (a checkpoint)."""
+        _check(lib.vmm_snapshot_import_state(self._snap, state, len(state)), "import state")
+        for pfn in sorted(pages):
+            page = pages[pfn]
+            if len(page) != PAGE_SIZE:
+                raise VmmError(errno.EINVAL, f"page {pfn} is {len(page)} bytes")
+            _check(lib.vmm_snapshot_import_page(self._snap, pfn, page), f"import page {pfn}")
+
+    def digest(self) -> bytes:
+        return state_digest(self.state(), self.memory_view())
+
+
+def _kvm_error(err: int) -> KvmUnavailableError | VmmError:
+    if err == errno.ENOENT:
+        return KvmUnavailableError("/dev/kvm does not exist: this host has no KVM")
+    if err in (errno.EACCES, errno.EPERM):
+        return KvmUnavailableError(
+            "/dev/kvm is not accessible to this user (add it to the kvm group)"
+        )
+    if err in (errno.EOPNOTSUPP, errno.EPROTO):
+        return KvmUnavailableError("/dev/kvm lacks features chaosreplay needs (sync regs, API 12)")
+    return VmmError(err, f"cannot create a VM: {os.strerror(err)}")

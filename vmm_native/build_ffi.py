@@ -1,0 +1,22 @@
+"""cffi API-mode build of the C core into chaosreplay._vmm (run by setup.py's cffi_modules)."""
+
+from pathlib import Path
+
+from cffi import FFI
+
+HERE = Path(__file__).resolve().parent
+SOURCES = ["kvm_vm.c", "cpu_setup.c", "paging.c", "exit_loop.c", "snapshot.c"]
+
+ffibuilder = FFI()
+ffibuilder.cdef((HERE / "vmm_cdef.h").read_text())
+ffibuilder.set_source(
+    "chaosreplay._vmm",
+    '#include "vmm.h"',
+    sources=[str((HERE / name).relative_to(Path.cwd())) if HERE.is_relative_to(Path.cwd())
+             else str(HERE / name) for name in SOURCES],
+    include_dirs=[str(HERE)],
+    extra_compile_args=["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE"],
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

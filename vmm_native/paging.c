@@ -1,0 +1,321 @@
+/*
+ * Guest frames and user page tables.
+ *
+ * The seam for page-table updates: entries that are not present may be filled from the
+ * host at any time (the MMU has nothing cached for them). An entry that is present may be
+ * cached in shadow page tables (PVM) or the TLB (hardware KVM), so changing it from the
+ * host is not enough: the new value is also queued for the CPL0 fix-up routine, which
+ * stores it again from inside the guest before the guest runs (see exit_loop.c).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vmm_internal.h"
+
+#define PTE_SW_FRAME (1ull << 9) /* not present for the CPU, but the page keeps its frame */
+
+void *gpa_ptr(struct vmm_vm *vm, uint64_t gpa)
+{
+	return vm->mem + gpa;
+}
+
+void mark_host_dirty(struct vmm_vm *vm, uint64_t gpa, uint64_t len)
+{
+	if (len == 0)
+		return;
+	uint64_t first = gpa >> PAGE_SHIFT, last = (gpa + len - 1) >> PAGE_SHIFT;
+	for (uint64_t p = first; p <= last && p < vm->npages; p++)
+		vm->host_dirty[p / 64] |= 1ull << (p % 64);
+}
+
+int frames_init(struct frame_alloc *fa, uint32_t total)
+{
+	fa->total = total;
+	fa->high = FIRST_FRAME_PFN;
+	fa->free_count = 0;
+	fa->used = 0;
+	fa->free_stack = malloc((size_t)total * sizeof(uint32_t));
+	return fa->free_stack ? 0 : -ENOMEM;
+}
+
+void frames_fini(struct frame_alloc *fa)
+{
+	free(fa->free_stack);
+	fa->free_stack = NULL;
+}
+
+/* A zeroed frame, or 0 when guest memory is exhausted. */
+static uint32_t frame_alloc(struct vmm_vm *vm)
+{
+	struct frame_alloc *fa = &vm->frames;
+	uint32_t pfn;
+	if (fa->free_count) {
+		pfn = fa->free_stack[--fa->free_count];
+		memset(gpa_ptr(vm, (uint64_t)pfn << PAGE_SHIFT), 0, VMM_PAGE_SIZE);
+	} else if (fa->high < fa->total) {
+		pfn = fa->high++; /* never used since the last restore: already zero */
+	} else {
+		return 0;
+	}
+	fa->used++;
+	mark_host_dirty(vm, (uint64_t)pfn << PAGE_SHIFT, VMM_PAGE_SIZE);
+	return pfn;
+}
+
+static void frame_free(struct vmm_vm *vm, uint32_t pfn)
+{
+	struct frame_alloc *fa = &vm->frames;
+	fa->free_stack[fa->free_count++] = pfn;
+	fa->used--;
+}
+
+static int queue_fix(struct vmm_vm *vm, uint64_t pte_gpa, uint64_t value)
+{
+	if (vm->fix_count == vm->fix_cap) {
+		uint32_t cap = vm->fix_cap * 2;
+		uint64_t *kva = realloc(vm->fix_kva, cap * sizeof(uint64_t));
+		if (!kva)
+			return -ENOMEM;
+		vm->fix_kva = kva;
+		uint64_t *val = realloc(vm->fix_val, cap * sizeof(uint64_t));
+		if (!val)
+			return -ENOMEM;
+		vm->fix_val = val;
+		vm->fix_cap = cap;
+	}
+	vm->fix_kva[vm->fix_count] = KERNEL_BASE + pte_gpa;
+	vm->fix_val[vm->fix_count] = value;
+	vm->fix_count++;
+	return 0;
+}
+
+/* Guest-physical address of the leaf entry for va; intermediate tables are created when
+ * `create` is set. Returns 0 when the walk cannot complete. */
+static uint64_t leaf_entry(struct vmm_vm *vm, uint64_t va, bool create, int *err)
+{
+	uint64_t table = GPA_PML4;
+	for (int level = 3; level > 0; level--) {
+		uint64_t index = (va >> (12 + 9 * level)) & 511;
+		uint64_t *entry = (uint64_t *)gpa_ptr(vm, table) + index;
+		if (!(*entry & PTE_P)) {
+			if (!create)
+				return 0;
+			uint32_t pfn = frame_alloc(vm);
+			if (!pfn) {
+				*err = -ENOMEM;
+				return 0;
+			}
+			/* Filling a non-present entry: nothing is cached for it, no fix-up needed. */
+			*entry = ((uint64_t)pfn << PAGE_SHIFT) | PTE_P | PTE_RW | PTE_US | PTE_A;
+			mark_host_dirty(vm, table + index * 8, 8);
+		}
+		table = *entry & PTE_ADDR;
+	}
+	return table + ((va >> 12) & 511) * 8;
+}
+
+static uint64_t leaf_bits(int prot)
+{
+	if (!(prot & (VMM_PROT_READ | VMM_PROT_WRITE | VMM_PROT_EXEC)))
+		return PTE_SW_FRAME;
+	uint64_t bits = PTE_P | PTE_US | PTE_A | PTE_D; /* A/D preset: the MMU never writes them */
+	if (prot & VMM_PROT_WRITE)
+		bits |= PTE_RW;
+	if (!(prot & VMM_PROT_EXEC))
+		bits |= PTE_NX;
+	return bits;
+}
+
+static bool has_frame(uint64_t pte)
+{
+	return (pte & (PTE_P | PTE_SW_FRAME)) != 0;
+}
+
+/* Store a new value in a leaf entry, queuing the CPL0 re-store when it was present. */
+static int set_leaf(struct vmm_vm *vm, uint64_t pte_gpa, uint64_t value)
+{
+	uint64_t *slot = gpa_ptr(vm, pte_gpa);
+	uint64_t old = *slot;
+	if (old == value)
+		return 0;
+	*slot = value;
+	mark_host_dirty(vm, pte_gpa, 8);
+	return (old & PTE_P) ? queue_fix(vm, pte_gpa, value) : 0;
+}
+
+static int check_range(uint64_t va, uint64_t len)
+{
+	if ((va & ~PAGE_MASK) || (len & ~PAGE_MASK) || va + len < va || va + len > USER_VA_END)
+		return -EINVAL;
+	return 0;
+}
+
+int vmm_mem_map(struct vmm_vm *vm, uint64_t va, uint64_t len, int prot)
+{
+	int rc = check_range(va, len);
+	if (rc < 0)
+		return rc;
+	uint64_t bits = leaf_bits(prot);
+	for (uint64_t a = va; a < va + len; a += VMM_PAGE_SIZE) {
+		int err = 0;
+		uint64_t pte_gpa = leaf_entry(vm, a, true, &err);
+		if (!pte_gpa)
+			return err;
+		uint64_t pte = *(uint64_t *)gpa_ptr(vm, pte_gpa);
+		if (has_frame(pte)) {
+			rc = set_leaf(vm, pte_gpa, (pte & PTE_ADDR) | bits);
+		} else if (bits & PTE_P) {
+			uint32_t pfn = frame_alloc(vm);
+			if (!pfn)
+				return -ENOMEM;
+			rc = set_leaf(vm, pte_gpa, ((uint64_t)pfn << PAGE_SHIFT) | bits);
+		}
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+int vmm_mem_protect(struct vmm_vm *vm, uint64_t va, uint64_t len, int prot)
+{
+	int rc = check_range(va, len);
+	if (rc < 0)
+		return rc;
+	uint64_t bits = leaf_bits(prot);
+	for (uint64_t a = va; a < va + len; a += VMM_PAGE_SIZE) {
+		int err = 0;
+		uint64_t pte_gpa = leaf_entry(vm, a, false, &err);
+		if (!pte_gpa)
+			continue;
+		uint64_t pte = *(uint64_t *)gpa_ptr(vm, pte_gpa);
+		if (has_frame(pte)) {
+			rc = set_leaf(vm, pte_gpa, (pte & PTE_ADDR) | bits);
+			if (rc < 0)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+int vmm_mem_unmap(struct vmm_vm *vm, uint64_t va, uint64_t len)
+{
+	int rc = check_range(va, len);
+	if (rc < 0)
+		return rc;
+	for (uint64_t a = va; a < va + len; a += VMM_PAGE_SIZE) {
+		int err = 0;
+		uint64_t pte_gpa = leaf_entry(vm, a, false, &err);
+		if (!pte_gpa)
+			continue;
+		uint64_t pte = *(uint64_t *)gpa_ptr(vm, pte_gpa);
+		if (!has_frame(pte))
+			continue;
+		rc = set_leaf(vm, pte_gpa, 0);
+		if (rc < 0)
+			return rc;
+		frame_free(vm, (uint32_t)((pte & PTE_ADDR) >> PAGE_SHIFT));
+	}
+	return 0;
+}
+
+int64_t vmm_mem_count_mapped(struct vmm_vm *vm, uint64_t va, uint64_t len)
+{
+	int rc = check_range(va, len);
+	if (rc < 0)
+		return rc;
+	int64_t count = 0;
+	for (uint64_t a = va; a < va + len; a += VMM_PAGE_SIZE) {
+		int err = 0;
+		uint64_t pte_gpa = leaf_entry(vm, a, false, &err);
+		if (pte_gpa && has_frame(*(uint64_t *)gpa_ptr(vm, pte_gpa)))
+			count++;
+	}
+	return count;
+}
+
+/* Guest-physical address behind a user va, or 0 if it has no accessible page. */
+static uint64_t translate(struct vmm_vm *vm, uint64_t va, uint64_t *pte_out)
+{
+	if (va >= USER_VA_END)
+		return 0;
+	int err = 0;
+	uint64_t pte_gpa = leaf_entry(vm, va, false, &err);
+	if (!pte_gpa)
+		return 0;
+	uint64_t pte = *(uint64_t *)gpa_ptr(vm, pte_gpa);
+	if (!(pte & PTE_P))
+		return 0;
+	if (pte_out)
+		*pte_out = pte;
+	return (pte & PTE_ADDR) | (va & ~PAGE_MASK);
+}
+
+int vmm_mem_query(struct vmm_vm *vm, uint64_t va)
+{
+	uint64_t pte = 0;
+	if (!translate(vm, va, &pte))
+		return -EFAULT;
+	int prot = VMM_PROT_READ;
+	if (pte & PTE_RW)
+		prot |= VMM_PROT_WRITE;
+	if (!(pte & PTE_NX))
+		prot |= VMM_PROT_EXEC;
+	return prot;
+}
+
+int vmm_mem_read(struct vmm_vm *vm, uint64_t va, void *dst, uint64_t len)
+{
+	uint8_t *out = dst;
+	while (len) {
+		uint64_t gpa = translate(vm, va, NULL);
+		if (!gpa)
+			return -EFAULT;
+		uint64_t chunk = VMM_PAGE_SIZE - (va & ~PAGE_MASK);
+		if (chunk > len)
+			chunk = len;
+		memcpy(out, gpa_ptr(vm, gpa), chunk);
+		out += chunk;
+		va += chunk;
+		len -= chunk;
+	}
+	return 0;
+}
+
+int vmm_mem_write(struct vmm_vm *vm, uint64_t va, const void *src, uint64_t len)
+{
+	const uint8_t *in = src;
+	while (len) {
+		uint64_t gpa = translate(vm, va, NULL);
+		if (!gpa)
+			return -EFAULT;
+		uint64_t chunk = VMM_PAGE_SIZE - (va & ~PAGE_MASK);
+		if (chunk > len)
+			chunk = len;
+		memcpy(gpa_ptr(vm, gpa), in, chunk);
+		mark_host_dirty(vm, gpa, chunk);
+		in += chunk;
+		va += chunk;
+		len -= chunk;
+	}
+	return 0;
+}
+
+int64_t vmm_mem_strnlen(struct vmm_vm *vm, uint64_t va, uint64_t max)
+{
+	uint64_t n = 0;
+	while (n < max) {
+		uint64_t gpa = translate(vm, va + n, NULL);
+		if (!gpa)
+			return -EFAULT;
+		uint64_t chunk = VMM_PAGE_SIZE - ((va + n) & ~PAGE_MASK);
+		if (chunk > max - n)
+			chunk = max - n;
+		const uint8_t *p = gpa_ptr(vm, gpa);
+		const uint8_t *nul = memchr(p, 0, chunk);
+		if (nul)
+			return (int64_t)(n + (uint64_t)(nul - p));
+		n += chunk;
+	}
+	return (int64_t)max;
+}

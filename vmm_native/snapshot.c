@@ -1,0 +1,377 @@
+/*
+ * Snapshots: the guest-observable vCPU state in a canonical byte layout, plus guest memory
+ * copied into a reusable image, fully or only the pages written since.
+ *
+ * Snapshots are taken only between runs, when the guest sits at a syscall or exception
+ * boundary. There the vCPU has no pending event and everything outside the canonical state
+ * is the VMM's constant configuration (CR0/3/4, EFER, descriptor tables, syscall MSRs,
+ * XCR0), so restore re-applies that configuration and returns to user mode through an
+ * iretq frame. That path is the same on PVM and hardware KVM, so a snapshot taken on one
+ * host restores on another.
+ */
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+#include "vmm_internal.h"
+
+#define MSR_KERNEL_GS_BASE 0xc0000102u
+#define STATE_MAGIC "CRVCPU01"
+#define STATE_FIXED_BYTES 640u
+
+struct vmm_snapshot {
+	struct vmm_vm *vm;
+	uint8_t *mem;          /* image of guest memory; pages >= high are zero */
+	uint32_t high;
+	uint8_t *state;
+	uint64_t state_len;
+	uint32_t *pages;       /* pfns copied by the last take */
+	uint32_t page_count;
+	bool valid;
+};
+
+int vmm_snapshot_create(struct vmm_vm *vm, struct vmm_snapshot **out)
+{
+	struct vmm_snapshot *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->vm = vm;
+	s->mem = mmap(NULL, vm->mem_size, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	s->pages = malloc((size_t)vm->npages * sizeof(uint32_t));
+	s->state = malloc(STATE_FIXED_BYTES + (size_t)vm->npages * sizeof(uint32_t));
+	if (s->mem == MAP_FAILED || !s->pages || !s->state) {
+		if (s->mem != MAP_FAILED)
+			munmap(s->mem, vm->mem_size);
+		free(s->pages);
+		free(s->state);
+		free(s);
+		return -ENOMEM;
+	}
+	*out = s;
+	return 0;
+}
+
+void vmm_snapshot_destroy(struct vmm_snapshot *snap)
+{
+	if (!snap)
+		return;
+	if (snap->vm && snap->vm->base == snap)
+		snap->vm->base = NULL;
+	munmap(snap->mem, snap->vm->mem_size);
+	free(snap->pages);
+	free(snap->state);
+	free(snap);
+}
+
+static void put(uint8_t **p, const void *v, size_t n)
+{
+	memcpy(*p, v, n);
+	*p += n;
+}
+
+static void put64(uint8_t **p, uint64_t v) { put(p, &v, 8); }
+
+static void get(const uint8_t **p, void *v, size_t n)
+{
+	memcpy(v, *p, n);
+	*p += n;
+}
+
+static uint64_t get64(const uint8_t **p)
+{
+	uint64_t v;
+	get(p, &v, 8);
+	return v;
+}
+
+int64_t vmm_vm_state_size(const struct vmm_vm *vm)
+{
+	return STATE_FIXED_BYTES + (int64_t)vm->frames.free_count * 4;
+}
+
+int vmm_vm_export_state(struct vmm_vm *vm, uint8_t *buf, uint64_t len)
+{
+	if (len < (uint64_t)vmm_vm_state_size(vm))
+		return -ENOSPC;
+	struct kvm_sregs sregs;
+	struct kvm_fpu fpu;
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry e;
+	} msr = {.hdr.nmsrs = 1, .e.index = MSR_KERNEL_GS_BASE};
+	struct kvm_vcpu_events events;
+	if (ioctl(vm->vcpu_fd, KVM_GET_SREGS, &sregs) < 0 ||
+	    ioctl(vm->vcpu_fd, KVM_GET_FPU, &fpu) < 0 ||
+	    ioctl(vm->vcpu_fd, KVM_GET_VCPU_EVENTS, &events) < 0)
+		return -errno;
+	if (ioctl(vm->vcpu_fd, KVM_GET_MSRS, &msr) != 1)
+		return -EIO;
+	/* At a run boundary nothing may be in flight; a snapshot could not carry it. */
+	if (events.exception.injected || events.exception.pending || events.interrupt.injected ||
+	    events.nmi.injected || events.nmi.pending)
+		return -EBUSY;
+
+	const struct kvm_regs *r = vmm_vcpu_regs(vm);
+	uint8_t *p = buf;
+	put(&p, STATE_MAGIC, 8);
+	const uint64_t gprs[18] = {r->rax, r->rbx, r->rcx, r->rdx, r->rsi, r->rdi,
+				   r->rsp, r->rbp, r->r8,  r->r9,  r->r10, r->r11,
+				   r->r12, r->r13, r->r14, r->r15, r->rip, r->rflags};
+	put(&p, gprs, sizeof(gprs));
+	put64(&p, sregs.fs.base);
+	put64(&p, sregs.gs.base);
+	put64(&p, msr.e.data);
+	put64(&p, fpu.fcw);
+	put64(&p, fpu.fsw);
+	put64(&p, fpu.ftwx);
+	put64(&p, fpu.last_opcode);
+	put64(&p, fpu.last_ip);
+	put64(&p, fpu.last_dp);
+	put64(&p, fpu.mxcsr);
+	put(&p, fpu.fpr, sizeof(fpu.fpr));
+	put(&p, fpu.xmm, sizeof(fpu.xmm));
+	uint32_t alloc[4] = {vm->frames.high, vm->frames.used, vm->frames.free_count, 0};
+	put(&p, alloc, sizeof(alloc));
+	memset(p, 0, STATE_FIXED_BYTES - (size_t)(p - buf));
+	p = buf + STATE_FIXED_BYTES;
+	put(&p, vm->frames.free_stack, (size_t)vm->frames.free_count * 4);
+	return 0;
+}
+
+/* Load canonical state into the live vCPU and allocator. */
+static int import_state(struct vmm_vm *vm, const uint8_t *buf, uint64_t len)
+{
+	if (len < STATE_FIXED_BYTES || memcmp(buf, STATE_MAGIC, 8) != 0)
+		return -EINVAL;
+	const uint8_t *p = buf + 8;
+	uint64_t gprs[18];
+	get(&p, gprs, sizeof(gprs));
+	uint64_t fs_base = get64(&p), gs_base = get64(&p), kgs_base = get64(&p);
+	struct kvm_fpu fpu = {0};
+	fpu.fcw = (uint16_t)get64(&p);
+	fpu.fsw = (uint16_t)get64(&p);
+	fpu.ftwx = (uint8_t)get64(&p);
+	fpu.last_opcode = (uint16_t)get64(&p);
+	fpu.last_ip = get64(&p);
+	fpu.last_dp = get64(&p);
+	fpu.mxcsr = (uint32_t)get64(&p);
+	get(&p, fpu.fpr, sizeof(fpu.fpr));
+	get(&p, fpu.xmm, sizeof(fpu.xmm));
+	uint32_t alloc[4];
+	get(&p, alloc, sizeof(alloc));
+	if (alloc[0] < FIRST_FRAME_PFN || alloc[0] > vm->npages || alloc[2] > vm->npages ||
+	    len < STATE_FIXED_BYTES + (uint64_t)alloc[2] * 4)
+		return -EINVAL;
+
+	struct kvm_sregs sregs;
+	if (ioctl(vm->vcpu_fd, KVM_GET_SREGS, &sregs) < 0)
+		return -errno;
+	sregs.fs.base = fs_base;
+	sregs.gs.base = gs_base;
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry e;
+	} msr = {.hdr.nmsrs = 1, .e = {.index = MSR_KERNEL_GS_BASE, .data = kgs_base}};
+	struct kvm_vcpu_events events = {0};
+	struct kvm_xcrs xcrs = {.nr_xcrs = 1, .xcrs = {{.xcr = 0, .value = 0x3}}};
+	if (ioctl(vm->vcpu_fd, KVM_SET_SREGS, &sregs) < 0 ||
+	    ioctl(vm->vcpu_fd, KVM_SET_XCRS, &xcrs) < 0 ||
+	    ioctl(vm->vcpu_fd, KVM_SET_FPU, &fpu) < 0 ||
+	    ioctl(vm->vcpu_fd, KVM_SET_VCPU_EVENTS, &events) < 0)
+		return -errno;
+	if (ioctl(vm->vcpu_fd, KVM_SET_MSRS, &msr) != 1)
+		return -EIO;
+
+	vm->frames.high = alloc[0];
+	vm->frames.used = alloc[1];
+	vm->frames.free_count = alloc[2];
+	memcpy(vm->frames.free_stack, buf + STATE_FIXED_BYTES, (size_t)alloc[2] * 4);
+
+	/* Resume through an iretq frame at the top of the IST stack, as at program start. */
+	int rc = vmm_vcpu_start_user(vm, gprs[16], gprs[6]);
+	if (rc < 0)
+		return rc;
+	struct kvm_regs *r = vmm_vcpu_regs(vm);
+	r->rax = gprs[0], r->rbx = gprs[1], r->rcx = gprs[2], r->rdx = gprs[3];
+	r->rsi = gprs[4], r->rdi = gprs[5], r->rsp = gprs[6], r->rbp = gprs[7];
+	r->r8 = gprs[8], r->r9 = gprs[9], r->r10 = gprs[10], r->r11 = gprs[11];
+	r->r12 = gprs[12], r->r13 = gprs[13], r->r14 = gprs[14], r->r15 = gprs[15];
+	r->rip = gprs[16], r->rflags = gprs[17];
+	return 0;
+}
+
+/* Pages written since the last take/restore: KVM's log (guest writes) + the host's own. */
+static int collect_dirty(struct vmm_vm *vm)
+{
+	size_t words = (vm->npages + 63) / 64;
+	struct kvm_dirty_log log = {.slot = 0, .dirty_bitmap = vm->kvm_dirty};
+	memset(vm->kvm_dirty, 0, words * 8);
+	if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
+		return -errno;
+	for (size_t i = 0; i < words; i++) {
+		vm->kvm_dirty[i] |= vm->host_dirty[i];
+		vm->host_dirty[i] = 0;
+	}
+	return 0;
+}
+
+static void copy_page(uint8_t *dst, const uint8_t *src, uint32_t pfn)
+{
+	size_t off = (size_t)pfn << PAGE_SHIFT;
+	memcpy(dst + off, src + off, VMM_PAGE_SIZE);
+}
+
+int64_t vmm_snapshot_take(struct vmm_vm *vm, struct vmm_snapshot *snap, int incremental)
+{
+	if (!vm || !snap || snap->vm != vm)
+		return -EINVAL;
+	int rc = vmm_vm_export_state(vm, snap->state, STATE_FIXED_BYTES + (uint64_t)vm->npages * 4);
+	if (rc < 0)
+		return rc;
+	snap->state_len = (uint64_t)vmm_vm_state_size(vm);
+	rc = collect_dirty(vm);
+	if (rc < 0)
+		return rc;
+
+	uint32_t high = vm->frames.high;
+	uint32_t n = 0;
+	if (incremental && vm->base == snap && snap->valid) {
+		for (uint32_t w = 0; w < (high + 63) / 64; w++) {
+			uint64_t bits = vm->kvm_dirty[w];
+			while (bits) {
+				uint32_t pfn = w * 64 + (uint32_t)__builtin_ctzll(bits);
+				bits &= bits - 1;
+				if (pfn >= high)
+					break;
+				copy_page(snap->mem, vm->mem, pfn);
+				snap->pages[n++] = pfn;
+			}
+		}
+	} else {
+		memcpy(snap->mem, vm->mem, (size_t)high << PAGE_SHIFT);
+		if (snap->high > high)
+			memset(snap->mem + ((size_t)high << PAGE_SHIFT), 0,
+			       (size_t)(snap->high - high) << PAGE_SHIFT);
+		for (uint32_t pfn = 0; pfn < high; pfn++)
+			snap->pages[n++] = pfn;
+	}
+	snap->page_count = n;
+	snap->high = high;
+	snap->valid = true;
+	vm->base = snap;
+	return n;
+}
+
+int64_t vmm_snapshot_restore(struct vmm_vm *vm, struct vmm_snapshot *snap)
+{
+	if (!vm || !snap || snap->vm != vm || !snap->valid)
+		return -EINVAL;
+	int rc = collect_dirty(vm);
+	if (rc < 0)
+		return rc;
+	uint32_t live_high = vm->frames.high;
+	uint32_t n = 0;
+	if (vm->base == snap) {
+		uint32_t limit = live_high > snap->high ? live_high : snap->high;
+		for (uint32_t w = 0; w < (limit + 63) / 64; w++) {
+			uint64_t bits = vm->kvm_dirty[w];
+			while (bits) {
+				uint32_t pfn = w * 64 + (uint32_t)__builtin_ctzll(bits);
+				bits &= bits - 1;
+				if (pfn >= limit)
+					break;
+				copy_page(vm->mem, snap->mem, pfn);
+				n++;
+			}
+		}
+	} else {
+		memcpy(vm->mem, snap->mem, (size_t)snap->high << PAGE_SHIFT);
+		if (live_high > snap->high)
+			memset(vm->mem + ((size_t)snap->high << PAGE_SHIFT), 0,
+			       (size_t)(live_high - snap->high) << PAGE_SHIFT);
+		n = snap->high;
+	}
+	rc = import_state(vm, snap->state, snap->state_len);
+	if (rc < 0)
+		return rc;
+	/* Host writes to page tables are invisible to shadow paging: drop every cached
+	 * translation by re-creating the memslot (this also starts a clean dirty log). */
+	rc = vmm_memslot_set(vm, false);
+	if (rc == 0)
+		rc = vmm_memslot_set(vm, true);
+	if (rc < 0)
+		return rc;
+	memset(vm->host_dirty, 0, ((vm->npages + 63) / 64) * 8);
+	vm->fix_count = 0;
+	vm->base = snap;
+	return n;
+}
+
+int64_t vmm_snapshot_last_pages(const struct vmm_snapshot *snap, const uint32_t **pfns)
+{
+	*pfns = snap->pages;
+	return snap->page_count;
+}
+
+const uint8_t *vmm_snapshot_memory(const struct vmm_snapshot *snap, uint64_t *used_bytes)
+{
+	if (used_bytes)
+		*used_bytes = (uint64_t)snap->high << PAGE_SHIFT;
+	return snap->mem;
+}
+
+int64_t vmm_snapshot_state_size(const struct vmm_snapshot *snap)
+{
+	return snap->valid ? (int64_t)snap->state_len : -ENODATA;
+}
+
+int vmm_snapshot_export_state(const struct vmm_snapshot *snap, uint8_t *buf, uint64_t len)
+{
+	if (!snap->valid)
+		return -ENODATA;
+	if (len < snap->state_len)
+		return -ENOSPC;
+	memcpy(buf, snap->state, snap->state_len);
+	return 0;
+}
+
+int vmm_snapshot_import_state(struct vmm_snapshot *snap, const uint8_t *buf, uint64_t len)
+{
+	struct vmm_vm *vm = snap->vm;
+	if (len < STATE_FIXED_BYTES || len > STATE_FIXED_BYTES + (uint64_t)vm->npages * 4 ||
+	    memcmp(buf, STATE_MAGIC, 8) != 0)
+		return -EINVAL;
+	uint32_t alloc[4];
+	memcpy(alloc, buf + 8 + 18 * 8 + 10 * 8 + 128 + 256, sizeof(alloc));
+	if (alloc[0] < FIRST_FRAME_PFN || alloc[0] > vm->npages ||
+	    len != STATE_FIXED_BYTES + (uint64_t)alloc[2] * 4)
+		return -EINVAL;
+	/* The image is rebuilt page by page next, starting from zero. */
+	memset(snap->mem, 0, (size_t)snap->high << PAGE_SHIFT);
+	memcpy(snap->state, buf, len);
+	snap->state_len = len;
+	snap->high = alloc[0];
+	snap->page_count = 0;
+	snap->valid = true;
+	if (vm->base == snap)
+		vm->base = NULL;
+	return 0;
+}
+
+int vmm_snapshot_import_page(struct vmm_snapshot *snap, uint32_t pfn, const uint8_t *page)
+{
+	if (!snap->valid || pfn >= snap->high)
+		return -EINVAL;
+	memcpy(snap->mem + ((size_t)pfn << PAGE_SHIFT), page, VMM_PAGE_SIZE);
+	return 0;
+}
+
+void vmm_vm_scratch_range(uint64_t *gpa_start, uint64_t *gpa_end)
+{
+	*gpa_start = GPA_IST_STACK;
+	*gpa_end = GPA_FIXOPS + FIXOPS_BYTES;
+}

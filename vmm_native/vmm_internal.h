@@ -1,0 +1,137 @@
+/*
+ * Internal layout and state of a vmm_vm, shared by the core's .c files only.
+ *
+ * Guest physical memory is one memslot. The first 1 MiB holds the VMM's "kernel": GDT,
+ * IDT, TSS with its I/O bitmap, CPL0 stubs, the user-visible syscall entry page, the IST
+ * stack, the page-table update list and the fixed page-table pages. Frames for user pages
+ * and user page tables are allocated above it. The kernel half of the address space maps
+ * all guest physical memory at KERNEL_BASE (supervisor only), and the entry page is mapped
+ * user-accessible at ENTRY_VA, like Linux's vsyscall page, so the user half stays free.
+ */
+#ifndef VMM_INTERNAL_H
+#define VMM_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmm.h"
+
+#define PAGE_SHIFT 12
+#define PAGE_MASK (~(uint64_t)(VMM_PAGE_SIZE - 1))
+
+/* Guest physical layout of the system area. */
+#define GPA_GDT 0x1000ull
+#define GPA_IDT 0x2000ull
+#define GPA_TSS 0x3000ull         /* 104-byte TSS, then the 8 KiB I/O bitmap */
+#define GPA_STUBS 0x6000ull       /* CPL0 code */
+#define GPA_ENTRY 0x7000ull       /* user-visible syscall entry page */
+#define GPA_IST_STACK 0x8000ull   /* 32 KiB kernel stack for every vector (IST1) */
+#define IST_STACK_TOP 0x10000ull
+#define GPA_FIXOPS 0x10000ull     /* page-table store list: count, then (kva, value) pairs */
+#define FIXOPS_BYTES 0x10000ull
+#define FIXOPS_MAX ((FIXOPS_BYTES - 8) / 16)
+#define GPA_PML4 0x20000ull
+#define GPA_DIRECT_PDPT 0x21000ull
+#define GPA_DIRECT_PD 0x22000ull  /* one PD page per GiB of guest memory */
+#define DIRECT_MAX_GIB 16u
+#define GPA_ENTRY_PDPT 0x32000ull
+#define GPA_ENTRY_PD 0x33000ull
+#define GPA_ENTRY_PT 0x34000ull
+#define FIRST_FRAME_PFN 0x100u    /* frames for user pages start at 1 MiB */
+
+#define KERNEL_BASE 0xffff800000000000ull
+#define ENTRY_VA 0xffffffffff600000ull
+#define USER_VA_END 0x0000800000000000ull
+
+/* Offsets inside the entry page (user code) and the stubs page (CPL0 code). */
+#define ENTRY_OFF_SYSCALL 0x0   /* out 0xE0, al ; o64 sysret (the sysret runs on hardware KVM only) */
+#define ENTRY_OFF_SYSRET 0x2
+#define ENTRY_OFF_FIXUP 0x10    /* ud2: reach CPL0 to run the page-table update list (PVM
+				 * turns `int n` from CPL3 into #UD, exceptions do arrive) */
+#define STUBS_OFF_VECTORS 0x0   /* 16 bytes per exception vector 0..31: out (0x80+v), al */
+#define STUB_SIZE 16
+#define STUBS_OFF_IRETQ 0x200
+#define STUBS_OFF_FIXUP 0x210
+
+/* I/O ports the guest uses to reach the VMM. */
+#define PORT_SYSCALL 0xE0
+#define PORT_FIXUP_DONE 0xE2
+#define PORT_VECTOR_BASE 0x80
+#define UD_VECTOR 6
+
+/* GDT selectors, Linux-compatible so sysret's STAR arithmetic works. */
+#define SEL_KERNEL_CS 0x10
+#define SEL_KERNEL_DS 0x18
+#define SEL_USER_DS 0x2b
+#define SEL_USER_CS 0x33
+#define SEL_TSS 0x40
+
+/* Page-table entry bits. */
+#define PTE_P (1ull << 0)
+#define PTE_RW (1ull << 1)
+#define PTE_US (1ull << 2)
+#define PTE_A (1ull << 5)
+#define PTE_D (1ull << 6)
+#define PTE_PS (1ull << 7)
+#define PTE_NX (1ull << 63)
+#define PTE_ADDR 0x000ffffffffff000ull
+
+/* How the next vmm_vcpu_run resumes the guest. */
+enum resume_kind {
+	RESUME_NONE = 0,     /* not started */
+	RESUME_SYSCALL = 1,  /* after a syscall exit */
+	RESUME_FRAME = 2,    /* iretq through the frame at frame_addr (exceptions, start) */
+};
+
+struct frame_alloc {
+	uint32_t total;      /* frames in guest memory */
+	uint32_t high;       /* next never-used frame: all frames >= high are zero */
+	uint32_t free_count; /* LIFO stack of freed frames, so reuse order is deterministic */
+	uint32_t *free_stack;
+	uint32_t used;
+};
+
+struct vmm_vm {
+	int kvm_fd;
+	int vm_fd;
+	int vcpu_fd;
+	struct kvm_run *run;
+	size_t run_size;
+	uint8_t *mem;
+	uint64_t mem_size;
+	uint32_t npages;
+	int xsave_size;
+
+	struct frame_alloc frames;
+	uint64_t *host_dirty;   /* pages the VMM wrote from the host side (KVM does not log those) */
+	uint64_t *kvm_dirty;    /* scratch for KVM_GET_DIRTY_LOG */
+
+	/* Page-table entries to re-store from CPL0 before the guest runs again. */
+	uint64_t *fix_kva;
+	uint64_t *fix_val;
+	uint32_t fix_count;
+	uint32_t fix_cap;
+
+	enum resume_kind resume;
+	uint64_t frame_addr;    /* kernel VA of the iretq frame's RIP slot (RESUME_FRAME) */
+	bool syscall_at_cpl0;   /* hardware KVM: syscall enters CPL0; PVM: it stays at CPL3 */
+	bool syscall_mode_known;
+
+	struct vmm_snapshot *base;  /* snapshot whose image matches memory minus dirty pages */
+	struct vmm_stats stats;
+};
+
+/* cpu_setup.c */
+int vmm_setup_system_area(struct vmm_vm *vm);
+int vmm_setup_vcpu(struct vmm_vm *vm);
+
+/* paging.c */
+int frames_init(struct frame_alloc *fa, uint32_t total);
+void frames_fini(struct frame_alloc *fa);
+void mark_host_dirty(struct vmm_vm *vm, uint64_t gpa, uint64_t len);
+void *gpa_ptr(struct vmm_vm *vm, uint64_t gpa);
+
+/* kvm_vm.c */
+int vmm_memslot_set(struct vmm_vm *vm, bool present);
+
+#endif
