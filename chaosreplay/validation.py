@@ -180,7 +180,8 @@ def expect_ticks(value: Any, at: KeyPath, *, minimum: int = 0) -> int:
     if isinstance(value, str):
         ns = parse_duration_ns(value)
         if ns is None:
-            at.fail(f'expected an integer tick (ms) or a duration like "60s", got {show(value)}')
+            at.fail(f'expected a non-negative integer tick or a duration like "2s", '
+                    f"got {show(value)}")
         if ns % NS_PER_TICK:
             at.fail(f"expected a whole number of ticks (1 ms each), got {show(value)}")
         value = ns // NS_PER_TICK
