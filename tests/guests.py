@@ -62,3 +62,19 @@ def guest_path(libc: str, name: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"no guest program {libc}/{name} in {BUILD_DIR}")
     return path
+
+
+def compile_with_sdk(source_text: str, directory: Path, name: str) -> Path:
+    """Build a C99 program against the SDK header with gcc (strict warnings); its path.
+
+    Raises FileNotFoundError when gcc is missing, so callers can skip.
+    """
+    source = directory / f"{name}.c"
+    source.write_text(source_text)
+    binary = directory / name
+    subprocess.run(
+        ["gcc", "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror",
+         f"-I{GUEST_DIR / 'include'}", "-o", str(binary), str(source)],
+        check=True,
+    )  # fmt: skip
+    return binary

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from guests import compile_with_sdk
 
 from chaosreplay import sdk_abi
 from chaosreplay.sdk_abi import AssertKind, fnv1a64
@@ -75,31 +76,16 @@ def test_is_sdk_syscall_covers_exactly_the_range() -> None:
 
 def test_header_hash_equals_python_hash(tmp_path: Path) -> None:
     """cr_fnv1a64 in C and fnv1a64 in Python give the same assertion ids."""
-    if subprocess.run(["sh", "-c", "command -v gcc"], capture_output=True).returncode:
-        pytest.skip("gcc is not installed")
-    source = tmp_path / "hash.c"
-    source.write_text(
+    program = (
         '#include <inttypes.h>\n#include "chaosreplay.h"\n'
         "int main(int argc, char **argv) {\n"
         '    for (int i = 1; i < argc; i++) printf("%" PRIu64 "\\n", cr_fnv1a64(argv[i]));\n'
         "    return 0;\n}\n"
     )
-    binary = tmp_path / "hash"
-    subprocess.run(
-        [
-            "gcc",
-            "-std=c99",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-pedantic",
-            f"-I{HEADER.parent}",
-            "-o",
-            str(binary),
-            str(source),
-        ],
-        check=True,
-    )
+    try:
+        binary = compile_with_sdk(program, tmp_path, "hash")
+    except FileNotFoundError:
+        pytest.skip("gcc is not installed")
     messages = ["node id is within the node count", "", "ünïcode ✓"]
     out = subprocess.run([str(binary), *messages], capture_output=True, text=True, check=True)
     assert [int(x) for x in out.stdout.split()] == [fnv1a64(m.encode()) for m in messages]

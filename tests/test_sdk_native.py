@@ -8,8 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-HEADER_DIR = Path(__file__).resolve().parent.parent / "guest" / "include"
+from guests import compile_with_sdk
 
 FALLBACK_PROGRAM = r"""
 #include <stdio.h>
@@ -41,30 +40,10 @@ int main(void)
 @pytest.fixture(scope="module")
 def fallback_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The program above, built with gcc against the SDK header."""
-    directory = tmp_path_factory.mktemp("sdk")
-    source = directory / "fallback.c"
-    source.write_text(FALLBACK_PROGRAM)
-    binary = directory / "fallback"
     try:
-        subprocess.run(
-            [
-                "gcc",
-                "-std=c99",
-                "-Wall",
-                "-Wextra",
-                "-Werror",
-                f"-I{HEADER_DIR}",
-                "-o",
-                str(binary),
-                str(source),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
+        return compile_with_sdk(FALLBACK_PROGRAM, tmp_path_factory.mktemp("sdk"), "fallback")
     except FileNotFoundError:
         pytest.skip("gcc is not installed")
-    return binary
 
 
 def _run(binary: Path, **env: str) -> subprocess.CompletedProcess[str]:
