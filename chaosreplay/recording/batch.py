@@ -19,8 +19,10 @@ from chaosreplay.errors import RecordingError
 from chaosreplay.recording.format import packb, unpackb
 from chaosreplay.recording.model import Event
 
-# One pending event as the writer keeps it: (tick, vtime_ns, node, kind, fields).
-PendingEvent = tuple[int, int, int, str, dict[str, Any]]
+# The writer keeps pending events flat: tick, vtime_ns, node, kind, fields, tick, ...
+# One list of plain items (rather than a tuple per event) means appending allocates no
+# object that outlives the call, so queued events do not trigger garbage collections.
+FIELDS_PER_EVENT = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,25 +37,26 @@ class BatchSummary:
     nodes: dict[int, int]  # events per node, ascending node
 
 
-def encode_batch(first_seq: int, batch: list[PendingEvent]) -> tuple[bytes, BatchSummary]:
-    """msgpack body of an EVENTS frame for `batch`, plus its index summary."""
-    ticks, vtimes, nodes, kinds, fields = zip(*batch, strict=True)
+def encode_batch(first_seq: int, flat: list[Any]) -> tuple[bytes, BatchSummary]:
+    """msgpack body of an EVENTS frame for the flat pending list, plus its index summary."""
+    ticks, vtimes, nodes, kinds, fields = (flat[i::FIELDS_PER_EVENT]
+                                           for i in range(FIELDS_PER_EVENT))
     _check_types(first_seq, ticks, vtimes, nodes, kinds, fields)
     names = list(dict.fromkeys(kinds))
     position = {name: i for i, name in enumerate(names)}
     body = [
         first_seq,
-        list(map(sub, ticks, (0, *ticks[:-1]))),
-        list(map(sub, vtimes, (0, *vtimes[:-1]))),
-        list(nodes),
+        list(map(sub, ticks, [0, *ticks[:-1]])),
+        list(map(sub, vtimes, [0, *vtimes[:-1]])),
+        nodes,
         names,
         list(map(position.__getitem__, kinds)),
-        list(fields),
+        fields,
     ]
     try:
         raw = packb(body)
     except (TypeError, ValueError, OverflowError):
-        raise ValueError(_find_unpackable(first_seq, batch)) from None
+        raise ValueError(_find_unpackable(first_seq, flat)) from None
     return raw, summarize(first_seq, ticks, nodes, kinds)
 
 
@@ -71,8 +74,8 @@ def summarize(first_seq: int, ticks: Sequence[int], nodes: Sequence[int],
     )
 
 
-def _check_types(first_seq: int, ticks: tuple, vtimes: tuple, nodes: tuple, kinds: tuple,
-                 fields: tuple) -> None:
+def _check_types(first_seq: int, ticks: list, vtimes: list, nodes: list, kinds: list,
+                 fields: list) -> None:
     """Reject wrongly typed columns with a message naming the first bad event."""
     checks = ((ticks, "tick", int), (vtimes, "vtime_ns", int), (nodes, "node", int),
               (kinds, "kind", str), (fields, "fields", dict))
@@ -87,13 +90,14 @@ def _check_types(first_seq: int, ticks: tuple, vtimes: tuple, nodes: tuple, kind
         raise ValueError(f"events from seq {first_seq}: tick, vtime_ns >= 0 and node >= -1")
 
 
-def _find_unpackable(first_seq: int, batch: list[PendingEvent]) -> str:
+def _find_unpackable(first_seq: int, flat: list[Any]) -> str:
     """Name the first event of a batch that msgpack cannot encode, and why."""
-    for i, event in enumerate(batch):
+    for i in range(0, len(flat), FIELDS_PER_EVENT):
         try:
-            packb(list(event))
+            packb(flat[i:i + FIELDS_PER_EVENT])
         except (TypeError, ValueError, OverflowError) as exc:
-            return f"event seq {first_seq + i} ({event[3]}): not msgpack-serialisable: {exc}"
+            seq = first_seq + i // FIELDS_PER_EVENT
+            return f"event seq {seq} ({flat[i + 3]}): not msgpack-serialisable: {exc}"
     return f"events from seq {first_seq}: batch not msgpack-serialisable"
 
 

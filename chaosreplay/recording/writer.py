@@ -17,7 +17,7 @@ from typing import Any
 
 import zstandard
 
-from chaosreplay.recording.batch import PendingEvent, encode_batch
+from chaosreplay.recording.batch import FIELDS_PER_EVENT, encode_batch
 from chaosreplay.recording.checkpoint import PageStore, encode_checkpoint
 from chaosreplay.recording.format import (
     MANIFEST_CONTAINERS,
@@ -36,6 +36,9 @@ from chaosreplay.recording.model import CheckpointInfo
 
 class RecordingWriter:
     """Writes one recording; use as a context manager or call close()."""
+
+    __slots__ = ("_batch", "_batch_seq", "_closed", "_compressor", "_file", "_flush_items",
+                 "_flush_ticks", "_hi", "_index", "_lo", "_pages", "offset", "path")
 
     def __init__(
         self,
@@ -56,16 +59,16 @@ class RecordingWriter:
         body = packb({"manifest": manifest, "host": host})
         unpackb(body, "manifest", max_containers=MANIFEST_CONTAINERS)  # readable by readers
         self.path = os.fspath(path)
-        self._flush_events = flush_every_events
+        self._flush_items = flush_every_events * FIELDS_PER_EVENT
         self._flush_ticks = flush_every_ticks
         # threads=0 (the default) keeps zstd output a pure function of the input and level.
         self._compressor = zstandard.ZstdCompressor(level=level)
         self._index = RecordingIndex()
         self._pages = PageStore()
-        self._batch: list[PendingEvent] = []
-        self._batch_first_tick = 0
-        self._last_tick = 0
-        self._next_seq = 0
+        self._batch: list[Any] = []  # flat: see batch.FIELDS_PER_EVENT
+        self._batch_seq = 0  # seq of the first pending event
+        self._lo = 0  # tick of the last event: the next may not be smaller
+        self._hi = -1  # end of the current batch's tick window (-1: no batch open)
         self._closed = False
         self._file = open(self.path, "wb", buffering=0)  # noqa: SIM115 - lives with self
         self.offset = 0
@@ -77,28 +80,34 @@ class RecordingWriter:
     def append(self, tick: int, vtime_ns: int, node: int, kind: str,
                fields: dict[str, Any]) -> int:
         """Queue one event and return its sequence number (hot path: no I/O per event)."""
-        if self._closed:
-            raise ValueError("append to a closed RecordingWriter")
-        if tick < self._last_tick:
-            raise ValueError(f"tick {tick} is before the previous event's tick {self._last_tick}")
+        # One chained comparison guards the common case; everything rarer (first event of
+        # a batch, tick interval reached, tick going back, writer closed) is in _admit.
+        if not self._lo <= tick < self._hi:
+            self._admit(tick)
+        self._lo = tick
         batch = self._batch
-        if not batch:
-            self._batch_first_tick = tick
-        elif tick - self._batch_first_tick >= self._flush_ticks:
-            self.flush()
-            self._batch_first_tick = tick
-        batch.append((tick, vtime_ns, node, kind, fields))
-        self._last_tick = tick
-        seq = self._next_seq
-        self._next_seq = seq + 1
-        if len(batch) >= self._flush_events:
+        batch += (tick, vtime_ns, node, kind, fields)
+        n = len(batch)
+        seq = self._batch_seq + n // FIELDS_PER_EVENT - 1
+        if n >= self._flush_items:
             self.flush()
         return seq
+
+    def _admit(self, tick: int) -> None:
+        """The slow path of append: check the tick, flush on the tick interval."""
+        if self._closed:
+            raise ValueError("append to a closed RecordingWriter")
+        if tick < self._lo:
+            raise ValueError(f"tick {tick} is before {self._lo}: ticks start at 0 and never "
+                             "decrease")
+        if self._batch:
+            self.flush()
+        self._hi = tick + self._flush_ticks
 
     @property
     def event_count(self) -> int:
         """Events appended so far (written or pending)."""
-        return self._next_seq
+        return self._batch_seq + len(self._batch) // FIELDS_PER_EVENT
 
     def flush(self) -> None:
         """Write the pending batch as EVENTS frames now."""
@@ -106,26 +115,27 @@ class RecordingWriter:
             return
         if self._closed:
             raise ValueError("flush of a closed RecordingWriter")
-        first_seq = self._next_seq - len(self._batch)
         try:
-            self._write_batch(first_seq, self._batch)
+            self._write_batch(self._batch_seq, self._batch)
         except ValueError:
             # An unencodable event is a caller bug; stop here rather than renumber events.
             # The frames already written stay readable, and no footer marks it complete.
             self._abandon()
             raise
+        self._batch_seq += len(self._batch) // FIELDS_PER_EVENT
         self._batch.clear()
+        self._hi = -1  # the next event starts a new batch (and its tick window)
 
-    def _write_batch(self, first_seq: int, batch: list[PendingEvent]) -> None:
-        """Encode and write a batch, halving it until each frame fits the size limit."""
+    def _write_batch(self, first_seq: int, batch: list[Any]) -> None:
+        """Encode and write a (flat) batch, halving it until each frame fits the limit."""
         raw, summary = encode_batch(first_seq, batch)
         if len(raw) > MAX_RAW[FrameKind.EVENTS]:
-            if len(batch) == 1:
+            if len(batch) == FIELDS_PER_EVENT:
                 raise ValueError(f"event seq {first_seq} encodes to {len(raw)} bytes, over the "
                                  f"{MAX_RAW[FrameKind.EVENTS]}-byte frame limit")
-            half = len(batch) // 2
-            self._write_batch(first_seq, batch[:half])
-            self._write_batch(first_seq + half, batch[half:])
+            half = len(batch) // FIELDS_PER_EVENT // 2
+            self._write_batch(first_seq, batch[:half * FIELDS_PER_EVENT])
+            self._write_batch(first_seq + half, batch[half * FIELDS_PER_EVENT:])
             return
         offset, _ = self._write_frame(FrameKind.EVENTS, raw)
         self._index.add_batch(offset, summary)
@@ -145,8 +155,9 @@ class RecordingWriter:
         if self._closed:
             raise ValueError("add_checkpoint on a closed RecordingWriter")
         done = self._index.checkpoints
-        if type(tick) is not int or type(seq) is not int or not 0 <= seq <= self._next_seq:
-            raise ValueError(f"checkpoint seq {seq!r} must be an int in [0, {self._next_seq}]")
+        count = self.event_count
+        if type(tick) is not int or type(seq) is not int or not 0 <= seq <= count:
+            raise ValueError(f"checkpoint seq {seq!r} must be an int in [0, {count}]")
         if done and (tick < done[-1].tick or seq < done[-1].seq):
             raise ValueError(f"checkpoint (tick {tick}, seq {seq}) goes back before "
                              f"checkpoint {done[-1].index} (tick {done[-1].tick}, "
@@ -198,13 +209,15 @@ class RecordingWriter:
         self.flush()
         body = self._index.encode(summary)
         offset, _ = self._write_frame(FrameKind.INDEX, body)
-        self._write_all(pack_trailer(offset, self._next_seq))
+        self._write_all(pack_trailer(offset, self._batch_seq))
         self._closed = True
+        self._hi = -1
         self._file.close()
 
     def _abandon(self) -> None:
         """Close the file without a footer: readers will see an unfinished recording."""
         self._closed = True
+        self._hi = -1
         self._file.close()
 
     def __enter__(self) -> RecordingWriter:
