@@ -32,6 +32,7 @@ Unpatchable. A site cannot be patched safely, and the program is refused, when:
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import enum
 import re
 from dataclasses import dataclass, field
@@ -249,7 +250,7 @@ def _judge(image: ProgramImage, hit: int, regions: list[_Region]) -> list[Site]:
 def _with_problem(site: Site, reason: str) -> Site:
     if site.problem is not None:
         return site
-    return Site(**{**site.__dict__, "problem": reason})
+    return dataclasses.replace(site, problem=reason)
 
 
 def _guess_kind(image: ProgramImage, hit: int) -> tuple[Kind, bytes]:
