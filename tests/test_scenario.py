@@ -1,0 +1,240 @@
+"""Scenario files: defaults, units, every error naming its key, round-trip, docs in step."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+
+from chaosreplay.errors import ConfigError
+from chaosreplay.fabric import LinkParams
+from chaosreplay.fault_model import KIND_SPECS, FaultKind
+from chaosreplay.scenario import (
+    DEMO_PROGRAM,
+    NodeGroup,
+    Scenario,
+    documented_keys,
+    load_scenario,
+    loads_scenario,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = (ROOT / "docs" / "scenarios.md").read_text()
+EXAMPLES = sorted((ROOT / "examples").glob("*.toml"))
+
+
+def doc_section(title: str) -> str:
+    """The text of one '## title' section of docs/scenarios.md."""
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", DOC, re.M | re.S)
+    assert match, f"docs/scenarios.md has no '## {title}' section"
+    return match.group(1)
+
+
+def doc_example() -> str:
+    match = re.search(r"```toml\n(.*?)```", doc_section("Example"), re.S)
+    assert match, "the Example section has no ```toml block"
+    return match.group(1)
+
+
+def error_of(text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        loads_scenario(text, "scenario.toml")
+    message = str(info.value)
+    assert "\n" not in message, message
+    return message
+
+
+def test_empty_file_is_the_default_demo_scenario() -> None:
+    """Every option has a default: an empty file is a 3-node demo for 60 s, no faults."""
+    scenario = loads_scenario("")
+    assert scenario == Scenario()
+    assert (scenario.seed, scenario.duration, scenario.checkpoint_interval) == (0, 60_000, 1000)
+    assert scenario.duration_ns == 60 * 10**9
+    assert scenario.memory_per_node == 64 << 20 and scenario.stop_on_first_bug
+    assert scenario.nodes == (NodeGroup(DEMO_PROGRAM, count=3),) and scenario.node_count == 3
+    assert scenario.network.defaults == LinkParams() and scenario.network.overrides == ()
+    assert scenario.faults.schedule == () and scenario.faults.random is None
+    assert scenario.faults.wait_for_setup
+
+
+@pytest.mark.parametrize(("written", "ticks"), [
+    ('"60s"', 60_000), ('"500ms"', 500), ('"2m"', 120_000), ("250", 250), ('"1.5s"', 1500),
+    ('"1h"', 3_600_000), ('"3000000us"', 3000),
+])
+def test_duration_formats(written: str, ticks: int) -> None:
+    """duration takes "60s", "500ms", "2m" or an integer of ms."""
+    assert loads_scenario(f"duration = {written}").duration == ticks
+
+
+def test_docs_example_parses_with_the_documented_meaning() -> None:
+    """The example in docs/scenarios.md is a valid scenario and means what it says."""
+    scenario = loads_scenario(doc_example(), "docs example")
+    assert scenario.seed == 42 and scenario.duration == 120_000
+    assert scenario.checkpoint_interval == 500 and scenario.memory_per_node == 32 << 20
+    assert [spec.name for spec in scenario.node_specs()] == [f"kv-{i}" for i in range(5)]
+    assert scenario.nodes[0].env == (("LOG_LEVEL", "info"),)
+    fabric = scenario.build_fabric()
+    assert fabric.link_params(0, 1).latency_ns == 2_000_000
+    assert fabric.link_params(0, 4).latency_ns == 40_000_000
+    assert fabric.link_params(0, 4).loss == 0.01
+    assert [f.kind.value for f in scenario.faults.schedule] == ["partition", "kill", "clock_jump"]
+    assert scenario.faults.schedule[0].at == 5000 and scenario.faults.schedule[1].duration == 3000
+    random = scenario.faults.random
+    assert random is not None and random.start == 40_000
+    assert random.range_of(FaultKind.LOSS, "probability") == (0.1, 0.4)
+    engine = scenario.build_fault_engine(fabric)
+    assert len(engine.plan()) > 3
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_files_parse_and_round_trip(path: Path) -> None:
+    """Each examples/*.toml loads, and its canonical dict reads back to an equal Scenario."""
+    scenario = load_scenario(path)
+    data = msgpack.unpackb(msgpack.packb(scenario.to_dict()))
+    assert Scenario.from_dict(data) == scenario
+    assert Scenario.from_dict(data).to_dict() == scenario.to_dict()
+    assert scenario.faults.schedule, "examples should show fault schedules"
+
+
+def test_examples_directory_has_two_scenarios() -> None:
+    assert len(EXAMPLES) >= 2, EXAMPLES
+
+
+def test_round_trip_of_the_docs_example_and_defaults() -> None:
+    """to_dict is canonical: from_dict(to_dict(s)) == s, through msgpack."""
+    for scenario in (Scenario(), loads_scenario(doc_example())):
+        data = msgpack.unpackb(msgpack.packb(scenario.to_dict()))
+        assert Scenario.from_dict(data) == scenario
+
+
+def test_docs_key_table_matches_the_dataclasses() -> None:
+    """The Keys table lists exactly the keys the dataclasses define, once each, in order."""
+    listed = re.findall(r"^\| `([^`]+)` \|", doc_section("Keys"), re.M)
+    assert listed == documented_keys()
+
+
+def test_docs_fault_kind_table_matches_the_kind_specs() -> None:
+    """The fault-kind table names every kind, its node/duration rule and its parameters."""
+    rows = re.findall(r"^\| `([a-z_]+)` \| ([^|]+) \| ([^|]+) \| ([^|]+) \|",
+                      doc_section("Fault kinds"), re.M)
+    assert [row[0] for row in rows] == [kind.value for kind in FaultKind]
+    for name, node, duration, params in rows:
+        spec = KIND_SPECS[FaultKind(name)]
+        assert node.strip() == {"none": "—"}.get(spec.node, spec.node), name
+        assert duration.strip() == spec.duration, name
+        documented = re.findall(r"`([a-z_]+)`", params)
+        assert documented == [p.name for p in spec.params], name
+
+
+def test_with_seed_and_node_specs() -> None:
+    """Groups number nodes in file order; with_seed changes only the seed."""
+    scenario = loads_scenario(
+        '[[nodes]]\nprogram = "a"\n[[nodes]]\nprogram = "bin/b"\ncount = 2\nargs = ["-x"]\n')
+    specs = scenario.node_specs()
+    assert [(s.index, s.group, s.name, s.args) for s in specs] == [
+        (0, 0, "a", ()), (1, 1, "b-0", ("-x",)), (2, 1, "b-1", ("-x",))]
+    assert scenario.nodes[1].program_path(Path("/s")) == Path("/s/bin/b")
+    assert scenario.with_seed(9).seed == 9 and scenario.with_seed(9).nodes == scenario.nodes
+    with pytest.raises(ConfigError, match="--seed"):
+        scenario.with_seed(-1)
+
+
+ERRORS: list[tuple[str, str]] = [
+    ("sead = 1", 'scenario.toml: sead: unknown key (did you mean "seed"?)'),
+    ("seed = -1", "scenario.toml: seed: expected an integer >= 0, got -1"),
+    ('seed = "x"', 'scenario.toml: seed: expected an integer >= 0, got "x"'),
+    ('duration = "soon"', 'scenario.toml: duration: expected a non-negative integer tick or a '
+                          'duration like "2s", got "soon"'),
+    ('duration = "1us"', "scenario.toml: duration: expected a whole number of ticks"),
+    ("duration = 0", "scenario.toml: duration: expected a >= 1 integer tick, got 0"),
+    ("duration = true", "scenario.toml: duration: expected a >= 1 integer tick, got true"),
+    ("checkpoint_interval = -5", "scenario.toml: checkpoint_interval: expected a non-negative"),
+    ('memory_per_node = "1KiB"', "scenario.toml: memory_per_node: expected at least 1048576"),
+    ("memory_per_node = 1048577", "scenario.toml: memory_per_node: expected a multiple of the "
+                                  "4096-byte page size"),
+    ('stop_on_first_bug = "yes"', 'scenario.toml: stop_on_first_bug: expected true or false'),
+    ("nodes = []", "scenario.toml: nodes: expected at least one [[nodes]] group"),
+    ('nodes = "a"', 'scenario.toml: nodes: expected an array, got "a"'),
+    ("[[nodes]]\ncount = 2", "scenario.toml: nodes[0].program: missing"),
+    ('[[nodes]]\nprogram = ""', "scenario.toml: nodes[0].program: expected a non-empty string"),
+    ('[[nodes]]\nprogram = "a"\n[[nodes]]\nprogram = "b"\ncount = 0',
+     "scenario.toml: nodes[1].count: expected an integer >= 1, got 0"),
+    ('[[nodes]]\nprogram = "a"\nargs = ["x", 3]', "scenario.toml: nodes[0].args[1]: expected a "
+                                                  "string, got 3"),
+    ('[[nodes]]\nprogram = "a"\nenv = { A = 1 }', "scenario.toml: nodes[0].env.A: expected a "
+                                                  "string, got 1"),
+    ('[[nodes]]\nprogram = "a"\nenv = { "A=B" = "1" }', "scenario.toml: nodes[0].env.A=B: an "
+                                                        "environment variable name"),
+    ('[[nodes]]\nprogram = "a"\nargv = []', 'scenario.toml: nodes[0].argv: unknown key (did you '
+                                            'mean "args"?)'),
+    ("[network]\nlos = 0.1", 'scenario.toml: network.los: unknown key (did you mean "loss"?)'),
+    ("[network]\nloss = 1.5", "scenario.toml: network.loss: expected a probability between 0 "
+                              "and 1, got 1.5"),
+    ('[network]\nlatency_ns = "fast"', 'scenario.toml: network.latency_ns: expected nanoseconds '
+                                       'or a duration like "2ms", got "fast"'),
+    ("[network]\nbandwidth_bps = -1", "scenario.toml: network.bandwidth_bps: expected an integer"),
+    ('network = "wan"', 'scenario.toml: network: expected a table, got "wan"'),
+    ("[[network.overrides]]\nloss = 0.1", "scenario.toml: network.overrides[0].node: missing"),
+    ("[[network.overrides]]\nnode = 3", "scenario.toml: network.overrides[0].node: node 3 does "
+                                        "not exist (nodes are 0..2)"),
+    ("[[network.overrides]]\nnode = 1\n[[network.overrides]]\nnode = 1",
+     "scenario.toml: network.overrides[1].node: node 1 already has an override"),
+    ("[[network.overrides]]\nnode = 0\nduplicat = 0.1",
+     'scenario.toml: network.overrides[0].duplicat: unknown key (did you mean "duplicate"?)'),
+    ("[faults]\nwait_for_setup = 1", "scenario.toml: faults.wait_for_setup: expected true or "
+                                     "false, got 1"),
+    ('[[faults.schedule]]\nkind = "kill"\nnode = 3',
+     "scenario.toml: faults.schedule[0].node: node 3 does not exist (nodes are 0..2)"),
+    ('[[faults.schedule]]\nkind = "kill"\nnode = 0\nat = "soon"',
+     'scenario.toml: faults.schedule[0].at: expected a non-negative integer tick'),
+    ('[faults.random]\nrates = { partion = 1 }',
+     'scenario.toml: faults.random.rates.partion: unknown fault kind "partion" (did you mean '
+     '"partition"?)'),
+    ("seed = ", "scenario.toml: invalid TOML:"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), ERRORS, ids=[e[1][:60] for e in ERRORS])
+def test_every_error_names_the_key_and_the_problem(text: str, expected: str) -> None:
+    """Each invalid input gets one line naming the file, the key path and the problem."""
+    message = error_of(text)
+    assert message.startswith(expected), message
+
+
+def test_node_count_from_groups_bounds_faults_and_overrides() -> None:
+    """Node indices in faults and overrides are checked against the groups' total count."""
+    text = ('[[nodes]]\nprogram = "a"\ncount = 5\n[[network.overrides]]\nnode = 4\n'
+            '[[faults.schedule]]\nkind = "partition"\nsides = [[0, 1], [4]]\n')
+    scenario = loads_scenario(text)
+    assert scenario.node_count == 5 and scenario.network.overrides[0].node == 4
+
+
+def test_file_errors_are_config_errors(tmp_path: Path) -> None:
+    """A missing or non-UTF-8 file is a one-line ConfigError naming the file."""
+    with pytest.raises(ConfigError, match="cannot read the scenario"):
+        load_scenario(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(b"seed = 1\n\xff\n")
+    with pytest.raises(ConfigError, match=r"bad\.toml: not UTF-8"):
+        load_scenario(bad)
+
+
+def test_to_dict_is_plain_data() -> None:
+    """The canonical dict holds only msgpack-native types (no tuples, enums or dataclasses)."""
+    data = loads_scenario(doc_example()).to_dict()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            assert all(type(k) is str for k in value), value
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+        else:
+            assert type(value) in (int, float, str, bool), (type(value), value)
+
+    walk(data)
