@@ -9,7 +9,6 @@ rename the others — the triage shrinker edits these lists and re-runs them.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import msgpack
 from chaosreplay.validation import (
     KeyPath,
     check_keys,
+    did_you_mean,
     expect_bytes_size,
     expect_float,
     expect_int,
@@ -173,8 +173,7 @@ def parse_kind(value: Any, at: KeyPath) -> FaultKind:
     """A fault kind name, with a suggestion when it is misspelt."""
     if isinstance(value, str) and value in FaultKind._value2member_map_:
         return FaultKind(value)
-    close = difflib.get_close_matches(str(value), [k.value for k in FaultKind], n=1)
-    hint = f' (did you mean "{close[0]}"?)' if close else ""
+    hint = did_you_mean(str(value), [k.value for k in FaultKind])
     at.fail(f"unknown fault kind {show(value)}{hint}")
 
 

@@ -74,15 +74,18 @@ class KeyPath:
         raise ConfigError(f"{where}: {problem}")
 
 
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """' (did you mean "x"?)' for the closest known name, or "" when none is close."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f' (did you mean "{close[0]}"?)' if close else ""
+
+
 def check_keys(table: Mapping[str, Any], allowed: Iterable[str], at: KeyPath) -> None:
     """Reject keys that are not allowed, suggesting the closest allowed key."""
     known = list(allowed)
     for name in table:
-        if name in known:
-            continue
-        close = difflib.get_close_matches(str(name), known, n=1)
-        hint = f' (did you mean "{close[0]}"?)' if close else ""
-        at.key(str(name)).fail(f"unknown key{hint}")
+        if name not in known:
+            at.key(str(name)).fail(f"unknown key{did_you_mean(str(name), known)}")
 
 
 def expect_table(value: Any, at: KeyPath) -> Mapping[str, Any]:
