@@ -1,0 +1,248 @@
+"""A node program running in its own VM, with the VMM acting as its Linux kernel.
+
+GuestProcess owns the VM, the address space, the virtual clock and the seeded streams a
+program can observe. `run()` executes the program until it blocks, passes a deadline in
+virtual time, or ends; the simulation controller interleaves nodes with it.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from chaosreplay import nonvirt
+from chaosreplay.address_space import AddressSpace
+from chaosreplay.elf import ProgramImage
+from chaosreplay.errors import GuestProgramError
+from chaosreplay.events import EventKind
+from chaosreplay.loader import build_stack, map_segments
+from chaosreplay.rng import DeterministicStream
+from chaosreplay.syscalls import HANDLERS
+from chaosreplay.syscalls.numbers import syscall_name
+from chaosreplay.vmm import DEFAULT_MEM_SIZE, ExitReason, Vm
+
+_MASK64 = (1 << 64) - 1
+ENOSYS = 38
+
+# CPU exception vector -> the signal Linux would deliver for it.
+VECTOR_SIGNALS = {0: signal.SIGFPE, 1: signal.SIGTRAP, 3: signal.SIGTRAP, 6: signal.SIGILL,
+                  7: signal.SIGFPE, 12: signal.SIGBUS, 13: signal.SIGSEGV, 14: signal.SIGSEGV,
+                  16: signal.SIGFPE, 17: signal.SIGBUS, 19: signal.SIGFPE}
+VECTOR_NAMES = {0: "#DE divide error", 1: "#DB debug", 3: "#BP breakpoint", 4: "#OF overflow",
+                5: "#BR bound range", 6: "#UD invalid opcode", 7: "#NM device not available",
+                8: "#DF double fault", 11: "#NP segment not present", 12: "#SS stack fault",
+                13: "#GP general protection", 14: "#PF page fault", 16: "#MF x87 error",
+                17: "#AC alignment check", 19: "#XM SIMD error"}
+
+
+class Status(StrEnum):
+    """Where a process stands after run() returns."""
+
+    RUNNING = "running"   # passed its deadline; run again
+    BLOCKED = "blocked"   # sleeping until wake_at_ns (or a delivery)
+    EXITED = "exited"
+    CRASHED = "crashed"
+    HUNG = "hung"         # the host watchdog fired: no exit for too long in wall time
+
+
+@dataclass(frozen=True, slots=True)
+class Crash:
+    """Why a guest died: the signal, where, and what it touched."""
+
+    signal: int
+    vector: int
+    rip: int
+    symbol: str
+    fault_address: int
+    reason: str
+
+    def describe(self) -> str:
+        name = signal.Signals(self.signal).name
+        where = f"at {self.rip:#x} ({self.symbol})"
+        fault = f", address {self.fault_address:#x}" if self.vector == 14 else ""
+        return f"{name} ({self.reason}) {where}{fault}"
+
+
+@dataclass(slots=True)
+class ProcessConfig:
+    """What a node program sees of the world; everything here derives from the scenario."""
+
+    argv: list[bytes]
+    envp: list[bytes] = field(default_factory=list)
+    seed: int = 0
+    node_id: int = 0
+    node_count: int = 1
+    mem_size: int = DEFAULT_MEM_SIZE
+    syscall_cost_ns: int = 1_000
+    exception_cost_ns: int = 2_000
+    patch: bool = True
+    hostname: str = ""
+
+
+EventSink = Callable[["GuestProcess", EventKind, dict[str, Any]], None]
+OutputSink = Callable[[int, bytes], None]
+
+
+class GuestProcess:
+    """One node program in its own VM."""
+
+    def __init__(self, image: ProgramImage, config: ProcessConfig,
+                 on_event: EventSink | None = None, on_output: OutputSink | None = None) -> None:
+        self.image = image
+        self.config = config
+        self.node_id = config.node_id
+        self.on_event = on_event
+        self.on_output = on_output
+        self.trace_syscalls = on_event is not None
+        self.vtime_ns = 0
+        self.clock_offset_ns = 0  # clock faults shift what the guest reads, not its schedule
+        self.status = Status.RUNNING
+        self.exit_code: int | None = None
+        self.crash: Crash | None = None
+        self.wake_at_ns: int | None = None
+        self.syscalls = 0
+        self.unknown_syscalls: dict[int, int] = {}
+        self.stdout = bytearray()
+        self.stderr = bytearray()
+        self.signal_actions: dict[int, bytes] = {}
+        self.signal_mask = 0
+        self.tid_address = 0
+        self.network: Any = None  # the simulation attaches a messaging endpoint
+        self.random = {name: DeterministicStream(config.seed, name, config.node_id)
+                       for name in ("getrandom", "sdk", "auxv")}
+
+        sites = nonvirt.find_sites(image)
+        if sites and not config.patch:
+            listed = ", ".join(f"{s.text} at {s.address:#x} ({s.symbol})" for s in sites[:5])
+            more = f" and {len(sites) - 5} more" if len(sites) > 5 else ""
+            raise GuestProgramError(
+                f"{image.path}: uses non-virtualizable instructions ({listed}{more}); "
+                "run without --no-patch to emulate them"
+            )
+        self.sites = {s.address: s for s in sites}
+        self.emulator = nonvirt.NonVirtEmulator(config.seed, config.node_id, config.node_count)
+
+        self.vm = Vm(config.mem_size)
+        self.space = AddressSpace(self.vm)
+        map_segments(self.space, image, nonvirt.patch_segments(image, sites))
+        exe_name = b"/chaosreplay/" + image.path.name.encode()
+        sp = build_stack(self.space, image, config.argv, config.envp,
+                         self.random["auxv"].read(16), exe_name)
+        self.exe_name = exe_name
+        self.vm.start(image.entry, sp)
+        self.regs = self.vm.regs
+
+    # -- events ----------------------------------------------------------------------------
+    def emit(self, kind: EventKind, **fields: Any) -> None:
+        if self.on_event is not None:
+            self.on_event(self, kind, fields)
+
+    def output(self, fd: int, data: bytes) -> None:
+        (self.stdout if fd == 1 else self.stderr).extend(data)
+        if self.on_output is not None:
+            self.on_output(fd, data)
+        self.emit(EventKind.OUTPUT, fd=fd, data=data)
+
+    # -- clocks ----------------------------------------------------------------------------
+    def guest_time_ns(self) -> int:
+        """The time the guest reads: virtual time plus any clock fault offset."""
+        return self.vtime_ns + self.clock_offset_ns
+
+    def block_until(self, wake_ns: int) -> None:
+        self.wake_at_ns = max(wake_ns, self.vtime_ns)
+
+    # -- running ---------------------------------------------------------------------------
+    def run(self, deadline_ns: int | None = None) -> Status:
+        """Run until blocked, ended, or virtual time passes deadline_ns."""
+        if self.status in (Status.EXITED, Status.CRASHED, Status.HUNG):
+            return self.status
+        if self.wake_at_ns is not None:
+            self.vtime_ns = max(self.vtime_ns, self.wake_at_ns)
+            self.wake_at_ns = None
+        vm, regs, handlers = self.vm, self.regs, HANDLERS
+        syscall_cost = self.config.syscall_cost_ns
+        while True:
+            reason = vm.run()
+            if reason == ExitReason.SYSCALL:
+                number = regs.rax
+                handler = handlers.get(number)
+                result = handler(self, regs) if handler else self._unknown_syscall(number)
+                self.syscalls += 1
+                self.vtime_ns += syscall_cost
+                if self.trace_syscalls:
+                    self.emit(EventKind.SYSCALL, nr=number, name=syscall_name(number),
+                              args=[regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9],
+                              ret=result)
+                if self.status is not Status.RUNNING:
+                    return self.status
+                regs.rax = result & _MASK64
+                if self.wake_at_ns is not None:
+                    self.status = Status.BLOCKED
+                    return self._blocked()
+            elif reason == ExitReason.EXCEPTION:
+                self.vtime_ns += self.config.exception_cost_ns
+                if not self._handle_exception():
+                    return self.status
+            elif reason == ExitReason.INTERRUPTED:
+                self.status = Status.HUNG
+                self.emit(EventKind.CRASH, signal=0, reason="hang", rip=regs.rip)
+                return self.status
+            else:
+                exit_ = vm.exit
+                self._die(signal.SIGKILL, 0, 0, f"VM failure (kvm exit {exit_.kvm_exit}, "
+                          f"detail {exit_.detail:#x})")
+                return self.status
+            if deadline_ns is not None and self.vtime_ns > deadline_ns:
+                return Status.RUNNING
+
+    def _blocked(self) -> Status:
+        # The controller decides when the node runs again; a lone process just sleeps.
+        self.status = Status.RUNNING
+        return Status.BLOCKED
+
+    def _unknown_syscall(self, number: int) -> int:
+        self.unknown_syscalls[number] = self.unknown_syscalls.get(number, 0) + 1
+        return -ENOSYS
+
+    def _handle_exception(self) -> bool:
+        """Emulate, populate or crash; True when the guest can continue."""
+        exit_, regs = self.vm.exit, self.regs
+        vector = exit_.vector
+        if vector == 14 and self.space.populate(exit_.fault_addr, bool(exit_.error_code & 2)):
+            return True
+        if vector == 6:
+            site = self.sites.get(regs.rip)
+            if site is not None:
+                fault = self.emulator.emulate(site, regs, self.guest_time_ns())
+                if fault is None:
+                    return True
+                self._die(fault.signal, fault.vector, 0, fault.reason)
+                return False
+        reason = VECTOR_NAMES.get(vector, f"vector {vector}")
+        if vector == 14:
+            access = "write" if exit_.error_code & 2 else (
+                "execute" if exit_.error_code & 16 else "read")
+            present = "protection" if exit_.error_code & 1 else "unmapped"
+            reason = f"{reason}, {access} of {present} memory"
+        self._die(VECTOR_SIGNALS.get(vector, signal.SIGSEGV), vector, exit_.fault_addr, reason)
+        return False
+
+    def _die(self, signo: int, vector: int, fault_address: int, reason: str) -> None:
+        rip = self.regs.rip
+        self.crash = Crash(int(signo), vector, rip, self.image.symbols.describe(rip),
+                           fault_address, reason)
+        self.status = Status.CRASHED
+        self.emit(EventKind.CRASH, signal=int(signo), vector=vector, rip=rip,
+                  symbol=self.crash.symbol, fault_address=fault_address, reason=reason)
+
+    def exit(self, code: int) -> None:
+        self.exit_code = code & 0xFF
+        self.status = Status.EXITED
+        self.emit(EventKind.EXIT, code=self.exit_code)
+
+    def digest(self) -> bytes:
+        """The VM's state digest (registers + memory)."""
+        return self.vm.digest()

@@ -1,0 +1,154 @@
+"""I/O system calls on the standard streams, which look like a virtual terminal.
+
+Standard input reads as end of file; standard output and error are a fixed virtual tty
+(80x24), so a program's buffering choices never depend on what the host's streams are.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+from typing import TYPE_CHECKING, Any
+
+from chaosreplay.syscalls.numbers import NUMBERS
+
+if TYPE_CHECKING:
+    from chaosreplay.process import GuestProcess
+
+TCGETS, TCSETS, TCSETSW, TCSETSF, TIOCGWINSZ, TIOCSWINSZ, TIOCGPGRP = (
+    0x5401, 0x5402, 0x5403, 0x5404, 0x5413, 0x5414, 0x540F)
+FIONBIO = 0x5421
+AT_FDCWD = -100
+AT_EMPTY_PATH = 0x1000
+S_IFCHR = 0o020000
+MAX_IO = 1 << 24  # one call moves at most 16 MiB, as a bound on host allocation
+_TERMIOS = struct.pack("<4IB19s", 0x500, 0x5, 0xBF, 0x8A3B, 0,
+                       bytes([3, 28, 127, 21, 4, 0, 1, 0, 17, 19, 26, 0, 18, 15, 23, 22, 0, 0, 0]))
+_STDIO = (0, 1, 2)
+
+
+def _tty_stat(fd: int, node_id: int) -> bytes:
+    """struct stat of a virtual pseudo-terminal (the same bytes on every host)."""
+    rdev = (136 << 8) | (node_id & 0xFF)
+    return struct.pack("<QQQIIIIQqqq6q3q", 0x16, 3 + fd, 1, S_IFCHR | 0o620, 0, 5, 0, rdev,
+                       0, 1024, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+
+
+def sys_read(p: GuestProcess, r: Any) -> int:
+    fd = r.rdi
+    if fd == 0:
+        return 0
+    return -errno.EBADF if fd not in _STDIO else -errno.EINVAL
+
+
+def _write(p: GuestProcess, fd: int, data: bytes) -> int:
+    if fd not in (1, 2):
+        return -errno.EBADF
+    p.output(fd, data)
+    return len(data)
+
+
+def sys_write(p: GuestProcess, r: Any) -> int:
+    fd, buf, count = r.rdi, r.rsi, min(r.rdx, MAX_IO)
+    if fd not in (1, 2):
+        return -errno.EBADF
+    data = p.space.read(buf, count) if count else b""
+    if data is None:
+        return -errno.EFAULT
+    return _write(p, fd, data)
+
+
+def sys_writev(p: GuestProcess, r: Any) -> int:
+    fd, iov, count = r.rdi, r.rsi, r.rdx
+    if count > 1024:
+        return -errno.EINVAL
+    if fd not in (1, 2):
+        return -errno.EBADF
+    raw = p.space.read(iov, 16 * count) if count else b""
+    if raw is None:
+        return -errno.EFAULT
+    parts = []
+    total = 0
+    for base, length in struct.iter_unpack("<QQ", raw):
+        length = min(length, MAX_IO - total)
+        chunk = p.space.read(base, length) if length else b""
+        if chunk is None:
+            return -errno.EFAULT
+        parts.append(chunk)
+        total += length
+    return _write(p, fd, b"".join(parts))
+
+
+def sys_ioctl(p: GuestProcess, r: Any) -> int:
+    fd, request, arg = r.rdi, r.rsi & 0xFFFFFFFF, r.rdx
+    if fd not in _STDIO:
+        return -errno.EBADF
+    if request == TCGETS:
+        return 0 if p.space.write(arg, _TERMIOS) else -errno.EFAULT
+    if request == TIOCGWINSZ:
+        return 0 if p.space.write(arg, struct.pack("<4H", 24, 80, 0, 0)) else -errno.EFAULT
+    if request == TIOCGPGRP:
+        return 0 if p.space.write(arg, struct.pack("<i", 1)) else -errno.EFAULT
+    if request in (TCSETS, TCSETSW, TCSETSF, TIOCSWINSZ, FIONBIO):
+        return 0
+    return -errno.ENOTTY
+
+
+def sys_fstat(p: GuestProcess, r: Any) -> int:
+    fd, buf = r.rdi, r.rsi
+    if fd not in _STDIO:
+        return -errno.EBADF
+    return 0 if p.space.write(buf, _tty_stat(fd, p.node_id)) else -errno.EFAULT
+
+
+def sys_newfstatat(p: GuestProcess, r: Any) -> int:
+    dirfd, path, buf, flags = r.rdi, r.rsi, r.rdx, r.r10
+    name = p.space.read_cstring(path)
+    if name is None:
+        return -errno.EFAULT
+    if name == b"" and flags & AT_EMPTY_PATH:
+        dirfd = dirfd - (1 << 64) if dirfd >= 1 << 63 else dirfd
+        if dirfd not in _STDIO:
+            return -errno.EBADF
+        return 0 if p.space.write(buf, _tty_stat(dirfd, p.node_id)) else -errno.EFAULT
+    return -errno.ENOENT  # the node's file system arrives with the simulation
+
+
+def _readlink(p: GuestProcess, path_ptr: int, buf: int, size: int) -> int:
+    name = p.space.read_cstring(path_ptr)
+    if name is None:
+        return -errno.EFAULT
+    if name != b"/proc/self/exe":
+        return -errno.ENOENT
+    target = p.exe_name[:size]
+    return len(target) if p.space.write(buf, target) else -errno.EFAULT
+
+
+def sys_readlink(p: GuestProcess, r: Any) -> int:
+    return _readlink(p, r.rdi, r.rsi, r.rdx)
+
+
+def sys_readlinkat(p: GuestProcess, r: Any) -> int:
+    return _readlink(p, r.rsi, r.rdx, r.r10)
+
+
+def sys_close(p: GuestProcess, r: Any) -> int:
+    return 0 if r.rdi in _STDIO else -errno.EBADF
+
+
+def sys_lseek(p: GuestProcess, r: Any) -> int:
+    return -errno.ESPIPE if r.rdi in _STDIO else -errno.EBADF
+
+
+HANDLERS = {
+    NUMBERS["read"]: sys_read,
+    NUMBERS["write"]: sys_write,
+    NUMBERS["writev"]: sys_writev,
+    NUMBERS["ioctl"]: sys_ioctl,
+    NUMBERS["fstat"]: sys_fstat,
+    NUMBERS["newfstatat"]: sys_newfstatat,
+    NUMBERS["readlink"]: sys_readlink,
+    NUMBERS["readlinkat"]: sys_readlinkat,
+    NUMBERS["close"]: sys_close,
+    NUMBERS["lseek"]: sys_lseek,
+}

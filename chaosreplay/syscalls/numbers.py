@@ -1,0 +1,43 @@
+"""Linux x86-64 system call numbers, by name (the subset worth naming in traces)."""
+
+from __future__ import annotations
+
+NUMBERS: dict[str, int] = {
+    "read": 0, "write": 1, "open": 2, "close": 3, "stat": 4, "fstat": 5, "lstat": 6,
+    "poll": 7, "lseek": 8, "mmap": 9, "mprotect": 10, "munmap": 11, "brk": 12,
+    "rt_sigaction": 13, "rt_sigprocmask": 14, "rt_sigreturn": 15, "ioctl": 16,
+    "pread64": 17, "pwrite64": 18, "readv": 19, "writev": 20, "access": 21, "pipe": 22,
+    "select": 23, "sched_yield": 24, "mremap": 25, "msync": 26, "mincore": 27,
+    "madvise": 28, "dup": 32, "dup2": 33, "pause": 34, "nanosleep": 35, "getitimer": 36,
+    "alarm": 37, "setitimer": 38, "getpid": 39, "sendfile": 40, "socket": 41, "connect": 42,
+    "accept": 43, "sendto": 44, "recvfrom": 45, "sendmsg": 46, "recvmsg": 47, "shutdown": 48,
+    "bind": 49, "listen": 50, "getsockname": 51, "getpeername": 52, "socketpair": 53,
+    "setsockopt": 54, "getsockopt": 55, "clone": 56, "fork": 57, "vfork": 58, "execve": 59,
+    "exit": 60, "wait4": 61, "kill": 62, "uname": 63, "fcntl": 72, "flock": 73, "fsync": 74,
+    "fdatasync": 75, "truncate": 76, "ftruncate": 77, "getdents": 78, "getcwd": 79,
+    "chdir": 80, "fchdir": 81, "rename": 82, "mkdir": 83, "rmdir": 84, "creat": 85,
+    "link": 86, "unlink": 87, "symlink": 88, "readlink": 89, "chmod": 90, "fchmod": 91,
+    "chown": 92, "umask": 95, "gettimeofday": 96, "getrlimit": 97, "getrusage": 98,
+    "sysinfo": 99, "times": 100, "getuid": 102, "getgid": 104, "setuid": 105,
+    "setgid": 106, "geteuid": 107, "getegid": 108, "setpgid": 109, "getppid": 110,
+    "getpgrp": 111, "setsid": 112, "sigaltstack": 131, "statfs": 137, "fstatfs": 138,
+    "getpriority": 140, "sched_getparam": 143, "sched_getscheduler": 145, "mlock": 149,
+    "prctl": 157, "arch_prctl": 158, "setrlimit": 160, "sync": 162, "gettid": 186,
+    "time": 201, "futex": 202, "sched_setaffinity": 203, "sched_getaffinity": 204,
+    "getdents64": 217, "set_tid_address": 218, "fadvise64": 221, "clock_gettime": 228,
+    "clock_getres": 229, "clock_nanosleep": 230, "exit_group": 231, "epoll_wait": 232,
+    "epoll_ctl": 233, "tgkill": 234, "openat": 257, "mkdirat": 258, "newfstatat": 262,
+    "unlinkat": 263, "renameat": 264, "readlinkat": 267, "faccessat": 269, "pselect6": 270,
+    "ppoll": 271, "set_robust_list": 273, "get_robust_list": 274, "epoll_pwait": 281,
+    "eventfd": 284, "fallocate": 285, "accept4": 288, "eventfd2": 290, "epoll_create1": 291,
+    "dup3": 292, "pipe2": 293, "prlimit64": 302, "getcpu": 309, "renameat2": 316,
+    "getrandom": 318, "memfd_create": 319, "statx": 332, "rseq": 334, "clone3": 435,
+    "close_range": 436, "faccessat2": 439,
+}
+
+NAMES: dict[int, str] = {number: name for name, number in NUMBERS.items()}
+
+
+def syscall_name(number: int) -> str:
+    """The name of a syscall number, or `syscall_<n>` for one we do not name."""
+    return NAMES.get(number, f"syscall_{number}")
