@@ -198,6 +198,16 @@ class GuestProcess:
             if deadline_ns is not None and self.vtime_ns > deadline_ns:
                 return Status.RUNNING
 
+    def run_to_completion(self, hang_seconds: float = 0) -> Status:
+        """Run a lone process until it ends; sleeping just moves its clock forward."""
+        from chaosreplay.watchdog import Watchdog
+
+        with Watchdog(lambda: self.vm.stats().exits, hang_seconds):
+            status = self.run()
+            while status in (Status.RUNNING, Status.BLOCKED):
+                status = self.run()
+        return status
+
     def _blocked(self) -> Status:
         # The controller decides when the node runs again; a lone process just sleeps.
         self.status = Status.RUNNING

@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from chaosreplay.cli.lint_command import lint
+from chaosreplay.cli.run_command import run
 
 ALL: list[click.Command] = []
 ALL.append(lint)
+ALL.append(run)

@@ -1,0 +1,86 @@
+"""`chaosreplay run PROGRAM [ARGS...]`: run one node program alone, to completion."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from chaosreplay.elf import load_program
+from chaosreplay.events import EventKind
+from chaosreplay.process import GuestProcess, ProcessConfig, Status
+from chaosreplay.sdk_abi import AssertKind
+
+
+def _stream(fd: int, data: bytes) -> None:
+    out = sys.stdout.buffer if fd == 1 else sys.stderr.buffer
+    out.write(data)
+    out.flush()
+
+
+def _duration(ns: int) -> str:
+    return f"{ns / 1e9:.6f}s" if ns < 10**9 else f"{ns / 1e9:.3f}s"
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.argument("program", type=click.Path(dir_okay=False))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed for everything the program can observe (AT_RANDOM, getrandom, rdrand...).")
+@click.option("--env", "env", multiple=True, metavar="KEY=VALUE",
+              help="An environment variable for the program (repeatable). The host's are never passed.")
+@click.option("--mem", "mem_mib", type=click.IntRange(min=8, max=16384), default=256,
+              show_default=True, help="Guest memory in MiB (rounded up to 2 MiB).")
+@click.option("--no-patch", is_flag=True,
+              help="Refuse programs containing rdtsc/cpuid/rdrand & co instead of emulating them.")
+@click.option("--hang-timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="Wall seconds without any VM exit after which the guest counts as hung (0: never).")
+def run(program: str, args: tuple[str, ...], seed: int, env: tuple[str, ...], mem_mib: int,
+        no_patch: bool, hang_timeout: float) -> None:
+    """Run one static x86-64 Linux PROGRAM in a VM and mirror its exit status."""
+    for item in env:
+        if "=" not in item:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--env")
+    image = load_program(program)
+    failed_asserts: list[str] = []
+
+    def on_event(process: GuestProcess, kind: EventKind, fields: dict) -> None:
+        if kind is EventKind.ASSERT:
+            broken = (fields["assert_kind"] == AssertKind.ALWAYS and not fields["condition"]) or (
+                fields["assert_kind"] == AssertKind.UNREACHABLE)
+            if broken:
+                failed_asserts.append(f"{fields['message']} ({fields['file']}:{fields['line']})")
+
+    config = ProcessConfig(
+        argv=[program.encode()] + [a.encode() for a in args],
+        envp=[e.encode() for e in env],
+        seed=seed,
+        mem_size=(mem_mib + 1) // 2 * 2 << 20,
+        patch=not no_patch,
+    )
+    started = time.perf_counter()
+    process = GuestProcess(image, config, on_event=on_event, on_output=_stream)
+    process.trace_syscalls = False  # only assertions matter here; keep the hot path lean
+    status = process.run_to_completion(hang_timeout)
+    wall = time.perf_counter() - started
+    stats = process.vm.stats()
+
+    for text in failed_asserts:
+        click.echo(f"chaosreplay: assertion failed: {text}", err=True)
+    for number, count in sorted(process.unknown_syscalls.items()):
+        click.echo(f"chaosreplay: unsupported syscall {number} called {count}x (got ENOSYS)",
+                   err=True)
+    if status is Status.EXITED:
+        outcome, code = f"exited {process.exit_code}", process.exit_code or 0
+    elif status is Status.CRASHED and process.crash is not None:
+        outcome, code = f"crashed: {process.crash.describe()}", 128 + process.crash.signal
+    else:
+        outcome = f"hung: no VM exit for {hang_timeout:g}s of wall time (a loop without syscalls?)"
+        code = 124
+    click.echo(
+        f"chaosreplay: {outcome} · virtual {_duration(process.vtime_ns)} · "
+        f"{process.syscalls} syscalls · {stats.exits} VM exits · wall {wall * 1000:.1f} ms",
+        err=True,
+    )
+    sys.exit(code)
