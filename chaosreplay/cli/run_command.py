@@ -27,15 +27,15 @@ def _duration(ns: int) -> str:
 @click.argument("program", type=click.Path(dir_okay=False))
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Seed for everything the program can observe (AT_RANDOM, getrandom, rdrand...).")
+              help="Seed for all the program observes (AT_RANDOM, getrandom, rdrand...).")
 @click.option("--env", "env", multiple=True, metavar="KEY=VALUE",
-              help="An environment variable for the program (repeatable). The host's are never passed.")
+              help="An environment variable for the program (repeatable); none of the host's.")
 @click.option("--mem", "mem_mib", type=click.IntRange(min=8, max=16384), default=256,
               show_default=True, help="Guest memory in MiB (rounded up to 2 MiB).")
 @click.option("--no-patch", is_flag=True,
               help="Refuse programs containing rdtsc/cpuid/rdrand & co instead of emulating them.")
 @click.option("--hang-timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
-              help="Wall seconds without any VM exit after which the guest counts as hung (0: never).")
+              help="Wall seconds without a VM exit before the guest counts as hung (0: never).")
 def run(program: str, args: tuple[str, ...], seed: int, env: tuple[str, ...], mem_mib: int,
         no_patch: bool, hang_timeout: float) -> None:
     """Run one static x86-64 Linux PROGRAM in a VM and mirror its exit status."""
