@@ -66,10 +66,10 @@ def _verify(source: FrameSource) -> VerifyReport:
         try:
             header = source.header(offset, data_end)
         except RecordingError as exc:
-            report.problems.append(str(exc))
             found = _resync(source, offset + 1, data_end)
             skipped = (found or data_end) - offset
-            report.problems.append(f"offset {offset}: skipped {skipped} unreadable bytes")
+            report.problems.append(f"{exc}; skipped {skipped} bytes to the next valid frame"
+                                   if found else f"{exc}; {skipped} bytes to the end unread")
             if found is None:
                 break
             offset = found

@@ -1,0 +1,195 @@
+"""`chaosreplay info`, `events` and `verify`: look inside a .ccr recording.
+
+Bytes in output: `events --json` writes every byte string in full as {"$bytes": "<base64>"};
+the human `events` view prints them as Python-style literals (b"GET /\\n"); `info` shows
+manifest byte strings (embedded guest binaries) as their length and SHA-256 only.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from chaosreplay.recording import Event, RecordingReader, verify_recording
+
+_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+def _json_value(value: Any) -> Any:
+    """A field value as JSON: bytes become {"$bytes": base64}, maps keep printable keys."""
+    if isinstance(value, bytes):
+        return {"$bytes": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, dict):
+        return {k if isinstance(k, str | int | float | bool) or k is None else repr(k):
+                _json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    return value
+
+
+def _summarise_bytes(value: Any) -> Any:
+    """Manifest values for `info`: byte strings replaced by their length and digest."""
+    if isinstance(value, bytes):
+        return {"$bytes": {"length": len(value), "sha256": hashlib.sha256(value).hexdigest()}}
+    if isinstance(value, dict):
+        return {str(k): _summarise_bytes(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_summarise_bytes(v) for v in value]
+    return value
+
+
+def _human_value(value: Any) -> str:
+    """A field value on one line: Python literal notation, bytes escaped."""
+    text = repr(value)
+    return text if len(text) <= 200 else f"{text[:197]}..."
+
+
+def _info_dict(reader: RecordingReader, problems: list[str]) -> dict[str, Any]:
+    """Everything `info` reports, as plain JSON-ready data."""
+    stored = max(1, reader.size)
+    first, last = reader.first_tick, reader.last_tick
+    return {
+        "path": reader.path,
+        "format_version": "{}.{}".format(*reader.version),
+        "size_bytes": reader.size,
+        "uncompressed_bytes": reader.raw_bytes,
+        "compression_ratio": round(reader.raw_bytes / stored, 2),
+        "complete": reader.complete,
+        "ignored_tail_bytes": reader.ignored_tail_bytes,
+        "events": reader.event_count,
+        "first_tick": first,
+        "last_tick": last,
+        "virtual_duration_ms": None if first is None or last is None else last - first,
+        "counts_by_kind": reader.counts_by_kind,
+        "counts_by_node": {str(k): v for k, v in reader.counts_by_node.items()},
+        "checkpoints": [
+            {"index": c.index, "tick": c.tick, "seq": c.seq, "base": c.base,
+             "digest": c.digest.hex(), "page_count": c.page_count, "new_pages": c.new_pages,
+             "blob_bytes": c.blob_bytes, "stored_bytes": c.stored_bytes}
+            for c in reader.checkpoints],
+        "manifest": _summarise_bytes(reader.manifest),
+        "host": _summarise_bytes(reader.host),
+        "summary": _json_value(reader.summary),
+        "integrity": {"intact": not problems, "problems": problems},
+    }
+
+
+def _print_info(info: dict[str, Any]) -> None:
+    """The human view of `info`: a few rich tables."""
+    console = Console(highlight=False)
+    overview = Table(title=info["path"], show_header=False, title_justify="left")
+    overview.add_column("what", style="bold")
+    overview.add_column("value")
+    duration = info["virtual_duration_ms"]
+    rows = [
+        ("format", info["format_version"]),
+        ("size", f"{info['size_bytes']:,} bytes ({info['uncompressed_bytes']:,} uncompressed, "
+                 f"ratio {info['compression_ratio']}x)"),
+        ("status", "complete" if info["complete"] else
+         f"incomplete ({info['ignored_tail_bytes']} trailing bytes ignored)"),
+        ("events", f"{info['events']:,}"),
+        ("ticks", "-" if duration is None else
+         f"{info['first_tick']} .. {info['last_tick']} (virtual duration {duration} ms)"),
+        ("checkpoints", str(len(info["checkpoints"]))),
+        ("integrity", "intact (every frame checksum and the index verified)"
+         if info["integrity"]["intact"] else
+         f"DAMAGED: {len(info['integrity']['problems'])} problem(s), see below"),
+    ]
+    for key, value in info["manifest"].items():
+        rows.append((f"manifest.{key}", json.dumps(value)))
+    for row in rows:
+        overview.add_row(*row)
+    console.print(overview)
+    for title, counts in (("events per kind", info["counts_by_kind"]),
+                          ("events per node", info["counts_by_node"])):
+        table = Table(title=title, title_justify="left")
+        table.add_column("kind" if "kind" in title else "node")
+        table.add_column("events", justify="right")
+        for key, count in counts.items():
+            table.add_row("sim (-1)" if key == "-1" else str(key), f"{count:,}")
+        console.print(table)
+    if info["checkpoints"]:
+        table = Table(title="checkpoints", title_justify="left")
+        for column in ("#", "tick", "seq", "base", "digest", "pages", "new", "blobs", "stored"):
+            table.add_column(column, justify="right")
+        for c in info["checkpoints"]:
+            table.add_row(str(c["index"]), str(c["tick"]), str(c["seq"]),
+                          "-" if c["base"] is None else str(c["base"]), c["digest"][:16],
+                          str(c["page_count"]), str(c["new_pages"]), f"{c['blob_bytes']:,}",
+                          f"{c['stored_bytes']:,}")
+        console.print(table)
+    for problem in info["integrity"]["problems"]:
+        console.print(f"[red]damage:[/red] {problem}", markup=True)
+
+
+@click.command()
+@click.argument("file", type=_FILE)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of tables.")
+def info(file: Path, as_json: bool) -> None:
+    """Show a recording's manifest, counts, checkpoints, size and integrity."""
+    problems = verify_recording(file).problems
+    with RecordingReader(file) as reader:
+        data = _info_dict(reader, problems)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        _print_info(data)
+
+
+def _event_line(event: Event) -> str:
+    """One event in the human view."""
+    fields = " ".join(f"{key}={_human_value(value)}" for key, value in event.fields.items())
+    node = "sim" if event.node == -1 else f"n{event.node}"
+    return (f"{event.seq:>8} t={event.tick} v={event.vtime_ns}ns {node} {event.kind}"
+            f"{' ' + fields if fields else ''}")
+
+
+@click.command()
+@click.argument("file", type=_FILE)
+@click.option("--kind", "kinds", multiple=True, help="Only events of this kind (repeatable).")
+@click.option("--node", "nodes", multiple=True, type=int,
+              help="Only events of this node; -1 for simulation-level events (repeatable).")
+@click.option("--from", "from_tick", type=int, help="First tick (inclusive).")
+@click.option("--to", "to_tick", type=int, help="Last tick (inclusive).")
+@click.option("--json", "as_json", is_flag=True,
+              help='JSON lines; byte strings as {"$bytes": "<base64>"}.')
+def events(file: Path, kinds: tuple[str, ...], nodes: tuple[int, ...], from_tick: int | None,
+           to_tick: int | None, as_json: bool) -> None:
+    """Print a recording's events, one per line, filtered by kind, node and tick range."""
+    with RecordingReader(file) as reader:
+        for problem in reader.damage:
+            click.echo(f"chaosreplay: warning: {problem}", err=True)
+        selected = reader.events(from_tick=from_tick, to_tick=to_tick,
+                                 kinds=kinds or None, nodes=nodes or None)
+        for event in selected:
+            if as_json:
+                click.echo(json.dumps({"seq": event.seq, "tick": event.tick,
+                                       "vtime_ns": event.vtime_ns, "node": event.node,
+                                       "kind": event.kind,
+                                       "fields": _json_value(event.fields)}))
+            else:
+                click.echo(_event_line(event))
+
+
+@click.command()
+@click.argument("file", type=_FILE)
+def verify(file: Path) -> None:
+    """Check every frame checksum and the index: exit 0 if intact, 1 with one line per problem."""
+    report = verify_recording(file)
+    if report.ok:
+        click.echo(f"{file}: intact: {report.frames} frames, {report.events} events, "
+                   f"{report.checkpoints} checkpoints verified")
+        return
+    for problem in report.problems:
+        click.echo(f"{file}: {problem}")
+    raise SystemExit(1)
+
+
+COMMANDS: list[click.Command] = [info, events, verify]
