@@ -22,7 +22,7 @@ from chaosreplay.loader import build_stack, map_segments
 from chaosreplay.rng import DeterministicStream
 from chaosreplay.syscalls import HANDLERS
 from chaosreplay.syscalls.numbers import syscall_name
-from chaosreplay.vmm import DEFAULT_MEM_SIZE, ExitReason, Vm
+from chaosreplay.vmm import DEFAULT_MEM_SIZE, ExitReason, Snapshot, Vm
 
 _MASK64 = (1 << 64) - 1
 ENOSYS = 38
@@ -256,3 +256,67 @@ class GuestProcess:
     def digest(self) -> bytes:
         """The VM's state digest (registers + memory)."""
         return self.vm.digest()
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def kernel_state(self) -> dict[str, Any]:
+        """Everything the VMM keeps for this process outside the VM, as plain data."""
+        space = self.space
+        return {
+            "vtime_ns": self.vtime_ns, "clock_offset_ns": self.clock_offset_ns,
+            "status": self.status.value, "exit_code": self.exit_code,
+            "wake_at_ns": self.wake_at_ns, "syscalls": self.syscalls,
+            "unknown_syscalls": sorted(self.unknown_syscalls.items()),
+            "stdout": bytes(self.stdout), "stderr": bytes(self.stderr),
+            "signal_actions": sorted(self.signal_actions.items()),
+            "signal_mask": self.signal_mask, "tid_address": self.tid_address,
+            "random": sorted((name, s.position) for name, s in self.random.items()),
+            "rdrand": self.emulator.rdrand.position, "rdseed": self.emulator.rdseed.position,
+            "vmas": [[v.start, v.end, v.prot, v.name] for v in space.vmas()],
+            "brk_start": space.brk_start, "brk": space.brk,
+            "memory_limit": space.memory_limit,
+        }
+
+    def load_kernel_state(self, state: dict[str, Any]) -> None:
+        """Adopt kernel_state() output (the VM itself is restored separately)."""
+        from chaosreplay.address_space import Vma
+
+        self.vtime_ns = state["vtime_ns"]
+        self.clock_offset_ns = state["clock_offset_ns"]
+        self.status = Status(state["status"])
+        self.exit_code = state["exit_code"]
+        self.crash = None
+        self.wake_at_ns = state["wake_at_ns"]
+        self.syscalls = state["syscalls"]
+        self.unknown_syscalls = dict(state["unknown_syscalls"])
+        self.stdout = bytearray(state["stdout"])
+        self.stderr = bytearray(state["stderr"])
+        self.signal_actions = dict(state["signal_actions"])
+        self.signal_mask = state["signal_mask"]
+        self.tid_address = state["tid_address"]
+        for name, position in state["random"]:
+            self.random[name].seek(position)
+        self.emulator.rdrand.seek(state["rdrand"])
+        self.emulator.rdseed.seek(state["rdseed"])
+        self.space._vmas = [Vma(*v) for v in state["vmas"]]
+        self.space.brk_start = state["brk_start"]
+        self.space.brk = state["brk"]
+        self.space.memory_limit = state["memory_limit"]
+
+    def checkpoint(self, snapshot: Snapshot | None = None, incremental: bool = True) -> Checkpoint:
+        """Capture VM + kernel state; reuse `snapshot`'s buffer when given."""
+        snap = snapshot if snapshot is not None else self.vm.snapshot()
+        snap.take(incremental=incremental)
+        return Checkpoint(snap, self.kernel_state())
+
+    def restore(self, checkpoint: Checkpoint) -> None:
+        """Return to a checkpoint taken from this process."""
+        checkpoint.snapshot.restore()
+        self.load_kernel_state(checkpoint.kernel)
+
+
+@dataclass(slots=True)
+class Checkpoint:
+    """A process checkpoint: the VM snapshot and the VMM-side kernel state."""
+
+    snapshot: Snapshot
+    kernel: dict[str, Any]

@@ -262,7 +262,8 @@ int vmm_setup_vcpu(struct vmm_vm *vm)
 	sregs.tr.type = 11; /* busy 64-bit TSS */
 	sregs.tr.present = 1;
 	sregs.ldt.unusable = 1;
-	if (ioctl(vm->vcpu_fd, KVM_SET_SREGS, &sregs) < 0)
+	if (ioctl(vm->vcpu_fd, KVM_SET_SREGS, &sregs) < 0 ||
+	    ioctl(vm->vcpu_fd, KVM_GET_SREGS, &vm->sregs_template) < 0)
 		return -errno;
 
 	struct kvm_xcrs xcrs = {.nr_xcrs = 1, .xcrs = {{.xcr = 0, .value = GUEST_XCR0}}};

@@ -167,9 +167,9 @@ static int import_state(struct vmm_vm *vm, const uint8_t *buf, uint64_t len)
 	    len < STATE_FIXED_BYTES + (uint64_t)alloc[2] * 4)
 		return -EINVAL;
 
-	struct kvm_sregs sregs;
-	if (ioctl(vm->vcpu_fd, KVM_GET_SREGS, &sregs) < 0)
-		return -errno;
+	/* Not the current sregs: after a syscall exit on PVM the vCPU sits at CPL3, and the
+	 * resume below needs CPL0 to run the iretq stub. */
+	struct kvm_sregs sregs = vm->sregs_template;
 	sregs.fs.base = fs_base;
 	sregs.gs.base = gs_base;
 	struct {

@@ -117,6 +117,7 @@ struct vmm_vm {
 	bool syscall_at_cpl0;   /* hardware KVM: syscall enters CPL0; PVM: it stays at CPL3 */
 	bool syscall_mode_known;
 
+	struct kvm_sregs sregs_template; /* CPL0 state after setup: every restore starts here */
 	struct vmm_snapshot *base;  /* snapshot whose image matches memory minus dirty pages */
 	struct vmm_stats stats;
 };
