@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from chaosreplay.recording import RecordingReader, RecordingWriter  # noqa: E402
+from chaosreplay.recording import RecordingReader, RecordingWriter
 
 Row = tuple[int, int, int, str, dict[str, Any]]
 
@@ -166,16 +166,16 @@ def main() -> None:
         seek = bench_seek(options.seek_events, options.seeks, Path(tmp))
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     print(f"write, {write['events']} events:")
-    print(f"  .ccr        {write['ccr_bytes']:>12,} bytes  {write['ccr_events_per_s']:>12,.0f} ev/s")
-    print(f"  JSON lines  {write['json_bytes']:>12,} bytes  {write['json_events_per_s']:>12,.0f} ev/s")
+    for label, size, rate in ((".ccr", write["ccr_bytes"], write["ccr_events_per_s"]),
+                              ("JSON lines", write["json_bytes"], write["json_events_per_s"])):
+        print(f"  {label:<10}  {size:>12,} bytes  {rate:>12,.0f} ev/s")
     print(f"  .ccr is {write['size_ratio']:.1f}x smaller (target >= 10x) and writes "
           f"{write['throughput_ratio']:.1f}x faster (target >= 3x)")
     print(f"seek to a random tick, {seek['events']:,} events ({seek['file_bytes']:,} bytes):")
-    print(f"  open reader: median {seek['seek_median_ms']:.2f} ms, p95 {seek['seek_p95_ms']:.2f} ms "
-          "(target median <= 20 ms)")
+    print(f"  open reader: median {seek['seek_median_ms']:.2f} ms, "
+          f"p95 {seek['seek_p95_ms']:.2f} ms (target median <= 20 ms)")
     print(f"  open + seek: median {seek['open_seek_median_ms']:.2f} ms, "
           f"p95 {seek['open_seek_p95_ms']:.2f} ms")
-
 
 if __name__ == "__main__":
     main()
