@@ -148,8 +148,9 @@ static int run_fixups(struct vmm_vm *vm, struct vmm_exit *exit)
 		uint64_t *ops = gpa_ptr(vm, GPA_FIXOPS);
 		ops[0] = n;
 		for (uint32_t i = 0; i < n; i++) {
-			ops[1 + 2 * i] = vm->fix_kva[done + i];
-			ops[2 + 2 * i] = vm->fix_val[done + i];
+			uint64_t gpa = vm->fix_gpa[done + i];
+			ops[1 + 2 * i] = KERNEL_BASE + gpa;
+			ops[2 + 2 * i] = *(uint64_t *)gpa_ptr(vm, gpa);
 		}
 		mark_host_dirty(vm, GPA_FIXOPS, 8 + 16ull * n);
 		if (at_cpl0_frame) {

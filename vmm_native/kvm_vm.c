@@ -87,9 +87,8 @@ int vmm_vm_create(const struct vmm_config *config, struct vmm_vm **out)
 	vm->host_dirty = calloc(bitmap_words, sizeof(uint64_t));
 	vm->kvm_dirty = calloc(bitmap_words, sizeof(uint64_t));
 	vm->fix_cap = 1024;
-	vm->fix_kva = malloc(vm->fix_cap * sizeof(uint64_t));
-	vm->fix_val = malloc(vm->fix_cap * sizeof(uint64_t));
-	if (!vm->host_dirty || !vm->kvm_dirty || !vm->fix_kva || !vm->fix_val) {
+	vm->fix_gpa = malloc(vm->fix_cap * sizeof(uint64_t));
+	if (!vm->host_dirty || !vm->kvm_dirty || !vm->fix_gpa) {
 		rc = -ENOMEM;
 		goto fail;
 	}
@@ -150,8 +149,7 @@ void vmm_vm_destroy(struct vmm_vm *vm)
 	frames_fini(&vm->frames);
 	free(vm->host_dirty);
 	free(vm->kvm_dirty);
-	free(vm->fix_kva);
-	free(vm->fix_val);
+	free(vm->fix_gpa);
 	free(vm);
 }
 

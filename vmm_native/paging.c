@@ -70,23 +70,17 @@ static void frame_free(struct vmm_vm *vm, uint32_t pfn)
 	fa->used--;
 }
 
-static int queue_fix(struct vmm_vm *vm, uint64_t pte_gpa, uint64_t value)
+static int queue_fix(struct vmm_vm *vm, uint64_t pte_gpa)
 {
 	if (vm->fix_count == vm->fix_cap) {
 		uint32_t cap = vm->fix_cap * 2;
-		uint64_t *kva = realloc(vm->fix_kva, cap * sizeof(uint64_t));
-		if (!kva)
+		uint64_t *grown = realloc(vm->fix_gpa, cap * sizeof(uint64_t));
+		if (!grown)
 			return -ENOMEM;
-		vm->fix_kva = kva;
-		uint64_t *val = realloc(vm->fix_val, cap * sizeof(uint64_t));
-		if (!val)
-			return -ENOMEM;
-		vm->fix_val = val;
+		vm->fix_gpa = grown;
 		vm->fix_cap = cap;
 	}
-	vm->fix_kva[vm->fix_count] = KERNEL_BASE + pte_gpa;
-	vm->fix_val[vm->fix_count] = value;
-	vm->fix_count++;
+	vm->fix_gpa[vm->fix_count++] = pte_gpa;
 	return 0;
 }
 
@@ -132,7 +126,9 @@ static bool has_frame(uint64_t pte)
 	return (pte & (PTE_P | PTE_SW_FRAME)) != 0;
 }
 
-/* Store a new value in a leaf entry, queuing the CPL0 re-store when it was present. */
+/* Store a new value in a leaf entry, queuing the CPL0 re-store when it was present (the
+ * MMU may have cached it). A later change to the same entry before the guest runs is
+ * covered by that queued re-store, which stores whatever the entry holds by then. */
 static int set_leaf(struct vmm_vm *vm, uint64_t pte_gpa, uint64_t value)
 {
 	uint64_t *slot = gpa_ptr(vm, pte_gpa);
@@ -141,7 +137,7 @@ static int set_leaf(struct vmm_vm *vm, uint64_t pte_gpa, uint64_t value)
 		return 0;
 	*slot = value;
 	mark_host_dirty(vm, pte_gpa, 8);
-	return (old & PTE_P) ? queue_fix(vm, pte_gpa, value) : 0;
+	return (old & PTE_P) ? queue_fix(vm, pte_gpa) : 0;
 }
 
 static int check_range(uint64_t va, uint64_t len)

@@ -106,9 +106,9 @@ struct vmm_vm {
 	uint64_t *host_dirty;   /* pages the VMM wrote from the host side (KVM does not log those) */
 	uint64_t *kvm_dirty;    /* scratch for KVM_GET_DIRTY_LOG */
 
-	/* Page-table entries to re-store from CPL0 before the guest runs again. */
-	uint64_t *fix_kva;
-	uint64_t *fix_val;
+	/* Page-table entries (guest-physical addresses) to re-store from CPL0 before the guest
+	 * runs again; the value stored is the entry's final one, read when the list runs. */
+	uint64_t *fix_gpa;
 	uint32_t fix_count;
 	uint32_t fix_cap;
 
