@@ -6,6 +6,7 @@ the reader and `verify` all go through these functions so they cannot disagree o
 
 from __future__ import annotations
 
+import gc
 import struct
 import zlib
 from dataclasses import dataclass
@@ -242,6 +243,11 @@ def unpackb(raw: bytes, where: str, max_containers: int | None = None) -> Any:
     if max_containers is not None:
         hook = _ContainerBudget(max_containers)
         budget = {"list_hook": hook, "object_hook": hook}
+    # Decoding builds thousands of containers at once, which would trigger cyclic garbage
+    # collections scanning everything already decoded (5x the p95 seek latency). The result
+    # is an acyclic tree, so collection can wait until it is built.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         # strict_map_key is off because nested field maps may use int keys; unhashable
         # keys from hostile data still fail (TypeError) and are reported below.
@@ -251,3 +257,6 @@ def unpackb(raw: bytes, where: str, max_containers: int | None = None) -> Any:
     except Exception as exc:  # msgpack raises many types (StackError, ExtraData, Unicode...)
         reason = str(exc) or type(exc).__name__
         raise RecordingError(f"{where}: malformed msgpack payload ({reason})") from None
+    finally:
+        if collecting:
+            gc.enable()

@@ -23,7 +23,7 @@ from chaosreplay.recording.index import EventsFrame, RecordingIndex
 from chaosreplay.recording.model import CheckpointInfo, Event
 from chaosreplay.recording.scan import DATA_START, FrameSource, decode_manifest, pages_header, scan
 
-_CACHED_FRAMES = 8  # decoded EVENTS / PAGES frames kept for sequential access
+_CACHED_FRAMES = 4  # decoded EVENTS / PAGES frames kept; more makes GC passes slower
 
 
 class RecordingReader:
