@@ -10,7 +10,6 @@ content is written from the inputs below, not by reading the files back.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import sys
@@ -24,6 +23,7 @@ import zstandard
 from chaosreplay.recording import FORMAT_MAJOR, FORMAT_MINOR, RecordingWriter
 from chaosreplay.recording.batch import encode_batch
 from chaosreplay.recording.format import FrameKind, pack_frame
+from chaosreplay.recording.jsonview import to_json
 
 HERE = Path(__file__).resolve().parent
 VERSION = f"v{FORMAT_MAJOR}.{FORMAT_MINOR}"
@@ -88,17 +88,6 @@ def _resolve(plans: list[dict[str, Any]], k: int) -> dict[str, dict[int, bytes]]
     return out
 
 
-def _jsonable(value: Any) -> Any:
-    """Bytes as {"$bytes": base64} so the expected content is plain JSON."""
-    if isinstance(value, bytes):
-        return {"$bytes": base64.b64encode(value).decode()}
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 def _digest(data: bytes) -> str:
     """Short stand-in for big payloads in the expected JSON."""
     return hashlib.sha256(data).hexdigest()
@@ -142,7 +131,7 @@ def write_crashed(path: Path) -> int:
 def expected_content(crashed_events: int) -> dict[str, Any]:
     """What each golden file must read to, computed from the inputs."""
     rows, plans = _events(), _checkpoints()
-    events = [_jsonable([seq, *row]) for seq, row in enumerate(rows)]
+    events = [to_json([seq, *row]) for seq, row in enumerate(rows)]
     checkpoints = []
     for k, plan in enumerate(plans):
         checkpoints.append({
@@ -154,11 +143,11 @@ def expected_content(crashed_events: int) -> dict[str, Any]:
         })
     return {
         f"{VERSION}-complete.ccr": {
-            "complete": True, "ignored_tail_bytes": 0, "manifest": _jsonable(MANIFEST),
+            "complete": True, "ignored_tail_bytes": 0, "manifest": to_json(MANIFEST),
             "host": HOST, "summary": {"verdict": "bug", "events": len(rows)},
             "events": events, "checkpoints": checkpoints},
         f"{VERSION}-crashed.ccr": {
-            "complete": False, "ignored_tail_bytes": 57, "manifest": _jsonable(MANIFEST),
+            "complete": False, "ignored_tail_bytes": 57, "manifest": to_json(MANIFEST),
             "host": None, "summary": None, "events": events[:crashed_events],
             "checkpoints": []},
     }

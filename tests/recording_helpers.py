@@ -9,7 +9,8 @@ from typing import Any
 from hypothesis import strategies as st
 
 from chaosreplay.recording import RecordingWriter
-from chaosreplay.recording.format import PAGE_SIZE
+from chaosreplay.recording.format import PAGE_SIZE, PREAMBLE, TRAILER, unpack_trailer
+from chaosreplay.recording.scan import FrameSource
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**63), 2**64 - 1),
@@ -101,3 +102,26 @@ def _add(writer: RecordingWriter, plan: PlannedCheckpoint, tick: int) -> None:
     """Add one planned checkpoint at the writer's current position."""
     digest = plan.after.to_bytes(8, "little") * 4
     writer.add_checkpoint(tick, plan.after, digest, plan.blobs, plan.pages, base=plan.base)
+
+
+def frame_offsets(path: Path) -> list[int]:
+    """Offsets of the whole frames of a file (up to its trailer, damage or end)."""
+    source = FrameSource(path)
+    try:
+        end = source.size
+        if unpack_trailer(source.read(end - TRAILER.size, TRAILER.size)) is not None:
+            end -= TRAILER.size
+        offsets, offset = [], PREAMBLE.size
+        while offset < end:
+            offsets.append(offset)
+            offset = source.header(offset).end
+        return offsets
+    finally:
+        source.close()
+
+
+def flip(path: Path, offset: int, mask: int) -> None:
+    """XOR one byte of a file in place."""
+    data = bytearray(path.read_bytes())
+    data[offset] ^= mask
+    path.write_bytes(bytes(data))

@@ -8,12 +8,11 @@ import zlib
 from pathlib import Path
 
 import pytest
-from recording_helpers import page
+from recording_helpers import frame_offsets, page
 
 from chaosreplay.errors import RecordingError
 from chaosreplay.recording import RecordingReader, RecordingWriter, verify_recording
-from chaosreplay.recording.format import FRAME_HEADER, PREAMBLE, TRAILER
-from chaosreplay.recording.scan import FrameSource
+from chaosreplay.recording.format import FRAME_HEADER
 
 
 def _seed_files(directory: Path) -> list[bytes]:
@@ -35,19 +34,6 @@ def _seed_files(directory: Path) -> list[bytes]:
         writer.append(i, i, 0, "a", {"i": i})
     writer.flush()
     return [complete.read_bytes(), unfinished.read_bytes()]
-
-
-def _frame_offsets(data: bytes, path: Path) -> list[int]:
-    """Offsets of the frames of an intact file."""
-    path.write_bytes(data)
-    source = FrameSource(path)
-    offsets, offset = [], PREAMBLE.size
-    end = len(data) - TRAILER.size if data.endswith(b"CCRE") else len(data)
-    while offset < end:
-        offsets.append(offset)
-        offset = source.header(offset).end
-    source.close()
-    return offsets
 
 
 def _mutate(rng: random.Random, data: bytes, offsets: list[int], other: bytes) -> bytes:
@@ -107,7 +93,10 @@ def _exercise(path: Path) -> None:
 def _run_fuzz(tmp_path: Path, count: int, seed: int) -> dict[str, int]:
     """Mutate the seed files `count` times; return how the reader took them."""
     seeds = _seed_files(tmp_path)
-    offsets = [_frame_offsets(data, tmp_path / f"o{i}.ccr") for i, data in enumerate(seeds)]
+    offsets = []
+    for i, data in enumerate(seeds):
+        (tmp_path / f"o{i}.ccr").write_bytes(data)
+        offsets.append(frame_offsets(tmp_path / f"o{i}.ccr"))
     rng = random.Random(seed)
     outcomes = {"intact": 0, "damaged": 0}
     path = tmp_path / "mutant.ccr"

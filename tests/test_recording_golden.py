@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import importlib.util
 import json
@@ -12,21 +11,16 @@ from typing import Any
 import pytest
 
 from chaosreplay.recording import FORMAT_MAJOR, FORMAT_MINOR, RecordingReader
+from chaosreplay.recording.jsonview import to_json
 
 GOLDEN = Path(__file__).resolve().parents[1] / "recordings"
 EXPECTED = {name: content for path in sorted(GOLDEN.glob("v*-expected.json"))
             for name, content in json.loads(path.read_text()).items()}
 
 
-def _jsonable(value: Any) -> Any:
-    """The bytes-as-base64 form make_golden.py writes its expectations in."""
-    if isinstance(value, bytes):
-        return {"$bytes": base64.b64encode(value).decode()}
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
+def _as_json(value: Any) -> Any:
+    """A value as it reads back from the expectations file (JSON: map keys become str)."""
+    return json.loads(json.dumps(to_json(value)))
 
 
 def _sha(data: bytes) -> str:
@@ -48,10 +42,10 @@ def test_golden_file_reads_to_expected_content(name: str) -> None:
     with RecordingReader(GOLDEN / name) as reader:
         assert reader.complete is expected["complete"]
         assert reader.ignored_tail_bytes == expected["ignored_tail_bytes"]
-        assert _jsonable(reader.manifest) == expected["manifest"]
-        assert reader.host == expected["host"]
-        assert reader.summary == expected["summary"]
-        events = [_jsonable([e.seq, e.tick, e.vtime_ns, e.node, e.kind, e.fields])
+        assert _as_json(reader.manifest) == expected["manifest"]
+        assert _as_json(reader.host) == expected["host"]
+        assert _as_json(reader.summary) == expected["summary"]
+        events = [_as_json([e.seq, e.tick, e.vtime_ns, e.node, e.kind, e.fields])
                   for e in reader.events()]
         assert events == expected["events"]
         assert len(reader.checkpoints) == len(expected["checkpoints"])

@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from recording_helpers import event_streams, page, write_recording
+from recording_helpers import event_streams, flip, frame_offsets, page, write_recording
 
 from chaosreplay.errors import RecordingError
 from chaosreplay.recording import Event, RecordingReader, RecordingWriter
 from chaosreplay.recording.format import FRAME_HEADER, PREAMBLE, TRAILER, pack_preamble
-from chaosreplay.recording.scan import FrameSource
 
 _TMP = settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None,
                 max_examples=40)
@@ -31,13 +30,7 @@ def _rows(n: int, seed: int = 1) -> list[tuple]:
 
 def _frame_offsets(path: Path) -> list[int]:
     """Offsets of every frame of a complete file, then the trailer's."""
-    source = FrameSource(path)
-    offsets, offset = [], PREAMBLE.size
-    while offset < source.size - TRAILER.size:
-        offsets.append(offset)
-        offset = source.header(offset).end
-    source.close()
-    return [*offsets, offset]
+    return [*frame_offsets(path), path.stat().st_size - TRAILER.size]
 
 
 @_TMP
@@ -171,11 +164,8 @@ def test_damaged_middle_frame_keeps_the_prefix(tmp_path: Path) -> None:
     path = tmp_path / "d.ccr"
     rows = _rows(500)
     write_recording(path, rows, flush_every_events=100)
-    offsets = _frame_offsets(path)
-    data = bytearray(path.read_bytes())
-    victim = offsets[3]  # manifest, then events frames 0, 1, 2 at offsets[1..3]
-    data[victim + FRAME_HEADER.size + 5] ^= 0x01
-    path.write_bytes(bytes(data))
+    victim = frame_offsets(path)[3]  # manifest, then events frames 0, 1, 2 at offsets[1..3]
+    flip(path, victim + FRAME_HEADER.size + 5, 0x01)
     with RecordingReader(path) as reader:
         assert reader.complete  # the footer is intact; damage surfaces when read
         got = []
@@ -191,10 +181,7 @@ def test_damaged_footer_falls_back_to_scanning(tmp_path: Path) -> None:
     path = tmp_path / "i.ccr"
     rows = _rows(300)
     write_recording(path, rows, flush_every_events=64)
-    offsets = _frame_offsets(path)
-    data = bytearray(path.read_bytes())
-    data[offsets[-2] + FRAME_HEADER.size + 1] ^= 0x40  # inside the INDEX payload
-    path.write_bytes(bytes(data))
+    flip(path, frame_offsets(path)[-1] + FRAME_HEADER.size + 1, 0x40)  # in the INDEX payload
     with RecordingReader(path) as reader:
         assert not reader.complete
         assert any("rebuilt by scanning" in line for line in reader.damage), reader.damage

@@ -6,11 +6,10 @@ import struct
 import zlib
 from pathlib import Path
 
-from recording_helpers import page, write_recording
+from recording_helpers import flip, frame_offsets, page, write_recording
 
 from chaosreplay.recording import RecordingWriter, verify_recording
-from chaosreplay.recording.format import FRAME_HEADER, PREAMBLE, TRAILER
-from chaosreplay.recording.scan import FrameSource
+from chaosreplay.recording.format import FRAME_HEADER, TRAILER
 
 
 def _recording(path: Path) -> list[int]:
@@ -19,13 +18,7 @@ def _recording(path: Path) -> list[int]:
         for i in range(100):
             writer.append(i, i, i % 2, "a", {"i": i})
         writer.add_checkpoint(99, 100, b"d", {"big": b"q" * 100_000}, {"m": {0: page(1)}})
-    source = FrameSource(path)
-    offsets, offset = [], PREAMBLE.size
-    while offset < source.size - TRAILER.size:
-        offsets.append(offset)
-        offset = source.header(offset).end
-    source.close()
-    return offsets
+    return frame_offsets(path)
 
 
 def test_intact_recording_verifies(tmp_path: Path) -> None:
@@ -41,9 +34,7 @@ def test_flipped_payload_bit_is_named_and_the_rest_still_checked(tmp_path: Path)
     """One damaged events frame: one checksum line at its offset, plus the index mismatch."""
     path = tmp_path / "flip.ccr"
     offsets = _recording(path)
-    data = bytearray(path.read_bytes())
-    data[offsets[2] + FRAME_HEADER.size + 3] ^= 0x80
-    path.write_bytes(bytes(data))
+    flip(path, offsets[2] + FRAME_HEADER.size + 3, 0x80)
     report = verify_recording(path)
     assert report.problems[0] == f"offset {offsets[2]}: frame kind 2: payload checksum mismatch"
     assert report.checkpoints == 1  # frames after the damage were still checked
@@ -54,9 +45,7 @@ def test_damaged_header_resynchronises(tmp_path: Path) -> None:
     """A damaged header is skipped to the next valid frame, reported with the byte count."""
     path = tmp_path / "hdr.ccr"
     offsets = _recording(path)
-    data = bytearray(path.read_bytes())
-    data[offsets[3] + 1] ^= 0xFF
-    path.write_bytes(bytes(data))
+    flip(path, offsets[3] + 1, 0xFF)
     report = verify_recording(path)
     skipped = offsets[4] - offsets[3]
     assert report.problems[0] == (f"offset {offsets[3]}: no frame starts here (bad frame "

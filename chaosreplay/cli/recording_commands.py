@@ -7,7 +7,6 @@ manifest byte strings (embedded guest binaries) as their length and SHA-256 only
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from pathlib import Path
@@ -18,20 +17,9 @@ from rich.console import Console
 from rich.table import Table
 
 from chaosreplay.recording import Event, RecordingReader, verify_recording
+from chaosreplay.recording.jsonview import to_json
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
-
-
-def _json_value(value: Any) -> Any:
-    """A field value as JSON: bytes become {"$bytes": base64}, maps keep printable keys."""
-    if isinstance(value, bytes):
-        return {"$bytes": base64.b64encode(value).decode("ascii")}
-    if isinstance(value, dict):
-        return {k if isinstance(k, str | int | float | bool) or k is None else repr(k):
-                _json_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_value(v) for v in value]
-    return value
 
 
 def _summarise_bytes(value: Any) -> Any:
@@ -76,7 +64,7 @@ def _info_dict(reader: RecordingReader, problems: list[str]) -> dict[str, Any]:
             for c in reader.checkpoints],
         "manifest": _summarise_bytes(reader.manifest),
         "host": _summarise_bytes(reader.host),
-        "summary": _json_value(reader.summary),
+        "summary": to_json(reader.summary),
         "integrity": {"intact": not problems, "problems": problems},
     }
 
@@ -173,7 +161,7 @@ def events(file: Path, kinds: tuple[str, ...], nodes: tuple[int, ...], from_tick
                 click.echo(json.dumps({"seq": event.seq, "tick": event.tick,
                                        "vtime_ns": event.vtime_ns, "node": event.node,
                                        "kind": event.kind,
-                                       "fields": _json_value(event.fields)}))
+                                       "fields": to_json(event.fields)}))
             else:
                 click.echo(_event_line(event))
 
