@@ -14,6 +14,7 @@ import enum
 import hashlib
 import io
 import itertools
+import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -336,26 +337,38 @@ def _phdr_address(path: Path, elf: ELFFile, loads: list[ProgramHeader], bias: in
     raise _fail(path, "its program headers are not inside any loadable segment (no AT_PHDR)")
 
 
-def _symbols(elf: ELFFile, bias: int) -> Symbols:
-    """STT_FUNC and STT_OBJECT symbols of .symtab (empty for stripped programs)."""
+_SYM = struct.Struct("<IBBHQQ")  # Elf64_Sym: name, info, other, shndx, value, size
+_STT_OBJECT, _STT_FUNC = 1, 2
+
+
+def _symbols(elf: ELFFile, raw: bytes, bias: int) -> Symbols:
+    """STT_FUNC and STT_OBJECT symbols of .symtab (empty for stripped programs).
+
+    The table is decoded with struct rather than pyelftools' per-symbol objects: glibc
+    has thousands of symbols and this runs for every node a simulation starts.
+    """
     found: list[Symbol] = []
     for section in elf.iter_sections():
         if not isinstance(section, SymbolTableSection) or section["sh_type"] != "SHT_SYMTAB":
             continue
-        for sym in section.iter_symbols():
-            kind = sym["st_info"]["type"]
-            if kind not in ("STT_FUNC", "STT_OBJECT") or sym["st_shndx"] == "SHN_UNDEF":
+        strtab = elf.get_section(section["sh_link"])
+        str_start = strtab["sh_offset"]
+        str_end = str_start + strtab["sh_size"]
+        start, size = section["sh_offset"], section["sh_size"]
+        if start + size > len(raw) or str_end > len(raw):
+            continue  # a truncated table names nothing rather than failing the load
+        table = raw[start : start + size - size % _SYM.size]
+        for name_off, info, _other, shndx, value, sym_size in _SYM.iter_unpack(table):
+            kind = info & 0xF
+            if kind not in (_STT_OBJECT, _STT_FUNC) or shndx == 0 or value == 0 or not name_off:
                 continue
-            if not sym.name or sym["st_value"] == 0:
+            name_at = str_start + name_off
+            name_end = raw.find(b"\0", name_at, str_end)
+            if name_at >= str_end or name_end < 0:
                 continue
-            found.append(
-                Symbol(
-                    name=sym.name,
-                    address=bias + sym["st_value"],
-                    size=sym["st_size"],
-                    is_function=kind == "STT_FUNC",
-                )
-            )
+            found.append(Symbol(name=raw[name_at:name_end].decode("utf-8", "replace"),
+                                address=bias + value, size=sym_size,
+                                is_function=kind == _STT_FUNC))
     return Symbols(found)
 
 
@@ -418,5 +431,5 @@ def _parse(path: Path, raw: bytes) -> ProgramImage:
         phent=elf["e_phentsize"],
         phnum=elf["e_phnum"],
         tls=_tls(elf, bias),
-        symbols=_symbols(elf, bias),
+        symbols=_symbols(elf, raw, bias),
     )

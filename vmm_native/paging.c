@@ -173,28 +173,11 @@ int vmm_mem_map(struct vmm_vm *vm, uint64_t va, uint64_t len, int prot)
 	return 0;
 }
 
-int vmm_mem_protect(struct vmm_vm *vm, uint64_t va, uint64_t len, int prot)
-{
-	int rc = check_range(va, len);
-	if (rc < 0)
-		return rc;
-	uint64_t bits = leaf_bits(prot);
-	for (uint64_t a = va; a < va + len; a += VMM_PAGE_SIZE) {
-		int err = 0;
-		uint64_t pte_gpa = leaf_entry(vm, a, false, &err);
-		if (!pte_gpa)
-			continue;
-		uint64_t pte = *(uint64_t *)gpa_ptr(vm, pte_gpa);
-		if (has_frame(pte)) {
-			rc = set_leaf(vm, pte_gpa, (pte & PTE_ADDR) | bits);
-			if (rc < 0)
-				return rc;
-		}
-	}
-	return 0;
-}
+/* Call fn for every page of [va, va+len) that has a frame (present or PROT_NONE). */
+typedef int (*leaf_fn)(struct vmm_vm *vm, uint64_t pte_gpa, uint64_t pte, void *arg);
 
-int vmm_mem_unmap(struct vmm_vm *vm, uint64_t va, uint64_t len)
+static int for_each_framed_leaf(struct vmm_vm *vm, uint64_t va, uint64_t len, leaf_fn fn,
+				void *arg)
 {
 	int rc = check_range(va, len);
 	if (rc < 0)
@@ -207,27 +190,50 @@ int vmm_mem_unmap(struct vmm_vm *vm, uint64_t va, uint64_t len)
 		uint64_t pte = *(uint64_t *)gpa_ptr(vm, pte_gpa);
 		if (!has_frame(pte))
 			continue;
-		rc = set_leaf(vm, pte_gpa, 0);
+		rc = fn(vm, pte_gpa, pte, arg);
 		if (rc < 0)
 			return rc;
-		frame_free(vm, (uint32_t)((pte & PTE_ADDR) >> PAGE_SHIFT));
 	}
+	return 0;
+}
+
+static int protect_leaf(struct vmm_vm *vm, uint64_t pte_gpa, uint64_t pte, void *arg)
+{
+	return set_leaf(vm, pte_gpa, (pte & PTE_ADDR) | *(const uint64_t *)arg);
+}
+
+int vmm_mem_protect(struct vmm_vm *vm, uint64_t va, uint64_t len, int prot)
+{
+	uint64_t bits = leaf_bits(prot);
+	return for_each_framed_leaf(vm, va, len, protect_leaf, &bits);
+}
+
+static int unmap_leaf(struct vmm_vm *vm, uint64_t pte_gpa, uint64_t pte, void *arg)
+{
+	(void)arg;
+	int rc = set_leaf(vm, pte_gpa, 0);
+	if (rc == 0)
+		frame_free(vm, (uint32_t)((pte & PTE_ADDR) >> PAGE_SHIFT));
+	return rc;
+}
+
+int vmm_mem_unmap(struct vmm_vm *vm, uint64_t va, uint64_t len)
+{
+	return for_each_framed_leaf(vm, va, len, unmap_leaf, NULL);
+}
+
+static int count_leaf(struct vmm_vm *vm, uint64_t pte_gpa, uint64_t pte, void *arg)
+{
+	(void)vm, (void)pte_gpa, (void)pte;
+	(*(int64_t *)arg)++;
 	return 0;
 }
 
 int64_t vmm_mem_count_mapped(struct vmm_vm *vm, uint64_t va, uint64_t len)
 {
-	int rc = check_range(va, len);
-	if (rc < 0)
-		return rc;
 	int64_t count = 0;
-	for (uint64_t a = va; a < va + len; a += VMM_PAGE_SIZE) {
-		int err = 0;
-		uint64_t pte_gpa = leaf_entry(vm, a, false, &err);
-		if (pte_gpa && has_frame(*(uint64_t *)gpa_ptr(vm, pte_gpa)))
-			count++;
-	}
-	return count;
+	int rc = for_each_framed_leaf(vm, va, len, count_leaf, &count);
+	return rc < 0 ? rc : count;
 }
 
 /* Guest-physical address behind a user va, or 0 if it has no accessible page. */
