@@ -188,3 +188,12 @@ def test_kill_minus_9_leaves_a_readable_prefix(tmp_path: Path) -> None:
         assert reader.event_count >= flushed, (reader.event_count, flushed)
         events = list(reader.events())
     assert [e.fields["i"] for e in events] == list(range(len(events)))
+
+
+def test_unwritable_manifest_is_refused_before_creating_the_file(tmp_path: Path) -> None:
+    """A manifest msgpack cannot encode, or one over the 16 MiB limit, leaves no file."""
+    for manifest, message in (({"x": object()}, "not msgpack-serialisable"),
+                              ({"guest": b"\0" * (17 << 20)}, "exceeds")):
+        with pytest.raises(ValueError, match=message):
+            RecordingWriter(tmp_path / "m.ccr", manifest)
+        assert not (tmp_path / "m.ccr").exists()

@@ -56,13 +56,17 @@ class RecordingWriter:
             raise ValueError("flush intervals must be >= 1")
         # `host` is the one informational, non-deterministic section (hostname, kernel...);
         # it is kept apart from the manifest so tools can ignore it when comparing runs.
-        body = packb({"manifest": manifest, "host": host})
+        try:
+            body = packb({"manifest": manifest, "host": host})
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ValueError(f"manifest is not msgpack-serialisable: {exc}") from None
         unpackb(body, "manifest", max_containers=MANIFEST_CONTAINERS)  # readable by readers
         self.path = os.fspath(path)
         self._flush_items = flush_every_events * FIELDS_PER_EVENT
         self._flush_ticks = flush_every_ticks
         # threads=0 (the default) keeps zstd output a pure function of the input and level.
         self._compressor = zstandard.ZstdCompressor(level=level)
+        manifest_frame = pack_frame(FrameKind.MANIFEST, body, self._compressor)  # size check
         self._index = RecordingIndex()
         self._pages = PageStore()
         self._batch: list[Any] = []  # flat: see batch.FIELDS_PER_EVENT
@@ -70,16 +74,23 @@ class RecordingWriter:
         self._lo = 0  # tick of the last event: the next may not be smaller
         self._hi = -1  # end of the current batch's tick window (-1: no batch open)
         self._closed = False
+        # Truncates an existing file, like open(path, "w"). Unbuffered: each frame is one
+        # write(2), so what a killed process leaves is whole frames plus at most a partial one.
         self._file = open(self.path, "wb", buffering=0)  # noqa: SIM115 - lives with self
         self.offset = 0
-        self._write_all(pack_preamble())
-        self._write_frame(FrameKind.MANIFEST, body)
+        self._write_all(pack_preamble() + manifest_frame)
+        self._index.raw_bytes += len(body)
 
     # ---- events ------------------------------------------------------------------------
 
     def append(self, tick: int, vtime_ns: int, node: int, kind: str,
                fields: dict[str, Any]) -> int:
-        """Queue one event and return its sequence number (hot path: no I/O per event)."""
+        """Queue one event and return its sequence number (hot path: no I/O per event).
+
+        Only the tick order is checked here; types and msgpack-serialisability are checked
+        when the batch is encoded, where a bad event makes that flush raise ValueError
+        naming its seq and stops the writer, leaving the file readable but unfinished.
+        """
         # One chained comparison guards the common case; everything rarer (first event of
         # a batch, tick interval reached, tick going back, writer closed) is in _admit.
         if not self._lo <= tick < self._hi:
