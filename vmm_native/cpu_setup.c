@@ -34,9 +34,6 @@
 #define EFER_LMA (1ull << 10)
 #define EFER_NXE (1ull << 11)
 
-/* XCR0 = x87 | SSE: the virtual CPU model advertises no AVX, so nothing wider is enabled. */
-#define GUEST_XCR0 0x3ull
-
 static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 
 static void write_gdt(struct vmm_vm *vm)

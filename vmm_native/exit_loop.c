@@ -281,6 +281,9 @@ int vmm_vcpu_run(struct vmm_vm *vm, struct vmm_exit *exit)
 			memset(exit, 0, sizeof(*exit));
 			exit->reason = VMM_EXIT_INTERRUPTED;
 			vm->run->immediate_exit = 0;
+			/* The guest stopped at an arbitrary instruction, not at a boundary this
+			 * loop knows how to resume from: only a restore may run it again. */
+			vm->resume = RESUME_NONE;
 			return 0;
 		}
 		if (rc < 0)

@@ -177,7 +177,7 @@ static int import_state(struct vmm_vm *vm, const uint8_t *buf, uint64_t len)
 		struct kvm_msr_entry e;
 	} msr = {.hdr.nmsrs = 1, .e = {.index = MSR_KERNEL_GS_BASE, .data = kgs_base}};
 	struct kvm_vcpu_events events = {0};
-	struct kvm_xcrs xcrs = {.nr_xcrs = 1, .xcrs = {{.xcr = 0, .value = 0x3}}};
+	struct kvm_xcrs xcrs = {.nr_xcrs = 1, .xcrs = {{.xcr = 0, .value = GUEST_XCR0}}};
 	if (ioctl(vm->vcpu_fd, KVM_SET_SREGS, &sregs) < 0 ||
 	    ioctl(vm->vcpu_fd, KVM_SET_XCRS, &xcrs) < 0 ||
 	    ioctl(vm->vcpu_fd, KVM_SET_FPU, &fpu) < 0 ||

@@ -66,7 +66,8 @@ int vmm_vcpu_set_fs_base(struct vmm_vm *vm, uint64_t base);
 int vmm_vcpu_set_gs_base(struct vmm_vm *vm, uint64_t base);
 /* Set user rip/rsp and clear the other registers: start the program at its entry point. */
 int vmm_vcpu_start_user(struct vmm_vm *vm, uint64_t rip, uint64_t rsp);
-/* Run until the guest needs policy (syscall, exception) or fails. */
+/* Run until the guest needs policy (syscall, exception) or fails. After
+ * VMM_EXIT_INTERRUPTED the VM runs again only after a snapshot restore (else -ENOEXEC). */
 int vmm_vcpu_run(struct vmm_vm *vm, struct vmm_exit *exit);
 /* Benchmark baseline: answer every syscall with 0 in C until `max` syscalls or exit_group. */
 int vmm_vcpu_run_bench_loop(struct vmm_vm *vm, uint64_t max, uint64_t *syscalls);

@@ -66,6 +66,9 @@
 #define SEL_USER_CS 0x33
 #define SEL_TSS 0x40
 
+/* XCR0 = x87 | SSE: the virtual CPU model advertises no AVX, so nothing wider is enabled. */
+#define GUEST_XCR0 0x3ull
+
 /* Page-table entry bits. */
 #define PTE_P (1ull << 0)
 #define PTE_RW (1ull << 1)
