@@ -134,3 +134,21 @@ def test_missing_kvm_is_reported_in_one_line() -> None:
         message = str(_kvm_error(err))
         assert isinstance(_kvm_error(err), KvmUnavailableError)
         assert "/dev/kvm" in message and "\n" not in message
+
+
+@pytestmark_kvm
+def test_restore_flushes_a_mapping_that_moved_to_another_frame() -> None:
+    """Shadow paging never sees host page-table writes: restore must drop what it cached."""
+    vm = make_vm(INCREMENT_LOOP)
+    assert vm.run() == ExitReason.SYSCALL  # DATA (frame F) now holds 1
+    snap = vm.snapshot()
+    snap.take(incremental=False)
+    vm.unmap(DATA, 4096)
+    vm.map(0x600000, 4096, RW)  # takes frame F back from the free list
+    vm.map(DATA, 4096, RW)      # so DATA moves to a fresh frame G
+    for _ in range(3):
+        assert vm.run() == ExitReason.SYSCALL  # the guest's MMU now maps DATA -> G
+    assert int.from_bytes(vm.read(DATA, 8), "little") == 3
+    snap.restore()  # page tables say DATA -> F again
+    assert vm.run() == ExitReason.SYSCALL
+    assert int.from_bytes(vm.read(DATA, 8), "little") == 2, "the guest wrote through a stale map"
