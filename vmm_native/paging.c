@@ -266,9 +266,9 @@ int vmm_mem_query(struct vmm_vm *vm, uint64_t va)
 	return prot;
 }
 
-int vmm_mem_read(struct vmm_vm *vm, uint64_t va, void *dst, uint64_t len)
+/* Copy between a host buffer and user memory page by page, as the kernel does. */
+static int copy_user(struct vmm_vm *vm, uint64_t va, uint8_t *host, uint64_t len, bool to_guest)
 {
-	uint8_t *out = dst;
 	while (len) {
 		uint64_t gpa = translate(vm, va, NULL);
 		if (!gpa)
@@ -276,31 +276,28 @@ int vmm_mem_read(struct vmm_vm *vm, uint64_t va, void *dst, uint64_t len)
 		uint64_t chunk = VMM_PAGE_SIZE - (va & ~PAGE_MASK);
 		if (chunk > len)
 			chunk = len;
-		memcpy(out, gpa_ptr(vm, gpa), chunk);
-		out += chunk;
+		if (to_guest) {
+			memcpy(gpa_ptr(vm, gpa), host, chunk);
+			mark_host_dirty(vm, gpa, chunk);
+		} else {
+			memcpy(host, gpa_ptr(vm, gpa), chunk);
+		}
+		host += chunk;
 		va += chunk;
 		len -= chunk;
 	}
 	return 0;
 }
 
+int vmm_mem_read(struct vmm_vm *vm, uint64_t va, void *dst, uint64_t len)
+{
+	return copy_user(vm, va, dst, len, false);
+}
+
 int vmm_mem_write(struct vmm_vm *vm, uint64_t va, const void *src, uint64_t len)
 {
-	const uint8_t *in = src;
-	while (len) {
-		uint64_t gpa = translate(vm, va, NULL);
-		if (!gpa)
-			return -EFAULT;
-		uint64_t chunk = VMM_PAGE_SIZE - (va & ~PAGE_MASK);
-		if (chunk > len)
-			chunk = len;
-		memcpy(gpa_ptr(vm, gpa), in, chunk);
-		mark_host_dirty(vm, gpa, chunk);
-		in += chunk;
-		va += chunk;
-		len -= chunk;
-	}
-	return 0;
+	/* copy_user only reads from the host buffer in this direction. */
+	return copy_user(vm, va, (uint8_t *)(uintptr_t)src, len, true);
 }
 
 int64_t vmm_mem_strnlen(struct vmm_vm *vm, uint64_t va, uint64_t max)

@@ -219,10 +219,27 @@ static int collect_dirty(struct vmm_vm *vm)
 	return 0;
 }
 
-static void copy_page(uint8_t *dst, const uint8_t *src, uint32_t pfn)
+/* Copy every page marked in the collected dirty bitmap below `limit` from src to dst,
+ * recording the frame numbers in `pfns` when given; returns how many were copied. */
+static uint32_t copy_dirty_pages(struct vmm_vm *vm, uint8_t *dst, const uint8_t *src,
+				 uint32_t limit, uint32_t *pfns)
 {
-	size_t off = (size_t)pfn << PAGE_SHIFT;
-	memcpy(dst + off, src + off, VMM_PAGE_SIZE);
+	uint32_t n = 0;
+	for (uint32_t w = 0; w < (limit + 63) / 64; w++) {
+		uint64_t bits = vm->kvm_dirty[w];
+		while (bits) {
+			uint32_t pfn = w * 64 + (uint32_t)__builtin_ctzll(bits);
+			bits &= bits - 1;
+			if (pfn >= limit)
+				break;
+			size_t off = (size_t)pfn << PAGE_SHIFT;
+			memcpy(dst + off, src + off, VMM_PAGE_SIZE);
+			if (pfns)
+				pfns[n] = pfn;
+			n++;
+		}
+	}
+	return n;
 }
 
 int64_t vmm_snapshot_take(struct vmm_vm *vm, struct vmm_snapshot *snap, int incremental)
@@ -240,17 +257,7 @@ int64_t vmm_snapshot_take(struct vmm_vm *vm, struct vmm_snapshot *snap, int incr
 	uint32_t high = vm->frames.high;
 	uint32_t n = 0;
 	if (incremental && vm->base == snap && snap->valid) {
-		for (uint32_t w = 0; w < (high + 63) / 64; w++) {
-			uint64_t bits = vm->kvm_dirty[w];
-			while (bits) {
-				uint32_t pfn = w * 64 + (uint32_t)__builtin_ctzll(bits);
-				bits &= bits - 1;
-				if (pfn >= high)
-					break;
-				copy_page(snap->mem, vm->mem, pfn);
-				snap->pages[n++] = pfn;
-			}
-		}
+		n = copy_dirty_pages(vm, snap->mem, vm->mem, high, snap->pages);
 	} else {
 		memcpy(snap->mem, vm->mem, (size_t)high << PAGE_SHIFT);
 		if (snap->high > high)
@@ -277,17 +284,7 @@ int64_t vmm_snapshot_restore(struct vmm_vm *vm, struct vmm_snapshot *snap)
 	uint32_t n = 0;
 	if (vm->base == snap) {
 		uint32_t limit = live_high > snap->high ? live_high : snap->high;
-		for (uint32_t w = 0; w < (limit + 63) / 64; w++) {
-			uint64_t bits = vm->kvm_dirty[w];
-			while (bits) {
-				uint32_t pfn = w * 64 + (uint32_t)__builtin_ctzll(bits);
-				bits &= bits - 1;
-				if (pfn >= limit)
-					break;
-				copy_page(vm->mem, snap->mem, pfn);
-				n++;
-			}
-		}
+		n = copy_dirty_pages(vm, vm->mem, snap->mem, limit, NULL);
 	} else {
 		memcpy(vm->mem, snap->mem, (size_t)snap->high << PAGE_SHIFT);
 		if (live_high > snap->high)
