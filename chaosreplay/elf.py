@@ -387,7 +387,12 @@ def _tls(elf: ELFFile, bias: int) -> TlsTemplate | None:
 def load_program(path: str | Path) -> ProgramImage:
     """Parse and validate a static x86-64 executable; GuestProgramError explains a refusal."""
     path = Path(path)
-    raw = _read_file(path)
+    return parse_program(_read_file(path), path)
+
+
+def parse_program(raw: bytes, path: str | Path) -> ProgramImage:
+    """Parse an executable's bytes (e.g. embedded in a recording); `path` names it."""
+    path = Path(path)
     _check_ident(path, raw)
     try:
         return _parse(path, raw)

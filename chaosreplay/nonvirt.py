@@ -390,10 +390,16 @@ class NonVirtEmulator:
     def __init__(self, seed: int, node_id: int, node_count: int) -> None:
         if not 0 <= node_id < node_count:
             raise ValueError(f"node id {node_id} outside 0..{node_count - 1}")
+        self.seed = seed
         self.node_id = node_id
         self.node_count = node_count
-        self.rdrand = DeterministicStream(seed, "rdrand", node_id)
-        self.rdseed = DeterministicStream(seed, "rdseed", node_id)
+        self.reseed(0)
+
+    def reseed(self, incarnation: int) -> None:
+        """Fresh rdrand/rdseed streams for a new life of the node (0: the first)."""
+        suffix = f"#{incarnation}" if incarnation else ""
+        self.rdrand = DeterministicStream(self.seed, "rdrand" + suffix, self.node_id)
+        self.rdseed = DeterministicStream(self.seed, "rdseed" + suffix, self.node_id)
 
     def emulate(self, site: Site, regs: Registers, vtime_ns: int) -> GuestFault | None:
         """Perform site's instruction on regs; a GuestFault when it must fault instead."""

@@ -19,6 +19,7 @@ from chaosreplay.elf import ProgramImage
 from chaosreplay.errors import GuestProgramError
 from chaosreplay.events import EventKind
 from chaosreplay.loader import build_stack, map_segments
+from chaosreplay.node_clock import NodeClock
 from chaosreplay.rng import DeterministicStream
 from chaosreplay.syscalls import HANDLERS
 from chaosreplay.syscalls.numbers import syscall_name
@@ -98,7 +99,8 @@ class GuestProcess:
         self.on_output = on_output
         self.trace_syscalls = on_event is not None
         self.vtime_ns = 0
-        self.clock_offset_ns = 0  # clock faults shift what the guest reads, not its schedule
+        self.clock = NodeClock()  # clock faults bend what the guest reads, not its schedule
+        self.preempt = False  # set by an event handler: return to the controller now
         self.status = Status.RUNNING
         self.exit_code: int | None = None
         self.crash: Crash | None = None
@@ -111,8 +113,8 @@ class GuestProcess:
         self.signal_mask = 0
         self.tid_address = 0
         self.network: Any = None  # the simulation attaches a messaging endpoint
-        self.random = {name: DeterministicStream(config.seed, name, config.node_id)
-                       for name in ("getrandom", "sdk", "auxv")}
+        self.incarnation = 0  # restarts so far: each life draws fresh random numbers
+        self.random = self._streams()
 
         sites = nonvirt.find_sites(image)
         if sites and not config.patch:
@@ -146,13 +148,34 @@ class GuestProcess:
             self.on_output(fd, data)
         self.emit(EventKind.OUTPUT, fd=fd, data=data)
 
+    def _streams(self) -> dict[str, DeterministicStream]:
+        """The seeded streams of this life of the process (auxv is fixed by the image)."""
+        config, life = self.config, self.incarnation
+        return {name: DeterministicStream(config.seed, name if life == 0 or name == "auxv"
+                                          else f"{name}#{life}", config.node_id)
+                for name in ("getrandom", "sdk", "auxv")}
+
+    def begin_incarnation(self, incarnation: int) -> None:
+        """Start life number `incarnation` (after a restart): fresh random streams."""
+        self.incarnation = incarnation
+        self.random = self._streams()
+        self.emulator.reseed(incarnation)
+
     # -- clocks ----------------------------------------------------------------------------
     def guest_time_ns(self) -> int:
-        """The time the guest reads: virtual time plus any clock fault offset."""
-        return self.vtime_ns + self.clock_offset_ns
+        """The monotonic time the guest reads: virtual time bent by clock faults."""
+        return self.clock.read(self.vtime_ns)
+
+    def realtime_ns(self) -> int:
+        """CLOCK_REALTIME as the guest reads it (since the epoch), jumps included."""
+        return self.clock.realtime(self.vtime_ns)
 
     def block_until(self, wake_ns: int) -> None:
         self.wake_at_ns = max(wake_ns, self.vtime_ns)
+
+    def block_for(self, guest_ns: int) -> None:
+        """Block for guest_ns as measured by the guest's own (possibly skewed) clock."""
+        self.block_until(self.vtime_ns + self.clock.to_virtual(guest_ns))
 
     # -- running ---------------------------------------------------------------------------
     def run(self, deadline_ns: int | None = None) -> Status:
@@ -196,7 +219,8 @@ class GuestProcess:
                 self._die(signal.SIGKILL, 0, 0, f"VM failure (kvm exit {exit_.kvm_exit}, "
                           f"detail {exit_.detail:#x})")
                 return self.status
-            if deadline_ns is not None and self.vtime_ns > deadline_ns:
+            if self.preempt or (deadline_ns is not None and self.vtime_ns > deadline_ns):
+                self.preempt = False
                 return Status.RUNNING
 
     def run_to_completion(self, hang_seconds: float = 0) -> Status:
@@ -263,7 +287,8 @@ class GuestProcess:
         """Everything the VMM keeps for this process outside the VM, as plain data."""
         space = self.space
         return {
-            "vtime_ns": self.vtime_ns, "clock_offset_ns": self.clock_offset_ns,
+            "vtime_ns": self.vtime_ns, "clock": self.clock.to_dict(),
+            "incarnation": self.incarnation,
             "status": self.status.value, "exit_code": self.exit_code,
             "wake_at_ns": self.wake_at_ns, "syscalls": self.syscalls,
             "unknown_syscalls": sorted(self.unknown_syscalls.items()),
@@ -282,7 +307,9 @@ class GuestProcess:
         from chaosreplay.address_space import Vma
 
         self.vtime_ns = state["vtime_ns"]
-        self.clock_offset_ns = state["clock_offset_ns"]
+        self.clock = NodeClock.from_dict(state["clock"])
+        if state["incarnation"] != self.incarnation:
+            self.begin_incarnation(state["incarnation"])
         self.status = Status(state["status"])
         self.exit_code = state["exit_code"]
         self.crash = None

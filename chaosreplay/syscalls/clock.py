@@ -32,7 +32,7 @@ def clock_value(p: GuestProcess, clock_id: int) -> int | None:
     if clock_id in (CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID):
         return p.vtime_ns
     if clock_id in _REALTIME:
-        return REALTIME_EPOCH_NS + p.guest_time_ns()
+        return REALTIME_EPOCH_NS + p.realtime_ns()
     return BOOT_OFFSET_NS + p.guest_time_ns()
 
 
@@ -56,7 +56,7 @@ def sys_clock_getres(p: GuestProcess, r: Any) -> int:
 
 
 def sys_gettimeofday(p: GuestProcess, r: Any) -> int:
-    now = REALTIME_EPOCH_NS + p.guest_time_ns()
+    now = REALTIME_EPOCH_NS + p.realtime_ns()
     if r.rdi and not p.space.write(r.rdi, struct.pack("<qq", now // NS, (now % NS) // 1000)):
         return -errno.EFAULT
     if r.rsi and not p.space.write(r.rsi, struct.pack("<ii", 0, 0)):
@@ -65,7 +65,7 @@ def sys_gettimeofday(p: GuestProcess, r: Any) -> int:
 
 
 def sys_time(p: GuestProcess, r: Any) -> int:
-    seconds = (REALTIME_EPOCH_NS + p.guest_time_ns()) // NS
+    seconds = (REALTIME_EPOCH_NS + p.realtime_ns()) // NS
     if r.rdi and not p.space.write(r.rdi, struct.pack("<q", seconds)):
         return -errno.EFAULT
     return seconds
@@ -86,7 +86,7 @@ def _sleep(p: GuestProcess, duration_ns: int | None) -> int:
         return -errno.EFAULT
     if duration_ns < 0:
         return -errno.EINVAL
-    p.block_until(p.vtime_ns + duration_ns)
+    p.block_for(duration_ns)
     return 0
 
 

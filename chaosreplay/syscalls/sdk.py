@@ -84,7 +84,7 @@ def sys_recv(p: GuestProcess, r: Any) -> int:
     if timeout < 0:
         p._die(9, 0, 0, "deadlock: cr_recv without timeout and no network")
         return 0
-    p.block_until(p.vtime_ns + timeout)
+    p.block_for(timeout)
     return -errno.ETIMEDOUT
 
 

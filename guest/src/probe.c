@@ -1,0 +1,116 @@
+/*
+ * probe.c - a small multi-node program whose output shows what the simulation did to it;
+ * the simulation's tests use it to see each fault's effect from inside a guest.
+ *
+ *   probe ring ROUNDS     every 10 ms send "r<round> from <id>" to the next node and
+ *                         print each datagram received ("got <text> src=<n>")
+ *   probe clock ROUNDS    every 100 ms (by the node's own clock) print both clocks in ms
+ *   probe alloc ROUNDS    every 100 ms map 1 MiB more and print "alloc ok" or "alloc ENOMEM"
+ *   probe bug ROUND       like ring, but an always-assertion fails at ROUND on node 0
+ *   probe spin            after setup, loop forever without a system call (a hang)
+ *   probe wait            block in cr_recv without timeout, printing what arrives
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "chaosreplay.h"
+
+static long long now_ms(clockid_t clock)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Wait up to ms for datagrams, printing each one. */
+static void drain(int64_t ms)
+{
+    char buf[256];
+    int src = -1;
+    long long until = now_ms(CLOCK_MONOTONIC) + ms;
+    for (;;) {
+        long long left = until - now_ms(CLOCK_MONOTONIC);
+        if (left <= 0)
+            return;
+        int n = cr_recv(buf, sizeof buf - 1, left * 1000000LL, &src);
+        if (n < 0)
+            return;
+        buf[n] = 0;
+        printf("got %s src=%d\n", buf, src);
+    }
+}
+
+static int ring(int rounds, int bug_round)
+{
+    int id = cr_node_id(), count = cr_node_count();
+    for (int r = 0; r < rounds; r++) {
+        char msg[64];
+        int len = snprintf(msg, sizeof msg, "r%d from %d", r, id);
+        int rc = cr_send((id + 1) % count, msg, (size_t)len);
+        CR_ALWAYS(rc == 0, "cr_send to a live node succeeds");
+        CR_ALWAYS(!(id == 0 && r == bug_round), "probe planted bug");
+        drain(10);
+    }
+    return 0;
+}
+
+static int clocks(int rounds)
+{
+    for (int r = 0; r < rounds; r++) {
+        printf("clock mono=%lld real=%lld\n", now_ms(CLOCK_MONOTONIC), now_ms(CLOCK_REALTIME));
+        sleep_ms(100);
+    }
+    return 0;
+}
+
+static int alloc(int rounds)
+{
+    for (int r = 0; r < rounds; r++) {
+        void *p = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) {
+            printf("alloc %s\n", errno == ENOMEM ? "ENOMEM" : strerror(errno));
+        } else {
+            memset(p, 1, 1 << 20);
+            printf("alloc ok\n");
+        }
+        sleep_ms(100);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *mode = argc > 1 ? argv[1] : "ring";
+    int arg = argc > 2 ? atoi(argv[2]) : 10;
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    cr_setup_complete();
+    if (strcmp(mode, "ring") == 0)
+        return ring(arg, -1);
+    if (strcmp(mode, "bug") == 0)
+        return ring(arg + 10, arg);
+    if (strcmp(mode, "clock") == 0)
+        return clocks(arg);
+    if (strcmp(mode, "alloc") == 0)
+        return alloc(arg);
+    if (strcmp(mode, "wait") == 0) {
+        drain(1000000000);
+        return 0;
+    }
+    if (strcmp(mode, "spin") == 0) {
+        for (volatile unsigned long i = 0;; i++)
+            ;
+    }
+    fprintf(stderr, "usage: probe ring|clock|alloc|bug|spin|wait [N]\n");
+    return 2;
+}
