@@ -201,8 +201,11 @@ class Simulation:
         """Do the earliest thing that can happen (see the module docstring)."""
         candidates = self._candidates()
         if not candidates or candidates[0][0] >= self.end_ns:
-            self._finish("duration" if any(n.status not in ENDED for n in self.nodes)
-                         else "all nodes ended")
+            if any(n.status not in ENDED for n in self.nodes):
+                self.now_ns = self.end_ns  # nothing else can happen before the end: idle to it
+                self._finish("duration")
+            else:
+                self._finish("all nodes ended")
             return
         time_ns, priority, index = candidates[0]
         self.now_ns = max(self.now_ns, time_ns)
@@ -262,7 +265,7 @@ class Simulation:
             self.messaging.deliver(packet, node.process, node.status is NodeStatus.RUNNING)
 
     def _finish(self, reason: str) -> None:
-        end_tick = max(self.tick, min(self.now_ns, self.end_ns) // NS_PER_TICK)
+        end_tick = max(self.tick, self.now_ns // NS_PER_TICK)
         for record in self.oracle.unsatisfied_records(end_tick):
             self._record(-1, end_tick * NS_PER_TICK, EventKind.UNSATISFIED, record)
         self._record(-1, end_tick * NS_PER_TICK, EventKind.RUN_END, {

@@ -7,8 +7,10 @@ import click
 from chaosreplay.cli.lint_command import lint
 from chaosreplay.cli.recording_commands import COMMANDS as RECORDING_COMMANDS
 from chaosreplay.cli.run_command import run
+from chaosreplay.cli.sim_commands import COMMANDS as SIM_COMMANDS
 
 ALL: list[click.Command] = []
 ALL.append(lint)
 ALL.append(run)
+ALL.extend(SIM_COMMANDS)
 ALL.extend(RECORDING_COMMANDS)

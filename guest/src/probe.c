@@ -6,6 +6,8 @@
  *                         print each datagram received ("got <text> src=<n>")
  *   probe clock ROUNDS    every 100 ms (by the node's own clock) print both clocks in ms
  *   probe alloc ROUNDS    every 100 ms map 1 MiB more and print "alloc ok" or "alloc ENOMEM"
+ *   probe burst N         send N datagrams "b<i> from <id>" to the next node at once, then
+ *                         print what arrives for 300 ms
  *   probe bug ROUND       like ring, but an always-assertion fails at ROUND on node 0
  *   probe spin            after setup, loop forever without a system call (a hang)
  *   probe wait            block in cr_recv without timeout, printing what arrives
@@ -33,20 +35,22 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-/* Wait up to ms for datagrams, printing each one. */
-static void drain(int64_t ms)
+/* Wait up to ms for datagrams, printing each one; returns how many came. */
+static int drain(int64_t ms)
 {
+    int got = 0;
     char buf[256];
     int src = -1;
     long long until = now_ms(CLOCK_MONOTONIC) + ms;
     for (;;) {
         long long left = until - now_ms(CLOCK_MONOTONIC);
         if (left <= 0)
-            return;
+            return got;
         int n = cr_recv(buf, sizeof buf - 1, left * 1000000LL, &src);
         if (n < 0)
-            return;
+            return got;
         buf[n] = 0;
+        got++;
         printf("got %s src=%d\n", buf, src);
     }
 }
@@ -60,8 +64,20 @@ static int ring(int rounds, int bug_round)
         int rc = cr_send((id + 1) % count, msg, (size_t)len);
         CR_ALWAYS(rc == 0, "cr_send to a live node succeeds");
         CR_ALWAYS(!(id == 0 && r == bug_round), "probe planted bug");
-        drain(10);
+        CR_SOMETIMES(drain(10) > 0, "probe: a datagram arrives");
     }
+    return 0;
+}
+
+static int burst(int n)
+{
+    int id = cr_node_id(), count = cr_node_count();
+    for (int i = 0; i < n; i++) {
+        char msg[64];
+        int len = snprintf(msg, sizeof msg, "b%d from %d", i, id);
+        cr_send((id + 1) % count, msg, (size_t)len);
+    }
+    drain(300);
     return 0;
 }
 
@@ -99,6 +115,8 @@ int main(int argc, char **argv)
         return ring(arg, -1);
     if (strcmp(mode, "bug") == 0)
         return ring(arg + 10, arg);
+    if (strcmp(mode, "burst") == 0)
+        return burst(arg);
     if (strcmp(mode, "clock") == 0)
         return clocks(arg);
     if (strcmp(mode, "alloc") == 0)
@@ -111,6 +129,6 @@ int main(int argc, char **argv)
         for (volatile unsigned long i = 0;; i++)
             ;
     }
-    fprintf(stderr, "usage: probe ring|clock|alloc|bug|spin|wait [N]\n");
+    fprintf(stderr, "usage: probe ring|burst|clock|alloc|bug|spin|wait [N]\n");
     return 2;
 }

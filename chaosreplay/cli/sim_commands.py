@@ -1,0 +1,173 @@
+"""`chaosreplay record` and `chaosreplay replay`: make a recording, and prove it reproduces."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from chaosreplay.programs import resolve_images
+from chaosreplay.runs import RunOptions, describe_part, record_run, replay_run
+from chaosreplay.scenario import Scenario, load_scenario
+from chaosreplay.simulation import RunResult, Simulation
+from chaosreplay.validation import KeyPath, expect_ticks
+
+_err = Console(stderr=True, highlight=False)
+
+
+def _ticks(value: str) -> int:
+    """--duration: 60s, 500ms, 2m or a number of ms."""
+    try:
+        return expect_ticks(int(value) if value.isdigit() else value, KeyPath("--duration"),
+                            minimum=1)
+    except Exception as exc:  # ConfigError from the shared checker
+        raise click.BadParameter(str(exc).removeprefix("--duration: ")) from None
+
+
+class _Bar:
+    """A progress bar over virtual time, with events and bugs so far."""
+
+    def __init__(self, total_ns: int, enabled: bool, verb: str) -> None:
+        self.progress = Progress(
+            TextColumn(f"[bold]{verb}[/]"), BarColumn(),
+            TextColumn("virtual {task.fields[vt]} / {task.fields[span]}"),
+            TextColumn("· {task.fields[events]} events · {task.fields[bugs]}"),
+            TimeElapsedColumn(), console=_err, transient=True, disable=not enabled)
+        self.task = self.progress.add_task(verb, total=total_ns, vt="0.0s",
+                                           span=f"{total_ns / 1e9:.1f}s", events=0,
+                                           bugs="no bugs")
+
+    def __call__(self, sim: Simulation) -> None:
+        bugs = len(sim.bugs) + len(sim.failures)
+        self.progress.update(self.task, completed=min(sim.now_ns, sim.end_ns),
+                             vt=f"{sim.now_ns / 1e9:.1f}s", events=f"{sim.event_count:,}",
+                             bugs=f"[red]{bugs} bug(s)[/]" if bugs else "no bugs")
+
+    def __enter__(self) -> _Bar:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+
+def _summary(result: RunResult, scenario: Scenario, wall: float, out: Path) -> None:
+    virtual = result.end_tick / 1000
+    speed = f"{virtual / wall:.1f}x real time" if wall > 0 else ""
+    status = "[red]FAILED[/]" if result.failed else "[green]passed[/]"
+    _err.print(f"{status}: {result.reason} after {virtual:.3f}s virtual · "
+               f"{scenario.node_count} nodes · seed {scenario.seed} · {result.events:,} events "
+               f"· wall {wall:.2f}s ({speed})")
+    net = result.network
+    dropped = sum(net.get("dropped", {}).values())
+    _err.print(f"network: {net.get('sent', 0)} sent, {net.get('delivered', 0)} delivered, "
+               f"{dropped} dropped, {net.get('corrupted', 0)} corrupted, "
+               f"{net.get('duplicated', 0)} duplicated")
+    for bug in result.bugs:
+        _err.print(f"[red]bug[/] at tick {bug.tick} on node {bug.node}: "
+                   f"{bug.kind.name.lower()} \"{bug.message}\" ({bug.location})")
+    for failure in result.failures:
+        _err.print(f"[red]{failure.kind}[/] at tick {failure.tick} on node {failure.node}: "
+                   f"{failure.detail}")
+    for item in result.unsatisfied:
+        _err.print(f"[yellow]never satisfied[/]: {item['assert_kind']} \"{item['message']}\" "
+                   f"({item['file']}:{item['line']})")
+    _err.print(f"recorded {out} · replay: chaosreplay replay {out} · "
+               f"debug: chaosreplay debug {out}")
+
+
+@click.command()
+@click.argument("scenario_file", metavar="[SCENARIO]", required=False,
+                type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--seed", type=click.IntRange(min=0, max=2**64 - 1), default=None,
+              help="Override the scenario's seed.")
+@click.option("--duration", default=None, metavar="T",
+              help="Override the virtual duration (60s, 500ms, 2m, or ms).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("run.ccr"), show_default=True, help="Where to write the recording.")
+@click.option("--keep-going", is_flag=True,
+              help="Run to the end even after a bug, crash or hang.")
+@click.option("--hang-timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="Wall seconds without a VM exit before a node counts as hung (0: never).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def record(scenario_file: Path | None, seed: int | None, duration: str | None, output: Path,
+           keep_going: bool, hang_timeout: float, no_progress: bool) -> None:
+    """Run a simulation and record it (the 3-node Raft demo without SCENARIO).
+
+    Exits 0 when the run found no failure, 1 when it found a bug, crash or hang.
+    """
+    scenario = load_scenario(scenario_file) if scenario_file else Scenario()
+    base_dir = scenario_file.parent if scenario_file else Path.cwd()
+    if seed is not None:
+        scenario = scenario.with_seed(seed)
+    if duration is not None:
+        scenario = replace(scenario, duration=_ticks(duration))
+    images = resolve_images(scenario, base_dir)
+    options = RunOptions(keep_going=keep_going, hang_seconds=hang_timeout)
+    started = time.perf_counter()
+    show = not no_progress and _err.is_terminal
+    with _Bar(scenario.duration_ns, show, "recording") as bar:
+        result = record_run(scenario, images, output, options, on_progress=bar)
+    _summary(result, scenario, time.perf_counter() - started, output)
+    sys.exit(1 if result.failed else 0)
+
+
+@click.command()
+@click.argument("recording", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--hang-timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="Wall seconds without a VM exit before a node counts as hung (0: never).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def replay(recording: Path, hang_timeout: float, no_progress: bool) -> None:
+    """Re-run RECORDING from its manifest and check every event and checkpoint digest.
+
+    Exits 0 when the replay is identical, 1 at the first divergence.
+    """
+    started = time.perf_counter()
+    show = not no_progress and _err.is_terminal
+    from chaosreplay.recording import RecordingReader
+
+    with RecordingReader(recording) as reader:
+        total = reader.last_tick or 0
+    with _Bar(max(1, total) * 1_000_000, show, "replaying") as bar:
+        report = replay_run(recording, on_progress=bar, hang_seconds=hang_timeout)
+    wall = time.perf_counter() - started
+    checked = (f"{report.events_checked:,} events and {report.checkpoints_checked} "
+               f"checkpoints")
+    if report.identical:
+        note = "" if report.complete_recording else " (the recording is incomplete: its " \
+            "events so far)"
+        _err.print(f"[green]identical[/]: {checked} match{note} · wall {wall:.2f}s")
+        sys.exit(0)
+    d = report.divergence
+    if d is not None:
+        _err.print(f"[red]diverged[/] at event {d.seq} (tick {d.tick}, node {d.node}) after "
+                   f"{report.events_checked:,} identical events")
+        _err.print(f"  expected: {_event_text(d.expected)}")
+        _err.print(f"  actual:   {_event_text(d.actual)}")
+    if report.state_differs:
+        parts = ", ".join(describe_part(p) for p in report.state_differs)
+        _err.print(f"[red]state differs[/] at the checkpoint of tick {report.state_checked_at}:"
+                   f" {parts}")
+    elif d is not None:
+        _err.print("  (no later checkpoint to compare the state at)")
+    sys.exit(1)
+
+
+def _event_text(event: Any) -> str:
+    if event is None:
+        return "(no event)"
+    if isinstance(event, tuple):
+        tick, _, node, kind, fields = event
+    else:
+        tick, node, kind, fields = event.tick, event.node, event.kind, event.fields
+    text = f"tick {tick} node {node} {kind} {fields!r}"
+    return text if len(text) < 300 else text[:297] + "..."
+
+
+COMMANDS = [record, replay]
