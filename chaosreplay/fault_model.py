@@ -69,7 +69,11 @@ def _skew_rate(value: Any, at: KeyPath) -> float:
 
 
 def _jump(value: Any, at: KeyPath) -> int:
-    delta = expect_int(value, at, what="integer of nanoseconds (+ forward, - back)")
+    if isinstance(value, str):  # a signed duration string: "5s" forward, "-500ms" back
+        sign = -1 if value.startswith("-") else 1
+        delta = sign * expect_ns(value.removeprefix("-").removeprefix("+"), at)
+    else:
+        delta = expect_int(value, at, what="integer of nanoseconds (+ forward, - back)")
     if delta == 0:
         at.fail("expected a non-zero clock jump in nanoseconds")
     return delta

@@ -50,7 +50,7 @@ class Run:
 
 def scenario(program: Path, args: list[str], *, count: int = 3, duration: str = "1s",
              faults: list[dict[str, Any]] | None = None, network: dict[str, Any] | None = None,
-             **extra: Any) -> Scenario:
+             wait_for_setup: bool = True, **extra: Any) -> Scenario:
     """A scenario of `count` nodes running program with args (no checkpoints by default)."""
     data: dict[str, Any] = {
         "duration": duration, "checkpoint_interval": 0, "memory_per_node": "32MiB",
@@ -58,7 +58,7 @@ def scenario(program: Path, args: list[str], *, count: int = 3, duration: str = 
         **extra,
     }
     if faults is not None:
-        data["faults"] = {"schedule": faults}
+        data["faults"] = {"schedule": faults, "wait_for_setup": wait_for_setup}
     if network is not None:
         data["network"] = network
     return Scenario.from_dict(data)
