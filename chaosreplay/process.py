@@ -22,7 +22,9 @@ from chaosreplay.loader import build_stack, map_segments
 from chaosreplay.node_clock import NodeClock
 from chaosreplay.rng import DeterministicStream
 from chaosreplay.syscalls import HANDLERS
+from chaosreplay.syscalls.files import files_state, load_files_state
 from chaosreplay.syscalls.numbers import syscall_name
+from chaosreplay.vfs import FileSystem
 from chaosreplay.vmm import DEFAULT_MEM_SIZE, ExitReason, Snapshot, Vm
 
 _MASK64 = (1 << 64) - 1
@@ -113,6 +115,8 @@ class GuestProcess:
         self.signal_mask = 0
         self.tid_address = 0
         self.network: Any = None  # the simulation attaches a messaging endpoint
+        self.files: dict[int, Any] = {}  # descriptor -> syscalls.files.Descriptor
+        self.fs = FileSystem(config.seed, config.node_id)  # the node's disk: outlives restarts
         self.incarnation = 0  # restarts so far: each life draws fresh random numbers
         self.random = self._streams()
 
@@ -300,6 +304,7 @@ class GuestProcess:
             "vmas": [[v.start, v.end, v.prot, v.name] for v in space.vmas()],
             "brk_start": space.brk_start, "brk": space.brk,
             "memory_limit": space.memory_limit,
+            "files": files_state(self),
         }
 
     def load_kernel_state(self, state: dict[str, Any]) -> None:
@@ -329,6 +334,7 @@ class GuestProcess:
         self.space.brk_start = state["brk_start"]
         self.space.brk = state["brk"]
         self.space.memory_limit = state["memory_limit"]
+        load_files_state(self, state["files"])
 
     def checkpoint(self, snapshot: Snapshot | None = None, incremental: bool = True) -> Checkpoint:
         """Capture VM + kernel state; reuse `snapshot`'s buffer when given."""

@@ -112,9 +112,8 @@ def test_restart_is_kill_and_boot_at_once(probe):
     assert run.received(0).count(b"r0 from 2") == 2
 
 
-def test_restarted_node_draws_fresh_random_numbers(guest_bin):
-    rand = guest_bin("musl", "sdk_all")
-    run = simulate(scenario(rand, [], count=1, faults=[_fault("restart", at=0, node=0)],
+def test_restarted_node_draws_fresh_random_numbers(probe):
+    run = simulate(scenario(probe, ["random"], count=1, faults=[_fault("restart", at=50, node=0)],
                             wait_for_setup=False))
     lives = [line for _, line in run.lines(0) if line.startswith(b"random ")]
     assert len(lives) == 2 and lives[0] != lives[1]

@@ -9,6 +9,7 @@
  *   probe burst N         send N datagrams "b<i> from <id>" to the next node at once, then
  *                         print what arrives for 300 ms
  *   probe bug ROUND       like ring, but an always-assertion fails at ROUND on node 0
+ *   probe random          print two random numbers (SDK and getrandom), then idle 100 ms
  *   probe spin            after setup, loop forever without a system call (a hang)
  *   probe wait            block in cr_recv without timeout, printing what arrives
  */
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "chaosreplay.h"
@@ -121,6 +123,13 @@ int main(int argc, char **argv)
         return clocks(arg);
     if (strcmp(mode, "alloc") == 0)
         return alloc(arg);
+    if (strcmp(mode, "random") == 0) {
+        uint64_t sdk = cr_get_random(), os = 0;
+        getrandom(&os, sizeof os, 0);
+        printf("random %016llx %016llx\n", (unsigned long long)sdk, (unsigned long long)os);
+        sleep_ms(100);
+        return 0;
+    }
     if (strcmp(mode, "wait") == 0) {
         drain(1000000000);
         return 0;
@@ -129,6 +138,6 @@ int main(int argc, char **argv)
         for (volatile unsigned long i = 0;; i++)
             ;
     }
-    fprintf(stderr, "usage: probe ring|burst|clock|alloc|bug|spin|wait [N]\n");
+    fprintf(stderr, "usage: probe ring|burst|clock|alloc|bug|random|spin|wait [N]\n");
     return 2;
 }
