@@ -223,6 +223,7 @@ class NetworkFabric:
         self._tx_free_ns: dict[int, int] = {}
         self._heap: list[tuple[int, int, int, Delivery]] = []
         self._next_id = 0
+        self._link_cache: dict[tuple[int, int], LinkParams] = {}  # emptied on any change
 
     # -- configuration ------------------------------------------------------------------
 
@@ -235,6 +236,7 @@ class NetworkFabric:
         _check_param_names(params)
         if node is not None:
             self._check_node(node)
+        self._link_cache.clear()
         if key is None:
             if node is None:
                 self._defaults = replace(self._defaults, **params)
@@ -248,6 +250,7 @@ class NetworkFabric:
 
     def clear_link_params(self, key: str) -> None:
         """Remove the parameter layer a fault added (no-op when it is not there)."""
+        self._link_cache.clear()
         self._layers.pop(key, None)
 
     def node_params(self, node: int) -> LinkParams:
@@ -260,7 +263,11 @@ class NetworkFabric:
 
     def link_params(self, src: int, dst: int) -> LinkParams:
         """The parameters a packet from src to dst uses: the more severe of the two nodes'."""
-        return self.node_params(src).worst(self.node_params(dst))
+        params = self._link_cache.get((src, dst))
+        if params is None:
+            params = self.node_params(src).worst(self.node_params(dst))
+            self._link_cache[(src, dst)] = params
+        return params
 
     def set_partition(self, sides: list[list[int]], key: str = "partition") -> None:
         """Partition the network: packets between different sides are dropped.
@@ -444,6 +451,7 @@ class NetworkFabric:
         self.node_count = snap["node_count"]
         self._stream = DeterministicStream(self.seed, "fabric", -1, snap["position"])
         self._next_id = snap["next_id"]
+        self._link_cache.clear()
         self._defaults = LinkParams(**snap["defaults"])
         self._node_base = {n: dict(p) for n, p in snap["node_base"]}
         self._layers = {k: (n, dict(p)) for k, n, p in snap["layers"]}
