@@ -36,6 +36,7 @@ class EventKind(StrEnum):
     CHECKPOINT = "checkpoint"
     ORACLE_CONFLICT = "oracle.conflict"
     UNSATISFIED = "unsatisfied"
+    DISK_FAULT = "disk.fault"
 
 
 MEANINGS: dict[EventKind, str] = {
@@ -61,6 +62,7 @@ MEANINGS: dict[EventKind, str] = {
     EventKind.CHECKPOINT: "a checkpoint of the whole simulation was taken",
     EventKind.ORACLE_CONFLICT: "two assertions with different messages share one id",
     EventKind.UNSATISFIED: "at run end, a sometimes/reachable assertion never satisfied",
+    EventKind.DISK_FAULT: "a disk fault failed or corrupted a node's read, write or fsync",
 }
 
 

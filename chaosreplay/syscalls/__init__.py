@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from chaosreplay.syscalls import clock, io, memory, sdk, task
+from chaosreplay.syscalls import clock, files, io, memory, sdk, task
 
 if TYPE_CHECKING:
     from chaosreplay.process import GuestProcess
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 Handler = Callable[["GuestProcess", Any], int]
 
 HANDLERS: dict[int, Handler] = {}
-for _module in (memory, io, clock, task, sdk):
+for _module in (memory, io, files, clock, task, sdk):
     for _number, _handler in _module.HANDLERS.items():
         if _number in HANDLERS:
             raise RuntimeError(f"syscall {_number} is handled twice")

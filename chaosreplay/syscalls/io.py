@@ -2,6 +2,7 @@
 
 Standard input reads as end of file; standard output and error are a fixed virtual tty
 (80x24), so a program's buffering choices never depend on what the host's streams are.
+Every other descriptor is a file or directory: these calls hand it to files.py.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import errno
 import struct
 from typing import TYPE_CHECKING, Any
 
+from chaosreplay.syscalls import files
+from chaosreplay.syscalls.files import AT_EMPTY_PATH, MAX_IO
 from chaosreplay.syscalls.numbers import NUMBERS
 
 if TYPE_CHECKING:
@@ -18,10 +21,7 @@ if TYPE_CHECKING:
 TCGETS, TCSETS, TCSETSW, TCSETSF, TIOCGWINSZ, TIOCSWINSZ, TIOCGPGRP = (
     0x5401, 0x5402, 0x5403, 0x5404, 0x5413, 0x5414, 0x540F)
 FIONBIO = 0x5421
-AT_FDCWD = -100
-AT_EMPTY_PATH = 0x1000
 S_IFCHR = 0o020000
-MAX_IO = 1 << 24  # one call moves at most 16 MiB, as a bound on host allocation
 _TERMIOS = struct.pack("<4IB19s", 0x500, 0x5, 0xBF, 0x8A3B, 0,
                        bytes([3, 28, 127, 21, 4, 0, 1, 0, 17, 19, 26, 0, 18, 15, 23, 22, 0, 0, 0]))
 _STDIO = (0, 1, 2)
@@ -38,7 +38,7 @@ def sys_read(p: GuestProcess, r: Any) -> int:
     fd = r.rdi
     if fd == 0:
         return 0
-    return -errno.EBADF if fd not in _STDIO else -errno.EINVAL
+    return files.sys_read(p, r) if fd not in _STDIO else -errno.EINVAL
 
 
 def _write(p: GuestProcess, fd: int, data: bytes) -> int:
@@ -51,7 +51,7 @@ def _write(p: GuestProcess, fd: int, data: bytes) -> int:
 def sys_write(p: GuestProcess, r: Any) -> int:
     fd, buf, count = r.rdi, r.rsi, min(r.rdx, MAX_IO)
     if fd not in (1, 2):
-        return -errno.EBADF
+        return files.sys_write(p, r) if fd != 0 else -errno.EBADF
     data = p.space.read(buf, count) if count else b""
     if data is None:
         return -errno.EFAULT
@@ -60,10 +60,10 @@ def sys_write(p: GuestProcess, r: Any) -> int:
 
 def sys_writev(p: GuestProcess, r: Any) -> int:
     fd, iov, count = r.rdi, r.rsi, r.rdx
+    if fd not in (1, 2):
+        return files.sys_writev(p, r) if fd != 0 else -errno.EBADF
     if count > 1024:
         return -errno.EINVAL
-    if fd not in (1, 2):
-        return -errno.EBADF
     raw = p.space.read(iov, 16 * count) if count else b""
     if raw is None:
         return -errno.EFAULT
@@ -82,7 +82,7 @@ def sys_writev(p: GuestProcess, r: Any) -> int:
 def sys_ioctl(p: GuestProcess, r: Any) -> int:
     fd, request, arg = r.rdi, r.rsi & 0xFFFFFFFF, r.rdx
     if fd not in _STDIO:
-        return -errno.EBADF
+        return files.sys_ioctl(p, r)
     if request == TCGETS:
         return 0 if p.space.write(arg, _TERMIOS) else -errno.EFAULT
     if request == TIOCGWINSZ:
@@ -97,21 +97,15 @@ def sys_ioctl(p: GuestProcess, r: Any) -> int:
 def sys_fstat(p: GuestProcess, r: Any) -> int:
     fd, buf = r.rdi, r.rsi
     if fd not in _STDIO:
-        return -errno.EBADF
+        return files.sys_fstat(p, r)
     return 0 if p.space.write(buf, _tty_stat(fd, p.node_id)) else -errno.EFAULT
 
 
 def sys_newfstatat(p: GuestProcess, r: Any) -> int:
     dirfd, path, buf, flags = r.rdi, r.rsi, r.rdx, r.r10
-    name = p.space.read_cstring(path)
-    if name is None:
-        return -errno.EFAULT
-    if name == b"" and flags & AT_EMPTY_PATH:
-        dirfd = dirfd - (1 << 64) if dirfd >= 1 << 63 else dirfd
-        if dirfd not in _STDIO:
-            return -errno.EBADF
+    if dirfd in _STDIO and flags & AT_EMPTY_PATH and p.space.read_cstring(path) == b"":
         return 0 if p.space.write(buf, _tty_stat(dirfd, p.node_id)) else -errno.EFAULT
-    return -errno.ENOENT  # the node's file system arrives with the simulation
+    return files.sys_newfstatat(p, r)
 
 
 def _readlink(p: GuestProcess, path_ptr: int, buf: int, size: int) -> int:
@@ -133,11 +127,11 @@ def sys_readlinkat(p: GuestProcess, r: Any) -> int:
 
 
 def sys_close(p: GuestProcess, r: Any) -> int:
-    return 0 if r.rdi in _STDIO else -errno.EBADF
+    return 0 if r.rdi in _STDIO else files.sys_close(p, r)
 
 
 def sys_lseek(p: GuestProcess, r: Any) -> int:
-    return -errno.ESPIPE if r.rdi in _STDIO else -errno.EBADF
+    return -errno.ESPIPE if r.rdi in _STDIO else files.sys_lseek(p, r)
 
 
 HANDLERS = {
