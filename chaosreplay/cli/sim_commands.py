@@ -12,6 +12,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from chaosreplay.demo import demo_scenario
 from chaosreplay.programs import resolve_images
 from chaosreplay.runs import RunOptions, describe_part, record_run, replay_run
 from chaosreplay.scenario import Scenario, load_scenario
@@ -102,7 +103,7 @@ def record(scenario_file: Path | None, seed: int | None, duration: str | None, o
 
     Exits 0 when the run found no failure, 1 when it found a bug, crash or hang.
     """
-    scenario = load_scenario(scenario_file) if scenario_file else Scenario()
+    scenario = load_scenario(scenario_file) if scenario_file else demo_scenario()
     base_dir = scenario_file.parent if scenario_file else Path.cwd()
     if seed is not None:
         scenario = scenario.with_seed(seed)
