@@ -2,7 +2,8 @@
 recording's manifest for `replay` (so a recording replays on a machine without them).
 
 `builtin:demo` names the Raft demo (guest/src/raft.c), which `pip install` compiles into
-the package as chaosreplay/_demo/raft; a source checkout can use guest/build's copy.
+the package as chaosreplay/_demo/raft; in a source checkout, `make -C guest` builds newer
+copies under guest/build, and the newest one wins.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ DEMO_CANDIDATES = (
 
 
 def demo_program() -> Path:
-    """The built Raft demo binary."""
-    for candidate in DEMO_CANDIDATES:
-        if candidate.is_file():
-            return candidate
+    """The built Raft demo binary: in a source checkout, the most recently built copy."""
+    built = [c for c in DEMO_CANDIDATES if c.is_file()]
+    if built:
+        return max(built, key=lambda c: c.stat().st_mtime_ns)
     raise GuestProgramError(
         "the built-in demo program is not built: reinstall chaosreplay (pip install .) "
         "or build the guests (make -C guest)")
