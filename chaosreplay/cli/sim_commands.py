@@ -13,21 +13,24 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from chaosreplay.demo import demo_scenario
+from chaosreplay.errors import ConfigError
 from chaosreplay.programs import resolve_images
 from chaosreplay.runs import RunOptions, describe_part, record_run, replay_run
 from chaosreplay.scenario import Scenario, load_scenario
 from chaosreplay.simulation import RunResult, Simulation
 from chaosreplay.validation import KeyPath, expect_ticks
 
-_err = Console(stderr=True, highlight=False)
+_err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def _ticks(value: str) -> int:
+def _ticks(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
     """--duration: 60s, 500ms, 2m or a number of ms."""
+    if value is None:
+        return None
     try:
         return expect_ticks(int(value) if value.isdigit() else value, KeyPath("--duration"),
                             minimum=1)
-    except Exception as exc:  # ConfigError from the shared checker
+    except ConfigError as exc:
         raise click.BadParameter(str(exc).removeprefix("--duration: ")) from None
 
 
@@ -79,8 +82,8 @@ def _summary(result: RunResult, scenario: Scenario, wall: float, out: Path) -> N
     for item in result.unsatisfied:
         _err.print(f"[yellow]never satisfied[/]: {item['assert_kind']} \"{item['message']}\" "
                    f"({item['file']}:{item['line']})")
-    _err.print(f"recorded {out} · replay: chaosreplay replay {out} · "
-               f"debug: chaosreplay debug {out}")
+    _err.print(f"recorded {out}\n  replay: chaosreplay replay {out}\n"
+               f"  debug:  chaosreplay debug {out}")
 
 
 @click.command()
@@ -88,7 +91,7 @@ def _summary(result: RunResult, scenario: Scenario, wall: float, out: Path) -> N
                 type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--seed", type=click.IntRange(min=0, max=2**64 - 1), default=None,
               help="Override the scenario's seed.")
-@click.option("--duration", default=None, metavar="T",
+@click.option("--duration", default=None, metavar="T", callback=_ticks,
               help="Override the virtual duration (60s, 500ms, 2m, or ms).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("run.ccr"), show_default=True, help="Where to write the recording.")
@@ -97,7 +100,7 @@ def _summary(result: RunResult, scenario: Scenario, wall: float, out: Path) -> N
 @click.option("--hang-timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="Wall seconds without a VM exit before a node counts as hung (0: never).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def record(scenario_file: Path | None, seed: int | None, duration: str | None, output: Path,
+def record(scenario_file: Path | None, seed: int | None, duration: int | None, output: Path,
            keep_going: bool, hang_timeout: float, no_progress: bool) -> None:
     """Run a simulation and record it (the 3-node Raft demo without SCENARIO).
 
@@ -108,7 +111,7 @@ def record(scenario_file: Path | None, seed: int | None, duration: str | None, o
     if seed is not None:
         scenario = scenario.with_seed(seed)
     if duration is not None:
-        scenario = replace(scenario, duration=_ticks(duration))
+        scenario = replace(scenario, duration=duration)
     images = resolve_images(scenario, base_dir)
     options = RunOptions(keep_going=keep_going, hang_seconds=hang_timeout)
     started = time.perf_counter()
