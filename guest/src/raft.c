@@ -570,7 +570,9 @@ static void become_leader(void)
     check_leader_completeness();
     uint64_t now = now_ns();
     heartbeat_deadline = now; /* assert leadership at once */
-    propose_deadline = now + PROPOSE_NS;
+    /* New entries wait for the next heartbeat to carry them (half a heartbeat later), as
+     * a batching leader's would: a leader that stops is often ahead of its followers. */
+    propose_deadline = now + PROPOSE_NS + HEARTBEAT_NS / 2;
 }
 
 static int count_votes(void)
@@ -869,6 +871,14 @@ static void on_message(int src, long len)
 /* ------------------------------------------------------------------------------------ */
 /* Timers and the main loop                                                              */
 
+/* Move a periodic deadline on by one period, keeping its phase unless it fell behind. */
+static void advance(uint64_t *deadline, uint64_t period, uint64_t now)
+{
+    *deadline += period;
+    if (*deadline <= now)
+        *deadline = now + period;
+}
+
 static void on_timers(void)
 {
     uint64_t now = now_ns();
@@ -884,17 +894,17 @@ static void on_timers(void)
         for (int i = 0; i < nodes; i++) /* resend to those that have not voted for us */
             if (i != me && !(votes & (1u << i)))
                 send_vote_request(i);
-        heartbeat_deadline = now + HEARTBEAT_NS;
+        advance(&heartbeat_deadline, HEARTBEAT_NS, now);
     }
     if (role == LEADER && now >= propose_deadline) {
         propose();
-        propose_deadline = now + PROPOSE_NS;
+        advance(&propose_deadline, PROPOSE_NS, now);
     }
     if (role == LEADER && now >= heartbeat_deadline) {
         for (int i = 0; i < nodes; i++)
             if (i != me)
                 send_append(i);
-        heartbeat_deadline = now + HEARTBEAT_NS;
+        advance(&heartbeat_deadline, HEARTBEAT_NS, now);
     }
 }
 
