@@ -112,7 +112,7 @@ def test_fault_id_is_stable_and_content_derived() -> None:
          "faults.schedule[0].sides[1][0]: node 5 does not exist"),
         ([{"kind": "clock_skew", "node": 0, "rate": 0}], "faults.schedule[0].rate: expected a "
                                                          "non-zero clock rate"),
-        ([{"kind": "clock_jump", "node": 0, "delta_ns": "1s"}],
+        ([{"kind": "clock_jump", "node": 0, "delta_ns": [1]}],
          'faults.schedule[0].delta_ns: expected an integer of nanoseconds'),
         ([{"kind": "memory_pressure", "node": 0, "limit_bytes": "lots"}],
          'faults.schedule[0].limit_bytes: expected a size in bytes or like "64MiB", got "lots"'),
