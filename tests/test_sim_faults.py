@@ -189,3 +189,47 @@ def test_faults_wait_for_setup_complete(probe):
     gate_tick = max(setups) // MS
     [start] = run.of("fault.start")
     assert start[0] == gate_tick + 30
+
+
+def _disk_lines(run, node=0):
+    return [line.decode() for _, line in run.lines(node)]
+
+
+def test_restart_keeps_only_what_was_fsynced(probe):
+    """Boot counter (fsynced + dir fsync) survives; an unsynced new file does not."""
+    run = simulate(scenario(probe, ["disk", "5"], count=1, faults=[
+        _fault("kill", at=200, node=0, duration=100)], duration="1s"))
+    boots = [line for line in _disk_lines(run) if line.startswith("boot")]
+    assert boots == ["boot 0 unsynced=absent torn=-1", "boot 1 unsynced=absent torn=0"]
+
+
+def test_torn_write_on_crash_keeps_part_of_unsynced_data(probe):
+    run = simulate(scenario(probe, ["disk", "5"], count=1, duration="1s", faults=[
+        _fault("torn_write", at=0, node=0), _fault("kill", at=200, node=0, duration=100)]))
+    boots = [line for line in _disk_lines(run) if line.startswith("boot")]
+    torn = int(boots[1].rsplit("=", 1)[1])
+    assert 0 < torn <= 8192 and torn % 512 == 0, boots
+
+
+@pytest.mark.parametrize("kind, expect", [
+    ("disk_write_error", "write I/O error"),
+    ("disk_full", "write No space left on device"),
+    ("disk_read_error", "read I/O error"),
+])
+def test_disk_faults_reach_the_program(probe, kind, expect):
+    run = simulate(scenario(probe, ["disk", "8"], count=1, faults=[
+        _fault(kind, at=250, node=0, duration=300)]))
+    rounds = [line for line in _disk_lines(run) if line.startswith("write ")]
+    assert rounds[0] == "write ok fsync ok read 1"
+    hit = [line for line in rounds if expect in line]
+    assert hit and rounds[-1] == "write ok fsync ok read 1", rounds
+    events = run.of("disk.fault", 0)
+    assert events and {f["fault"] for *_, f in events} == {kind}
+
+
+def test_disk_corrupt_read_flips_bits_of_what_is_read(probe):
+    run = simulate(scenario(probe, ["disk", "8"], count=1, faults=[
+        _fault("disk_corrupt_read", at=250, node=0, duration=300)]))
+    reads = [line.rsplit(" ", 1)[1] for line in _disk_lines(run) if line.startswith("write ")]
+    assert reads[0] == "1" and any(r != "1" for r in reads), reads
+    assert run.sim.nodes[0].process.fs.read_file("/data/boot") == b"1"  # stored data intact

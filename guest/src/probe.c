@@ -9,18 +9,25 @@
  *   probe burst N         send N datagrams "b<i> from <id>" to the next node at once, then
  *                         print what arrives for 300 ms
  *   probe bug ROUND       like ring, but an always-assertion fails at ROUND on node 0
+ *   probe disk ROUNDS     boot: print "boot <n> unsynced=<present|absent> torn=<size>" from
+ *                         the disk, durably count the boot, leave unsynced data behind;
+ *                         then every 100 ms append+fsync /data/log and read /data/boot,
+ *                         printing "write <result> fsync <result> read <result>"
  *   probe random          print two random numbers (SDK and getrandom), then idle 100 ms
  *   probe spin            after setup, loop forever without a system call (a hang)
  *   probe wait            block in cr_recv without timeout, printing what arrives
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "chaosreplay.h"
 
@@ -83,6 +90,74 @@ static int burst(int n)
     return 0;
 }
 
+static const char *result(long rc)
+{
+    return rc < 0 ? strerror(errno) : "ok";
+}
+
+/* Replace path durably: write a temporary file, fsync it, rename it, fsync the directory. */
+static void put_durably(const char *path, const char *text)
+{
+    char tmp[128];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_CREAT | O_TRUNC | O_WRONLY, 0644);
+    if (fd < 0)
+        return;
+    if (write(fd, text, strlen(text)) < 0 || fsync(fd) < 0) {
+        close(fd);
+        return;
+    }
+    close(fd);
+    rename(tmp, path);
+    int dir = open("/data", O_RDONLY | O_DIRECTORY);
+    fsync(dir);
+    close(dir);
+}
+
+static int disk(int rounds)
+{
+    char buf[64] = {0};
+    int boots = 0;
+    int fd = open("/data/boot", O_RDONLY);
+    if (fd >= 0) {
+        if (read(fd, buf, sizeof buf - 1) > 0)
+            boots = atoi(buf);
+        close(fd);
+    }
+    struct stat st;
+    long torn = stat("/data/torn", &st) == 0 ? (long)st.st_size : -1;
+    printf("boot %d unsynced=%s torn=%ld\n", boots,
+           access("/data/unsynced", F_OK) == 0 ? "present" : "absent", torn);
+    snprintf(buf, sizeof buf, "%d", boots + 1);
+    put_durably("/data/boot", buf);
+    if (torn < 0) { /* an empty, durable file, then 8 KiB that are never synced */
+        put_durably("/data/torn", "");
+        static char block[8192];
+        memset(block, 'T', sizeof block);
+        fd = open("/data/torn", O_WRONLY);
+        if (fd >= 0 && write(fd, block, sizeof block) < 0)
+            printf("torn write %s\n", strerror(errno));
+        close(fd);
+    }
+    fd = open("/data/unsynced", O_CREAT | O_WRONLY, 0644);
+    if (fd >= 0 && write(fd, "x", 1) < 0)
+        printf("unsynced write %s\n", strerror(errno));
+    close(fd);
+    for (int r = 0; r < rounds; r++) {
+        fd = open("/data/log", O_CREAT | O_WRONLY | O_APPEND, 0644);
+        const char *w = result(write(fd, "entry\n", 6));
+        const char *f = result(fsync(fd));
+        close(fd);
+        memset(buf, 0, sizeof buf);
+        fd = open("/data/boot", O_RDONLY);
+        long n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        printf("write %s fsync %s read %s\n", w, f, n < 0 ? strerror(errno) : buf);
+        sleep_ms(100);
+    }
+    return 0;
+}
+
 static int clocks(int rounds)
 {
     for (int r = 0; r < rounds; r++) {
@@ -117,6 +192,8 @@ int main(int argc, char **argv)
         return ring(arg, -1);
     if (strcmp(mode, "bug") == 0)
         return ring(arg + 10, arg);
+    if (strcmp(mode, "disk") == 0)
+        return disk(arg);
     if (strcmp(mode, "burst") == 0)
         return burst(arg);
     if (strcmp(mode, "clock") == 0)
@@ -138,6 +215,6 @@ int main(int argc, char **argv)
         for (volatile unsigned long i = 0;; i++)
             ;
     }
-    fprintf(stderr, "usage: probe ring|burst|clock|alloc|bug|random|spin|wait [N]\n");
+    fprintf(stderr, "usage: probe ring|burst|clock|alloc|disk|bug|random|spin|wait [N]\n");
     return 2;
 }
