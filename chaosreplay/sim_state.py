@@ -14,7 +14,7 @@ A checkpoint is three things the recording stores:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,9 +24,10 @@ from chaosreplay.sdk_abi import AssertKind
 from chaosreplay.vmm import PAGE_SIZE, SCRATCH_END, SCRATCH_START
 
 if TYPE_CHECKING:
-    from chaosreplay.simulation import Simulation
+    from chaosreplay.simulation import Node, Simulation
 
 STATE_VERSION = 1
+_SCRATCH_PAGES = range(SCRATCH_START // PAGE_SIZE, SCRATCH_END // PAGE_SIZE)
 
 
 @dataclass
@@ -57,6 +58,20 @@ def _sha(data: bytes | memoryview) -> bytes:
     return hashlib.sha256(data).digest()
 
 
+def _memory_digest(node: Node, changed: Iterable[int]) -> bytes:
+    """Guest memory's digest: SHA-256 over per-page hashes, rehashing only changed pages.
+
+    The VMM's scratch pages are left out, as in the VM digest: they hold no guest state.
+    """
+    assert node.snap is not None
+    memory = node.snap.memory_view()
+    hashes = node.page_hashes
+    for pfn in changed:
+        hashes[pfn] = _sha(memory[pfn * PAGE_SIZE:(pfn + 1) * PAGE_SIZE])
+    high = len(memory) // PAGE_SIZE
+    return _sha(b"".join(hashes[pfn] for pfn in range(high) if pfn not in _SCRATCH_PAGES))
+
+
 def capture(sim: Simulation, tick: int) -> SimCheckpoint:
     """Snapshot every node (incrementally) and serialise everything else."""
     blobs: dict[str, bytes] = {}
@@ -70,11 +85,8 @@ def capture(sim: Simulation, tick: int) -> SimCheckpoint:
         name = f"node{node.index}"
         vcpu = node.snap.state()
         blobs[f"{name}.vcpu"] = vcpu
-        memory = node.snap.memory_view()
         parts[f"{name}.vcpu"] = _sha(vcpu)
-        h = hashlib.sha256(memory[:SCRATCH_START])
-        h.update(memory[SCRATCH_END:])
-        parts[f"{name}.memory"] = h.digest()
+        parts[f"{name}.memory"] = _memory_digest(node, node.snap.last_pages())
         kernel, disk = p.kernel_state(), p.fs.snapshot()
         parts[f"{name}.kernel"] = _sha(packb(kernel))
         parts[f"{name}.disk"] = _sha(packb(disk))
@@ -116,6 +128,8 @@ def load(sim: Simulation, blobs: dict[str, bytes],
         node.snap = p.vm.snapshot()
         node.snap.load(blobs[f"node{node.index}.vcpu"], pages(f"node{node.index}"))
         node.snap.restore()
+        node.page_hashes.clear()
+        _memory_digest(node, range(len(node.snap.memory_view()) // PAGE_SIZE))
         p.load_kernel_state(saved["kernel"])
         p.fs.restore(saved["disk"])
         node.status = NodeStatus(saved["status"])

@@ -72,6 +72,7 @@ class Node:
     initial: Checkpoint  # taken before the first instruction: what a restart returns to
     status: NodeStatus = NodeStatus.RUNNING
     snap: Snapshot | None = None  # reused by periodic checkpoints (incremental)
+    page_hashes: dict[int, bytes] = field(default_factory=dict)  # pfn -> SHA-256 at last take
 
     @property
     def index(self) -> int:
@@ -293,6 +294,7 @@ class Simulation:
 
     def _record(self, node: int, vtime_ns: int, kind: EventKind | str,
                 fields: dict[str, Any]) -> None:
+        # (_on_process_event inlines this for the events of running guests)
         tick = vtime_ns // NS_PER_TICK
         if tick < self.tick:
             tick = self.tick
@@ -308,7 +310,16 @@ class Simulation:
         self._record(node, vtime_ns, kind, fields)
 
     def _on_process_event(self, p: GuestProcess, kind: EventKind, fields: dict[str, Any]) -> None:
-        self._record(p.node_id, p.vtime_ns, kind, fields)
+        vtime_ns = p.vtime_ns
+        tick = vtime_ns // NS_PER_TICK
+        if tick < self.tick:
+            tick = self.tick
+        self.tick = tick
+        self.event_count += 1
+        if self.sink is not None:
+            self.sink(tick, vtime_ns, p.node_id, kind.value, fields)
+        if kind is EventKind.SYSCALL:
+            return
         if kind is EventKind.ASSERT:
             bug = self.oracle.observe(self.tick, p.node_id, fields["assert_kind"],
                                       fields["condition"], fields["id"], fields["message"],
