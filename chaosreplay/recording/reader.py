@@ -219,6 +219,14 @@ class RecordingReader:
                         node_set is None or batch.nodes[i] in node_set):
                     yield batch.event(i)
 
+    def rows(self) -> Iterator[tuple[int, int, int, str, dict[str, Any]]]:
+        """Every event as a bare (tick, vtime_ns, node, kind, fields) tuple, in order: the
+        fastest full scan (replay compares millions of them)."""
+        for frame in self._index.frames:
+            batch = self._batch(frame)
+            yield from zip(batch.ticks, batch.vtimes, batch.nodes, batch.kinds, batch.fields,
+                           strict=True)
+
     # ---- checkpoints -------------------------------------------------------------------
 
     def checkpoint_before(self, tick: int | None = None, *,
