@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from chaosreplay import nonvirt
+from chaosreplay import nonvirt, sdk_abi
 from chaosreplay.address_space import AddressSpace
 from chaosreplay.elf import ProgramImage
 from chaosreplay.errors import GuestProgramError
@@ -29,6 +29,10 @@ from chaosreplay.vmm import DEFAULT_MEM_SIZE, ExitReason, Snapshot, Vm
 
 _MASK64 = (1 << 64) - 1
 ENOSYS = 38
+# SDK calls whose own event (assert, setup_complete, sdk.event) says all a syscall event
+# would: traced as syscalls only when they fail.
+SELF_RECORDING = frozenset({sdk_abi.CR_SYS_ASSERT, sdk_abi.CR_SYS_SETUP_COMPLETE,
+                            sdk_abi.CR_SYS_SEND_EVENT})
 
 # CPU exception vector -> the signal Linux would deliver for it.
 VECTOR_SIGNALS = {0: signal.SIGFPE, 1: signal.SIGTRAP, 3: signal.SIGTRAP, 6: signal.SIGILL,
@@ -199,7 +203,8 @@ class GuestProcess:
                 result = handler(self, regs) if handler else self._unknown_syscall(number)
                 self.syscalls += 1
                 self.vtime_ns += syscall_cost
-                if self.trace_syscalls:  # the hottest event: straight to the sink
+                if self.trace_syscalls and (number not in SELF_RECORDING or result < 0):
+                    # the hottest event: straight to the sink
                     self.on_event(self, EventKind.SYSCALL, {  # type: ignore[misc]
                         "nr": number, "name": syscall_name(number),
                         "args": [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9],
