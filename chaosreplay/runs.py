@@ -63,6 +63,9 @@ def record_run(scenario: Scenario, images: list[ProgramImage], path: str | os.Pa
     """Run the scenario and write its recording to path (atomically, see module docstring)."""
     final = Path(path)
     partial = final.with_name(final.name + ".partial")
+    # The VMs first: a host without KVM or a bad program leaves no file behind.
+    sim = Simulation(scenario, images, keep_going=options.keep_going, on_progress=on_progress,
+                     hang_seconds=options.hang_seconds)
     writer = RecordingWriter(partial, build_manifest(scenario, images, options, parent),
                              host=_host())
     last_checkpoint: list[int | None] = [None]
@@ -72,9 +75,7 @@ def record_run(scenario: Scenario, images: list[ProgramImage], path: str | os.Pa
                                                    base=last_checkpoint[0])
 
     with writer:
-        sim = Simulation(scenario, images, sink=writer.append, keep_going=options.keep_going,
-                         on_checkpoint=on_checkpoint, on_progress=on_progress,
-                         hang_seconds=options.hang_seconds)
+        sim.sink, sim.on_checkpoint = writer.append, on_checkpoint
         result = sim.run()
         writer.close(result.summary())
     os.replace(partial, final)
