@@ -35,7 +35,7 @@ def test_record_then_replay(tmp_path, probe):
     result = _invoke("record", _scenario(tmp_path, probe), "-o", str(out), "--seed", "4")
     assert result.exit_code == 0, result.stderr
     assert "passed" in result.stderr and f"chaosreplay replay {out}" in result.stderr
-    assert f"chaosreplay debug {out}" in result.stderr
+    assert f"chaosreplay events {out}" in result.stderr
     with RecordingReader(out) as reader:
         assert reader.complete and reader.manifest["scenario"]["seed"] == 4
     replayed = _invoke("replay", str(out))

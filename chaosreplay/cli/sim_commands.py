@@ -82,8 +82,12 @@ def _summary(result: RunResult, scenario: Scenario, wall: float, out: Path) -> N
     for item in result.unsatisfied:
         _err.print(f"[yellow]never satisfied[/]: {item['assert_kind']} \"{item['message']}\" "
                    f"({item['file']}:{item['line']})")
-    _err.print(f"recorded {out}\n  replay: chaosreplay replay {out}\n"
-               f"  debug:  chaosreplay debug {out}")
+    root = click.get_current_context().find_root().command
+    commands = getattr(root, "commands", {})
+    _err.print(f"recorded {out}\n  replay: chaosreplay replay {out}")
+    if "debug" in commands:  # the debugger is its own issue; name it only once it exists
+        _err.print(f"  debug:  chaosreplay debug {out}")
+    _err.print(f"  events: chaosreplay events {out} --kind bug")
 
 
 @click.command()
