@@ -282,6 +282,22 @@ def _iovecs(p: GuestProcess, iov: int, count: int) -> list[tuple[int, int]] | in
     return list(struct.iter_unpack("<QQ", raw))
 
 
+def gather(p: GuestProcess, iov: int, count: int) -> bytes | int:
+    """The bytes an iovec array points at (at most MAX_IO in all), or -errno."""
+    vecs = _iovecs(p, iov, count)
+    if isinstance(vecs, int):
+        return vecs
+    parts, total = [], 0
+    for base, length in vecs:
+        length = min(length, MAX_IO - total)
+        chunk = p.space.read(base, length) if length else b""
+        if chunk is None:
+            return -errno.EFAULT
+        parts.append(chunk)
+        total += length
+    return b"".join(parts)
+
+
 def sys_readv(p: GuestProcess, r: Any) -> int:
     fd = _int32(r.rdi)
     if fd in STDIO:
@@ -302,18 +318,8 @@ def sys_readv(p: GuestProcess, r: Any) -> int:
 
 
 def sys_writev(p: GuestProcess, r: Any) -> int:
-    vecs = _iovecs(p, r.rsi, r.rdx)
-    if isinstance(vecs, int):
-        return vecs
-    parts, total = [], 0
-    for base, length in vecs:
-        length = min(length, MAX_IO - total)
-        chunk = p.space.read(base, length) if length else b""
-        if chunk is None:
-            return -errno.EFAULT
-        parts.append(chunk)
-        total += length
-    return _write(p, r.rdi, None, b"".join(parts))
+    data = gather(p, r.rsi, r.rdx)
+    return data if isinstance(data, int) else _write(p, r.rdi, None, data)
 
 
 def _fsync(p: GuestProcess, r: Any, data_only: bool) -> int:

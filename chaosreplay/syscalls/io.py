@@ -59,24 +59,11 @@ def sys_write(p: GuestProcess, r: Any) -> int:
 
 
 def sys_writev(p: GuestProcess, r: Any) -> int:
-    fd, iov, count = r.rdi, r.rsi, r.rdx
+    fd = r.rdi
     if fd not in (1, 2):
         return files.sys_writev(p, r) if fd != 0 else -errno.EBADF
-    if count > 1024:
-        return -errno.EINVAL
-    raw = p.space.read(iov, 16 * count) if count else b""
-    if raw is None:
-        return -errno.EFAULT
-    parts = []
-    total = 0
-    for base, length in struct.iter_unpack("<QQ", raw):
-        length = min(length, MAX_IO - total)
-        chunk = p.space.read(base, length) if length else b""
-        if chunk is None:
-            return -errno.EFAULT
-        parts.append(chunk)
-        total += length
-    return _write(p, fd, b"".join(parts))
+    data = files.gather(p, r.rsi, r.rdx)
+    return data if isinstance(data, int) else _write(p, fd, data)
 
 
 def sys_ioctl(p: GuestProcess, r: Any) -> int:
