@@ -55,7 +55,8 @@ def main() -> None:
         raw[variant] = [o.__dict__ for o in outcomes]
         print(f"{variant}: {len(failing)}/{len(outcomes)} failing ({wall:.0f}s)", file=sys.stderr)
     print(f"\n`python benchmarks/raft_sweep.py --seeds {args.seeds} --duration {args.duration} "
-          f"-j {args.jobs}`\n")
+          f"-j {args.jobs}` on the demo binary {images[0].sha256[:16]} "
+          f"({images[0].path})\n")
     print("| variant | failing seeds | median time to failure | first failure (assertion) | wall |")
     print("|---|---|---|---|---|")
     for row in rows:
