@@ -49,6 +49,7 @@ class _Job:
     images: list[ProgramImage]
     keep_failing: str | None
     hang_seconds: float
+    keep_going: bool
 
 
 def _run_one(job: _Job, seed: int) -> SeedOutcome:
@@ -60,13 +61,14 @@ def _run_one(job: _Job, seed: int) -> SeedOutcome:
     scenario = job.scenario.with_seed(seed)
     try:
         lean = replace(scenario, checkpoint_interval=0)
-        result = Simulation(lean, job.images, trace_syscalls=False,
+        result = Simulation(lean, job.images, trace_syscalls=False, keep_going=job.keep_going,
                             hang_seconds=job.hang_seconds).run()
         recording = None
         if result.failed and job.keep_failing is not None:
             path = Path(job.keep_failing) / f"seed-{seed}.ccr"
             result = record_run(scenario, job.images, path,
-                                RunOptions(hang_seconds=job.hang_seconds))
+                                RunOptions(keep_going=job.keep_going,
+                                           hang_seconds=job.hang_seconds))
             recording = str(path)
     except (ChaosReplayError, OSError) as exc:
         return SeedOutcome(seed, True, "error", 0, 0, error=str(exc),
@@ -92,13 +94,13 @@ def _worker(seed: int) -> SeedOutcome:
 
 
 def sweep(scenario: Scenario, images: list[ProgramImage], seeds: Iterable[int], jobs: int = 1,
-          keep_failing: Path | None = None, hang_seconds: float = 10.0,
+          keep_failing: Path | None = None, hang_seconds: float = 10.0, keep_going: bool = False,
           on_outcome: Callable[[SeedOutcome], Any] | None = None) -> list[SeedOutcome]:
     """Run every seed; `jobs` worker processes (1: in this process)."""
     if keep_failing is not None:
         keep_failing.mkdir(parents=True, exist_ok=True)
     job = _Job(scenario, images, None if keep_failing is None else str(keep_failing),
-               hang_seconds)
+               hang_seconds, keep_going)
     outcomes = []
     for outcome in _outcomes(job, list(seeds), jobs):
         outcomes.append(outcome)
@@ -121,3 +123,19 @@ def _outcomes(job: _Job, seeds: list[int], jobs: int) -> Iterator[SeedOutcome]:
 def default_jobs() -> int:
     """One worker per CPU this process may use."""
     return max(1, len(os.sched_getaffinity(0)))
+
+
+def parse_seeds(text: str) -> list[int]:
+    """"1-500", "3", "1,5,9-12" -> the seeds, in the order written (ValueError if malformed)."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        low, dash, high = part.strip().partition("-")
+        if not low.isdigit() or (dash and not high.isdigit()):
+            raise ValueError(f"expected seeds like 1-500 or 1,5,9-12, got {text!r}")
+        first, last = int(low), int(high) if dash else int(low)
+        if last < first:
+            raise ValueError(f"seed range {part.strip()!r} ends before it starts")
+        seeds.extend(range(first, last + 1))
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds {text!r} name a seed twice")
+    return seeds

@@ -113,3 +113,26 @@ def test_record_help_lists_the_options():
     for option in ("--seed", "--duration", "--output", "--keep-going"):
         assert option in result.stdout
     json.dumps(result.stdout)  # plain text
+
+
+@pytest.mark.kvm
+def test_record_many_seeds_keeps_failing_recordings(tmp_path, probe):
+    path = tmp_path / "bug.toml"
+    path.write_text(f'duration = "300ms"\n[[nodes]]\nprogram = "{probe}"\ncount = 2\n'
+                    f'args = ["bug", "2"]\n')
+    bugs = tmp_path / "bugs"
+    result = _invoke("record", str(path), "--seeds", "1-3", "-j", "2", "--keep-failing",
+                     str(bugs))
+    assert result.exit_code == 1, result.stderr
+    assert "3 seeds · 3 failing" in result.stdout and "probe planted bug" in result.stdout
+    assert sorted(p.name for p in bugs.iterdir()) == ["seed-1.ccr", "seed-2.ccr", "seed-3.ccr"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seeds", "5-1"], "ends before it starts"),
+    (["--seeds", "x"], "expected seeds like"),
+    (["-j", "2"], "go with --seeds"),
+])
+def test_record_seed_options_are_checked(args, message):
+    result = _invoke("record", *args)
+    assert result.exit_code == 2 and message in result.stderr, result.stderr

@@ -9,9 +9,8 @@ from chaosreplay.elf import load_program
 from chaosreplay.runs import replay_run
 from chaosreplay.sweep import sweep
 
-pytestmark = pytest.mark.kvm
 
-
+@pytest.mark.kvm
 def test_sweep_keeps_the_recordings_of_failing_seeds_only(guest_bin, tmp_path):
     probe = guest_bin("musl", "probe")
     # The planted bug fires on every seed; the lossy link makes each seed's run differ.
@@ -26,3 +25,13 @@ def test_sweep_keeps_the_recordings_of_failing_seeds_only(guest_bin, tmp_path):
     assert replay_run(tmp_path / "bugs" / "seed-3.ccr").identical
     passing = sweep(ok, images, [1, 2], jobs=1, keep_failing=tmp_path / "none")
     assert not any(o.failed for o in passing) and not list((tmp_path / "none").iterdir())
+
+
+def test_parse_seeds():
+    from chaosreplay.sweep import parse_seeds
+
+    assert parse_seeds("3") == [3]
+    assert parse_seeds("1-3,7, 9-10") == [1, 2, 3, 7, 9, 10]
+    for bad in ("", "a", "3-", "5-1", "1,1", "-2"):
+        with pytest.raises(ValueError):
+            parse_seeds(bad)

@@ -11,6 +11,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from chaosreplay.demo import demo_scenario
 from chaosreplay.errors import ConfigError
@@ -18,6 +19,7 @@ from chaosreplay.programs import resolve_images
 from chaosreplay.runs import RunOptions, describe_part, record_run, replay_run
 from chaosreplay.scenario import Scenario, load_scenario
 from chaosreplay.simulation import RunResult, Simulation
+from chaosreplay.sweep import SeedOutcome, default_jobs, parse_seeds, sweep
 from chaosreplay.validation import KeyPath, expect_ticks
 
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -32,6 +34,15 @@ def _ticks(ctx: click.Context, param: click.Parameter, value: str | None) -> int
                             minimum=1)
     except ConfigError as exc:
         raise click.BadParameter(str(exc).removeprefix("--duration: ")) from None
+
+
+def _seeds(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return parse_seeds(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 class _Bar:
@@ -103,13 +114,23 @@ def _summary(result: RunResult, scenario: Scenario, wall: float, out: Path) -> N
               help="Run to the end even after a bug, crash or hang.")
 @click.option("--hang-timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="Wall seconds without a VM exit before a node counts as hung (0: never).")
+@click.option("--seeds", "seed_list", callback=_seeds, metavar="SEEDS",
+              help="Run many seeds (1-500, 1,5,9-12) instead of one; prints a table.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Worker processes for --seeds  [default: one per CPU].")
+@click.option("--keep-failing", type=click.Path(file_okay=False, path_type=Path),
+              help="With --seeds: keep the recordings of failing seeds in this folder.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def record(scenario_file: Path | None, seed: int | None, duration: int | None, output: Path,
-           keep_going: bool, hang_timeout: float, no_progress: bool) -> None:
+           keep_going: bool, hang_timeout: float, seed_list: list[int] | None,
+           jobs: int | None, keep_failing: Path | None, no_progress: bool) -> None:
     """Run a simulation and record it (the 3-node Raft demo without SCENARIO).
 
-    Exits 0 when the run found no failure, 1 when it found a bug, crash or hang.
+    With --seeds, run every seed (in parallel) and keep only failing recordings.
+    Exits 0 when no run found a failure, 1 when one found a bug, crash or hang.
     """
+    if seed_list is None and (jobs is not None or keep_failing is not None):
+        raise click.UsageError("-j and --keep-failing go with --seeds")
     scenario = load_scenario(scenario_file) if scenario_file else demo_scenario()
     base_dir = scenario_file.parent if scenario_file else Path.cwd()
     if seed is not None:
@@ -117,6 +138,10 @@ def record(scenario_file: Path | None, seed: int | None, duration: int | None, o
     if duration is not None:
         scenario = replace(scenario, duration=duration)
     images = resolve_images(scenario, base_dir)
+    if seed_list is not None:
+        _record_seeds(scenario, images, seed_list, jobs or default_jobs(), keep_failing,
+                      keep_going, hang_timeout, not no_progress and _err.is_terminal)
+        return
     options = RunOptions(keep_going=keep_going, hang_seconds=hang_timeout)
     started = time.perf_counter()
     show = not no_progress and _err.is_terminal
@@ -124,6 +149,41 @@ def record(scenario_file: Path | None, seed: int | None, duration: int | None, o
         result = record_run(scenario, images, output, options, on_progress=bar)
     _summary(result, scenario, time.perf_counter() - started, output)
     sys.exit(1 if result.failed else 0)
+
+
+def _record_seeds(scenario: Scenario, images: list[Any], seeds: list[int], jobs: int,
+                  keep_failing: Path | None, keep_going: bool, hang_timeout: float,
+                  show: bool) -> None:
+    """--seeds: every seed, a table of outcomes, the failing recordings kept."""
+    started = time.perf_counter()
+    progress = Progress(TextColumn("[bold]seeds[/]"), BarColumn(),
+                        TextColumn("{task.completed}/{task.total} · {task.fields[failing]} "
+                                   "failing"), TimeElapsedColumn(), console=_err,
+                        transient=True, disable=not show)
+    failing = 0
+    with progress:
+        task = progress.add_task("seeds", total=len(seeds), failing=0)
+
+        def advance(outcome: SeedOutcome) -> None:
+            nonlocal failing
+            failing += outcome.failed
+            progress.update(task, advance=1, failing=failing)
+
+        outcomes = sweep(scenario, images, seeds, jobs, keep_failing, hang_timeout, keep_going,
+                         advance)
+    table = Table(title=f"{len(seeds)} seeds · {failing} failing · "
+                        f"{time.perf_counter() - started:.1f}s wall · {jobs} jobs")
+    for column in ("seed", "result", "ended", "first failure", "recording"):
+        table.add_column(column)
+    for o in outcomes:
+        if o.failed or len(outcomes) <= 50:
+            table.add_row(str(o.seed), "[red]FAILED[/]" if o.failed else "passed",
+                          f"{o.reason} at {o.end_tick / 1000:.3f}s", o.signature or "-",
+                          o.recording or "-")
+    if len(outcomes) > 50:
+        table.caption = "passing seeds are left out of tables over 50 rows"
+    Console(highlight=False).print(table)
+    sys.exit(1 if failing else 0)
 
 
 @click.command()
