@@ -570,9 +570,9 @@ static void become_leader(void)
     check_leader_completeness();
     uint64_t now = now_ns();
     heartbeat_deadline = now; /* assert leadership at once */
-    /* New entries wait for the next heartbeat to carry them (half a heartbeat later), as
-     * a batching leader's would: a leader that stops is often ahead of its followers. */
-    propose_deadline = now + PROPOSE_NS + HEARTBEAT_NS / 2;
+    /* Proposals come just after a heartbeat and wait for the next one to carry them, as a
+     * batching leader's would: a leader that stops is often ahead of its followers. */
+    propose_deadline = now + PROPOSE_NS + MS;
 }
 
 static int count_votes(void)
