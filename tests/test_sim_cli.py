@@ -136,3 +136,17 @@ def test_record_many_seeds_keeps_failing_recordings(tmp_path, probe):
 def test_record_seed_options_are_checked(args, message):
     result = _invoke("record", *args)
     assert result.exit_code == 2 and message in result.stderr, result.stderr
+
+
+@pytest.mark.kvm
+@pytest.mark.parametrize("variant, failing", [("figure8", True), ("correct", False)])
+def test_figure8_schedule_catches_the_figure8_bug_only(tmp_path, variant, failing):
+    """examples/raft-figure8.toml: the targeted schedule exposes the planted Figure 8 bug."""
+    example = RECORDINGS.parent / "examples" / "raft-figure8.toml"
+    text = example.read_text().replace('args = ["figure8"]', f'args = ["{variant}"]')
+    path = tmp_path / "f8.toml"
+    path.write_text(text)
+    result = _invoke("record", str(path), "-o", str(tmp_path / "f8.ccr"))
+    assert result.exit_code == (1 if failing else 0), result.stderr
+    if failing:
+        assert "leader completeness" in result.stderr or "committed" in result.stderr
