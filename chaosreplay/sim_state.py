@@ -2,10 +2,11 @@
 
 A checkpoint is three things the recording stores:
 
-- blobs: "sim" (msgpack of the controller, the nodes' kernel state and disks, the fabric
-  with its packets in flight, the fault engine, the oracle and the inboxes), "parts" (the
-  digest of each part, so a replay that diverges can say which part differs) and, per
-  node, "node<i>.vcpu" (the canonical vCPU and allocator state);
+- blobs, one per part of the state, each msgpack except the vCPU bytes: per node
+  "node<i>.vcpu" (canonical vCPU and allocator state), "node<i>.kernel" (the process's
+  kernel-side state) and "node<i>.disk" (its file system); then "fabric" (with packets in
+  flight), "engine", "oracle", "inboxes" and "controller" (counters, node statuses, bugs);
+  and "parts", the digest of every part, so a replay that diverges can say which differs;
 - pages: per node, region "node<i>": the guest pages written since the previous
   checkpoint (the VMM's incremental snapshot), or all of them after a restart;
 - the digest: SHA-256 over the part digests in name order.
@@ -73,42 +74,33 @@ def _memory_digest(node: Node, changed: Iterable[int]) -> bytes:
 
 
 def capture(sim: Simulation, tick: int) -> SimCheckpoint:
-    """Snapshot every node (incrementally) and serialise everything else."""
+    """Snapshot every node (incrementally) and serialise everything else, each part once."""
     blobs: dict[str, bytes] = {}
     parts: dict[str, bytes] = {}
-    nodes = []
     for node in sim.nodes:
         p = node.process
         if node.snap is None:
             node.snap = p.vm.snapshot()
         node.snap.take(incremental=True)
         name = f"node{node.index}"
-        vcpu = node.snap.state()
-        blobs[f"{name}.vcpu"] = vcpu
-        parts[f"{name}.vcpu"] = _sha(vcpu)
+        blobs[f"{name}.vcpu"] = node.snap.state()
+        blobs[f"{name}.kernel"] = packb(p.kernel_state())
+        blobs[f"{name}.disk"] = packb(p.fs.snapshot())
         parts[f"{name}.memory"] = _memory_digest(node, node.snap.last_pages())
-        kernel, disk = p.kernel_state(), p.fs.snapshot()
-        parts[f"{name}.kernel"] = _sha(packb(kernel))
-        parts[f"{name}.disk"] = _sha(packb(disk))
-        nodes.append({"status": node.status.value, "kernel": kernel, "disk": disk})
-    shared = {
-        "fabric": sim.fabric.snapshot(),
-        "engine": sim.engine.snapshot(),
-        "oracle": sim.oracle.snapshot(),
-        "inboxes": sim.messaging.snapshot(),
-        "controller": {
-            "now_ns": sim.now_ns, "tick": sim.tick, "event_count": sim.event_count,
-            "checkpoint_count": sim.checkpoint_count,
-            "next_checkpoint_ns": sim.next_checkpoint_ns,
-            "bugs": [_bug_row(b) for b in sim.bugs],
-            "failures": [f.to_dict() for f in sim.failures],
-        },
-    }
-    for key, value in shared.items():
-        parts[key] = _sha(packb(value))
-    blobs["sim"] = packb({"version": STATE_VERSION, "nodes": nodes, **shared})
-    blobs["parts"] = packb(dict(sorted(parts.items())))
-    digest = hashlib.sha256(b"".join(k.encode() + v for k, v in sorted(parts.items()))).digest()
+    blobs["fabric"] = packb(sim.fabric.snapshot())
+    blobs["engine"] = packb(sim.engine.snapshot())
+    blobs["oracle"] = packb(sim.oracle.snapshot())
+    blobs["inboxes"] = packb(sim.messaging.snapshot())
+    blobs["controller"] = packb({
+        "version": STATE_VERSION, "statuses": [n.status.value for n in sim.nodes],
+        "now_ns": sim.now_ns, "tick": sim.tick, "event_count": sim.event_count,
+        "checkpoint_count": sim.checkpoint_count, "next_checkpoint_ns": sim.next_checkpoint_ns,
+        "bugs": [_bug_row(b) for b in sim.bugs], "failures": [f.to_dict() for f in sim.failures],
+    })
+    parts.update((name, _sha(data)) for name, data in blobs.items())
+    parts = dict(sorted(parts.items()))
+    blobs["parts"] = packb(parts)
+    digest = hashlib.sha256(b"".join(k.encode() + v for k, v in parts.items())).digest()
     return SimCheckpoint(tick, sim.event_count, digest, parts, blobs, sim)
 
 
@@ -117,27 +109,31 @@ def load(sim: Simulation, blobs: dict[str, bytes],
     """Put a freshly built Simulation (same scenario and programs) into a checkpoint's state."""
     from chaosreplay.simulation import Failure, NodeStatus
 
-    state = unpackb(blobs["sim"], "checkpoint state")
-    if state.get("version") != STATE_VERSION:
-        raise ValueError(f"unsupported simulation state version {state.get('version')!r}")
-    if len(state["nodes"]) != len(sim.nodes):
-        raise ValueError(f"checkpoint has {len(state['nodes'])} nodes, the scenario "
+    def part(name: str) -> Any:
+        if name not in blobs:
+            raise ValueError(f"checkpoint has no {name!r} part")
+        return unpackb(blobs[name], f"checkpoint part {name}")
+
+    c = part("controller")
+    if c.get("version") != STATE_VERSION:
+        raise ValueError(f"unsupported simulation state version {c.get('version')!r}")
+    if len(c["statuses"]) != len(sim.nodes):
+        raise ValueError(f"checkpoint has {len(c['statuses'])} nodes, the scenario "
                          f"{len(sim.nodes)}")
-    for node, saved in zip(sim.nodes, state["nodes"], strict=True):
-        p = node.process
+    for node, status in zip(sim.nodes, c["statuses"], strict=True):
+        p, name = node.process, f"node{node.index}"
         node.snap = p.vm.snapshot()
-        node.snap.load(blobs[f"node{node.index}.vcpu"], pages(f"node{node.index}"))
+        node.snap.load(blobs[f"{name}.vcpu"], pages(name))
         node.snap.restore()
         node.page_hashes.clear()
         _memory_digest(node, range(len(node.snap.memory_view()) // PAGE_SIZE))
-        p.load_kernel_state(saved["kernel"])
-        p.fs.restore(saved["disk"])
-        node.status = NodeStatus(saved["status"])
-    sim.fabric.restore(state["fabric"])
-    sim.engine.restore(state["engine"])
-    sim.oracle.restore(state["oracle"])
-    sim.messaging.restore(state["inboxes"])
-    c = state["controller"]
+        p.load_kernel_state(part(f"{name}.kernel"))
+        p.fs.restore(part(f"{name}.disk"))
+        node.status = NodeStatus(status)
+    sim.fabric.restore(part("fabric"))
+    sim.engine.restore(part("engine"))
+    sim.oracle.restore(part("oracle"))
+    sim.messaging.restore(part("inboxes"))
     sim.now_ns, sim.tick, sim.event_count = c["now_ns"], c["tick"], c["event_count"]
     sim.checkpoint_count, sim.next_checkpoint_ns = c["checkpoint_count"], c["next_checkpoint_ns"]
     sim.bugs = [_bug_from_row(row) for row in c["bugs"]]

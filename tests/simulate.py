@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ class Run:
 
     sim: Simulation
     result: RunResult
-    events: list[tuple[int, int, int, str, dict[str, Any]]] = field(default_factory=list)
+    events: list[tuple[int, int, int, str, dict[str, Any]]]
 
     def of(self, kind: str, node: int | None = None) -> list[tuple[int, int, int, str, dict]]:
         """The events of one kind (and node)."""
@@ -67,9 +67,6 @@ def scenario(program: Path, args: list[str], *, count: int = 3, duration: str = 
 def simulate(sc: Scenario, program: Path | None = None, **kwargs: Any) -> Run:
     """Run a scenario to its end and collect the events."""
     images = [load_program(program or g.program) for g in sc.nodes]
-    run = Run.__new__(Run)
-    run.events = []
-    sim = Simulation(sc, images, sink=lambda *e: run.events.append(e), **kwargs)
-    run.sim = sim
-    run.result = sim.run()
-    return run
+    events: list[tuple[int, int, int, str, dict[str, Any]]] = []
+    sim = Simulation(sc, images, sink=lambda *e: events.append(e), **kwargs)
+    return Run(sim, sim.run(), events)

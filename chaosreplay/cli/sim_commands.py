@@ -16,6 +16,7 @@ from rich.table import Table
 from chaosreplay.demo import demo_scenario
 from chaosreplay.errors import ConfigError
 from chaosreplay.programs import resolve_images
+from chaosreplay.recording import RecordingReader
 from chaosreplay.runs import RunOptions, describe_part, record_run, replay_run
 from chaosreplay.scenario import Scenario, load_scenario
 from chaosreplay.simulation import RunResult, Simulation
@@ -198,8 +199,6 @@ def replay(recording: Path, hang_timeout: float, no_progress: bool) -> None:
     """
     started = time.perf_counter()
     show = not no_progress and _err.is_terminal
-    from chaosreplay.recording import RecordingReader
-
     with RecordingReader(recording) as reader:
         total = reader.last_tick or 0
     with _Bar(max(1, total) * 1_000_000, show, "replaying") as bar:

@@ -107,6 +107,15 @@ def _at(p: GuestProcess, dirfd: int, path: bytes) -> int:
     return f.ino if p.fs.inodes.get(f.ino) and p.fs.is_dir(f.ino) else -errno.ENOTDIR
 
 
+def _resolve(p: GuestProcess, dirfd: int, path_ptr: int) -> tuple[bytes, int] | int:
+    """A path argument and the inode it is relative to, or -errno."""
+    name = _path(p, path_ptr)
+    if name is None:
+        return -errno.EFAULT
+    at = _at(p, dirfd, name)
+    return at if at < 0 else (name, at)
+
+
 def _full_path(base: bytes, path: bytes) -> bytes:
     if path.startswith(b"/"):
         return path
@@ -158,12 +167,10 @@ def _statx_bytes(st: Stat) -> bytes:
 
 # -- opening and closing --------------------------------------------------------------------
 def _open(p: GuestProcess, dirfd: int, path_ptr: int, flags: int, mode: int) -> int:
-    name = _path(p, path_ptr)
-    if name is None:
-        return -errno.EFAULT
-    at = _at(p, dirfd, name)
-    if at < 0:
-        return at
+    resolved = _resolve(p, dirfd, path_ptr)
+    if isinstance(resolved, int):
+        return resolved
+    name, at = resolved
     base = b"/" if at == ROOT_INO else _file(p, dirfd).path  # type: ignore[union-attr]
     try:
         ino = p.fs.open(name, flags, (mode & 0o7777) & ~UMASK, _now(p), at)
@@ -404,12 +411,10 @@ def sys_truncate(p: GuestProcess, r: Any) -> int:
 # -- names ----------------------------------------------------------------------------------
 def _path_call(p: GuestProcess, dirfd: int, path_ptr: int, call: Any, *args: Any) -> int:
     """Run fs.<call>(path, ..., now_ns, at) for a path argument; 0 or -errno."""
-    name = _path(p, path_ptr)
-    if name is None:
-        return -errno.EFAULT
-    at = _at(p, dirfd, name)
-    if at < 0:
-        return at
+    resolved = _resolve(p, dirfd, path_ptr)
+    if isinstance(resolved, int):
+        return resolved
+    name, at = resolved
     try:
         call(name, *args, now_ns=_now(p), at=at)
     except FsError as e:
