@@ -168,6 +168,11 @@ class Simulation:
         self.failures: list[Failure] = []
         self._next_progress_ns = 0
         self._stop_pending: str | None = None  # a bug seen mid-run: end after this step
+        # run_to(): pause once event number _pause_after has been recorded; a node paused
+        # mid-run continues with the deadline it had, so pausing never changes the schedule.
+        self._pause_after: int | None = None
+        self._suspended: tuple[Node, int] | None = None
+        self._running: Node | None = None  # the node inside _run_node
         self.nodes = [self._make_node(spec, images[spec.group], trace_syscalls)
                       for spec in scenario.node_specs()]
 
@@ -188,18 +193,42 @@ class Simulation:
 
     def run(self) -> RunResult:
         """Run to the end of the scenario's duration, the first bug, or every node's end."""
-        if not self.started:
-            self.started = True
-            self._record(-1, 0, EventKind.RUN_START, {
-                "seed": self.scenario.seed, "nodes": [n.spec.name for n in self.nodes],
-                "duration": self.scenario.duration})
+        self._start()
         with Watchdog(self._exit_count, self.hang_seconds):
             while self.stop_reason is None:
                 self.step()
         return self.result()
 
+    def _start(self) -> None:
+        if not self.started:
+            self.started = True
+            self._record(-1, 0, EventKind.RUN_START, {
+                "seed": self.scenario.seed, "nodes": [n.spec.name for n in self.nodes],
+                "duration": self.scenario.duration})
+
+    def run_to(self, seq: int) -> bool:
+        """Run until event number `seq` has been recorded, then pause; False if the run ended
+        first. The pause comes right after the system call or controller step that recorded
+        the event (`event_count` says how far that was); `run`, `step` and `run_to` continue
+        exactly as if there had been no pause."""
+        self._start()
+        self._pause_after = seq
+        try:
+            with Watchdog(self._exit_count, self.hang_seconds):
+                while self.event_count <= seq and self.stop_reason is None:
+                    self.step()
+        finally:
+            self._pause_after = None
+        return self.event_count > seq
+
     def step(self) -> None:
         """Do the earliest thing that can happen (see the module docstring)."""
+        if self._suspended is not None:
+            node, deadline = self._suspended
+            self._suspended = None
+            self._run_node(node, deadline)
+            self._after_step()
+            return
         candidates = self._candidates()
         if not candidates or candidates[0][0] >= self.end_ns:
             if any(n.status not in ENDED for n in self.nodes):
@@ -220,6 +249,9 @@ class Simulation:
         else:
             deadline = candidates[1][0] if len(candidates) > 1 else self.end_ns
             self._run_node(self.nodes[index], min(deadline, self.end_ns))
+        self._after_step()
+
+    def _after_step(self) -> None:
         if self._stop_pending is not None and self.stop_reason is None:
             self._finish(self._stop_pending)
             return
@@ -246,7 +278,15 @@ class Simulation:
 
     def _run_node(self, node: Node, deadline_ns: int) -> None:
         self.messaging.before_run(node.index)
-        status = node.process.run(deadline_ns)
+        self._running = node
+        try:
+            status = node.process.run(deadline_ns)
+        finally:
+            self._running = None
+            node.process.preempt = False  # a preempt asked for while it blocked or ended
+        if (status is Status.RUNNING and self._pause_after is not None
+                and self.event_count > self._pause_after and node.process.vtime_ns <= deadline_ns):
+            self._suspended = (node, deadline_ns)  # paused by run_to, not by the deadline
         if status is Status.EXITED:
             self._node_ended(node, NodeStatus.EXITED, f"exit {node.process.exit_code}")
         elif status is Status.CRASHED:
@@ -302,6 +342,9 @@ class Simulation:
         self.event_count += 1
         if self.sink is not None:
             self.sink(tick, vtime_ns, node, str(kind), fields)
+        if (self._pause_after is not None and self.event_count > self._pause_after
+                and self._running is not None):
+            self._running.process.preempt = True  # recorded inside a system call (cr_send)
 
     def _record_at(self, node: int, vtime_ns: int, record: dict[str, Any]) -> None:
         """Record a make_record() dict (its "kind" key becomes the event kind)."""
@@ -318,6 +361,8 @@ class Simulation:
         self.event_count += 1
         if self.sink is not None:
             self.sink(tick, vtime_ns, p.node_id, kind.value, fields)
+        if self._pause_after is not None and self.event_count > self._pause_after:
+            p.preempt = True  # run_to: back to the controller once this call is answered
         if kind is EventKind.SYSCALL:
             return
         if kind is EventKind.ASSERT:

@@ -80,3 +80,26 @@ def test_checkpointing_does_not_change_the_run(images):
     Simulation(replace(sc, checkpoint_interval=0), images,
                sink=lambda *e: without.append(e)).run()
     assert [e for e in with_ckpt if e[3] != "checkpoint"] == without
+
+
+@pytest.mark.parametrize("seed", [3, 11])
+def test_pausing_with_run_to_does_not_change_the_run(images, seed):
+    """run_to pauses mid-node-run (the debugger's reconstruction); continuing afterwards must
+    give the very events and checkpoint digests of a run that never paused."""
+    import random
+
+    sc = _dense_faults(seed)
+    straight = _fingerprint(sc, images)
+    stream = hashlib.sha256()
+    digests: list[bytes] = []
+    sim = Simulation(sc, images, sink=lambda *e: stream.update(packb(e)),
+                     on_checkpoint=lambda c: digests.append(c.digest))
+    pauses = sorted(random.Random(seed).sample(range(straight[2]), 300))
+    reached = []
+    for seq in pauses:
+        if sim.run_to(seq):
+            assert sim.event_count > seq
+            reached.append(sim.event_count - 1 - seq)  # how far past the asked event
+    result = sim.run()
+    assert (stream.hexdigest(), digests, result.events) == straight
+    assert reached and sum(1 for r in reached if r <= 3) >= 0.9 * len(reached), reached
