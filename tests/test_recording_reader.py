@@ -55,6 +55,9 @@ def test_seeks_equal_a_linear_scan(tmp_path: Path, rows: list, probes: list[int]
             expected = [e for e in events if (kind_set is None or e.kind in kind_set)
                         and (node_set is None or e.node in node_set)]
             assert list(reader.events(kinds=kind_set, nodes=node_set)) == expected
+            for before in probes:
+                assert list(reader.events_before(before, kind_set, node_set)) == [
+                    e for e in reversed(expected) if e.seq < before]
         assert reader.first_tick == (events[0].tick if events else None)
         assert reader.last_tick == (events[-1].tick if events else None)
 

@@ -219,6 +219,27 @@ class RecordingReader:
                         node_set is None or batch.nodes[i] in node_set):
                     yield batch.event(i)
 
+    def events_before(self, seq: int, kinds: Collection[str] | None = None,
+                      nodes: Collection[int] | None = None) -> Iterator[Event]:
+        """Events with seq < `seq` of the given kinds and nodes, newest first (for searching
+        backwards), decompressing only frames that can match."""
+        index = self._index
+        kind_set = None if kinds is None else set(kinds)
+        node_set = None if nodes is None else set(nodes)
+        seq = min(seq, index.event_count)
+        if seq <= 0:
+            return
+        for position in range(index.frame_of_seq(seq - 1), -1, -1):
+            frame = index.frames[position]
+            if (kind_set is not None and kind_set.isdisjoint(frame.kinds)) or (
+                    node_set is not None and node_set.isdisjoint(frame.nodes)):
+                continue
+            batch = self._batch(frame)
+            for i in range(min(len(batch), seq - frame.first_seq) - 1, -1, -1):
+                if (kind_set is None or batch.kinds[i] in kind_set) and (
+                        node_set is None or batch.nodes[i] in node_set):
+                    yield batch.event(i)
+
     def rows(self) -> Iterator[tuple[int, int, int, str, dict[str, Any]]]:
         """Every event as a bare (tick, vtime_ns, node, kind, fields) tuple, in order: the
         fastest full scan (replay compares millions of them)."""
