@@ -28,7 +28,8 @@ class BuildWithDemo(build_ext):
         # Built from guest/ with relative paths, as guest/Makefile does, so the assertion
         # locations the binary reports (__FILE__) do not depend on where it was built.
         subprocess.run(
-            [compiler, "-static", "-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror",
+            [compiler, "-static", "-O2", "-g", "-std=gnu11", "-Wall", "-Wextra", "-Werror",
+             f"-ffile-prefix-map={DEMO_SOURCE.parent.parent.resolve()}=.",  # debug info too
              "-Iinclude", "-o", str(target.resolve()), "src/raft.c"],
             check=True, cwd=DEMO_SOURCE.parent.parent,
         )

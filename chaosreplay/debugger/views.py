@@ -1,0 +1,211 @@
+"""What the debugger shows of a simulation at one moment, as plain data.
+
+`capture_state` reads a paused `Simulation` (see reconstruct.py) into these frozen records,
+so they can be cached, compared, printed as JSON and shown by the TUI long after the
+simulation has moved on. Memory is the exception: it is read on demand (`Reconstructor.memory`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from chaosreplay.debugger.symbols import Instruction, Symbolizer
+from chaosreplay.oracle import TABLE_COLUMNS
+from chaosreplay.vmm import PAGE_SIZE, VmmError
+
+if TYPE_CHECKING:
+    from chaosreplay.simulation import Node, Simulation
+
+REGISTERS = ("rip", "rsp", "rbp", "rax", "rbx", "rcx", "rdx", "rsi", "rdi",
+             "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rflags")
+DISASSEMBLY_COUNT = 8
+STACK_SCAN_WORDS = 256  # words of stack searched for return addresses
+STACK_FRAMES = 12
+
+
+@dataclass(frozen=True)
+class OpenFileView:
+    """One descriptor of a node's table."""
+
+    fd: int
+    path: str
+    offset: int
+    flags: int
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """One node: status, clocks, registers, code at rip, stack, output and files."""
+
+    index: int
+    name: str
+    status: str
+    incarnation: int
+    vtime_ns: int
+    monotonic_ns: int  # what the guest reads (clock skew applied)
+    realtime_ns: int  # CLOCK_REALTIME as the guest reads it (jumps applied)
+    wake_at_ns: int | None  # blocked until (None: runnable)
+    syscalls: int
+    registers: dict[str, int]
+    fs_base: int
+    location: str  # rip symbolized (symbol+off and file:line when known)
+    disassembly: list[Instruction]
+    stack: list[str]  # symbolized return addresses found on the stack, innermost first
+    stdout: str
+    stderr: str
+    files: list[OpenFileView]
+    memory_limit: int | None
+    exit_code: int | None
+    crash: str | None
+
+
+@dataclass(frozen=True)
+class PacketView:
+    """A packet in flight."""
+
+    packet_id: int
+    src: int
+    dst: int
+    size: int
+    sent_ns: int
+    deliver_ns: int
+    flags: str
+    copy: int
+
+
+@dataclass(frozen=True)
+class NetworkView:
+    """The fabric: packets in flight, partitions, nodes down, counters."""
+
+    in_flight: list[PacketView]
+    partitions: dict[str, list[list[int]]]
+    down: list[int]
+    stats: dict[str, Any]
+    inbox_sizes: list[int]
+
+
+@dataclass(frozen=True)
+class FaultView:
+    """A fault in effect."""
+
+    fault_id: str
+    kind: str
+    node: int | None
+    start_tick: int
+    end_tick: int | None  # None: until the run ends
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SimulationState:
+    """Everything at one point of a run: after event `seq` (and up to `reached`)."""
+
+    seq: int  # the event asked for
+    reached: int  # the last event actually executed (the pause comes after a whole call)
+    tick: int
+    now_ns: int
+    ended: bool
+    nodes: list[NodeView]
+    network: NetworkView
+    faults: list[FaultView]
+    oracle_columns: tuple[str, ...]
+    oracle: list[tuple[str, ...]]
+    bugs: list[dict[str, Any]]
+    gate_tick: int | None = None  # when faults began (None: still waiting for setup)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for --json (bytes never appear: output is text)."""
+        return asdict(self)
+
+
+def capture_state(sim: Simulation, seq: int, symbolizers: list[Symbolizer]) -> SimulationState:
+    """Read a paused simulation into a SimulationState."""
+    fabric = sim.fabric
+    network = NetworkView(
+        in_flight=[PacketView(d.packet_id, d.src, d.dst, len(d.payload), d.sent_ns,
+                              d.deliver_ns, d.flags.name or "", d.copy)
+                   for d in fabric.in_flight()],
+        partitions=fabric.partitions(),
+        down=[n.index for n in sim.nodes if n.status.value in ("killed", "restarting")],
+        stats=fabric.stats.to_dict(),
+        inbox_sizes=[len(e.inbox) for e in sim.messaging.endpoints],
+    )
+    faults = [FaultView(a.fault_id, a.fault.kind.value, a.fault.node, a.start_tick, a.end_tick,
+                        {k: v for k, v in a.fault.to_dict().items()
+                         if k not in ("kind", "at", "duration", "node")})
+              for a in sim.engine.active()]
+    return SimulationState(
+        seq=seq, reached=sim.event_count - 1, tick=sim.tick, now_ns=sim.now_ns,
+        ended=sim.stop_reason is not None,
+        nodes=[_node_view(node, symbolizers[node.spec.group]) for node in sim.nodes],
+        network=network, faults=faults, oracle_columns=TABLE_COLUMNS,
+        oracle=sim.oracle.table(),
+        bugs=[{k: v for k, v in b.to_record().items() if k != "kind"} for b in sim.bugs]
+        + [f.to_dict() for f in sim.failures],
+        gate_tick=sim.engine.origin_tick,
+    )
+
+
+def _node_view(node: Node, symbolizer: Symbolizer) -> NodeView:
+    p = node.process
+    regs = {name: int(getattr(p.regs, name)) for name in REGISTERS}
+    rip = regs["rip"]
+    return NodeView(
+        index=node.index, name=node.spec.name, status=node.status.value,
+        incarnation=p.incarnation, vtime_ns=p.vtime_ns, monotonic_ns=p.guest_time_ns(),
+        realtime_ns=p.realtime_ns(), wake_at_ns=p.wake_at_ns, syscalls=p.syscalls,
+        registers=regs, fs_base=p.vm.fs_base, location=symbolizer.describe(rip),
+        disassembly=_code_at(p, symbolizer, rip),
+        stack=_stack(p, symbolizer, regs["rsp"]),
+        stdout=p.stdout.decode("utf-8", "replace"), stderr=p.stderr.decode("utf-8", "replace"),
+        files=[OpenFileView(fd, slot.file.path.decode("utf-8", "replace"), slot.file.offset,
+                            slot.file.flags) for fd, slot in sorted(p.files.items())],
+        memory_limit=p.space.memory_limit, exit_code=p.exit_code,
+        crash=_crash(p),
+    )
+
+
+def _crash(p: Any) -> str | None:
+    if p.crash is None:
+        return None
+    try:
+        return p.crash.describe()
+    except ValueError:  # a signal number Python does not name
+        return f"signal {p.crash.signal} at {p.crash.rip:#x}"
+
+
+def _read(p: Any, address: int, size: int) -> bytes:
+    """Guest memory from address on, up to the first page that cannot be read (reading must
+    never fault the debugger)."""
+    out = b""
+    end = address + size
+    while address < end:
+        chunk = min(end, (address // PAGE_SIZE + 1) * PAGE_SIZE) - address
+        try:
+            out += p.vm.read(address, chunk)
+        except VmmError:  # unmapped (or not yet touched): nothing more to show
+            break
+        address += chunk
+    return out
+
+
+def _code_at(p: Any, symbolizer: Symbolizer, rip: int) -> list[Instruction]:
+    code = _read(p, rip, 15 * DISASSEMBLY_COUNT)  # 15: the longest x86 instruction
+    return symbolizer.disassemble(code, rip, DISASSEMBLY_COUNT) if code else []
+
+
+def _stack(p: Any, symbolizer: Symbolizer, rsp: int) -> list[str]:
+    """Return-address candidates on the stack: words that point into code (no unwinder:
+    the guest is built with -O2 and no frame pointers, so a scan is what works)."""
+    raw = _read(p, rsp, 8 * STACK_SCAN_WORDS)
+    frames = []
+    for offset in range(0, len(raw) - 7, 8):
+        word = int.from_bytes(raw[offset:offset + 8], "little")
+        if symbolizer.is_code(word):
+            frames.append(f"{rsp + offset:#x}: {symbolizer.describe(word)}")
+            if len(frames) == STACK_FRAMES:
+                break
+    return frames
+
