@@ -100,8 +100,20 @@ def capture(sim: Simulation, tick: int) -> SimCheckpoint:
     parts.update((name, _sha(data)) for name, data in blobs.items())
     parts = dict(sorted(parts.items()))
     blobs["parts"] = packb(parts)
-    digest = hashlib.sha256(b"".join(k.encode() + v for k, v in parts.items())).digest()
-    return SimCheckpoint(tick, sim.event_count, digest, parts, blobs, sim)
+    return SimCheckpoint(tick, sim.event_count, parts_digest(parts), parts, blobs, sim)
+
+
+def parts_digest(parts: dict[str, bytes]) -> bytes:
+    """A checkpoint's digest: SHA-256 over its part digests in name order."""
+    return hashlib.sha256(b"".join(k.encode() + v for k, v in sorted(parts.items()))).digest()
+
+
+def rewrite_blob(blobs: dict[str, bytes], name: str, data: bytes) -> dict[str, bytes]:
+    """A checkpoint's blobs with one part replaced, its "parts" digests updated to match
+    (the new digest is `parts_digest(stored_parts(result))`)."""
+    parts = stored_parts(blobs)
+    parts[name] = _sha(data)
+    return {**blobs, name: data, "parts": packb(dict(sorted(parts.items())))}
 
 
 def load(sim: Simulation, blobs: dict[str, bytes],
