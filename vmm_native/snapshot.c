@@ -22,6 +22,20 @@
 #define STATE_MAGIC "CRVCPU01"
 #define STATE_FIXED_BYTES 640u
 
+/* Offsets in the FXSAVE legacy area (the first 512 bytes of an XSAVE image), and the
+ * XSAVE header's XSTATE_BV (Intel SDM vol. 1, 10.5.1 and 13.4.2). */
+#define FXSAVE_FCW 0
+#define FXSAVE_FSW 2
+#define FXSAVE_FTW 4
+#define FXSAVE_FOP 6
+#define FXSAVE_FIP 8
+#define FXSAVE_FDP 16
+#define FXSAVE_MXCSR 24
+#define FXSAVE_ST 32
+#define FXSAVE_XMM 160
+#define XSAVE_XSTATE_BV 512
+#define XFEATURES_X87_SSE 0x3u
+
 struct vmm_snapshot {
 	struct vmm_vm *vm;
 	uint8_t *mem;          /* image of guest memory; pages >= high are zero */
@@ -93,6 +107,55 @@ int64_t vmm_vm_state_size(const struct vmm_vm *vm)
 	return STATE_FIXED_BYTES + (int64_t)vm->frames.free_count * 4;
 }
 
+/* The x87/SSE state, read through KVM's XSAVE image rather than KVM_GET_FPU: the image
+ * shows a component the CPU holds in its init state (XSTATE_BV bit clear) with its init
+ * values, while KVM_GET_FPU returns whatever the legacy area last held. */
+static int read_fpu(struct vmm_vm *vm, struct kvm_fpu *fpu)
+{
+	struct kvm_xsave xsave;
+	if (ioctl(vm->vcpu_fd, KVM_GET_XSAVE, &xsave) < 0)
+		return -errno;
+	const uint8_t *x = (const uint8_t *)xsave.region;
+	memset(fpu, 0, sizeof(*fpu));
+	memcpy(&fpu->fcw, x + FXSAVE_FCW, 2);
+	memcpy(&fpu->fsw, x + FXSAVE_FSW, 2);
+	fpu->ftwx = x[FXSAVE_FTW];
+	memcpy(&fpu->last_opcode, x + FXSAVE_FOP, 2);
+	memcpy(&fpu->last_ip, x + FXSAVE_FIP, 8);
+	memcpy(&fpu->last_dp, x + FXSAVE_FDP, 8);
+	memcpy(&fpu->mxcsr, x + FXSAVE_MXCSR, 4);
+	memcpy(fpu->fpr, x + FXSAVE_ST, sizeof(fpu->fpr));
+	memcpy(fpu->xmm, x + FXSAVE_XMM, sizeof(fpu->xmm));
+	return 0;
+}
+
+/* Write the x87/SSE state and mark both components in use (XSTATE_BV): KVM_SET_FPU fills
+ * the legacy area but leaves XSTATE_BV alone, so on a vCPU whose SSE state was still in
+ * its init state the XMM registers written would be ignored and read back as zeros. */
+static int write_fpu(struct vmm_vm *vm, const struct kvm_fpu *fpu)
+{
+	struct kvm_xsave xsave;
+	if (ioctl(vm->vcpu_fd, KVM_GET_XSAVE, &xsave) < 0)
+		return -errno;
+	uint8_t *x = (uint8_t *)xsave.region;
+	memcpy(x + FXSAVE_FCW, &fpu->fcw, 2);
+	memcpy(x + FXSAVE_FSW, &fpu->fsw, 2);
+	x[FXSAVE_FTW] = fpu->ftwx;
+	memcpy(x + FXSAVE_FOP, &fpu->last_opcode, 2);
+	memcpy(x + FXSAVE_FIP, &fpu->last_ip, 8);
+	memcpy(x + FXSAVE_FDP, &fpu->last_dp, 8);
+	memcpy(x + FXSAVE_MXCSR, &fpu->mxcsr, 4);
+	memcpy(x + FXSAVE_ST, fpu->fpr, sizeof(fpu->fpr));
+	memcpy(x + FXSAVE_XMM, fpu->xmm, sizeof(fpu->xmm));
+	uint64_t in_use;
+	memcpy(&in_use, x + XSAVE_XSTATE_BV, 8);
+	in_use |= XFEATURES_X87_SSE;
+	memcpy(x + XSAVE_XSTATE_BV, &in_use, 8);
+	if (ioctl(vm->vcpu_fd, KVM_SET_XSAVE, &xsave) < 0)
+		return -errno;
+	return 0;
+}
+
 int vmm_vm_export_state(struct vmm_vm *vm, uint8_t *buf, uint64_t len)
 {
 	if (len < (uint64_t)vmm_vm_state_size(vm))
@@ -105,9 +168,11 @@ int vmm_vm_export_state(struct vmm_vm *vm, uint8_t *buf, uint64_t len)
 	} msr = {.hdr.nmsrs = 1, .e.index = MSR_KERNEL_GS_BASE};
 	struct kvm_vcpu_events events;
 	if (ioctl(vm->vcpu_fd, KVM_GET_SREGS, &sregs) < 0 ||
-	    ioctl(vm->vcpu_fd, KVM_GET_FPU, &fpu) < 0 ||
 	    ioctl(vm->vcpu_fd, KVM_GET_VCPU_EVENTS, &events) < 0)
 		return -errno;
+	int rc = read_fpu(vm, &fpu);
+	if (rc < 0)
+		return rc;
 	if (ioctl(vm->vcpu_fd, KVM_GET_MSRS, &msr) != 1)
 		return -EIO;
 	/* At a run boundary nothing may be in flight; a snapshot could not carry it. */
@@ -180,9 +245,11 @@ static int import_state(struct vmm_vm *vm, const uint8_t *buf, uint64_t len)
 	struct kvm_xcrs xcrs = {.nr_xcrs = 1, .xcrs = {{.xcr = 0, .value = GUEST_XCR0}}};
 	if (ioctl(vm->vcpu_fd, KVM_SET_SREGS, &sregs) < 0 ||
 	    ioctl(vm->vcpu_fd, KVM_SET_XCRS, &xcrs) < 0 ||
-	    ioctl(vm->vcpu_fd, KVM_SET_FPU, &fpu) < 0 ||
 	    ioctl(vm->vcpu_fd, KVM_SET_VCPU_EVENTS, &events) < 0)
 		return -errno;
+	int rc = write_fpu(vm, &fpu);
+	if (rc < 0)
+		return rc;
 	if (ioctl(vm->vcpu_fd, KVM_SET_MSRS, &msr) != 1)
 		return -EIO;
 
@@ -192,7 +259,7 @@ static int import_state(struct vmm_vm *vm, const uint8_t *buf, uint64_t len)
 	memcpy(vm->frames.free_stack, buf + STATE_FIXED_BYTES, (size_t)alloc[2] * 4);
 
 	/* Resume through an iretq frame at the top of the IST stack, as at program start. */
-	int rc = vmm_vcpu_start_user(vm, gprs[16], gprs[6]);
+	rc = vmm_vcpu_start_user(vm, gprs[16], gprs[6]);
 	if (rc < 0)
 		return rc;
 	struct kvm_regs *r = vmm_vcpu_regs(vm);

@@ -8,9 +8,11 @@ from chaosreplay.cli.lint_command import lint
 from chaosreplay.cli.recording_commands import COMMANDS as RECORDING_COMMANDS
 from chaosreplay.cli.run_command import run
 from chaosreplay.cli.sim_commands import COMMANDS as SIM_COMMANDS
+from chaosreplay.cli.state_command import state
 
 ALL: list[click.Command] = []
 ALL.append(lint)
 ALL.append(run)
 ALL.extend(SIM_COMMANDS)
 ALL.extend(RECORDING_COMMANDS)
+ALL.append(state)

@@ -112,6 +112,10 @@ class Reconstructor:
             self._states.popitem(last=False)
         return state
 
+    def simulation_at(self, seq: int) -> Simulation:
+        """The live simulation paused just after event seq (valid until the next call)."""
+        return self._advance(seq).sim
+
     def memory(self, seq: int, node: int, address: int, size: int) -> bytes | None:
         """`size` bytes of a node's memory just after event `seq`: untouched pages of a
         mapping read as zeros (as Linux gives them); None when the range is not mapped."""

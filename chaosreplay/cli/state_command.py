@@ -1,0 +1,117 @@
+"""`chaosreplay state`: the debugger's state reconstruction, for scripts and tests."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from chaosreplay.debugger.session import DebugSession
+from chaosreplay.debugger.views import NodeView, SimulationState
+from chaosreplay.errors import ChaosReplayError, RecordingError
+from chaosreplay.validation import NS_PER_TICK
+
+OUTPUT_TAIL_LINES = 8
+
+
+@click.command("state")
+@click.argument("recording", type=click.Path(dir_okay=False))
+@click.option("--tick", type=click.IntRange(min=0), help="State after every event of this tick.")
+@click.option("--event", "seq", type=click.IntRange(min=0),
+              help="State just after this event number (instead of --tick).")
+@click.option("--node", type=click.IntRange(min=0), help="Show only this node.")
+@click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
+def state(recording: str, tick: int | None, seq: int | None, node: int | None,
+          as_json: bool) -> None:
+    """Reconstruct a recorded run's state at a tick or an event (re-executes from the
+    nearest checkpoint): every node's status, clocks, registers, code and stack, output and
+    files; packets in flight; active faults; the assertion table."""
+    if (tick is None) == (seq is None):
+        raise click.UsageError("give exactly one of --tick and --event")
+    try:
+        with DebugSession(recording) as session:
+            if seq is None:
+                assert tick is not None
+                seq = max(0, session.reader.seq_at_tick(tick + 1) - 1)
+            if seq >= session.event_count:
+                raise RecordingError(f"{recording}: event {seq} out of range "
+                                     f"(0..{session.event_count - 1})")
+            result = session.state(seq)
+    except (ChaosReplayError, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    if node is not None and node >= len(result.nodes):
+        click.echo(f"error: node {node} does not exist (nodes 0..{len(result.nodes) - 1})",
+                   err=True)
+        sys.exit(2)
+    if as_json:
+        data: dict[str, Any] = result.to_dict()
+        if node is not None:
+            data["nodes"] = [data["nodes"][node]]
+        click.echo(json.dumps(data, indent=2, default=_plain))
+        return
+    _print(result, node)
+
+
+def _plain(value: Any) -> Any:
+    """JSON for what json cannot write itself (bytes in fault parameters, tuples)."""
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+def _print(result: SimulationState, only: int | None) -> None:
+    out = Console(highlight=False, soft_wrap=True)
+    reached = "" if result.reached == result.seq else f" (executed through {result.reached})"
+    out.print(f"[bold]tick {result.tick}[/] · event {result.seq}{reached} · virtual "
+              f"{result.now_ns / 1e9:.3f}s" + (" · run ended" if result.ended else ""))
+    for view in result.nodes:
+        if only is None or view.index == only:
+            _print_node(out, view)
+    if only is not None:
+        return
+    net = result.network
+    out.print(f"\n[bold]network[/]: {len(net.in_flight)} in flight · partitions "
+              f"{net.partitions or 'none'} · down {net.down or 'none'} · inboxes "
+              f"{net.inbox_sizes}")
+    for packet in net.in_flight[:10]:
+        out.print(f"  #{packet.packet_id} {packet.src}→{packet.dst} {packet.size} B, due "
+                  f"tick {packet.deliver_ns // NS_PER_TICK} {packet.flags}")
+    out.print(f"\n[bold]faults active[/]: {len(result.faults) or 'none'}")
+    for fault in result.faults:
+        ends = "run end" if fault.end_tick is None else f"tick {fault.end_tick}"
+        where = "" if fault.node is None else f" node {fault.node}"
+        out.print(f"  {fault.fault_id}{where} {fault.params} from tick {fault.start_tick} "
+                  f"to {ends}")
+    table = Table(*result.oracle_columns, title="assertions", title_justify="left")
+    for row in result.oracle:
+        table.add_row(*row)
+    out.print(table)
+    for bug in result.bugs:
+        out.print(f"[red]bug[/]: {bug}")
+
+
+def _print_node(out: Console, view: NodeView) -> None:
+    regs = view.registers
+    blocked = "" if view.wake_at_ns is None else f" · blocked until {view.wake_at_ns / 1e9:.6f}s"
+    out.print(f"\n[bold]node {view.index} ({view.name})[/]: {view.status} · life "
+              f"{view.incarnation} · vtime {view.vtime_ns / 1e9:.6f}s · monotonic "
+              f"{view.monotonic_ns / 1e9:.6f}s{blocked} · {view.syscalls} syscalls")
+    if view.crash:
+        out.print(f"  [red]crash[/]: {view.crash}")
+    out.print(f"  at {regs['rip']:#x} {view.location}")
+    for insn in view.disassembly[:4]:
+        out.print(f"    {insn.address:#x}  {insn.text}")
+    out.print("  " + "  ".join(f"{name}={regs[name]:#x}" for name in
+                               ("rsp", "rbp", "rax", "rdi", "rsi", "rdx")))
+    if view.stack:
+        out.print("  stack: " + " ← ".join(frame.split(": ", 1)[1] for frame in view.stack[:6]))
+    for f in view.files:
+        out.print(f"  fd {f.fd}: {f.path} @ {f.offset}")
+    tail = view.stdout.splitlines()[-OUTPUT_TAIL_LINES:]
+    for line in tail:
+        out.print(f"  | {line}", markup=False)
