@@ -21,7 +21,7 @@ from chaosreplay.debugger.reconstruct import ReconstructionError
 from chaosreplay.debugger.session import DebugSession
 from chaosreplay.debugger.views import capture_state
 from chaosreplay.demo import demo_scenario
-from chaosreplay.errors import RecordingError
+from chaosreplay.errors import ChaosReplayError, RecordingError
 from chaosreplay.programs import resolve_images
 from chaosreplay.recording import RecordingWriter
 from chaosreplay.recording.model import Event
@@ -170,7 +170,7 @@ def test_state_shows_the_run(recorded):
         address, data = session.memory(0, "current_term", 4, seq=end)
         assert data is not None and len(data) == 4
         assert session.memory(0, 0x10, 8, seq=end)[1] is None  # unmapped
-        with pytest.raises(RecordingError, match="no symbol"):
+        with pytest.raises(ChaosReplayError, match="no symbol"):
             session.memory(0, "no_such_symbol", 4)
 
 
