@@ -51,7 +51,7 @@ def build_manifest(scenario: Scenario, images: list[ProgramImage], options: RunO
     }
 
 
-def _host() -> dict[str, Any]:
+def host_info() -> dict[str, Any]:
     """Informational only (kept apart from the manifest): where the recording was made."""
     return {"hostname": platform.node(), "kernel": platform.release(),
             "python": platform.python_version()}
@@ -67,7 +67,7 @@ def record_run(scenario: Scenario, images: list[ProgramImage], path: str | os.Pa
     sim = Simulation(scenario, images, keep_going=options.keep_going, on_progress=on_progress,
                      hang_seconds=options.hang_seconds)
     writer = RecordingWriter(partial, build_manifest(scenario, images, options, parent),
-                             host=_host())
+                             host=host_info())
     last_checkpoint: list[int | None] = [None]
 
     def on_checkpoint(c: SimCheckpoint) -> None:
