@@ -9,6 +9,7 @@ from chaosreplay.cli.recording_commands import COMMANDS as RECORDING_COMMANDS
 from chaosreplay.cli.run_command import run
 from chaosreplay.cli.sim_commands import COMMANDS as SIM_COMMANDS
 from chaosreplay.cli.state_command import state
+from chaosreplay.cli.triage_command import triage
 
 ALL: list[click.Command] = []
 ALL.append(lint)
@@ -16,3 +17,4 @@ ALL.append(run)
 ALL.extend(SIM_COMMANDS)
 ALL.extend(RECORDING_COMMANDS)
 ALL.append(state)
+ALL.append(triage)
