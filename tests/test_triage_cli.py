@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 from triage_runs import FakeRun
 
 from chaosreplay.cli import main
+from chaosreplay.recording import RecordingReader
 from chaosreplay.triage import pipeline
 
 ELECTION = "election safety: at most one leader per term"
@@ -162,3 +166,46 @@ def test_without_the_shrinker_triage_says_so(tmp_path: Path,
     assert result.exit_code == 1, result.output
     assert "not shrunk: chaosreplay.shrink is not available" in result.stderr
     assert json.loads(result.stdout)["shrunk"] is False
+
+
+def test_shrinking_reports_the_figures_everywhere(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a stand-in shrinker: one call per cluster on its representative, judged by the
+    cluster's signature; the minimal run in --out (else BUGS_DIR/.triage/); the figures in
+    the table, the markdown and the JSON."""
+    calls: list[tuple[Path, Path]] = []
+
+    def shrink_recording(path: Path, still_fails: Any, out: Path, *, jobs: int = 1,
+                         budget_seconds: float | None = None,
+                         on_progress: Any = None) -> SimpleNamespace:
+        with RecordingReader(path) as reader:
+            assert still_fails(reader.summary), "the representative must fail the same way"
+        assert not still_fails(FakeRun().hang(5, 0).summary())
+        assert budget_seconds == 30.0 and jobs == 1
+        calls.append((path, out))
+        out.write_bytes(path.read_bytes())
+        return SimpleNamespace(original=path, output=out, faults_before=3, faults_after=1,
+                               ticks_before=700, ticks_after=400, events_before=50,
+                               events_after=20, candidates=9, seconds=1.25, log=[],
+                               schedule=[{"kind": "partition", "at": 100, "duration": 50,
+                                          "sides": [[0], [1, 2]]}])
+
+    monkeypatch.setitem(sys.modules, "chaosreplay.shrink",
+                        SimpleNamespace(shrink_recording=shrink_recording))
+    monkeypatch.setattr(pipeline, "shrinker_available", lambda: True)
+    bugs, out = _bugs(tmp_path), tmp_path / "report"
+    common = ("--no-replay", "-j", "1", "--shrink-budget", "30")
+    table = _triage(bugs, *common, "--out", out)
+    assert table.exit_code == 1, table.output
+    assert [p.name for p, _ in calls] == ["seed-9.ccr", "seed-7.ccr"]
+    data = json.loads((out / "report.json").read_text())
+    minimal = data["clusters"][0]["minimal"]
+    assert minimal["path"] == str(out / f"min-{data['clusters'][0]['key']}.ccr")
+    assert (minimal["faults_before"], minimal["faults_after"], minimal["candidates"]) == (3, 1, 9)
+    assert "3→1 faults, 700→400 ticks" in table.stdout
+    markdown = (out / "report.md").read_text()
+    assert ("faults 3→1, ticks 700→400, events 50→20, 9 candidate runs, 1.2s" in markdown
+            and "  - partition at tick 100 (duration=50, sides=[[0], [1, 2]])" in markdown)
+    calls.clear()
+    assert _triage(bugs, *common, "--json").exit_code == 1
+    assert {o.parent for _, o in calls} == {bugs / ".triage"}

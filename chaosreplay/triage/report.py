@@ -119,6 +119,11 @@ def json_text(report: TriageReport) -> str:
 # -- markdown ------------------------------------------------------------------------------
 
 
+def _count(count: int, word: str) -> str:
+    """"1 run", "2 runs"."""
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -135,12 +140,15 @@ def _minimal_line(minimal: dict[str, Any] | None) -> str:
     return (f"faults {minimal['faults_before']}→{minimal['faults_after']}, ticks "
             f"{minimal['ticks_before']}→{minimal['ticks_after']}, events "
             f"{minimal['events_before']:,}→{minimal['events_after']:,}, "
-            f"{minimal['candidates']} candidate runs, {minimal['seconds']:.1f}s")
+            f"{_count(minimal['candidates'], 'candidate run')}, {minimal['seconds']:.1f}s"
+            + (", 1-minimal" if minimal.get("one_minimal") else "")
+            + (", budget exhausted" if minimal.get("budget_exhausted") else ""))
 
 
 def _headline(report: TriageReport) -> str:
-    parts = [f"{len(report.runs)} recordings", f"{report.failing} failing runs",
-             f"{len(report.clusters)} clusters of {len(report.signatures())} signatures"]
+    parts = [_count(len(report.runs), "recording"), _count(report.failing, "failing run"),
+             f"{_count(len(report.clusters), 'cluster')} of "
+             f"{_count(len(report.signatures()), 'signature')}"]
     if report.skipped:
         parts.append(f"{len(report.skipped)} skipped")
     parts.append("replayed" if report.replayed else "not replayed")
@@ -192,8 +200,14 @@ def to_markdown(report: TriageReport) -> str:
     return "\n".join(out)
 
 
-def _runs(count: int) -> str:
-    return f"{count} run" if count == 1 else f"{count} runs"
+def _ticks(low: int, high: int) -> str:
+    return f"at tick {low}" if low == high else f"between tick {low} and {high}"
+
+
+def _seeds(seeds: list[int]) -> str:
+    if not seeds:
+        return "seeds unknown"
+    return f"seed{'s' if len(seeds) > 1 else ''} {seed_ranges(seeds, 200)}"
 
 
 def _cluster_section(number: int, c: Cluster) -> list[str]:
@@ -204,8 +218,8 @@ def _cluster_section(number: int, c: Cluster) -> list[str]:
              f"cluster `{c.key}` · signature `{sig.key}` · class {sig.failure_class.value}"
              f"{status}", "",
              f"- faults in effect or just ended before the failure: {_faults(c)}",
-             f"- {_runs(len(c.members))}, seeds {seed_ranges(c.seeds, 200)}; first failure "
-             f"between tick {low} and {high}; failing node(s): "
+             f"- {_count(len(c.members), 'run')}, {_seeds(c.seeds)}; first failure "
+             f"{_ticks(low, high)}; failing node(s): "
              f"{', '.join('run' if n < 0 else str(n) for n in c.nodes)}",
              f"- representative: `{rep.path}` (seed {rep.seed}, node {rep.node}, tick "
              f"{rep.tick}, {rep.events:,} events)",

@@ -1,0 +1,54 @@
+"""Triage with the shrinker: each cluster's representative shrunk to a minimal run (KVM)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from chaosreplay.cli import main
+from chaosreplay.demo import demo_scenario
+from chaosreplay.programs import resolve_images
+from chaosreplay.recording import RecordingReader
+from chaosreplay.runs import record_run
+from chaosreplay.triage.classify import Signature, signature_from_summary
+
+
+def _triage(*args: str | Path) -> Result:
+    return CliRunner().invoke(main, ["triage", "--json", "--no-progress", *map(str, args)])
+
+
+@pytest.mark.kvm
+def test_triage_writes_a_minimal_run_per_cluster(tmp_path: Path) -> None:
+    """no_step_down, seed 19, breaks election safety at 4.9 s after a partition (under loss);
+    the minimal run fails the same way with no more faults, and triage's next pass over the
+    folder ignores it (.triage/) while a triage of .triage/ finds the same signature."""
+    pytest.importorskip("chaosreplay.shrink")
+    base = demo_scenario()
+    scenario = replace(base, nodes=(replace(base.nodes[0], args=("no_step_down",)),),
+                       duration=7000).with_seed(19)
+    bugs = tmp_path / "bugs"
+    bugs.mkdir()
+    record_run(scenario, resolve_images(scenario, tmp_path), bugs / "seed-19.ccr")
+    result = _triage(bugs, "-j", "2", "--shrink-budget", "120")
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert report["shrunk"] is True
+    [cluster] = report["clusters"]
+    minimal = cluster["minimal"]
+    assert minimal is not None and "error" not in minimal, minimal
+    path = Path(minimal["path"])
+    assert path == bugs / ".triage" / f"min-{cluster['key']}.ccr" and path.is_file()
+    signature = Signature.from_dict(cluster)
+    with RecordingReader(path) as reader:
+        assert signature_from_summary(reader.summary) == signature
+    assert minimal["faults_after"] <= minimal["faults_before"], minimal
+    assert minimal["ticks_after"] <= minimal["ticks_before"], minimal
+    assert minimal["candidates"] > 0 and len(minimal["schedule"]) == minimal["faults_after"]
+    again = json.loads(_triage(bugs, "--no-shrink", "--no-replay").stdout)
+    assert again["totals"]["recordings"] == 1, "the minimal run was triaged as a failure"
+    of_minimal = json.loads(_triage(bugs / ".triage", "--no-shrink").stdout)
+    assert [Signature.from_dict(c) for c in of_minimal["clusters"]] == [signature]
