@@ -21,6 +21,12 @@ def _ignore(signum: int, frame: FrameType | None) -> None:
     """A Python-level handler, so the signal interrupts KVM_RUN instead of killing us."""
 
 
+def install_wake_handler() -> None:
+    """Install the wake signal's handler for good; call from the main thread before running
+    simulations in other threads (Python lets only the main thread set signal handlers)."""
+    signal.signal(WAKE_SIGNAL, _ignore)
+
+
 class Watchdog:
     """Interrupts the calling thread when progress() stops changing for `seconds`."""
 
@@ -33,11 +39,18 @@ class Watchdog:
         self._thread = threading.Thread(target=self._watch, name="chaosreplay-watchdog",
                                         daemon=True)
         self._previous: signal.Handlers | Callable[..., object] | int | None = None
+        self._owns_handler = False
         self.fired = False
 
     def __enter__(self) -> Watchdog:
         if self._seconds > 0:
-            self._previous = signal.signal(WAKE_SIGNAL, _ignore)
+            if threading.current_thread() is threading.main_thread():
+                self._previous = signal.signal(WAKE_SIGNAL, _ignore)
+                self._owns_handler = True
+            elif not callable(signal.getsignal(WAKE_SIGNAL)):
+                # Without a Python-level handler the signal's default action ends the process.
+                raise RuntimeError("a Watchdog outside the main thread needs "
+                                   "install_wake_handler() called in the main thread first")
             self._thread.start()
         return self
 
@@ -46,7 +59,8 @@ class Watchdog:
         if self._seconds > 0:
             self._stop.set()
             self._thread.join()
-            signal.signal(WAKE_SIGNAL, self._previous or signal.SIG_DFL)
+            if self._owns_handler:
+                signal.signal(WAKE_SIGNAL, self._previous or signal.SIG_DFL)
 
     def _watch(self) -> None:
         last, idle = self._progress(), 0.0
