@@ -82,9 +82,11 @@ def _cut(text: str, limit: int = 60) -> str:
 @click.option("--hang-timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="Wall seconds without a VM exit before a replayed node counts as hung.")
 @click.option("--no-progress", is_flag=True, help="No progress display.")
+@click.option("--tui", is_flag=True,
+              help="Browse the clusters and their runs in the debugger instead of the table.")
 def triage(bugs_dir: Path, as_json: bool, out_dir: Path | None, baseline: Path | None,
            jobs: int | None, no_replay: bool, no_shrink: bool, shrink_budget: float | None,
-           timeline_events: int, hang_timeout: float, no_progress: bool) -> None:
+           timeline_events: int, hang_timeout: float, no_progress: bool, tui: bool) -> None:
     """Classify and cluster the failing runs under BUGS_DIR, and shrink each cluster.
 
     Reads every .ccr below BUGS_DIR (recursively), finds each run's first failure (failed
@@ -101,7 +103,11 @@ def triage(bugs_dir: Path, as_json: bool, out_dir: Path | None, baseline: Path |
     with _Display(not no_progress and _err.is_terminal) as display:
         report = triage_folder(bugs_dir, options, display.callbacks())
     _warn(report)
-    if as_json:
+    if tui:
+        from chaosreplay.tui.triage_app import make_triage_app
+
+        make_triage_app(report).run()
+    elif as_json:
         click.echo(json_text(report), nl=False)
     else:
         print_table(report, Console(highlight=False))

@@ -1,0 +1,89 @@
+"""SVG snapshots of the debugger at 120x40 on the synthetic recording.
+
+A snapshot that differs fails with the screen as text and the new SVG's path. After a
+deliberate change to the look, refresh them with
+`CHAOSREPLAY_UPDATE_SNAPSHOTS=1 python -m pytest tests/test_tui_snapshots.py` and review
+the SVGs (a browser opens them) before committing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from tui_helpers import drive, plain, press, settle, story_rows, write_rows
+
+from chaosreplay.tui import make_app
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+UPDATE = os.environ.get("CHAOSREPLAY_UPDATE_SNAPSHOTS") == "1"
+
+
+@pytest.fixture(scope="module")
+def story(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic recording (its directory never shows on screen)."""
+    return write_rows(tmp_path_factory.mktemp("tui") / "story.ccr", story_rows())
+
+
+def _check(story: Path, name: str, tmp_path: Path,
+           script: Callable[[Pilot[Any]], Awaitable[None]]) -> None:
+    shot: dict[str, str] = {}
+
+    async def run(pilot: Pilot[Any]) -> None:
+        await script(pilot)
+        await settle(pilot)
+        shot["svg"] = pilot.app.export_screenshot(title="chaosreplay debug")
+        shot["text"] = plain(pilot.app.screen._compositor.render_update(
+            full=True, screen_stack=pilot.app._background_screens))
+
+    drive(make_app(story), run)
+    expected = SNAPSHOTS / f"{name}.svg"
+    if UPDATE:
+        expected.write_text(shot["svg"], encoding="utf-8")
+        return
+    actual = tmp_path / f"{name}.svg"
+    actual.write_text(shot["svg"], encoding="utf-8")
+    assert expected.exists(), f"no snapshot {expected}; make it with CHAOSREPLAY_UPDATE_SNAPSHOTS=1"
+    assert expected.read_text(encoding="utf-8") == shot["svg"], (
+        f"{name} differs from {expected}; the new one is {actual}. The screen now:\n"
+        + shot["text"])
+
+
+def test_snapshot_timeline_with_filter_and_bookmark(story: Path, tmp_path: Path) -> None:
+    """The main screen: a filter with its match count, a bookmark, node 1's pane."""
+    async def script(pilot: Pilot[Any]) -> None:
+        await press(pilot, "j", "j", "b", "g", *"#40", "enter")
+        pilot.app.screen.set_filter("fault status")  # type: ignore[attr-defined]
+        await press(pilot, "n", "2")
+
+    _check(story, "main", tmp_path, script)
+
+
+def test_snapshot_matches_only(story: Path, tmp_path: Path) -> None:
+    """Only the events that pass the filter, the cursor on the failed assertion."""
+    async def script(pilot: Pilot[Any]) -> None:
+        pilot.app.screen.set_filter("failed bug fault")  # type: ignore[attr-defined]
+        await press(pilot, "m", "n", "n", "n")
+
+    _check(story, "matches_only", tmp_path, script)
+
+
+def test_snapshot_help(story: Path, tmp_path: Path) -> None:
+    """The help screen over the debugger."""
+    async def script(pilot: Pilot[Any]) -> None:
+        await press(pilot, "question_mark")
+
+    _check(story, "help", tmp_path, script)
+
+
+def test_snapshot_filter_picker(story: Path, tmp_path: Path) -> None:
+    """The filter picker opened on a typed filter: its words ticked and filled in."""
+    async def script(pilot: Pilot[Any]) -> None:
+        pilot.app.screen.set_filter('dropped output node:2 "term 4"')  # type: ignore[attr-defined]
+        await press(pilot, "f")
+
+    _check(story, "filter_picker", tmp_path, script)
