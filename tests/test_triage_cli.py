@@ -101,6 +101,7 @@ def test_json_schema(tmp_path: Path) -> None:
     assert rep["seed"] == 9 and rep["tick"] == 450 and rep["path"].endswith("seed-9.ccr")
     assert {t["node"] for t in rep["timeline"]} == {-1, 2}
     assert data["signatures"][0]["clusters"] == [cluster["key"]]
+    assert data["signatures"][0]["folders"] == {".": 2}
 
 
 def test_out_writes_markdown_and_json(tmp_path: Path) -> None:
@@ -117,6 +118,7 @@ def test_out_writes_markdown_and_json(tmp_path: Path) -> None:
                      "- 2 runs, seeds 4, 9; first failure between tick 450 and 700",
                      "Last events before the failure (representative, tick 450):",
                      "fault starts: partition (sides=[[1], [0, 2]]) for 2000 ms",
+                     f"- other runs: `{tmp_path / 'bugs' / 'seed-4.ccr'}` (tick 700)",
                      f"`chaosreplay replay {tmp_path / 'bugs' / 'seed-9.ccr'}`"):
         assert expected in markdown, f"{expected!r} missing from:\n{markdown}"
     assert f"wrote {out / 'report.md'}" in result.stderr

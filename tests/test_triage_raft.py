@@ -113,9 +113,13 @@ def _check_found(triaged: Triaged, sweeps: dict[str, tuple[str, int, list[int], 
     assert report["skipped"] == [] and not report["notes"], report["notes"]
     assert all(c["class"] != "divergence" for c in report["clusters"]), "a replay diverged"
     assert triaged.breaks == {v: s[3] for v, s in sweeps.items() if s[3]}, triaged.breaks
-    for messages in triaged.breaks.values():
+    message_of = {c["key"]: c["message"] for c in report["clusters"]}
+    by_folder = {v: {message_of[s["clusters"][0]] for s in report["signatures"]
+                     if v in s["folders"]} for v in triaged.breaks}
+    assert by_folder == triaged.breaks, "the signatures' runs by folder disagree with clusters"
+    for variant, messages in triaged.breaks.items():
         for message in messages:
-            assert message in triaged.markdown
+            assert message in triaged.markdown and f"{variant} ×" in triaged.markdown
     print(f"\nsweeps {triaged.seconds[0]:.1f}s, triage with replay {triaged.seconds[1]:.1f}s,"
           f" {report['totals']}; mixed clusters: {triaged.mixed}")
 

@@ -9,6 +9,7 @@ other and the JSON lists the signatures with their clusters.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,21 @@ class TriageReport:
     def failing(self) -> int:
         """Runs with at least one finding."""
         return sum(1 for r in self.runs if r.findings)
+
+    def folders(self, clusters: list[Cluster]) -> dict[str, int]:
+        """Runs per folder (relative to the bugs folder, "." for its top), most first.
+
+        Sweeps kept in one folder per program version or variant show this way which
+        failures each of them has.
+        """
+        counts: Counter[str] = Counter()
+        top = Path(self.folder)
+        for cluster in clusters:
+            for member in cluster.members:
+                parent = Path(member.path).parent
+                counts[parent.relative_to(top).as_posix() if parent.is_relative_to(top)
+                       else parent.as_posix()] += 1
+        return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
     def signatures(self) -> list[tuple[Cluster, list[Cluster]]]:
         """(first cluster, all clusters) per signature, in cluster order."""
@@ -101,6 +117,7 @@ def to_json(report: TriageReport) -> dict[str, Any]:
         "signatures": [{"key": first.signature.key, "title": first.signature.title,
                         "class": first.signature.failure_class.value,
                         "runs": sum(len(c.members) for c in group),
+                        "folders": report.folders(group),
                         "clusters": [c.key for c in group]}
                        for first, group in report.signatures()],
         "clusters": [cluster_dict(c) for c in report.clusters],
@@ -117,6 +134,9 @@ def json_text(report: TriageReport) -> str:
 
 
 # -- markdown ------------------------------------------------------------------------------
+
+
+_LISTED_RUNS = 10  # runs of a cluster named in the markdown besides its representative
 
 
 def _count(count: int, word: str) -> str:
@@ -173,12 +193,15 @@ def to_markdown(report: TriageReport) -> str:
                        f"{_faults(c)} | {len(c.members)} | {seed_ranges(c.seeds)} | "
                        f"{low}–{high} | {_cell(_minimal_line(c.minimal))} |")
         out.append("")
-        out += ["## Signatures", "", "| failure | runs | clusters (fault patterns) |",
-                "|---|---|---|"]
+        out += ["## Signatures", "",
+                "| failure | runs | runs by folder | clusters (fault patterns) |",
+                "|---|---|---|---|"]
         for first, group in report.signatures():
             patterns = "; ".join(f"{_faults(c)} ×{len(c.members)}" for c in group)
+            folders = ", ".join(f"{name} ×{n}" for name, n in report.folders(group).items())
             out.append(f"| {_cell(first.signature.title)} | "
-                       f"{sum(len(c.members) for c in group)} | {_cell(patterns)} |")
+                       f"{sum(len(c.members) for c in group)} | {_cell(folders)} | "
+                       f"{_cell(patterns)} |")
         out.append("")
     else:
         out += ["No failures found.", ""]
@@ -225,6 +248,11 @@ def _cluster_section(number: int, c: Cluster) -> list[str]:
              f"{rep.tick}, {rep.events:,} events)",
              f"  - `chaosreplay replay {rep.path}` · `chaosreplay events {rep.path} --to "
              f"{rep.tick}`"]
+    others = [f"`{m.path}` (tick {m.tick})" for m in c.members[1:_LISTED_RUNS + 1]]
+    if others:
+        more = len(c.members) - 1 - len(others)
+        lines.append(f"- other runs: {', '.join(others)}"
+                     + (f" and {more} more" if more else ""))
     minimal = c.minimal
     if minimal is not None and "error" not in minimal:
         where = f"`{minimal['path']}`" if minimal.get("path") else "(not written)"
