@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from triage_runs import FakeRun
+from triage_runs import NS, FakeRun
 
-from chaosreplay.triage.classify import FailureClass
-from chaosreplay.triage.cluster import analyse_all, cluster_runs, find_recordings
+from chaosreplay.recording import RecordingReader
+from chaosreplay.runs import Divergence, ReplayReport
+from chaosreplay.triage.classify import FailureClass, Signature
+from chaosreplay.triage.cluster import (
+    analyse_all,
+    cluster_runs,
+    divergence_finding,
+    find_recordings,
+)
 
 ELECTION = "election safety: at most one leader per term"
 TERMS = "log terms never decrease along the log"
@@ -107,3 +114,38 @@ def test_damaged_files_are_skipped_with_a_reason(tmp_path: Path) -> None:
     assert cut.skipped is None and cut.findings[0].signature.message == ELECTION
     assert "classified from its events (no summary)" in cut.notes
     assert len(cluster_runs(list(runs.values()))) == 1
+
+
+def test_a_replay_that_differs_is_a_divergence_finding(tmp_path: Path) -> None:
+    """Located by the kind of the first differing event (and the system call's name), or by
+    the state parts that differ at a checkpoint; the run's own failure stays a finding."""
+    run = FakeRun().syscalls(10, 1, 3).fault(20, "loss", 500, node=1, probability=0.5)
+    path = run.bug(300, 0, ELECTION).write(tmp_path / "r.ccr")
+    with RecordingReader(path) as reader:
+        syscall = next(reader.events(kinds=["syscall"]))
+        differs = ReplayReport(divergence=Divergence(syscall.seq, 10, 1, syscall,
+                                                     (10, 10 * NS, 1, "syscall", {})))
+        finding = divergence_finding(reader, differs)
+        assert finding.signature == Signature(FailureClass.DIVERGENCE, None, "an event differs",
+                                              "syscall clock_gettime")
+        assert (finding.tick, finding.node, finding.seq, finding.faults) == (
+            10, 1, syscall.seq, ())
+        shorter = divergence_finding(reader, ReplayReport(
+            divergence=Divergence(40, 300, 0, None, (300, 0, 0, "output", {}))))
+        assert shorter.signature.message == "the replay made more events"
+        assert shorter.signature.location == "output" and shorter.faults == ("loss",)
+        state = divergence_finding(reader, ReplayReport(
+            state_differs=["node0.memory", "fabric"], state_checked_at=1000))
+        assert (state.signature.message, state.signature.location, state.tick) == (
+            "state differs at a checkpoint", "node0.memory, fabric", 1000)
+    assert state.signature.title == (
+        "replay diverged: state differs at a checkpoint at node0.memory, fabric")
+
+
+def test_a_run_that_cannot_replay_is_noted_not_skipped(tmp_path: Path) -> None:
+    """Replaying is asked for but impossible (here: no programs embedded): a note, and the
+    recorded failure is still triaged."""
+    path = FakeRun().bug(300, 0, ELECTION).write(tmp_path / "r.ccr")
+    [run] = analyse_all([path], replay=True)
+    assert run.skipped is None and len(run.findings) == 1
+    assert len(run.notes) == 1 and run.notes[0].startswith("not replayed: "), run.notes
