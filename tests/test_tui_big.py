@@ -76,3 +76,14 @@ def test_the_first_screen_reads_one_window(million: Path) -> None:
         drive(make_app(session), script)
     finally:
         session.close()
+
+
+def test_a_seek_given_at_start_shows_its_rows(million: Path) -> None:
+    """--seek lands before the first layout; the timeline still scrolls to the cursor."""
+    async def script(pilot: Pilot[Any]) -> None:
+        screen = debugger(pilot.app)
+        assert screen.cursor == 765_432
+        assert any(row.lstrip().startswith("#765432 ") for row in timeline_text(screen))
+        assert "tick 76543 " in status_text(screen)
+
+    drive(make_app(million, seek="#765432"), script)

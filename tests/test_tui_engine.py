@@ -16,6 +16,7 @@ from chaosreplay.recording.model import Event
 from chaosreplay.tui.engine import EngineThread, JobResult, Priority
 from chaosreplay.tui.event_format import summary, timeline_row
 from chaosreplay.tui.match_index import MatchIndex
+from chaosreplay.tui.memory_screen import MemoryRequestError, hex_dump, parse_request
 from chaosreplay.tui.seek_target import SeekError, SeekTarget
 
 
@@ -148,3 +149,15 @@ def test_event_rows_read_well() -> None:
     failed = Event(2, 0, 0, -1, "assert", {"assert_kind": 0, "condition": False,
                                            "message": "safe"})
     assert summary(failed) == "always FAILED: safe"
+
+
+def test_memory_requests_and_dumps() -> None:
+    """A symbol or an address with an optional size; the dump shows hex and text."""
+    assert parse_request("current_term") == ("current_term", 64)
+    assert parse_request("0x7fff0010 16") == (0x7FFF0010, 16)
+    for bad in ("", "a b c", "x 0", "x big", "x 99999"):
+        with pytest.raises(MemoryRequestError):
+            parse_request(bad)
+    dump = hex_dump(0x1000, b"raft\x00" + bytes(range(1, 13)) + b"!").plain.splitlines()
+    assert dump[0].startswith("0x0000000000001000  72 61 66 74 00 01")
+    assert dump[0].endswith("raft" + "·" * 12) and dump[1].split()[-1] == "·!"

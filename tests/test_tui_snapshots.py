@@ -58,6 +58,7 @@ def test_snapshot_timeline_with_filter_and_bookmark(story: Path, tmp_path: Path)
     async def script(pilot: Pilot[Any]) -> None:
         await press(pilot, "j", "j", "b", "g", *"#40", "enter")
         pilot.app.screen.set_filter("fault status")  # type: ignore[attr-defined]
+        await settle(pilot)  # the match index is complete before n
         await press(pilot, "n", "2")
 
     _check(story, "main", tmp_path, script)
@@ -67,6 +68,7 @@ def test_snapshot_matches_only(story: Path, tmp_path: Path) -> None:
     """Only the events that pass the filter, the cursor on the failed assertion."""
     async def script(pilot: Pilot[Any]) -> None:
         pilot.app.screen.set_filter("failed bug fault")  # type: ignore[attr-defined]
+        await settle(pilot)
         await press(pilot, "m", "n", "n", "n")
 
     _check(story, "matches_only", tmp_path, script)
@@ -84,6 +86,7 @@ def test_snapshot_filter_picker(story: Path, tmp_path: Path) -> None:
     """The filter picker opened on a typed filter: its words ticked and filled in."""
     async def script(pilot: Pilot[Any]) -> None:
         pilot.app.screen.set_filter('dropped output node:2 "term 4"')  # type: ignore[attr-defined]
+        await settle(pilot)
         await press(pilot, "f")
 
     _check(story, "filter_picker", tmp_path, script)

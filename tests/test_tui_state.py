@@ -9,12 +9,14 @@ import pytest
 from click.testing import CliRunner
 from recording_helpers import flip
 from textual.pilot import Pilot
-from tui_helpers import debugger, drive, pane_text, press, status_text
+from textual.widgets import Static
+from tui_helpers import debugger, drive, pane_text, plain, press, status_text
 
 from chaosreplay.cli import main
 from chaosreplay.debugger.session import DebugSession
 from chaosreplay.events import EventKind
 from chaosreplay.tui import make_app
+from chaosreplay.tui.memory_screen import MemoryScreen
 
 pytestmark = pytest.mark.kvm
 
@@ -101,3 +103,23 @@ def test_a_reconstruction_that_fails_is_shown(demo: Path, tmp_path: Path) -> Non
         assert screen.cursor == seq + 1
 
     drive(make_app(broken), script)
+
+
+def test_examine_memory_at_a_symbol(demo: Path) -> None:
+    """x asks for a symbol (or an address) and shows the node's bytes at the cursor."""
+    with DebugSession(demo) as session:
+        seq = session.reader.seq_at_tick(1500)
+        address, data = session.memory(1, "current_term", 8, seq=seq)
+    assert data is not None
+
+    async def script(pilot: Pilot[Any]) -> None:
+        await press(pilot, "g", *f"#{seq}", "enter", "2", "x")
+        await press(pilot, *"current_term 8", "enter")
+        shown = pilot.app.screen
+        assert isinstance(shown, MemoryScreen)
+        dump = plain(shown.query_one("#memory-dump", Static).content)
+        assert dump.split()[:9] == [f"{address:#018x}", *(f"{b:02x}" for b in data)], dump
+        await press(pilot, "escape")
+        assert debugger(pilot.app) is pilot.app.screen
+
+    drive(make_app(demo), script)

@@ -80,6 +80,8 @@ def test_whatif_needs_a_run_that_can_be_re_executed(tmp_path: Path) -> None:
     async def script(pilot: Pilot[Any]) -> None:
         await press(pilot, "w")
         assert "what-if needs a run that can be re-executed" in status_text(debugger(pilot.app))
+        await press(pilot, "x")
+        assert "examining memory needs a run" in status_text(debugger(pilot.app))
 
     drive(make_app(path), script)
 

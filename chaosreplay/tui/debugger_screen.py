@@ -4,7 +4,8 @@ and the status line, driven by the keys in keys.py.
 The cursor lives here, on the UI thread; every question about the recording goes to the
 engine thread (engine_bridge.py) and comes back as a message, so no key ever waits for a
 read or a reconstruction. Answers that are no longer current (the cursor moved on, the
-filter changed) are dropped by their tags. Navigation and filtering are in navigation.py.
+filter changed) are dropped by their tags. Navigation and filtering are in navigation.py,
+what-if and memory in cursor_tools.py.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from textual.widgets import Footer, Static, TabbedContent, TabPane
 from chaosreplay.debugger.filters import EventFilter
 from chaosreplay.debugger.session import DebugSession
 from chaosreplay.debugger.views import SimulationState
-from chaosreplay.errors import ChaosReplayError
+from chaosreplay.tui.cursor_tools import CursorTools
 from chaosreplay.tui.engine import EngineThread
 from chaosreplay.tui.engine_bridge import EngineBridge
 from chaosreplay.tui.event_format import event_detail
 from chaosreplay.tui.faults_pane import FaultsPane
 from chaosreplay.tui.keys import bindings
 from chaosreplay.tui.match_index import MatchIndex
-from chaosreplay.tui.messages import EngineNotice, EventsLoaded, FactsLoaded, StateLoaded
+from chaosreplay.tui.messages import EventsLoaded, FactsLoaded, StateLoaded
 from chaosreplay.tui.navigation import Navigation
 from chaosreplay.tui.network_pane import NetworkPane
 from chaosreplay.tui.node_facts import NodeFacts, recorded_nodes
@@ -34,9 +35,6 @@ from chaosreplay.tui.seek_target import SeekTarget
 from chaosreplay.tui.state_pane import PaneContext, StatePane
 from chaosreplay.tui.status_line import StatusInfo, StatusLine
 from chaosreplay.tui.timeline import Timeline
-from chaosreplay.tui.whatif_plan import WhatIfPlan
-from chaosreplay.tui.whatif_screen import WhatIfScreen
-from chaosreplay.whatif import BranchResult, schedule_of
 
 
 def short_message(text: str, session: DebugSession) -> str:
@@ -44,7 +42,7 @@ def short_message(text: str, session: DebugSession) -> str:
     return text.replace(f"{session.path}: ", "").replace(str(session.path), session.path.name)
 
 
-class DebuggerScreen(Navigation, Screen[None]):
+class DebuggerScreen(Navigation, CursorTools, Screen[None]):
     """The debugger over one session (see the module docstring)."""
 
     BINDINGS = bindings()
@@ -137,6 +135,10 @@ class DebuggerScreen(Navigation, Screen[None]):
         self.message, self.is_error = message, error
         self.refresh_status()
 
+    def short(self, text: str) -> str:
+        """A message without the recording's directory."""
+        return short_message(text, self.session)
+
     def reconstructing(self) -> bool:
         """Whether the state at the cursor is still being computed."""
         return (self.unavailable is None and self.state_error is None
@@ -212,6 +214,10 @@ class DebuggerScreen(Navigation, Screen[None]):
 
     # -- panes ------------------------------------------------------------------------------
 
+    def active_pane(self) -> str:
+        """The id of the pane on show ("node-0", "network", ...)."""
+        return self.query_one(TabbedContent).active
+
     def action_pane(self, direction: int) -> None:
         """Show the next (1) or previous (-1) pane."""
         tabs = self.query_one(TabbedContent)
@@ -223,49 +229,6 @@ class DebuggerScreen(Navigation, Screen[None]):
         """Show a node's pane (keys 1–9)."""
         if index < len(self.nodes):
             self.query_one(TabbedContent).active = f"node-{self.nodes[index]}"
-
-    # -- what-if ----------------------------------------------------------------------------
-
-    def action_whatif(self) -> None:
-        """Load the run's fault schedule (engine thread), then open the what-if editor."""
-        if self.unavailable is not None:
-            self.say(f"what-if needs a run that can be re-executed: {self.unavailable}",
-                     error=True)
-            return
-        cursor = self.cursor
-        self.say("loading the fault schedule…")
-        self.bridge.background("schedule", lambda s: (cursor, s.event(cursor).tick,
-                                                      schedule_of(s.reader)))
-
-    def on_engine_notice(self, message: EngineNotice) -> None:
-        if message.topic != "schedule":
-            return
-        if message.error is not None:
-            self.say(f"what-if: {short_message(message.error, self.session)}", error=True)
-            return
-        cursor, tick, schedule = message.value
-        self.say("")
-        scenario = self.session.scenario
-        plan = WhatIfPlan(schedule, tick, scenario.node_count)
-        self.app.push_screen(WhatIfScreen(self.session.path, plan, cursor, scenario.duration),
-                             self.open_branch)
-
-    def open_branch(self, branch: BranchResult | None) -> None:
-        """Open a saved branch on a screen of its own, at its first new event (q comes back
-        here)."""
-        if branch is None:
-            return
-        try:
-            session = DebugSession(branch.path)
-        except (ChaosReplayError, OSError) as exc:
-            self.say(f"cannot open {branch.path.name}: {exc}", error=True)
-            return
-        at = branch.diverged_at
-        self.app.push_screen(DebuggerScreen(
-            session, seek=None if at is None else SeekTarget(seq=at), closable=True,
-            owns_session=True,
-            intro=f"branch of {self.session.path.name}" + (
-                "" if at is None else f", diverging at #{at}") + " (q goes back)"))
 
     def action_quit(self) -> None:
         """Leave the debugger (back to the screen below when opened from one)."""

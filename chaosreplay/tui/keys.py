@@ -44,6 +44,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("pane(1)", "p", "p", "pane", "next pane (nodes, network, faults, oracle)",
             footer=False),
     Command("pane(-1)", "P", "P", "prev pane", "previous pane", footer=False),
+    Command("examine", "x", "x", "memory", "examine memory of the node shown (symbol or address)",
+            footer=False),
     Command("whatif", "w", "w", "what-if", "what-if: change the future faults, run a branch"),
     Command("help", "question_mark", "?", "help", "this help"),
     Command("quit", "q", "q", "quit", "quit"),

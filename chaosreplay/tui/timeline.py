@@ -191,6 +191,11 @@ class Timeline(ScrollView, can_focus=True, inherit_bindings=False):
             seqs = tuple(s for s in self.only[first_row:end_row] if s not in self._cache)
             self.post_message(self.NeedEvents(first_row, end_row, seqs))
 
+    def on_resize(self, event: events.Resize) -> None:
+        """Keep the cursor in view when the size changes (the first layout included: a
+        seek made before it could not scroll)."""
+        self.scroll_to_cursor()
+
     def on_click(self, event: events.Click) -> None:
         """Clicking a row moves the cursor there."""
         seq = self.seq_of(round(self.scroll_y) + event.y)

@@ -1,0 +1,118 @@
+"""CursorTools: what the debugger screen opens from the cursor — the what-if editor and
+memory. A mixin of DebuggerScreen; both ask the engine first (the schedule and memory come
+from the session) and open their modal when the answer arrives as an EngineNotice."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from chaosreplay.debugger.session import DebugSession
+from chaosreplay.errors import ChaosReplayError
+from chaosreplay.tui.memory_screen import MemoryRequestError, MemoryScreen, parse_request
+from chaosreplay.tui.messages import EngineNotice
+from chaosreplay.tui.prompt_screen import PromptScreen
+from chaosreplay.tui.seek_target import SeekTarget
+from chaosreplay.tui.whatif_plan import WhatIfPlan
+from chaosreplay.tui.whatif_screen import WhatIfScreen
+from chaosreplay.whatif import BranchResult, schedule_of
+
+if TYPE_CHECKING:
+    from textual.app import App
+
+    from chaosreplay.tui.engine_bridge import EngineBridge
+
+
+def _request_problem(text: str) -> str | None:
+    try:
+        parse_request(text)
+    except MemoryRequestError as exc:
+        return str(exc)
+    return None
+
+
+class CursorTools:
+    """The what-if and memory commands (see the module docstring)."""
+
+    if TYPE_CHECKING:  # provided by DebuggerScreen
+        app: App[None]
+        session: DebugSession
+        bridge: EngineBridge
+        cursor: int
+        nodes: list[int]
+        unavailable: str | None
+
+        def say(self, message: str, error: bool = False) -> None: ...
+        def short(self, text: str) -> str: ...
+        def active_pane(self) -> str: ...
+
+    def _needs_states(self, what: str) -> bool:
+        if self.unavailable is not None:
+            self.say(f"{what} needs a run that can be re-executed: {self.unavailable}",
+                     error=True)
+            return False
+        return True
+
+    def action_whatif(self) -> None:
+        """Load the run's fault schedule (engine thread), then open the what-if editor."""
+        if not self._needs_states("what-if"):
+            return
+        cursor = self.cursor
+        self.say("loading the fault schedule…")
+        self.bridge.background("schedule", lambda s: (cursor, s.event(cursor).tick,
+                                                      schedule_of(s.reader)))
+
+    def action_examine(self) -> None:
+        """Ask where to look in the memory of the node whose pane is shown."""
+        if not self._needs_states("examining memory"):
+            return
+        active = self.active_pane()
+        node = int(active.split("-")[1]) if active.startswith("node-") else self.nodes[0]
+        cursor = self.cursor
+
+        def examine(text: str | None) -> None:
+            if not text:
+                return
+            where, size = parse_request(text)
+            self.bridge.background("memory", lambda s: (
+                node, cursor, where, *s.memory(node, where, size, seq=cursor)))
+
+        self.app.push_screen(PromptScreen(
+            f"Examine node {node}'s memory after #{cursor}",
+            "a symbol or an address, then a size: current_term 16, 0x7fffffffed00 64",
+            check=_request_problem), examine)
+
+    def on_engine_notice(self, message: EngineNotice) -> None:
+        if message.error is not None:
+            self.say(f"{message.topic}: {self.short(message.error)}", error=True)
+        elif message.topic == "schedule":
+            cursor, tick, schedule = message.value
+            self.say("")
+            scenario = self.session.scenario
+            plan = WhatIfPlan(schedule, tick, scenario.node_count)
+            self.app.push_screen(WhatIfScreen(self.session.path, plan, cursor,
+                                              scenario.duration), self.open_branch)
+        elif message.topic == "memory":
+            node, cursor, where, address, data = message.value
+            name = f"{where} = {address:#x}" if isinstance(where, str) else f"{address:#x}"
+            size = "" if data is None else f", {len(data)} bytes"
+            self.app.push_screen(MemoryScreen(f"node {node} after #{cursor}: {name}{size}",
+                                              address, data))
+
+    def open_branch(self, branch: BranchResult | None) -> None:
+        """Open a saved branch on a screen of its own, at its first new event (q comes back
+        here)."""
+        if branch is None:
+            return
+        from chaosreplay.tui.debugger_screen import DebuggerScreen  # the screen mixes this in
+
+        try:
+            session = DebugSession(branch.path)
+        except (ChaosReplayError, OSError) as exc:
+            self.say(f"cannot open {branch.path.name}: {exc}", error=True)
+            return
+        at = branch.diverged_at
+        self.app.push_screen(DebuggerScreen(
+            session, seek=None if at is None else SeekTarget(seq=at), closable=True,
+            owns_session=True,
+            intro=f"branch of {self.session.path.name}" + (
+                "" if at is None else f", diverging at #{at}") + " (q goes back)"))
