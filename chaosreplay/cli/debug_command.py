@@ -42,7 +42,9 @@ def debug(recording: str, seek: str | None, filter_text: str) -> None:
         sys.exit(2)
     from chaosreplay.tui import make_app
 
+    app = make_app(session, seek=target, filter_text=filter_text)
     try:
-        make_app(session, seek=target, filter_text=filter_text).run()
+        app.run()
     finally:
-        session.close()
+        if app.engines_stopped:  # never close under a reconstruction still running
+            session.close()

@@ -25,6 +25,7 @@ class ChaosReplayApp(App[None]):
 
     def __init__(self) -> None:
         super().__init__()
+        self.engines_stopped = True
         if threading.current_thread() is threading.main_thread():
             # Reconstructions run on the engine thread; their hang watchdog signals it,
             # and only the main thread may install the signal's handler.
@@ -40,9 +41,8 @@ class ChaosReplayApp(App[None]):
                                     partial(screen.run_action, command.action))
 
     def on_unmount(self) -> None:
-        for screen in self.screen_stack:
-            if isinstance(screen, DebuggerScreen):
-                screen.engine.stop()
+        self.engines_stopped = all(screen.engine.stop() for screen in self.screen_stack
+                                   if isinstance(screen, DebuggerScreen))
 
 
 class DebuggerApp(ChaosReplayApp):
@@ -63,8 +63,8 @@ class DebuggerApp(ChaosReplayApp):
 
     def on_unmount(self) -> None:
         super().on_unmount()
-        if self.owns_session:
-            self.session.close()
+        if self.owns_session and self.engines_stopped:
+            self.session.close()  # never under a reconstruction that is still running
 
 
 def make_app(session_or_path: DebugSession | str | os.PathLike[str], *,

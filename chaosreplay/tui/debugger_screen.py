@@ -114,9 +114,8 @@ class DebuggerScreen(Navigation, CursorTools, Screen[None]):
             self.go(0)
 
     def on_unmount(self) -> None:
-        self.engine.stop()
-        if self.owns_session:
-            self.session.close()
+        if self.engine.stop() and self.owns_session:
+            self.session.close()  # never under a reconstruction that is still running
 
     # -- the cursor -------------------------------------------------------------------------
 

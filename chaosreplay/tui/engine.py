@@ -116,8 +116,9 @@ class EngineThread:
         """Block until idle (tests); False on timeout."""
         return self._idle.wait(timeout)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Drop waiting jobs, let a running one finish, end the thread."""
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Drop waiting jobs, let a running one finish, end the thread; False if it is still
+        running after `timeout` (then the session must not be closed under it)."""
         with self._lock:
             self._stopping = True
             for job in self._waiting.values():
@@ -127,6 +128,7 @@ class EngineThread:
             self._lock.notify()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def _next(self) -> _Job | None:
         with self._lock:
