@@ -169,6 +169,7 @@ def test_state_shows_the_run(recorded):
         assert any(row[1] == "a leader is elected" for row in last.oracle)
         address, data = session.memory(0, "current_term", 4, seq=end)
         assert data is not None and len(data) == 4
+        assert address == session.reconstructor.symbol_address(0, "current_term")
         assert session.memory(0, 0x10, 8, seq=end)[1] is None  # unmapped
         with pytest.raises(ChaosReplayError, match="no symbol"):
             session.memory(0, "no_such_symbol", 4)

@@ -7,6 +7,7 @@ loss, duplication, reordering, corruption, latency, clock skew), twice per seed.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import replace
 from pathlib import Path
 
@@ -116,7 +117,7 @@ def test_resuming_from_a_checkpoint_reproduces_the_next_ones_digest(images, tmp_
     with RecordingReader(tmp_path / "run.ccr") as reader:
         infos = reader.checkpoints
         assert len(infos) >= 3
-        for info, following in zip(infos, infos[1:], strict=False):
+        for info, following in itertools.pairwise(infos):
             loaded = reader.load_checkpoint(info.index)
             taken: list = []
             sim = Simulation.resume(sc, images, loaded.blobs, loaded.pages,
