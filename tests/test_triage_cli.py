@@ -14,7 +14,6 @@ from triage_runs import FakeRun
 
 from chaosreplay.cli import main
 from chaosreplay.recording import RecordingReader
-from chaosreplay.triage import pipeline
 
 ELECTION = "election safety: at most one leader per term"
 TERMS = "log terms never decrease along the log"
@@ -160,16 +159,6 @@ def test_damaged_file_is_reported_and_skipped(tmp_path: Path) -> None:
     assert data["totals"]["recordings"] == 4 and data["totals"]["clusters"] == 2
 
 
-def test_without_the_shrinker_triage_says_so(tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    """Shrinking asked for but chaosreplay.shrink missing: a note, not an error."""
-    monkeypatch.setattr(pipeline, "shrinker_available", lambda: False)
-    result = _triage(_bugs(tmp_path), "--no-replay", "--json")
-    assert result.exit_code == 1, result.output
-    assert "not shrunk: chaosreplay.shrink is not available" in result.stderr
-    assert json.loads(result.stdout)["shrunk"] is False
-
-
 def test_shrinking_reports_the_figures_everywhere(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """With a stand-in shrinker: one call per cluster on its representative, judged by the
@@ -189,12 +178,12 @@ def test_shrinking_reports_the_figures_everywhere(tmp_path: Path,
         return SimpleNamespace(original=path, output=out, faults_before=3, faults_after=1,
                                ticks_before=700, ticks_after=400, events_before=50,
                                events_after=20, candidates=9, seconds=1.25, log=[],
+                               one_minimal=True, budget_exhausted=False,
                                schedule=[{"kind": "partition", "at": 100, "duration": 50,
                                           "sides": [[0], [1, 2]]}])
 
     monkeypatch.setitem(sys.modules, "chaosreplay.shrink",
                         SimpleNamespace(shrink_recording=shrink_recording))
-    monkeypatch.setattr(pipeline, "shrinker_available", lambda: True)
     bugs, out = _bugs(tmp_path), tmp_path / "report"
     common = ("--no-replay", "-j", "1", "--shrink-budget", "30")
     table = _triage(bugs, *common, "--out", out)

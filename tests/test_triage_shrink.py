@@ -26,7 +26,6 @@ def test_triage_writes_a_minimal_run_per_cluster(tmp_path: Path) -> None:
     """no_step_down, seed 19, breaks election safety at 4.9 s after a partition (under loss);
     the minimal run fails the same way with no more faults, and triage's next pass over the
     folder ignores it (.triage/) while a triage of .triage/ finds the same signature."""
-    pytest.importorskip("chaosreplay.shrink")
     base = demo_scenario()
     scenario = replace(base, nodes=(replace(base.nodes[0], args=("no_step_down",)),),
                        duration=7000).with_seed(19)

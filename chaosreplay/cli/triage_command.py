@@ -127,6 +127,4 @@ def _warn(report: TriageReport) -> None:
     for note, count in counted.items():
         runs = f" ({count} runs)" if count > 1 else ""
         _err.print(f"chaosreplay: note: {note}{runs}", markup=False)
-    for note in report.notes:
-        _err.print(f"chaosreplay: note: {note}", markup=False)
 

@@ -7,7 +7,6 @@ that test on purpose: shrinking removes faults, so the pattern is what is expect
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +16,8 @@ from chaosreplay.triage.classify import FailureClass, Signature, signature_from_
 from chaosreplay.triage.cluster import Cluster
 
 SHRINK_FIGURES = ("faults_before", "faults_after", "ticks_before", "ticks_after",
-                  "events_before", "events_after", "candidates", "seconds")
-# Reported when the shrinker's report has them (not every version does).
-SHRINK_EXTRAS = ("one_minimal", "budget_exhausted")
+                  "events_before", "events_after", "candidates", "seconds", "one_minimal",
+                  "budget_exhausted")
 
 
 @dataclass(frozen=True)
@@ -35,11 +33,6 @@ class SameSignature:
     def __call__(self, summary: dict[str, Any]) -> bool:
         """Whether a candidate run's summary fails the same way."""
         return signature_from_summary(summary) == self.signature
-
-
-def shrinker_available() -> bool:
-    """Whether `chaosreplay.shrink` is installed."""
-    return importlib.util.find_spec("chaosreplay.shrink") is not None
 
 
 def minimal_path(out_dir: Path, cluster: Cluster) -> Path:
@@ -67,7 +60,6 @@ def shrink_cluster(cluster: Cluster, out_dir: Path, *, jobs: int = 1,
         return {"error": f"not shrunk: {exc}"}
     figures = {name: getattr(report, name) for name in SHRINK_FIGURES}
     figures["seconds"] = round(float(figures["seconds"]), 3)
-    extras = {name: getattr(report, name) for name in SHRINK_EXTRAS if hasattr(report, name)}
     output = None if report.output is None else str(report.output)
-    return {"path": output, **figures, **extras,
+    return {"path": output, **figures,
             "schedule": [dict(fault) for fault in report.schedule]}

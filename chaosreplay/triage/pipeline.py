@@ -20,7 +20,7 @@ from chaosreplay.triage.cluster import (
     cluster_runs,
     find_recordings,
 )
-from chaosreplay.triage.minimize import shrink_cluster, shrinker_available
+from chaosreplay.triage.minimize import shrink_cluster
 from chaosreplay.triage.report import TriageReport
 from chaosreplay.triage.timeline import TIMELINE_EVENTS
 
@@ -84,11 +84,8 @@ def triage_folder(folder: Path, options: TriageOptions = TriageOptions(),
         report.baseline = str(options.baseline)
         report.gone = compare(clusters, baseline)
     if options.shrink and clusters:
-        if shrinker_available():
-            shrink_clusters(clusters, minimal_dir(folder, options), options, progress)
-            report.shrunk = True
-        else:
-            report.notes.append("not shrunk: chaosreplay.shrink is not available")
+        shrink_clusters(clusters, minimal_dir(folder, options), options, progress)
+        report.shrunk = True
     return report
 
 

@@ -35,7 +35,6 @@ class TriageReport:
     shrunk: bool = False
     baseline: str | None = None
     gone: list[dict[str, Any]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # about the triage as a whole
 
     @property
     def skipped(self) -> list[RunAnalysis]:
@@ -123,8 +122,7 @@ def to_json(report: TriageReport) -> dict[str, Any]:
         "clusters": [cluster_dict(c) for c in report.clusters],
         "gone": report.gone,
         "skipped": [{"path": r.path, "reason": r.skipped} for r in report.skipped],
-        "notes": [{"path": r.path, "note": note} for r in report.runs for note in r.notes]
-                 + [{"path": None, "note": note} for note in report.notes],
+        "notes": [{"path": r.path, "note": note} for r in report.runs for note in r.notes],
     }
 
 
@@ -217,7 +215,6 @@ def to_markdown(report: TriageReport) -> str:
         out += [f"- `{r.path}`: {r.skipped}" for r in report.skipped]
         out.append("")
     notes = [f"- `{r.path}`: {note}" for r in report.runs for note in r.notes]
-    notes += [f"- {note}" for note in report.notes]
     if notes:
         out += ["## Notes", "", *notes, ""]
     return "\n".join(out)
