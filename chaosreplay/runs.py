@@ -151,7 +151,7 @@ class _Comparer:
                 report.complete_recording = False
                 raise _Stop
             report.divergence = Divergence(self.seq, tick, node, None, actual)
-        elif not (recorded == actual or _same(recorded, actual)):
+        elif not same_row(recorded, actual):
             report.divergence = Divergence(self.seq, recorded[0], recorded[2],
                                            Event(self.seq, *recorded), actual)
         else:
@@ -191,10 +191,11 @@ class _Comparer:
 Row = tuple[int, int, int, str, dict[str, Any]]
 
 
-def _same(recorded: Row, actual: Row) -> bool:
-    """Whether a replayed event equals the recorded one as the recording stores it: plain
+def same_row(recorded: Row, actual: Row) -> bool:
+    """Whether a re-executed event equals the recorded one as the recording stores it: plain
     equality fails only where a tuple was stored as an array, which the encoding settles."""
-    return recorded[:4] == actual[:4] and packb(recorded[4]) == packb(actual[4])
+    return recorded == actual or (recorded[:4] == actual[:4]
+                                  and packb(recorded[4]) == packb(actual[4]))
 
 
 def replay_run(path: str | os.PathLike[str], on_progress: Progress | None = None,

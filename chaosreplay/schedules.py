@@ -61,11 +61,12 @@ def with_faults(scenario: Scenario, faults: Sequence[Fault]) -> Scenario:
 
 def gate_tick(reader: RecordingReader) -> int | None:
     """The absolute tick the recorded run's faults are relative to (None: never opened)."""
-    for info in reversed(reader.checkpoints):
-        engine = unpackb(reader.load_checkpoint(info.index).blobs["engine"], "engine state")
+    if reader.checkpoints:
+        last = reader.load_checkpoint(reader.checkpoints[-1].index)
+        engine = unpackb(last.blobs["engine"], "engine state")
         if engine.get("origin") is not None:
             return int(engine["origin"])
-        break  # the last checkpoint has no origin: look at the events after it
+    # No checkpoint after the gate opened: the first fault's tick minus its offset says.
     for event in reader.events(kinds=("fault.start",)):
         return int(event.fields["tick"]) - int(event.fields["fault"]["at"])
     return None
@@ -112,18 +113,13 @@ def engine_with_faults(engine: dict[str, Any], faults: Sequence[Fault]) -> dict[
     return {**engine, "faults": [f.to_dict() for f in ordered], "ends": ends}
 
 
-def checkpoint_for(reader: RecordingReader, tick: int) -> CheckpointInfo | None:
-    """The latest checkpoint at or before a tick (None: start from the beginning)."""
-    return reader.checkpoint_before(tick)
-
-
 def resume_with_faults(reader: RecordingReader, scenario: Scenario, images: list[ProgramImage],
                        faults: Sequence[Fault], change_tick: int,
                        **sim_kwargs: Any) -> tuple[Simulation, CheckpointInfo | None]:
     """A simulation of the scenario with `faults`, started from the latest checkpoint at or
     before `change_tick` (the first tick where `faults` differs from the recorded run's)."""
     new_scenario = with_faults(scenario, faults)
-    info = checkpoint_for(reader, change_tick)
+    info = reader.checkpoint_before(change_tick)  # None: start from the beginning
     if info is None:
         return Simulation(new_scenario, images, **sim_kwargs), None
     loaded = reader.load_checkpoint(info.index)

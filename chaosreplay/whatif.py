@@ -23,7 +23,7 @@ from chaosreplay.errors import RecordingError
 from chaosreplay.fault_model import Fault
 from chaosreplay.recording import RecordingReader, RecordingWriter
 from chaosreplay.recording.format import packb, unpackb
-from chaosreplay.runs import build_manifest, host_info, load_run
+from chaosreplay.runs import build_manifest, host_info, load_run, same_row
 from chaosreplay.schedules import (
     PlannedFault,
     engine_with_faults,
@@ -201,8 +201,8 @@ class _Divergence:
         self.sink(tick, vtime_ns, node, kind, fields)
         if self.diverged_at is None:
             old = next(self.parent, None)
-            if old is None or (old.tick, old.vtime_ns, old.node, old.kind) != (
-                    tick, vtime_ns, node, kind) or packb(old.fields) != packb(fields):
+            if old is None or not same_row((old.tick, old.vtime_ns, old.node, old.kind,
+                                            old.fields), (tick, vtime_ns, node, kind, fields)):
                 self.diverged_at = self.seq
                 self.parent = iter(())  # stop reading the parent
         self.seq += 1

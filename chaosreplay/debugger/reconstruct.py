@@ -23,7 +23,7 @@ from chaosreplay.debugger.views import SimulationState, capture_state
 from chaosreplay.elf import ProgramImage
 from chaosreplay.errors import RecordingError
 from chaosreplay.recording import RecordingReader
-from chaosreplay.recording.format import packb
+from chaosreplay.runs import same_row
 from chaosreplay.scenario import Scenario
 from chaosreplay.simulation import Simulation
 from chaosreplay.vmm import PAGE_SIZE, VmmError
@@ -72,9 +72,8 @@ class _Checker:
                 self.seq += 1
                 return  # re-executing past the end of a damaged recording: nothing to check
             self.mismatch = f"event {self.seq} ({kind}) is not in the recording"
-        elif (recorded.tick, recorded.vtime_ns, recorded.node, recorded.kind) != (
-                tick, vtime_ns, node, kind) or (recorded.fields != fields
-                                                and packb(recorded.fields) != packb(fields)):
+        elif not same_row((recorded.tick, recorded.vtime_ns, recorded.node, recorded.kind,
+                           recorded.fields), (tick, vtime_ns, node, kind, fields)):
             self.mismatch = (f"event {self.seq}: recorded {recorded.kind} at tick "
                              f"{recorded.tick} on node {recorded.node}, re-executed {kind} at "
                              f"tick {tick} on node {node}")
