@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import json
 import random
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -215,8 +214,3 @@ def test_state_command_errors(tmp_path):
         assert "Traceback" not in result.output
     assert runner.invoke(main, ["state", str(tmp_path / "h.ccr")]).exit_code == 2
 
-
-def test_dense_scenario_is_the_demo_with_more_faults():
-    base = demo_scenario()
-    assert replace(_dense(4), seed=0, duration=base.duration,
-                   checkpoint_interval=base.checkpoint_interval).nodes == base.nodes
