@@ -29,9 +29,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chaosreplay.debugger.session import DebugSession
-from chaosreplay.demo import demo_scenario
-from chaosreplay.programs import resolve_images
-from chaosreplay.runs import RunOptions, record_run
+from chaosreplay.runs.record_replay import RunOptions, record_run
+from chaosreplay.sim.demo import demo_scenario
+from chaosreplay.sim.programs import resolve_images
 
 
 def _percentiles(samples: list[float]) -> str:

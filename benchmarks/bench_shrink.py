@@ -21,13 +21,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from chaosreplay.programs import resolve_images
-from chaosreplay.runs import RunOptions, record_run
-from chaosreplay.scenario import Scenario, loads_scenario
-from chaosreplay.schedules import run_faults
-from chaosreplay.shrink import ShrinkReport, shrink_recording
-from chaosreplay.simulation import Simulation
+from chaosreplay.runs.record_replay import RunOptions, record_run
+from chaosreplay.runs.schedules import run_faults
+from chaosreplay.sim.programs import resolve_images
+from chaosreplay.sim.scenario import Scenario, loads_scenario
+from chaosreplay.sim.simulation import Simulation
 from chaosreplay.triage.classify import signature_from_summary
+from chaosreplay.triage.shrink import ShrinkReport, shrink_recording
 
 SCENARIO_TOML = """\
 duration = "30s"

@@ -41,16 +41,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from chaosreplay import runs, sim_state
-from chaosreplay.demo import demo_scenario
-from chaosreplay.elf import ProgramImage
-from chaosreplay.programs import resolve_images
 from chaosreplay.recording import RecordingWriter
-from chaosreplay.runs import RunOptions, record_run, replay_run
-from chaosreplay.scenario import Scenario
-from chaosreplay.simulation import Simulation
-from chaosreplay.validation import NS_PER_TICK
-from chaosreplay.vmm import Vm
+from chaosreplay.runs import record_replay as runs
+from chaosreplay.runs.record_replay import RunOptions, record_run, replay_run
+from chaosreplay.sim import checkpoint as sim_state
+from chaosreplay.sim.demo import demo_scenario
+from chaosreplay.sim.programs import resolve_images
+from chaosreplay.sim.scenario import Scenario
+from chaosreplay.sim.simulation import Simulation
+from chaosreplay.sim.validation import NS_PER_TICK
+from chaosreplay.vm.elf import ProgramImage
+from chaosreplay.vm.vmm import Vm
 
 VARIANTS = ("off", "drop", "record", "replay")
 

@@ -28,9 +28,9 @@ from pathlib import Path
 
 from capstone import CS_ARCH_X86, CS_MODE_64, Cs
 
-from chaosreplay.elf import ProgramImage, load_program
-from chaosreplay.process import GuestProcess, ProcessConfig, Status
-from chaosreplay.vmm import PAGE_SIZE, ExitReason, Prot, Vm
+from chaosreplay.kernel.process import GuestProcess, ProcessConfig, Status
+from chaosreplay.vm.elf import ProgramImage, load_program
+from chaosreplay.vm.vmm import PAGE_SIZE, ExitReason, Prot, Vm
 
 REPO = Path(__file__).resolve().parents[1]
 GUESTS = REPO / "guest" / "build"

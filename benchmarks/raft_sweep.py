@@ -18,10 +18,10 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-from chaosreplay.demo import demo_scenario
-from chaosreplay.programs import resolve_images
-from chaosreplay.sweep import default_jobs, sweep
-from chaosreplay.validation import KeyPath, expect_ticks
+from chaosreplay.runs.sweep import default_jobs, sweep
+from chaosreplay.sim.demo import demo_scenario
+from chaosreplay.sim.programs import resolve_images
+from chaosreplay.sim.validation import KeyPath, expect_ticks
 
 VARIANTS = ["correct", "double_vote", "no_truncate", "stale_term", "no_step_down", "figure8",
             "early_commit"]

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chaosreplay.elf import load_program
 from chaosreplay.recording.format import packb
-from chaosreplay.scenario import Scenario
-from chaosreplay.simulation import RunResult, Simulation
+from chaosreplay.sim.scenario import Scenario
+from chaosreplay.sim.simulation import RunResult, Simulation
+from chaosreplay.vm.elf import load_program
 
 GOT = re.compile(rb"^got (.*) src=(\d+)$")
 

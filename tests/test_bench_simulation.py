@@ -10,7 +10,7 @@ from types import ModuleType
 
 import pytest
 
-from chaosreplay.vmm import Vm
+from chaosreplay.vm.vmm import Vm
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_simulation.py"
 DURATION_S = 1.5  # one checkpoint (every virtual second), a few thousand events

@@ -19,16 +19,16 @@ from chaosreplay.debugger.filters import EventFilter, FilterError
 from chaosreplay.debugger.reconstruct import ReconstructionError
 from chaosreplay.debugger.session import DebugSession
 from chaosreplay.debugger.views import capture_state
-from chaosreplay.demo import demo_scenario
 from chaosreplay.errors import ChaosReplayError, RecordingError
-from chaosreplay.programs import resolve_images
+from chaosreplay.kernel.sdk_abi import AssertKind
 from chaosreplay.recording import RecordingWriter
 from chaosreplay.recording.model import Event
-from chaosreplay.runs import RunOptions, record_run
-from chaosreplay.scenario import Scenario
-from chaosreplay.sdk_abi import AssertKind
-from chaosreplay.sim_state import capture
-from chaosreplay.simulation import Simulation
+from chaosreplay.runs.record_replay import RunOptions, record_run
+from chaosreplay.sim.checkpoint import capture
+from chaosreplay.sim.demo import demo_scenario
+from chaosreplay.sim.programs import resolve_images
+from chaosreplay.sim.scenario import Scenario
+from chaosreplay.sim.simulation import Simulation
 
 # -- filters and the cursor, on a hand-written recording (no KVM) -------------------------
 
@@ -176,8 +176,8 @@ def test_state_shows_the_run(recorded):
 
 @pytest.mark.kvm
 def test_a_reconstruction_that_differs_from_the_recording_is_an_error(recorded, monkeypatch):
-    from chaosreplay import sdk_abi
-    from chaosreplay.syscalls import HANDLERS
+    from chaosreplay.kernel import sdk_abi
+    from chaosreplay.kernel.syscalls import HANDLERS
 
     _, _, path = recorded
     original = HANDLERS[sdk_abi.CR_SYS_RECV]

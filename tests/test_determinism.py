@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from chaosreplay.demo import demo_scenario
-from chaosreplay.programs import resolve_images
 from chaosreplay.recording.format import packb
-from chaosreplay.scenario import Scenario
-from chaosreplay.simulation import Simulation
+from chaosreplay.sim.demo import demo_scenario
+from chaosreplay.sim.programs import resolve_images
+from chaosreplay.sim.scenario import Scenario
+from chaosreplay.sim.simulation import Simulation
 
 pytestmark = pytest.mark.kvm
 SEEDS = range(50)
@@ -110,7 +110,7 @@ def test_resuming_from_a_checkpoint_reproduces_the_next_ones_digest(images, tmp_
     """Restoring a checkpoint into fresh VMs loses nothing: run on, the next checkpoint has the
     recorded digest (this caught XMM registers that KVM_SET_FPU left in their init state)."""
     from chaosreplay.recording import RecordingReader
-    from chaosreplay.runs import RunOptions, record_run
+    from chaosreplay.runs.record_replay import RunOptions, record_run
 
     sc = _dense_faults(4)
     record_run(sc, images, tmp_path / "run.ccr", RunOptions())

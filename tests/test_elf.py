@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from chaosreplay.elf import (
+from chaosreplay.errors import GuestProgramError
+from chaosreplay.vm.elf import (
     ET_DYN,
     ET_EXEC,
     STATIC_PIE_BASE,
@@ -20,7 +21,6 @@ from chaosreplay.elf import (
     Symbols,
     load_program,
 )
-from chaosreplay.errors import GuestProgramError
 
 GuestBin = Callable[[str, str], Path]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 
 from chaosreplay.events import MEANINGS, EventKind, make_record
-from chaosreplay.fabric import LinkParams, NetworkFabric
-from chaosreplay.fault_model import Fault, FaultKind
-from chaosreplay.faults import FaultEngine
-from chaosreplay.oracle import PropertyOracle
+from chaosreplay.sim.faults.engine import FaultEngine
+from chaosreplay.sim.faults.model import Fault, FaultKind
+from chaosreplay.sim.network.fabric import LinkParams, NetworkFabric
+from chaosreplay.sim.oracle import PropertyOracle
 
 REQUIRED = {
     "run.start", "run.end", "syscall", "output", "exit", "crash", "assert", "bug", "sdk.event",

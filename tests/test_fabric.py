@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chaosreplay.events import EventKind
-from chaosreplay.fabric import (
+from chaosreplay.sim.network.fabric import (
     DROP_LOSS,
     DROP_NODE_DOWN,
     DROP_PARTITION,

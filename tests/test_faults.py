@@ -10,12 +10,19 @@ import msgpack
 import pytest
 
 from chaosreplay.errors import ConfigError
-from chaosreplay.fabric import LinkParams, NetworkFabric
-from chaosreplay.fault_model import KIND_SPECS, Fault, FaultKind, assign_ids
-from chaosreplay.fault_random import RandomFaults, _arrival_gap, expand_random
-from chaosreplay.faults import END, END_HEALED, START, FaultAction, FaultEngine, FaultPlan
 from chaosreplay.rng import DeterministicStream
-from chaosreplay.validation import KeyPath
+from chaosreplay.sim.faults.engine import (
+    END,
+    END_HEALED,
+    START,
+    FaultAction,
+    FaultEngine,
+    FaultPlan,
+)
+from chaosreplay.sim.faults.model import KIND_SPECS, Fault, FaultKind, assign_ids
+from chaosreplay.sim.faults.random import RandomFaults, _arrival_gap, expand_random
+from chaosreplay.sim.network.fabric import LinkParams, NetworkFabric
+from chaosreplay.sim.validation import KeyPath
 
 MS = 1_000_000
 WHERE = KeyPath("scenario.toml", "faults")

@@ -1,4 +1,4 @@
-"""File system calls (chaosreplay.syscalls.files) under KVM: the files guest on musl and glibc."""
+"""File system calls (kernel.syscalls.files) under KVM: the files guest on musl and glibc."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from chaosreplay.elf import load_program
 from chaosreplay.events import EventKind
-from chaosreplay.process import GuestProcess, ProcessConfig, Status
-from chaosreplay.syscalls.files import Descriptor, OpenFile, files_state, load_files_state
-from chaosreplay.vfs import CORRUPT_READ, DISK_FULL, READ_ERROR, WRITE_ERROR, FileSystem
+from chaosreplay.kernel.fs.disk import CORRUPT_READ, DISK_FULL, READ_ERROR, WRITE_ERROR, FileSystem
+from chaosreplay.kernel.process import GuestProcess, ProcessConfig, Status
+from chaosreplay.kernel.syscalls.files import Descriptor, OpenFile, files_state, load_files_state
+from chaosreplay.vm.elf import load_program
 
 pytestmark = pytest.mark.kvm
 

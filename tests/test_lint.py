@@ -10,7 +10,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from chaosreplay.cli import main
-from chaosreplay.elf import load_program
+from chaosreplay.vm.elf import load_program
 
 GuestBin = Callable[[str, str], Path]
 

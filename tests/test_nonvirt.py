@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chaosreplay import virtual_cpu
-from chaosreplay.elf import ET_EXEC, ProgramImage, Prot, Segment, Symbol, Symbols, load_program
 from chaosreplay.errors import GuestProgramError
-from chaosreplay.nonvirt import (
+from chaosreplay.vm import virtual_cpu
+from chaosreplay.vm.elf import ET_EXEC, ProgramImage, Prot, Segment, Symbol, Symbols, load_program
+from chaosreplay.vm.nonvirt import (
     GuestFault,
     Kind,
     NonVirtEmulator,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from chaosreplay.oracle import TABLE_COLUMNS, Bug, PropertyOracle, assertion_id
-from chaosreplay.sdk_abi import AssertKind
+from chaosreplay.kernel.sdk_abi import AssertKind
+from chaosreplay.sim.oracle import TABLE_COLUMNS, Bug, PropertyOracle, assertion_id
 
 A, S, R, U = AssertKind.ALWAYS, AssertKind.SOMETIMES, AssertKind.REACHABLE, AssertKind.UNREACHABLE
 

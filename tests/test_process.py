@@ -1,4 +1,4 @@
-"""Node programs run in real KVM VMs with the VMM as their kernel (chaosreplay.process)."""
+"""Node programs run in real KVM VMs with the VMM as their kernel (chaosreplay.kernel.process)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from chaosreplay.elf import load_program
 from chaosreplay.errors import GuestProgramError
 from chaosreplay.events import EventKind
-from chaosreplay.process import GuestProcess, ProcessConfig, Status
-from chaosreplay.sdk_abi import AssertKind, fnv1a64
+from chaosreplay.kernel.process import GuestProcess, ProcessConfig, Status
+from chaosreplay.kernel.sdk_abi import AssertKind, fnv1a64
+from chaosreplay.vm.elf import load_program
 
 pytestmark = pytest.mark.kvm
 

@@ -7,13 +7,13 @@ import errno
 import pytest
 from simulate import scenario
 
-from chaosreplay import sdk_abi
-from chaosreplay.elf import load_program
+from chaosreplay.kernel import sdk_abi
+from chaosreplay.kernel.syscalls import HANDLERS
 from chaosreplay.recording import RecordingReader
 from chaosreplay.recording.format import packb
-from chaosreplay.runs import RunOptions, record_run, replay_run
-from chaosreplay.simulation import Simulation
-from chaosreplay.syscalls import HANDLERS
+from chaosreplay.runs.record_replay import RunOptions, record_run, replay_run
+from chaosreplay.sim.simulation import Simulation
+from chaosreplay.vm.elf import load_program
 
 pytestmark = pytest.mark.kvm
 

@@ -10,9 +10,9 @@ import msgpack
 import pytest
 
 from chaosreplay.errors import ConfigError
-from chaosreplay.fabric import LinkParams
-from chaosreplay.fault_model import KIND_SPECS, FaultKind
-from chaosreplay.scenario import (
+from chaosreplay.sim.faults.model import KIND_SPECS, FaultKind
+from chaosreplay.sim.network.fabric import LinkParams
+from chaosreplay.sim.scenario import (
     DEMO_PROGRAM,
     NodeGroup,
     Scenario,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from guests import compile_with_sdk
 
-from chaosreplay import sdk_abi
-from chaosreplay.sdk_abi import AssertKind, fnv1a64
+from chaosreplay.kernel import sdk_abi
+from chaosreplay.kernel.sdk_abi import AssertKind, fnv1a64
 
 HEADER = Path(__file__).resolve().parent.parent / "guest" / "include" / "chaosreplay.h"
 _DEFINE = re.compile(r"^#define\s+(CR_[A-Z0-9_]+)\s+(.+?)\s*(?:/\*.*)?$")

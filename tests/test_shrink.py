@@ -19,17 +19,17 @@ from typing import Any
 import pytest
 
 from chaosreplay.errors import GuestProgramError, RecordingError
-from chaosreplay.fault_model import Fault, FaultKind
-from chaosreplay.programs import resolve_images
 from chaosreplay.recording import RecordingReader, RecordingWriter
-from chaosreplay.runs import RunOptions, load_run, record_run, replay_run
-from chaosreplay.scenario import Scenario
-from chaosreplay.schedules import run_faults, with_faults
-from chaosreplay.shrink import ShrinkReport, _Shrinker, _simpler, _split, shrink_recording
-from chaosreplay.shrink_runs import Candidate, RunJob
-from chaosreplay.simulation import Simulation
+from chaosreplay.runs.record_replay import RunOptions, load_run, record_run, replay_run
+from chaosreplay.runs.schedules import run_faults, with_faults
+from chaosreplay.sim.faults.model import Fault, FaultKind
+from chaosreplay.sim.programs import resolve_images
+from chaosreplay.sim.scenario import Scenario
+from chaosreplay.sim.simulation import Simulation
+from chaosreplay.sim.validation import NS_PER_TICK
 from chaosreplay.triage.classify import signature_from_summary
-from chaosreplay.validation import NS_PER_TICK
+from chaosreplay.triage.shrink import ShrinkReport, _Shrinker, _simpler, _split, shrink_recording
+from chaosreplay.triage.shrink_runs import Candidate, RunJob
 
 MIN_STARTED = 10
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_shrink.py"

@@ -98,7 +98,7 @@ def test_exited_node_drops_packets_sent_to_it(probe):
     data = scenario(probe, ["ring", "1"], count=2).to_dict()
     data["nodes"] = [{"program": str(probe), "args": ["ring", "8"]},
                      {"program": str(probe), "args": ["ring", "1"]}]
-    from chaosreplay.scenario import Scenario
+    from chaosreplay.sim.scenario import Scenario
 
     run = simulate(Scenario.from_dict(data))
     reasons = [f["reason"] for *_, f in run.of("packet.dropped")]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from simulate import scenario
 
-from chaosreplay.elf import load_program
-from chaosreplay.runs import replay_run
-from chaosreplay.sweep import sweep
+from chaosreplay.runs.record_replay import replay_run
+from chaosreplay.runs.sweep import sweep
+from chaosreplay.vm.elf import load_program
 
 
 @pytest.mark.kvm
@@ -28,7 +28,7 @@ def test_sweep_keeps_the_recordings_of_failing_seeds_only(guest_bin, tmp_path):
 
 
 def test_parse_seeds():
-    from chaosreplay.sweep import parse_seeds
+    from chaosreplay.runs.sweep import parse_seeds
 
     assert parse_seeds("3") == [3]
     assert parse_seeds("1-3,7, 9-10") == [1, 2, 3, 7, 9, 10]

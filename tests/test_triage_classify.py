@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from triage_runs import FakeRun
 
-from chaosreplay.oracle import Bug
+from chaosreplay.kernel.sdk_abi import AssertKind
 from chaosreplay.recording import RecordingReader
-from chaosreplay.sdk_abi import AssertKind
-from chaosreplay.simulation import Failure, RunResult
+from chaosreplay.sim.oracle import Bug
+from chaosreplay.sim.simulation import Failure, RunResult
 from chaosreplay.triage.classify import (
     HANG_MESSAGE,
     FailureClass,

@@ -182,7 +182,7 @@ def test_shrinking_reports_the_figures_everywhere(tmp_path: Path,
                                schedule=[{"kind": "partition", "at": 100, "duration": 50,
                                           "sides": [[0], [1, 2]]}])
 
-    monkeypatch.setitem(sys.modules, "chaosreplay.shrink",
+    monkeypatch.setitem(sys.modules, "chaosreplay.triage.shrink",
                         SimpleNamespace(shrink_recording=shrink_recording))
     bugs, out = _bugs(tmp_path), tmp_path / "report"
     common = ("--no-replay", "-j", "1", "--shrink-budget", "30")

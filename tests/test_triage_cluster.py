@@ -7,7 +7,7 @@ from pathlib import Path
 from triage_runs import NS, FakeRun
 
 from chaosreplay.recording import RecordingReader
-from chaosreplay.runs import Divergence, ReplayReport
+from chaosreplay.runs.record_replay import Divergence, ReplayReport
 from chaosreplay.triage.classify import FailureClass, Signature
 from chaosreplay.triage.cluster import (
     analyse_all,

@@ -30,10 +30,10 @@ import pytest
 from click.testing import CliRunner
 
 from chaosreplay.cli import main
-from chaosreplay.demo import demo_scenario
-from chaosreplay.programs import resolve_images
-from chaosreplay.scenario import Scenario, load_scenario
-from chaosreplay.sweep import sweep
+from chaosreplay.runs.sweep import sweep
+from chaosreplay.sim.demo import demo_scenario
+from chaosreplay.sim.programs import resolve_images
+from chaosreplay.sim.scenario import Scenario, load_scenario
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SEEDS = [1, 19, 25]

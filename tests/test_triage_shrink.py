@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from chaosreplay.cli import main
-from chaosreplay.demo import demo_scenario
-from chaosreplay.programs import resolve_images
 from chaosreplay.recording import RecordingReader
-from chaosreplay.runs import record_run
+from chaosreplay.runs.record_replay import record_run
+from chaosreplay.sim.demo import demo_scenario
+from chaosreplay.sim.programs import resolve_images
 from chaosreplay.triage.classify import Signature, signature_from_summary
 
 

@@ -12,9 +12,10 @@ from textual.widgets import DataTable
 from tui_helpers import debugger, drive, press, settle, status_text, story_rows, write_rows
 
 from chaosreplay.cli import main
-from chaosreplay.fault_model import Fault, FaultKind
 from chaosreplay.recording import RecordingReader
-from chaosreplay.schedules import PlannedFault
+from chaosreplay.runs.schedules import PlannedFault
+from chaosreplay.runs.whatif import ScheduleEdit
+from chaosreplay.sim.faults.model import Fault, FaultKind
 from chaosreplay.tui import make_app
 from chaosreplay.tui.whatif_plan import (
     PlanError,
@@ -24,7 +25,6 @@ from chaosreplay.tui.whatif_plan import (
     parse_tick,
 )
 from chaosreplay.tui.whatif_screen import WhatIfScreen
-from chaosreplay.whatif import ScheduleEdit
 
 
 def _plan() -> WhatIfPlan:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chaosreplay.errors import ConfigError
-from chaosreplay.validation import (
+from chaosreplay.sim.validation import (
     KeyPath,
     check_keys,
     expect_bytes_size,

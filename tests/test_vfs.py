@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chaosreplay.vfs import (
+from chaosreplay.kernel.fs.disk import (
     CORRUPT_READ,
     DISK_FULL,
     O_APPEND,
@@ -29,7 +29,7 @@ from chaosreplay.vfs import (
     FileSystem,
     FsError,
 )
-from chaosreplay.vfs_crash import torn_content
+from chaosreplay.kernel.fs.durability import torn_content
 
 NEW = O_CREAT | O_RDWR
 
@@ -522,3 +522,15 @@ def test_restore_gives_the_identical_continuation(ops: list[tuple[str, int, byte
     original.set_fault("w", WRITE_ERROR, 0.2)
     snap = original.snapshot()
     assert play(original) == play(FileSystem.from_snapshot(snap))
+
+
+def test_disk_fault_names_mirror_the_simulations_fault_kinds() -> None:
+    """The disk names its faults itself (the kernel never imports sim); they must agree."""
+    from chaosreplay.kernel.fs import disk
+    from chaosreplay.sim.faults.model import FaultKind
+
+    assert disk.READ_ERROR == FaultKind.DISK_READ_ERROR
+    assert disk.WRITE_ERROR == FaultKind.DISK_WRITE_ERROR
+    assert disk.DISK_FULL == FaultKind.DISK_FULL
+    assert disk.TORN_WRITE == FaultKind.TORN_WRITE
+    assert disk.CORRUPT_READ == FaultKind.DISK_CORRUPT_READ

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import struct
 
-from chaosreplay import virtual_cpu
-from chaosreplay.virtual_cpu import MAX_BASIC_LEAF, MAX_EXTENDED_LEAF, cpuid, xgetbv
+from chaosreplay.vm import virtual_cpu
+from chaosreplay.vm.virtual_cpu import MAX_BASIC_LEAF, MAX_EXTENDED_LEAF, cpuid, xgetbv
 
 SSE4_2, POPCNT, XSAVE, OSXSAVE, AVX, RDRAND = 20, 23, 26, 27, 28, 30  # leaf 1 ECX bits
 

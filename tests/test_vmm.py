@@ -1,4 +1,4 @@
-"""The C core through its bindings (chaosreplay.vmm), with hand-assembled guest code."""
+"""The C core through its bindings (chaosreplay.vm.vmm), with hand-assembled guest code."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import capstone
 import pytest
 
 from chaosreplay.errors import KvmUnavailableError
-from chaosreplay.vmm import SCRATCH_END, SCRATCH_START, ExitReason, Prot, Vm, _kvm_error
+from chaosreplay.vm.vmm import SCRATCH_END, SCRATCH_START, ExitReason, Prot, Vm, _kvm_error
 
 CODE = 0x400000
 DATA = 0x500000

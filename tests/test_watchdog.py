@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from chaosreplay.watchdog import WAKE_SIGNAL, Watchdog, install_wake_handler
+from chaosreplay.vm.watchdog import WAKE_SIGNAL, Watchdog, install_wake_handler
 
 
 @pytest.fixture()

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from chaosreplay.demo import demo_scenario
 from chaosreplay.errors import ConfigError
-from chaosreplay.programs import resolve_images
 from chaosreplay.recording import RecordingReader
-from chaosreplay.runs import RunOptions, record_run, replay_run
-from chaosreplay.scenario import Scenario
-from chaosreplay.whatif import ScheduleEdit, record_branch, schedule_of
+from chaosreplay.runs.record_replay import RunOptions, record_run, replay_run
+from chaosreplay.runs.whatif import ScheduleEdit, record_branch, schedule_of
+from chaosreplay.sim.demo import demo_scenario
+from chaosreplay.sim.programs import resolve_images
+from chaosreplay.sim.scenario import Scenario
 
 pytestmark = pytest.mark.kvm
 

@@ -11,12 +11,12 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from chaosreplay.oracle import assertion_id
-from chaosreplay.process import Crash
+from chaosreplay.kernel.process import Crash
 from chaosreplay.recording import RecordingWriter
 from chaosreplay.recording.format import TRAILER, unpack_trailer
-from chaosreplay.runs import RunOptions, build_manifest
-from chaosreplay.scenario import Scenario
+from chaosreplay.runs.record_replay import RunOptions, build_manifest
+from chaosreplay.sim.oracle import assertion_id
+from chaosreplay.sim.scenario import Scenario
 
 NS = 1_000_000  # per tick
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from chaosreplay.elf import load_program
-from chaosreplay.nonvirt import Kind, Site, scan_sites
+from chaosreplay.vm.elf import load_program
+from chaosreplay.vm.nonvirt import Kind, Site, scan_sites
 
 
 def _site_record(site: Site) -> dict[str, object]:

@@ -7,10 +7,10 @@ import time
 
 import click
 
-from chaosreplay.elf import load_program
 from chaosreplay.events import EventKind
-from chaosreplay.process import GuestProcess, ProcessConfig, Status
-from chaosreplay.sdk_abi import AssertKind
+from chaosreplay.kernel.process import GuestProcess, ProcessConfig, Status
+from chaosreplay.kernel.sdk_abi import AssertKind
+from chaosreplay.vm.elf import load_program
 
 
 def _stream(fd: int, data: bytes) -> None:

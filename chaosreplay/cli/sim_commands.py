@@ -13,15 +13,15 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from chaosreplay.demo import demo_scenario
 from chaosreplay.errors import ConfigError
-from chaosreplay.programs import resolve_images
 from chaosreplay.recording import RecordingReader
-from chaosreplay.runs import RunOptions, describe_part, record_run, replay_run
-from chaosreplay.scenario import Scenario, load_scenario
-from chaosreplay.simulation import RunResult, Simulation
-from chaosreplay.sweep import SeedOutcome, default_jobs, parse_seeds, sweep
-from chaosreplay.validation import KeyPath, expect_ticks
+from chaosreplay.runs.record_replay import RunOptions, describe_part, record_run, replay_run
+from chaosreplay.runs.sweep import SeedOutcome, default_jobs, parse_seeds, sweep
+from chaosreplay.sim.demo import demo_scenario
+from chaosreplay.sim.programs import resolve_images
+from chaosreplay.sim.scenario import Scenario, load_scenario
+from chaosreplay.sim.simulation import RunResult, Simulation
+from chaosreplay.sim.validation import KeyPath, expect_ticks
 
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
 

@@ -13,7 +13,7 @@ from rich.table import Table
 from chaosreplay.debugger.session import DebugSession
 from chaosreplay.debugger.views import NodeView, SimulationState
 from chaosreplay.errors import ChaosReplayError, RecordingError
-from chaosreplay.validation import NS_PER_TICK
+from chaosreplay.sim.validation import NS_PER_TICK
 
 OUTPUT_TAIL_LINES = 8
 

@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from chaosreplay.sweep import default_jobs
+from chaosreplay.runs.sweep import default_jobs
 from chaosreplay.triage.pipeline import Progress as TriageProgress
 from chaosreplay.triage.pipeline import TriageOptions, minimal_dir, triage_folder
 from chaosreplay.triage.report import TriageReport, json_text, print_table, write_reports

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chaosreplay.events import EventKind
+from chaosreplay.kernel.sdk_abi import AssertKind
 from chaosreplay.recording.model import Event
-from chaosreplay.sdk_abi import AssertKind
 
 PACKET_KINDS = frozenset(k.value for k in EventKind if k.value.startswith("packet."))
 CATEGORIES: dict[str, frozenset[str]] = {

@@ -20,13 +20,13 @@ from typing import Any
 
 from chaosreplay.debugger.symbols import Symbolizer
 from chaosreplay.debugger.views import SimulationState, capture_state
-from chaosreplay.elf import ProgramImage
 from chaosreplay.errors import RecordingError
 from chaosreplay.recording import RecordingReader
-from chaosreplay.runs import same_row
-from chaosreplay.scenario import Scenario
-from chaosreplay.simulation import Simulation
-from chaosreplay.vmm import PAGE_SIZE, VmmError
+from chaosreplay.runs.record_replay import same_row
+from chaosreplay.sim.scenario import Scenario
+from chaosreplay.sim.simulation import Simulation
+from chaosreplay.vm.elf import ProgramImage
+from chaosreplay.vm.vmm import PAGE_SIZE, VmmError
 
 STATE_CACHE = 256
 LIVE_SIMULATIONS = 3

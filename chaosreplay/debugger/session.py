@@ -20,7 +20,7 @@ from chaosreplay.debugger.views import SimulationState
 from chaosreplay.errors import ChaosReplayError, RecordingError
 from chaosreplay.recording import RecordingReader
 from chaosreplay.recording.model import Event
-from chaosreplay.runs import load_run
+from chaosreplay.runs.record_replay import load_run
 
 SCAN_CHUNK = 50_000  # events per progress report of a match scan
 

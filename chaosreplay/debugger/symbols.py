@@ -13,7 +13,7 @@ import capstone
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
-from chaosreplay.elf import ProgramImage
+from chaosreplay.vm.elf import ProgramImage
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,11 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from chaosreplay.debugger.symbols import Instruction, Symbolizer
-from chaosreplay.oracle import TABLE_COLUMNS
-from chaosreplay.vmm import PAGE_SIZE, VmmError
+from chaosreplay.sim.oracle import TABLE_COLUMNS
+from chaosreplay.vm.vmm import PAGE_SIZE, VmmError
 
 if TYPE_CHECKING:
-    from chaosreplay.simulation import Node, Simulation
+    from chaosreplay.sim.simulation import Node, Simulation
 
 REGISTERS = ("rip", "rsp", "rbp", "rax", "rbx", "rcx", "rdx", "rsi", "rdi",
              "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rflags")

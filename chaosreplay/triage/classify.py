@@ -22,8 +22,8 @@ from enum import StrEnum
 from typing import Any
 
 from chaosreplay.events import EventKind
-from chaosreplay.fault_model import KIND_SPECS, FaultKind
 from chaosreplay.recording import RecordingReader
+from chaosreplay.sim.faults.model import KIND_SPECS, FaultKind
 
 # Faults that ended this many ticks (ms) before a failure still count as its context: the
 # demo's election timeouts are 150-300 ms, so a heal one second earlier still shapes the

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from chaosreplay.recording import RecordingReader
-from chaosreplay.runs import ReplayReport
+from chaosreplay.runs.record_replay import ReplayReport
 from chaosreplay.triage.classify import (
     FailureClass,
     Finding,
@@ -158,7 +158,7 @@ def _one_line(exc: BaseException) -> str:
 
 def _replay(path: Path, hang_seconds: float) -> tuple[Finding | None, str | None]:
     """The divergence finding of a replay (None when identical), or why none could run."""
-    from chaosreplay.runs import replay_run
+    from chaosreplay.runs.record_replay import replay_run
 
     try:
         report = replay_run(path, hang_seconds=hang_seconds)

@@ -1,4 +1,4 @@
-"""Minimal reproductions: each cluster's representative shrunk by `chaosreplay.shrink`.
+"""Minimal reproductions: each cluster's representative shrunk by `chaosreplay.triage.shrink`.
 
 The shrinker keeps a candidate run only if `still_fails(summary)` holds; for triage that
 means "its primary failure has the cluster's signature". The fault pattern is left out of
@@ -48,7 +48,7 @@ def shrink_cluster(cluster: Cluster, out_dir: Path, *, jobs: int = 1,
         return {"error": "not shrunk: a divergence shows only when replaying, and the "
                          "shrinker judges runs by their own failures"}
     from chaosreplay.errors import ChaosReplayError
-    from chaosreplay.shrink import shrink_recording
+    from chaosreplay.triage.shrink import shrink_recording
 
     out_dir.mkdir(parents=True, exist_ok=True)
     try:

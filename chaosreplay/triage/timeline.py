@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from chaosreplay.events import EventKind
+from chaosreplay.kernel.sdk_abi import AssertKind
 from chaosreplay.recording import RecordingReader
 from chaosreplay.recording.model import Event
-from chaosreplay.sdk_abi import AssertKind
 
 TIMELINE_EVENTS = 8
 SCAN_LIMIT = 50_000  # events looked at per node before settling for what was found

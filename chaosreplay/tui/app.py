@@ -14,7 +14,7 @@ from chaosreplay.debugger.session import DebugSession
 from chaosreplay.tui.debugger_screen import DebuggerScreen
 from chaosreplay.tui.keys import COMMANDS
 from chaosreplay.tui.seek_target import SeekTarget
-from chaosreplay.watchdog import install_wake_handler
+from chaosreplay.vm.watchdog import install_wake_handler
 
 
 class ChaosReplayApp(App[None]):

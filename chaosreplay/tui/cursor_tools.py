@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 
 from chaosreplay.debugger.session import DebugSession
 from chaosreplay.errors import ChaosReplayError
+from chaosreplay.runs.whatif import BranchResult, schedule_of
 from chaosreplay.tui.memory_screen import MemoryRequestError, MemoryScreen, parse_request
 from chaosreplay.tui.messages import EngineNotice
 from chaosreplay.tui.prompt_screen import PromptScreen
 from chaosreplay.tui.seek_target import SeekTarget
 from chaosreplay.tui.whatif_plan import WhatIfPlan
 from chaosreplay.tui.whatif_screen import WhatIfScreen
-from chaosreplay.whatif import BranchResult, schedule_of
 
 if TYPE_CHECKING:
     from textual.app import App

@@ -8,8 +8,8 @@ from rich.text import Text
 
 from chaosreplay.debugger.filters import assertion_failed
 from chaosreplay.events import EventKind
+from chaosreplay.kernel.sdk_abi import AssertKind
 from chaosreplay.recording.model import Event
-from chaosreplay.sdk_abi import AssertKind
 
 KIND_STYLES: dict[str, str] = {
     EventKind.FAULT_START: "bold yellow",

@@ -7,8 +7,8 @@ from rich.table import Table
 from rich.text import Text
 
 from chaosreplay.debugger.views import NetworkView
+from chaosreplay.sim.validation import NS_PER_TICK
 from chaosreplay.tui.state_pane import PaneContext, StatePane
-from chaosreplay.validation import NS_PER_TICK
 
 IN_FLIGHT_ROWS = 50
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chaosreplay.validation import NS_PER_TICK, parse_duration_ns
+from chaosreplay.sim.validation import NS_PER_TICK, parse_duration_ns
 
 
 class SeekError(ValueError):

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from chaosreplay.errors import ChaosReplayError
-from chaosreplay.fault_model import Fault
-from chaosreplay.schedules import PlannedFault
+from chaosreplay.runs.schedules import PlannedFault
+from chaosreplay.runs.whatif import DROP, MOVE, ScheduleEdit
+from chaosreplay.sim.faults.model import Fault
+from chaosreplay.sim.validation import KeyPath
 from chaosreplay.tui.seek_target import SeekError, SeekTarget
-from chaosreplay.validation import KeyPath
-from chaosreplay.whatif import DROP, MOVE, ScheduleEdit
 
 
 class PlanError(ValueError):

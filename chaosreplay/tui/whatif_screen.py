@@ -22,7 +22,8 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label, ProgressBar, Static
 
-from chaosreplay.simulation import Simulation
+from chaosreplay.runs.whatif import ADD, BranchResult, record_branch
+from chaosreplay.sim.simulation import Simulation
 from chaosreplay.tui.engine import describe_error
 from chaosreplay.tui.event_format import show_value
 from chaosreplay.tui.prompt_screen import PromptScreen
@@ -33,7 +34,6 @@ from chaosreplay.tui.whatif_plan import (
     parse_added_fault,
     parse_tick,
 )
-from chaosreplay.whatif import ADD, BranchResult, record_branch
 
 ADD_HINT = "kind=kill node=1 duration=200ms at=2.5s   (at= a tick or a time after the cursor)"
 

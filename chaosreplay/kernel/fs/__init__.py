@@ -1,0 +1,1 @@
+"""File systems: a node's disk and its crash-durability model."""

@@ -1,0 +1,534 @@
+"""A node's disk: an in-memory POSIX-like file system with crash semantics and disk faults.
+
+The tree holds regular files and directories only, starting with `/`, `/data` and `/tmp`.
+Inode numbers are handed out in creation order and never reused, so the same operations
+give the same numbers.
+
+Durability model (strict POSIX, the weakest any real file system promises):
+
+- A file's *content* (its bytes and size) becomes durable on fsync or fdatasync of that
+  file; fsync also makes its modification time durable.
+- *Directory entries* (create, unlink, rename, mkdir, rmdir) become durable only on fsync
+  of the parent directory (a directory fd opened O_RDONLY|O_DIRECTORY). A new file whose
+  directory was never fsynced disappears on a crash even if the file itself was fsynced;
+  a rename across directories is durable in each directory separately, so a crash can
+  leave the file under both names or under neither, as fsync ordering allows.
+- `crash()` keeps exactly what is durable: inodes reachable from `/` over durable entries,
+  each with its durable content. Everything else is lost, as are open handles.
+- With a `torn_write` fault active, a file's unsynced writes may partially survive: every
+  file keeps the writes (and truncates) issued since its last fsync as an ordered log; at
+  the crash each such file is torn with the fault's probability: a seeded number of the
+  logged ops are applied whole on top of the durable content, then a 512-byte-sector-
+  aligned prefix of the next one (see `vfs_crash.torn_content`).
+- A failed fsync (disk_write_error) makes nothing durable; the unsynced log stays.
+
+Disk faults are layered by fault id, like the network fabric's link parameters; for each
+kind the highest probability among its active faults applies:
+
+- `disk_read_error`: read fails with EIO (one chance() draw per read);
+- `disk_write_error`: write and fsync fail with EIO (one draw per call);
+- `disk_full`: a write or truncate that needs more space fails with ENOSPC (no draw);
+- `disk_corrupt_read`: a read that returns data has one seeded bit flipped in what it
+  returns (one chance() draw, then below(bits)); the stored data stays intact;
+- `torn_write`: see above; drawn only at `crash()`.
+
+Space: the current content of every live file counts against `capacity_bytes`; a write
+that does not fit is cut short where the space ends, and fails with ENOSPC when not one
+byte fits. Every random draw comes from DeterministicStream(seed, "disk", node) in a fixed
+order, and everything that iterates a mapping sorts it first.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from typing import Any
+
+from chaosreplay.kernel.fs.durability import Inode, crash_tree
+from chaosreplay.rng import DeterministicStream
+
+SNAPSHOT_VERSION = 1
+ROOT_INO = 1
+PATH_MAX = 4096  # including the terminating NUL
+NAME_MAX = 255
+S_IFDIR, S_IFREG = 0o040000, 0o100000
+O_ACCMODE, O_RDONLY, O_WRONLY, O_RDWR = 0o3, 0o0, 0o1, 0o2
+O_CREAT, O_EXCL, O_TRUNC, O_APPEND = 0o100, 0o200, 0o1000, 0o2000
+O_DIRECTORY, O_TMPFILE = 0o200000, 0o20200000
+DIR_SIZE = 4096
+
+# The disk faults this file system carries out, named as the simulation's fault kinds name
+# them (the kernel does not import the simulation; test_vfs checks the two agree).
+READ_ERROR = "disk_read_error"
+WRITE_ERROR = "disk_write_error"
+DISK_FULL = "disk_full"
+TORN_WRITE = "torn_write"
+CORRUPT_READ = "disk_corrupt_read"
+FAULT_KINDS = (READ_ERROR, WRITE_ERROR, DISK_FULL, TORN_WRITE, CORRUPT_READ)
+
+Path = str | bytes
+
+
+class FsError(Exception):
+    """A file-system call failed with a Linux errno; `fault` names the disk fault that hit."""
+
+    def __init__(self, err: int, fault: str | None = None) -> None:
+        super().__init__(f"{errno.errorcode.get(err, err)}" + (f" ({fault})" if fault else ""))
+        self.errno = err
+        self.fault = fault
+
+
+@dataclass(frozen=True, slots=True)
+class Stat:
+    """What stat reports about an inode (times are the guest's realtime clock, in ns)."""
+
+    ino: int
+    mode: int
+    nlink: int
+    size: int
+    blocks: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @property
+    def is_dir(self) -> bool:
+        return self.mode & S_IFDIR == S_IFDIR
+
+
+def _encode(path: Path) -> bytes:
+    return path.encode() if isinstance(path, str) else bytes(path)
+
+
+class FileSystem:
+    """One node's disk (see the module docstring for the durability and fault model)."""
+
+    def __init__(self, seed: int, node: int, capacity_bytes: int = 64 << 20) -> None:
+        self.seed = seed
+        self.node = node
+        self.capacity_bytes = capacity_bytes
+        self.stream = DeterministicStream(seed, "disk", node)
+        self.faults: dict[str, tuple[str, float]] = {}
+        self.inodes: dict[int, Inode] = {}
+        self.next_ino = ROOT_INO
+        self.used_bytes = 0
+        root = self._new_inode(True, 0o755, 0)
+        root.links = root.durable_links = 1
+        for name in (b"data", b"tmp"):
+            child = self._new_inode(True, 0o1777 if name == b"tmp" else 0o755, 0)
+            self._link(root, name, child)
+        self._sync_dir(root)
+
+    # -- faults ----------------------------------------------------------------------------
+    def set_fault(self, fault_id: str, kind: str, probability: float = 1.0) -> None:
+        """Add (or replace) the fault layer `fault_id`."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown disk fault kind {kind!r} (expected one of {FAULT_KINDS})")
+        if not 0.0 <= probability <= 1.0:
+            raise ValueError(f"probability must be in [0, 1], got {probability!r}")
+        self.faults[fault_id] = (kind, float(probability))
+
+    def clear_fault(self, fault_id: str) -> None:
+        """Remove the fault layer `fault_id` (no-op when it is not there)."""
+        self.faults.pop(fault_id, None)
+
+    def active_faults(self) -> list[tuple[str, str, float]]:
+        """The active fault layers as (fault id, kind, probability), by fault id."""
+        return [(fid, kind, p) for fid, (kind, p) in sorted(self.faults.items())]
+
+    def fault_probability(self, kind: str) -> float:
+        """The effective probability of a fault kind: the max over its layers (0 if none)."""
+        return max((p for k, p in self.faults.values() if k == kind), default=0.0)
+
+    def _hit(self, kind: str) -> bool:
+        return self.stream.chance(self.fault_probability(kind))
+
+    def _free(self) -> int:
+        if any(k == DISK_FULL for k, _ in self.faults.values()):
+            return 0
+        return max(0, self.capacity_bytes - self.used_bytes)
+
+    def _no_space(self) -> FsError:
+        full = any(k == DISK_FULL for k, _ in self.faults.values())
+        return FsError(errno.ENOSPC, DISK_FULL if full else None)
+
+    # -- paths -----------------------------------------------------------------------------
+    def _split(self, path: Path) -> tuple[list[bytes], bool, bool]:
+        raw = _encode(path)
+        if len(raw) >= PATH_MAX:
+            raise FsError(errno.ENAMETOOLONG)
+        if not raw:
+            raise FsError(errno.ENOENT)
+        parts = [c for c in raw.split(b"/") if c]
+        if any(len(c) > NAME_MAX for c in parts):
+            raise FsError(errno.ENAMETOOLONG)
+        return parts, raw.startswith(b"/"), raw.endswith(b"/")
+
+    def _child(self, directory: Inode, name: bytes) -> int | None:
+        if name in (b"", b"."):
+            return directory.ino
+        if name == b"..":
+            return directory.parent
+        return directory.entries.get(name)
+
+    def _walk(self, start: int, parts: list[bytes]) -> int:
+        current = start
+        for name in parts:
+            node = self._inode(current)
+            if not node.is_dir:
+                raise FsError(errno.ENOTDIR)
+            found = self._child(node, name)
+            if found is None:
+                raise FsError(errno.ENOENT)
+            current = found
+        return current
+
+    def lookup(self, path: Path, at: int = ROOT_INO) -> int:
+        """The inode a path names; relative paths start at directory `at` (the root)."""
+        parts, absolute, trailing = self._split(path)
+        ino = self._walk(ROOT_INO if absolute else at, parts)
+        if trailing and not self.inodes[ino].is_dir:
+            raise FsError(errno.ENOTDIR)
+        return ino
+
+    def _parent(self, path: Path, at: int) -> tuple[Inode, bytes, bool]:
+        """(parent directory, last component, trailing slash); b"" as name for "/"."""
+        parts, absolute, trailing = self._split(path)
+        start = ROOT_INO if absolute else at
+        if not parts:
+            return self._inode(self._walk(start, [])), b"", trailing
+        directory = self._inode(self._walk(start, parts[:-1]))
+        if not directory.is_dir:
+            raise FsError(errno.ENOTDIR)
+        return directory, parts[-1], trailing
+
+    def _inode(self, ino: int) -> Inode:
+        node = self.inodes.get(ino)
+        if node is None:
+            raise FsError(errno.EBADF)
+        return node
+
+    def _file(self, ino: int) -> Inode:
+        node = self._inode(ino)
+        if node.is_dir:
+            raise FsError(errno.EISDIR)
+        return node
+
+    # -- tree changes ----------------------------------------------------------------------
+    def _new_inode(self, is_dir: bool, mode: int, now_ns: int) -> Inode:
+        node = Inode(self.next_ino, is_dir, mode, now_ns)
+        self.inodes[node.ino] = node
+        self.next_ino += 1
+        return node
+
+    def _link(self, directory: Inode, name: bytes, node: Inode) -> None:
+        directory.entries[name] = node.ino
+        node.links += 1
+        if node.is_dir:
+            node.parent = directory.ino
+
+    def _create(self, directory: Inode, name: bytes, is_dir: bool, mode: int,
+                now_ns: int) -> Inode:
+        if directory.links == 0:
+            raise FsError(errno.ENOENT)  # the directory itself was removed
+        node = self._new_inode(is_dir, mode, now_ns)
+        self._link(directory, name, node)
+        directory.mtime_ns = directory.ctime_ns = now_ns
+        return node
+
+    def _unlink_entry(self, directory: Inode, name: bytes, now_ns: int) -> None:
+        node = self.inodes[directory.entries.pop(name)]
+        node.links -= 1
+        node.ctime_ns = directory.mtime_ns = directory.ctime_ns = now_ns
+        self._collect(node.ino)
+
+    def _collect(self, ino: int) -> None:
+        """Drop inodes nothing names or holds any more (current, durable or open)."""
+        work = [ino]
+        while work:
+            node = self.inodes.get(work.pop())
+            if node is None or node.ino == ROOT_INO or node.links or node.durable_links \
+                    or node.opens:
+                continue
+            del self.inodes[node.ino]
+            self.used_bytes -= len(node.data)
+            for child in sorted(node.durable_entries.values()):
+                self.inodes[child].durable_links -= 1
+                work.append(child)
+            for child in sorted(node.entries.values()):
+                self.inodes[child].links -= 1
+                work.append(child)
+
+    def _sync_dir(self, directory: Inode) -> None:
+        old = directory.durable_entries
+        directory.durable_entries = dict(directory.entries)
+        for child in directory.durable_entries.values():
+            self.inodes[child].durable_links += 1
+        for child in old.values():
+            self.inodes[child].durable_links -= 1
+        directory.durable_mtime_ns = directory.mtime_ns
+        for child in sorted(old.values()):
+            self._collect(child)
+
+    # -- the path API ----------------------------------------------------------------------
+    def open(self, path: Path, flags: int, mode: int = 0o644, now_ns: int = 0,
+             at: int = ROOT_INO) -> int:
+        """Open (maybe create) a file or directory; its inode, now held until `close`.
+
+        O_CLOEXEC, O_NOFOLLOW, O_LARGEFILE and other flags are accepted and ignored.
+        """
+        access = flags & O_ACCMODE
+        if access == O_ACCMODE:
+            raise FsError(errno.EINVAL)
+        if flags & O_TMPFILE == O_TMPFILE:
+            raise FsError(errno.EOPNOTSUPP)
+        directory, name, trailing = self._parent(path, at)
+        ino = self._child(directory, name)
+        if ino is None:
+            if not flags & O_CREAT:
+                raise FsError(errno.ENOENT)
+            if trailing:
+                raise FsError(errno.EISDIR)
+            if flags & O_DIRECTORY:
+                raise FsError(errno.EINVAL)
+            ino = self._create(directory, name, False, mode, now_ns).ino
+        else:
+            if flags & O_CREAT and flags & O_EXCL:
+                raise FsError(errno.EEXIST)
+            node = self.inodes[ino]
+            if node.is_dir and (access != O_RDONLY or flags & O_CREAT):
+                raise FsError(errno.EISDIR)
+            if not node.is_dir and (flags & O_DIRECTORY or trailing):
+                raise FsError(errno.ENOTDIR)
+            if flags & O_TRUNC and access != O_RDONLY and not node.is_dir:
+                self.truncate(ino, 0, now_ns)
+        self.inodes[ino].opens += 1
+        return ino
+
+    def close(self, ino: int) -> None:
+        """Release one open of an inode (an unlinked file goes once nothing holds it)."""
+        node = self._inode(ino)
+        node.opens = max(0, node.opens - 1)
+        self._collect(ino)
+
+    def release_all(self) -> None:
+        """Drop every open hold (the process owning the handles is gone)."""
+        for ino in sorted(self.inodes):
+            if ino in self.inodes:
+                self.inodes[ino].opens = 0
+                self._collect(ino)
+
+    def read(self, ino: int, offset: int, size: int) -> tuple[bytes, str | None]:
+        """Up to size bytes at offset, and the fault that corrupted them (or None)."""
+        node = self._file(ino)
+        if self._hit(READ_ERROR):
+            raise FsError(errno.EIO, READ_ERROR)
+        data = bytes(node.data[offset : offset + size])
+        if data and self._hit(CORRUPT_READ):
+            bit = self.stream.below(len(data) * 8)
+            flipped = bytearray(data)
+            flipped[bit // 8] ^= 1 << (bit % 8)
+            return bytes(flipped), CORRUPT_READ
+        return data, None
+
+    def write(self, ino: int, offset: int, data: bytes, now_ns: int = 0) -> int:
+        """Write at offset (a hole before it reads as zeros); the bytes written."""
+        node = self._file(ino)
+        if self._hit(WRITE_ERROR):
+            raise FsError(errno.EIO, WRITE_ERROR)
+        if not data:
+            return 0
+        size = len(node.data)
+        limit = size + self._free()
+        if offset + len(data) > max(size, limit):
+            if offset >= limit:
+                raise self._no_space()
+            data = data[: limit - offset]
+        if offset > size:
+            node.data.extend(bytes(offset - size))
+        node.data[offset : offset + len(data)] = data
+        self.used_bytes += len(node.data) - size
+        node.ops.append((offset, bytes(data)))
+        node.mtime_ns = node.ctime_ns = now_ns
+        return len(data)
+
+    def truncate(self, ino: int, size: int, now_ns: int = 0) -> None:
+        """Set a file's size (growing with zeros)."""
+        node = self._file(ino)
+        if size < 0:
+            raise FsError(errno.EINVAL)
+        old = len(node.data)
+        if size > old and size - old > self._free():
+            raise self._no_space()
+        if size < old:
+            del node.data[size:]
+        else:
+            node.data.extend(bytes(size - old))
+        self.used_bytes += size - old
+        node.ops.append((size, None))
+        node.mtime_ns = node.ctime_ns = now_ns
+
+    def fsync(self, ino: int, data_only: bool = False) -> None:
+        """Make a file's content (a directory's entries) durable."""
+        node = self._inode(ino)
+        if self._hit(WRITE_ERROR):
+            raise FsError(errno.EIO, WRITE_ERROR)
+        if node.is_dir:
+            self._sync_dir(node)
+            return
+        node.durable = bytes(node.data)
+        node.ops = []
+        if not data_only:
+            node.durable_mtime_ns = node.mtime_ns
+
+    def mkdir(self, path: Path, mode: int = 0o755, now_ns: int = 0, at: int = ROOT_INO) -> int:
+        """Create a directory; its inode."""
+        directory, name, _ = self._parent(path, at)
+        if self._child(directory, name) is not None:
+            raise FsError(errno.EEXIST)
+        return self._create(directory, name, True, mode, now_ns).ino
+
+    def unlink(self, path: Path, now_ns: int = 0, at: int = ROOT_INO) -> None:
+        """Remove a file's directory entry."""
+        directory, name, trailing = self._parent(path, at)
+        ino = self._child(directory, name)
+        if ino is None:
+            raise FsError(errno.ENOENT)
+        if self.inodes[ino].is_dir:
+            raise FsError(errno.EISDIR)
+        if trailing:
+            raise FsError(errno.ENOTDIR)
+        self._unlink_entry(directory, name, now_ns)
+
+    def rmdir(self, path: Path, now_ns: int = 0, at: int = ROOT_INO) -> None:
+        """Remove an empty directory."""
+        directory, name, _ = self._parent(path, at)
+        if name == b".":
+            raise FsError(errno.EINVAL)
+        ino = self._child(directory, name)
+        if ino is None:
+            raise FsError(errno.ENOENT)
+        node = self.inodes[ino]
+        if not node.is_dir:
+            raise FsError(errno.ENOTDIR)
+        if name == b"..":
+            raise FsError(errno.ENOTEMPTY)
+        if ino == ROOT_INO or name == b"":
+            raise FsError(errno.EBUSY)
+        if node.entries:
+            raise FsError(errno.ENOTEMPTY)
+        self._unlink_entry(directory, name, now_ns)
+
+    def rename(self, old: Path, new: Path, now_ns: int = 0, old_at: int = ROOT_INO,
+               new_at: int = ROOT_INO) -> None:
+        """Move an entry, atomically replacing a file or an empty directory at `new`."""
+        src_dir, src_name, src_trailing = self._parent(old, old_at)
+        dst_dir, dst_name, dst_trailing = self._parent(new, new_at)
+        if src_name in (b"", b".", b"..") or dst_name in (b"", b".", b".."):
+            raise FsError(errno.EBUSY if b"" in (src_name, dst_name) else errno.EINVAL)
+        src = src_dir.entries.get(src_name)
+        if src is None:
+            raise FsError(errno.ENOENT)
+        node = self.inodes[src]
+        if (src_trailing or dst_trailing) and not node.is_dir:
+            raise FsError(errno.ENOTDIR)
+        dst = dst_dir.entries.get(dst_name)
+        if dst == src:
+            return
+        if dst_dir.links == 0:
+            raise FsError(errno.ENOENT)
+        if node.is_dir:
+            up = dst_dir.ino
+            while up != ROOT_INO:
+                if up == src:
+                    raise FsError(errno.EINVAL)  # into its own subtree
+                up = self.inodes[up].parent
+        if dst is not None:
+            target = self.inodes[dst]
+            if node.is_dir and not target.is_dir:
+                raise FsError(errno.ENOTDIR)
+            if not node.is_dir and target.is_dir:
+                raise FsError(errno.EISDIR)
+            if target.entries:
+                raise FsError(errno.ENOTEMPTY)
+            del dst_dir.entries[dst_name]
+            target.links -= 1
+            target.ctime_ns = now_ns
+        del src_dir.entries[src_name]
+        dst_dir.entries[dst_name] = src
+        if node.is_dir:
+            node.parent = dst_dir.ino
+        node.ctime_ns = now_ns
+        for d in (src_dir, dst_dir):
+            d.mtime_ns = d.ctime_ns = now_ns
+        if dst is not None:
+            self._collect(dst)
+
+    def stat(self, ino: int) -> Stat:
+        """stat of an inode."""
+        node = self._inode(ino)
+        if node.is_dir:
+            subdirs = sum(1 for i in node.entries.values() if self.inodes[i].is_dir)
+            return Stat(ino, S_IFDIR | node.mode, 2 + subdirs, DIR_SIZE, DIR_SIZE // 512,
+                        node.mtime_ns, node.ctime_ns)
+        size = len(node.data)
+        return Stat(ino, S_IFREG | node.mode, node.links, size, (size + 511) // 512,
+                    node.mtime_ns, node.ctime_ns)
+
+    def stat_path(self, path: Path, at: int = ROOT_INO) -> Stat:
+        return self.stat(self.lookup(path, at))
+
+    def is_dir(self, ino: int) -> bool:
+        return self._inode(ino).is_dir
+
+    def size(self, ino: int) -> int:
+        node = self._inode(ino)
+        return DIR_SIZE if node.is_dir else len(node.data)
+
+    def listdir(self, ino: int) -> list[tuple[bytes, int, bool]]:
+        """(name, inode, is directory) of every entry, `.` and `..` first, then by name."""
+        node = self._inode(ino)
+        if not node.is_dir:
+            raise FsError(errno.ENOTDIR)
+        out = [(b".", ino, True), (b"..", node.parent, True)]
+        out += [(n, i, self.inodes[i].is_dir) for n, i in sorted(node.entries.items())]
+        return out
+
+    def read_file(self, path: Path) -> bytes:
+        """The current content of a file, fault-free (for tests and tools)."""
+        return bytes(self._file(self.lookup(path)).data)
+
+    # -- crashes and checkpoints -----------------------------------------------------------
+    def crash(self) -> None:
+        """Power cut: keep only the durable state (torn by an active torn_write fault)."""
+        self.inodes = crash_tree(self.inodes, ROOT_INO, self.fault_probability(TORN_WRITE),
+                                 self.stream)
+        self.used_bytes = sum(len(n.data) for n in self.inodes.values())
+
+    def snapshot(self) -> dict[str, Any]:
+        """The complete state as msgpack-serialisable data (equal states, equal dicts)."""
+        return {
+            "version": SNAPSHOT_VERSION, "seed": self.seed, "node": self.node,
+            "capacity_bytes": self.capacity_bytes, "position": self.stream.position,
+            "next_ino": self.next_ino,
+            "faults": [[fid, kind, p] for fid, kind, p in self.active_faults()],
+            "inodes": [self.inodes[i].to_dict() for i in sorted(self.inodes)],
+        }
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        """Replace this file system's state with a snapshot's."""
+        if snap.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(f"unsupported file-system snapshot version {snap.get('version')!r}")
+        self.seed, self.node = snap["seed"], snap["node"]
+        self.capacity_bytes = snap["capacity_bytes"]
+        self.stream = DeterministicStream(self.seed, "disk", self.node, snap["position"])
+        self.next_ino = snap["next_ino"]
+        self.faults = {fid: (kind, float(p)) for fid, kind, p in snap["faults"]}
+        self.inodes = {d["ino"]: Inode.from_dict(d) for d in snap["inodes"]}
+        self.used_bytes = sum(len(n.data) for n in self.inodes.values())
+
+    @classmethod
+    def from_snapshot(cls, snap: dict[str, Any]) -> FileSystem:
+        """A new file system in a snapshot's state."""
+        fs = cls(snap["seed"], snap["node"], snap["capacity_bytes"])
+        fs.restore(snap)
+        return fs

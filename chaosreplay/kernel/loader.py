@@ -1,0 +1,95 @@
+"""Loading a static ELF into a fresh VM: segments (patched), stack, argv, envp and auxv."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from chaosreplay.kernel.mm.address_space import STACK_EAGER, STACK_LIMIT, STACK_TOP, AddressSpace
+from chaosreplay.vm import virtual_cpu
+from chaosreplay.vm.elf import ProgramImage
+from chaosreplay.vm.elf import Prot as ElfProt
+from chaosreplay.vm.vmm import PAGE_SIZE, Prot
+
+AT_NULL, AT_PHDR, AT_PHENT, AT_PHNUM, AT_PAGESZ, AT_BASE, AT_FLAGS = 0, 3, 4, 5, 6, 7, 8
+AT_ENTRY = 9
+AT_UID, AT_EUID, AT_GID, AT_EGID, AT_PLATFORM, AT_HWCAP, AT_CLKTCK = 11, 12, 13, 14, 15, 16, 17
+AT_SECURE, AT_RANDOM, AT_HWCAP2, AT_EXECFN = 23, 25, 26, 31
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedProgram:
+    """Where a program landed: its entry point and initial stack pointer."""
+
+    entry: int
+    stack_pointer: int
+
+
+def _vm_prot(prot: ElfProt) -> int:
+    out = 0
+    if prot & ElfProt.READ:
+        out |= Prot.READ
+    if prot & ElfProt.WRITE:
+        out |= Prot.WRITE
+    if prot & ElfProt.EXEC:
+        out |= Prot.EXEC
+    return out
+
+
+def map_segments(space: AddressSpace, image: ProgramImage, contents: list[bytes]) -> None:
+    """Map each PT_LOAD with its protection (pages shared by two segments get the union)."""
+    page_prot: dict[int, int] = {}
+    for seg in image.segments:
+        for page in range(seg.vaddr & ~(PAGE_SIZE - 1), seg.end, PAGE_SIZE):
+            page_prot[page] = page_prot.get(page, 0) | _vm_prot(seg.prot)
+    for page in sorted(page_prot):
+        space.map_fixed(page, PAGE_SIZE, page_prot[page], "[program]", eager=True)
+    for seg, data in zip(image.segments, contents, strict=True):
+        space.vm.write(seg.vaddr, data[: seg.filesz])
+    space.set_brk_start(max(seg.end for seg in image.segments))
+
+
+def build_stack(space: AddressSpace, image: ProgramImage, argv: list[bytes], envp: list[bytes],
+                at_random: bytes, exe_name: bytes) -> int:
+    """Lay out the initial stack the way Linux does; returns the stack pointer (at argc)."""
+    space.map_fixed(STACK_TOP - STACK_LIMIT, STACK_LIMIT - STACK_EAGER, Prot.READ | Prot.WRITE,
+                    "[stack]", eager=False)
+    space.map_fixed(STACK_TOP - STACK_EAGER, STACK_EAGER, Prot.READ | Prot.WRITE, "[stack]",
+                    eager=True)
+    blob = bytearray()
+    offsets: dict[str, int] = {}
+
+    def place(key: str, data: bytes) -> None:
+        offsets[key] = len(blob)
+        blob.extend(data)
+
+    place("random", at_random)
+    place("platform", b"x86_64\0")
+    place("execfn", exe_name + b"\0")
+    for i, arg in enumerate(argv):
+        place(f"argv{i}", arg + b"\0")
+    for i, env in enumerate(envp):
+        place(f"envp{i}", env + b"\0")
+    strings_at = (STACK_TOP - 16 - len(blob)) & ~15
+    space.vm.write(strings_at, bytes(blob))
+
+    def addr(key: str) -> int:
+        return strings_at + offsets[key]
+
+    auxv = [
+        (AT_PHDR, image.phdr_address), (AT_PHENT, image.phent), (AT_PHNUM, image.phnum),
+        (AT_PAGESZ, PAGE_SIZE), (AT_BASE, 0), (AT_FLAGS, 0), (AT_ENTRY, image.entry),
+        (AT_UID, 0), (AT_EUID, 0), (AT_GID, 0), (AT_EGID, 0), (AT_SECURE, 0),
+        (AT_HWCAP, virtual_cpu.cpuid(1, 0).edx), (AT_HWCAP2, 0), (AT_CLKTCK, 100),
+        (AT_PLATFORM, addr("platform")), (AT_RANDOM, addr("random")),
+        (AT_EXECFN, addr("execfn")), (AT_NULL, 0),
+    ]
+    words = [len(argv)]
+    words += [addr(f"argv{i}") for i in range(len(argv))] + [0]
+    words += [addr(f"envp{i}") for i in range(len(envp))] + [0]
+    for key, value in auxv:
+        words += [key, value]
+    table = struct.pack(f"<{len(words)}Q", *words)
+    sp = (strings_at - len(table)) & ~15
+    space.vm.write(sp, table)
+    return sp

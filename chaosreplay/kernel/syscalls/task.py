@@ -1,0 +1,235 @@
+"""Process and thread bookkeeping: exit, ids, TLS, limits, signals, randomness, futexes.
+
+Each node is a single-threaded process alone in its VM. Signal handlers are accepted and
+remembered but not delivered yet; a signal sent to itself terminates the program, which is
+what abort() and raise() need.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+from typing import TYPE_CHECKING, Any
+
+from chaosreplay.kernel.syscalls.numbers import NUMBERS
+
+if TYPE_CHECKING:
+    from chaosreplay.kernel.process import GuestProcess
+
+PID = 1000
+ARCH_SET_GS, ARCH_SET_FS, ARCH_GET_FS, ARCH_GET_GS = 0x1001, 0x1002, 0x1003, 0x1004
+RLIM_INFINITY = (1 << 64) - 1
+RLIMITS = {3: (8 << 20, RLIM_INFINITY), 7: (1024, 4096)}  # stack, open files
+SIG_BLOCK, SIG_UNBLOCK, SIG_SETMASK = 0, 1, 2
+IGNORED_BY_DEFAULT = {17, 23, 28}  # SIGCHLD, SIGURG, SIGWINCH
+FUTEX_WAIT, FUTEX_WAKE, FUTEX_WAIT_BITSET, FUTEX_WAKE_BITSET = 0, 1, 9, 10
+MAX_GETRANDOM = (1 << 25) - 1
+
+
+def sys_exit_group(p: GuestProcess, r: Any) -> int:
+    p.exit(r.rdi)
+    return 0
+
+
+def sys_getpid(p: GuestProcess, r: Any) -> int:
+    return PID
+
+
+def sys_getppid(p: GuestProcess, r: Any) -> int:
+    return 1
+
+
+def sys_zero_id(p: GuestProcess, r: Any) -> int:
+    return 0  # uid, gid, euid, egid: every node runs as root in its own machine
+
+
+def sys_arch_prctl(p: GuestProcess, r: Any) -> int:
+    code, addr = r.rdi, r.rsi
+    if code == ARCH_SET_FS:
+        if addr >= 1 << 47:
+            return -errno.EPERM
+        p.vm.fs_base = addr
+        return 0
+    if code == ARCH_SET_GS:
+        if addr >= 1 << 47:
+            return -errno.EPERM
+        p.vm.set_gs_base(addr)
+        return 0
+    if code == ARCH_GET_FS:
+        return 0 if p.space.write(addr, struct.pack("<Q", p.vm.fs_base)) else -errno.EFAULT
+    return -errno.EINVAL
+
+
+def sys_set_tid_address(p: GuestProcess, r: Any) -> int:
+    p.tid_address = r.rdi
+    return PID
+
+
+def sys_ok(p: GuestProcess, r: Any) -> int:
+    return 0  # set_robust_list, sched_yield, setitimer-free no-ops with nothing to model
+
+
+def sys_rseq(p: GuestProcess, r: Any) -> int:
+    return -errno.ENOSYS  # libcs fall back cleanly; rseq needs preemption we never do
+
+
+def _rlimit(resource: int) -> bytes:
+    soft, hard = RLIMITS.get(resource, (RLIM_INFINITY, RLIM_INFINITY))
+    return struct.pack("<QQ", soft, hard)
+
+
+def sys_prlimit64(p: GuestProcess, r: Any) -> int:
+    pid, resource, old = r.rdi, r.rsi, r.r10
+    if pid not in (0, PID):
+        return -errno.ESRCH
+    if resource > 15:
+        return -errno.EINVAL
+    if old and not p.space.write(old, _rlimit(resource)):
+        return -errno.EFAULT
+    return 0
+
+
+def sys_getrlimit(p: GuestProcess, r: Any) -> int:
+    if r.rdi > 15:
+        return -errno.EINVAL
+    return 0 if p.space.write(r.rsi, _rlimit(r.rdi)) else -errno.EFAULT
+
+
+def sys_uname(p: GuestProcess, r: Any) -> int:
+    host = (p.config.hostname or f"node{p.node_id}").encode()
+    fields = [b"Linux", host, b"6.1.0-chaosreplay", b"#1 SMP PREEMPT_DYNAMIC", b"x86_64",
+              b"(none)"]
+    data = b"".join(f[:64].ljust(65, b"\0") for f in fields)
+    return 0 if p.space.write(r.rdi, data) else -errno.EFAULT
+
+
+def sys_rt_sigaction(p: GuestProcess, r: Any) -> int:
+    signo, act, oldact = r.rdi, r.rsi, r.rdx
+    if not 1 <= signo <= 64 or signo in (9, 19):
+        return -errno.EINVAL
+    if oldact and not p.space.write(oldact, p.signal_actions.get(signo, bytes(32))):
+        return -errno.EFAULT
+    if act:
+        new = p.space.read(act, 32)
+        if new is None:
+            return -errno.EFAULT
+        p.signal_actions[signo] = new
+    return 0
+
+
+def sys_rt_sigprocmask(p: GuestProcess, r: Any) -> int:
+    how, new, old = r.rdi, r.rsi, r.rdx
+    if old and not p.space.write(old, struct.pack("<Q", p.signal_mask)):
+        return -errno.EFAULT
+    if new:
+        raw = p.space.read(new, 8)
+        if raw is None:
+            return -errno.EFAULT
+        (mask,) = struct.unpack("<Q", raw)
+        if how == SIG_BLOCK:
+            p.signal_mask |= mask
+        elif how == SIG_UNBLOCK:
+            p.signal_mask &= ~mask
+        elif how == SIG_SETMASK:
+            p.signal_mask = mask
+        else:
+            return -errno.EINVAL
+    return 0
+
+
+def sys_sigaltstack(p: GuestProcess, r: Any) -> int:
+    old = r.rsi
+    if old and not p.space.write(old, struct.pack("<QiiQ", 0, 2, 0, 0)):  # SS_DISABLE
+        return -errno.EFAULT
+    return 0
+
+
+def _signal_self(p: GuestProcess, pid: int, signo: int) -> int:
+    if pid not in (0, PID, (1 << 64) - 1):
+        return -errno.ESRCH
+    if not 0 <= signo <= 64:
+        return -errno.EINVAL
+    if signo == 0 or signo in IGNORED_BY_DEFAULT:
+        return 0
+    p._die(signo, 0, 0, "signal sent by the program to itself")
+    return 0
+
+
+def sys_kill(p: GuestProcess, r: Any) -> int:
+    return _signal_self(p, r.rdi, r.rsi)
+
+
+def sys_tgkill(p: GuestProcess, r: Any) -> int:
+    return _signal_self(p, r.rsi, r.rdx)
+
+
+def sys_tkill(p: GuestProcess, r: Any) -> int:
+    return _signal_self(p, r.rdi, r.rsi)
+
+
+def sys_sched_getaffinity(p: GuestProcess, r: Any) -> int:
+    size, mask = r.rsi, r.rdx
+    if size < 8:
+        return -errno.EINVAL
+    return 8 if p.space.write(mask, struct.pack("<Q", 1)) else -errno.EFAULT
+
+
+def sys_getrandom(p: GuestProcess, r: Any) -> int:
+    buf, count = r.rdi, min(r.rsi, MAX_GETRANDOM)
+    if r.rdx & ~0x7:
+        return -errno.EINVAL
+    return count if p.space.write(buf, p.random["getrandom"].read(count)) else -errno.EFAULT
+
+
+def sys_futex(p: GuestProcess, r: Any) -> int:
+    uaddr, op, value = r.rdi, r.rsi & 0x7F, r.rdx & 0xFFFFFFFF
+    if op in (FUTEX_WAKE, FUTEX_WAKE_BITSET):
+        return 0  # no other thread can be waiting
+    if op in (FUTEX_WAIT, FUTEX_WAIT_BITSET):
+        raw = p.space.read(uaddr, 4)
+        if raw is None:
+            return -errno.EFAULT
+        if struct.unpack("<I", raw)[0] != value:
+            return -errno.EAGAIN
+        if r.r10:
+            return -errno.ETIMEDOUT
+        p._die(9, 0, 0, "deadlock: futex wait that no other thread can wake")
+        return 0
+    return -errno.ENOSYS
+
+
+def sys_getcwd(p: GuestProcess, r: Any) -> int:
+    if r.rsi < 2:
+        return -errno.ERANGE
+    return 2 if p.space.write(r.rdi, b"/\0") else -errno.EFAULT
+
+
+HANDLERS = {
+    NUMBERS["exit"]: sys_exit_group,
+    NUMBERS["exit_group"]: sys_exit_group,
+    NUMBERS["getpid"]: sys_getpid,
+    NUMBERS["gettid"]: sys_getpid,
+    NUMBERS["getppid"]: sys_getppid,
+    NUMBERS["getuid"]: sys_zero_id,
+    NUMBERS["geteuid"]: sys_zero_id,
+    NUMBERS["getgid"]: sys_zero_id,
+    NUMBERS["getegid"]: sys_zero_id,
+    NUMBERS["arch_prctl"]: sys_arch_prctl,
+    NUMBERS["set_tid_address"]: sys_set_tid_address,
+    NUMBERS["set_robust_list"]: sys_ok,
+    NUMBERS["sched_yield"]: sys_ok,
+    NUMBERS["rseq"]: sys_rseq,
+    NUMBERS["prlimit64"]: sys_prlimit64,
+    NUMBERS["getrlimit"]: sys_getrlimit,
+    NUMBERS["uname"]: sys_uname,
+    NUMBERS["rt_sigaction"]: sys_rt_sigaction,
+    NUMBERS["rt_sigprocmask"]: sys_rt_sigprocmask,
+    NUMBERS["sigaltstack"]: sys_sigaltstack,
+    NUMBERS["kill"]: sys_kill,
+    NUMBERS["tgkill"]: sys_tgkill,
+    200: sys_tkill,
+    NUMBERS["sched_getaffinity"]: sys_sched_getaffinity,
+    NUMBERS["getrandom"]: sys_getrandom,
+    NUMBERS["futex"]: sys_futex,
+    NUMBERS["getcwd"]: sys_getcwd,
+}

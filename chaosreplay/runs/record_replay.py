@@ -1,0 +1,230 @@
+"""Recording a simulation into a .ccr, and replaying one to prove it reproduces.
+
+`record_run` writes `<path>.partial` and renames it to `<path>` only once the recording is
+complete, so a file at the requested name is never a half-written run. `replay_run`
+re-executes a recording from its manifest alone (scenario + embedded programs) and checks
+every event and every checkpoint digest against the recorded ones; on a divergence it
+names the first event that differs and, from the next checkpoint, the parts of the state
+that differ.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chaosreplay import __version__
+from chaosreplay.errors import RecordingError
+from chaosreplay.recording import RecordingReader, RecordingWriter
+from chaosreplay.recording.format import packb
+from chaosreplay.recording.model import Event
+from chaosreplay.sim.checkpoint import SimCheckpoint, stored_parts
+from chaosreplay.sim.programs import embed_programs, images_from_manifest
+from chaosreplay.sim.scenario import Scenario
+from chaosreplay.sim.simulation import RunResult, Simulation
+from chaosreplay.vm.elf import ProgramImage
+
+MANIFEST_KIND = "chaosreplay.run"
+MANIFEST_VERSION = 1
+Progress = Callable[[Simulation], None]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run is executed, beyond the scenario; stored in the manifest."""
+
+    keep_going: bool = False
+    hang_seconds: float = 10.0
+
+
+def build_manifest(scenario: Scenario, images: list[ProgramImage], options: RunOptions,
+                   parent: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything a replay needs: the scenario, the programs and the options."""
+    return {
+        "kind": MANIFEST_KIND, "version": MANIFEST_VERSION, "chaosreplay": __version__,
+        "scenario": scenario.to_dict(), "programs": embed_programs(images),
+        "options": {"keep_going": options.keep_going}, "parent": parent,
+    }
+
+
+def host_info() -> dict[str, Any]:
+    """Informational only (kept apart from the manifest): where the recording was made."""
+    return {"hostname": platform.node(), "kernel": platform.release(),
+            "python": platform.python_version()}
+
+
+def record_run(scenario: Scenario, images: list[ProgramImage], path: str | os.PathLike[str],
+               options: RunOptions = RunOptions(), on_progress: Progress | None = None,
+               parent: dict[str, Any] | None = None) -> RunResult:
+    """Run the scenario and write its recording to path (atomically, see module docstring)."""
+    final = Path(path)
+    partial = final.with_name(final.name + ".partial")
+    # The VMs first: a host without KVM or a bad program leaves no file behind.
+    sim = Simulation(scenario, images, keep_going=options.keep_going, on_progress=on_progress,
+                     hang_seconds=options.hang_seconds)
+    writer = RecordingWriter(partial, build_manifest(scenario, images, options, parent),
+                             host=host_info())
+    last_checkpoint: list[int | None] = [None]
+
+    def on_checkpoint(c: SimCheckpoint) -> None:
+        last_checkpoint[0] = writer.add_checkpoint(c.tick, c.seq, c.digest, c.blobs, c.pages(),
+                                                   base=last_checkpoint[0])
+
+    with writer:
+        sim.sink, sim.on_checkpoint = writer.append, on_checkpoint
+        result = sim.run()
+        writer.close(result.summary())
+    os.replace(partial, final)
+    return result
+
+
+def load_run(reader: RecordingReader) -> tuple[Scenario, list[ProgramImage], RunOptions]:
+    """The scenario, programs and options a recording was made with."""
+    manifest = reader.manifest
+    where = str(reader.path)
+    if not isinstance(manifest, dict) or manifest.get("kind") != MANIFEST_KIND:
+        raise RecordingError(f"{where}: not a simulation recording (no run manifest)")
+    if manifest.get("version") != MANIFEST_VERSION:
+        raise RecordingError(f"{where}: run manifest version {manifest.get('version')!r} is "
+                             f"not supported (this chaosreplay reads {MANIFEST_VERSION})")
+    scenario = Scenario.from_dict(manifest["scenario"], f"{where} (manifest)")
+    images = images_from_manifest(manifest["programs"], where)
+    options = RunOptions(keep_going=bool(manifest["options"]["keep_going"]))
+    return scenario, images, options
+
+
+@dataclass
+class Divergence:
+    """The first event where a replay differs from its recording."""
+
+    seq: int
+    tick: int
+    node: int
+    expected: Event | None  # None: the replay produced more events than recorded
+    actual: tuple[int, int, int, str, dict[str, Any]] | None  # None: it produced fewer
+
+
+@dataclass
+class ReplayReport:
+    """What a replay found."""
+
+    events_checked: int = 0
+    checkpoints_checked: int = 0
+    divergence: Divergence | None = None
+    state_differs: list[str] = field(default_factory=list)  # part names, from a checkpoint
+    state_checked_at: int | None = None  # tick of the checkpoint that showed state_differs
+    complete_recording: bool = True
+
+    @property
+    def identical(self) -> bool:
+        """Every event and checkpoint matched."""
+        return self.divergence is None and not self.state_differs
+
+
+class _Stop(Exception):
+    """Ends a replay early (after a divergence has been described)."""
+
+
+class _Comparer:
+    """The sink and checkpoint hook of a replaying Simulation."""
+
+    def __init__(self, reader: RecordingReader, report: ReplayReport) -> None:
+        self.reader = reader
+        self.report = report
+        self.expected = reader.rows()
+        self.checkpoints = reader.checkpoints
+        self.seq = 0
+
+    def event(self, tick: int, vtime_ns: int, node: int, kind: str,
+              fields: dict[str, Any]) -> None:
+        report = self.report
+        if report.divergence is not None:
+            return  # running on only to reach the next checkpoint
+        recorded = next(self.expected, None)
+        actual = (tick, vtime_ns, node, kind, fields)
+        if recorded is None:
+            if not self.reader.complete:
+                report.complete_recording = False
+                raise _Stop
+            report.divergence = Divergence(self.seq, tick, node, None, actual)
+        elif not same_row(recorded, actual):
+            report.divergence = Divergence(self.seq, recorded[0], recorded[2],
+                                           Event(self.seq, *recorded), actual)
+        else:
+            report.events_checked += 1
+        self.seq += 1
+
+    def checkpoint(self, c: SimCheckpoint) -> None:
+        report = self.report
+        index = report.checkpoints_checked
+        if index >= len(self.checkpoints):
+            if report.divergence is not None or not self.reader.complete:
+                report.complete_recording = self.reader.complete
+                raise _Stop
+            return
+        info = self.checkpoints[index]
+        if info.digest == c.digest and info.tick == c.tick and info.seq == c.seq:
+            report.checkpoints_checked += 1
+            if report.divergence is not None:
+                raise _Stop  # state matches here despite the events: nothing more to learn
+            return
+        recorded = stored_parts(self.reader.load_checkpoint(index).blobs)
+        report.state_differs = sorted(name for name in set(recorded) | set(c.parts)
+                                      if recorded.get(name) != c.parts.get(name))
+        report.state_checked_at = c.tick
+        raise _Stop
+
+    def finish(self) -> None:
+        """After a full run: the recording must hold nothing more."""
+        report = self.report
+        if report.divergence is None:
+            extra = next(self.expected, None)
+            if extra is not None:
+                report.divergence = Divergence(self.seq, extra[0], extra[2],
+                                               Event(self.seq, *extra), None)
+
+
+Row = tuple[int, int, int, str, dict[str, Any]]
+
+
+def same_row(recorded: Row, actual: Row) -> bool:
+    """Whether a re-executed event equals the recorded one as the recording stores it: plain
+    equality fails only where a tuple was stored as an array, which the encoding settles."""
+    return recorded == actual or (recorded[:4] == actual[:4]
+                                  and packb(recorded[4]) == packb(actual[4]))
+
+
+def replay_run(path: str | os.PathLike[str], on_progress: Progress | None = None,
+               hang_seconds: float = 10.0) -> ReplayReport:
+    """Re-execute a recording and compare; see the module docstring."""
+    report = ReplayReport()
+    with RecordingReader(path) as reader:
+        report.complete_recording = reader.complete
+        scenario, images, options = load_run(reader)
+        comparer = _Comparer(reader, report)
+        sim = Simulation(scenario, images, sink=comparer.event, keep_going=options.keep_going,
+                         on_checkpoint=comparer.checkpoint, on_progress=on_progress,
+                         hang_seconds=hang_seconds)
+        try:
+            sim.run()
+            comparer.finish()
+        except _Stop:
+            pass
+    return report
+
+
+def describe_part(name: str) -> str:
+    """A checkpoint part name in words (node1.memory -> node 1 guest memory)."""
+    node, _, what = name.partition(".")
+    words = {"vcpu": "vCPU registers", "memory": "guest memory", "kernel":
+             "kernel state (clock, fds, memory map, random streams)", "disk": "disk"}
+    if what:
+        return f"node {node.removeprefix('node')} {words.get(what, what)}"
+    return {"fabric": "network fabric (packets in flight, link state, stats)",
+            "engine": "fault engine", "oracle": "assertion oracle",
+            "inboxes": "node inboxes", "controller": "controller (time, counters, bugs)"}.get(
+                name, name)

@@ -1,0 +1,1 @@
+"""The simulation: the controller, scenarios, the oracle, checkpoints, the network and faults."""

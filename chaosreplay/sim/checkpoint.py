@@ -1,0 +1,168 @@
+"""Whole-simulation checkpoints: capture a running Simulation and load it into a fresh one.
+
+A checkpoint is three things the recording stores:
+
+- blobs, one per part of the state, each msgpack except the vCPU bytes: per node
+  "node<i>.vcpu" (canonical vCPU and allocator state), "node<i>.kernel" (the process's
+  kernel-side state) and "node<i>.disk" (its file system); then "fabric" (with packets in
+  flight), "engine", "oracle", "inboxes" and "controller" (counters, node statuses, bugs);
+  and "parts", the digest of every part, so a replay that diverges can say which differs;
+- pages: per node, region "node<i>": the guest pages written since the previous
+  checkpoint (the VMM's incremental snapshot), or all of them after a restart;
+- the digest: SHA-256 over the part digests in name order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from chaosreplay.kernel.sdk_abi import AssertKind
+from chaosreplay.recording.format import packb, unpackb
+from chaosreplay.sim.oracle import Bug
+from chaosreplay.vm.vmm import PAGE_SIZE, SCRATCH_END, SCRATCH_START
+
+if TYPE_CHECKING:
+    from chaosreplay.sim.simulation import Node, Simulation
+
+STATE_VERSION = 1
+_SCRATCH_PAGES = range(SCRATCH_START // PAGE_SIZE, SCRATCH_END // PAGE_SIZE)
+
+
+@dataclass
+class SimCheckpoint:
+    """One captured checkpoint, ready for a RecordingWriter or a replay's comparison."""
+
+    tick: int
+    seq: int  # events recorded before it
+    digest: bytes
+    parts: dict[str, bytes]
+    blobs: dict[str, bytes]
+    _sim: Simulation
+
+    def pages(self) -> dict[str, dict[int, bytes]]:
+        """Per node region, the pages this checkpoint's VM snapshots copied."""
+        out: dict[str, dict[int, bytes]] = {}
+        for node in self._sim.nodes:
+            assert node.snap is not None
+            memory = node.snap.memory_view()
+            out[f"node{node.index}"] = {
+                pfn: bytes(memory[pfn * PAGE_SIZE:(pfn + 1) * PAGE_SIZE])
+                for pfn in node.snap.last_pages()
+            }
+        return out
+
+
+def _sha(data: bytes | memoryview) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def _memory_digest(node: Node, changed: Iterable[int]) -> bytes:
+    """Guest memory's digest: SHA-256 over per-page hashes, rehashing only changed pages.
+
+    The VMM's scratch pages are left out, as in the VM digest: they hold no guest state.
+    """
+    assert node.snap is not None
+    memory = node.snap.memory_view()
+    hashes = node.page_hashes
+    for pfn in changed:
+        hashes[pfn] = _sha(memory[pfn * PAGE_SIZE:(pfn + 1) * PAGE_SIZE])
+    high = len(memory) // PAGE_SIZE
+    return _sha(b"".join(hashes[pfn] for pfn in range(high) if pfn not in _SCRATCH_PAGES))
+
+
+def capture(sim: Simulation, tick: int) -> SimCheckpoint:
+    """Snapshot every node (incrementally) and serialise everything else, each part once."""
+    blobs: dict[str, bytes] = {}
+    parts: dict[str, bytes] = {}
+    for node in sim.nodes:
+        p = node.process
+        if node.snap is None:
+            node.snap = p.vm.snapshot()
+        node.snap.take(incremental=True)
+        name = f"node{node.index}"
+        blobs[f"{name}.vcpu"] = node.snap.state()
+        blobs[f"{name}.kernel"] = packb(p.kernel_state())
+        blobs[f"{name}.disk"] = packb(p.fs.snapshot())
+        parts[f"{name}.memory"] = _memory_digest(node, node.snap.last_pages())
+    blobs["fabric"] = packb(sim.fabric.snapshot())
+    blobs["engine"] = packb(sim.engine.snapshot())
+    blobs["oracle"] = packb(sim.oracle.snapshot())
+    blobs["inboxes"] = packb(sim.messaging.snapshot())
+    blobs["controller"] = packb({
+        "version": STATE_VERSION, "statuses": [n.status.value for n in sim.nodes],
+        "now_ns": sim.now_ns, "tick": sim.tick, "event_count": sim.event_count,
+        "checkpoint_count": sim.checkpoint_count, "next_checkpoint_ns": sim.next_checkpoint_ns,
+        "bugs": [_bug_row(b) for b in sim.bugs], "failures": [f.to_dict() for f in sim.failures],
+    })
+    parts.update((name, _sha(data)) for name, data in blobs.items())
+    parts = dict(sorted(parts.items()))
+    blobs["parts"] = packb(parts)
+    return SimCheckpoint(tick, sim.event_count, parts_digest(parts), parts, blobs, sim)
+
+
+def parts_digest(parts: dict[str, bytes]) -> bytes:
+    """A checkpoint's digest: SHA-256 over its part digests in name order."""
+    return hashlib.sha256(b"".join(k.encode() + v for k, v in sorted(parts.items()))).digest()
+
+
+def rewrite_blob(blobs: dict[str, bytes], name: str, data: bytes) -> dict[str, bytes]:
+    """A checkpoint's blobs with one part replaced, its "parts" digests updated to match
+    (the new digest is `parts_digest(stored_parts(result))`)."""
+    parts = stored_parts(blobs)
+    parts[name] = _sha(data)
+    return {**blobs, name: data, "parts": packb(dict(sorted(parts.items())))}
+
+
+def load(sim: Simulation, blobs: dict[str, bytes],
+         pages: Callable[[str], dict[int, bytes]]) -> None:
+    """Put a freshly built Simulation (same scenario and programs) into a checkpoint's state."""
+    from chaosreplay.sim.simulation import Failure, NodeStatus
+
+    def part(name: str) -> Any:
+        if name not in blobs:
+            raise ValueError(f"checkpoint has no {name!r} part")
+        return unpackb(blobs[name], f"checkpoint part {name}")
+
+    c = part("controller")
+    if c.get("version") != STATE_VERSION:
+        raise ValueError(f"unsupported simulation state version {c.get('version')!r}")
+    if len(c["statuses"]) != len(sim.nodes):
+        raise ValueError(f"checkpoint has {len(c['statuses'])} nodes, the scenario "
+                         f"{len(sim.nodes)}")
+    for node, status in zip(sim.nodes, c["statuses"], strict=True):
+        p, name = node.process, f"node{node.index}"
+        node.snap = p.vm.snapshot()
+        node.snap.load(blobs[f"{name}.vcpu"], pages(name))
+        node.snap.restore()
+        node.page_hashes.clear()
+        _memory_digest(node, range(len(node.snap.memory_view()) // PAGE_SIZE))
+        p.load_kernel_state(part(f"{name}.kernel"))
+        p.fs.restore(part(f"{name}.disk"))
+        node.status = NodeStatus(status)
+    sim.fabric.restore(part("fabric"))
+    sim.engine.restore(part("engine"))
+    sim.oracle.restore(part("oracle"))
+    sim.messaging.restore(part("inboxes"))
+    sim.now_ns, sim.tick, sim.event_count = c["now_ns"], c["tick"], c["event_count"]
+    sim.checkpoint_count, sim.next_checkpoint_ns = c["checkpoint_count"], c["next_checkpoint_ns"]
+    sim.bugs = [_bug_from_row(row) for row in c["bugs"]]
+    sim.failures = [Failure(**f) for f in c["failures"]]
+    sim.started = True
+
+
+def stored_parts(blobs: dict[str, bytes]) -> dict[str, bytes]:
+    """The per-part digests a recorded checkpoint carries."""
+    return dict(unpackb(blobs["parts"], "checkpoint parts"))
+
+
+def _bug_row(bug: Bug) -> list[Any]:
+    return [bug.node, bug.tick, int(bug.kind), bug.message, bug.file, bug.line, bug.assert_id,
+            bug.first]
+
+
+def _bug_from_row(row: list[Any]) -> Bug:
+    node, tick, kind, message, file, line, assert_id, first = row
+    return Bug(node, tick, AssertKind(kind), message, file, line, assert_id, first)

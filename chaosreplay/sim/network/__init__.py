@@ -1,0 +1,1 @@
+"""The simulated network: the seven-stage fabric and SDK datagrams over it."""

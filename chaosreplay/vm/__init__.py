@@ -1,0 +1,1 @@
+"""The bottom layer: C core bindings, ELF images, instruction patching, virtual CPU, watchdog."""

@@ -1,0 +1,433 @@
+"""Non-virtualizable instructions: find them in a program, patch them to ud2, emulate them.
+
+On this KVM (DESIGN §2) rdtsc, rdtscp, cpuid, rdrand, rdseed, rdpid and xgetbv run
+natively at CPL3 and cannot be made to trap, so a guest executing them would see the host.
+chaosreplay finds every one in the executable segments at load, replaces it with `ud2`
+(0F 0B, padded with int3), and when the #UD arrives answers it from the run's state:
+
+- rdtsc/rdtscp: a virtual TSC at TSC_HZ (1 GHz), i.e. tsc = the node's virtual ns;
+  rdtscp's TSC_AUX (ecx) and rdpid give the node id;
+- cpuid/xgetbv: the fixed model of chaosreplay.vm.virtual_cpu;
+- rdrand/rdseed: values from the seeded streams "rdrand"/"rdseed" of the node, CF=1.
+
+Finding. Every such instruction contains one of a few core byte patterns (`0F 31`,
+`0F 01 F9`, `0F A2`, `0F 01 D0`, `0F C7` + a register ModRM with reg 6/7), so a raw byte
+search yields a superset of the sites. Each code region holding a pattern is then
+disassembled with capstone from a known instruction boundary: from each function symbol's
+start to its end, and by linear sweep (skipdata) over executable bytes no function covers.
+A pattern that falls inside another decoded instruction (an immediate, a displacement) is
+not an instruction and is left alone.
+
+Unpatchable. A site cannot be patched safely, and the program is refused, when:
+- it straddles a region boundary (starts in one function and ends in the next, or runs
+  past the end of the executable bytes): patching would corrupt the neighbour;
+- two decodings of the same bytes disagree (overlapping function symbols decoding it
+  as a site in one and as other instructions in another);
+- it, or a pattern hit, lies in bytes capstone could not decode, or within
+  RESYNC_WINDOW bytes after such bytes: decoding there is ambiguous (data in code, or a
+  desynchronised sweep), so we can neither rule out a hidden instruction nor be sure a
+  decoded one is real.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import enum
+import re
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import capstone
+
+from chaosreplay.errors import GuestProgramError
+from chaosreplay.rng import DeterministicStream
+from chaosreplay.vm import virtual_cpu
+from chaosreplay.vm.elf import ProgramImage, Segment
+
+UD2 = b"\x0f\x0b"
+INT3 = 0xCC
+TSC_HZ = virtual_cpu.TSC_HZ
+RESYNC_WINDOW = 32
+"""Bytes after undecodable bytes within which decoding is treated as ambiguous."""
+
+
+class Kind(enum.Enum):
+    """A non-virtualizable instruction, by capstone mnemonic."""
+
+    RDTSC = "rdtsc"
+    RDTSCP = "rdtscp"
+    CPUID = "cpuid"
+    RDRAND = "rdrand"
+    RDSEED = "rdseed"
+    RDPID = "rdpid"
+    XGETBV = "xgetbv"
+
+
+_KINDS = {kind.value: kind for kind in Kind}
+_MAX_INSN = 15  # the longest x86 instruction, in bytes
+_CORE_PATTERN = re.compile(rb"\x0f(?:\x31|\x01[\xf9\xd0]|\xa2|\xc7[\xf0-\xff])", re.DOTALL)
+
+_REGISTERS_64 = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
+                 *(f"r{n}" for n in range(8, 16)))  # fmt: skip
+_LEGACY_32 = {f"e{name[1:]}": name for name in _REGISTERS_64[:8]}
+_LEGACY_16 = {name[1:]: name for name in _REGISTERS_64[:8]}
+
+
+def _register_operand(op_str: str) -> tuple[str, int]:
+    """(64-bit register name, operand width in bits) of a capstone register operand."""
+    name = op_str.strip()
+    if name in _REGISTERS_64:
+        return name, 64
+    if name in _LEGACY_32:
+        return _LEGACY_32[name], 32
+    if name in _LEGACY_16:
+        return _LEGACY_16[name], 16
+    match = re.fullmatch(r"(r\d+)([dw])", name)
+    if match and match.group(1) in _REGISTERS_64:
+        return match.group(1), 32 if match.group(2) == "d" else 16
+    raise ValueError(f"unexpected register operand {op_str!r}")
+
+
+@dataclass(frozen=True)
+class Site:
+    """One non-virtualizable instruction in the program image."""
+
+    address: int
+    length: int
+    kind: Kind
+    original: bytes
+    symbol: str
+    register: str | None = None
+    """Destination of rdrand/rdseed/rdpid, as its 64-bit name ("rax", "r8")."""
+    width: int = 64
+    """Operand size in bits of that destination (16, 32 or 64)."""
+    problem: str | None = None
+    """Why the site cannot be patched safely, or None when it can."""
+
+    @property
+    def text(self) -> str:
+        """The instruction in assembler syntax."""
+        if self.register is None:
+            return self.kind.value
+        name = self.register
+        if self.width != 64:
+            name = _narrow_register(name, self.width)
+        return f"{self.kind.value} {name}"
+
+
+def _narrow_register(name: str, width: int) -> str:
+    for table in (_LEGACY_32, _LEGACY_16):
+        for narrow, wide in table.items():
+            if wide == name and len(narrow) == (3 if width == 32 else 2):
+                return narrow
+    return f"{name}{'d' if width == 32 else 'w'}"
+
+
+@dataclass
+class _Region:
+    """A run of executable bytes decoded from a known instruction boundary."""
+
+    start: int
+    end: int
+    segment: Segment
+    starts: list[int] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    sites: dict[int, Site] = field(default_factory=dict)
+    undecodable: list[int] = field(default_factory=list)
+
+    def covering(self, address: int) -> int | None:
+        """Start of the decoded instruction whose bytes include address, or None."""
+        index = bisect.bisect_right(self.starts, address) - 1
+        if index >= 0 and address < self.starts[index] + self.lengths[index]:
+            return self.starts[index]
+        return None
+
+    def ambiguous_at(self, address: int) -> bool:
+        """Whether address is at most RESYNC_WINDOW bytes after an undecodable byte."""
+        index = bisect.bisect_right(self.undecodable, address) - 1
+        return index >= 0 and address - self.undecodable[index] <= RESYNC_WINDOW
+
+
+def _disassembler() -> capstone.Cs:
+    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    md.skipdata = True
+    return md
+
+
+def _regions(image: ProgramImage, segment: Segment) -> list[_Region]:
+    """Function ranges inside the segment, plus the gaps between them (linear sweep)."""
+    seg_end = segment.vaddr + segment.filesz
+    regions: list[_Region] = []
+    covered: list[tuple[int, int]] = []
+    for start, end, _name in image.symbols.function_ranges():
+        if segment.vaddr <= start < seg_end:
+            regions.append(_Region(start, min(end, seg_end), segment))
+            covered.append((start, min(end, seg_end)))
+    cursor = segment.vaddr
+    for start, end in sorted(covered):
+        if start > cursor:
+            regions.append(_Region(cursor, start, segment))
+        cursor = max(cursor, end)
+    if cursor < seg_end:
+        regions.append(_Region(cursor, seg_end, segment))
+    return regions
+
+
+def _decode(md: capstone.Cs, image: ProgramImage, region: _Region) -> None:
+    """Disassemble a region, recording instruction starts, sites and undecodable bytes."""
+    seg = region.segment
+    seg_end = seg.vaddr + seg.filesz
+    # Slice to the region (plus one maximal instruction, to see one straddling its end):
+    # capstone decodes its whole input buffer before yielding the first instruction.
+    offset = region.start - seg.vaddr
+    code = seg.data[offset : offset + (region.end - region.start) + _MAX_INSN]
+    for address, size, mnemonic, op_str in md.disasm_lite(code, region.start):
+        if address >= region.end:
+            break
+        region.starts.append(address)
+        region.lengths.append(size)
+        if mnemonic == ".byte":
+            region.undecodable.append(address)
+            continue
+        kind = _KINDS.get(mnemonic)
+        if kind is None:
+            continue
+        register, width = (None, 64)
+        if kind in (Kind.RDRAND, Kind.RDSEED, Kind.RDPID):
+            register, width = _register_operand(op_str)
+        problem = None
+        if address + size > region.end:
+            problem = f"straddles the end of its code region at {region.end:#x}"
+        if address + size > seg_end:
+            problem = "runs past the end of the executable segment"
+        region.sites[address] = Site(
+            address=address,
+            length=size,
+            kind=kind,
+            original=seg.data[address - seg.vaddr : address - seg.vaddr + size],
+            symbol=image.symbols.describe(address),
+            register=register,
+            width=width,
+            problem=problem,
+        )
+
+
+def _judge(image: ProgramImage, hit: int, regions: list[_Region]) -> list[Site]:
+    """Sites for one pattern hit, marked unpatchable where the decodings are unsure."""
+    verdicts: set[int | None] = set()
+    found: list[Site] = []
+    ambiguous = False
+    for region in regions:
+        start = region.covering(hit)
+        verdicts.add(start if start is not None and start in region.sites else None)
+        site = region.sites.get(start) if start is not None else None
+        if site is not None:
+            found.append(site)
+        if start is None or start in region.undecodable or region.ambiguous_at(hit):
+            ambiguous = True
+    if len(verdicts) > 1:
+        reason = "decodes differently in overlapping functions"
+    elif ambiguous:
+        reason = "lies in or just after bytes that do not decode (data in code?)"
+    else:
+        return found
+    if found:
+        return [_with_problem(site, reason) for site in found]
+    kind = _guess_kind(image, hit)
+    return [
+        Site(
+            address=hit,
+            length=len(kind[1]),
+            kind=kind[0],
+            original=kind[1],
+            symbol=image.symbols.describe(hit),
+            problem=f"byte pattern of {kind[0].value} {reason}",
+        )
+    ]
+
+
+def _with_problem(site: Site, reason: str) -> Site:
+    if site.problem is not None:
+        return site
+    return dataclasses.replace(site, problem=reason)
+
+
+def _guess_kind(image: ProgramImage, hit: int) -> tuple[Kind, bytes]:
+    """The instruction a raw pattern would be, for reporting an undecoded hit."""
+    seg = image.segment_at(hit)
+    assert seg is not None
+    raw = seg.data[hit - seg.vaddr : hit - seg.vaddr + 3]
+    if raw[1] == 0x31:
+        return Kind.RDTSC, raw[:2]
+    if raw[1] == 0xA2:
+        return Kind.CPUID, raw[:2]
+    if raw[1] == 0x01:
+        return (Kind.RDTSCP if raw[2] == 0xF9 else Kind.XGETBV), raw[:3]
+    return (Kind.RDRAND if raw[2] < 0xF8 else Kind.RDSEED), raw[:3]
+
+
+def scan_sites(image: ProgramImage) -> list[Site]:
+    """Every non-virtualizable instruction (or suspicious pattern), patchable or not."""
+    md = _disassembler()
+    sites: dict[int, Site] = {}
+    for segment in image.executable_segments():
+        data = segment.data
+        hits = [segment.vaddr + m.start() for m in _CORE_PATTERN.finditer(data)]
+        if not hits:
+            continue
+        regions = _regions(image, segment)
+        decoded: set[int] = set()
+        for hit in hits:
+            holding = [r for r in regions if r.start <= hit < r.end]
+            for region in holding:
+                if id(region) not in decoded:
+                    _decode(md, image, region)
+                    decoded.add(id(region))
+            for site in _judge(image, hit, holding):
+                if site.address not in sites or site.problem is not None:
+                    sites[site.address] = site
+    return _mark_overlaps(sorted(sites.values(), key=lambda s: s.address))
+
+
+def _mark_overlaps(sites: list[Site]) -> list[Site]:
+    """Sites whose bytes overlap another site's come from conflicting decodings."""
+    out = list(sites)
+    for i in range(1, len(out)):
+        if out[i].address < out[i - 1].address + out[i - 1].length:
+            reason = f"overlaps the site at {out[i - 1].address:#x}"
+            out[i] = _with_problem(out[i], reason)
+            out[i - 1] = _with_problem(out[i - 1], f"overlaps the site at {out[i].address:#x}")
+    return out
+
+
+def find_sites(image: ProgramImage) -> list[Site]:
+    """The sites to patch; GuestProgramError listing them if any cannot be patched safely."""
+    sites = scan_sites(image)
+    bad = [s for s in sites if s.problem is not None]
+    if bad:
+        listed = "; ".join(f"{s.address:#x} {s.text} in {s.symbol}: {s.problem}" for s in bad)
+        raise GuestProgramError(
+            f"{image.path}: {len(bad)} non-virtualizable instruction(s) cannot be patched "
+            f"safely: {listed}"
+        )
+    return sites
+
+
+def patch_segments(image: ProgramImage, sites: list[Site]) -> list[bytes]:
+    """Each segment's file bytes with every site replaced by ud2 and int3 padding."""
+    patched = [bytearray(seg.data) for seg in image.segments]
+    for site in sites:
+        if site.problem is not None:
+            raise GuestProgramError(f"{image.path}: site {site.address:#x}: {site.problem}")
+        for index, seg in enumerate(image.segments):
+            offset = site.address - seg.vaddr
+            if offset >= 0 and offset + site.length <= seg.filesz:
+                if bytes(patched[index][offset : offset + site.length]) != site.original:
+                    raise ValueError(f"site {site.address:#x} does not match the image bytes")
+                # int3 padding is never executed: emulation resumes at address + length.
+                filler = UD2 + bytes([INT3]) * (site.length - len(UD2))
+                patched[index][offset : offset + site.length] = filler
+                break
+        else:
+            raise ValueError(f"site {site.address:#x} is not inside any segment's file bytes")
+    return [bytes(p) for p in patched]
+
+
+class Registers(Protocol):
+    """The general registers the emulator reads and writes, named as in struct kvm_regs."""
+
+    rax: int
+    rbx: int
+    rcx: int
+    rdx: int
+    rsi: int
+    rdi: int
+    rsp: int
+    rbp: int
+    r8: int
+    r9: int
+    r10: int
+    r11: int
+    r12: int
+    r13: int
+    r14: int
+    r15: int
+    rip: int
+    rflags: int
+
+
+@dataclass(frozen=True)
+class GuestFault:
+    """An exception the emulated instruction raises instead of completing (deliver it)."""
+
+    vector: int
+    signal: int
+    reason: str
+
+
+_MASK64 = (1 << 64) - 1
+_MASK32 = 0xFFFF_FFFF
+_CF, _PF, _AF, _ZF, _SF, _OF = 1 << 0, 1 << 2, 1 << 4, 1 << 6, 1 << 7, 1 << 11
+_GP_VECTOR, _SIGSEGV = 13, 11
+
+
+def write_register(regs: Registers, name: str, value: int, width: int) -> None:
+    """Write like the CPU: 32-bit writes zero-extend, 16-bit writes keep the upper bits."""
+    if width == 64:
+        setattr(regs, name, value & _MASK64)
+    elif width == 32:
+        setattr(regs, name, value & _MASK32)
+    elif width == 16:
+        setattr(regs, name, (getattr(regs, name) & ~0xFFFF & _MASK64) | (value & 0xFFFF))
+    else:
+        raise ValueError(f"unsupported register width {width}")
+
+
+class NonVirtEmulator:
+    """Answers patched instructions for one node from its seed, id and virtual clock."""
+
+    def __init__(self, seed: int, node_id: int, node_count: int) -> None:
+        if not 0 <= node_id < node_count:
+            raise ValueError(f"node id {node_id} outside 0..{node_count - 1}")
+        self.seed = seed
+        self.node_id = node_id
+        self.node_count = node_count
+        self.reseed(0)
+
+    def reseed(self, incarnation: int) -> None:
+        """Fresh rdrand/rdseed streams for a new life of the node (0: the first)."""
+        suffix = f"#{incarnation}" if incarnation else ""
+        self.rdrand = DeterministicStream(self.seed, "rdrand" + suffix, self.node_id)
+        self.rdseed = DeterministicStream(self.seed, "rdseed" + suffix, self.node_id)
+
+    def emulate(self, site: Site, regs: Registers, vtime_ns: int) -> GuestFault | None:
+        """Perform site's instruction on regs; a GuestFault when it must fault instead."""
+        kind = site.kind
+        if kind in (Kind.RDTSC, Kind.RDTSCP):
+            tsc = (vtime_ns * TSC_HZ // 1_000_000_000) & _MASK64
+            write_register(regs, "rax", tsc, 32)
+            write_register(regs, "rdx", tsc >> 32, 32)
+            if kind is Kind.RDTSCP:
+                write_register(regs, "rcx", self.node_id, 32)
+        elif kind is Kind.CPUID:
+            result = virtual_cpu.cpuid(regs.rax, regs.rcx)
+            for name, value in zip(("rax", "rbx", "rcx", "rdx"), result, strict=True):
+                write_register(regs, name, value, 32)
+        elif kind is Kind.XGETBV:
+            value = virtual_cpu.xgetbv(regs.rcx)
+            if value is None:
+                return GuestFault(_GP_VECTOR, _SIGSEGV, f"xgetbv of XCR{regs.rcx & _MASK32}")
+            write_register(regs, "rax", value, 32)
+            write_register(regs, "rdx", value >> 32, 32)
+        elif kind in (Kind.RDRAND, Kind.RDSEED):
+            stream = self.rdrand if kind is Kind.RDRAND else self.rdseed
+            value = int.from_bytes(stream.read(site.width // 8), "little")
+            assert site.register is not None
+            write_register(regs, site.register, value, site.width)
+            regs.rflags = (regs.rflags & ~(_OF | _SF | _ZF | _AF | _PF)) | _CF
+        elif kind is Kind.RDPID:
+            assert site.register is not None
+            write_register(regs, site.register, self.node_id, site.width)
+        regs.rip = (site.address + site.length) & _MASK64
+        return None
