@@ -10,14 +10,17 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from chaosreplay.cli.integrity import check_integrity, force_option
 from chaosreplay.errors import ConfigError
 from chaosreplay.recording import RecordingReader
 from chaosreplay.runs.record_replay import RunOptions, describe_part, record_run, replay_run
 from chaosreplay.runs.sweep import SeedOutcome, default_jobs, parse_seeds, sweep
 from chaosreplay.sim.demo import demo_scenario
+from chaosreplay.sim.outcome import ended_nodes, failure_details, outcome_words, seconds
 from chaosreplay.sim.programs import resolve_images
 from chaosreplay.sim.scenario import Scenario, load_scenario
 from chaosreplay.sim.simulation import RunResult, Simulation
@@ -73,24 +76,34 @@ class _Bar:
         self.progress.__exit__(*exc)
 
 
+def _print_outcome(summary: dict[str, Any], duration: int, tail: str = "") -> None:
+    """The verdict line, then which nodes ended how and every failure with its stderr."""
+    words = outcome_words(summary, duration)
+    verdict, _, rest = words.partition(": ")
+    color = "red" if verdict == "FAILED" else "green" if verdict == "passed" else "yellow"
+    _err.print(f"[{color}]{verdict}[/]: {escape(rest)}{tail}")
+    ended = ended_nodes(summary)
+    if ended:
+        _err.print(f"nodes ended: {escape(ended)}")
+    details = failure_details(summary)
+    if len(summary.get("bugs") or []) + len(summary.get("failures") or []) == 1:
+        details = details[1:]  # the verdict line said it already; its stderr follows
+    for line in details:
+        _err.print(escape(line) if line.startswith(" ") else f"[red]{escape(line)}[/]")
+
+
 def _summary(result: RunResult, scenario: Scenario, wall: float, out: Path) -> None:
     virtual = result.end_tick / 1000
     speed = f"{virtual / wall:.1f}x real time" if wall > 0 else ""
-    status = "[red]FAILED[/]" if result.failed else "[green]passed[/]"
-    _err.print(f"{status}: {result.reason} after {virtual:.3f}s virtual · "
-               f"{scenario.node_count} nodes · seed {scenario.seed} · {result.events:,} events "
-               f"· wall {wall:.2f}s ({speed})")
+    _print_outcome(result.summary(), scenario.duration,
+                   f" · {scenario.node_count} nodes · seed {scenario.seed} · "
+                   f"{result.events:,} events · virtual {seconds(result.end_tick)} · "
+                   f"wall {wall:.2f}s ({speed})")
     net = result.network
     dropped = sum(net.get("dropped", {}).values())
     _err.print(f"network: {net.get('sent', 0)} sent, {net.get('delivered', 0)} delivered, "
                f"{dropped} dropped, {net.get('corrupted', 0)} corrupted, "
                f"{net.get('duplicated', 0)} duplicated")
-    for bug in result.bugs:
-        _err.print(f"[red]bug[/] at tick {bug.tick} on node {bug.node}: "
-                   f"{bug.kind.name.lower()} \"{bug.message}\" ({bug.location})")
-    for failure in result.failures:
-        _err.print(f"[red]{failure.kind}[/] at tick {failure.tick} on node {failure.node}: "
-                   f"{failure.detail}")
     for item in result.unsatisfied:
         _err.print(f"[yellow]never satisfied[/]: {item['assert_kind']} \"{item['message']}\" "
                    f"({item['file']}:{item['line']})")
@@ -174,13 +187,13 @@ def _record_seeds(scenario: Scenario, images: list[Any], seeds: list[int], jobs:
                          advance)
     table = Table(title=f"{len(seeds)} seeds · {failing} failing · "
                         f"{time.perf_counter() - started:.1f}s wall · {jobs} jobs")
-    for column in ("seed", "result", "ended", "first failure", "recording"):
+    for column in ("seed", "result", "outcome", "ended at", "recording"):
         table.add_column(column)
     for o in outcomes:
         if o.failed or len(outcomes) <= 50:
+            words = o.outcome.partition(": ")[2] or o.signature or o.reason
             table.add_row(str(o.seed), "[red]FAILED[/]" if o.failed else "passed",
-                          f"{o.reason} at {o.end_tick / 1000:.3f}s", o.signature or "-",
-                          o.recording or "-")
+                          escape(words), seconds(o.end_tick), escape(o.recording or "-"))
     if len(outcomes) > 50:
         table.caption = "passing seeds are left out of tables over 50 rows"
     Console(highlight=False).print(table)
@@ -192,11 +205,14 @@ def _record_seeds(scenario: Scenario, images: list[Any], seeds: list[int], jobs:
 @click.option("--hang-timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="Wall seconds without a VM exit before a node counts as hung (0: never).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def replay(recording: Path, hang_timeout: float, no_progress: bool) -> None:
+@force_option
+def replay(recording: Path, hang_timeout: float, no_progress: bool, force: bool) -> None:
     """Re-run RECORDING from its manifest and check every event and checkpoint digest.
 
-    Exits 0 when the replay is identical, 1 at the first divergence.
+    Exits 0 when the replay is identical, 1 at the first divergence, 2 when the
+    recording is damaged (see verify) and there is no --force.
     """
+    check_integrity(recording, force, "replay it")
     started = time.perf_counter()
     show = not no_progress and _err.is_terminal
     with RecordingReader(recording) as reader:
@@ -210,6 +226,8 @@ def replay(recording: Path, hang_timeout: float, no_progress: bool) -> None:
         note = "" if report.complete_recording else " (the recording is incomplete: its " \
             "events so far)"
         _err.print(f"[green]identical[/]: {checked} match{note} · wall {wall:.2f}s")
+        if report.outcome is not None:
+            _print_outcome(report.outcome, report.duration, " (the run it reproduces)")
         sys.exit(0)
     d = report.divergence
     if d is not None:

@@ -118,6 +118,8 @@ class ReplayReport:
     state_differs: list[str] = field(default_factory=list)  # part names, from a checkpoint
     state_checked_at: int | None = None  # tick of the checkpoint that showed state_differs
     complete_recording: bool = True
+    outcome: dict[str, Any] | None = None  # the re-executed run's summary, once it ran out
+    duration: int = 0  # the scenario's duration in ticks (for describing the outcome)
 
     @property
     def identical(self) -> bool:
@@ -205,12 +207,13 @@ def replay_run(path: str | os.PathLike[str], on_progress: Progress | None = None
     with RecordingReader(path) as reader:
         report.complete_recording = reader.complete
         scenario, images, options = load_run(reader)
+        report.duration = scenario.duration
         comparer = _Comparer(reader, report)
         sim = Simulation(scenario, images, sink=comparer.event, keep_going=options.keep_going,
                          on_checkpoint=comparer.checkpoint, on_progress=on_progress,
                          hang_seconds=hang_seconds)
         try:
-            sim.run()
+            report.outcome = sim.run().summary()
             comparer.finish()
         except _Stop:
             pass

@@ -34,6 +34,7 @@ class SeedOutcome:
     recording: str | None = None  # kept recording of a failing run
     wall_seconds: float = 0.0
     error: str | None = None  # the run could not be carried out (e.g. a VM failure)
+    outcome: str = ""  # the verdict in words (sim/outcome.py), as `record` prints it
 
     @property
     def signature(self) -> str:
@@ -55,6 +56,7 @@ class _Job:
 def _run_one(job: _Job, seed: int) -> SeedOutcome:
     from chaosreplay.errors import ChaosReplayError
     from chaosreplay.runs.record_replay import RunOptions, record_run
+    from chaosreplay.sim.outcome import outcome_words
     from chaosreplay.sim.simulation import Simulation
 
     started = time.perf_counter()
@@ -72,12 +74,15 @@ def _run_one(job: _Job, seed: int) -> SeedOutcome:
             recording = str(path)
     except (ChaosReplayError, OSError) as exc:
         return SeedOutcome(seed, True, "error", 0, 0, error=str(exc),
-                           wall_seconds=time.perf_counter() - started)
+                           wall_seconds=time.perf_counter() - started,
+                           outcome=f"FAILED: the run could not be carried out: {exc}")
+    summary = result.summary()
     return SeedOutcome(
         seed, result.failed, result.reason, result.end_tick, result.events,
         [b.message for b in result.bugs],
         [f"{f.kind}: {f.detail}" for f in result.failures],
-        recording, time.perf_counter() - started)
+        recording, time.perf_counter() - started,
+        outcome=outcome_words(summary, scenario.duration))
 
 
 _JOB: _Job | None = None
