@@ -16,8 +16,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from chaosreplay.events import EventKind
 from chaosreplay.recording import Event, RecordingReader, verify_recording
 from chaosreplay.recording.jsonview import to_json
+from chaosreplay.sim.validation import did_you_mean
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -139,24 +141,71 @@ def _event_line(event: Event) -> str:
             f"{' ' + fields if fields else ''}")
 
 
+def _expand_kinds(file: Path, reader: RecordingReader, asked: tuple[str, ...]) -> set[str]:
+    """The kinds asked for, a prefix ("fault") standing for its family (fault.start,
+    fault.end); an unknown kind is refused with the list of kinds."""
+    known = sorted({kind.value for kind in EventKind} | set(reader.counts_by_kind))
+    selected: set[str] = set()
+    for name in asked:
+        family = [k for k in known if k == name or k.startswith(name + ".")]
+        if not family:
+            close = did_you_mean(name, known)
+            raise click.BadParameter(f"{file}: unknown event kind {name!r}{close}; the kinds "
+                                     f"are {', '.join(known)} (or a prefix such as 'fault')",
+                                     param_hint="--kind")
+        selected.update(family)
+    return selected
+
+
+def _node_count(reader: RecordingReader) -> int:
+    """How many nodes the recorded run had (from its scenario, else from its events)."""
+    manifest = reader.manifest
+    scenario = manifest.get("scenario") if isinstance(manifest, dict) else None
+    groups = scenario.get("nodes") if isinstance(scenario, dict) else None
+    if isinstance(groups, list) and all(isinstance(g, dict) for g in groups):
+        counts = [g.get("count", 1) for g in groups]
+        if all(isinstance(c, int) for c in counts):
+            return sum(counts)
+    return max((n + 1 for n in reader.counts_by_node if n >= 0), default=0)
+
+
 @click.command()
 @click.argument("file", type=_FILE)
-@click.option("--kind", "kinds", multiple=True, help="Only events of this kind (repeatable).")
-@click.option("--node", "nodes", multiple=True, type=int,
+@click.option("--kind", "kinds", multiple=True,
+              help="Only events of this kind, or of a family such as 'fault' (repeatable).")
+@click.option("--node", "nodes", multiple=True, type=click.IntRange(min=-1),
               help="Only events of this node; -1 for simulation-level events (repeatable).")
-@click.option("--from", "from_tick", type=int, help="First tick (inclusive).")
-@click.option("--to", "to_tick", type=int, help="Last tick (inclusive).")
+@click.option("--from", "from_tick", type=click.IntRange(min=0),
+              help="First tick (inclusive).")
+@click.option("--to", "to_tick", type=click.IntRange(min=0), help="Last tick (inclusive).")
 @click.option("--json", "as_json", is_flag=True,
               help='JSON lines; byte strings as {"$bytes": "<base64>"}.')
 def events(file: Path, kinds: tuple[str, ...], nodes: tuple[int, ...], from_tick: int | None,
            to_tick: int | None, as_json: bool) -> None:
-    """Print a recording's events, one per line, filtered by kind, node and tick range."""
+    """Print a recording's events, one per line, filtered by kind, node and tick range.
+
+    A filter that matches nothing prints "0 events" on stderr.
+    """
+    if from_tick is not None and to_tick is not None and from_tick > to_tick:
+        raise click.BadParameter(f"--from {from_tick} is after --to {to_tick}: an empty range",
+                                 param_hint="--from/--to")
     with RecordingReader(file) as reader:
         for problem in reader.damage:
             click.echo(f"chaosreplay: warning: {problem}", err=True)
+        kind_set = _expand_kinds(file, reader, kinds) if kinds else None
+        count = _node_count(reader)
+        for node in nodes:
+            if node >= count:
+                raise click.BadParameter(
+                    f"{file}: node {node} does not exist (the run has nodes 0..{count - 1}, "
+                    "and -1 for the simulation itself)" if count else
+                    f"{file}: node {node} does not exist (the recording has no node events)",
+                    param_hint="--node")
         selected = reader.events(from_tick=from_tick, to_tick=to_tick,
-                                 kinds=kinds or None, nodes=nodes or None)
+                                 kinds=kind_set, nodes=nodes or None)
+        shown = 0
         for event in selected:
+            shown += 1
             if as_json:
                 click.echo(json.dumps({"seq": event.seq, "tick": event.tick,
                                        "vtime_ns": event.vtime_ns, "node": event.node,
@@ -164,6 +213,8 @@ def events(file: Path, kinds: tuple[str, ...], nodes: tuple[int, ...], from_tick
                                        "fields": to_json(event.fields)}))
             else:
                 click.echo(_event_line(event))
+        if not shown:
+            click.echo("0 events", err=True)
 
 
 @click.command()

@@ -12,12 +12,17 @@ import click
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from chaosreplay.cli.integrity import check_integrity, force_option
 from chaosreplay.errors import ConfigError
 from chaosreplay.recording import RecordingReader
-from chaosreplay.runs.record_replay import RunOptions, describe_part, record_run, replay_run
+from chaosreplay.runs.record_replay import (
+    RunOptions,
+    describe_part,
+    partial_path,
+    record_run,
+    replay_run,
+)
 from chaosreplay.runs.sweep import SeedOutcome, default_jobs, parse_seeds, sweep
 from chaosreplay.sim.demo import demo_scenario
 from chaosreplay.sim.outcome import ended_nodes, failure_details, outcome_words, seconds
@@ -159,8 +164,15 @@ def record(scenario_file: Path | None, seed: int | None, duration: int | None, o
     options = RunOptions(keep_going=keep_going, hang_seconds=hang_timeout)
     started = time.perf_counter()
     show = not no_progress and _err.is_terminal
-    with _Bar(scenario.duration_ns, show, "recording") as bar:
-        result = record_run(scenario, images, output, options, on_progress=bar)
+    try:
+        with _Bar(scenario.duration_ns, show, "recording") as bar:
+            result = record_run(scenario, images, output, options, on_progress=bar)
+    except KeyboardInterrupt:
+        partial = partial_path(output)
+        left = (f": the run so far is left in {partial} (info, events and replay read it up "
+                "to its last whole frame)" if partial.exists() else "")
+        _err.print(f"chaosreplay: interrupted{escape(left)}")
+        sys.exit(130)
     _summary(result, scenario, time.perf_counter() - started, output)
     sys.exit(1 if result.failed else 0)
 
@@ -185,18 +197,17 @@ def _record_seeds(scenario: Scenario, images: list[Any], seeds: list[int], jobs:
 
         outcomes = sweep(scenario, images, seeds, jobs, keep_failing, hang_timeout, keep_going,
                          advance)
-    table = Table(title=f"{len(seeds)} seeds · {failing} failing · "
-                        f"{time.perf_counter() - started:.1f}s wall · {jobs} jobs")
-    for column in ("seed", "result", "outcome", "ended at", "recording"):
-        table.add_column(column)
+    # Plain lines, not a table: a verdict must never be cut or wrapped mid-message.
+    click.echo(f"{len(seeds)} seeds · {failing} failing · "
+               f"{time.perf_counter() - started:.1f}s wall · {jobs} jobs")
     for o in outcomes:
         if o.failed or len(outcomes) <= 50:
-            words = o.outcome.partition(": ")[2] or o.signature or o.reason
-            table.add_row(str(o.seed), "[red]FAILED[/]" if o.failed else "passed",
-                          escape(words), seconds(o.end_tick), escape(o.recording or "-"))
+            words = o.outcome or ("FAILED: " if o.failed else "passed: ") + (
+                o.signature or o.reason)
+            kept = f" · recording {o.recording}" if o.recording else ""
+            click.echo(f"seed {o.seed}: {words} · ended at {seconds(o.end_tick)}{kept}")
     if len(outcomes) > 50:
-        table.caption = "passing seeds are left out of tables over 50 rows"
-    Console(highlight=False).print(table)
+        click.echo("(passing seeds are left out of lists over 50 seeds)")
     sys.exit(1 if failing else 0)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from chaosreplay.errors import RecordingError
 from chaosreplay.sim.scenario import Scenario
 from chaosreplay.vm.elf import ProgramImage
 
@@ -103,7 +104,11 @@ def sweep(scenario: Scenario, images: list[ProgramImage], seeds: Iterable[int], 
           on_outcome: Callable[[SeedOutcome], Any] | None = None) -> list[SeedOutcome]:
     """Run every seed; `jobs` worker processes (1: in this process)."""
     if keep_failing is not None:
-        keep_failing.mkdir(parents=True, exist_ok=True)
+        try:
+            keep_failing.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RecordingError(f"{keep_failing}: cannot create the folder for failing "
+                                 f"recordings ({exc.strerror})") from None
     job = _Job(scenario, images, None if keep_failing is None else str(keep_failing),
                hang_seconds, keep_going)
     outcomes = []
@@ -130,16 +135,25 @@ def default_jobs() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
+MAX_SEEDS = 1_000_000  # one sweep; a larger one is many sweeps (and days of runs)
+MAX_SEED = 2**64 - 1
+
+
 def parse_seeds(text: str) -> list[int]:
     """"1-500", "3", "1,5,9-12" -> the seeds, in the order written (ValueError if malformed)."""
     seeds: list[int] = []
     for part in text.split(","):
         low, dash, high = part.strip().partition("-")
-        if not low.isdigit() or (dash and not high.isdigit()):
+        if not low.isascii() or not low.isdigit() or (dash and not (high.isascii()
+                                                                    and high.isdigit())):
             raise ValueError(f"expected seeds like 1-500 or 1,5,9-12, got {text!r}")
         first, last = int(low), int(high) if dash else int(low)
         if last < first:
             raise ValueError(f"seed range {part.strip()!r} ends before it starts")
+        if last > MAX_SEED:
+            raise ValueError(f"seed {last} is larger than the largest seed, 2^64-1")
+        if len(seeds) + last - first + 1 > MAX_SEEDS:
+            raise ValueError(f"seeds {text!r} are more than {MAX_SEEDS:,} seeds in one sweep")
         seeds.extend(range(first, last + 1))
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds {text!r} name a seed twice")

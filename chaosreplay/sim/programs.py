@@ -15,12 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from chaosreplay.errors import GuestProgramError, RecordingError
+from chaosreplay.recording.format import MAX_RAW, FrameKind
 from chaosreplay.sim.scenario import DEMO_PROGRAM, Scenario
 from chaosreplay.vm.elf import ProgramImage, load_program, parse_program
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 MAX_PROGRAM_BYTES = 256 << 20
-"""The largest node program chaosreplay reads (it is embedded in every recording)."""
+"""The largest program chaosreplay reads from disk."""
+MAX_EMBEDDED_BYTES = MAX_RAW[FrameKind.MANIFEST] - (1 << 20)
+"""A scenario's distinct programs together: they are embedded in the recording's manifest
+frame, whose limit leaves room here for the scenario itself."""
 DEMO_CANDIDATES = (
     PACKAGE_DIR / "_demo" / "raft",
     PACKAGE_DIR.parent / "guest" / "build" / "musl" / "raft",
@@ -84,6 +88,11 @@ def resolve_images(scenario: Scenario, base_dir: Path) -> list[ProgramImage]:
         if path not in cache:
             cache[path] = read_program(path)
         images.append(cache[path])
+    total = sum(len(image.raw) for image in {image.sha256: image for image in images}.values())
+    if total > MAX_EMBEDDED_BYTES:
+        names = ", ".join(str(p) for p in cache)
+        raise GuestProgramError(f"{names}: {total:,} bytes of programs, more than the "
+                                f"{MAX_EMBEDDED_BYTES >> 20} MiB a recording embeds")
     return images
 
 
