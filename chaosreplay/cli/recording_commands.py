@@ -16,9 +16,14 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from chaosreplay.errors import ChaosReplayError
 from chaosreplay.events import EventKind
 from chaosreplay.recording import Event, RecordingReader, verify_recording
 from chaosreplay.recording.jsonview import to_json
+from chaosreplay.runs.record_replay import MANIFEST_KIND
+from chaosreplay.runs.schedules import gate_tick, planned, run_faults
+from chaosreplay.sim.outcome import ended_nodes, outcome_words
+from chaosreplay.sim.scenario import Scenario
 from chaosreplay.sim.validation import did_you_mean
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -39,6 +44,30 @@ def _human_value(value: Any) -> str:
     """A field value on one line: Python literal notation, bytes escaped."""
     text = repr(value)
     return text if len(text) <= 200 else f"{text[:197]}..."
+
+
+def _run_facts(reader: RecordingReader) -> dict[str, Any]:
+    """A simulation recording's outcome in words and the faults of its run (the expanded
+    schedule, each marked with whether it started); {} for other recordings."""
+    manifest = reader.manifest
+    if not isinstance(manifest, dict) or manifest.get("kind") != MANIFEST_KIND:
+        return {}
+    try:
+        scenario = Scenario.from_dict(manifest["scenario"], f"{reader.path} (manifest)")
+    except (ChaosReplayError, KeyError, TypeError) as exc:
+        return {"outcome": f"unknown: the manifest's scenario cannot be read ({exc})",
+                "faults": []}
+    summary = reader.summary if isinstance(reader.summary, dict) else None
+    facts: dict[str, Any] = {"outcome": outcome_words(summary, scenario.duration),
+                             "nodes_ended": ended_nodes(summary) if summary else None}
+    try:
+        gate = gate_tick(reader)
+    except (ChaosReplayError, KeyError, TypeError, ValueError):
+        gate = None
+    started = {e.fields.get("fault_id") for e in reader.events(kinds=("fault.start",))}
+    facts["faults"] = [{**p.to_dict(), "started": p.fault_id in started}
+                       for p in planned(run_faults(scenario), gate)]
+    return facts
 
 
 def _info_dict(reader: RecordingReader, problems: list[str]) -> dict[str, Any]:
@@ -68,6 +97,7 @@ def _info_dict(reader: RecordingReader, problems: list[str]) -> dict[str, Any]:
         "host": _summarise_bytes(reader.host),
         "summary": to_json(reader.summary),
         "integrity": {"intact": not problems, "problems": problems},
+        **_run_facts(reader),
     }
 
 
@@ -92,6 +122,13 @@ def _print_info(info: dict[str, Any]) -> None:
          if info["integrity"]["intact"] else
          f"DAMAGED: {len(info['integrity']['problems'])} problem(s), see below"),
     ]
+    if "outcome" in info:
+        rows.insert(0, ("outcome", info["outcome"]))
+        if info.get("nodes_ended"):
+            rows.insert(1, ("nodes ended", info["nodes_ended"]))
+        ran = sum(f["started"] for f in info["faults"])
+        rows.append(("faults", f"{len(info['faults'])} in the expanded schedule, {ran} "
+                               "started (table below)" if info["faults"] else "none"))
     for key, value in info["manifest"].items():
         rows.append((f"manifest.{key}", json.dumps(value)))
     for row in rows:
@@ -115,8 +152,31 @@ def _print_info(info: dict[str, Any]) -> None:
                           str(c["page_count"]), str(c["new_pages"]), f"{c['blob_bytes']:,}",
                           f"{c['stored_bytes']:,}")
         console.print(table)
+    if info.get("faults"):
+        table = Table(title="faults (the expanded schedule)", title_justify="left")
+        for column in ("id", "kind", "node", "start", "end", "parameters", "ran"):
+            table.add_column(column, no_wrap=column != "parameters")
+        for f in info["faults"]:
+            fault = dict(f["fault"])
+            kind, node = fault.pop("kind"), fault.pop("node", None)
+            fault.pop("at", None)
+            fault.pop("duration", None)
+            table.add_row(f["fault_id"], kind, "-" if node is None else str(node),
+                          _tick_text(f["start_tick"]), _tick_text(f["end_tick"]),
+                          ", ".join(f"{k}={_param_text(v)}" for k, v in fault.items()) or "-",
+                          "yes" if f["started"] else "no")
+        console.print(table)
     for problem in info["integrity"]["problems"]:
         console.print(f"[red]damage:[/red] {problem}", markup=True)
+
+
+def _tick_text(tick: int | None) -> str:
+    return "-" if tick is None else str(tick)
+
+
+def _param_text(value: Any) -> str:
+    """A fault parameter, floats to 3 significant digits."""
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 @click.command()
