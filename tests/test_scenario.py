@@ -251,3 +251,22 @@ def test_to_dict_is_plain_data() -> None:
             assert type(value) in (int, float, str, bool), (type(value), value)
 
     walk(data)
+
+
+def test_default_node_names_follow_the_docs() -> None:
+    """The demo's nodes are raft-0.. (not builtin:demo-0); a group of one is its name."""
+    assert [s.name for s in Scenario().node_specs()] == ["raft-0", "raft-1", "raft-2"]
+    scenario = loads_scenario('[[nodes]]\nprogram = "bin/kv"\n[[nodes]]\nprogram = "bin/kv"\n'
+                              'count = 2\nname = "db"\n')
+    assert [s.name for s in scenario.node_specs()] == ["kv", "db-0", "db-1"]
+
+
+def test_expect_exit_parses_statuses_and_signals_and_round_trips() -> None:
+    """expect_exit: statuses and signal names; [0] by default; kept in to_dict."""
+    scenario = loads_scenario('[[nodes]]\nprogram = "p"\nexpect_exit = [0, 3, "SIGTERM"]\n'
+                              '[[nodes]]\nprogram = "q"\n')
+    first, second = scenario.node_specs()
+    assert first.expect_exit == (0, 3, "SIGTERM") and second.expect_exit == (0,)
+    assert first.expects_exit(3) and not first.expects_exit(2)
+    assert first.expects_signal(15) and not first.expects_signal(11)
+    assert Scenario.from_dict(scenario.to_dict()) == scenario

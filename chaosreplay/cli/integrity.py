@@ -9,12 +9,13 @@ trailer. Those recordings are read up to their last whole frame, as documented.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
-from chaosreplay.errors import RecordingError
+from chaosreplay.errors import ChaosReplayError, RecordingError
 from chaosreplay.recording import verify_recording
 
 FORCE_HELP = "Go on even when verify finds the recording damaged (results may be wrong)."
@@ -23,6 +24,21 @@ FORCE_HELP = "Go on even when verify finds the recording damaged (results may be
 def force_option(func: Callable) -> Callable:
     """The `--force` flag the gated commands share."""
     return click.option("--force", is_flag=True, help=FORCE_HELP)(func)
+
+
+@contextmanager
+def about_file(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Every error raised inside names the file: a reader's "offset 0: ..." becomes
+    "run.ccr: offset 0: ...", an OSError one line with its reason."""
+    name = os.fspath(path)
+    try:
+        yield
+    except ChaosReplayError as exc:
+        if str(exc).startswith(name):
+            raise
+        raise type(exc)(f"{name}: {exc}") from None
+    except OSError as exc:
+        raise RecordingError(f"{name}: {exc.strerror or exc}") from None
 
 
 def _unfinished_tail(problem: str) -> bool:

@@ -16,6 +16,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from chaosreplay.cli.integrity import about_file
 from chaosreplay.errors import ChaosReplayError
 from chaosreplay.events import EventKind
 from chaosreplay.recording import Event, RecordingReader, verify_recording
@@ -184,9 +185,10 @@ def _param_text(value: Any) -> str:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of tables.")
 def info(file: Path, as_json: bool) -> None:
     """Show a recording's manifest, counts, checkpoints, size and integrity."""
-    problems = verify_recording(file).problems
-    with RecordingReader(file) as reader:
-        data = _info_dict(reader, problems)
+    with about_file(file):
+        problems = verify_recording(file).problems
+        with RecordingReader(file) as reader:
+            data = _info_dict(reader, problems)
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:
@@ -249,7 +251,7 @@ def events(file: Path, kinds: tuple[str, ...], nodes: tuple[int, ...], from_tick
     if from_tick is not None and to_tick is not None and from_tick > to_tick:
         raise click.BadParameter(f"--from {from_tick} is after --to {to_tick}: an empty range",
                                  param_hint="--from/--to")
-    with RecordingReader(file) as reader:
+    with about_file(file), RecordingReader(file) as reader:
         for problem in reader.damage:
             click.echo(f"chaosreplay: warning: {problem}", err=True)
         kind_set = _expand_kinds(file, reader, kinds) if kinds else None

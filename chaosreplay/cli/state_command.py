@@ -48,8 +48,8 @@ def state(recording: str, tick: int | None, seq: int | None, node: int | None,
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     if node is not None and node >= len(result.nodes):
-        click.echo(f"error: node {node} does not exist (nodes 0..{len(result.nodes) - 1})",
-                   err=True)
+        click.echo(f"error: {recording}: node {node} does not exist (nodes 0.."
+                   f"{len(result.nodes) - 1})", err=True)
         sys.exit(2)
     if as_json:
         data: dict[str, Any] = result.to_dict()
