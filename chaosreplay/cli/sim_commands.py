@@ -146,7 +146,8 @@ def record(scenario_file: Path | None, seed: int | None, duration: int | None, o
     """Run a simulation and record it (the 3-node Raft demo without SCENARIO).
 
     With --seeds, run every seed (in parallel) and keep only failing recordings.
-    Exits 0 when no run found a failure, 1 when one found a bug, crash or hang.
+    Exits 0 when no run found a failure, 1 when one found a bug, a crash, a hang or
+    a node exit its scenario does not expect (expect_exit), 130 on Ctrl-C.
     """
     if seed_list is None and (jobs is not None or keep_failing is not None):
         raise click.UsageError("-j and --keep-failing go with --seeds")
