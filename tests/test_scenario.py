@@ -270,3 +270,17 @@ def test_expect_exit_parses_statuses_and_signals_and_round_trips() -> None:
     assert first.expects_exit(3) and not first.expects_exit(2)
     assert first.expects_signal(15) and not first.expects_signal(11)
     assert Scenario.from_dict(scenario.to_dict()) == scenario
+
+
+def test_random_faults_over_a_huge_duration_are_refused_before_expansion() -> None:
+    """Rates over ~292 years would expand billions of faults up front: one clear error,
+    for the file's duration and for a --duration override alike."""
+    rates = "[faults.random.rates]\nloss = 1.0\n"
+    with pytest.raises(ConfigError, match=r"faults\.random\.rates: random fault rates over"):
+        loads_scenario(f"duration = 9223372036854\n{rates}")
+    scenario = loads_scenario(f'duration = "60s"\n{rates}')
+    with pytest.raises(ConfigError, match=r"^--duration: random fault rates over"):
+        scenario.with_duration(9_223_372_036_854)
+    assert scenario.with_duration(120_000).duration == 120_000
+    with pytest.raises(ConfigError, match=r"^--duration: expected at most"):
+        scenario.with_duration(2**64)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +155,7 @@ def record(scenario_file: Path | None, seed: int | None, duration: int | None, o
     if seed is not None:
         scenario = scenario.with_seed(seed)
     if duration is not None:
-        scenario = replace(scenario, duration=duration)
+        scenario = scenario.with_duration(duration)
     images = resolve_images(scenario, base_dir)
     if seed_list is not None:
         _record_seeds(scenario, images, seed_list, jobs or default_jobs(), keep_failing,

@@ -45,6 +45,7 @@ DEMO_PROGRAM = "builtin:demo"  # the embedded Raft demo; the CLI resolves it to 
 DEMO_NAME = "raft"  # the demo binary's file name, and so its nodes' default name
 MEMORY_ALIGN = 2 << 20  # guest RAM is one memslot of 2 MiB pages
 MEMORY_MAX = 16 << 30
+MAX_RANDOM_ARRIVALS = 1_000_000  # expected random fault arrivals; each is drawn up front
 MAX_TOML_NESTING = 64  # arrays and tables inside one another; tomllib recurses per level
 PAGE = 4096
 ExpectedExit = int | str  # an exit status 0..255, or a signal name ("SIGTERM")
@@ -176,6 +177,13 @@ class Scenario:
         return FaultEngine.from_plan(self.faults, self.seed, self.node_count, self.duration,
                                      fabric)
 
+    def with_duration(self, duration: int, source: str = "--duration") -> Scenario:
+        """The same scenario with another duration (for --duration), checked like the file's."""
+        at = KeyPath(source)
+        scenario = replace(self, duration=expect_ticks(duration, at, minimum=1))
+        check_random_arrivals(scenario, at)
+        return scenario
+
     def with_seed(self, seed: int) -> Scenario:
         """The same scenario with another seed (for --seed and seed sweeps)."""
         return replace(self, seed=expect_int(seed, KeyPath("--seed"), minimum=0,
@@ -289,7 +297,7 @@ def parse_scenario(data: Mapping[str, Any], source: str = "scenario") -> Scenari
                if "network" in data else defaults.network)
     faults = (FaultPlan.from_dict(data["faults"], root.key("faults"), node_count)
               if "faults" in data else defaults.faults)
-    return Scenario(
+    scenario = Scenario(
         seed=expect_int(data.get("seed", defaults.seed), root.key("seed"), minimum=0,
                         maximum=2**64 - 1),
         duration=expect_ticks(data.get("duration", defaults.duration), root.key("duration"),
@@ -304,6 +312,23 @@ def parse_scenario(data: Mapping[str, Any], source: str = "scenario") -> Scenari
         network=network,
         faults=faults,
     )
+    check_random_arrivals(scenario, root.key("faults.random.rates"))
+    return scenario
+
+
+def check_random_arrivals(scenario: Scenario, at: KeyPath) -> None:
+    """Refuse random-fault rates that over the run's window would draw more than
+    MAX_RANDOM_ARRIVALS faults: the schedule is expanded before the run starts, so a long
+    duration with rates would otherwise stall the host before the first tick."""
+    config = scenario.faults.random
+    if config is None:
+        return
+    window = max(0, min(config.stop or scenario.duration, scenario.duration) - config.start)
+    expected = sum(rate for _, rate in config.rates if rate > 0) * window / 1000
+    if expected > MAX_RANDOM_ARRIVALS:
+        at.fail(f"random fault rates over {window:,} ticks draw about {expected:,.0f} faults, "
+                f"more than the {MAX_RANDOM_ARRIVALS:,} a run expands up front (shorten the "
+                "run, lower the rates or set faults.random.stop)")
 
 
 def _parse_nodes(value: Any, at: KeyPath) -> tuple[NodeGroup, ...]:
