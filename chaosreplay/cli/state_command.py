@@ -10,6 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from chaosreplay.cli.integrity import check_integrity, force_option
 from chaosreplay.debugger.session import DebugSession
 from chaosreplay.debugger.views import NodeView, SimulationState
 from chaosreplay.errors import ChaosReplayError, RecordingError
@@ -25,14 +26,16 @@ OUTPUT_TAIL_LINES = 8
               help="State just after this event number (instead of --tick).")
 @click.option("--node", type=click.IntRange(min=0), help="Show only this node.")
 @click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
+@force_option
 def state(recording: str, tick: int | None, seq: int | None, node: int | None,
-          as_json: bool) -> None:
+          as_json: bool, force: bool) -> None:
     """Reconstruct a recorded run's state at a tick or an event (re-executes from the
     nearest checkpoint): every node's status, clocks, registers, code and stack, output and
     files; packets in flight; active faults; the assertion table."""
     if (tick is None) == (seq is None):
         raise click.UsageError("give exactly one of --tick and --event")
     try:
+        check_integrity(recording, force, "reconstruct its state")
         with DebugSession(recording) as session:
             if seq is None:
                 assert tick is not None
@@ -45,8 +48,8 @@ def state(recording: str, tick: int | None, seq: int | None, node: int | None,
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     if node is not None and node >= len(result.nodes):
-        click.echo(f"error: node {node} does not exist (nodes 0..{len(result.nodes) - 1})",
-                   err=True)
+        click.echo(f"error: {recording}: node {node} does not exist (nodes 0.."
+                   f"{len(result.nodes) - 1})", err=True)
         sys.exit(2)
     if as_json:
         data: dict[str, Any] = result.to_dict()
