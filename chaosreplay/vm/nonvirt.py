@@ -149,6 +149,9 @@ class _Region:
         return index >= 0 and address - self.undecodable[index] <= RESYNC_WINDOW
 
 
+_ONE = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)  # one instruction, no skipdata
+
+
 def _disassembler() -> capstone.Cs:
     md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
     md.skipdata = True
@@ -190,27 +193,17 @@ def _decode(md: capstone.Cs, image: ProgramImage, region: _Region) -> None:
         if mnemonic == ".byte":
             region.undecodable.append(address)
             continue
-        kind = _KINDS.get(mnemonic)
-        if kind is None:
+        original = seg.data[address - seg.vaddr : address - seg.vaddr + size]
+        site = _site_from(address, size, mnemonic, op_str, original,
+                          image.symbols.describe(address))
+        if site is None:
             continue
-        register, width = (None, 64)
-        if kind in (Kind.RDRAND, Kind.RDSEED, Kind.RDPID):
-            register, width = _register_operand(op_str)
         problem = None
         if address + size > region.end:
             problem = f"straddles the end of its code region at {region.end:#x}"
         if address + size > seg_end:
             problem = "runs past the end of the executable segment"
-        region.sites[address] = Site(
-            address=address,
-            length=size,
-            kind=kind,
-            original=seg.data[address - seg.vaddr : address - seg.vaddr + size],
-            symbol=image.symbols.describe(address),
-            register=register,
-            width=width,
-            problem=problem,
-        )
+        region.sites[address] = dataclasses.replace(site, problem=problem)
 
 
 def _judge(image: ProgramImage, hit: int, regions: list[_Region]) -> list[Site]:
@@ -258,13 +251,8 @@ def _guess_kind(image: ProgramImage, hit: int) -> tuple[Kind, bytes]:
     seg = image.segment_at(hit)
     assert seg is not None
     raw = seg.data[hit - seg.vaddr : hit - seg.vaddr + 3]
-    if raw[1] == 0x31:
-        return Kind.RDTSC, raw[:2]
-    if raw[1] == 0xA2:
-        return Kind.CPUID, raw[:2]
-    if raw[1] == 0x01:
-        return (Kind.RDTSCP if raw[2] == 0xF9 else Kind.XGETBV), raw[:3]
-    return (Kind.RDRAND if raw[2] < 0xF8 else Kind.RDSEED), raw[:3]
+    kind = _kind_of_pattern(raw)
+    return kind, raw[:2] if kind in (Kind.RDTSC, Kind.CPUID) else raw[:3]
 
 
 def scan_sites(image: ProgramImage) -> list[Site]:
@@ -301,6 +289,159 @@ def _mark_overlaps(sites: list[Site]) -> list[Site]:
     return out
 
 
+@dataclass(frozen=True)
+class Stray:
+    """A byte pattern of a non-virtualizable instruction that is no decoded instruction.
+
+    It lies inside another instruction (an immediate, a displacement, a jump offset running
+    into the next opcode), so patching it would break that instruction; yet a jump into the
+    middle of the instruction would execute it natively. Pages holding one run single-stepped.
+    """
+
+    address: int
+    kind: Kind
+    inside: int
+    """Start of the decoded instruction whose bytes hold the pattern."""
+    symbol: str
+    why: str = "inside another instruction"
+
+
+def scan_strays(image: ProgramImage) -> list[Stray]:
+    """Pattern hits in the executable segments that lie inside other decoded instructions."""
+    md = _disassembler()
+    strays: list[Stray] = []
+    for segment in image.executable_segments():
+        hits = [segment.vaddr + m.start() for m in _CORE_PATTERN.finditer(segment.data)]
+        if not hits:
+            continue
+        regions = _regions(image, segment)
+        decoded: set[int] = set()
+        for hit in hits:
+            holding = [r for r in regions if r.start <= hit < r.end]
+            inside: int | None = None
+            for region in holding:
+                if id(region) not in decoded:
+                    _decode(md, image, region)
+                    decoded.add(id(region))
+                start = region.covering(hit)
+                if (start is not None and start != hit and start not in region.sites
+                        and start not in region.undecodable):
+                    inside = start
+            if inside is not None:
+                kind = _guess_kind(image, hit)[0]
+                strays.append(Stray(hit, kind, inside, image.symbols.describe(hit)))
+    return strays
+
+
+PAGE_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class PageScan:
+    """What scanning one page of run-time code found (see scan_page)."""
+
+    sites: list[Site]
+    """Instructions to patch: decoded, wholly inside the page, from a trusted boundary."""
+    strays: list[Stray]
+    """Pattern hits that cannot be patched: the page must run single-stepped."""
+    overhang: int
+    """Bytes by which the page's last decoded instruction reaches into the next page."""
+
+
+def _site_from(address: int, size: int, mnemonic: str, op_str: str, original: bytes,
+               symbol: str) -> Site | None:
+    kind = _KINDS.get(mnemonic)
+    if kind is None:
+        return None
+    register, width = (None, 64)
+    if kind in (Kind.RDRAND, Kind.RDSEED, Kind.RDPID):
+        register, width = _register_operand(op_str)
+    return Site(address, size, kind, original, symbol, register, width)
+
+
+def scan_page(page: int, code: bytes, start: int, trusted: bool, symbol: str) -> PageScan:
+    """Scan one page of code written at run time, at every byte offset.
+
+    `code` is the page followed by the first bytes (up to 14) of the next page when that one
+    is executable too. Decoding starts `start` bytes in (where the previous page's last
+    instruction ends); when `trusted` is false nobody knows where that is, so hits in the
+    first 15 bytes count as strays. A hit is patchable only when the linear decode has an
+    instruction of its kind starting at or just before it (prefixes) and ending inside the
+    page; everything else (inside another instruction, straddling into the next page, in
+    or just after undecodable bytes) is a stray.
+    """
+    hits = [m.start() for m in _CORE_PATTERN.finditer(code) if m.start() < PAGE_SIZE]
+    md = _disassembler()
+    starts: list[int] = []
+    lengths: list[int] = []
+    found: dict[int, Site] = {}
+    undecodable: list[int] = []
+    overhang = 0
+    for address, size, mnemonic, op_str in md.disasm_lite(code[start:], page + start):
+        offset = address - page
+        if offset >= PAGE_SIZE:
+            break
+        starts.append(offset)
+        lengths.append(size)
+        overhang = max(0, offset + size - PAGE_SIZE)
+        if mnemonic == ".byte":
+            undecodable.append(offset)
+        elif hits:
+            site = _site_from(address, size, mnemonic, op_str, code[offset : offset + size],
+                              symbol)
+            if site is not None:
+                found[offset] = site
+    sites: list[Site] = []
+    strays: list[Stray] = []
+    for hit in hits:
+        index = bisect.bisect_right(starts, hit) - 1
+        inside = starts[index] if index >= 0 and hit < starts[index] + lengths[index] else None
+        near = bisect.bisect_right(undecodable, hit) - 1
+        why = None
+        if hit < start or inside is None:
+            why = "inside the previous page's last instruction"
+        elif near >= 0 and hit - undecodable[near] <= RESYNC_WINDOW:
+            why = "in or just after bytes that do not decode"
+        elif not trusted and hit < _MAX_INSN:
+            why = "where the previous page's last instruction may end"
+        elif inside not in found:
+            why = "inside another instruction"
+        elif inside + found[inside].length > PAGE_SIZE:
+            why = "straddles into the next page"
+        if why is None:
+            site = found[inside]
+            if not sites or sites[-1].address != site.address:
+                sites.append(site)
+            continue
+        raw = code[hit : hit + 3]
+        strays.append(Stray(page + hit, _kind_of_pattern(raw), page + (inside or 0), symbol,
+                            why))
+    return PageScan(sites, strays, overhang)
+
+
+def _kind_of_pattern(raw: bytes) -> Kind:
+    if raw[1] == 0x31:
+        return Kind.RDTSC
+    if raw[1] == 0xA2:
+        return Kind.CPUID
+    if raw[1] == 0x01:
+        return Kind.RDTSCP if raw[2] == 0xF9 else Kind.XGETBV
+    return Kind.RDRAND if raw[2] < 0xF8 else Kind.RDSEED
+
+
+def decode_instruction(address: int, code: bytes) -> tuple[str, str, int, Site | None]:
+    """(mnemonic, operands, length, the Site if non-virtualizable) of the instruction at code[0]."""
+    for _address, size, mnemonic, op_str in _ONE.disasm_lite(code[:_MAX_INSN], address):
+        return mnemonic, op_str, size, _site_from(address, size, mnemonic, op_str,
+                                                  code[:size], "")
+    return "(bad)", "", 0, None
+
+
+def patch_bytes(site: Site) -> bytes:
+    """What a patched site holds: ud2, then int3 padding (never executed)."""
+    return UD2 + bytes([INT3]) * (site.length - len(UD2))
+
+
 def find_sites(image: ProgramImage) -> list[Site]:
     """The sites to patch; GuestProgramError listing them if any cannot be patched safely."""
     sites = scan_sites(image)
@@ -326,8 +467,7 @@ def patch_segments(image: ProgramImage, sites: list[Site]) -> list[bytes]:
                 if bytes(patched[index][offset : offset + site.length]) != site.original:
                     raise ValueError(f"site {site.address:#x} does not match the image bytes")
                 # int3 padding is never executed: emulation resumes at address + length.
-                filler = UD2 + bytes([INT3]) * (site.length - len(UD2))
-                patched[index][offset : offset + site.length] = filler
+                patched[index][offset : offset + site.length] = patch_bytes(site)
                 break
         else:
             raise ValueError(f"site {site.address:#x} is not inside any segment's file bytes")
