@@ -4,12 +4,14 @@
  *      one at the same address after it ran (code that changes after it executed);
  *   2. into a writable mapping later made executable with mprotect (W then X);
  *   3. into an RWX mapping, an rdtsc hidden in an immediate and entered misaligned.
+ * It sleeps between the steps so that checkpoints fall in the middle of them.
  */
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 typedef uint64_t (*fn)(uint32_t);
 
@@ -44,8 +46,10 @@ int main(void)
 
     memcpy(code, RDTSC, sizeof RDTSC);
     printf("rwx rdtsc %" PRIu64 "\n", ((fn)code)(0));
+    usleep(1500);
     memcpy(code, CPUID, sizeof CPUID);
     printf("rwx cpuid 1 eax %08" PRIx64 "\n", ((fn)code)(1) & 0xffffffffu);
+    usleep(1500);
     memcpy(code, RDRAND, sizeof RDRAND);
     printf("rwx rdrand %016" PRIx64 "\n", ((fn)code)(0));
 
@@ -55,6 +59,7 @@ int main(void)
         return 1;
     }
     printf("mprotect rdtsc %" PRIu64 "\n", ((fn)(wx + 64))(0));
+    usleep(1500);
 
     memcpy(hidden + 64, HIDDEN, sizeof HIDDEN);
     printf("hidden rdtsc low %" PRIu64 "\n", ((fn)(hidden + 65))(0) & 0xffffffffu);
