@@ -1,16 +1,19 @@
 """Scanning code at every byte offset: pages written at run time, and hidden patterns in a
-program (chaosreplay.vm.nonvirt.scan_page, scan_strays, decode_instruction)."""
+program (chaosreplay.vm.nonvirt.scan_page, scan_strays, defuse, decode_instruction)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from chaosreplay.vm.elf import load_program
+from chaosreplay.vm.elf import ET_EXEC, ProgramImage, Prot, Segment, Symbol, Symbols, load_program
 from chaosreplay.vm.nonvirt import (
     PAGE_SIZE,
     Kind,
+    apply_rewrites,
     decode_instruction,
+    defuse,
     patch_bytes,
     scan_page,
     scan_strays,
@@ -97,3 +100,58 @@ def test_strays_of_the_hidden_instruction_guest(guest_bin: GuestBin) -> None:
 
 def test_clean_musl_program_has_no_strays(guest_bin: GuestBin) -> None:
     assert scan_strays(load_program(guest_bin("musl", "hello"))) == []
+
+
+def _jcc_then_xor(modrm: int) -> ProgramImage:
+    code = NOPS + b"\x74\x0f" + bytes([0x31, modrm]) + b"\xc3"  # je +15; xor; ret
+    segment = Segment(0x401000, len(code), len(code), code, Prot.READ | Prot.EXEC, 0, 0x1000)
+    return ProgramImage(path=Path("synthetic"), raw=code, sha256="0" * 64, e_type=ET_EXEC,
+                        entry=0x401000, load_bias=0, segments=(segment,),
+                        phdr_address=0x401000, phent=56, phnum=1, tls=None,
+                        symbols=Symbols([Symbol("f", 0x401000, len(code), True)]))
+
+
+def test_zeroing_xor_after_a_0f_byte_is_reencoded_as_sub() -> None:
+    """je +15 followed by xor eax, eax hides 0f 31; sub eax, eax does not (0f 29: movaps)."""
+    image = _jcc_then_xor(0xC0)
+    [stray] = scan_strays(image)
+    rewrite = defuse(image, stray)
+    assert rewrite is not None
+    assert (rewrite.address, rewrite.original, rewrite.replacement) == (
+        stray.address + 1, b"\x31\xc0", b"\x29\xc0")
+    [patched] = apply_rewrites(image, [image.segments[0].data], [rewrite])
+    offset = stray.address - 0x401000
+    assert decode_instruction(stray.address, patched[offset:])[0] == "movaps"
+    assert decode_instruction(stray.address + 1, patched[offset + 1 :])[:2] == ("sub", "eax, eax")
+    assert scan_strays(_with_segments(image, [patched])) == []
+
+
+def test_xor_of_two_registers_is_not_reencoded() -> None:
+    image = _jcc_then_xor(0xC8)  # xor eax, ecx: swapping operands would give 0f 33 (rdpmc)
+    [stray] = scan_strays(image)
+    assert defuse(image, stray) is None
+
+
+def _with_segments(image: ProgramImage, contents: list[bytes]) -> ProgramImage:
+    segments = tuple(dataclasses.replace(seg, data=data)
+                     for seg, data in zip(image.segments, contents, strict=True))
+    return dataclasses.replace(image, segments=segments)
+
+
+def test_every_stray_of_static_glibc_is_defused(guest_bin: GuestBin) -> None:
+    """Measured: glibc's hidden 0f 31 all come from a zeroing xor after a 0f byte."""
+    image = load_program(guest_bin("glibc", "hello"))
+    strays = scan_strays(image)
+    rewrites = [defuse(image, s) for s in strays]
+    assert len(strays) >= 5 and None not in rewrites, strays
+    contents = apply_rewrites(image, [seg.data for seg in image.segments],
+                              [r for r in rewrites if r is not None])
+    changed = sum(a != b for old, new in zip(image.segments, contents, strict=True)
+                  for a, b in zip(old.data, new, strict=True))
+    assert changed == len(strays)  # one byte each
+    assert scan_strays(_with_segments(image, contents)) == []
+
+
+def test_hidden_instruction_guest_is_not_defusable(guest_bin: GuestBin) -> None:
+    image = load_program(guest_bin("musl", "hidden_insn"))
+    assert [defuse(image, s) for s in scan_strays(image)] == [None, None, None]

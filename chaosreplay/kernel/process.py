@@ -125,7 +125,8 @@ class GuestProcess:
         self.incarnation = 0  # restarts so far: each life draws fresh random numbers
         self.random = self._streams()
 
-        sites = nonvirt.find_sites(image)
+        sites, all_strays = nonvirt.scan_program(image)
+        sites = nonvirt.refuse_unpatchable(image, sites)
         if sites and not config.patch:
             listed = ", ".join(f"{s.text} at {s.address:#x} ({s.symbol})" for s in sites[:5])
             more = f" and {len(sites) - 5} more" if len(sites) > 5 else ""
@@ -137,9 +138,14 @@ class GuestProcess:
 
         self.vm = Vm(config.mem_size)
         self.space = AddressSpace(self.vm)
-        map_segments(self.space, image, nonvirt.patch_segments(image, sites))
+        strays, rewrites = [], []
+        for stray in all_strays:  # hidden patterns: defuse, else single-step
+            rewrite = nonvirt.defuse(image, stray)
+            (strays if rewrite is None else rewrites).append(rewrite or stray)
+        contents = nonvirt.apply_rewrites(image, nonvirt.patch_segments(image, sites), rewrites)
+        map_segments(self.space, image, contents)
         self.space.code.describe = image.symbols.describe
-        self.space.code.adopt_image(image, sites, nonvirt.scan_strays(image))
+        self.space.code.adopt_image(image, sites, strays)
         self.sites = self.space.code.sites  # every patched site, the program's and run-time
         exe_name = b"/chaosreplay/" + image.path.name.encode()
         sp = build_stack(self.space, image, config.argv, config.envp,

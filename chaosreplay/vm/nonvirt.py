@@ -257,8 +257,14 @@ def _guess_kind(image: ProgramImage, hit: int) -> tuple[Kind, bytes]:
 
 def scan_sites(image: ProgramImage) -> list[Site]:
     """Every non-virtualizable instruction (or suspicious pattern), patchable or not."""
+    return scan_program(image)[0]
+
+
+def scan_program(image: ProgramImage) -> tuple[list[Site], list[Stray]]:
+    """scan_sites and scan_strays in one decoding pass."""
     md = _disassembler()
     sites: dict[int, Site] = {}
+    strays: list[Stray] = []
     for segment in image.executable_segments():
         data = segment.data
         hits = [segment.vaddr + m.start() for m in _CORE_PATTERN.finditer(data)]
@@ -275,7 +281,23 @@ def scan_sites(image: ProgramImage) -> list[Site]:
             for site in _judge(image, hit, holding):
                 if site.address not in sites or site.problem is not None:
                     sites[site.address] = site
-    return _mark_overlaps(sorted(sites.values(), key=lambda s: s.address))
+            stray = _stray_at(image, hit, holding)
+            if stray is not None:
+                strays.append(stray)
+    return _mark_overlaps(sorted(sites.values(), key=lambda s: s.address)), strays
+
+
+def _stray_at(image: ProgramImage, hit: int, holding: list[_Region]) -> Stray | None:
+    """The hit as a stray when a decoding has it inside another, decodable instruction."""
+    inside: int | None = None
+    for region in holding:
+        start = region.covering(hit)
+        if (start is not None and start != hit and start not in region.sites
+                and start not in region.undecodable):
+            inside = start
+    if inside is None:
+        return None
+    return Stray(hit, _guess_kind(image, hit)[0], inside, image.symbols.describe(hit))
 
 
 def _mark_overlaps(sites: list[Site]) -> list[Site]:
@@ -308,29 +330,7 @@ class Stray:
 
 def scan_strays(image: ProgramImage) -> list[Stray]:
     """Pattern hits in the executable segments that lie inside other decoded instructions."""
-    md = _disassembler()
-    strays: list[Stray] = []
-    for segment in image.executable_segments():
-        hits = [segment.vaddr + m.start() for m in _CORE_PATTERN.finditer(segment.data)]
-        if not hits:
-            continue
-        regions = _regions(image, segment)
-        decoded: set[int] = set()
-        for hit in hits:
-            holding = [r for r in regions if r.start <= hit < r.end]
-            inside: int | None = None
-            for region in holding:
-                if id(region) not in decoded:
-                    _decode(md, image, region)
-                    decoded.add(id(region))
-                start = region.covering(hit)
-                if (start is not None and start != hit and start not in region.sites
-                        and start not in region.undecodable):
-                    inside = start
-            if inside is not None:
-                kind = _guess_kind(image, hit)[0]
-                strays.append(Stray(hit, kind, inside, image.symbols.describe(hit)))
-    return strays
+    return scan_program(image)[1]
 
 
 PAGE_SIZE = 4096
@@ -442,9 +442,75 @@ def patch_bytes(site: Site) -> bytes:
     return UD2 + bytes([INT3]) * (site.length - len(UD2))
 
 
+@dataclass(frozen=True)
+class Rewrite:
+    """An instruction re-encoded as an equivalent one, so that a stray pattern vanishes."""
+
+    address: int
+    original: bytes
+    replacement: bytes
+    why: str
+
+
+_XOR_RM_R = 0x31
+_SUB_RM_R = 0x29
+
+
+def defuse(image: ProgramImage, stray: Stray) -> Rewrite | None:
+    """A rewrite removing the stray, or None when it has to be single-stepped.
+
+    Measured in static glibc, busybox and Go binaries, nearly every stray is `0f 31` where
+    0f is the last byte of one instruction (a jcc rel8 of +15, an immediate) and 31 starts
+    the next: `xor r32, r32`, the zeroing idiom. `sub r32, r32` (29 /r) computes the same
+    zero and the same flags (xor leaves AF undefined, sub clears it) and turns the hidden
+    bytes into `0f 29 /r`, movaps xmm, xmm: harmless when a jump enters there.
+    """
+    seg = image.segment_at(stray.address)
+    if stray.kind is not Kind.RDTSC or seg is None:
+        return None
+    offset = stray.address - seg.vaddr
+    inside = stray.inside - seg.vaddr
+    if inside < 0 or offset + 3 > seg.filesz:
+        return None
+    _, _, size, _ = decode_instruction(stray.inside, seg.data[inside : inside + _MAX_INSN])
+    xor = seg.data[offset + 1 : offset + 3]
+    modrm = xor[1]
+    if (stray.inside + size != stray.address + 1 or xor[0] != _XOR_RM_R or modrm >> 6 != 3
+            or (modrm >> 3) & 7 != modrm & 7):
+        return None
+    if decode_instruction(stray.address + 1, xor)[:3] != ("xor", _same(modrm), 2):
+        return None
+    return Rewrite(stray.address + 1, bytes(xor), bytes([_SUB_RM_R, modrm]),
+                   "xor r32, r32 re-encoded as sub r32, r32")
+
+
+def _same(modrm: int) -> str:
+    name = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")[modrm & 7]
+    return f"{name}, {name}"
+
+
+def apply_rewrites(image: ProgramImage, contents: list[bytes],
+                   rewrites: list[Rewrite]) -> list[bytes]:
+    """contents (the segments' bytes) with each rewrite applied."""
+    out = [bytearray(c) for c in contents]
+    for rewrite in rewrites:
+        for index, seg in enumerate(image.segments):
+            offset = rewrite.address - seg.vaddr
+            if offset >= 0 and offset + len(rewrite.original) <= seg.filesz:
+                if bytes(out[index][offset : offset + len(rewrite.original)]) != rewrite.original:
+                    raise ValueError(f"rewrite at {rewrite.address:#x} does not match the image")
+                out[index][offset : offset + len(rewrite.replacement)] = rewrite.replacement
+                break
+    return [bytes(b) for b in out]
+
+
 def find_sites(image: ProgramImage) -> list[Site]:
     """The sites to patch; GuestProgramError listing them if any cannot be patched safely."""
-    sites = scan_sites(image)
+    return refuse_unpatchable(image, scan_sites(image))
+
+
+def refuse_unpatchable(image: ProgramImage, sites: list[Site]) -> list[Site]:
+    """sites, or GuestProgramError listing those that cannot be patched safely."""
     bad = [s for s in sites if s.problem is not None]
     if bad:
         listed = "; ".join(f"{s.address:#x} {s.text} in {s.symbol}: {s.problem}" for s in bad)
