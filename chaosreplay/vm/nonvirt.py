@@ -158,6 +158,9 @@ def _disassembler() -> capstone.Cs:
     return md
 
 
+_SWEEP = _disassembler()  # shared: creating a Cs costs more than decoding a JIT stub
+
+
 def _regions(image: ProgramImage, segment: Segment) -> list[_Region]:
     """Function ranges inside the segment, plus the gaps between them (linear sweep)."""
     seg_end = segment.vaddr + segment.filesz
@@ -344,8 +347,9 @@ class PageScan:
     """Instructions to patch: decoded, wholly inside the page, from a trusted boundary."""
     strays: list[Stray]
     """Pattern hits that cannot be patched: the page must run single-stepped."""
-    overhang: int
-    """Bytes by which the page's last decoded instruction reaches into the next page."""
+    overhang: int | None
+    """Bytes by which the page's last decoded instruction reaches into the next page, or
+    None when the page held no pattern and so was not decoded at all."""
 
 
 def _site_from(address: int, size: int, mnemonic: str, op_str: str, original: bytes,
@@ -371,22 +375,32 @@ def scan_page(page: int, code: bytes, start: int, trusted: bool, symbol: str) ->
     or just after undecodable bytes) is a stray.
     """
     hits = [m.start() for m in _CORE_PATTERN.finditer(code) if m.start() < PAGE_SIZE]
-    md = _disassembler()
+    if not hits:
+        return PageScan([], [], None)  # the common case: nothing to decode
+    md = _SWEEP
     starts: list[int] = []
     lengths: list[int] = []
     found: dict[int, Site] = {}
     undecodable: list[int] = []
-    overhang = 0
-    for address, size, mnemonic, op_str in md.disasm_lite(code[start:], page + start):
+    overhang: int | None = 0
+    # Decoding costs ~1 µs an instruction: stop past the last hit (the overhang is then
+    # unknown, and the next page's decode start untrusted).
+    stop = hits[-1] + _MAX_INSN
+    # Sliced: capstone decodes its whole input before yielding the first instruction.
+    window = code[start : stop + _MAX_INSN + 1]
+    for address, size, mnemonic, op_str in md.disasm_lite(window, page + start):
         offset = address - page
         if offset >= PAGE_SIZE:
+            break
+        if offset > stop:
+            overhang = None
             break
         starts.append(offset)
         lengths.append(size)
         overhang = max(0, offset + size - PAGE_SIZE)
         if mnemonic == ".byte":
             undecodable.append(offset)
-        elif hits:
+        else:
             site = _site_from(address, size, mnemonic, op_str, code[offset : offset + size],
                               symbol)
             if site is not None:

@@ -74,7 +74,7 @@ class CodePages:
         self.sites: dict[int, Site] = {}
         self.code: set[int] = set()
         self.guarded: set[int] = set()
-        self.overhang: dict[int, int] = {}  # scanned page -> bytes its last insn reaches on
+        self.overhang: dict[int, int] = {}  # decoded page -> bytes its last insn reaches on
         self.decode_start: dict[int, int] = {}  # scanned page -> where its decode began
         self.blind_tail: set[int] = set()  # scanned while the next page had no frame
         self.stepping: set[int] = set()  # guarded pages mapped EXEC while single-stepping
@@ -208,7 +208,7 @@ class CodePages:
             tail = self._read(following, nonvirt._MAX_INSN - 1) or b""
             self._guard_tail(following)
         previous = page - PAGE_SIZE
-        if previous in self.overhang:
+        if self.overhang.get(previous) is not None:
             start, trusted = self.overhang[previous], True
         else:
             start, trusted = 0, not self._executable_vma(previous)
@@ -216,7 +216,8 @@ class CodePages:
         for site in result.sites:
             self.vm.write(site.address, nonvirt.patch_bytes(site))
             self.sites[site.address] = site
-        self.overhang[page] = result.overhang
+        if result.overhang is not None:
+            self.overhang[page] = result.overhang
         self.decode_start[page] = start
         if tail:
             self.blind_tail.discard(page)
@@ -235,7 +236,8 @@ class CodePages:
         if previous in self.blind_tail and previous in self.code | self.guarded:
             self._invalidate(previous)
             self._scan(previous, neighbours=False)
-        if self.decode_start.get(following, result.overhang) != result.overhang:
+        if (result.overhang is not None
+                and self.decode_start.get(following, result.overhang) != result.overhang):
             self._invalidate(following)
             self._scan(following, neighbours=False)
 
