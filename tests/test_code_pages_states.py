@@ -175,3 +175,19 @@ def test_state_round_trips() -> None:
     other.code.load_state(state)
     assert other.code.to_state() == state
     assert other.code.sites == space.code.sites
+
+
+@pytest.mark.parametrize(("code", "offset", "why"), [
+    (b"\x66\x9d", 0, "popf cannot be single-stepped safely"),  # popfw, 16 bits
+    (b"\x0f\x05\x0f\x31", 2, "rdtsc right after syscall"),
+])
+def test_instructions_that_would_escape_the_check_are_refused(code: bytes, offset: int,
+                                                               why: str) -> None:
+    """In a guarded page, what could run an instruction unchecked ends the guest instead."""
+    space = _space()
+    space.vm.write(BASE + 64, b"\xb8\x0f\x31\xc3\x90")  # a hidden rdtsc guards the page
+    space.vm.write(BASE + 128, code)
+    result = space.code.on_page_fault(BASE + 128, FETCH, Regs(rip=BASE + 128), _no_emulation)
+    assert isinstance(result, GuestFault), result
+    assert result.reason.startswith(f"non-virtualizable code at {BASE + 128 + offset:#x}")
+    assert result.reason.endswith(why), result.reason

@@ -44,8 +44,9 @@ _MASK64 = (1 << 64) - 1
 _CODE_PROT = Prot.READ | Prot.EXEC
 # After these the next instruction runs before the single-step trap is taken.
 _SHADOWING = ("syscall",)
-# These may clear TF or jump with a frame of the guest's making: refused while stepping.
-_UNSTEPPABLE = ("popfw", "iretq", "iretd", "iret", "sysretq", "sysexit")
+# These may clear TF or jump with a frame of the guest's making: refused while stepping
+# (capstone calls the 16-bit popfw "popf"; the 64-bit one, "popfq", is emulated).
+_UNSTEPPABLE = ("popf", "popfw", "iretq", "iretd", "iret", "sysretq", "sysretd", "sysexit")
 
 Emulate = Callable[[Site], GuestFault | None]
 
