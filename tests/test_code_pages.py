@@ -178,3 +178,11 @@ def test_static_glibc_runs_without_single_stepping(guest_bin: GuestBin, name: st
     assert process.exit_code == 0, process.crash
     code = process.space.code
     assert (code.guarded, code.steps, code.scans) == (set(), 0, 0)
+
+
+def test_single_steps_cost_virtual_time_so_deadlines_are_reached(guest_bin: GuestBin) -> None:
+    """A guarded page's steps are exits like any other: the clock moves and run() returns
+    at its deadline (a stepping loop without syscalls must not stall the controller)."""
+    process = _start(guest_bin("musl", "hidden_insn"))
+    assert process.run(deadline_ns=50_000) is Status.RUNNING
+    assert process.space.code.steps > 0 and process.vtime_ns > 50_000

@@ -303,11 +303,9 @@ class GuestProcess:
         if isinstance(result, nonvirt.GuestFault):
             self._die(result.signal, result.vector, 0, result.reason)
             return False
-        if not result:
-            return None
-        # Scans and single-steps are the VMM's bookkeeping, not the guest's: no virtual time.
-        self.vtime_ns -= self.config.exception_cost_ns
-        return True
+        # Scans and single-steps cost virtual time like any exception: a loop that keeps
+        # stepping or rewriting a page must still move the clock (and reach deadlines).
+        return True if result else None
 
     def _die(self, signo: int, vector: int, fault_address: int, reason: str) -> None:
         rip = self.regs.rip
