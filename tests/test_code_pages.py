@@ -172,8 +172,8 @@ def test_recorded_jit_run_replays_identically(guest_bin: GuestBin, tmp_path: Pat
 
 @pytest.mark.parametrize("name", ["hello", "nonvirt"])
 def test_static_glibc_runs_without_single_stepping(guest_bin: GuestBin, name: str) -> None:
-    """glibc's hidden patterns are re-encoded away at load: nothing is guarded or stepped,
-    and the run's virtual time is what it was before W^X."""
+    """glibc's hidden patterns are re-encoded away at load: nothing is guarded, stepped or
+    scanned, so W^X adds no exit (and no virtual time) to a glibc program."""
     process = _run(guest_bin("glibc", name))
     assert process.exit_code == 0, process.crash
     code = process.space.code
