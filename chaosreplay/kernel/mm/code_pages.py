@@ -132,9 +132,13 @@ class CodePages:
 
     def before_kernel_write(self, address: int, length: int) -> None:
         """The VMM is about to store into guest memory: scanned code there becomes data."""
+        # On every copy_to_user, so only set lookups unless code is involved. The store
+        # itself ignores page permissions: invalidating the scans is all that is needed.
         for page in range(_page(address), address + length, PAGE_SIZE):
-            if self._executable_vma(page):
-                self._make_writable(page)
+            self._invalidate(page)
+            previous = page - PAGE_SIZE
+            if (previous in self.code or previous in self.guarded) and self._executable_vma(page):
+                self._invalidate(previous)
 
     # -- faults ----------------------------------------------------------------------------
     def on_page_fault(self, address: int, error_code: int, regs: _Registers,
