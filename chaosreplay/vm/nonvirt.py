@@ -196,11 +196,12 @@ def _decode(md: capstone.Cs, image: ProgramImage, region: _Region) -> None:
         if mnemonic == ".byte":
             region.undecodable.append(address)
             continue
+        if mnemonic not in _KINDS:  # the hot path: one lookup per decoded instruction
+            continue
         original = seg.data[address - seg.vaddr : address - seg.vaddr + size]
         site = _site_from(address, size, mnemonic, op_str, original,
                           image.symbols.describe(address))
-        if site is None:
-            continue
+        assert site is not None
         problem = None
         if address + size > region.end:
             problem = f"straddles the end of its code region at {region.end:#x}"
@@ -400,7 +401,7 @@ def scan_page(page: int, code: bytes, start: int, trusted: bool, symbol: str) ->
         overhang = max(0, offset + size - PAGE_SIZE)
         if mnemonic == ".byte":
             undecodable.append(offset)
-        else:
+        elif mnemonic in _KINDS:
             site = _site_from(address, size, mnemonic, op_str, code[offset : offset + size],
                               symbol)
             if site is not None:
