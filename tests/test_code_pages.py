@@ -150,6 +150,17 @@ def test_checkpoint_restore_keeps_the_patched_site_registry(guest_bin: GuestBin)
     assert process.space.code.to_state() == state
 
 
+@pytest.mark.parametrize("libc", ["musl", "glibc"])
+@pytest.mark.parametrize("name", REPRODUCERS)
+def test_recorded_reproducer_replays_identically(guest_bin: GuestBin, tmp_path: Path,
+                                                 libc: str, name: str) -> None:
+    program = guest_bin(libc, name)
+    path = tmp_path / f"{name}.ccr"
+    record_run(scenario(program, [], count=2, duration="5ms"), [load_program(program)], path)
+    report = replay_run(path)
+    assert report.identical, report
+
+
 def test_recorded_jit_run_replays_identically(guest_bin: GuestBin, tmp_path: Path) -> None:
     """A recording of the JIT guest replays bit for bit, also from its checkpoints."""
     program = guest_bin("musl", "jit")
