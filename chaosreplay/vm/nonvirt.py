@@ -27,6 +27,12 @@ Unpatchable. A site cannot be patched safely, and the program is refused, when:
   RESYNC_WINDOW bytes after such bytes: decoding there is ambiguous (data in code, or a
   desynchronised sweep), so we can neither rule out a hidden instruction nor be sure a
   decoded one is real.
+
+Strays. A pattern inside another decoded instruction is no instruction of the program,
+but a jump into the middle of that instruction would run it. scan_program reports these;
+`defuse` re-encodes the common shape away (a zeroing xor after a 0f byte), and the W^X
+layer (kernel/mm/code_pages.py) single-steps the pages of the rest. scan_page does the
+same search, at every byte offset, for one page of code written at run time.
 """
 
 from __future__ import annotations
