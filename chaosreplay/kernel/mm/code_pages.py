@@ -151,7 +151,7 @@ class CodePages:
         if error_code & _PF_FETCH:
             if not error_code & _PF_PRESENT and not self.space.populate(address, False):
                 return False
-            if page in self.code:
+            if page in self.code or self.vm.query(page) is None:
                 return False
             if page not in self.guarded:
                 self._scan(page)
@@ -206,7 +206,8 @@ class CodePages:
         """Scan a data page and patch it; it becomes code or guarded."""
         self.scans += 1
         data = self._read(page, PAGE_SIZE)
-        assert data is not None, f"scanning unmapped page {page:#x}"
+        if data is None:  # callers scan mapped pages only
+            raise ValueError(f"scanning unmapped page {page:#x}")
         following = page + PAGE_SIZE
         tail = b""
         if self._executable_vma(following):
