@@ -125,7 +125,8 @@ class GuestProcess:
         self.incarnation = 0  # restarts so far: each life draws fresh random numbers
         self.random = self._streams()
 
-        sites = nonvirt.find_sites(image)
+        sites, all_strays = nonvirt.scan_program(image)
+        sites = nonvirt.refuse_unpatchable(image, sites)
         if sites and not config.patch:
             listed = ", ".join(f"{s.text} at {s.address:#x} ({s.symbol})" for s in sites[:5])
             more = f" and {len(sites) - 5} more" if len(sites) > 5 else ""
@@ -133,12 +134,19 @@ class GuestProcess:
                 f"{image.path}: uses non-virtualizable instructions ({listed}{more}); "
                 "run without --no-patch to emulate them"
             )
-        self.sites = {s.address: s for s in sites}
         self.emulator = nonvirt.NonVirtEmulator(config.seed, config.node_id, config.node_count)
 
         self.vm = Vm(config.mem_size)
         self.space = AddressSpace(self.vm)
-        map_segments(self.space, image, nonvirt.patch_segments(image, sites))
+        strays, rewrites = [], []
+        for stray in all_strays:  # hidden patterns: defuse, else single-step
+            rewrite = nonvirt.defuse(image, stray)
+            (strays if rewrite is None else rewrites).append(rewrite or stray)
+        contents = nonvirt.apply_rewrites(image, nonvirt.patch_segments(image, sites), rewrites)
+        map_segments(self.space, image, contents)
+        self.space.code.describe = image.symbols.describe
+        self.space.code.adopt_image(image, sites, strays)
+        self.sites = self.space.code.sites  # every patched site, the program's and run-time
         exe_name = b"/chaosreplay/" + image.path.name.encode()
         sp = build_stack(self.space, image, config.argv, config.envp,
                          self.random["auxv"].read(16), exe_name)
@@ -257,6 +265,10 @@ class GuestProcess:
         """Emulate, populate or crash; True when the guest can continue."""
         exit_, regs = self.vm.exit, self.regs
         vector = exit_.vector
+        if vector in (1, 14):  # W^X: scan code before it runs, single-step guarded pages
+            handled = self._code_fault(vector)
+            if handled is not None:
+                return handled
         if vector == 14 and self.space.populate(exit_.fault_addr, bool(exit_.error_code & 2)):
             return True
         if vector == 6:
@@ -275,6 +287,25 @@ class GuestProcess:
             reason = f"{reason}, {access} of {present} memory"
         self._die(VECTOR_SIGNALS.get(vector, signal.SIGSEGV), vector, exit_.fault_addr, reason)
         return False
+
+    def _code_fault(self, vector: int) -> bool | None:
+        """Let the W^X policy handle a #PF or #DB: None when it is not about code pages."""
+        regs, code = self.regs, self.space.code
+
+        def emulate(site: nonvirt.Site) -> nonvirt.GuestFault | None:
+            return self.emulator.emulate(site, regs, self.guest_time_ns())
+
+        if vector == 1:
+            result = code.on_debug_trap(regs, emulate)
+        else:
+            result = code.on_page_fault(self.vm.exit.fault_addr, self.vm.exit.error_code, regs,
+                                        emulate)
+        if isinstance(result, nonvirt.GuestFault):
+            self._die(result.signal, result.vector, 0, result.reason)
+            return False
+        # Scans and single-steps cost virtual time like any exception: a loop that keeps
+        # stepping or rewriting a page must still move the clock (and reach deadlines).
+        return True if result else None
 
     def _die(self, signo: int, vector: int, fault_address: int, reason: str) -> None:
         rip = self.regs.rip
@@ -309,6 +340,7 @@ class GuestProcess:
             "random": sorted((name, s.position) for name, s in self.random.items()),
             "rdrand": self.emulator.rdrand.position, "rdseed": self.emulator.rdseed.position,
             "vmas": [[v.start, v.end, v.prot, v.name] for v in space.vmas()],
+            "code_pages": space.code.to_state(),
             "brk_start": space.brk_start, "brk": space.brk,
             "memory_limit": space.memory_limit,
             "files": files_state(self),
@@ -338,6 +370,8 @@ class GuestProcess:
         self.emulator.rdrand.seek(state["rdrand"])
         self.emulator.rdseed.seek(state["rdseed"])
         self.space._vmas = [Vma(*v) for v in state["vmas"]]
+        if "code_pages" in state:  # absent in checkpoints from before W^X
+            self.space.code.load_state(state["code_pages"])
         self.space.brk_start = state["brk_start"]
         self.space.brk = state["brk"]
         self.space.memory_limit = state["memory_limit"]

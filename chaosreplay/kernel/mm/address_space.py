@@ -12,6 +12,7 @@ import bisect
 import errno
 from dataclasses import dataclass
 
+from chaosreplay.kernel.mm.code_pages import CodePages, data_prot
 from chaosreplay.vm.vmm import PAGE_SIZE, Prot, Vm, VmmError
 
 STACK_TOP = 0x7FFF_FFFF_F000
@@ -47,6 +48,7 @@ class AddressSpace:
         self.brk_start = 0
         self.brk = 0
         self.memory_limit = memory_limit  # bytes of anonymous memory; None = guest RAM
+        self.code = CodePages(self)  # W^X: executable pages are scanned before they run
 
     # -- queries ---------------------------------------------------------------------------
     def vmas(self) -> list[Vma]:
@@ -91,9 +93,10 @@ class AddressSpace:
         self.unmap(start, length)
         self._insert(Vma(start, end, prot, name))
         if eager and prot:
-            self.vm.map(start, length, prot)
+            self.vm.map(start, length, data_prot(prot))
 
     def unmap(self, start: int, length: int) -> None:
+        self.code.forget(start, start + length)
         for piece in self._carve(start, start + length):
             self.vm.unmap(piece.start, piece.end - piece.start)
 
@@ -106,7 +109,7 @@ class AddressSpace:
             return -errno.ENOMEM
         for piece in self._carve(start, end):
             self._insert(Vma(piece.start, piece.end, prot, piece.name))
-        self.vm.protect(start, length, prot)
+        self.code.protect(start, length, prot)
         return 0
 
     def find_free(self, length: int, hint: int = 0) -> int | None:
@@ -159,7 +162,7 @@ class AddressSpace:
             return False  # already mapped: a real protection fault
         start = max(vma.start, page - FAULT_AROUND // 2)
         end = min(vma.end, page + FAULT_AROUND // 2)
-        self.vm.map(start, end - start, vma.prot)
+        self.vm.map(start, end - start, data_prot(vma.prot))
         return True
 
     def _populate_range(self, address: int, length: int) -> bool:
@@ -168,7 +171,7 @@ class AddressSpace:
                 vma = self.find(page)
                 if vma is None or not vma.prot:
                     return False
-                self.vm.map(page, PAGE_SIZE, vma.prot)
+                self.vm.map(page, PAGE_SIZE, data_prot(vma.prot))
         return True
 
     def read(self, address: int, length: int) -> bytes | None:
@@ -182,6 +185,7 @@ class AddressSpace:
 
     def write(self, address: int, data: bytes) -> bool:
         """Store data at address as the kernel does (copy_to_user); False on a bad pointer."""
+        self.code.before_kernel_write(address, len(data))
         try:
             self.vm.write(address, data)
         except VmmError:
