@@ -131,3 +131,20 @@ def test_busybox_applets_see_the_synthetic_files(args: list[str], wanted: str) -
     p.run_to_completion(hang_seconds=30)
     out = finished(p)
     assert wanted in out, out
+
+
+@pytest.mark.kvm
+@pytest.mark.skipif(BUSYBOX is None, reason="busybox is not installed (busybox-static)")
+def test_etc_hosts_names_every_node_of_the_simulation() -> None:
+    """The simulation hands the node names to each kernel (ProcessConfig.node_names)."""
+    from simulate import scenario, simulate
+
+    assert BUSYBOX is not None
+    run = simulate(scenario(Path(BUSYBOX), ["cat", "/etc/hosts"], count=2, duration="50ms"))
+    names = [node.spec.name for node in run.sim.nodes]
+    assert len(set(names)) == 2, names
+    for node in run.sim.nodes:
+        out = node.process.stdout.decode()
+        assert f"127.0.1.1\t{node.spec.name}\n" in out, out
+        for index, name in enumerate(names):
+            assert f"10.0.0.{index + 1}\t{name}\n" in out, out

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -128,6 +129,17 @@ static void machine(void) {
     say("getrusage bad who", getrusage(7, &ru));
     say("getgroups >= 0", getgroups(0, NULL) >= 0);
     say("membarrier query has global", syscall(SYS_membarrier, 0, 0, 0) >= 0);
+    size_t size = 64 * 4096;
+    unsigned char *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    memset(m, 0xAB, size);
+    say("madvise dontneed", madvise(m + 4096, 8 * 4096, MADV_DONTNEED));
+    int zeroed = 0, kept = 0;
+    for (size_t i = 0; i < size; i += 4096) {
+        zeroed += m[i] == 0 && m[i + 4095] == 0;
+        kept += m[i] == 0xAB;
+    }
+    printf("madvise zeroed %d pages, kept %d\n", zeroed, kept);
+    munmap(m, size);
 }
 
 static void devices(void) {
