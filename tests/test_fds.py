@@ -120,6 +120,7 @@ def _completed(p: GuestProcess) -> GuestProcess:
     (["cat", "/etc/hosts"], "10.0.0.2\tbeta\n"),
     (["wc", "-c", "/etc/passwd"], "89 /etc/passwd\n"),
     (["sh", "-c", "echo hi > /dev/null; echo done"], "done\n"),
+    (["sh", "-c", "echo saved > /tmp/f; read x < /tmp/f; echo got $x >&2"], ""),
     (["sh", "-c", "cd /proc/self/fd && pwd -P && ls"], "/proc/1000/fd\n0  1  2  3\n"),
     (["head", "-c", "5", "/dev/zero"], "\0" * 5),
 ])
@@ -131,6 +132,8 @@ def test_busybox_applets_see_the_synthetic_files(args: list[str], wanted: str) -
     p.run_to_completion(hang_seconds=30)
     out = finished(p)
     assert wanted in out, out
+    if ">&2" in args[-1]:
+        assert p.stderr == b"got saved\n", p.stderr  # redirections move stdio with dup2
 
 
 @pytest.mark.kvm

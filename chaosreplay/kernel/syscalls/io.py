@@ -184,6 +184,8 @@ def sys_sendfile(p: GuestProcess, r: Any) -> int:
     out, src = lookup(p, r.rdi), lookup(p, r.rsi)
     if out is None or src is None or not src.readable or not out.writable:
         return -errno.EBADF
+    if not src.seekable:
+        return -errno.EINVAL  # callers fall back to read and write
     count = min(r.r10, MAX_IO)
     if r.rdx:
         raw = p.space.read(r.rdx, 8)
@@ -196,8 +198,10 @@ def sys_sendfile(p: GuestProcess, r: Any) -> int:
     if isinstance(data, int):
         return data
     written = write_to(p, out, data) if data else 0
-    if written == WAIT or written < 0:
-        return written  # a sendfile that must wait for room is retried whole
+    if written == WAIT and not r.rdx:
+        src.offset -= len(data)  # the retry reads the same bytes again and skips those sent
+    if written < 0:
+        return written
     if r.rdx:
         p.space.write(r.rdx, struct.pack("<q", offset + written))
     elif written < len(data) and src.seekable:
