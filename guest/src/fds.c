@@ -118,6 +118,23 @@ static void duplication(void) {
     say("lowest free is 0", dup(p[1]) == 0);
     close(p[0]);
     close(p[1]);
+    /* /proc/self/fd/N reopens the file itself, whatever its link text says */
+    int q[2];
+    pipe(q);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", q[1]);
+    int again = open(path, O_WRONLY);
+    say("reopen pipe write end", again >= 0);
+    say("write reopened", write(again, "re", 2));
+    close(again);
+    close(q[1]);
+    say("read what it wrote", read(q[0], buf, sizeof buf));
+    say("then end of file", read(q[0], buf, sizeof buf));
+    close(q[0]);
+    int out = open("/dev/stdout", O_WRONLY);
+    say("open /dev/stdout", out >= 0);
+    dprintf(out, "through /dev/stdout\n");
+    close(out);
     say("bad fd", write(999, "x", 1));
     say("dup2 bad target", dup2(1, -1));
 }

@@ -68,6 +68,9 @@ class Tty(FileDescription):
         rdev = mkdev(PTS_MAJOR, p.node_id & 0xFF)
         return StatInfo(0x16, 3, S_IFCHR | 0o620, 1, 0, 5, rdev, 0, 1024)
 
+    def reopen(self, p: GuestProcess, flags: int) -> FileDescription | int:
+        return Tty(flags, self.path, self.stream)
+
     def save(self, refs: Refs) -> Any:
         return self.stream
 
@@ -111,6 +114,9 @@ class Device(FileDescription):
         return StatInfo(DEV_DEV, 4 + sorted(self.RDEV).index(self.name), S_IFCHR | 0o666, 1,
                         rdev=self.RDEV[self.name], atime_ns=BOOT_REALTIME_NS,
                         mtime_ns=BOOT_REALTIME_NS, ctime_ns=BOOT_REALTIME_NS)
+
+    def reopen(self, p: GuestProcess, flags: int) -> FileDescription | int:
+        return Device(flags, self.path, self.name)
 
     def save(self, refs: Refs) -> Any:
         return self.name

@@ -307,6 +307,18 @@ class FileSystem:
         self.inodes[ino].opens += 1
         return ino
 
+    def reopen(self, ino: int, flags: int, now_ns: int = 0) -> None:
+        """Open an inode again by number (open of /proc/self/fd/N), with open's checks."""
+        access = flags & O_ACCMODE
+        node = self._inode(ino)
+        if access == O_ACCMODE:
+            raise FsError(errno.EINVAL)
+        if node.is_dir and access != O_RDONLY:
+            raise FsError(errno.EISDIR)
+        if flags & O_TRUNC and access != O_RDONLY and not node.is_dir:
+            self.truncate(ino, 0, now_ns)
+        node.opens += 1
+
     def close(self, ino: int) -> None:
         """Release one open of an inode (an unlinked file goes once nothing holds it)."""
         node = self._inode(ino)

@@ -64,5 +64,8 @@ class ExeFile(FileDescription):
                         blocks=(size + 511) // 512, atime_ns=BOOT_REALTIME_NS,
                         mtime_ns=BOOT_REALTIME_NS, ctime_ns=BOOT_REALTIME_NS)
 
+    def reopen(self, p: GuestProcess, flags: int) -> FileDescription | int:
+        return ExeFile(flags, self.path)
+
     def save(self, refs: Refs) -> Any:
         return None

@@ -172,6 +172,10 @@ class FileDescription:
     def release(self, p: GuestProcess) -> None:
         """The last descriptor referring to this description was closed."""
 
+    def reopen(self, p: GuestProcess, flags: int) -> FileDescription | int:
+        """A new description of the same file, as open(/proc/self/fd/N) makes."""
+        return -errno.ENXIO
+
     # -- checkpoints -----------------------------------------------------------------------
     def references(self) -> list[FileDescription]:
         """Other descriptions this one holds (epoll interest lists)."""

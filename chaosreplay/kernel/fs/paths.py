@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from chaosreplay.kernel.process import GuestProcess
 
 AT_FDCWD = -100
+FD_MOUNT = b"fd"  # Place(FD_MOUNT, ino=N): the open file behind /proc/self/fd/N
 MAX_SYMLINKS = 40
 MOUNTS: dict[bytes, Mount] = {m.name: m for m in (ProcFs(), DevFs(), EtcFs(), ExeFs())}
 
@@ -66,7 +67,28 @@ class Resolved:
 
 
 def synth(p: GuestProcess, place: Place) -> SynthNode | None:
+    if place.mount == FD_MOUNT:
+        return None
     return MOUNTS[place.mount].lookup(p, place.parts)
+
+
+def fd_behind(p: GuestProcess, place: Place) -> Place | None:
+    """Where a /proc/<pid>/fd/N entry leads (Linux's magic link): the open file itself,
+    not the path its link shows; a directory leads to the directory."""
+    parts = place.parts
+    if place.mount != b"proc" or len(parts) not in (3, 5) or parts[-2] != b"fd":
+        return None
+    if len(parts) == 5 and parts[1] != b"task":
+        return None
+    node = synth(p, place)
+    if node is None or node.kind != "link":
+        return None
+    fd = int(parts[-1])
+    file = p.files.get(fd)
+    behind = place_of(file) if file is not None else None
+    if behind is not None and is_dir(p, behind):
+        return behind
+    return Place(FD_MOUNT, ino=fd)
 
 
 def is_dir(p: GuestProcess, place: Place) -> bool:
@@ -105,6 +127,9 @@ def link_target(p: GuestProcess, place: Place) -> bytes | None:
 
 def path_of(p: GuestProcess, place: Place) -> bytes:
     """The absolute path of a place (what getcwd and /proc/self/fd show)."""
+    if place.mount == FD_MOUNT:
+        file = p.files.get(place.ino)
+        return file.path if file is not None else b""
     if not place.on_disk:
         return b"/" + b"/".join((place.mount, *place.parts))
     names: list[bytes] = []
@@ -184,8 +209,16 @@ def resolve(p: GuestProcess, dirfd: int, path: bytes, follow: bool = True) -> Re
                 if last:
                     return Resolved(None, current, component, trailing)
                 return -errno.ENOENT
+            following = not last or follow or trailing
+            behind = fd_behind(p, child) if following else None
+            if behind is not None:
+                links += 1
+                if links > MAX_SYMLINKS:
+                    return -errno.ELOOP
+                parent, name, current = current, component, behind
+                continue
             target = link_target(p, child)
-            if target is not None and (not last or follow or trailing):
+            if target is not None and following:
                 links += 1
                 if links > MAX_SYMLINKS:
                     return -errno.ELOOP

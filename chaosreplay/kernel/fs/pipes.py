@@ -150,6 +150,19 @@ class PipeEnd(FileDescription):
             if pipe.writers == 0:
                 pipe.readable_changed(p)  # readers now see POLLHUP / end of file
 
+    def reopen(self, p: GuestProcess, flags: int) -> FileDescription | int:
+        from chaosreplay.kernel.fs.files import O_ACCMODE, O_RDWR, O_WRONLY
+
+        access = flags & O_ACCMODE
+        if access == O_RDWR:
+            return -errno.EINVAL  # one end per description here
+        end = PipeEnd(flags, self.path, self.pipe)
+        if access == O_WRONLY:
+            self.pipe.writers += 1
+        else:
+            self.pipe.readers += 1
+        return end
+
     def save(self, refs: Refs) -> Any:
         return refs.share(self.pipe)
 

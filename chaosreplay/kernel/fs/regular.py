@@ -168,6 +168,13 @@ class DiskFile(FileDescription):
         if self.ino in p.fs.inodes:
             p.fs.close(self.ino)
 
+    def reopen(self, p: GuestProcess, flags: int) -> FileDescription | int:
+        try:
+            p.fs.reopen(self.ino, flags, now_ns(p))
+        except FsError as e:
+            return fail(p, "open", self.path, e)
+        return DiskFile(flags, self.path, self.ino)
+
     def save(self, refs: Refs) -> Any:
         return self.ino
 

@@ -170,6 +170,9 @@ class StaticFile(FileDescription):
                         blocks=(size + 511) // 512, atime_ns=boot, mtime_ns=boot,
                         ctime_ns=boot)
 
+    def reopen(self, p: GuestProcess, flags: int) -> FileDescription | int:
+        return StaticFile(flags, self.path, self.content, self.dev, self.mode)
+
     def save(self, refs: Refs) -> Any:
         return [self.content, self.dev, self.mode]
 

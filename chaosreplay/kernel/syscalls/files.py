@@ -77,6 +77,9 @@ def _resolve(p: GuestProcess, dirfd: int, path_ptr: int, follow: bool = True
 
 
 def stat_place(p: GuestProcess, place: Place) -> StatInfo | int:
+    if place.mount == paths.FD_MOUNT:
+        file = p.files.get(place.ino)
+        return -errno.ENOENT if file is None else file.stat(p)
     try:
         if place.on_disk:
             return disk_stat(p.fs.stat(place.ino))
@@ -138,6 +141,9 @@ def open_file(p: GuestProcess, dirfd: int, path: bytes, flags: int, mode: int
             return -errno.EEXIST
         if paths.link_target(p, place) is not None and not flags & O_PATH:
             return -errno.ELOOP
+        if place.mount == paths.FD_MOUNT:
+            file = p.files.get(place.ino)
+            return -errno.ENOENT if file is None else file.reopen(p, kept)
         if not place.on_disk:
             return _open_synthetic(p, place, kept)
         at, name = place.ino, b"."
