@@ -343,6 +343,36 @@ int main(int argc, char **argv) {
         printf("eventfd %llu\n", (unsigned long long)n);
         return 0;
     }
+    if (argc > 2 && strcmp(argv[1], "loop") == 0) {
+        /* a node that spends its life blocked: a periodic timer through epoll, a poll that
+         * times out, an eventfd handed through a pipe (for the simulation tests) */
+        int rounds = atoi(argv[2]), p[2], ep = epoll_create1(0);
+        int t = timerfd_create(CLOCK_MONOTONIC, 0), e = eventfd(0, EFD_NONBLOCK);
+        pipe(p);
+        struct itimerspec per = {{0, 2000000}, {0, 2000000}};
+        timerfd_settime(t, 0, &per, NULL);
+        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 1}, out[2];
+        epoll_ctl(ep, EPOLL_CTL_ADD, t, &ev);
+        ev.events = EPOLLIN | EPOLLET;
+        ev.data.u64 = 2;
+        epoll_ctl(ep, EPOLL_CTL_ADD, e, &ev);
+        uint64_t ticks = 0, n, one = 1;
+        for (int i = 0; i < rounds; i++) {
+            int ready = epoll_wait(ep, out, 2, -1);
+            for (int k = 0; k < ready; k++)
+                if (out[k].data.u64 == 1 && read(t, &n, 8) == 8)
+                    ticks += n;
+            write(e, &one, 8);
+            struct pollfd pf = {p[0], POLLIN, 0};
+            int polled = poll(&pf, 1, 1);
+            write(p[1], &i, sizeof i);
+            int back = -1;
+            read(p[0], &back, sizeof back);
+            printf("round %d ready %d polled %d back %d ticks %llu\n", i, ready, polled, back,
+                   (unsigned long long)ticks);
+        }
+        return 0;
+    }
     pipes();
     duplication();
     limits();
