@@ -383,7 +383,7 @@ class GuestProcess:
         self.space.brk = state["brk"]
         self.space.memory_limit = state["memory_limit"]
         load_files_state(self, state["files"])
-        self.comm = bytes(state["comm"])
+        self.comm = bytes(state.get("comm", self.image.path.name.encode()[:15]))
 
     def checkpoint(self, snapshot: Snapshot | None = None, incremental: bool = True) -> Checkpoint:
         """Capture VM + kernel state; reuse `snapshot`'s buffer when given."""

@@ -411,12 +411,25 @@ def files_state(p: GuestProcess) -> dict[str, Any]:
 
 def load_files_state(p: GuestProcess, data: dict[str, Any]) -> None:
     """Adopt files_state() output. The disk's own holds come back with FileSystem.restore."""
+    if data.get("version") == 1:
+        data = _upgrade_v1(data)
     if data.get("version") != STATE_VERSION:
         raise ValueError(f"unsupported descriptor table version {data.get('version')!r}")
     p.files, refs = FdTable.load(data["table"], Pipe.from_state)
     p.cwd = Place.from_list(data["cwd"])
     p.umask = data["umask"]
     p.waiting = load_wait(data["waiting"], lambda i: refs.descriptions[i])
+
+
+def _upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 (disk files on fds >= 3, stdio fixed) in today's form, for old checkpoints."""
+    _, table = stdio_table().save()
+    stdio = len(table["descriptions"])
+    table["descriptions"] += [["disk", flags, bytes(path), offset, ino]
+                              for ino, flags, path, offset in data["open"]]
+    table["fds"] += [[fd, stdio + i, cloexec] for fd, i, cloexec in data["fds"]]
+    return {"version": STATE_VERSION, "table": table, "cwd": paths.ROOT.to_list(),
+            "umask": UMASK, "waiting": None}
 
 
 HANDLERS = {
