@@ -18,10 +18,12 @@ from chaosreplay.events import EventKind
 from chaosreplay.kernel import sdk_abi
 from chaosreplay.kernel.clock import NodeClock
 from chaosreplay.kernel.fs.disk import FileSystem
+from chaosreplay.kernel.fs.paths import ROOT
+from chaosreplay.kernel.fs.waiters import WAIT, Wait, end_wait
 from chaosreplay.kernel.loader import build_stack, map_segments
 from chaosreplay.kernel.mm.address_space import AddressSpace
 from chaosreplay.kernel.syscalls import HANDLERS
-from chaosreplay.kernel.syscalls.files import files_state, load_files_state
+from chaosreplay.kernel.syscalls.files import UMASK, files_state, load_files_state, stdio_table
 from chaosreplay.kernel.syscalls.numbers import syscall_name
 from chaosreplay.rng import DeterministicStream
 from chaosreplay.vm import nonvirt
@@ -88,6 +90,7 @@ class ProcessConfig:
     exception_cost_ns: int = 2_000
     patch: bool = True
     hostname: str = ""
+    node_names: tuple[str, ...] = ()  # every node's hostname, by index (for /etc/hosts)
 
 
 EventSink = Callable[["GuestProcess", EventKind, dict[str, Any]], None]
@@ -120,7 +123,11 @@ class GuestProcess:
         self.signal_mask = 0
         self.tid_address = 0
         self.network: Any = None  # the simulation attaches a messaging endpoint
-        self.files: dict[int, Any] = {}  # descriptor -> syscalls.files.Descriptor
+        self.files = stdio_table()  # the descriptor table (kernel.fs.files.FdTable)
+        self.cwd = ROOT
+        self.umask = UMASK
+        self.waiting: Wait | None = None  # the call this process is blocked in, if any
+        self.comm = image.path.name.encode()[:15]  # the task name (prctl PR_SET_NAME)
         self.fs = FileSystem(config.seed, config.node_id)  # the node's disk: outlives restarts
         self.incarnation = 0  # restarts so far: each life draws fresh random numbers
         self.random = self._streams()
@@ -170,7 +177,7 @@ class GuestProcess:
         config, life = self.config, self.incarnation
         return {name: DeterministicStream(config.seed, name if life == 0 or name == "auxv"
                                           else f"{name}#{life}", config.node_id)
-                for name in ("getrandom", "sdk", "auxv")}
+                for name in ("getrandom", "sdk", "auxv", "urandom")}
 
     def begin_incarnation(self, incarnation: int) -> None:
         """Start life number `incarnation` (after a restart): fresh random streams."""
@@ -204,14 +211,23 @@ class GuestProcess:
             self.wake_at_ns = None
         vm, regs, handlers = self.vm, self.regs, HANDLERS
         syscall_cost = self.config.syscall_cost_ns
+        if self.waiting is not None:
+            resumed = self._retry_wait()
+            if resumed is not None:
+                return resumed
         while True:
             reason = vm.run()
             if reason == ExitReason.SYSCALL:
                 number = regs.rax
                 handler = handlers.get(number)
                 result = handler(self, regs) if handler else self._unknown_syscall(number)
-                self.syscalls += 1
                 self.vtime_ns += syscall_cost
+                if result == WAIT:  # blocked (kernel.fs.waiters): answered when it wakes
+                    if self.status is not Status.RUNNING:
+                        return self.status
+                    self.status = Status.BLOCKED
+                    return self._blocked()
+                self.syscalls += 1
                 if self.trace_syscalls and (number not in SELF_RECORDING or result < 0):
                     # the hottest event: straight to the sink
                     self.on_event(self, EventKind.SYSCALL, {  # type: ignore[misc]
@@ -251,6 +267,31 @@ class GuestProcess:
             while status in (Status.RUNNING, Status.BLOCKED):
                 status = self.run()
         return status
+
+    def _retry_wait(self) -> Status | None:
+        """Run the blocked call again now that it woke; a Status when run() must return."""
+        wait = self.waiting
+        assert wait is not None
+        regs = self.regs
+        result = HANDLERS[wait.number](self, regs)
+        if result == WAIT:
+            if self.status is not Status.RUNNING:
+                return self.status
+            return self._blocked()
+        end_wait(self)
+        self.syscalls += 1
+        if self.trace_syscalls:
+            self.on_event(self, EventKind.SYSCALL, {  # type: ignore[misc]
+                "nr": wait.number, "name": syscall_name(wait.number),
+                "args": [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9],
+                "ret": result})
+        if self.status is not Status.RUNNING:
+            return self.status
+        regs.rax = result & _MASK64
+        if self.preempt:
+            self.preempt = False
+            return Status.RUNNING
+        return None
 
     def _blocked(self) -> Status:
         # The controller decides when the node runs again; a lone process just sleeps.
@@ -343,7 +384,7 @@ class GuestProcess:
             "code_pages": space.code.to_state(),
             "brk_start": space.brk_start, "brk": space.brk,
             "memory_limit": space.memory_limit,
-            "files": files_state(self),
+            "files": files_state(self), "comm": self.comm,
         }
 
     def load_kernel_state(self, state: dict[str, Any]) -> None:
@@ -376,6 +417,7 @@ class GuestProcess:
         self.space.brk = state["brk"]
         self.space.memory_limit = state["memory_limit"]
         load_files_state(self, state["files"])
+        self.comm = bytes(state.get("comm", self.image.path.name.encode()[:15]))
 
     def checkpoint(self, snapshot: Snapshot | None = None, incremental: bool = True) -> Checkpoint:
         """Capture VM + kernel state; reuse `snapshot`'s buffer when given."""

@@ -213,6 +213,7 @@ class Simulation:
             envp=[f"{k}={v}".encode() for k, v in spec.env],
             seed=scenario.seed, node_id=spec.index, node_count=scenario.node_count,
             mem_size=scenario.memory_per_node, hostname=spec.name,
+            node_names=tuple(s.name for s in scenario.node_specs()),
         )
         process = GuestProcess(image, config, on_event=self._on_process_event)
         process.trace_syscalls = trace

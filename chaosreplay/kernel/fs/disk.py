@@ -51,7 +51,7 @@ SNAPSHOT_VERSION = 1
 ROOT_INO = 1
 PATH_MAX = 4096  # including the terminating NUL
 NAME_MAX = 255
-S_IFDIR, S_IFREG = 0o040000, 0o100000
+S_IFDIR, S_IFREG, S_IFLNK = 0o040000, 0o100000, 0o120000
 O_ACCMODE, O_RDONLY, O_WRONLY, O_RDWR = 0o3, 0o0, 0o1, 0o2
 O_CREAT, O_EXCL, O_TRUNC, O_APPEND = 0o100, 0o200, 0o1000, 0o2000
 O_DIRECTORY, O_TMPFILE = 0o200000, 0o20200000
@@ -89,6 +89,9 @@ class Stat:
     blocks: int
     mtime_ns: int
     ctime_ns: int
+    atime_ns: int = 0
+    uid: int = 0
+    gid: int = 0
 
     @property
     def is_dir(self) -> bool:
@@ -304,6 +307,18 @@ class FileSystem:
         self.inodes[ino].opens += 1
         return ino
 
+    def reopen(self, ino: int, flags: int, now_ns: int = 0) -> None:
+        """Open an inode again by number (open of /proc/self/fd/N), with open's checks."""
+        access = flags & O_ACCMODE
+        node = self._inode(ino)
+        if access == O_ACCMODE:
+            raise FsError(errno.EINVAL)
+        if node.is_dir and access != O_RDONLY:
+            raise FsError(errno.EISDIR)
+        if flags & O_TRUNC and access != O_RDONLY and not node.is_dir:
+            self.truncate(ino, 0, now_ns)
+        node.opens += 1
+
     def close(self, ino: int) -> None:
         """Release one open of an inode (an unlinked file goes once nothing holds it)."""
         node = self._inode(ino)
@@ -466,13 +481,82 @@ class FileSystem:
     def stat(self, ino: int) -> Stat:
         """stat of an inode."""
         node = self._inode(ino)
+        owner = (node.atime_ns, node.uid, node.gid)
         if node.is_dir:
             subdirs = sum(1 for i in node.entries.values() if self.inodes[i].is_dir)
             return Stat(ino, S_IFDIR | node.mode, 2 + subdirs, DIR_SIZE, DIR_SIZE // 512,
-                        node.mtime_ns, node.ctime_ns)
+                        node.mtime_ns, node.ctime_ns, *owner)
         size = len(node.data)
-        return Stat(ino, S_IFREG | node.mode, node.links, size, (size + 511) // 512,
-                    node.mtime_ns, node.ctime_ns)
+        kind = S_IFREG if node.target is None else S_IFLNK
+        return Stat(ino, kind | node.mode, node.links, size, (size + 511) // 512,
+                    node.mtime_ns, node.ctime_ns, *owner)
+
+    # -- links, owners, modes, times (the resolver in kernel.fs.paths walks with these) -----
+    def child(self, directory: int, name: bytes) -> int | None:
+        """The inode one name in a directory refers to (`.` and `..` included), or None."""
+        node = self._inode(directory)
+        if not node.is_dir:
+            raise FsError(errno.ENOTDIR)
+        return self._child(node, name)
+
+    def parent_of(self, directory: int) -> int:
+        return self._inode(directory).parent
+
+    def name_of(self, directory: int) -> bytes:
+        """The name a directory has in its parent (b"" for the root)."""
+        node = self._inode(directory)
+        parent = self._inode(node.parent)
+        for name, ino in sorted(parent.entries.items()):
+            if ino == directory:
+                return name
+        return b""
+
+    def symlink(self, path: Path, target: bytes, now_ns: int = 0, at: int = ROOT_INO) -> int:
+        """Create a symbolic link; its inode. The target is durable with the entry."""
+        directory, name, _ = self._parent(path, at)
+        if not name or self._child(directory, name) is not None:
+            raise FsError(errno.EEXIST)
+        if not target:
+            raise FsError(errno.ENOENT)
+        node = self._create(directory, name, False, 0o777, now_ns)
+        node.target = bytes(target)
+        node.data = bytearray(target)
+        node.durable = bytes(target)
+        self.used_bytes += len(target)
+        return node.ino
+
+    def readlink(self, ino: int) -> bytes:
+        target = self._inode(ino).target
+        if target is None:
+            raise FsError(errno.EINVAL)
+        return target
+
+    def is_link(self, ino: int) -> bool:
+        return self._inode(ino).target is not None
+
+    def chmod(self, ino: int, mode: int, now_ns: int = 0) -> None:
+        node = self._inode(ino)
+        node.mode = mode & 0o7777
+        node.ctime_ns = now_ns
+
+    def chown(self, ino: int, uid: int, gid: int, now_ns: int = 0) -> None:
+        """Change owner and group; -1 (as an unsigned 32-bit value) keeps one."""
+        node = self._inode(ino)
+        if uid != 0xFFFFFFFF:
+            node.uid = uid
+        if gid != 0xFFFFFFFF:
+            node.gid = gid
+        node.ctime_ns = now_ns
+
+    def set_times(self, ino: int, atime_ns: int | None, mtime_ns: int | None,
+                  now_ns: int = 0) -> None:
+        """utimensat: set access and/or modification time (None keeps one)."""
+        node = self._inode(ino)
+        if atime_ns is not None:
+            node.atime_ns = atime_ns
+        if mtime_ns is not None:
+            node.mtime_ns = mtime_ns
+        node.ctime_ns = now_ns
 
     def stat_path(self, path: Path, at: int = ROOT_INO) -> Stat:
         return self.stat(self.lookup(path, at))

@@ -73,9 +73,25 @@ def sys_mprotect(p: GuestProcess, r: Any) -> int:
     return p.space.protect(addr, length, _guest_prot(r.rdx))
 
 
+MADV_DONTNEED = 4
+_ZERO_PAGE = bytes(PAGE_SIZE)
+
+
 def sys_madvise(p: GuestProcess, r: Any) -> int:
-    # Advice changes no contents we model (MADV_DONTNEED on private anon would zero; see docs).
-    return 0 if r.rdi & (PAGE_SIZE - 1) == 0 else -errno.EINVAL
+    """Advice is accepted; MADV_DONTNEED zeroes private anonymous pages, as Linux does."""
+    addr, length = r.rdi, page_align(r.rsi)
+    if addr & (PAGE_SIZE - 1):
+        return -errno.EINVAL
+    if r.rdx == MADV_DONTNEED:
+        # Only pages already present can hold data; program segments (file-backed on Linux,
+        # where they would read back from the file) are left as they are.
+        for vma in p.space.vmas():
+            if vma.name == "[program]" or vma.end <= addr or vma.start >= addr + length:
+                continue
+            for page in range(max(vma.start, addr), min(vma.end, addr + length), PAGE_SIZE):
+                if p.vm.query(page) is not None:
+                    p.vm.write(page, _ZERO_PAGE)
+    return 0
 
 
 def sys_mremap(p: GuestProcess, r: Any) -> int:
