@@ -198,7 +198,7 @@ def test_blocked_nodes_resume_from_every_checkpoint_and_pause_anywhere(
     record_run(sc, images, tmp_path / "run.ccr", RunOptions())
     with RecordingReader(tmp_path / "run.ccr") as reader:
         infos = reader.checkpoints
-        assert len(infos) >= 5
+        assert len(infos) >= 3  # the run ends when both nodes have exited
         for info, following in itertools.pairwise(infos):
             loaded = reader.load_checkpoint(info.index)
             taken: list[Any] = []
