@@ -7,7 +7,9 @@ virtual time, or ends; the simulation controller interleaves nodes with it.
 
 from __future__ import annotations
 
+import re
 import signal
+import sysconfig
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -19,7 +21,7 @@ from chaosreplay.kernel import sdk_abi
 from chaosreplay.kernel.clock import NodeClock
 from chaosreplay.kernel.fs.disk import FileSystem
 from chaosreplay.kernel.loader import build_stack, map_segments
-from chaosreplay.kernel.mm.address_space import AddressSpace
+from chaosreplay.kernel.mm.address_space import AddressSpace, GuestOutOfMemory
 from chaosreplay.kernel.syscalls import HANDLERS
 from chaosreplay.kernel.syscalls.files import files_state, load_files_state
 from chaosreplay.kernel.syscalls.numbers import syscall_name
@@ -29,6 +31,7 @@ from chaosreplay.vm.elf import ProgramImage
 from chaosreplay.vm.vmm import DEFAULT_MEM_SIZE, ExitReason, Snapshot, Vm
 
 _MASK64 = (1 << 64) - 1
+KTIME_MAX = (1 << 63) - 1  # the latest virtual time a timer can wake at
 ENOSYS = 38
 # SDK calls whose own event (assert, setup_complete, sdk.event) says all a syscall event
 # would: traced as syscalls only when they fail.
@@ -44,6 +47,34 @@ VECTOR_NAMES = {0: "#DE divide error", 1: "#DB debug", 3: "#BP breakpoint", 4: "
                 8: "#DF double fault", 11: "#NP segment not present", 12: "#SS stack fault",
                 13: "#GP general protection", 14: "#PF page fault", 16: "#MF x87 error",
                 17: "#AC alignment check", 19: "#XM SIMD error"}
+
+
+UNKNOWN_SYSCALLS_KEPT = 256  # distinct unknown numbers counted one by one
+UNKNOWN_OTHERS = -1          # the counter all further unknown numbers share
+MAX_BUG_MESSAGE = 300
+_HOST_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")  # object reprs name host addresses
+# Code whose exceptions the guard owns: the kernel and what it stands on. Frames of the
+# standard library and installed packages count as the caller's.
+_KERNEL_MODULES = ("chaosreplay.kernel", "chaosreplay.vm", "chaosreplay.events",
+                   "chaosreplay.rng", "chaosreplay.errors")
+_LIBRARY_DIRS = tuple(sorted({sysconfig.get_paths()[k] for k in ("stdlib", "purelib",
+                                                                  "platlib")}))
+
+
+def _raised_by_kernel(exc: BaseException) -> bool:
+    """Whether every frame between the guard and the raise belongs to the kernel (or to
+    libraries it called): then the exception is a VMM bug, not someone else's signal."""
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        module = frame.f_globals.get("__name__", "")
+        if module == "chaosreplay" or module.startswith("chaosreplay."):
+            if not module.startswith(_KERNEL_MODULES):
+                return False
+        elif not frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
+            return False
+        tb = tb.tb_next
+    return True
 
 
 class Status(StrEnum):
@@ -88,6 +119,7 @@ class ProcessConfig:
     exception_cost_ns: int = 2_000
     patch: bool = True
     hostname: str = ""
+    output_tail_bytes: int = 1 << 20  # stdout/stderr kept per stream; all of it is in events
 
 
 EventSink = Callable[["GuestProcess", EventKind, dict[str, Any]], None]
@@ -114,8 +146,9 @@ class GuestProcess:
         self.wake_at_ns: int | None = None
         self.syscalls = 0
         self.unknown_syscalls: dict[int, int] = {}
-        self.stdout = bytearray()
+        self.stdout = bytearray()  # the last output_tail_bytes of each stream
         self.stderr = bytearray()
+        self.output_dropped = [0, 0]  # bytes of stdout, stderr that fell out of the tails
         self.signal_actions: dict[int, bytes] = {}
         self.signal_mask = 0
         self.tid_address = 0
@@ -152,7 +185,13 @@ class GuestProcess:
             self.on_event(self, kind, fields)
 
     def output(self, fd: int, data: bytes) -> None:
-        (self.stdout if fd == 1 else self.stderr).extend(data)
+        """Record output: the whole of it as an event, its last bytes in a bounded tail."""
+        tail, limit = (self.stdout if fd == 1 else self.stderr), self.config.output_tail_bytes
+        total = len(tail) + len(data)
+        tail.extend(data[max(0, len(data) - limit):])
+        if len(tail) > limit:  # a ring: keep the newest bytes (front deletion is cheap)
+            del tail[: len(tail) - limit]
+        self.output_dropped[fd != 1] += total - len(tail)
         if self.on_output is not None:
             self.on_output(fd, data)
         self.emit(EventKind.OUTPUT, fd=fd, data=data)
@@ -180,11 +219,12 @@ class GuestProcess:
         return self.clock.realtime(self.vtime_ns)
 
     def block_until(self, wake_ns: int) -> None:
-        self.wake_at_ns = max(wake_ns, self.vtime_ns)
+        self.wake_at_ns = max(min(wake_ns, KTIME_MAX), self.vtime_ns)
 
     def block_for(self, guest_ns: int) -> None:
-        """Block for guest_ns as measured by the guest's own (possibly skewed) clock."""
-        self.block_until(self.vtime_ns + self.clock.to_virtual(guest_ns))
+        """Block for guest_ns as measured by the guest's own (possibly skewed) clock; a
+        wake-up past KTIME_MAX saturates there, as Linux's hrtimers do."""
+        self.block_until(self.vtime_ns + self.clock.to_virtual(min(guest_ns, KTIME_MAX)))
 
     # -- running ---------------------------------------------------------------------------
     def run(self, deadline_ns: int | None = None) -> Status:
@@ -201,7 +241,13 @@ class GuestProcess:
             if reason == ExitReason.SYSCALL:
                 number = regs.rax
                 handler = handlers.get(number)
-                result = handler(self, regs) if handler else self._unknown_syscall(number)
+                try:
+                    result = handler(self, regs) if handler else self._unknown_syscall(number)
+                except Exception as exc:  # the one guard: nothing a guest does escapes
+                    self.syscalls += 1
+                    self.vtime_ns += syscall_cost
+                    self._contain(exc, f"syscall {syscall_name(number)}", nr=number)
+                    return self.status
                 self.syscalls += 1
                 self.vtime_ns += syscall_cost
                 if self.trace_syscalls and (number not in SELF_RECORDING or result < 0):
@@ -218,7 +264,13 @@ class GuestProcess:
                     return self._blocked()
             elif reason == ExitReason.EXCEPTION:
                 self.vtime_ns += self.config.exception_cost_ns
-                if not self._handle_exception():
+                try:
+                    resumed = self._handle_exception()
+                except Exception as exc:
+                    self._contain(exc, f"exception vector {vm.exit.vector}",
+                                  vector=vm.exit.vector)
+                    return self.status
+                if not resumed:
                     return self.status
             elif reason == ExitReason.INTERRUPTED:
                 self.status = Status.HUNG
@@ -250,8 +302,30 @@ class GuestProcess:
         return Status.BLOCKED
 
     def _unknown_syscall(self, number: int) -> int:
-        self.unknown_syscalls[number] = self.unknown_syscalls.get(number, 0) + 1
+        counts = self.unknown_syscalls
+        if number not in counts and len(counts) >= UNKNOWN_SYSCALLS_KEPT:
+            number = UNKNOWN_OTHERS  # bounded: random numbers share one counter
+        counts[number] = counts.get(number, 0) + 1
         return -ENOSYS
+
+    def _contain(self, exc: Exception, where: str, **ids: int) -> None:
+        """Turn an exception from answering the guest into the end of this node.
+
+        Out of guest memory is the OOM killer's SIGKILL. Anything else is a bug of the VMM:
+        recorded as a `vmm.bug` event (type and message only; nothing host-specific) and
+        the node dies, which fails the run. Exceptions raised by code outside the kernel
+        (an event sink ending a replay, say) are not the guest's doing and pass through.
+        """
+        if isinstance(exc, GuestOutOfMemory):
+            self._die(signal.SIGKILL, ids.get("vector", 0), 0, str(exc))
+            return
+        if not _raised_by_kernel(exc):
+            raise exc
+        message = _HOST_ADDRESS.sub("", str(exc))[:MAX_BUG_MESSAGE]
+        error = type(exc).__name__
+        self.emit(EventKind.VMM_BUG, where=where, **ids, error=error, message=message)
+        self._die(signal.SIGKILL, ids.get("vector", 0), 0,
+                  f"VMM bug in {where}: {error}: {message}")
 
     def _handle_exception(self) -> bool:
         """Emulate, populate or crash; True when the guest can continue."""
@@ -304,6 +378,7 @@ class GuestProcess:
             "wake_at_ns": self.wake_at_ns, "syscalls": self.syscalls,
             "unknown_syscalls": sorted(self.unknown_syscalls.items()),
             "stdout": bytes(self.stdout), "stderr": bytes(self.stderr),
+            "output_dropped": list(self.output_dropped),
             "signal_actions": sorted(self.signal_actions.items()),
             "signal_mask": self.signal_mask, "tid_address": self.tid_address,
             "random": sorted((name, s.position) for name, s in self.random.items()),
@@ -330,6 +405,7 @@ class GuestProcess:
         self.unknown_syscalls = dict(state["unknown_syscalls"])
         self.stdout = bytearray(state["stdout"])
         self.stderr = bytearray(state["stderr"])
+        self.output_dropped = list(state.get("output_dropped", (0, 0)))
         self.signal_actions = dict(state["signal_actions"])
         self.signal_mask = state["signal_mask"]
         self.tid_address = state["tid_address"]

@@ -4,6 +4,12 @@ The C core owns frames and page tables; this module decides *where* things go an
 the Linux semantics (splitting on partial munmap/mprotect, MAP_FIXED replacing what was
 there, top-down mmap placement). Large mappings are populated lazily on the first page
 fault so reservations cost nothing; the kernel-side accessors populate before touching.
+
+Limits are Linux's on x86-64 (docs/guests.md, "Memory"): user mappings live in
+[MMAP_MIN_ADDR, TASK_SIZE), at most MAX_MAP_COUNT of them, and the kernel's own copies
+honour each mapping's protection (copy_to_user into read-only memory is EFAULT). Guest RAM
+is overcommitted as `vm.overcommit_memory = 0` does; a page that cannot get a frame when it
+is first touched raises GuestOutOfMemory, which the process turns into an OOM kill.
 """
 
 from __future__ import annotations
@@ -14,6 +20,9 @@ from dataclasses import dataclass
 
 from chaosreplay.vm.vmm import PAGE_SIZE, Prot, Vm, VmmError
 
+TASK_SIZE = 0x7FFF_FFFF_F000     # x86-64 4-level: the user range ends one guard page below 2^47
+MMAP_MIN_ADDR = 0x10000          # vm.mmap_min_addr: nothing may be mapped below it
+MAX_MAP_COUNT = 65530            # vm.max_map_count: mmap/mprotect/munmap fail with ENOMEM past it
 STACK_TOP = 0x7FFF_FFFF_F000
 STACK_LIMIT = 8 << 20
 STACK_EAGER = 128 << 10          # mapped up front; the rest grows on page faults
@@ -26,6 +35,15 @@ FAULT_AROUND = 16 * PAGE_SIZE    # pages populated per lazy fault
 def page_align(value: int) -> int:
     """value rounded up to a page boundary."""
     return (value + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+
+
+class GuestOutOfMemory(Exception):
+    """A page the guest touched cannot get a frame: guest RAM is exhausted (an OOM kill)."""
+
+
+def user_range_ok(start: int, length: int) -> bool:
+    """[start, start+length) lies within the user range [0, TASK_SIZE)."""
+    return start >= 0 and length >= 0 and start + length <= TASK_SIZE
 
 
 @dataclass(slots=True)
@@ -54,10 +72,31 @@ class AddressSpace:
 
     def find(self, address: int) -> Vma | None:
         """The VMA containing address, if any."""
-        i = bisect.bisect_right([v.start for v in self._vmas], address) - 1
+        i = bisect.bisect_right(self._vmas, address, key=lambda v: v.start) - 1
         if i >= 0 and self._vmas[i].start <= address < self._vmas[i].end:
             return self._vmas[i]
         return None
+
+    def accessible(self, address: int, length: int, write: bool) -> bool:
+        """Whether every byte of the range is mapped with the access (read, or write)."""
+        if length <= 0:
+            return length == 0
+        if not user_range_ok(address, length):
+            return False
+        end = address + length
+        i = bisect.bisect_right(self._vmas, address, key=lambda v: v.start) - 1
+        position = address
+        while position < end:
+            if i < 0 or i >= len(self._vmas):
+                return False
+            vma = self._vmas[i]
+            if not vma.start <= position < vma.end or not vma.prot:
+                return False
+            if write and not vma.prot & Prot.WRITE:
+                return False
+            position = vma.end
+            i += 1
+        return True
 
     def mapped_bytes(self) -> int:
         return sum(v.end - v.start for v in self._vmas if v.name != "[stack]")
@@ -66,11 +105,8 @@ class AddressSpace:
         return any(v.start < end and start < v.end for v in self._vmas)
 
     # -- changes ---------------------------------------------------------------------------
-    def _insert(self, vma: Vma) -> None:
-        bisect.insort(self._vmas, vma, key=lambda v: v.start)
-
-    def _carve(self, start: int, end: int) -> list[Vma]:
-        """Remove [start, end) from the VMA list, splitting edges; returns removed pieces."""
+    def _carved(self, start: int, end: int) -> tuple[list[Vma], list[Vma]]:
+        """The VMA list without [start, end) (edges split), and the pieces taken out."""
         removed: list[Vma] = []
         kept: list[Vma] = []
         for v in self._vmas:
@@ -82,36 +118,73 @@ class AddressSpace:
             if v.end > end:
                 kept.append(Vma(end, v.end, v.prot, v.name))
             removed.append(Vma(max(v.start, start), min(v.end, end), v.prot, v.name))
-        self._vmas = sorted(kept, key=lambda v: v.start)
-        return removed
+        return kept, removed
 
-    def map_fixed(self, start: int, length: int, prot: int, name: str, eager: bool) -> None:
-        """Map [start, start+length) with zero pages, replacing whatever was there."""
+    def _commit(self, vmas: list[Vma]) -> bool:
+        """Adopt a new VMA list (sorted, neighbours merged as Linux merges them), unless it
+        would hold more than MAX_MAP_COUNT mappings."""
+        vmas.sort(key=lambda v: v.start)
+        merged: list[Vma] = []
+        for v in vmas:
+            last = merged[-1] if merged else None
+            if last is not None and last.end == v.start and (last.prot, last.name) == (
+                    v.prot, v.name):
+                merged[-1] = Vma(last.start, v.end, v.prot, v.name)
+            else:
+                merged.append(v)
+        if len(merged) > MAX_MAP_COUNT:
+            return False
+        self._vmas = merged
+        return True
+
+    def map_fixed(self, start: int, length: int, prot: int, name: str, eager: bool) -> bool:
+        """Map [start, start+length) with zero pages, replacing whatever was there; False
+        when that would exceed MAX_MAP_COUNT (nothing changes then)."""
         end = start + length
-        self.unmap(start, length)
-        self._insert(Vma(start, end, prot, name))
-        if eager and prot:
-            self.vm.map(start, length, prot)
-
-    def unmap(self, start: int, length: int) -> None:
-        for piece in self._carve(start, start + length):
+        kept, removed = self._carved(start, end)
+        if not self._commit([*kept, Vma(start, end, prot, name)]):
+            return False
+        for piece in removed:
             self.vm.unmap(piece.start, piece.end - piece.start)
+        if eager and prot:
+            try:
+                self.vm.map(start, length, prot)
+            except VmmError as exc:
+                if exc.errno != errno.ENOMEM:
+                    raise
+                # Overcommit: the mapping stands; its pages get frames when first touched.
+        return True
+
+    def unmap(self, start: int, length: int) -> bool:
+        """munmap: False when splitting a mapping would exceed MAX_MAP_COUNT."""
+        kept, removed = self._carved(start, start + length)
+        if not removed:
+            return True
+        if not self._commit(kept):
+            return False
+        for piece in removed:
+            self.vm.unmap(piece.start, piece.end - piece.start)
+        return True
 
     def protect(self, start: int, length: int, prot: int) -> int:
-        """mprotect: 0, or -ENOMEM when part of the range is not mapped."""
+        """mprotect: 0, or -ENOMEM when part of the range is not mapped or the change
+        would split mappings past MAX_MAP_COUNT."""
         end = start + length
         covered = sum(min(v.end, end) - max(v.start, start)
                       for v in self._vmas if v.start < end and start < v.end)
         if covered != length:
             return -errno.ENOMEM
-        for piece in self._carve(start, end):
-            self._insert(Vma(piece.start, piece.end, prot, piece.name))
+        kept, removed = self._carved(start, end)
+        if not self._commit(kept + [Vma(v.start, v.end, prot, v.name) for v in removed]):
+            return -errno.ENOMEM
         self.vm.protect(start, length, prot)
         return 0
 
     def find_free(self, length: int, hint: int = 0) -> int | None:
-        """A free range for length bytes: the hint if free, else the highest gap below MMAP_TOP."""
-        if hint and hint + length <= MMAP_TOP and not self._overlaps(hint, hint + length):
+        """A free range for length bytes: the hint if usable, else the highest gap below
+        MMAP_TOP (a hint below MMAP_MIN_ADDR or past TASK_SIZE is ignored, as on Linux)."""
+        if hint >= MMAP_MIN_ADDR and user_range_ok(hint, length) and not self._overlaps(
+                hint, hint + length):
             return hint
         top = MMAP_TOP
         for v in reversed(self._vmas):
@@ -125,30 +198,43 @@ class AddressSpace:
     def would_exceed_limit(self, extra: int) -> bool:
         return self.memory_limit is not None and self.mapped_bytes() + extra > self.memory_limit
 
+    def overcommit_refuses(self, length: int) -> bool:
+        """vm.overcommit_memory = 0 (the heuristic): one request larger than RAM (+ swap,
+        of which a node has none) fails; everything else is granted and paid on touch."""
+        return length > self.vm.mem_size
+
     # -- brk -------------------------------------------------------------------------------
     def set_brk_start(self, address: int) -> None:
         self.brk_start = self.brk = page_align(address)
 
     def set_brk(self, requested: int) -> int:
         """brk(2): grow or shrink the heap; returns the (possibly unchanged) break."""
-        if requested < self.brk_start:
+        if requested < self.brk_start or requested > TASK_SIZE:
             return self.brk
         old_end, new_end = page_align(self.brk), page_align(requested)
         if new_end > old_end:
-            if self._overlaps(old_end, new_end) or self.would_exceed_limit(new_end - old_end):
+            grow = new_end - old_end
+            if self._overlaps(old_end, new_end) or self.would_exceed_limit(grow) \
+                    or self.overcommit_refuses(grow):
                 return self.brk
-            try:
-                self.map_fixed(old_end, new_end - old_end, Prot.READ | Prot.WRITE, "[heap]",
-                               eager=True)
-            except VmmError:
-                self.unmap(old_end, new_end - old_end)
+            if not self.map_fixed(old_end, grow, Prot.READ | Prot.WRITE, "[heap]", eager=True):
                 return self.brk
-        elif new_end < old_end:
-            self.unmap(new_end, old_end - new_end)
+        elif new_end < old_end and not self.unmap(new_end, old_end - new_end):
+            return self.brk
         self.brk = requested
         return self.brk
 
     # -- lazy population -------------------------------------------------------------------
+    def _map_frames(self, start: int, length: int, prot: int) -> None:
+        """Give pages frames; guest RAM running out is an OOM kill, not an error."""
+        try:
+            self.vm.map(start, length, prot)
+        except VmmError as exc:
+            if exc.errno == errno.ENOMEM:
+                raise GuestOutOfMemory(f"out of guest memory: {self.vm.mem_size >> 20} MiB") \
+                    from None
+            raise
+
     def populate(self, address: int, write: bool) -> bool:
         """Map the pages around a faulting address if its VMA allows the access."""
         vma = self.find(address)
@@ -159,39 +245,61 @@ class AddressSpace:
             return False  # already mapped: a real protection fault
         start = max(vma.start, page - FAULT_AROUND // 2)
         end = min(vma.end, page + FAULT_AROUND // 2)
-        self.vm.map(start, end - start, vma.prot)
+        self._map_frames(start, end - start, vma.prot)
         return True
 
-    def _populate_range(self, address: int, length: int) -> bool:
+    def _populate_range(self, address: int, length: int) -> None:
+        """Give every page of an accessible range a frame (callers checked access)."""
         for page in range(address & ~(PAGE_SIZE - 1), address + length, PAGE_SIZE):
             if self.vm.query(page) is None:
                 vma = self.find(page)
                 if vma is None or not vma.prot:
-                    return False
-                self.vm.map(page, PAGE_SIZE, vma.prot)
-        return True
+                    raise RuntimeError(f"populating inaccessible page {page:#x}")
+                self._map_frames(page, PAGE_SIZE, vma.prot)
 
     def read(self, address: int, length: int) -> bytes | None:
-        """Bytes at address as the kernel reads them, or None for a bad user pointer."""
+        """Bytes at address as the kernel reads them (copy_from_user), or None for a bad
+        user pointer: unmapped, PROT_NONE, or outside the user range."""
+        if not self.accessible(address, length, write=False):
+            return None
         try:
             return self.vm.read(address, length)
         except VmmError:
-            if not self._populate_range(address, length):
-                return None
+            self._populate_range(address, length)
             return self.vm.read(address, length)
 
     def write(self, address: int, data: bytes) -> bool:
-        """Store data at address as the kernel does (copy_to_user); False on a bad pointer."""
+        """Store data at address as the kernel does (copy_to_user); False on a bad pointer,
+        including memory the guest may not write (read-only text): Linux's EFAULT."""
+        if not self.accessible(address, len(data), write=True):
+            return False
         try:
             self.vm.write(address, data)
         except VmmError:
-            if not self._populate_range(address, len(data)):
-                return False
+            self._populate_range(address, len(data))
             self.vm.write(address, data)
         return True
 
     def read_cstring(self, address: int, limit: int = 4096) -> bytes | None:
+        """The NUL-terminated string at address (at most limit bytes), or None for a bad
+        pointer; the string may end in a lazily mapped page not touched yet."""
         try:
             return self.vm.read_cstring(address, limit)
         except VmmError:
+            pass
+        readable = 0
+        while readable < limit:
+            page_end = ((address + readable) | (PAGE_SIZE - 1)) + 1
+            step = min(page_end - (address + readable), limit - readable)
+            if not self.accessible(address + readable, step, write=False):
+                break
+            readable += step
+        if readable == 0:
             return None
+        self._populate_range(address, readable)
+        try:
+            text = self.vm.read_cstring(address, readable)
+        except VmmError:
+            return None
+        # Running into an inaccessible page before the NUL is EFAULT, as strncpy_from_user.
+        return None if len(text) == readable < limit else text
