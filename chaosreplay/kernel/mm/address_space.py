@@ -101,48 +101,57 @@ class AddressSpace:
     def mapped_bytes(self) -> int:
         return sum(v.end - v.start for v in self._vmas if v.name != "[stack]")
 
+    def _span(self, start: int, end: int) -> tuple[int, int]:
+        """Indices [i, j) of the VMAs that overlap [start, end) (O(log n))."""
+        vmas = self._vmas
+        i = bisect.bisect_right(vmas, start, key=lambda v: v.start) - 1
+        if i < 0 or vmas[i].end <= start:
+            i += 1
+        j = bisect.bisect_left(vmas, end, lo=i, key=lambda v: v.start)
+        return i, j
+
     def _overlaps(self, start: int, end: int) -> bool:
-        return any(v.start < end and start < v.end for v in self._vmas)
+        i, j = self._span(start, end)
+        return i < j
 
     # -- changes ---------------------------------------------------------------------------
-    def _carved(self, start: int, end: int) -> tuple[list[Vma], list[Vma]]:
-        """The VMA list without [start, end) (edges split), and the pieces taken out."""
-        removed: list[Vma] = []
-        kept: list[Vma] = []
-        for v in self._vmas:
-            if v.end <= start or v.start >= end:
-                kept.append(v)
-                continue
-            if v.start < start:
-                kept.append(Vma(v.start, start, v.prot, v.name))
-            if v.end > end:
-                kept.append(Vma(end, v.end, v.prot, v.name))
-            removed.append(Vma(max(v.start, start), min(v.end, end), v.prot, v.name))
-        return kept, removed
-
-    def _commit(self, vmas: list[Vma]) -> bool:
-        """Adopt a new VMA list (sorted, neighbours merged as Linux merges them), unless it
-        would hold more than MAX_MAP_COUNT mappings."""
-        vmas.sort(key=lambda v: v.start)
+    def _replace(self, start: int, end: int, prot: int | None, name: str = "") -> list[Vma] | None:
+        """Make [start, end) unmapped (prot None), a new mapping (name given) or the same
+        mappings with a new protection (name ""). Neighbours with equal protection and name
+        are merged, as Linux merges them. Returns the pieces that were there before, or
+        None (and changes nothing) when the result would exceed MAX_MAP_COUNT."""
+        vmas = self._vmas
+        i, j = self._span(start, end)
+        old = vmas[i:j]
+        removed = [Vma(max(v.start, start), min(v.end, end), v.prot, v.name) for v in old]
+        middle: list[Vma] = []
+        if old and old[0].start < start:
+            middle.append(Vma(old[0].start, start, old[0].prot, old[0].name))
+        if prot is not None:
+            middle += [Vma(start, end, prot, name)] if name else [
+                Vma(v.start, v.end, prot, v.name) for v in removed]
+        if old and old[-1].end > end:
+            middle.append(Vma(end, old[-1].end, old[-1].prot, old[-1].name))
+        lo, hi = max(i - 1, 0), min(j + 1, len(vmas))
+        window = vmas[lo:i] + middle + vmas[j:hi]
         merged: list[Vma] = []
-        for v in vmas:
+        for v in window:
             last = merged[-1] if merged else None
             if last is not None and last.end == v.start and (last.prot, last.name) == (
                     v.prot, v.name):
                 merged[-1] = Vma(last.start, v.end, v.prot, v.name)
             else:
                 merged.append(v)
-        if len(merged) > MAX_MAP_COUNT:
-            return False
-        self._vmas = merged
-        return True
+        if len(vmas) - (hi - lo) + len(merged) > MAX_MAP_COUNT:
+            return None
+        vmas[lo:hi] = merged
+        return removed
 
     def map_fixed(self, start: int, length: int, prot: int, name: str, eager: bool) -> bool:
         """Map [start, start+length) with zero pages, replacing whatever was there; False
         when that would exceed MAX_MAP_COUNT (nothing changes then)."""
-        end = start + length
-        kept, removed = self._carved(start, end)
-        if not self._commit([*kept, Vma(start, end, prot, name)]):
+        removed = self._replace(start, start + length, prot, name)
+        if removed is None:
             return False
         for piece in removed:
             self.vm.unmap(piece.start, piece.end - piece.start)
@@ -157,10 +166,10 @@ class AddressSpace:
 
     def unmap(self, start: int, length: int) -> bool:
         """munmap: False when splitting a mapping would exceed MAX_MAP_COUNT."""
-        kept, removed = self._carved(start, start + length)
-        if not removed:
+        if not self._overlaps(start, start + length):
             return True
-        if not self._commit(kept):
+        removed = self._replace(start, start + length, None)
+        if removed is None:
             return False
         for piece in removed:
             self.vm.unmap(piece.start, piece.end - piece.start)
@@ -170,12 +179,9 @@ class AddressSpace:
         """mprotect: 0, or -ENOMEM when part of the range is not mapped or the change
         would split mappings past MAX_MAP_COUNT."""
         end = start + length
-        covered = sum(min(v.end, end) - max(v.start, start)
-                      for v in self._vmas if v.start < end and start < v.end)
-        if covered != length:
-            return -errno.ENOMEM
-        kept, removed = self._carved(start, end)
-        if not self._commit(kept + [Vma(v.start, v.end, prot, v.name) for v in removed]):
+        i, j = self._span(start, end)
+        covered = sum(min(v.end, end) - max(v.start, start) for v in self._vmas[i:j])
+        if covered != length or self._replace(start, end, prot) is None:
             return -errno.ENOMEM
         self.vm.protect(start, length, prot)
         return 0
@@ -217,7 +223,8 @@ class AddressSpace:
             if self._overlaps(old_end, new_end) or self.would_exceed_limit(grow) \
                     or self.overcommit_refuses(grow):
                 return self.brk
-            if not self.map_fixed(old_end, grow, Prot.READ | Prot.WRITE, "[heap]", eager=True):
+            if not self.map_fixed(old_end, grow, Prot.READ | Prot.WRITE, "[heap]",
+                                  eager=grow <= EAGER_LIMIT):
                 return self.brk
         elif new_end < old_end and not self.unmap(new_end, old_end - new_end):
             return self.brk
