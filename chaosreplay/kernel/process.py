@@ -171,6 +171,7 @@ class GuestProcess:
 
         self.vm = Vm(config.mem_size)
         self.space = AddressSpace(self.vm)
+        self.space.oom_kill = self._oom_kill
         map_segments(self.space, image, nonvirt.patch_segments(image, sites))
         exe_name = b"/chaosreplay/" + image.path.name.encode()
         sp = build_stack(self.space, image, config.argv, config.envp,
@@ -243,6 +244,7 @@ class GuestProcess:
                 handler = handlers.get(number)
                 try:
                     result = handler(self, regs) if handler else self._unknown_syscall(number)
+                    rax = result & _MASK64
                 except Exception as exc:  # the one guard: nothing a guest does escapes
                     self.syscalls += 1
                     self.vtime_ns += syscall_cost
@@ -258,7 +260,7 @@ class GuestProcess:
                         "ret": result})
                 if self.status is not Status.RUNNING:
                     return self.status
-                regs.rax = result & _MASK64
+                regs.rax = rax
                 if self.wake_at_ns is not None:
                     self.status = Status.BLOCKED
                     return self._blocked()
@@ -308,6 +310,11 @@ class GuestProcess:
         counts[number] = counts.get(number, 0) + 1
         return -ENOSYS
 
+    def _oom_kill(self, reason: str) -> None:
+        """The OOM killer: guest RAM is exhausted, so the node dies of SIGKILL."""
+        if self.status is not Status.CRASHED:
+            self._die(signal.SIGKILL, 0, 0, reason)
+
     def _contain(self, exc: Exception, where: str, **ids: int) -> None:
         """Turn an exception from answering the guest into the end of this node.
 
@@ -317,7 +324,7 @@ class GuestProcess:
         (an event sink ending a replay, say) are not the guest's doing and pass through.
         """
         if isinstance(exc, GuestOutOfMemory):
-            self._die(signal.SIGKILL, ids.get("vector", 0), 0, str(exc))
+            self._oom_kill(str(exc))
             return
         if not _raised_by_kernel(exc):
             raise exc

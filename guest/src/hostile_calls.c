@@ -154,8 +154,15 @@ static void splits(void)
         ok++;
     }
     printf("splits ok %ld then %ld\n", ok, err);
-    long one = map(0, 4096, PROT_RW, PRIV_ANON);
-    show("mmap_after", one);
+    /* top up to the limit with single pages that cannot merge (alternating protections) */
+    long extra = 0, last = 0;
+    while (extra < 8) {
+        last = map(0, 4096, extra % 2 ? PROT_R : 5 /* R|X */, PRIV_ANON);
+        if (last < 0 && last > -4096)
+            break;
+        extra++;
+    }
+    printf("mmap_single %ld then %ld\n", extra, last);
     show("munmap_split", sys(SYS_munmap, (uint64_t)at + 4096 * (pages - 100), 4096, 0, 0, 0, 0));
 }
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import errno
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from chaosreplay.vm.vmm import PAGE_SIZE, Prot, Vm, VmmError
@@ -65,6 +66,9 @@ class AddressSpace:
         self.brk_start = 0
         self.brk = 0
         self.memory_limit = memory_limit  # bytes of anonymous memory; None = guest RAM
+        # Called when a kernel copy runs out of guest RAM (the process installs its OOM
+        # kill); without it GuestOutOfMemory propagates.
+        self.oom_kill: Callable[[str], None] | None = None
 
     # -- queries ---------------------------------------------------------------------------
     def vmas(self) -> list[Vma]:
@@ -255,14 +259,22 @@ class AddressSpace:
         self._map_frames(start, end - start, vma.prot)
         return True
 
-    def _populate_range(self, address: int, length: int) -> None:
-        """Give every page of an accessible range a frame (callers checked access)."""
-        for page in range(address & ~(PAGE_SIZE - 1), address + length, PAGE_SIZE):
-            if self.vm.query(page) is None:
-                vma = self.find(page)
-                if vma is None or not vma.prot:
-                    raise RuntimeError(f"populating inaccessible page {page:#x}")
-                self._map_frames(page, PAGE_SIZE, vma.prot)
+    def _populate_range(self, address: int, length: int) -> bool:
+        """Give every page of an accessible range a frame (callers checked access); False
+        when guest RAM ran out and the OOM kill took the process."""
+        try:
+            for page in range(address & ~(PAGE_SIZE - 1), address + length, PAGE_SIZE):
+                if self.vm.query(page) is None:
+                    vma = self.find(page)
+                    if vma is None or not vma.prot:
+                        raise RuntimeError(f"populating inaccessible page {page:#x}")
+                    self._map_frames(page, PAGE_SIZE, vma.prot)
+        except GuestOutOfMemory as exc:
+            if self.oom_kill is None:
+                raise
+            self.oom_kill(str(exc))
+            return False
+        return True
 
     def read(self, address: int, length: int) -> bytes | None:
         """Bytes at address as the kernel reads them (copy_from_user), or None for a bad
@@ -272,7 +284,8 @@ class AddressSpace:
         try:
             return self.vm.read(address, length)
         except VmmError:
-            self._populate_range(address, length)
+            if not self._populate_range(address, length):
+                return None
             return self.vm.read(address, length)
 
     def write(self, address: int, data: bytes) -> bool:
@@ -283,7 +296,8 @@ class AddressSpace:
         try:
             self.vm.write(address, data)
         except VmmError:
-            self._populate_range(address, len(data))
+            if not self._populate_range(address, len(data)):
+                return False
             self.vm.write(address, data)
         return True
 
@@ -303,7 +317,8 @@ class AddressSpace:
             readable += step
         if readable == 0:
             return None
-        self._populate_range(address, readable)
+        if not self._populate_range(address, readable):
+            return None
         try:
             text = self.vm.read_cstring(address, readable)
         except VmmError:
