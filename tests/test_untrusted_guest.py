@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from simulate import scenario
 
+from chaosreplay.debugger.views import output_so_far
 from chaosreplay.events import EventKind
 from chaosreplay.kernel.mm.address_space import MAX_MAP_COUNT
 from chaosreplay.kernel.process import UNKNOWN_OTHERS, GuestProcess, ProcessConfig, Status
@@ -104,6 +105,33 @@ def test_kernel_copies_into_read_only_text_are_efault(hostile: Path) -> None:
                           "text_intact": "1"}
 
 
+@pytest.mark.parametrize(("name", "signo", "reason"), [
+    ("hlt", signal.SIGSEGV, "#GP general protection"),
+    ("cli", signal.SIGSEGV, "#GP general protection"),
+    ("wrmsr", signal.SIGSEGV, "#GP general protection"),
+    ("movcr3", signal.SIGSEGV, "#GP general protection"),
+    ("out80", signal.SIGSEGV, "#GP general protection"),
+    ("in3f8", signal.SIGSEGV, "#GP general protection"),
+    ("oute1", signal.SIGSEGV, "I/O to port 0xe1, which only the VMM's entry code may use"),
+    ("oute2", signal.SIGSEGV, "I/O to port 0xe2, which only the VMM's entry code may use"),
+    ("oute7", signal.SIGSEGV, "I/O to port 0xe7, which only the VMM's entry code may use"),
+    ("write_entry", signal.SIGSEGV, "#PF page fault, write of protection memory"),
+    ("call_trampoline", signal.SIGILL, "#UD invalid opcode"),
+])
+def test_privileged_instructions_ports_and_the_entry_page_are_refused(
+        guest_bin: GuestBin, name: str, signo: int, reason: str) -> None:
+    """What CPL3 may not do ends the program with Linux's signal and a clear reason: the
+    VMM's own ports (open in the I/O bitmap for the entry page) included, which used to
+    read as a "VM failure"; jumping to the entry page's fix-up trampoline is a plain #UD."""
+    events: Events = []
+    p = run(guest_bin("musl", "hostile_calls"), "insn", name, events=events)
+    assert p.status is Status.CRASHED and p.crash is not None, bytes(p.stdout)
+    assert (p.crash.signal, p.crash.reason) == (signo, reason) or (
+        p.crash.signal == signo and reason in p.crash.reason), p.crash
+    assert bytes(p.stdout) == f"running {name}\n".encode()
+    assert [k for k, _ in events].count(EventKind.CRASH) == 1
+
+
 # -- guest RAM: overcommit and the OOM kill -------------------------------------------------
 @pytest.mark.parametrize(("mode", "mib"), [("touch", "96"), ("fill", "64")])
 def test_touching_more_than_guest_ram_is_an_oom_kill(guest_bin: GuestBin, mode: str,
@@ -136,6 +164,17 @@ def test_mappings_are_limited_to_max_map_count(guest_bin: GuestBin) -> None:
     assert last == "-12" and int(extra) <= 2, lines
     assert lines["munmap_split"] == "-12"
     assert len(p.space.vmas()) <= MAX_MAP_COUNT
+
+
+@pytest.mark.parametrize(("signo", "name"), [(40, "SIGRTMIN+6"), (33, "SIGRTMIN-1"),
+                                             (64, "SIGRTMAX")])
+def test_dying_of_a_real_time_signal_is_described(guest_bin: GuestBin, signo: int,
+                                                 name: str) -> None:
+    """kill(0, 40) ends the node with signal 40, and its crash has a name (signal.Signals
+    knows only SIGRTMIN and SIGRTMAX, so describing it used to raise ValueError)."""
+    p = run(guest_bin("musl", "hostile_calls"), "raise", str(signo))
+    assert p.status is Status.CRASHED and p.crash is not None and p.crash.signal == signo
+    assert p.crash.describe().startswith(f"{name} (")
 
 
 # -- the one guard at the dispatch seam -----------------------------------------------------
@@ -203,6 +242,10 @@ def test_output_kept_in_the_vmm_is_a_ring_of_its_last_bytes(guest_bin: GuestBin)
     assert len(p.stdout) == 1 << 20 and p.output_dropped == [4 << 20, 0]
     state = p.kernel_state()
     assert len(state["stdout"]) == 1 << 20 and state["output_dropped"] == [4 << 20, 0]
+    shown = output_so_far(p.stdout, p.output_dropped[0])
+    assert shown.startswith("[4194304 earlier bytes not kept: earlier output is in the "
+                            "recording]\n") and shown.endswith("x" * 100)
+    assert output_so_far(b"all of it", 0) == "all of it"
 
 
 def test_unknown_syscall_counts_are_bounded(guest_bin: GuestBin) -> None:

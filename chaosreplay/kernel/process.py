@@ -32,6 +32,8 @@ from chaosreplay.vm.vmm import DEFAULT_MEM_SIZE, ExitReason, Snapshot, Vm
 
 _MASK64 = (1 << 64) - 1
 KTIME_MAX = (1 << 63) - 1  # the latest virtual time a timer can wake at
+KVM_EXIT_IO = 2
+USER_END = 1 << 47
 ENOSYS = 38
 # SDK calls whose own event (assert, setup_complete, sdk.event) says all a syscall event
 # would: traced as syscalls only when they fail.
@@ -87,6 +89,17 @@ class Status(StrEnum):
     HUNG = "hung"         # the host watchdog fired: no exit for too long in wall time
 
 
+def signal_name(signo: int) -> str:
+    """SIGSEGV, SIGRTMIN+6, ...: a name for every signal a guest can die of (1-64)."""
+    try:
+        return signal.Signals(signo).name
+    except ValueError:
+        rtmin = int(signal.SIGRTMIN)
+        if 32 <= signo <= 64:
+            return f"SIGRTMIN{signo - rtmin:+d}"
+        return f"signal {signo}"
+
+
 @dataclass(frozen=True, slots=True)
 class Crash:
     """Why a guest died: the signal, where, and what it touched."""
@@ -99,7 +112,7 @@ class Crash:
     reason: str
 
     def describe(self) -> str:
-        name = signal.Signals(self.signal).name
+        name = signal_name(self.signal)
         where = f"at {self.rip:#x} ({self.symbol})"
         fault = f", address {self.fault_address:#x}" if self.vector == 14 else ""
         return f"{name} ({self.reason}) {where}{fault}"
@@ -281,8 +294,14 @@ class GuestProcess:
                 return self.status
             else:
                 exit_ = vm.exit
-                self._die(signal.SIGKILL, 0, 0, f"VM failure (kvm exit {exit_.kvm_exit}, "
-                          f"detail {exit_.detail:#x})")
+                if exit_.kvm_exit == KVM_EXIT_IO and regs.rip < USER_END:
+                    # The I/O bitmap opens the VMM's ports to CPL3 for the entry page; the
+                    # program itself using one is what Linux answers with #GP.
+                    self._die(signal.SIGSEGV, 13, 0, "#GP general protection (I/O to port "
+                              f"{exit_.detail:#x}, which only the VMM's entry code may use)")
+                else:
+                    self._die(signal.SIGKILL, 0, 0, f"VM failure (kvm exit {exit_.kvm_exit}, "
+                              f"detail {exit_.detail:#x})")
                 return self.status
             if self.preempt or (deadline_ns is not None and self.vtime_ns > deadline_ns):
                 self.preempt = False

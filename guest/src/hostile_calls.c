@@ -13,6 +13,10 @@
  *                            getrandom fill the last one (the kernel touches it)
  *   hostile_calls splits     split one mapping page by page until mprotect refuses
  *   hostile_calls stdout N M write N times M MiB to stdout
+ *   hostile_calls insn NAME  run one instruction a CPL3 program may not (hlt, cli, wrmsr,
+ *                            movcr3, out80, in3f8, oute2..oute7 - the VMM's own ports -,
+ *                            write_entry, call_trampoline, int80)
+ *   hostile_calls raise SIG  kill itself with signal SIG (a real-time one, say)
  *   hostile_calls file N M   write N times M MiB into the first 2*M MiB of /data/flood
  *                            (never fsynced)
  */
@@ -189,6 +193,37 @@ static void flood(const char *where, uint64_t count, uint64_t mib)
             (unsigned long long)(total >> 20), last);
 }
 
+static void insn(const char *name)
+{
+    printf("running %s\n", name);
+    fflush(stdout);
+    if (strcmp(name, "hlt") == 0)
+        __asm__ volatile("hlt");
+    else if (strcmp(name, "cli") == 0)
+        __asm__ volatile("cli");
+    else if (strcmp(name, "wrmsr") == 0)
+        __asm__ volatile("wrmsr" ::"c"(0xc0000082u), "a"(0), "d"(0));
+    else if (strcmp(name, "movcr3") == 0)
+        __asm__ volatile("mov %0, %%cr3" ::"r"(0ul));
+    else if (strcmp(name, "out80") == 0)
+        __asm__ volatile("outb %%al, $0x80" ::"a"(0));
+    else if (strcmp(name, "in3f8") == 0)
+        __asm__ volatile("inb %%dx, %%al" ::"d"(0x3f8) : "eax");
+    else if (strncmp(name, "oute", 4) == 0 && name[4] >= '0' && name[4] <= '7' && !name[5])
+        __asm__ volatile("outb %%al, %%dx" ::"a"(0), "d"(0xe0 + (name[4] - '0')));
+    else if (strcmp(name, "write_entry") == 0)
+        *(volatile char *)(uintptr_t)0xffffffffff600000ull = 0;
+    else if (strcmp(name, "call_trampoline") == 0)
+        ((void (*)(void))(uintptr_t)0xffffffffff600010ull)();
+    else if (strcmp(name, "int80") == 0)
+        __asm__ volatile("int $0x80" ::"a"(39));
+    else {
+        printf("unknown instruction\n");
+        return;
+    }
+    printf("survived %s\n", name);
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "";
@@ -202,13 +237,17 @@ int main(int argc, char **argv)
         touch(strtoull(argv[2], NULL, 0), 0);
     else if (strcmp(mode, "fill") == 0 && argc == 3)
         touch(strtoull(argv[2], NULL, 0), 1);
+    else if (strcmp(mode, "insn") == 0 && argc == 3)
+        insn(argv[2]);
+    else if (strcmp(mode, "raise") == 0 && argc == 3)
+        sys(SYS_kill, 0, strtoull(argv[2], NULL, 0), 0, 0, 0, 0);
     else if (strcmp(mode, "splits") == 0)
         splits();
     else if ((strcmp(mode, "stdout") == 0 || strcmp(mode, "file") == 0) && argc == 4)
         flood(mode, strtoull(argv[2], NULL, 0), strtoull(argv[3], NULL, 0));
     else {
         fprintf(stderr, "usage: hostile_calls maps|sleep|rocopy|touch MIB|fill MIB|splits|"
-                        "stdout N MIB|file N MIB\n");
+                        "raise SIG|stdout N MIB|file N MIB\n");
         return 2;
     }
     return 0;
