@@ -17,12 +17,13 @@ from simulate import scenario
 
 from chaosreplay.debugger.views import output_so_far
 from chaosreplay.events import EventKind
-from chaosreplay.kernel.mm.address_space import MAX_MAP_COUNT
+from chaosreplay.kernel.mm.address_space import MAX_MAP_COUNT, AddressSpace
 from chaosreplay.kernel.process import UNKNOWN_OTHERS, GuestProcess, ProcessConfig, Status
 from chaosreplay.kernel.syscalls import clock
 from chaosreplay.recording import RecordingReader
 from chaosreplay.runs.record_replay import record_run
 from chaosreplay.vm.elf import load_program
+from chaosreplay.vm.vmm import Prot, Vm
 
 pytestmark = pytest.mark.kvm
 
@@ -177,6 +178,29 @@ def test_dying_of_a_real_time_signal_is_described(guest_bin: GuestBin, signo: in
     assert p.crash.describe().startswith(f"{name} (")
 
 
+def test_huge_reservations_cost_no_page_walk_of_their_length(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """mprotect and munmap of a 1 TiB mapping visit only the 2 MiB chunks that hold frames
+    (the C core walks page by page, ~7 s per TiB), and still free every frame."""
+    vm = Vm(64 << 20)
+    space = AddressSpace(vm)
+    start, size = 1 << 40, 1 << 40
+    assert space.map_fixed(start, size, Prot.READ | Prot.WRITE, "[anon]", eager=False)
+    touched = [start, start + (size >> 1) + 12345, start + size - 1]
+    for address in touched:
+        assert space.write(address, b"x")
+    walked: list[int] = []
+    for name in ("unmap", "protect"):
+        original = getattr(vm, name)
+        monkeypatch.setattr(vm, name, lambda va, length, *rest, _f=original: (
+            walked.append(length), _f(va, length, *rest))[1])
+    assert space.protect(start, size, Prot.READ) == 0
+    assert vm.query(touched[1]) == Prot.READ
+    assert space.unmap(start, size)
+    assert sum(walked) <= 2 * len(touched) * (2 << 20), walked
+    assert all(vm.query(a) is None for a in touched) and space.framed == set()
+
+
 # -- the one guard at the dispatch seam -----------------------------------------------------
 def test_a_vmm_bug_becomes_an_event_and_a_dead_node(guest_bin: GuestBin,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
@@ -259,6 +283,7 @@ FLOOD = textwrap.dedent("""
     import re, sys
     from chaosreplay.kernel.process import GuestProcess, ProcessConfig
     from chaosreplay.vm.elf import load_program
+from chaosreplay.vm.vmm import Prot, Vm
     path, where = sys.argv[1], sys.argv[2]
     p = GuestProcess(load_program(path), ProcessConfig(argv=[b"h", where.encode(), b"120",
                      b"16"]), on_event=lambda *a: None)

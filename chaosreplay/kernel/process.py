@@ -412,6 +412,7 @@ class GuestProcess:
             "vmas": [[v.start, v.end, v.prot, v.name] for v in space.vmas()],
             "brk_start": space.brk_start, "brk": space.brk,
             "memory_limit": space.memory_limit,
+            "framed_chunks": None if space.framed is None else sorted(space.framed),
             "files": files_state(self),
         }
 
@@ -443,6 +444,8 @@ class GuestProcess:
         self.space.brk_start = state["brk_start"]
         self.space.brk = state["brk"]
         self.space.memory_limit = state["memory_limit"]
+        framed = state.get("framed_chunks")  # absent in older recordings: walk everything
+        self.space.framed = None if framed is None else set(framed)
         load_files_state(self, state["files"])
 
     def checkpoint(self, snapshot: Snapshot | None = None, incremental: bool = True) -> Checkpoint:

@@ -24,6 +24,7 @@ from chaosreplay.vm.vmm import PAGE_SIZE, Prot, Vm, VmmError
 TASK_SIZE = 0x7FFF_FFFF_F000     # x86-64 4-level: the user range ends one guard page below 2^47
 MMAP_MIN_ADDR = 0x10000          # vm.mmap_min_addr: nothing may be mapped below it
 MAX_MAP_COUNT = 65530            # vm.max_map_count: mmap/mprotect/munmap fail with ENOMEM past it
+CHUNK_SHIFT = 21                 # 2 MiB, one page table's reach: the unit of `framed`
 STACK_TOP = 0x7FFF_FFFF_F000
 STACK_LIMIT = 8 << 20
 STACK_EAGER = 128 << 10          # mapped up front; the rest grows on page faults
@@ -69,6 +70,10 @@ class AddressSpace:
         # Called when a kernel copy runs out of guest RAM (the process installs its OOM
         # kill); without it GuestOutOfMemory propagates.
         self.oom_kill: Callable[[str], None] | None = None
+        # 2 MiB chunks that may hold pages with frames (None: unknown, assume all). munmap
+        # and mprotect visit only these, so a huge reservation costs no page-table walk of
+        # its whole length (the C core walks page by page: ~7 s per TiB).
+        self.framed: set[int] | None = set()
 
     # -- queries ---------------------------------------------------------------------------
     def vmas(self) -> list[Vma]:
@@ -158,8 +163,9 @@ class AddressSpace:
         if removed is None:
             return False
         for piece in removed:
-            self.vm.unmap(piece.start, piece.end - piece.start)
+            self._unmap_frames(piece.start, piece.end)
         if eager and prot:
+            self._mark(start, length)
             try:
                 self.vm.map(start, length, prot)
             except VmmError as exc:
@@ -176,7 +182,7 @@ class AddressSpace:
         if removed is None:
             return False
         for piece in removed:
-            self.vm.unmap(piece.start, piece.end - piece.start)
+            self._unmap_frames(piece.start, piece.end)
         return True
 
     def protect(self, start: int, length: int, prot: int) -> int:
@@ -187,8 +193,44 @@ class AddressSpace:
         covered = sum(min(v.end, end) - max(v.start, start) for v in self._vmas[i:j])
         if covered != length or self._replace(start, end, prot) is None:
             return -errno.ENOMEM
-        self.vm.protect(start, length, prot)
+        for a, b in self._framed_runs(start, end):
+            self.vm.protect(a, b - a, prot)
         return 0
+
+    # -- where frames may be ---------------------------------------------------------------
+    def _mark(self, start: int, length: int) -> None:
+        if self.framed is not None and length > 0:
+            last = (start + length - 1) >> CHUNK_SHIFT
+            self.framed.update(range(start >> CHUNK_SHIFT, last + 1))
+
+    def _framed_runs(self, start: int, end: int) -> list[tuple[int, int]]:
+        """The parts of [start, end) that lie in chunks that may hold frames."""
+        if self.framed is None or start >= end:
+            return [(start, end)] if start < end else []
+        first, last = start >> CHUNK_SHIFT, (end - 1) >> CHUNK_SHIFT
+        if last - first < len(self.framed):
+            chunks = [c for c in range(first, last + 1) if c in self.framed]
+        else:
+            chunks = sorted(c for c in self.framed if first <= c <= last)
+        runs: list[tuple[int, int]] = []
+        for c in chunks:
+            a, b = max(start, c << CHUNK_SHIFT), min(end, (c + 1) << CHUNK_SHIFT)
+            if runs and runs[-1][1] == a:
+                runs[-1] = (runs[-1][0], b)
+            else:
+                runs.append((a, b))
+        return runs
+
+    def _unmap_frames(self, start: int, end: int) -> None:
+        """Free the frames of [start, end) and forget chunks left without any."""
+        for a, b in self._framed_runs(start, end):
+            self.vm.unmap(a, b - a)
+            if self.framed is None:
+                continue
+            for c in range(a >> CHUNK_SHIFT, ((b - 1) >> CHUNK_SHIFT) + 1):
+                lo, hi = c << CHUNK_SHIFT, (c + 1) << CHUNK_SHIFT
+                if (a <= lo and hi <= b) or not self.vm.count_mapped(lo, hi - lo):
+                    self.framed.discard(c)
 
     def find_free(self, length: int, hint: int = 0) -> int | None:
         """A free range for length bytes: the hint if usable, else the highest gap below
@@ -238,6 +280,7 @@ class AddressSpace:
     # -- lazy population -------------------------------------------------------------------
     def _map_frames(self, start: int, length: int, prot: int) -> None:
         """Give pages frames; guest RAM running out is an OOM kill, not an error."""
+        self._mark(start, length)
         try:
             self.vm.map(start, length, prot)
         except VmmError as exc:
