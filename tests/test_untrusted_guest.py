@@ -283,7 +283,6 @@ FLOOD = textwrap.dedent("""
     import re, sys
     from chaosreplay.kernel.process import GuestProcess, ProcessConfig
     from chaosreplay.vm.elf import load_program
-from chaosreplay.vm.vmm import Prot, Vm
     path, where = sys.argv[1], sys.argv[2]
     p = GuestProcess(load_program(path), ProcessConfig(argv=[b"h", where.encode(), b"120",
                      b"16"]), on_event=lambda *a: None)
