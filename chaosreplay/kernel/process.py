@@ -51,8 +51,7 @@ VECTOR_NAMES = {0: "#DE divide error", 1: "#DB debug", 3: "#BP breakpoint", 4: "
                 17: "#AC alignment check", 19: "#XM SIMD error"}
 
 
-UNKNOWN_SYSCALLS_KEPT = 256  # distinct unknown numbers counted one by one
-UNKNOWN_OTHERS = -1          # the counter all further unknown numbers share
+UNKNOWN_SYSCALLS_KEPT = 256  # distinct unknown numbers counted one by one; then in one sum
 MAX_BUG_MESSAGE = 300
 _HOST_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")  # object reprs name host addresses
 # Code whose exceptions the guard owns: the kernel and what it stands on. Frames of the
@@ -159,6 +158,7 @@ class GuestProcess:
         self.wake_at_ns: int | None = None
         self.syscalls = 0
         self.unknown_syscalls: dict[int, int] = {}
+        self.unknown_syscalls_other = 0  # calls of unknown numbers past the first 256 kept
         self.stdout = bytearray()  # the last output_tail_bytes of each stream
         self.stderr = bytearray()
         self.output_dropped = [0, 0]  # bytes of stdout, stderr that fell out of the tails
@@ -324,9 +324,10 @@ class GuestProcess:
 
     def _unknown_syscall(self, number: int) -> int:
         counts = self.unknown_syscalls
-        if number not in counts and len(counts) >= UNKNOWN_SYSCALLS_KEPT:
-            number = UNKNOWN_OTHERS  # bounded: random numbers share one counter
-        counts[number] = counts.get(number, 0) + 1
+        if number in counts or len(counts) < UNKNOWN_SYSCALLS_KEPT:
+            counts[number] = counts.get(number, 0) + 1
+        else:
+            self.unknown_syscalls_other += 1  # bounded: a fuzzer's random numbers
         return -ENOSYS
 
     def _oom_kill(self, reason: str) -> None:
@@ -403,6 +404,7 @@ class GuestProcess:
             "status": self.status.value, "exit_code": self.exit_code,
             "wake_at_ns": self.wake_at_ns, "syscalls": self.syscalls,
             "unknown_syscalls": sorted(self.unknown_syscalls.items()),
+            "unknown_syscalls_other": self.unknown_syscalls_other,
             "stdout": bytes(self.stdout), "stderr": bytes(self.stderr),
             "output_dropped": list(self.output_dropped),
             "signal_actions": sorted(self.signal_actions.items()),
@@ -430,6 +432,7 @@ class GuestProcess:
         self.wake_at_ns = state["wake_at_ns"]
         self.syscalls = state["syscalls"]
         self.unknown_syscalls = dict(state["unknown_syscalls"])
+        self.unknown_syscalls_other = state.get("unknown_syscalls_other", 0)
         self.stdout = bytearray(state["stdout"])
         self.stderr = bytearray(state["stderr"])
         self.output_dropped = list(state.get("output_dropped", (0, 0)))
