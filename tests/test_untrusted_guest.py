@@ -17,6 +17,7 @@ from simulate import scenario
 
 from chaosreplay.debugger.views import output_so_far
 from chaosreplay.events import EventKind
+from chaosreplay.kernel.mm import address_space
 from chaosreplay.kernel.mm.address_space import MAX_MAP_COUNT, AddressSpace
 from chaosreplay.kernel.process import (
     UNKNOWN_SYSCALLS_KEPT,
@@ -222,6 +223,20 @@ def test_a_vmm_bug_becomes_an_event_and_a_dead_node(guest_bin: GuestBin,
     assert p.crash.signal == signal.SIGKILL
     assert p.crash.reason.startswith("VMM bug in syscall clock_gettime: TypeError: ")
     assert [k for k, _ in events][-2:] == [EventKind.VMM_BUG, EventKind.CRASH]
+
+
+def test_a_vmm_bug_on_the_exception_path_is_caught_too(guest_bin: GuestBin,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same guard covers CPU exceptions: a broken lazy-fault path (here a bad constant
+    in the address space) is a vmm.bug naming the vector, and a dead node."""
+    monkeypatch.setattr(address_space, "FAULT_AROUND", None)
+    events: Events = []
+    p = run(guest_bin("musl", "hostile_calls"), "touch", "32", events=events)
+    assert p.status is Status.CRASHED and p.crash is not None
+    [bug] = [f for k, f in events if k == EventKind.VMM_BUG]
+    assert (bug["where"], bug["vector"], bug["error"]) == ("exception vector 14", 14,
+                                                          "TypeError")
+    assert p.crash.reason.startswith("VMM bug in exception vector 14: TypeError")
 
 
 def test_exceptions_raised_by_an_event_sink_pass_through_the_guard(guest_bin: GuestBin) -> None:
