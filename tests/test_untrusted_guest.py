@@ -314,6 +314,38 @@ FLOOD = textwrap.dedent("""
 """)
 
 
+FLOOD_RECORD = textwrap.dedent("""
+    import re, sys
+    sys.path.insert(0, "tests")
+    from simulate import scenario
+    from chaosreplay.recording import RecordingReader
+    from chaosreplay.runs.record_replay import record_run
+    from chaosreplay.vm.elf import load_program
+    program, out = sys.argv[1], sys.argv[2]
+    sc = scenario(program, ["stdout", "120", "16"], count=1, memory_per_node="256MiB")
+    record_run(sc, [load_program(program)], out)
+    hwm = int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
+    with RecordingReader(out) as reader:
+        sizes = [len(e.fields["data"]) for e in reader.events()
+                 if e.kind == "output" and e.fields["fd"] == 1]
+        print(reader.complete, sum(sizes), max(sizes), hwm << 10)
+""")
+
+
+def test_recording_a_stdout_flood_keeps_host_memory_bounded(guest_bin: GuestBin,
+                                                            tmp_path: Path) -> None:
+    """Under record, 120 writes of 16 MiB in one tick used to fail the run (one 16 MiB
+    event is over the 4 MiB frame limit) after batching 6 GB; now each event carries at
+    most 1 MiB, the writer flushes by bytes, and the peak RSS stays under 2 x (RAM + disk)."""
+    out = subprocess.run([sys.executable, "-c", FLOOD_RECORD,
+                          str(guest_bin("musl", "hostile_calls")), str(tmp_path / "f.ccr")],
+                         capture_output=True, text=True, check=True, cwd=REPO).stdout
+    complete, stdout_bytes, largest, peak = out.split()
+    assert complete == "True" and int(stdout_bytes) == 120 * (16 << 20), out
+    assert int(largest) <= 1 << 20
+    assert int(peak) < 2 * ((256 << 20) + (64 << 20)), out
+
+
 @pytest.mark.parametrize("where", ["stdout", "file"])
 def test_flooding_stdout_or_the_disk_keeps_host_memory_bounded(guest_bin: GuestBin,
                                                               where: str) -> None:

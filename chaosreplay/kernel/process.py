@@ -51,6 +51,7 @@ VECTOR_NAMES = {0: "#DE divide error", 1: "#DB debug", 3: "#BP breakpoint", 4: "
                 17: "#AC alignment check", 19: "#XM SIMD error"}
 
 
+OUTPUT_EVENT_BYTES = 1 << 20  # the most output one event carries
 UNKNOWN_SYSCALLS_KEPT = 256  # distinct unknown numbers counted one by one; then in one sum
 MAX_BUG_MESSAGE = 300
 _HOST_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")  # object reprs name host addresses
@@ -208,7 +209,9 @@ class GuestProcess:
         self.output_dropped[fd != 1] += total - len(tail)
         if self.on_output is not None:
             self.on_output(fd, data)
-        self.emit(EventKind.OUTPUT, fd=fd, data=data)
+        # One event per MiB: a recording frame holds at most 4 MiB, a write up to 16 MiB.
+        for at in range(0, len(data), OUTPUT_EVENT_BYTES) if data else (0,):
+            self.emit(EventKind.OUTPUT, fd=fd, data=data[at : at + OUTPUT_EVENT_BYTES])
 
     def _streams(self) -> dict[str, DeterministicStream]:
         """The seeded streams of this life of the process (auxv is fixed by the image)."""
