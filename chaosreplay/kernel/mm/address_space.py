@@ -299,7 +299,12 @@ class AddressSpace:
             return False  # already mapped: a real protection fault
         start = max(vma.start, page - FAULT_AROUND // 2)
         end = min(vma.end, page + FAULT_AROUND // 2)
-        self._map_frames(start, end - start, vma.prot)
+        try:
+            self._map_frames(start, end - start, vma.prot)
+        except GuestOutOfMemory:
+            # Fault-around is an optimisation: only the faulting page itself must fit.
+            if self.vm.query(page) is None:
+                self._map_frames(page, PAGE_SIZE, vma.prot)
         return True
 
     def _populate_range(self, address: int, length: int) -> bool:
