@@ -32,10 +32,19 @@ kind the highest probability among its active faults applies:
   returns (one chance() draw, then below(bits)); the stored data stays intact;
 - `torn_write`: see above; drawn only at `crash()`.
 
-Space: the current content of every live file counts against `capacity_bytes`; a write
-that does not fit is cut short where the space ends, and fails with ENOSPC when not one
-byte fits. Every random draw comes from DeterministicStream(seed, "disk", node) in a fixed
-order, and everything that iterates a mapping sorts it first.
+Space: every live file takes the larger of its current and its durable size against
+`capacity_bytes` (the blocks of the last synced version stay allocated until the next
+fsync); a write that does not fit is cut short where the space ends, and fails with ENOSPC
+when not one byte fits. Each inode also takes one of `capacity_bytes // BYTES_PER_INODE`
+inodes (ext4's default ratio); creating a file past that is ENOSPC. The unsynced write
+logs are bounded too: when they hold more than `capacity_bytes` in all, each file's log is
+compacted to one write of its current content (then a truncate to its size): a torn write
+then tears that one write (a coarser tear than the full log would give: a sector-aligned
+prefix of the current content over the durable one). So the host holds at most about three
+times the disk size, whatever the guest writes.
+
+Every random draw comes from DeterministicStream(seed, "disk", node) in a fixed order, and
+everything that iterates a mapping sorts it first.
 """
 
 from __future__ import annotations
@@ -44,7 +53,7 @@ import errno
 from dataclasses import dataclass
 from typing import Any
 
-from chaosreplay.kernel.fs.durability import Inode, crash_tree
+from chaosreplay.kernel.fs.durability import Inode, WriteOp, crash_tree
 from chaosreplay.rng import DeterministicStream
 
 SNAPSHOT_VERSION = 1
@@ -56,6 +65,8 @@ O_ACCMODE, O_RDONLY, O_WRONLY, O_RDWR = 0o3, 0o0, 0o1, 0o2
 O_CREAT, O_EXCL, O_TRUNC, O_APPEND = 0o100, 0o200, 0o1000, 0o2000
 O_DIRECTORY, O_TMPFILE = 0o200000, 0o20200000
 DIR_SIZE = 4096
+BYTES_PER_INODE = 16384  # mke2fs's default inode_ratio
+MIN_INODES = 64
 
 # The disk faults this file system carries out, named as the simulation's fault kinds name
 # them (the kernel does not import the simulation; test_vfs checks the two agree).
@@ -98,6 +109,11 @@ class Stat:
         return self.mode & S_IFDIR == S_IFDIR
 
 
+def _log_size(node: Inode) -> int:
+    """Bytes of data in a file's unsynced write log."""
+    return sum(len(chunk) for _, chunk in node.ops if chunk is not None)
+
+
 def _encode(path: Path) -> bytes:
     return path.encode() if isinstance(path, str) else bytes(path)
 
@@ -113,7 +129,8 @@ class FileSystem:
         self.faults: dict[str, tuple[str, float]] = {}
         self.inodes: dict[int, Inode] = {}
         self.next_ino = ROOT_INO
-        self.used_bytes = 0
+        self.used_bytes = 0  # sum of every inode's footprint (see _footprint)
+        self.log_bytes = 0  # bytes held by every file's unsynced write log
         root = self._new_inode(True, 0o755, 0)
         root.links = root.durable_links = 1
         for name in (b"data", b"tmp"):
@@ -149,6 +166,31 @@ class FileSystem:
         if any(k == DISK_FULL for k, _ in self.faults.values()):
             return 0
         return max(0, self.capacity_bytes - self.used_bytes)
+
+    @staticmethod
+    def _footprint(node: Inode) -> int:
+        """The space an inode takes: its current or its durable content, whichever is larger."""
+        return max(len(node.data), len(node.durable))
+
+    def _recount(self) -> None:
+        self.used_bytes = sum(self._footprint(n) for n in self.inodes.values())
+        self.log_bytes = sum(_log_size(n) for n in self.inodes.values())
+
+    def _log(self, node: Inode, op: WriteOp) -> None:
+        """Append to a file's unsynced log, compacting every log when they grow too big."""
+        node.ops.append(op)
+        if op[1] is not None:
+            self.log_bytes += len(op[1])
+        if self.log_bytes > self.capacity_bytes:
+            for ino in sorted(self.inodes):
+                other = self.inodes[ino]
+                if other.ops:
+                    other.ops = [(0, bytes(other.data)), (len(other.data), None)]
+            self.log_bytes = sum(_log_size(n) for n in self.inodes.values())
+
+    @property
+    def max_inodes(self) -> int:
+        return max(MIN_INODES, self.capacity_bytes // BYTES_PER_INODE)
 
     def _no_space(self) -> FsError:
         full = any(k == DISK_FULL for k, _ in self.faults.values())
@@ -218,6 +260,8 @@ class FileSystem:
 
     # -- tree changes ----------------------------------------------------------------------
     def _new_inode(self, is_dir: bool, mode: int, now_ns: int) -> Inode:
+        if len(self.inodes) >= self.max_inodes:
+            raise FsError(errno.ENOSPC)
         node = Inode(self.next_ino, is_dir, mode, now_ns)
         self.inodes[node.ino] = node
         self.next_ino += 1
@@ -253,7 +297,8 @@ class FileSystem:
                     or node.opens:
                 continue
             del self.inodes[node.ino]
-            self.used_bytes -= len(node.data)
+            self.used_bytes -= self._footprint(node)
+            self.log_bytes -= _log_size(node)
             for child in sorted(node.durable_entries.values()):
                 self.inodes[child].durable_links -= 1
                 work.append(child)
@@ -352,17 +397,18 @@ class FileSystem:
             raise FsError(errno.EIO, WRITE_ERROR)
         if not data:
             return 0
-        size = len(node.data)
-        limit = size + self._free()
-        if offset + len(data) > max(size, limit):
+        before = self._footprint(node)
+        limit = before + self._free()  # the file may reach this size
+        if offset + len(data) > max(before, limit):
             if offset >= limit:
                 raise self._no_space()
             data = data[: limit - offset]
+        size = len(node.data)
         if offset > size:
             node.data.extend(bytes(offset - size))
         node.data[offset : offset + len(data)] = data
-        self.used_bytes += len(node.data) - size
-        node.ops.append((offset, bytes(data)))
+        self.used_bytes += self._footprint(node) - before
+        self._log(node, (offset, bytes(data)))
         node.mtime_ns = node.ctime_ns = now_ns
         return len(data)
 
@@ -371,15 +417,15 @@ class FileSystem:
         node = self._file(ino)
         if size < 0:
             raise FsError(errno.EINVAL)
-        old = len(node.data)
-        if size > old and size - old > self._free():
+        old, before = len(node.data), self._footprint(node)
+        if size > before and size - before > self._free():
             raise self._no_space()
         if size < old:
             del node.data[size:]
         else:
             node.data.extend(bytes(size - old))
-        self.used_bytes += size - old
-        node.ops.append((size, None))
+        self.used_bytes += self._footprint(node) - before
+        self._log(node, (size, None))
         node.mtime_ns = node.ctime_ns = now_ns
 
     def fsync(self, ino: int, data_only: bool = False) -> None:
@@ -390,6 +436,8 @@ class FileSystem:
         if node.is_dir:
             self._sync_dir(node)
             return
+        self.used_bytes += len(node.data) - self._footprint(node)
+        self.log_bytes -= _log_size(node)
         node.durable = bytes(node.data)
         node.ops = []
         if not data_only:
@@ -586,7 +634,7 @@ class FileSystem:
         """Power cut: keep only the durable state (torn by an active torn_write fault)."""
         self.inodes = crash_tree(self.inodes, ROOT_INO, self.fault_probability(TORN_WRITE),
                                  self.stream)
-        self.used_bytes = sum(len(n.data) for n in self.inodes.values())
+        self._recount()
 
     def snapshot(self) -> dict[str, Any]:
         """The complete state as msgpack-serialisable data (equal states, equal dicts)."""
@@ -608,7 +656,7 @@ class FileSystem:
         self.next_ino = snap["next_ino"]
         self.faults = {fid: (kind, float(p)) for fid, kind, p in snap["faults"]}
         self.inodes = {d["ino"]: Inode.from_dict(d) for d in snap["inodes"]}
-        self.used_bytes = sum(len(n.data) for n in self.inodes.values())
+        self._recount()
 
     @classmethod
     def from_snapshot(cls, snap: dict[str, Any]) -> FileSystem:

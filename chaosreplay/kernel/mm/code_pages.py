@@ -122,7 +122,7 @@ class CodePages:
             for page in scanned:
                 self._invalidate(page)
             scanned = []
-        self.vm.protect(start, length, data_prot(prot))
+        self.space.protect_frames(start, end, data_prot(prot))
         for page in scanned:
             executable = page in self.code or page in self.stepping
             self.vm.protect(page, PAGE_SIZE, _CODE_PROT if executable else Prot.READ)
