@@ -134,6 +134,7 @@ class Finding:
     node: int
     seq: int | None  # event number of the failure in the recording (None: not found)
     faults: tuple[str, ...]  # fault kinds in effect or just ended (FAULT_WINDOW_TICKS)
+    faults_started: int = 0  # faults that had started before the failure
 
 
 # -- what a scenario counts as a failure of a node --------------------------------------------
@@ -334,7 +335,14 @@ def _event_occurrences(reader: RecordingReader,
 def fault_pattern(reader: RecordingReader, tick: int, before_seq: int | None,
                   window: int = FAULT_WINDOW_TICKS) -> tuple[str, ...]:
     """Sorted fault kinds in effect at a failure, or ended within `window` ticks before it."""
+    return fault_context(reader, tick, before_seq, window)[0]
+
+
+def fault_context(reader: RecordingReader, tick: int, before_seq: int | None,
+                  window: int = FAULT_WINDOW_TICKS) -> tuple[tuple[str, ...], int]:
+    """(the fault pattern of a failure, how many faults had started before it)."""
     active: dict[str, str] = {}
+    started = 0
     recent: set[str] = set()
     starts, ends = EventKind.FAULT_START.value, EventKind.FAULT_END.value
     for event in reader.events(kinds=(starts, ends), to_tick=tick):
@@ -343,6 +351,7 @@ def fault_pattern(reader: RecordingReader, tick: int, before_seq: int | None,
         fault = event.fields.get("fault") or {}
         kind, fault_id = str(fault.get("kind", "?")), str(event.fields.get("fault_id", ""))
         if event.kind == starts:
+            started += 1
             if _instantaneous(kind):
                 if event.tick >= tick - window:
                     recent.add(kind)
@@ -350,7 +359,7 @@ def fault_pattern(reader: RecordingReader, tick: int, before_seq: int | None,
                 active[fault_id] = kind
         elif active.pop(fault_id, None) is not None and event.tick >= tick - window:
             recent.add(kind)
-    return tuple(sorted(recent | set(active.values())))
+    return tuple(sorted(recent | set(active.values()))), started
 
 
 def _instantaneous(kind: str) -> bool:
@@ -383,5 +392,5 @@ def classify_recording(reader: RecordingReader) -> Finding | None:
         seq = next((s for s, o in events if o is primary), None)
     if primary is None:
         return None
-    faults = fault_pattern(reader, primary.tick, seq)
-    return Finding(primary.signature, primary.tick, primary.node, seq, faults)
+    faults, started = fault_context(reader, primary.tick, seq)
+    return Finding(primary.signature, primary.tick, primary.node, seq, faults, started)

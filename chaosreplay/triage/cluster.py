@@ -55,11 +55,13 @@ class Member:
     seq: int | None  # event number of the failure
     events: int  # events in the recording
     faults: tuple[str, ...] = ()  # the fault pattern of its failure (classify.fault_pattern)
+    faults_started: int = 0  # faults that had started before its failure
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (for reports)."""
         return {"path": self.path, "seed": self.seed, "tick": self.tick, "node": self.node,
-                "seq": self.seq, "events": self.events, "faults": list(self.faults)}
+                "seq": self.seq, "events": self.events, "faults": list(self.faults),
+                "faults_started": self.faults_started}
 
 
 
@@ -270,7 +272,7 @@ def cluster_runs(analyses: Sequence[RunAnalysis], timeline_events: int = TIMELIN
     for run in analyses:
         for finding in run.findings:
             member = Member(run.path, run.seed, finding.tick, finding.node, finding.seq,
-                            run.events, finding.faults)
+                            run.events, finding.faults, finding.faults_started)
             key = finding.signature.key
             cluster = groups.get(key)
             if cluster is None:

@@ -2,9 +2,10 @@
 
 A finding's runs broke one property, but a shrink of any single run can stall in a local
 minimum (1-minimal, yet five faults where another run of the same bug needs one). So a few
-runs are shrunk — one per distinct fault pattern first, earliest failure first, then the
-earliest others — in parallel worker processes, each within the budget, and the smallest
-result wins: the fewest faults, then the fewest ticks, then the fewest events.
+runs are shrunk — the one that had started the fewest faults, then one per other fault
+pattern, earliest failure first, then the earliest others — in parallel worker processes,
+each within the budget, and the smallest result wins: the fewest faults, then the fewest
+ticks, then the fewest events.
 
 The shrinker keeps a candidate run only if `still_fails(summary)` holds; for triage that
 means "its primary failure has the finding's signature". The fault pattern is left out of
@@ -64,10 +65,15 @@ class SameSignature:
 
 
 def shrink_members(members: Sequence[Member], count: int = SHRINK_MEMBERS) -> list[Member]:
-    """The runs to shrink: the earliest failing run of each fault pattern, then the earliest
-    others, at most `count`, earliest failure first."""
+    """The runs to shrink: the one that had started the fewest faults (its reproduction can
+    only be as small), the earliest failing run of each other fault pattern, then the
+    earliest others; at most `count`, earliest failure first."""
     chosen: list[Member] = []
     patterns: set[tuple[str, ...]] = set()
+    if members and count > 0:
+        fewest = min(members, key=lambda m: (m.faults_started, *member_order(m)))
+        chosen.append(fewest)
+        patterns.add(fewest.faults)
     for member in members:
         if len(chosen) < count and member.faults not in patterns:
             chosen.append(member)
