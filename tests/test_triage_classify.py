@@ -219,3 +219,16 @@ def test_exits_in_a_summary_are_judged_by_the_rules() -> None:
     assert len(summary_occurrences(summary, rules)) == 1
     assert signature_from_summary({**summary, "exits": [{"node": 1, "tick": 5, "code": 0}]},
                                   rules) is None
+
+
+def test_the_scenario_key_reaches_the_rules() -> None:
+    """`stderr_is_failure` in a scenario file is in its canonical form (the manifest's) only
+    when set, and triage's rules read it from there."""
+    from chaosreplay.sim.scenario import Scenario
+
+    strict = Scenario.from_dict({"nodes": [{"program": "bin/kv", "count": 2,
+                                            "stderr_is_failure": True},
+                                           {"program": "bin/client"}]})
+    assert [(r.group, r.stderr_fails) for r in node_rules(strict.to_dict())] == [
+        ("kv", True), ("kv", True), ("client", False)]
+    assert "stderr_is_failure" not in Scenario().to_dict()["nodes"][0]

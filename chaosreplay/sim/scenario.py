@@ -53,6 +53,7 @@ class NodeGroup:
     args: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()  # in the order written: the guest sees this order
     name: str = ""  # "" = the program's file name
+    stderr_is_failure: bool = False  # triage counts a write to stderr as a failure
 
     @property
     def label(self) -> str:
@@ -156,7 +157,7 @@ class Scenario:
             "stop_on_first_bug": self.stop_on_first_bug,
             "nodes": [
                 {"program": g.program, "count": g.count, "args": list(g.args),
-                 "env": dict(g.env), "name": g.name}
+                 "env": dict(g.env), "name": g.name, **_stderr_rule(g)}
                 for g in self.nodes
             ],
             "network": {
@@ -259,8 +260,23 @@ def _parse_nodes(value: Any, at: KeyPath) -> tuple[NodeGroup, ...]:
                        for j, a in enumerate(expect_list(table.get("args", []), args_at))),
             env=tuple(env),
             name=expect_str(table.get("name", ""), g_at.key("name")),
+            stderr_is_failure=_parse_stderr_is_failure(table, g_at),
         ))
     return tuple(out)
+
+
+# -- triage's key: "stderr is a failure" (kept apart for easy merging; read by
+#    chaosreplay.triage.classify.stderr_is_failure from the manifest) --------------------------
+
+
+def _parse_stderr_is_failure(table: dict[str, Any], at: KeyPath) -> bool:
+    """A node group's `stderr_is_failure` (default false)."""
+    return expect_bool(table.get("stderr_is_failure", False), at.key("stderr_is_failure"))
+
+
+def _stderr_rule(group: NodeGroup) -> dict[str, Any]:
+    """The key in the canonical form only when set, so other scenarios' digests stay."""
+    return {"stderr_is_failure": True} if group.stderr_is_failure else {}
 
 
 def _link_value(name: str, value: Any, at: KeyPath) -> Any:
