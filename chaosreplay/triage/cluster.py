@@ -260,6 +260,11 @@ def _analyses(paths: list[Path], options: tuple[bool, float],
 # -- grouping ------------------------------------------------------------------------------
 
 
+def runs_phrase(count: int) -> str:
+    """"1 run", "3 runs"."""
+    return f"{count} run" if count == 1 else f"{count} runs"
+
+
 def member_order(member: Member) -> tuple[int, int, str]:
     """Earliest failure first, then the fewest events, then the path."""
     return member.tick, member.events, member.path
@@ -282,8 +287,8 @@ def cluster_runs(analyses: Sequence[RunAnalysis], timeline_events: int = TIMELIN
     clusters = list(groups.values())
     for cluster in clusters:
         cluster.members.sort(key=member_order)
-        cluster.grouping = (f"one finding: {len(cluster.members)} run(s) broke this property; "
-                            "not split (no evidence yet that the causes differ)")
+        cluster.grouping = (f"one finding: {runs_phrase(len(cluster.members))} broke this "
+                            "property; not split (no evidence yet that the causes differ)")
         if with_timelines:
             cluster.timeline = representative_timeline(cluster, timeline_events)
     return order_clusters(clusters)

@@ -36,7 +36,13 @@ from chaosreplay.triage.classify import (
     short_hash,
     signature_from_summary,
 )
-from chaosreplay.triage.cluster import Cluster, Member, member_order, representative_timeline
+from chaosreplay.triage.cluster import (
+    Cluster,
+    Member,
+    member_order,
+    representative_timeline,
+    runs_phrase,
+)
 
 SHRINK_MEMBERS = 3  # runs of a finding shrunk to find its best reproduction
 SHRINK_FIGURES = ("faults_before", "faults_after", "ticks_before", "ticks_after",
@@ -235,12 +241,12 @@ def split_on_evidence(cluster: Cluster, timeline_events: int) -> list[Cluster]:
     shrunk = sum(len(g) for g in groups)
     if len(groups) <= 1:
         if shrunk >= 2:
-            cluster.grouping = (f"one finding: {len(cluster.members)} run(s) broke this "
+            cluster.grouping = (f"one finding: {runs_phrase(len(cluster.members))} broke this "
                                 f"property; not split: the minimal reproductions of {shrunk} "
                                 f"runs need overlapping faults ("
                                 f"{'; '.join(_describe(_kinds(a)) for a in groups[0])})")
         elif cluster.attempts:
-            cluster.grouping = (f"one finding: {len(cluster.members)} run(s) broke this "
+            cluster.grouping = (f"one finding: {runs_phrase(len(cluster.members))} broke this "
                                 f"property; not split: {shrunk} minimal reproduction(s), "
                                 "nothing to compare")
         return [cluster]
@@ -251,7 +257,7 @@ def split_on_evidence(cluster: Cluster, timeline_events: int) -> list[Cluster]:
         home = by_path.get(member.path)
         parts[_home(member, needs) if home is None else home].append(member)
     evidence = " vs ".join(
-        f"{_describe(n)} ({len(g)} run{'s' if len(g) > 1 else ''})"
+        f"{_describe(n)} ({runs_phrase(len(g))})"
         for n, g in zip(needs, groups, strict=True))
     out = []
     for i, (members, group) in enumerate(zip(parts, groups, strict=True)):
