@@ -14,6 +14,7 @@ from triage_runs import FakeRun
 
 from chaosreplay.cli import main
 from chaosreplay.recording import RecordingReader
+from chaosreplay.triage import minimize
 
 ELECTION = "election safety: at most one leader per term"
 TERMS = "log terms never decrease along the log"
@@ -247,6 +248,9 @@ def test_shrinking_reports_the_figures_everywhere(tmp_path: Path,
 
     monkeypatch.setitem(sys.modules, "chaosreplay.triage.shrink",
                         SimpleNamespace(shrink_recording=shrink_recording))
+    # made-up runs cannot be re-executed: the stack at the failure is stood in too
+    monkeypatch.setattr(minimize, "stack_at", lambda reader, seq, node: [
+        f"apply+0x1c (src/app.c:{seq})", "main (src/app.c:90)"])
     bugs, out = _bugs(tmp_path), tmp_path / "report"
     common = ("--no-replay", "-j", "1", "--shrink-budget", "30")
     table = _triage(bugs, *common, "--out", out)
@@ -270,6 +274,10 @@ def test_shrinking_reports_the_figures_everywhere(tmp_path: Path,
             and "  - partition at tick 100 (duration=50, sides=[[0], [1, 2]])" in markdown
             and f"  chaosreplay replay {out / 'finding-1-min.ccr'}" in markdown)
     assert "not split: the minimal reproductions of 3 runs need overlapping faults" in markdown
+    seq = minimal["failure_event"]
+    assert minimal["stack"][0] == f"apply+0x1c (src/app.c:{seq})"
+    assert (f"  - stack at the failure (node {minimal['failure_node']}, innermost first): "
+            f"`apply+0x1c (src/app.c:{seq})` ← `main (src/app.c:90)`") in markdown
     calls.clear()
     assert _triage(bugs, *common, "--json").exit_code == 1
     assert {o.parent for _, o in calls} == {bugs / ".triage"}

@@ -50,6 +50,8 @@ def test_triage_writes_a_minimal_run_per_finding(tmp_path: Path) -> None:
         "state": f"chaosreplay state {path} --tick {minimal['failure_tick']} --node "
                  f"{minimal['failure_node']}"}
     assert minimal["failure_tick"] == minimal["ticks_after"], "it ends at its failure"
+    # no_step_down's leader notes itself leader of the adopted term: raft.c:842, in main
+    assert minimal["stack"][0].endswith("(src/raft.c:842)"), minimal["stack"]
     signature = Signature.from_dict(finding)
     with RecordingReader(path) as reader:
         assert signature_from_summary(reader.summary) == signature

@@ -45,6 +45,7 @@ from chaosreplay.triage.cluster import (
 )
 
 SHRINK_MEMBERS = 3  # runs of a finding shrunk to find its best reproduction
+STACK_FRAMES = 6  # stack entries kept of a minimal run's failing node
 SHRINK_FIGURES = ("faults_before", "faults_after", "ticks_before", "ticks_after",
                   "events_before", "events_after", "candidates", "seconds", "one_minimal",
                   "budget_exhausted")
@@ -123,16 +124,45 @@ def shrink_member(path: str, signature: Signature, out: Path,
 
 
 def _failure_of(path: str | None) -> dict[str, Any]:
-    """Where a minimal run fails (tick, node, event), read back from its recording."""
+    """Where a minimal run fails (tick, node, event), read back from its recording, and the
+    failing node's symbolized stack there."""
     if path is None:
         return {}
     try:
         with RecordingReader(path) as reader:
             found = classify_recording(reader)
+            if found is None:
+                return {}
+            try:
+                stack = stack_at(reader, found.seq, found.node)
+            except Exception:  # a fact for people: a report is complete without it
+                stack = []
     except Exception:  # it was just written; without it the report gives no seek target
         return {}
-    return {} if found is None else {"failure_tick": found.tick, "failure_node": found.node,
-                                     "failure_event": found.seq}
+    return {"failure_tick": found.tick, "failure_node": found.node,
+            "failure_event": found.seq, "stack": stack}
+
+
+def stack_at(reader: RecordingReader, seq: int | None, node: int,
+             frames: int = STACK_FRAMES) -> list[str]:
+    """The return addresses on a node's stack just after event `seq`, symbolized, innermost
+    first (the debugger's stack scan, without the stack addresses); [] when unknown.
+
+    A fact for the reader of a report, not a reason to split a finding: the scan finds
+    return addresses, not an unwound call chain, and runs of one bug can reach the same
+    assertion through different callers (docs/triage.md)."""
+    if seq is None or node < 0:
+        return []
+    from chaosreplay.debugger.reconstruct import Reconstructor
+    from chaosreplay.runs.record_replay import load_run
+
+    scenario, images, _ = load_run(reader)
+    reconstructor = Reconstructor(reader, scenario, images)
+    try:
+        view = reconstructor.state(seq).nodes[node]
+    finally:
+        reconstructor.close()
+    return [line.split(": ", 1)[-1] for line in view.stack[:frames]]
 
 
 def smallest(attempts: Sequence[dict[str, Any]]) -> dict[str, Any] | None:

@@ -287,6 +287,9 @@ def _finding_section(f: dict[str, Any]) -> list[str]:
         lines += [f"- minimal reproduction `{minimal['path']}`, shrunk from "
                   f"`{minimal['member']}`: {minimal_line(minimal)}"]
         lines += [f"  - {fault_text(fault)}" for fault in minimal.get("schedule", [])]
+        if minimal.get("stack"):
+            lines += [f"  - stack at the failure (node {minimal['failure_node']}, innermost "
+                      f"first): {' ← '.join(f'`{frame}`' for frame in minimal['stack'])}"]
         lines += ["  - open it at its failure (tick "
                   f"{minimal.get('failure_tick', minimal['ticks_after'])}):"]
         lines += _commands_lines(minimal["commands"])
