@@ -3,6 +3,10 @@
     python benchmarks/bench_shrink.py                  # stale_term, no_truncate, early_commit
     python benchmarks/bench_shrink.py --variants stale_term --jobs 1
 
+A second table counts, per shrinking step (ddmin, single fault, later start, shorter,
+milder, network, earlier failure), in how many shrinks it kept a candidate, how many
+candidates it kept in all, and the candidate runs it cost.
+
 For each planted-bug variant, the first seeds (from --first-seed on) whose run of the
 scenario below fails after at least --min-faults faults have started are recorded, then
 shrunk with `shrink_recording` (`jobs` workers, still_fails = same triage signature). The
@@ -27,7 +31,7 @@ from chaosreplay.sim.programs import resolve_images
 from chaosreplay.sim.scenario import Scenario, loads_scenario
 from chaosreplay.sim.simulation import Simulation
 from chaosreplay.triage.classify import signature_from_summary
-from chaosreplay.triage.shrink import ShrinkReport, shrink_recording
+from chaosreplay.triage.shrink import STEP_NAMES, ShrinkReport, shrink_recording
 
 SCENARIO_TOML = """\
 duration = "30s"
@@ -134,8 +138,20 @@ def main() -> None:
                       f"{r.events_before:,} → {r.events_after:,} | {r.candidates} "
                       f"({r.cancelled}) | {'yes' if r.one_minimal else 'no'} | {r.seconds:.1f} | "
                       f"{r.cpu_seconds:.0f} |", flush=True)
+    print_steps(reports)
     if args.json:
         args.json.write_text(json.dumps(reports, indent=1))
+
+
+def print_steps(reports: list[dict[str, Any]]) -> None:
+    """How often each step helped: shrinks where it kept a candidate, kept in all, runs."""
+    print(f"\nsteps over {len(reports)} shrinks:\n")
+    print("| step | shrinks it helped | candidates kept | candidate runs |")
+    print("|---|---:|---:|---:|")
+    for name in STEP_NAMES:
+        counts = [r["steps"].get(name, {"runs": 0, "helped": 0}) for r in reports]
+        print(f"| {name} | {sum(1 for c in counts if c['helped'])} | "
+              f"{sum(c['helped'] for c in counts)} | {sum(c['runs'] for c in counts)} |")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,15 @@ from chaosreplay.sim.scenario import Scenario
 from chaosreplay.sim.simulation import Simulation
 from chaosreplay.sim.validation import NS_PER_TICK
 from chaosreplay.triage.classify import signature_from_summary
-from chaosreplay.triage.shrink import ShrinkReport, _Shrinker, _simpler, _split, shrink_recording
+from chaosreplay.triage.shrink import (
+    STEP_NAMES,
+    ShrinkReport,
+    _Shrinker,
+    _simpler,
+    _single_fault_options,
+    _split,
+    shrink_recording,
+)
 from chaosreplay.triage.shrink_runs import Candidate, RunJob
 
 MIN_STARTED = 10
@@ -126,6 +134,19 @@ def test_minimal_recording_replays_identically_and_figures_match(failing, shrunk
 
 
 @pytest.mark.kvm
+def test_the_minimal_run_ends_at_its_failure_and_is_never_longer(failing, shrunk):
+    """Candidates end at the original failure, so the minimal run cannot fail later; its
+    recording's last event is the failure; every step's runs and successes are counted."""
+    assert shrunk.ticks_after <= shrunk.ticks_before, shrunk.log
+    assert shrunk.bound_tick <= shrunk.ticks_before + 1
+    with RecordingReader(shrunk.output) as reader:
+        assert reader.summary["end_tick"] == min(b["tick"] for b in reader.summary["bugs"])
+    assert set(shrunk.steps) == set(STEP_NAMES)
+    assert shrunk.steps["ddmin"]["helped"] >= 1 and sum(
+        step["runs"] for step in shrunk.steps.values()) <= shrunk.candidates
+
+
+@pytest.mark.kvm
 def test_one_job_gives_the_same_minimal_schedule(failing, shrunk, tmp_path):
     """Workers change only the speed: the winner of each step is the first in order."""
     path, signature = failing
@@ -206,22 +227,65 @@ def test_runs_with_fifty_faults_shrink_to_one_minimal_schedules(variant, tmp_pat
 # -- the phases, without KVM ------------------------------------------------------------------
 
 class FakeRunner:
-    """first_failing against a predicate on the fault list, counting the candidates."""
+    """first_failing against a predicate on the fault list, counting the candidates; a
+    failing candidate fails at `tick_of(candidate)` (the original's tick by default)."""
 
-    def __init__(self, fails: Any) -> None:
-        self.fails, self.runs = fails, 0
+    def __init__(self, fails: Any, tick_of: Any = None) -> None:
+        self.fails, self.runs, self.tick_of = fails, 0, tick_of
+        self.ticks: dict[Candidate, int] = {}
 
     def first_failing(self, cands: list[Candidate]) -> int | None:
         for i, cand in enumerate(cands):
             self.runs += 1
             if self.fails(cand):
+                if self.tick_of is not None:
+                    self.ticks[cand] = self.tick_of(cand)
                 return i
         return None
 
 
-def shrinker(faults: list[Fault], fails: Any) -> _Shrinker:
-    job = RunJob(Scenario(), [], 0, 10_000, 11_000)
-    return _Shrinker(job, FakeRunner(fails), faults, lambda line: None)  # type: ignore[arg-type]
+def shrinker(faults: list[Fault], fails: Any, tick_of: Any = None) -> _Shrinker:
+    job = RunJob(Scenario(), [], 0, 10_000, 10_001)
+    return _Shrinker(job, FakeRunner(fails, tick_of), faults,  # type: ignore[arg-type]
+                     lambda line: None)
+
+
+def partition(at: int, duration: int, sides: Any = ((0,), (1, 2))) -> Fault:
+    return Fault(FaultKind.PARTITION, at, duration, None, (("sides", sides),))
+
+
+def test_three_partitions_become_one_and_a_pause_drops_its_latency():
+    """The remaining set is replaced by a single fault of a kind present, spanning the set's
+    time, when that still fails (one partition instead of three; one pause instead of a
+    pause plus latency)."""
+    parts = [partition(1000, 200), partition(2000, 300), partition(4000, 100)]
+    # the bug needs node 0 cut off during 1100..4050 in one piece, or three pieces
+    s = shrinker(parts, lambda c: any(f.kind is FaultKind.PARTITION and f.at <= 1100
+                                      and f.at + f.duration >= 4050 for f in c.faults)
+                 or len(c.faults) == 3)
+    s.single_faults()
+    assert s.faults == [partition(1000, 3100)], s.faults
+    assert s.steps["single fault"]["helped"] == 1
+    pause = Fault(FaultKind.PAUSE, 500, 700, 1)
+    latency = Fault(FaultKind.LATENCY, 600, 400, None, (("latency_ns", 50_000_000),))
+    s = shrinker([pause, latency], lambda c: any(f.kind is FaultKind.PAUSE for f in c.faults))
+    s.single_faults()
+    assert s.faults == [pause], s.faults
+    options = _single_fault_options([pause, latency], 2000)
+    assert [f.kind for o in options for f in o] == [FaultKind.PAUSE, FaultKind.LATENCY]
+
+
+def test_earlier_failure_moves_the_schedule_while_the_run_fails_sooner():
+    """The whole schedule moves earlier when the failure then comes earlier too; a move
+    that fails as late is not kept."""
+    faults = [partition(3000, 200), partition(3500, 100)]
+    s = shrinker(faults, lambda c: True, tick_of=lambda c: 6000 + c.faults[0].at)
+    s.earlier_failure()
+    assert [f.at for f in s.faults] == [0, 500], s.faults
+    assert s.failure_tick() == 6000 and s.steps["earlier failure"]["helped"] == 1
+    s = shrinker(faults, lambda c: True, tick_of=lambda c: 10_000)  # as late as before
+    s.earlier_failure()
+    assert s.faults == faults and s.steps["earlier failure"]["helped"] == 0
 
 
 def losses(count: int) -> list[Fault]:

@@ -18,7 +18,9 @@ from chaosreplay.triage.classify import (
     Signature,
     classify_recording,
     fault_pattern,
+    node_rules,
     signature_from_summary,
+    summary_occurrences,
 )
 
 ELECTION = "election safety: at most one leader per term"
@@ -170,12 +172,63 @@ def test_fault_pattern(tmp_path: Path, faults: list, expected: tuple[str, ...]) 
             k for k, at, d, _ in faults if d is not None and at + d >= 1900))
 
 
-def test_fault_pattern_refines_the_cluster_key(tmp_path: Path) -> None:
-    """Equal signatures under different faults make different cluster keys."""
-    calm = _classify(FakeRun().bug(300, 0, ELECTION), tmp_path / "a.ccr")
-    cut = _classify(FakeRun().fault(100, "partition", 1000, sides=[[0], [1, 2]])
-                    .bug(300, 0, ELECTION), tmp_path / "b.ccr")
-    assert calm is not None and cut is not None
-    assert calm.signature == cut.signature and calm.faults == () and cut.faults == (
-        "partition",)
-    assert calm.cluster_key != cut.cluster_key
+def test_a_non_zero_exit_is_a_finding_located_by_node_group(tmp_path: Path) -> None:
+    """Exit status 2 with the default rule (only 0 allowed) is the run's failure, from its
+    exit event alone; a zero exit is none."""
+    found = _classify(FakeRun().syscalls(5, 0, 2).exit(7, 1, 2).exit(9, 0, 0),
+                      tmp_path / "a.ccr")
+    assert found is not None
+    assert found.signature == Signature(FailureClass.EXIT, None, "exit status 2", "builtin:demo")
+    assert (found.tick, found.node) == (7, 1) and found.seq is not None
+    assert found.signature.title == "exit: exit status 2 (node group builtin:demo)"
+    assert _classify(FakeRun().exit(7, 1, 0), tmp_path / "b.ccr") is None
+
+
+def test_expect_exit_allows_statuses(tmp_path: Path) -> None:
+    """A scenario's `expect_exit` (when the scenario has it) lists the allowed statuses."""
+    assert _classify(FakeRun(expect_exit=[0, 2]).exit(7, 1, 2), tmp_path / "a.ccr") is None
+    found = _classify(FakeRun(expect_exit=[0, 2]).exit(7, 1, 3), tmp_path / "b.ccr")
+    assert found is not None and found.signature.message == "exit status 3"
+
+
+def test_stderr_is_a_failure_only_where_the_scenario_says_so(tmp_path: Path) -> None:
+    """Output on stderr: no finding by default; with stderr_is_failure, the first write."""
+    run = FakeRun().syscalls(3, 0, 1).stderr(4, 2, "oops\n").stderr(6, 1, "again\n")
+    assert _classify(run, tmp_path / "a.ccr") is None
+    strict = FakeRun(stderr_is_failure=True).stderr(4, 2, "oops\n").stderr(6, 1, "again\n")
+    found = _classify(strict, tmp_path / "b.ccr")
+    assert found is not None and (found.signature.failure_class, found.tick, found.node) == (
+        FailureClass.STDERR, 4, 2)
+
+
+def test_an_assertion_before_an_exit_stays_the_finding(tmp_path: Path) -> None:
+    """The node that broke an invariant and then exited 1 counts once, as the assertion."""
+    found = _classify(FakeRun().bug(300, 0, ELECTION).exit(300, 0, 1), tmp_path / "a.ccr")
+    assert found is not None and found.signature.failure_class is FailureClass.ALWAYS
+
+
+def test_exits_in_a_summary_are_judged_by_the_rules() -> None:
+    """The shrinker's summaries list exits; the simulation's own "exit" failures (once the
+    simulation counts them) are not counted twice."""
+    rules = node_rules({"nodes": [{"program": "bin/raft", "count": 2, "name": ""}]})
+    summary = {"bugs": [], "unsatisfied": [], "end_tick": 9,
+               "failures": [{"kind": "exit", "node": 1, "tick": 5, "detail": "exit 2"}],
+               "exits": [{"node": 1, "tick": 5, "code": 2}]}
+    assert signature_from_summary(summary, rules) == Signature(
+        FailureClass.EXIT, None, "exit status 2", "raft")
+    assert len(summary_occurrences(summary, rules)) == 1
+    assert signature_from_summary({**summary, "exits": [{"node": 1, "tick": 5, "code": 0}]},
+                                  rules) is None
+
+
+def test_the_scenario_key_reaches_the_rules() -> None:
+    """`stderr_is_failure` in a scenario file is in its canonical form (the manifest's) only
+    when set, and triage's rules read it from there."""
+    from chaosreplay.sim.scenario import Scenario
+
+    strict = Scenario.from_dict({"nodes": [{"program": "bin/kv", "count": 2,
+                                            "stderr_is_failure": True},
+                                           {"program": "bin/client"}]})
+    assert [(r.group, r.stderr_fails) for r in node_rules(strict.to_dict())] == [
+        ("kv", True), ("kv", True), ("client", False)]
+    assert "stderr_is_failure" not in Scenario().to_dict()["nodes"][0]

@@ -43,18 +43,23 @@ def test_find_recordings_is_recursive_sorted_and_skips_triage_output(tmp_path: P
         "more/seed-7.ccr", "seed-2.ccr", "seed-4.ccr", "seed-9.ccr"]
 
 
-def test_clusters_by_signature_and_fault_pattern(tmp_path: Path) -> None:
-    """Same failure under the same faults: one cluster, represented by its earliest run."""
+def test_one_finding_per_property_with_faults_as_a_breakdown(tmp_path: Path) -> None:
+    """One signature, one finding, whatever the faults around it: the fault patterns, nodes
+    and folders are counted inside it; the earliest failing run represents it."""
     bugs = _bugs(tmp_path)
     runs = analyse_all(find_recordings(bugs))
     clusters = cluster_runs(runs)
     shapes = [(c.signature.message, c.faults, c.seeds) for c in clusters]
-    assert shapes == [(ELECTION, ("partition",), [4, 9]), (ELECTION, (), [2]),
-                      (TERMS, (), [7])], shapes
-    partitioned = clusters[0]
-    assert partitioned.representative.path == str(bugs / "seed-9.ccr")
-    assert partitioned.tick_range == (450, 700) and partitioned.nodes == [1, 2]
-    crashed = clusters[2]
+    assert shapes == [(ELECTION, ("partition",), [2, 4, 9]), (TERMS, (), [7])], shapes
+    election = clusters[0]
+    assert election.key == election.signature.key
+    assert election.representative.path == str(bugs / "seed-2.ccr")
+    assert election.tick_range == (300, 700) and election.nodes == [0, 1, 2]
+    breakdown = election.breakdown()
+    assert breakdown["faults"] == [("partition", 2), ("none", 1)], breakdown
+    assert breakdown["nodes"] == [("node 0", 1), ("node 1", 1), ("node 2", 1)]
+    assert "not split" in election.grouping
+    crashed = clusters[1]
     assert crashed.signature.failure_class is FailureClass.ALWAYS, "the crash came after"
     assert len(crashed.members) == 1
 

@@ -1,4 +1,4 @@
-"""Triage with the shrinker: each cluster's representative shrunk to a minimal run (KVM)."""
+"""Triage with the shrinker: each finding's runs shrunk, the smallest kept (KVM)."""
 
 from __future__ import annotations
 
@@ -22,10 +22,12 @@ def _triage(*args: str | Path) -> Result:
 
 
 @pytest.mark.kvm
-def test_triage_writes_a_minimal_run_per_cluster(tmp_path: Path) -> None:
+def test_triage_writes_a_minimal_run_per_finding(tmp_path: Path) -> None:
     """no_step_down, seed 19, breaks election safety at 4.9 s after a partition (under loss);
-    the minimal run fails the same way with no more faults, and triage's next pass over the
-    folder ignores it (.triage/) while a triage of .triage/ finds the same signature."""
+    the minimal run, finding-1-min.ccr, fails the same way with no more faults and no more
+    ticks, the report gives the commands that open it at its failure, and triage's next
+    pass over the folder ignores it (.triage/) while a triage of .triage/ finds the same
+    signature."""
     base = demo_scenario()
     scenario = replace(base, nodes=(replace(base.nodes[0], args=("no_step_down",)),),
                        duration=7000).with_seed(19)
@@ -36,12 +38,21 @@ def test_triage_writes_a_minimal_run_per_cluster(tmp_path: Path) -> None:
     assert result.exit_code == 1, result.output
     report = json.loads(result.stdout)
     assert report["shrunk"] is True
-    [cluster] = report["clusters"]
-    minimal = cluster["minimal"]
+    [finding] = report["findings"]
+    minimal = finding["minimal"]
     assert minimal is not None and "error" not in minimal, minimal
     path = Path(minimal["path"])
-    assert path == bugs / ".triage" / f"min-{cluster['key']}.ccr" and path.is_file()
-    signature = Signature.from_dict(cluster)
+    assert path == bugs / ".triage" / "finding-1-min.ccr" and path.is_file()
+    assert sorted(p.name for p in (bugs / ".triage").iterdir()) == ["finding-1-min.ccr"]
+    assert minimal["commands"] == {
+        "debug": f"chaosreplay debug {path} --seek {minimal['failure_tick']}",
+        "replay": f"chaosreplay replay {path}",
+        "state": f"chaosreplay state {path} --tick {minimal['failure_tick']} --node "
+                 f"{minimal['failure_node']}"}
+    assert minimal["failure_tick"] == minimal["ticks_after"], "it ends at its failure"
+    # no_step_down's leader notes itself leader of the adopted term: raft.c:842, in main
+    assert minimal["stack"][0].endswith("(src/raft.c:842)"), minimal["stack"]
+    signature = Signature.from_dict(finding)
     with RecordingReader(path) as reader:
         assert signature_from_summary(reader.summary) == signature
     assert minimal["faults_after"] <= minimal["faults_before"], minimal
@@ -50,4 +61,4 @@ def test_triage_writes_a_minimal_run_per_cluster(tmp_path: Path) -> None:
     again = json.loads(_triage(bugs, "--no-shrink", "--no-replay").stdout)
     assert again["totals"]["recordings"] == 1, "the minimal run was triaged as a failure"
     of_minimal = json.loads(_triage(bugs / ".triage", "--no-shrink").stdout)
-    assert [Signature.from_dict(c) for c in of_minimal["clusters"]] == [signature]
+    assert [Signature.from_dict(f) for f in of_minimal["findings"]] == [signature]

@@ -25,9 +25,10 @@ class FakeRun:
     """Events and summary of one made-up run of `nodes` nodes (events may be added out of
     tick order, e.g. a fault's end with its start; they are written sorted by tick)."""
 
-    def __init__(self, seed: int = 1, nodes: int = 3) -> None:
+    def __init__(self, seed: int = 1, nodes: int = 3, **group: Any) -> None:
         self.seed = seed
         self.nodes = nodes
+        self.group = group  # keys added to the manifest's node group (expect_exit, ...)
         self.rows: list[tuple[int, int, int, str, dict[str, Any]]] = []
         self.bugs: list[dict[str, Any]] = []
         self.failures: list[dict[str, Any]] = []
@@ -96,6 +97,15 @@ class FakeRun:
                               "detail": "no VM exit for 10s of wall time"})
         return self
 
+    def exit(self, tick: int, node: int, code: int) -> FakeRun:
+        """A node's program exiting with a status (the simulation does not call it a failure)."""
+        self.event(tick, node, "exit", code=code)
+        return self.event(tick, node, "node.status", status="exited", reason=f"exit {code}")
+
+    def stderr(self, tick: int, node: int, text: str) -> FakeRun:
+        """A node writing to stderr."""
+        return self.event(tick, node, "output", fd=2, data=text.encode())
+
     def never(self, tick: int, message: str, kind: str = "sometimes", line: int = 20) -> FakeRun:
         """A sometimes/reachable never satisfied by the run's end."""
         record = {"tick": tick, "assert_kind": kind, "message": message, "file": "src/app.c",
@@ -119,8 +129,9 @@ class FakeRun:
                                        "nodes": [{"program": "builtin:demo",
                                                   "count": self.nodes}]})
         path.parent.mkdir(parents=True, exist_ok=True)
-        writer = RecordingWriter(path, build_manifest(scenario, [], RunOptions()),
-                                 flush_every_events=16)
+        manifest = build_manifest(scenario, [], RunOptions())
+        manifest["scenario"]["nodes"][0].update(self.group)
+        writer = RecordingWriter(path, manifest, flush_every_events=16)
         for row in sorted(self.rows, key=lambda r: r[0]):  # stable: same-tick order kept
             writer.append(*row)
         writer.close(self.summary())

@@ -12,10 +12,20 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from chaosreplay.runs.sweep import default_jobs
+from chaosreplay.triage.baseline import load_report
+from chaosreplay.triage.minimize import SHRINK_MEMBERS
 from chaosreplay.triage.pipeline import Progress as TriageProgress
 from chaosreplay.triage.pipeline import TriageOptions, minimal_dir, triage_folder
-from chaosreplay.triage.report import TriageReport, json_text, print_table, write_reports
+from chaosreplay.triage.report import (
+    TriageReport,
+    json_text,
+    print_table,
+    to_json,
+    write_reports,
+)
 from chaosreplay.triage.timeline import TIMELINE_EVENTS
+
+REPORT_FILE = "report.json"
 
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -68,14 +78,16 @@ def _cut(text: str, limit: int = 60) -> str:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write report.md, report.json and the minimal runs into this folder.")
 @click.option("--baseline", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="An earlier report.json: mark clusters new, still present or gone.")
+              help="An earlier report.json: mark findings new, still present or resolved.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
               help="Worker processes for replaying and shrinking  [default: one per CPU].")
 @click.option("--no-replay", is_flag=True,
               help="Do not replay the runs (no check for divergences).")
-@click.option("--no-shrink", is_flag=True, help="Do not shrink clusters to minimal runs.")
+@click.option("--no-shrink", is_flag=True, help="Do not shrink findings to minimal runs.")
 @click.option("--shrink-budget", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
-              help="Wall seconds to spend shrinking each cluster  [default: no limit].")
+              help="Wall seconds to spend shrinking each run  [default: no limit].")
+@click.option("--shrink-runs", type=click.IntRange(min=1), default=SHRINK_MEMBERS,
+              show_default=True, help="Runs of each finding shrunk; the smallest result is kept.")
 @click.option("--timeline", "timeline_events", type=click.IntRange(min=0),
               default=TIMELINE_EVENTS, show_default=True,
               help="Events of each node shown before a failure.")
@@ -83,30 +95,36 @@ def _cut(text: str, limit: int = 60) -> str:
               help="Wall seconds without a VM exit before a replayed node counts as hung.")
 @click.option("--no-progress", is_flag=True, help="No progress display.")
 @click.option("--tui", is_flag=True,
-              help="Browse the clusters and their runs in the debugger instead of the table.")
+              help="Browse the findings and their runs in the debugger instead of the table; "
+                   "given a report folder (with report.json), open that report.")
 def triage(bugs_dir: Path, as_json: bool, out_dir: Path | None, baseline: Path | None,
            jobs: int | None, no_replay: bool, no_shrink: bool, shrink_budget: float | None,
-           timeline_events: int, hang_timeout: float, no_progress: bool, tui: bool) -> None:
-    """Classify and cluster the failing runs under BUGS_DIR, and shrink each cluster.
+           shrink_runs: int, timeline_events: int, hang_timeout: float, no_progress: bool,
+           tui: bool) -> None:
+    """Find the properties the runs under BUGS_DIR broke, and shrink each finding.
 
     Reads every .ccr below BUGS_DIR (recursively), finds each run's first failure (failed
-    always, reached unreachable, crash, hang, never-satisfied sometimes/reachable, replay
-    divergence) and groups runs by signature and the faults around the failure. Without
-    --out, minimal runs go to BUGS_DIR/.triage/.
+    always, reached unreachable, crash, hang, an exit status or stderr output the scenario
+    does not allow, never-satisfied sometimes/reachable, replay divergence) and groups the
+    runs by the property that broke: one finding each, split only on evidence that the
+    causes differ. Without --out, minimal runs go to BUGS_DIR/.triage/.
 
     Exits 0 when no run failed, 1 when there are findings.
     """
+    if tui and (bugs_dir / REPORT_FILE).is_file():
+        _browse(bugs_dir / REPORT_FILE)
+        return
     options = TriageOptions(
         replay=not no_replay, shrink=not no_shrink, jobs=jobs or default_jobs(),
-        shrink_budget=shrink_budget, baseline=baseline, out_dir=out_dir,
-        timeline_events=timeline_events, hang_seconds=hang_timeout)
+        shrink_budget=shrink_budget, shrink_members=shrink_runs, baseline=baseline,
+        out_dir=out_dir, timeline_events=timeline_events, hang_seconds=hang_timeout)
     with _Display(not no_progress and _err.is_terminal) as display:
         report = triage_folder(bugs_dir, options, display.callbacks())
     _warn(report)
     if tui:
         from chaosreplay.tui.triage_app import make_triage_app
 
-        make_triage_app(report).run()
+        make_triage_app(to_json(report)).run()
     elif as_json:
         click.echo(json_text(report), nl=False)
     else:
@@ -117,6 +135,13 @@ def triage(bugs_dir: Path, as_json: bool, out_dir: Path | None, baseline: Path |
     if report.shrunk and any(c.minimal and "path" in c.minimal for c in report.clusters):
         _err.print(f"minimal runs in {minimal_dir(bugs_dir, options)}", markup=False)
     sys.exit(1 if report.clusters else 0)
+
+
+def _browse(path: Path) -> None:
+    """Open a stored report in the browser: nothing is read or run again."""
+    from chaosreplay.tui.triage_app import make_triage_app
+
+    make_triage_app(load_report(path)).run()
 
 
 def _warn(report: TriageReport) -> None:

@@ -61,6 +61,7 @@ class NodeGroup:
     env: tuple[tuple[str, str], ...] = ()  # in the order written: the guest sees this order
     name: str = ""  # "" = the program's file name
     expect_exit: tuple[ExpectedExit, ...] = (0,)  # how a node may end; running on is fine
+    stderr_is_failure: bool = False  # triage counts a write to stderr as a failure
 
     @property
     def label(self) -> str:
@@ -199,7 +200,8 @@ class Scenario:
             "stop_on_first_bug": self.stop_on_first_bug,
             "nodes": [
                 {"program": g.program, "count": g.count, "args": list(g.args),
-                 "env": dict(g.env), "name": g.name, "expect_exit": list(g.expect_exit)}
+                 "env": dict(g.env), "name": g.name, "expect_exit": list(g.expect_exit),
+                 "stderr_is_failure": g.stderr_is_failure}
                 for g in self.nodes
             ],
             "network": {
@@ -364,6 +366,7 @@ def _parse_nodes(value: Any, at: KeyPath) -> tuple[NodeGroup, ...]:
             name=expect_str(table.get("name", ""), g_at.key("name")),
             expect_exit=_parse_expect_exit(table.get("expect_exit", [0]),
                                            g_at.key("expect_exit")),
+            stderr_is_failure=_parse_stderr_is_failure(table, g_at),
         ))
     return tuple(out)
 
@@ -402,6 +405,11 @@ def exec_arguments_problem(argv: list[bytes], envp: list[bytes]) -> str | None:
         return (f"arguments and environment take {total:,} bytes, more than the "
                 f"{ARGS_MAX_BYTES:,} a node's initial stack holds")
     return None
+
+
+def _parse_stderr_is_failure(table: dict[str, Any], at: KeyPath) -> bool:
+    """A node group's `stderr_is_failure` (default false): triage counts stderr as failing."""
+    return expect_bool(table.get("stderr_is_failure", False), at.key("stderr_is_failure"))
 
 
 def _link_value(name: str, value: Any, at: KeyPath) -> Any:

@@ -2,14 +2,18 @@
 
 Each file is analysed on its own — opened, classified, replayed when asked — in worker
 processes when there are several jobs, and comes back as a `RunAnalysis`: its findings, or
-the one-line reason it was skipped. A damaged file never stops the others. Findings with
-the same signature and fault pattern form a `Cluster`, whose representative is the run
-that fails earliest: the shortest path to the failure, and the cheapest to shrink.
+the one-line reason it was skipped. A damaged file never stops the others. Runs whose
+primary failure has the same signature — the same property broke — form one `Cluster`
+(a *finding* in the reports); the fault patterns, nodes, seeds and folders of its runs are
+facts inside it (`breakdown`), not reasons to split it. A finding is split only later, on
+evidence that the causes differ (minimize.py). Its representative is the run that fails
+earliest: the shortest path to the failure, and the cheapest to shrink.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,24 +54,47 @@ class Member:
     node: int  # the failing node (-1: the run as a whole)
     seq: int | None  # event number of the failure
     events: int  # events in the recording
+    faults: tuple[str, ...] = ()  # the fault pattern of its failure (classify.fault_pattern)
+    faults_started: int = 0  # faults that had started before its failure
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (for reports)."""
         return {"path": self.path, "seed": self.seed, "tick": self.tick, "node": self.node,
-                "events": self.events}
+                "seq": self.seq, "events": self.events, "faults": list(self.faults),
+                "faults_started": self.faults_started}
+
 
 
 @dataclass
 class Cluster:
-    """Runs that fail the same way under the same pattern of faults."""
+    """A finding: runs whose primary failure broke the same property (one signature)."""
 
     key: str
     signature: Signature
-    faults: tuple[str, ...]
     members: list[Member]  # earliest failure first: members[0] is the representative
     timeline: list[NodeTimeline] = field(default_factory=list)  # of the representative
-    status: str | None = None  # against a baseline: "new" or "still present"
-    minimal: dict[str, Any] | None = None  # the shrunk reproduction (minimize.py)
+    status: str | None = None  # against a baseline: "new", "still present"
+    rare: bool = False  # seen in few runs (baseline.mark_rare)
+    minimal: dict[str, Any] | None = None  # the best shrunk reproduction (minimize.py)
+    attempts: list[dict[str, Any]] = field(default_factory=list)  # every member shrunk
+    grouping: str = ""  # why these runs are one finding, or why it was split off
+
+    @property
+    def faults(self) -> tuple[str, ...]:
+        """Every fault kind seen around the failure of any of its runs, sorted."""
+        return tuple(sorted({kind for m in self.members for kind in m.faults}))
+
+    def breakdown(self) -> dict[str, list[tuple[str, int]]]:
+        """Runs per fault pattern, failing node and folder, most frequent first."""
+        def ranked(values: Counter[str]) -> list[tuple[str, int]]:
+            return sorted(values.items(), key=lambda item: (-item[1], item[0]))
+
+        return {
+            "faults": ranked(Counter(", ".join(m.faults) or "none" for m in self.members)),
+            "nodes": ranked(Counter("run" if m.node < 0 else f"node {m.node}"
+                                    for m in self.members)),
+            "folders": ranked(Counter(Path(m.path).parent.as_posix() for m in self.members)),
+        }
 
     @property
     def representative(self) -> Member:
@@ -233,30 +260,42 @@ def _analyses(paths: list[Path], options: tuple[bool, float],
 # -- grouping ------------------------------------------------------------------------------
 
 
+def runs_phrase(count: int) -> str:
+    """"1 run", "3 runs"."""
+    return f"{count} run" if count == 1 else f"{count} runs"
+
+
+def member_order(member: Member) -> tuple[int, int, str]:
+    """Earliest failure first, then the fewest events, then the path."""
+    return member.tick, member.events, member.path
+
+
 def cluster_runs(analyses: Sequence[RunAnalysis], timeline_events: int = TIMELINE_EVENTS,
                  with_timelines: bool = True) -> list[Cluster]:
-    """Group the findings of every run, in `order_clusters` order."""
+    """One finding per signature over every run, in `order_clusters` order."""
     groups: dict[str, Cluster] = {}
     for run in analyses:
         for finding in run.findings:
             member = Member(run.path, run.seed, finding.tick, finding.node, finding.seq,
-                            run.events)
-            cluster = groups.get(finding.cluster_key)
+                            run.events, finding.faults, finding.faults_started)
+            key = finding.signature.key
+            cluster = groups.get(key)
             if cluster is None:
-                groups[finding.cluster_key] = Cluster(finding.cluster_key, finding.signature,
-                                                      finding.faults, [member])
+                groups[key] = Cluster(key, finding.signature, [member])
             else:
                 cluster.members.append(member)
     clusters = list(groups.values())
     for cluster in clusters:
-        cluster.members.sort(key=lambda m: (m.tick, m.events, m.path))
+        cluster.members.sort(key=member_order)
+        cluster.grouping = (f"one finding: {runs_phrase(len(cluster.members))} broke this "
+                            "property; not split (no evidence yet that the causes differ)")
         if with_timelines:
             cluster.timeline = representative_timeline(cluster, timeline_events)
     return order_clusters(clusters)
 
 
 def order_clusters(clusters: list[Cluster]) -> list[Cluster]:
-    """Clusters of the most frequent signature first, each signature's clusters together."""
+    """The findings hit by the most runs first; the parts of a split finding together."""
     runs: dict[str, int] = {}
     for cluster in clusters:
         runs[cluster.signature.key] = runs.get(cluster.signature.key, 0) + len(cluster.members)

@@ -1,4 +1,5 @@
-"""A whole triage, step by step: find, analyse (and replay), cluster, compare, shrink.
+"""A whole triage, step by step: find, analyse (and replay), group into findings, shrink
+several runs of each, split findings on evidence, compare with a baseline, name the files.
 
 The CLI and the tests both call `triage_folder`; callbacks report progress so that the
 caller decides how (or whether) to show it.
@@ -12,15 +13,21 @@ from pathlib import Path
 from typing import Any
 
 from chaosreplay.errors import ChaosReplayError
-from chaosreplay.triage.baseline import compare, load_baseline
+from chaosreplay.triage.baseline import compare, load_baseline, mark_rare
 from chaosreplay.triage.cluster import (
     Cluster,
     RunAnalysis,
     analyse_all,
     cluster_runs,
     find_recordings,
+    order_clusters,
 )
-from chaosreplay.triage.minimize import shrink_cluster
+from chaosreplay.triage.minimize import (
+    SHRINK_MEMBERS,
+    name_minimal_runs,
+    shrink_findings,
+    split_on_evidence,
+)
 from chaosreplay.triage.report import TriageReport
 from chaosreplay.triage.timeline import TIMELINE_EVENTS
 
@@ -34,7 +41,8 @@ class TriageOptions:
     replay: bool = True
     shrink: bool = True
     jobs: int = 1
-    shrink_budget: float | None = None  # wall seconds per cluster
+    shrink_budget: float | None = None  # wall seconds per shrunk run
+    shrink_members: int = SHRINK_MEMBERS  # runs of each finding shrunk
     baseline: Path | None = None
     out_dir: Path | None = None  # report folder; minimal runs go there too
     timeline_events: int = TIMELINE_EVENTS
@@ -79,24 +87,29 @@ def triage_folder(folder: Path, options: TriageOptions = TriageOptions(),
 
     runs = analyse_all(paths, options.replay, options.jobs, options.hang_seconds, done)
     clusters = cluster_runs(runs, options.timeline_events)
-    report = TriageReport(str(folder), runs, clusters, options.replay)
+    shrunk = False
+    if options.shrink and clusters:
+        out_dir = minimal_dir(folder, options)
+        shrink_all(clusters, out_dir, options, progress)
+        clusters = order_clusters([part for cluster in clusters
+                                   for part in split_on_evidence(cluster,
+                                                                 options.timeline_events)])
+        name_minimal_runs(clusters, out_dir)
+        shrunk = True
+    report = TriageReport(str(folder), runs, clusters, options.replay, shrunk)
+    mark_rare(clusters, len(runs))
     if baseline is not None:
         report.baseline = str(options.baseline)
         report.gone = compare(clusters, baseline)
-    if options.shrink and clusters:
-        shrink_clusters(clusters, minimal_dir(folder, options), options, progress)
-        report.shrunk = True
     return report
 
 
-def shrink_clusters(clusters: list[Cluster], out_dir: Path, options: TriageOptions,
-                    progress: Progress) -> None:
-    """Shrink each cluster's representative, one cluster after the other."""
+def shrink_all(clusters: list[Cluster], out_dir: Path, options: TriageOptions,
+               progress: Progress) -> None:
+    """Shrink several runs of every finding, `jobs` shrinks at a time."""
     if progress.started:
-        progress.started("shrinking", len(clusters))
-    for cluster in clusters:
-        cluster.minimal = shrink_cluster(cluster, out_dir, jobs=options.jobs,
-                                         budget_seconds=options.shrink_budget,
-                                         on_progress=progress.message)
-        if progress.advanced:
-            progress.advanced(cluster.signature.title)
+        progress.started("shrinking", sum(min(len(c.members), options.shrink_members)
+                                          for c in clusters))
+    shrink_findings(clusters, out_dir, jobs=options.jobs, budget_seconds=options.shrink_budget,
+                    members=options.shrink_members, on_done=progress.advanced,
+                    on_progress=progress.message)

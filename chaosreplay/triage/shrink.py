@@ -8,17 +8,22 @@ keeps an edit only if the run still fails the same way (`still_fails` on its sum
    started by the failure are dropped (one run confirms it).
 2. **ddmin** over the faults, complements first, down to a 1-minimal schedule: removing
    any single fault makes the run pass.
-3. **simpler faults**: later starts, shorter durations, milder parameters.
-4. **simpler network**: the defaults without the fabric's random choices (jitter, loss,
+3. **single faults**: the remaining set replaced by one fault of a kind present, spanning
+   the set's time (one partition instead of three), or the faults of one kind merged.
+4. **simpler faults**: later starts (toward the failure), shorter durations, milder
+   parameters.
+5. **simpler network**: the defaults without the fabric's random choices (jitter, loss,
    corruption, reordering, duplication) or a bandwidth limit or per-node overrides.
-5. 1-minimality checked again under the final network and parameters; then the minimal run
-   is recorded from scratch to `out` and must fail `still_fails` too.
+6. **earlier failure**: the whole schedule moved earlier, kept when the run then fails
+   sooner (a shorter run).
+7. 1-minimality checked again under the final network and parameters; then the minimal run
+   is recorded from scratch to `out`, ending at its failure, and must fail `still_fails`.
 
 Candidates are run by `shrink_runs.CandidateRunner`: each starts from the nearest checkpoint
 before its first change, stops at its first failure and ends at the *bound*, the original
-failure tick plus a tenth of the time from the gate to it (at least 1 s); a candidate
-failing later counts as passing. A step takes the first failing candidate in candidate
-order, so the result is the same with any number of jobs. docs/shrinking.md has the why.
+failure tick: a candidate failing later counts as passing, so the minimal run is never
+longer than the original. A step takes the first failing candidate in candidate order, so
+the result is the same with any number of jobs. docs/shrinking.md has the why.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import resource
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +50,16 @@ from chaosreplay.triage.shrink_runs import (
     Base,
     Candidate,
     CandidateRunner,
+    ExitWatch,
     OutOfBudget,
     RunJob,
     StillFails,
 )
 from chaosreplay.vm.elf import ProgramImage
 
-MIN_MARGIN_TICKS = 1_000
+# The steps whose successes ShrinkReport.steps counts, in the order they run.
+STEP_NAMES = ("ddmin", "single fault", "later start", "shorter", "milder", "network",
+              "earlier failure")
 # Link parameters that draw on the fabric's random stream or limit it; "simpler" is 0.
 RANDOM_LINK_PARAMS = ("jitter_ns", "loss", "corrupt", "reorder", "duplicate", "bandwidth_bps")
 # Fault parameters and which way is milder: smaller (toward 0) or larger.
@@ -88,6 +96,8 @@ class ShrinkReport:
     network: dict[str, Any] | None = None  # the simplified network defaults, if changed
     bound_tick: int = 0  # where candidate runs ended
     cpu_seconds: float = 0.0  # CPU time of this process and its workers (others may share)
+    # per step of STEP_NAMES: candidate runs it made and how often it kept a candidate
+    steps: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (paths as strings)."""
@@ -166,6 +176,17 @@ class _Shrinker:
         self.one_minimal = False
         gate = job.gate or 0
         self.fail_at, self.bound_at = job.failure_tick - gate, job.bound_tick - gate
+        self.steps = {name: {"runs": 0, "helped": 0} for name in STEP_NAMES}
+
+    def _step(self, name: str, runs_before: int, helped: bool) -> None:
+        """Count one step's candidate runs and whether it kept one."""
+        self.steps[name]["runs"] += getattr(self.runner, "runs", 0) - runs_before
+        self.steps[name]["helped"] += helped
+
+    def failure_tick(self) -> int:
+        """Where the current schedule's run fails (the original's tick until one is kept)."""
+        ticks = getattr(self.runner, "ticks", {})
+        return ticks.get(self.cand(self.faults), self.job.failure_tick)
 
     def cand(self, faults: Sequence[Fault], network: NetworkConfig | None = None) -> Candidate:
         """A candidate with these faults and the current (or the given) network."""
@@ -209,6 +230,7 @@ class _Shrinker:
         for index in range(len(self.faults)):
             for attribute in _attributes(self.faults[index]):
                 before = self.faults[index]
+                runs_before = getattr(self.runner, "runs", 0)
                 for _ in range(DESCENT):
                     variants = _simpler(self.faults[index], attribute, self.fail_at,
                                         self.bound_at)
@@ -222,6 +244,8 @@ class _Shrinker:
                     if found > 0:
                         break  # the stronger step did not hold: nothing between to try
                 after = self.faults[index]
+                step = {"at": "later start", "duration": "shorter"}.get(attribute, "milder")
+                self._step(step, runs_before, after != before)
                 if after != before:
                     self.say(f"simpler {before.kind.value} (fault {index + 1}): {attribute} "
                              f"{_value(before, attribute)} -> {_value(after, attribute)}")
@@ -233,6 +257,7 @@ class _Shrinker:
         simplest = NetworkConfig(replace(base.defaults, **zero), ())
         if simplest == base:
             return
+        runs_before = getattr(self.runner, "runs", 0)
         if self.runner.first_failing([self.cand(self.faults, simplest)]) == 0:
             self.network = simplest
         else:
@@ -245,12 +270,86 @@ class _Shrinker:
                         [self.cand(self.faults, trial)]) == 0:
                     current = trial
             self.network = None if current == base else current
+        self._step("network", runs_before, self.network is not None)
         if self.network is not None:
             changed = [k for k, v in self.network.defaults.to_dict().items()
                        if v != getattr(base.defaults, k)]
             self.say(f"simpler network: {', '.join(changed) or 'no overrides'} set to 0"
                      + (", per-node overrides dropped" if base.overrides
                         and not self.network.overrides else ""))
+
+
+    def single_faults(self) -> None:
+        """Replace the remaining faults by fewer of the kinds present, while that fails."""
+        for _ in range(DESCENT):
+            runs_before = getattr(self.runner, "runs", 0)
+            options = _single_fault_options(self.faults, self.fail_at)
+            found = self.runner.first_failing([self.cand(o) for o in options]) if options \
+                else None
+            self._step("single fault", runs_before, found is not None)
+            if found is None:
+                return
+            before = len(self.faults)
+            self.faults = options[found]
+            self.say(f"single fault: {before} faults -> {len(self.faults)} "
+                     f"({', '.join(f.kind.value for f in _canonical(self.faults))})")
+
+    def earlier_failure(self) -> None:
+        """Move the whole schedule earlier, kept when the run then fails sooner."""
+        for _ in range(DESCENT):
+            first = min((f.at for f in self.faults), default=0)
+            if first < 2:
+                return
+            runs_before, kept = getattr(self.runner, "runs", 0), False
+            for shift in _unique([first, first // 2], 0):
+                moved = [replace(f, at=f.at - shift) for f in self.faults]
+                current = self.failure_tick()
+                ticks = getattr(self.runner, "ticks", {})
+                if (self.runner.first_failing([self.cand(moved)]) == 0
+                        and ticks.get(self.cand(moved), current) < current):
+                    self.faults, kept = moved, True
+                    self.say(f"earlier failure: faults {shift} ticks earlier, failure at tick "
+                             f"{self.failure_tick()} (was {current})")
+                    break
+            self._step("earlier failure", runs_before, kept)
+            if not kept:
+                return
+
+
+def _fault_end(fault: Fault, fail_at: int) -> int:
+    """Where a fault ends, relative to the gate (0 duration: at the failure, for merging)."""
+    return fault.at + (fault.duration or max(1, fail_at - fault.at))
+
+
+def _single_fault_options(faults: list[Fault], fail_at: int) -> list[list[Fault]]:
+    """Smaller sets of the kinds present: the whole set as one fault of each kind (spanning
+    the set's time), then per kind with several faults those merged into one."""
+    if len(faults) < 2:
+        return []
+    out: list[list[Fault]] = []
+
+    def add(option: list[Fault]) -> None:
+        if option not in out and len(option) < len(faults):
+            out.append(option)
+
+    def spanning(fault: Fault, start: int, stop: int) -> Fault:
+        if KIND_SPECS[fault.kind].duration == "none":
+            return fault  # instantaneous: it has no time to span
+        return replace(fault, at=start, duration=max(1, stop - start))
+
+    ordered = _canonical(faults)
+    start, stop = ordered[0].at, max(_fault_end(f, fail_at) for f in ordered)
+    for fault in ordered:
+        add([spanning(fault, start, stop)])
+    for kind in dict.fromkeys(f.kind for f in ordered):
+        same = [f for f in ordered if f.kind == kind]
+        if len(same) < 2:
+            continue
+        low, high = same[0].at, max(_fault_end(f, fail_at) for f in same)
+        others = [f for f in ordered if f.kind != kind]
+        for fault in same:
+            add([*others, spanning(fault, low, high)])
+    return out
 
 
 def _value(fault: Fault, attribute: str) -> Any:
@@ -266,6 +365,13 @@ def _failure_tick(summary: dict[str, Any]) -> int:
     ticks = [int(b["tick"]) for b in summary.get("bugs", [])]
     ticks += [int(f["tick"]) for f in summary.get("failures", [])]
     return min(ticks, default=int(summary["end_tick"]))
+
+
+def failure_tick_of(still_fails: StillFails) -> Callable[[dict[str, Any]], int]:
+    """How to find the failure in a summary: still_fails' own `failure_tick` when it has one
+    (triage's judge knows exits and stderr writes), else the first bug or failure."""
+    own = getattr(still_fails, "failure_tick", None)
+    return own if callable(own) else _failure_tick
 
 
 def _what(summary: dict[str, Any]) -> str:
@@ -290,9 +396,11 @@ def _cpu_seconds() -> float:
 
 def _baseline(scenario: Scenario, images: list[ProgramImage]) -> tuple[dict[str, Any], int | None]:
     """The original run again, lean and from scratch: (summary, gate tick)."""
-    sim = Simulation(scenario, images, trace_syscalls=False, hang_seconds=HANG_SECONDS)
+    watch = ExitWatch()
+    sim = Simulation(scenario, images, sink=watch, trace_syscalls=False,
+                     hang_seconds=HANG_SECONDS)
     sim.next_checkpoint_ns = NEVER  # nothing keeps them; they do not change the run
-    return sim.run().summary(), sim.engine.origin_tick
+    return watch.summary(sim.run().summary()), sim.engine.origin_tick
 
 
 def shrink_recording(path: Path, still_fails: StillFails, out: Path, *, jobs: int = 1,
@@ -328,15 +436,17 @@ def shrink_recording(path: Path, still_fails: StillFails, out: Path, *, jobs: in
         if not still_fails(summary):
             raise RecordingError(f"{path}: re-run from scratch, the recorded run does not fail "
                                  f"the same way ({_what(summary)})")
-        failure = _failure_tick(summary)
-        margin = max(MIN_MARGIN_TICKS, (failure - (gate or 0)) // 10)
-        job = RunJob(scenario, images, gate, failure, min(scenario.duration, failure + margin))
+        tick_of = failure_tick_of(still_fails)
+        failure = tick_of(summary)
+        # The bound is the failure itself: a candidate failing later is another path to the
+        # bug, and keeping it would make the minimal run longer than the original.
+        job = RunJob(scenario, images, gate, failure, min(scenario.duration, failure + 1))
         started_faults = [f for f in original if gate is not None and gate + f.at <= failure]
         say(f"baseline: {_what(summary)}; {len(original)} faults scheduled, "
             f"{len(started_faults)} started by then; candidates end at tick {job.bound_tick}")
         with tempfile.TemporaryDirectory(prefix="chaosreplay-shrink-") as scratch:
             runner = CandidateRunner(job, Base(str(path), original, None), still_fails,
-                                     max(1, jobs), deadline, scratch)
+                                     max(1, jobs), deadline, scratch, tick_of)
             shrinker = _Shrinker(job, runner, list(original), say)
             try:
                 exhausted = _shrink(shrinker, started_faults, say)
@@ -345,8 +455,12 @@ def shrink_recording(path: Path, still_fails: StillFails, out: Path, *, jobs: in
         if exhausted:
             say(f"time budget of {budget_seconds:g} s spent: keeping the best schedule so far "
                 f"({len(shrinker.faults)} faults)")
+        # The minimal run ends at its failure also where the failure does not stop the run
+        # (an exit status, a write to stderr): its duration ends one tick after it.
         result_scenario = with_faults(
-            replace(scenario, network=shrinker.network or scenario.network), shrinker.faults)
+            replace(scenario, network=shrinker.network or scenario.network,
+                    duration=min(scenario.duration, shrinker.failure_tick() + 1)),
+            shrinker.faults)
         result = _record_minimal(path, result_scenario, images, out, still_fails)
     report = ShrinkReport(
         original=path, output=out, faults_before=len(started_faults),
@@ -358,7 +472,7 @@ def shrink_recording(path: Path, still_fails: StillFails, out: Path, *, jobs: in
         faults_scheduled=len(original), cancelled=runner.cancelled, cache_hits=runner.hits,
         one_minimal=shrinker.one_minimal, budget_exhausted=exhausted,
         network=None if shrinker.network is None else shrinker.network.defaults.to_dict(),
-        bound_tick=job.bound_tick, cpu_seconds=_cpu_seconds() - cpu)
+        bound_tick=job.bound_tick, cpu_seconds=_cpu_seconds() - cpu, steps=shrinker.steps)
     say(f"recorded {out}: faults {report.faults_before} -> {report.faults_after}, ticks "
         f"{report.ticks_before} -> {report.ticks_after}, events {report.events_before} -> "
         f"{report.events_after}; {report.candidates} candidate runs in {report.seconds:.1f} s "
@@ -374,17 +488,31 @@ def _shrink(shrinker: _Shrinker, started_faults: list[Fault],
         if dropped and shrinker.runner.first_failing([shrinker.cand(started_faults)]) == 0:
             shrinker.faults = started_faults
             say(f"dropped the {dropped} faults that start after the failure")
-        before = len(shrinker.faults)
+        before, runs_before = len(shrinker.faults), shrinker.runner.runs
         shrinker.ddmin()
+        shrinker._step("ddmin", runs_before, len(shrinker.faults) < before)
         say(f"ddmin: {before} -> {len(shrinker.faults)} faults "
             f"({shrinker.runner.runs} runs so far)")
+        shrinker.single_faults()
         shrinker.simplify_faults()
         shrinker.simplify_network()
+        shrinker.earlier_failure()
+        before, runs_before = len(shrinker.faults), shrinker.runner.runs
         shrinker.ddmin(granularity=max(2, len(shrinker.faults)))  # 1-minimal as it ends
+        shrinker._step("ddmin", runs_before, len(shrinker.faults) < before)
     except OutOfBudget:
         shrinker.one_minimal = False
         return True
     return False
+
+
+def _with_exits(summary: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A recorded run's summary with its exits and stderr writes, as lean runs give them."""
+    watch = ExitWatch()
+    with RecordingReader(path) as reader:
+        for event in reader.events(kinds=("exit", "output")):
+            watch(event.tick, event.vtime_ns, event.node, event.kind, event.fields)
+    return watch.summary(summary)
 
 
 def _record_minimal(path: Path, scenario: Scenario, images: list[ProgramImage], out: Path,
@@ -395,6 +523,7 @@ def _record_minimal(path: Path, scenario: Scenario, images: list[ProgramImage], 
     try:
         summary = record_run(scenario, images, staging,
                              RunOptions(keep_going=False, hang_seconds=HANG_SECONDS)).summary()
+        summary = _with_exits(summary, staging)
         if not still_fails(summary):
             raise RecordingError(f"{path}: the minimal schedule, recorded from scratch, does not "
                                  f"fail the same way ({_what(summary)}); nothing written")

@@ -56,6 +56,30 @@ class Candidate:
     network: NetworkConfig | None = None
 
 
+class ExitWatch:
+    """An event sink keeping what a run's summary leaves out: exits and stderr writes.
+
+    A lean run has no recorder, and `RunResult.summary()` lists neither a node's exit
+    status nor its output; triage counts both as failures where the scenario says so
+    (classify.NodeRule), so the shrinker's runs add them to their summaries."""
+
+    def __init__(self) -> None:
+        self.exits: list[dict[str, Any]] = []
+        self.stderr: list[dict[str, Any]] = []
+
+    def __call__(self, tick: int, vtime_ns: int, node: int, kind: str,
+                 fields: dict[str, Any]) -> None:
+        if kind == "exit":
+            self.exits.append({"node": node, "tick": tick, "code": fields.get("code")})
+        elif kind == "output" and fields.get("fd") == 2 and all(
+                e["node"] != node for e in self.stderr):
+            self.stderr.append({"node": node, "tick": tick})
+
+    def summary(self, summary: dict[str, Any]) -> dict[str, Any]:
+        """The run's summary with its exits and first stderr write per node."""
+        return {**summary, "exits": self.exits, "stderr": self.stderr}
+
+
 @dataclass(frozen=True)
 class Base:
     """A run whose checkpoints candidates can start from."""
@@ -129,6 +153,8 @@ def run_candidate(job: RunJob, readers: _Readers, cand: Candidate, base: Base | 
     base for later candidates). Raises _Stopped when should_stop() turns true."""
     sim, change = _start(job, readers, cand, base)
     sim.end_ns = min(sim.end_ns, job.bound_tick * NS_PER_TICK)
+    watch = ExitWatch()
+    sim.sink = watch
 
     def check(_: Simulation) -> None:
         """Progress hook: end the run once it is not needed any more."""
@@ -146,7 +172,7 @@ def run_candidate(job: RunJob, readers: _Readers, cand: Candidate, base: Base | 
                                                 base=last[0])
 
             sim.on_checkpoint, sim.on_progress = on_checkpoint, check
-            summary = sim.run().summary()
+            summary = watch.summary(sim.run().summary())
             writer.close(summary)
     except BaseException:
         os.unlink(checkpoints_to)
@@ -159,7 +185,8 @@ def run_candidate(job: RunJob, readers: _Readers, cand: Candidate, base: Base | 
 
 _WORKER: dict[str, Any] = {}
 Outcome = tuple[dict[str, Any] | None, bool, Base | None]  # summary (None: cancelled), started
-Judged = tuple[bool | None, bool, Base | None]  # still fails (None: cancelled), started
+# still fails (None: cancelled), started, the base it made, its failure tick
+Judged = tuple[bool | None, bool, Base | None, int | None]
 
 
 def _init_worker(job: RunJob, stale: Any) -> None:
@@ -189,10 +216,13 @@ class CandidateRunner:
     """Runs candidates (each schedule once, in order, `jobs` at a time) against still_fails."""
 
     def __init__(self, job: RunJob, root: Base, still_fails: StillFails, jobs: int,
-                 deadline: float | None, scratch: str) -> None:
+                 deadline: float | None, scratch: str,
+                 failure_tick: Callable[[dict[str, Any]], int] | None = None) -> None:
         self.job, self.base, self.still_fails = job, root, still_fails
         self.jobs, self.deadline, self.scratch = jobs, deadline, scratch
+        self.failure_tick = failure_tick
         self.cache: dict[Candidate, bool] = {}
+        self.ticks: dict[Candidate, int] = {}  # the failure tick of each failing candidate
         self.runs = self.cancelled = self.hits = 0
         self._files = 0
         self._batch = 0
@@ -224,11 +254,13 @@ class CandidateRunner:
             runs = (self._parallel(cands, todo) if self.jobs > 1 and len(todo) > 1
                     else self._inline(cands, todo))
             kept = False
-            for i, (fails, started, made) in runs:
+            for i, (fails, started, made, tick) in runs:
                 self.runs += started
                 self.cancelled += started and fails is None
                 if fails is not None:
                     self.cache[cands[i]] = fails
+                if fails and tick is not None:
+                    self.ticks[cands[i]] = tick
                 if fails and not kept and made is not None:
                     self.base, kept = made, True
                 elif made is not None:
@@ -248,7 +280,12 @@ class CandidateRunner:
     def _judge(self, outcome: Outcome) -> Judged:
         """An outcome with still_fails applied (once, in this process)."""
         summary, started, made = outcome
-        return (None if summary is None else bool(self.still_fails(summary))), started, made
+        if summary is None:
+            return None, started, made, None
+        fails = bool(self.still_fails(summary))
+        tick = (self.failure_tick(summary) if fails and self.failure_tick is not None
+                else None)
+        return fails, started, made, tick
 
     def _inline(self, cands: Sequence[Candidate], todo: list[int]) -> list[tuple[int, Judged]]:
         """Run candidates here, in order, up to the first that still fails."""
@@ -258,7 +295,7 @@ class CandidateRunner:
                 summary, made = run_candidate(self.job, self._readers, cands[i], self.base,
                                               self.out_of_time, self._path())
             except _Stopped:
-                out.append((i, (None, True, None)))
+                out.append((i, (None, True, None, None)))
                 break
             out.append((i, self._judge((summary, True, made))))
             if out[-1][1][0]:
