@@ -222,8 +222,8 @@ def test_exits_in_a_summary_are_judged_by_the_rules() -> None:
 
 
 def test_the_scenario_key_reaches_the_rules() -> None:
-    """`stderr_is_failure` in a scenario file is in its canonical form (the manifest's) only
-    when set, and triage's rules read it from there."""
+    """`stderr_is_failure` in a scenario file is in its canonical form (the manifest's),
+    false unless set, and triage's rules read it from there."""
     from chaosreplay.sim.scenario import Scenario
 
     strict = Scenario.from_dict({"nodes": [{"program": "bin/kv", "count": 2,
@@ -231,4 +231,4 @@ def test_the_scenario_key_reaches_the_rules() -> None:
                                            {"program": "bin/client"}]})
     assert [(r.group, r.stderr_fails) for r in node_rules(strict.to_dict())] == [
         ("kv", True), ("kv", True), ("client", False)]
-    assert "stderr_is_failure" not in Scenario().to_dict()["nodes"][0]
+    assert Scenario().to_dict()["nodes"][0]["stderr_is_failure"] is False
