@@ -23,6 +23,7 @@ except ImportError as exc:  # pragma: no cover - only without a build
 
 PAGE_SIZE = 4096
 DEFAULT_MEM_SIZE = 256 << 20
+MAX_MEM_SIZE = 16 << 30  # the C core's direct map covers at most 16 GiB (DIRECT_MAX_GIB)
 
 
 class Prot(IntFlag):
