@@ -353,6 +353,22 @@ def test_a_forged_r11_never_puts_system_flags_into_the_frame_the_vmm_returns_thr
 
 
 @pytest.mark.kvm
+def test_a_forged_r11_never_reaches_the_user_view_or_a_snapshot() -> None:
+    """The user view after the exit holds only user flags, so the snapshot taken there is
+    one the VMM's own checks accept on restore."""
+    vm = make_vm(forged_rflags_code())
+    assert vm.run() == ExitReason.SYSCALL
+    assert vm.regs.rflags == (FORGED & 0x244DD5) | 0x202, hex(vm.regs.rflags)
+    snap = vm.snapshot()
+    snap.take(incremental=False)
+    memory = snap.memory_view()
+    pages = {pfn: bytes(memory[pfn * PAGE_SIZE:(pfn + 1) * PAGE_SIZE])
+             for pfn in range(len(memory) // PAGE_SIZE)}
+    restored = restore_into_fresh(snap.state(), pages)
+    assert restored.run() == ExitReason.SYSCALL and restored.regs.rax == 1001
+
+
+@pytest.mark.kvm
 def test_rflags_set_from_python_are_masked_in_the_frame() -> None:
     """A handler (or a future sigreturn) writing ones to rflags gets only the user bits."""
     vm = make_vm(forged_rflags_code())

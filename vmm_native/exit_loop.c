@@ -223,9 +223,12 @@ static int decode_exit(struct vmm_vm *vm, struct vmm_exit *exit)
 		int rc = syscall_mode(vm);
 		if (rc < 0)
 			return rc;
-		/* rcx/r11 hold the continuation, as the syscall instruction left them. */
+		/* rcx/r11 hold the continuation, as the syscall instruction left them. R11 is
+		 * only the CPU's flags when `syscall` wrote it (port 0xE0 is open to CPL3, so a
+		 * program can reach here with its own R11): the user view keeps the user's
+		 * flags only, so no snapshot ever records a system flag. */
 		r->rip = r->rcx;
-		r->rflags = r->r11;
+		r->rflags = user_rflags(r->r11);
 		vm->resume = RESUME_SYSCALL;
 		vm->stats.syscalls++;
 		exit->reason = VMM_EXIT_SYSCALL;
