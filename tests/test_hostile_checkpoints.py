@@ -293,6 +293,24 @@ def test_the_rewriter_keeps_an_honest_recording_honest(honest, tmp_path) -> None
     assert verify.exit_code == 0, verify.output
 
 
+def test_every_part_table_names_exactly_the_fields_of_a_real_checkpoint(honest) -> None:
+    """The tables mirror what capture() writes: a field added to a part without its line in
+    sim/checkpoint_check.py (or kernel/state_check.py) fails here."""
+    from chaosreplay.kernel.state_check import DISK_STATE, KERNEL_STATE
+    from chaosreplay.sim import checkpoint_check as checks
+    from chaosreplay.sim.checkpoint import STATE_VERSION
+
+    tables = {"fabric": checks.fabric(3), "engine": checks.engine(3), "oracle": checks.oracle(3),
+              "controller": checks.controller(3, (), STATE_VERSION),
+              "node0.kernel": KERNEL_STATE, "node0.disk": DISK_STATE}
+    with RecordingReader(honest) as reader:
+        blobs = reader.load_checkpoint(TARGET).blobs
+    for name, table in tables.items():
+        record = table.inner if hasattr(table, "inner") else table
+        fields = set(unpackb(blobs[name], name))
+        assert fields == set(record.fields), (name, fields ^ set(record.fields))
+
+
 def test_the_host_process_stays_sane_after_the_corpus(honest, tmp_path) -> None:
     """Hostile checkpoints one after another in this process, then the honest recording:
     it reconstructs exactly as before, so nothing outside a VM was written."""

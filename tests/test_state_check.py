@@ -105,8 +105,10 @@ def test_a_real_kernel_state_and_disk_pass_and_the_tables_name_every_field(
     check_kernel_state(kernel, "node0.kernel")
     check_kernel_state(process.kernel_state(), "node0.kernel")  # in memory: tuples, enums
     check_disk_state(disk, "node0.disk")
-    assert set(KERNEL_STATE.inner.fields) == set(kernel)
-    assert set(DISK_STATE.inner.fields) == set(disk)
+    assert set(kernel) ^ set(KERNEL_STATE.inner.fields) == set(), \
+        "kernel_state() and kernel/state_check.KERNEL_STATE name different fields"
+    assert set(disk) ^ set(DISK_STATE.inner.fields) == set(), \
+        "FileSystem.snapshot() and kernel/state_check.DISK_STATE name different fields"
     assert sorted(STREAMS) == sorted(process.random)
     assert disk["inodes"], "the files guest left something on its disk"
 
