@@ -57,8 +57,9 @@ def check_manifest(manifest: dict[str, Any], where: str) -> Scenario:
         raise RecordingError(f"{where}: {exc}") from None
     scenario = Scenario.from_dict(manifest["scenario"], f"{where} (manifest)")
     if scenario.memory_per_node > MAX_MEM_SIZE:
-        raise RecordingError(f"{where}: manifest scenario asks for {scenario.memory_per_node} "
-                             f"bytes of memory per node; a VM has at most {MAX_MEM_SIZE}")
+        raise RecordingError(f"{where}: manifest: memory_per_node is "
+                             f"{scenario.memory_per_node} bytes, more than a VM can have "
+                             f"({MAX_MEM_SIZE >> 30} GiB)")
     groups = len(manifest["programs"]["groups"])
     if groups != len(scenario.nodes):
         raise RecordingError(f"{where}: manifest embeds {groups} programs for "
