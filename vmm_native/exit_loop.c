@@ -15,7 +15,6 @@
 
 #include "vmm_internal.h"
 
-
 /* Vectors for which the CPU pushes an error code. */
 static bool vector_has_error_code(unsigned v)
 {
