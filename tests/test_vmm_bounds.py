@@ -172,6 +172,25 @@ def test_state_bytes_carry_no_selectors_or_control_registers(honest) -> None:
     assert vm.exit.vector == 13, "hlt ran at CPL3"
 
 
+@pytest.mark.kvm
+def test_a_state_only_a_guest_reaches_restores_live_but_not_from_a_file() -> None:
+    """movabs rsp, 1 << 63; mov eax, 1000; syscall; jmp $ — the VM's own snapshot of that
+    restores (it is what the VM held); the same bytes from a file are refused."""
+    code = bytes.fromhex("48BC" + (1 << 63).to_bytes(8, "little").hex() + "B8E8030000"
+                         "0F05" "EBFE")
+    vm = make_vm(code)
+    assert vm.run() == ExitReason.SYSCALL and vm.regs.rsp == 1 << 63
+    snap = vm.snapshot()
+    snap.take(incremental=False)
+    vm.regs.rax = 0
+    assert snap.restore() >= 0
+    memory = snap.memory_view()
+    pages = {pfn: bytes(memory[pfn * PAGE_SIZE:(pfn + 1) * PAGE_SIZE])
+             for pfn in range(len(memory) // PAGE_SIZE)}
+    with pytest.raises(VmmError, match="rsp 0x8000000000000000 is not canonical"):
+        Vm(MEM).snapshot().load(snap.state(), pages)
+
+
 # -- the memory image: system area and page tables ------------------------------------------
 
 SYSTEM_PAGES = {"GDT": 0x1, "IDT": 0x2, "TSS and I/O bitmap": 0x3, "CPL0 stubs": 0x6,
