@@ -36,9 +36,9 @@
 
 static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 
-static void write_gdt(struct vmm_vm *vm)
+static void write_gdt(uint8_t *mem)
 {
-	uint64_t *gdt = gpa_ptr(vm, GPA_GDT);
+	uint64_t *gdt = (uint64_t *)(mem + GPA_GDT);
 	gdt[SEL_KERNEL_CS >> 3] = 0x00af9a000000ffffull;
 	gdt[SEL_KERNEL_DS >> 3] = 0x00cf92000000ffffull;
 	gdt[0x20 >> 3] = 0x00cffa000000ffffull; /* user CS32: sysret's STAR layout expects it */
@@ -53,9 +53,9 @@ static void write_gdt(struct vmm_vm *vm)
 	gdt[(SEL_TSS >> 3) + 1] = base >> 32;
 }
 
-static void write_tss(struct vmm_vm *vm)
+static void write_tss(uint8_t *mem)
 {
-	uint8_t *tss = gpa_ptr(vm, GPA_TSS);
+	uint8_t *tss = mem + GPA_TSS;
 	uint64_t stack = KERNEL_BASE + IST_STACK_TOP;
 	put64(tss + 4, stack);  /* rsp0 */
 	put64(tss + 36, stack); /* ist1: every vector uses it, even from CPL0, so the user's
@@ -82,10 +82,10 @@ static void idt_gate(uint8_t *idt, unsigned vector, uint64_t handler, unsigned d
 	memcpy(g + 8, &hi, 4);
 }
 
-static void write_idt_and_stubs(struct vmm_vm *vm)
+static void write_idt_and_stubs(uint8_t *mem)
 {
-	uint8_t *idt = gpa_ptr(vm, GPA_IDT);
-	uint8_t *stubs = gpa_ptr(vm, GPA_STUBS);
+	uint8_t *idt = mem + GPA_IDT;
+	uint8_t *stubs = mem + GPA_STUBS;
 	memset(stubs, 0xf4, VMM_PAGE_SIZE); /* hlt: a stray CPL0 jump ends the VM visibly */
 	for (unsigned v = 0; v < 32; v++) {
 		uint8_t *s = stubs + STUBS_OFF_VECTORS + v * STUB_SIZE;
@@ -132,7 +132,7 @@ static void write_idt_and_stubs(struct vmm_vm *vm)
 	memcpy(f, fixup, sizeof(fixup));
 	put64(f + 2, KERNEL_BASE + GPA_FIXOPS);
 
-	uint8_t *entry = gpa_ptr(vm, GPA_ENTRY);
+	uint8_t *entry = mem + GPA_ENTRY;
 	memset(entry, 0xcc, VMM_PAGE_SIZE);
 	entry[ENTRY_OFF_SYSCALL] = 0xe6;
 	entry[ENTRY_OFF_SYSCALL + 1] = PORT_SYSCALL;
@@ -143,36 +143,41 @@ static void write_idt_and_stubs(struct vmm_vm *vm)
 	entry[ENTRY_OFF_FIXUP + 1] = 0x0b;
 }
 
-static void write_kernel_page_tables(struct vmm_vm *vm)
+static void write_kernel_page_tables(uint8_t *mem, uint64_t mem_size)
 {
-	uint64_t *pml4 = gpa_ptr(vm, GPA_PML4);
-	uint64_t *pdpt = gpa_ptr(vm, GPA_DIRECT_PDPT);
+	uint64_t *pml4 = (uint64_t *)(mem + GPA_PML4);
+	uint64_t *pdpt = (uint64_t *)(mem + GPA_DIRECT_PDPT);
 	const uint64_t table = PTE_P | PTE_RW | PTE_A;
 	pml4[(KERNEL_BASE >> 39) & 511] = GPA_DIRECT_PDPT | table;
-	uint64_t two_mib_pages = vm->mem_size >> 21;
+	uint64_t two_mib_pages = mem_size >> 21;
 	for (uint64_t i = 0; i < two_mib_pages; i++) {
 		uint64_t gib = i / 512;
-		uint64_t *pd = gpa_ptr(vm, GPA_DIRECT_PD + gib * VMM_PAGE_SIZE);
+		uint64_t *pd = (uint64_t *)(mem + GPA_DIRECT_PD + gib * VMM_PAGE_SIZE);
 		pdpt[gib] = (GPA_DIRECT_PD + gib * VMM_PAGE_SIZE) | table;
 		pd[i % 512] = (i << 21) | table | PTE_D | PTE_PS;
 	}
 
 	const uint64_t user_table = table | PTE_US;
-	uint64_t *epdpt = gpa_ptr(vm, GPA_ENTRY_PDPT);
-	uint64_t *epd = gpa_ptr(vm, GPA_ENTRY_PD);
-	uint64_t *ept = gpa_ptr(vm, GPA_ENTRY_PT);
+	uint64_t *epdpt = (uint64_t *)(mem + GPA_ENTRY_PDPT);
+	uint64_t *epd = (uint64_t *)(mem + GPA_ENTRY_PD);
+	uint64_t *ept = (uint64_t *)(mem + GPA_ENTRY_PT);
 	pml4[(ENTRY_VA >> 39) & 511] = GPA_ENTRY_PDPT | user_table;
 	epdpt[(ENTRY_VA >> 30) & 511] = GPA_ENTRY_PD | user_table;
 	epd[(ENTRY_VA >> 21) & 511] = GPA_ENTRY_PT | user_table;
 	ept[(ENTRY_VA >> 12) & 511] = GPA_ENTRY | PTE_P | PTE_US | PTE_A; /* read + exec only */
 }
 
+void vmm_build_system_area(uint8_t *mem, uint64_t mem_size)
+{
+	write_gdt(mem);
+	write_tss(mem);
+	write_idt_and_stubs(mem);
+	write_kernel_page_tables(mem, mem_size);
+}
+
 int vmm_setup_system_area(struct vmm_vm *vm)
 {
-	write_gdt(vm);
-	write_tss(vm);
-	write_idt_and_stubs(vm);
-	write_kernel_page_tables(vm);
+	vmm_build_system_area(vm->mem, vm->mem_size);
 	mark_host_dirty(vm, 0, (uint64_t)FIRST_FRAME_PFN << PAGE_SHIFT);
 	return 0;
 }

@@ -15,9 +15,6 @@
 
 #include "vmm_internal.h"
 
-#define RFLAGS_RESERVED 0x2ull
-#define RFLAGS_USER_MASK 0x3c7fd7ull /* the bits sysret/iretq let user mode keep */
-
 /* Vectors for which the CPU pushes an error code. */
 static bool vector_has_error_code(unsigned v)
 {
@@ -29,9 +26,17 @@ static uint64_t *frame_ptr(struct vmm_vm *vm, uint64_t kva)
 	return gpa_ptr(vm, kva - KERNEL_BASE);
 }
 
-static bool frame_addr_valid(uint64_t kva)
+/* True when `bytes` at kernel VA kva lie inside the IST stack: the only place a frame the
+ * host reads or writes may be (rsp at a CPL0 exit is checked before anything is read). */
+static bool frame_addr_valid(uint64_t kva, uint64_t bytes)
 {
-	return kva >= KERNEL_BASE + GPA_IST_STACK && kva + 40 <= KERNEL_BASE + IST_STACK_TOP;
+	return kva >= KERNEL_BASE + GPA_IST_STACK && kva <= KERNEL_BASE + IST_STACK_TOP - bytes;
+}
+
+/* The flags a frame the VMM returns through carries: the user's own, the VMM's system bits. */
+static uint64_t user_rflags(uint64_t rflags)
+{
+	return (rflags & RFLAGS_USER_MASK) | RFLAGS_RESERVED | RFLAGS_IF;
 }
 
 int vmm_vcpu_get_fs_base(struct vmm_vm *vm, uint64_t *out)
@@ -45,6 +50,8 @@ int vmm_vcpu_get_fs_base(struct vmm_vm *vm, uint64_t *out)
 
 static int set_segment_base(struct vmm_vm *vm, bool fs, uint64_t base)
 {
+	if (base >= USER_VA_END)
+		return -EPERM; /* as arch_prctl: a user base lies in the user half */
 	struct kvm_sregs sregs;
 	if (ioctl(vm->vcpu_fd, KVM_GET_SREGS, &sregs) < 0)
 		return -errno;
@@ -84,7 +91,7 @@ int vmm_vcpu_start_user(struct vmm_vm *vm, uint64_t rip, uint64_t rsp)
 static void prepare_resume(struct vmm_vm *vm)
 {
 	struct kvm_regs *r = vmm_vcpu_regs(vm);
-	r->rflags = (r->rflags & RFLAGS_USER_MASK) | RFLAGS_RESERVED;
+	r->rflags = user_rflags(r->rflags);
 	if (vm->resume == RESUME_FRAME) {
 		uint64_t *f = frame_ptr(vm, vm->frame_addr);
 		f[0] = r->rip;
@@ -134,6 +141,20 @@ static int syscall_mode(struct vmm_vm *vm)
 	return 0;
 }
 
+static void fail(struct vmm_vm *vm, struct vmm_exit *exit)
+{
+	struct kvm_run *run = vm->run;
+	exit->reason = VMM_EXIT_FAILED;
+	exit->kvm_exit = run->exit_reason;
+	exit->detail = 0;
+	if (run->exit_reason == KVM_EXIT_INTERNAL_ERROR)
+		exit->detail = run->internal.suberror;
+	else if (run->exit_reason == KVM_EXIT_FAIL_ENTRY)
+		exit->detail = (uint32_t)run->fail_entry.hardware_entry_failure_reason;
+	else if (run->exit_reason == KVM_EXIT_IO)
+		exit->detail = run->io.port;
+}
+
 /* Run the CPL0 routine that re-stores the queued page-table entries. */
 static int run_fixups(struct vmm_vm *vm, struct vmm_exit *exit)
 {
@@ -172,6 +193,10 @@ static int run_fixups(struct vmm_vm *vm, struct vmm_exit *exit)
 			exit->detail = vm->run->exit_reason == KVM_EXIT_IO ? vm->run->io.port : 0;
 			return 1;
 		}
+		if (!frame_addr_valid(r->rsp, 40)) {
+			fail(vm, exit);
+			return 1;
+		}
 		vm->frame_addr = r->rsp;
 		at_cpl0_frame = true;
 		vm->stats.pte_fixups++;
@@ -188,20 +213,6 @@ static int run_fixups(struct vmm_vm *vm, struct vmm_exit *exit)
 	return 0;
 }
 
-static void fail(struct vmm_vm *vm, struct vmm_exit *exit)
-{
-	struct kvm_run *run = vm->run;
-	exit->reason = VMM_EXIT_FAILED;
-	exit->kvm_exit = run->exit_reason;
-	exit->detail = 0;
-	if (run->exit_reason == KVM_EXIT_INTERNAL_ERROR)
-		exit->detail = run->internal.suberror;
-	else if (run->exit_reason == KVM_EXIT_FAIL_ENTRY)
-		exit->detail = (uint32_t)run->fail_entry.hardware_entry_failure_reason;
-	else if (run->exit_reason == KVM_EXIT_IO)
-		exit->detail = run->io.port;
-}
-
 /* Decode the exit that just happened; returns 1 when the caller needs to see it. */
 static int decode_exit(struct vmm_vm *vm, struct vmm_exit *exit)
 {
@@ -211,9 +222,12 @@ static int decode_exit(struct vmm_vm *vm, struct vmm_exit *exit)
 		int rc = syscall_mode(vm);
 		if (rc < 0)
 			return rc;
-		/* rcx/r11 hold the continuation, as the syscall instruction left them. */
+		/* rcx/r11 hold the continuation, as the syscall instruction left them. R11 is
+		 * only the CPU's flags when `syscall` wrote it (port 0xE0 is open to CPL3, so a
+		 * program can reach here with its own R11): the user view keeps the user's
+		 * flags only, so no snapshot ever records a system flag. */
 		r->rip = r->rcx;
-		r->rflags = r->r11;
+		r->rflags = user_rflags(r->r11);
 		vm->resume = RESUME_SYSCALL;
 		vm->stats.syscalls++;
 		exit->reason = VMM_EXIT_SYSCALL;
@@ -228,13 +242,15 @@ static int decode_exit(struct vmm_vm *vm, struct vmm_exit *exit)
 	if (vector_port || stray_fixup) {
 		unsigned vector = stray_fixup ? UD_VECTOR : run->io.port - PORT_VECTOR_BASE;
 		uint64_t frame = r->rsp;
-		if (vector_port && vector_has_error_code(vector)) {
-			exit->error_code = *frame_ptr(vm, frame);
-			frame += 8;
-		}
-		if (!frame_addr_valid(frame)) {
+		bool has_error = vector_port && vector_has_error_code(vector);
+		/* rsp is checked before the host reads anything at it: error code + 5 slots. */
+		if (!frame_addr_valid(frame, has_error ? 48 : 40)) {
 			fail(vm, exit);
 			return 1;
+		}
+		if (has_error) {
+			exit->error_code = *frame_ptr(vm, frame);
+			frame += 8;
 		}
 		uint64_t *f = frame_ptr(vm, frame);
 		if ((f[1] & 3) != 3) {
@@ -269,6 +285,15 @@ int vmm_vcpu_run(struct vmm_vm *vm, struct vmm_exit *exit)
 		return -EINVAL;
 	if (vm->resume == RESUME_NONE)
 		return -ENOEXEC;
+	if (!canonical(vmm_vcpu_regs(vm)->rip)) {
+		/* iretq would raise #GP at CPL0 and sysret (hardware KVM) would raise it at CPL0
+		 * on the user's stack: report the #GP the user context asks for, before either. */
+		memset(exit, 0, sizeof(*exit));
+		exit->reason = VMM_EXIT_EXCEPTION;
+		exit->vector = 13;
+		vm->stats.exceptions++;
+		return 0;
+	}
 	for (;;) {
 		if (vm->fix_count) {
 			int rc = run_fixups(vm, exit);

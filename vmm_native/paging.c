@@ -13,11 +13,15 @@
 
 #include "vmm_internal.h"
 
-#define PTE_SW_FRAME (1ull << 9) /* not present for the CPU, but the page keeps its frame */
-
 void *gpa_ptr(struct vmm_vm *vm, uint64_t gpa)
 {
 	return vm->mem + gpa;
+}
+
+bool user_gpa_ok(const struct vmm_vm *vm, uint64_t gpa)
+{
+	uint64_t pfn = gpa >> PAGE_SHIFT;
+	return pfn >= FIRST_FRAME_PFN && pfn < vm->frames.high && vm->frames.high <= vm->npages;
 }
 
 void mark_host_dirty(struct vmm_vm *vm, uint64_t gpa, uint64_t len)
@@ -45,29 +49,38 @@ void frames_fini(struct frame_alloc *fa)
 	fa->free_stack = NULL;
 }
 
-/* A zeroed frame, or 0 when guest memory is exhausted. */
-static uint32_t frame_alloc(struct vmm_vm *vm)
+/* A zeroed frame in *pfn; -ENOMEM when guest memory is exhausted, -EFAULT when the free
+ * list names a frame outside the user frames (it is checked on import; this is the
+ * second line, so a bad entry can never make the memset below leave guest memory). */
+static int frame_alloc(struct vmm_vm *vm, uint32_t *pfn)
 {
 	struct frame_alloc *fa = &vm->frames;
-	uint32_t pfn;
 	if (fa->free_count) {
-		pfn = fa->free_stack[--fa->free_count];
-		memset(gpa_ptr(vm, (uint64_t)pfn << PAGE_SHIFT), 0, VMM_PAGE_SIZE);
+		uint32_t reused = fa->free_stack[fa->free_count - 1];
+		if (!user_gpa_ok(vm, (uint64_t)reused << PAGE_SHIFT))
+			return -EFAULT;
+		fa->free_count--;
+		memset(gpa_ptr(vm, (uint64_t)reused << PAGE_SHIFT), 0, VMM_PAGE_SIZE);
+		*pfn = reused;
 	} else if (fa->high < fa->total) {
-		pfn = fa->high++; /* never used since the last restore: already zero */
+		*pfn = fa->high++; /* never used since the last restore: already zero */
 	} else {
-		return 0;
+		return -ENOMEM;
 	}
 	fa->used++;
-	mark_host_dirty(vm, (uint64_t)pfn << PAGE_SHIFT, VMM_PAGE_SIZE);
-	return pfn;
+	mark_host_dirty(vm, (uint64_t)*pfn << PAGE_SHIFT, VMM_PAGE_SIZE);
+	return 0;
 }
 
-static void frame_free(struct vmm_vm *vm, uint32_t pfn)
+static int frame_free(struct vmm_vm *vm, uint32_t pfn)
 {
 	struct frame_alloc *fa = &vm->frames;
+	if (!user_gpa_ok(vm, (uint64_t)pfn << PAGE_SHIFT) || fa->free_count >= fa->total ||
+	    fa->used == 0)
+		return -EFAULT;
 	fa->free_stack[fa->free_count++] = pfn;
 	fa->used--;
+	return 0;
 }
 
 static int queue_fix(struct vmm_vm *vm, uint64_t pte_gpa)
@@ -85,7 +98,9 @@ static int queue_fix(struct vmm_vm *vm, uint64_t pte_gpa)
 }
 
 /* Guest-physical address of the leaf entry for va; intermediate tables are created when
- * `create` is set. Returns 0 when the walk cannot complete. */
+ * `create` is set. Returns 0 when the walk cannot complete: *err stays 0 when the page
+ * simply has no table, and is -EFAULT when an entry names a table outside the user frames
+ * or a large page (the VMM never makes either), -ENOMEM when no frame is left. */
 static uint64_t leaf_entry(struct vmm_vm *vm, uint64_t va, bool create, int *err)
 {
 	uint64_t table = GPA_PML4;
@@ -95,14 +110,19 @@ static uint64_t leaf_entry(struct vmm_vm *vm, uint64_t va, bool create, int *err
 		if (!(*entry & PTE_P)) {
 			if (!create)
 				return 0;
-			uint32_t pfn = frame_alloc(vm);
-			if (!pfn) {
-				*err = -ENOMEM;
+			uint32_t pfn;
+			int rc = frame_alloc(vm, &pfn);
+			if (rc < 0) {
+				*err = rc;
 				return 0;
 			}
 			/* Filling a non-present entry: nothing is cached for it, no fix-up needed. */
-			*entry = ((uint64_t)pfn << PAGE_SHIFT) | PTE_P | PTE_RW | PTE_US | PTE_A;
+			*entry = ((uint64_t)pfn << PAGE_SHIFT) | PTE_USER_TABLE;
 			mark_host_dirty(vm, table + index * 8, 8);
+		}
+		if ((*entry & PTE_PS) || !user_gpa_ok(vm, *entry & PTE_ADDR)) {
+			*err = -EFAULT;
+			return 0;
 		}
 		table = *entry & PTE_ADDR;
 	}
@@ -160,11 +180,14 @@ int vmm_mem_map(struct vmm_vm *vm, uint64_t va, uint64_t len, int prot)
 			return err;
 		uint64_t pte = *(uint64_t *)gpa_ptr(vm, pte_gpa);
 		if (has_frame(pte)) {
+			if (!user_gpa_ok(vm, pte & PTE_ADDR))
+				return -EFAULT;
 			rc = set_leaf(vm, pte_gpa, (pte & PTE_ADDR) | bits);
 		} else if (bits & PTE_P) {
-			uint32_t pfn = frame_alloc(vm);
-			if (!pfn)
-				return -ENOMEM;
+			uint32_t pfn;
+			rc = frame_alloc(vm, &pfn);
+			if (rc < 0)
+				return rc;
 			rc = set_leaf(vm, pte_gpa, ((uint64_t)pfn << PAGE_SHIFT) | bits);
 		}
 		if (rc < 0)
@@ -173,7 +196,8 @@ int vmm_mem_map(struct vmm_vm *vm, uint64_t va, uint64_t len, int prot)
 	return 0;
 }
 
-/* Call fn for every page of [va, va+len) that has a frame (present or PROT_NONE). */
+/* Call fn for every page of [va, va+len) that has a frame (present or PROT_NONE); a frame
+ * outside the user frames ends the walk with -EFAULT before fn sees it. */
 typedef int (*leaf_fn)(struct vmm_vm *vm, uint64_t pte_gpa, uint64_t pte, void *arg);
 
 static int for_each_framed_leaf(struct vmm_vm *vm, uint64_t va, uint64_t len, leaf_fn fn,
@@ -185,11 +209,16 @@ static int for_each_framed_leaf(struct vmm_vm *vm, uint64_t va, uint64_t len, le
 	for (uint64_t a = va; a < va + len; a += VMM_PAGE_SIZE) {
 		int err = 0;
 		uint64_t pte_gpa = leaf_entry(vm, a, false, &err);
-		if (!pte_gpa)
+		if (!pte_gpa) {
+			if (err < 0)
+				return err;
 			continue;
+		}
 		uint64_t pte = *(uint64_t *)gpa_ptr(vm, pte_gpa);
 		if (!has_frame(pte))
 			continue;
+		if (!user_gpa_ok(vm, pte & PTE_ADDR))
+			return -EFAULT;
 		rc = fn(vm, pte_gpa, pte, arg);
 		if (rc < 0)
 			return rc;
@@ -213,7 +242,7 @@ static int unmap_leaf(struct vmm_vm *vm, uint64_t pte_gpa, uint64_t pte, void *a
 	(void)arg;
 	int rc = set_leaf(vm, pte_gpa, 0);
 	if (rc == 0)
-		frame_free(vm, (uint32_t)((pte & PTE_ADDR) >> PAGE_SHIFT));
+		rc = frame_free(vm, (uint32_t)((pte & PTE_ADDR) >> PAGE_SHIFT));
 	return rc;
 }
 
@@ -236,7 +265,8 @@ int64_t vmm_mem_count_mapped(struct vmm_vm *vm, uint64_t va, uint64_t len)
 	return rc < 0 ? rc : count;
 }
 
-/* Guest-physical address behind a user va, or 0 if it has no accessible page. */
+/* Guest-physical address behind a user va, or 0 if it has no accessible page (or its
+ * entries name memory outside the user frames: the host never follows those). */
 static uint64_t translate(struct vmm_vm *vm, uint64_t va, uint64_t *pte_out)
 {
 	if (va >= USER_VA_END)
@@ -246,7 +276,7 @@ static uint64_t translate(struct vmm_vm *vm, uint64_t va, uint64_t *pte_out)
 	if (!pte_gpa)
 		return 0;
 	uint64_t pte = *(uint64_t *)gpa_ptr(vm, pte_gpa);
-	if (!(pte & PTE_P))
+	if (!(pte & PTE_P) || !user_gpa_ok(vm, pte & PTE_ADDR))
 		return 0;
 	if (pte_out)
 		*pte_out = pte;

@@ -11,6 +11,7 @@
  */
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -19,8 +20,6 @@
 #include "vmm_internal.h"
 
 #define MSR_KERNEL_GS_BASE 0xc0000102u
-#define STATE_MAGIC "CRVCPU01"
-#define STATE_FIXED_BYTES 640u
 
 /* Offsets in the FXSAVE legacy area (the first 512 bytes of an XSAVE image), and the
  * XSAVE header's XSTATE_BV (Intel SDM vol. 1, 10.5.1 and 13.4.2). */
@@ -45,6 +44,8 @@ struct vmm_snapshot {
 	uint32_t *pages;       /* pfns copied by the last take */
 	uint32_t page_count;
 	bool valid;
+	bool trusted;          /* taken by this VMM; an imported snapshot is checked first */
+	char problem[192];     /* why the last import or restore was refused */
 };
 
 int vmm_snapshot_create(struct vmm_vm *vm, struct vmm_snapshot **out)
@@ -207,7 +208,8 @@ int vmm_vm_export_state(struct vmm_vm *vm, uint8_t *buf, uint64_t len)
 	return 0;
 }
 
-/* Load canonical state into the live vCPU and allocator. */
+/* Load canonical state (already checked by snapshot_check_state) into the live vCPU and
+ * allocator. */
 static int import_state(struct vmm_vm *vm, const uint8_t *buf, uint64_t len)
 {
 	if (len < STATE_FIXED_BYTES || memcmp(buf, STATE_MAGIC, 8) != 0)
@@ -336,6 +338,8 @@ int64_t vmm_snapshot_take(struct vmm_vm *vm, struct vmm_snapshot *snap, int incr
 	snap->page_count = n;
 	snap->high = high;
 	snap->valid = true;
+	snap->trusted = true;
+	snap->problem[0] = 0;
 	vm->base = snap;
 	return n;
 }
@@ -344,7 +348,22 @@ int64_t vmm_snapshot_restore(struct vmm_vm *vm, struct vmm_snapshot *snap)
 {
 	if (!vm || !snap || snap->vm != vm || !snap->valid)
 		return -EINVAL;
-	int rc = collect_dirty(vm);
+	/* An imported snapshot is checked in full before the VM is touched, so a refused
+	 * restore leaves the VM as it was. One this VMM took is not checked again: it holds
+	 * what the VM held, and a guest can reach states a file may not carry (a program
+	 * that sets rsp to a non-canonical value and then makes a system call). */
+	int rc = 0;
+	if (!snap->trusted) {
+		rc = snapshot_check_state(vm, snap->state, snap->state_len, snap->problem,
+					  sizeof(snap->problem));
+		if (rc == 0)
+			rc = snapshot_check_image(vm, snap->mem, snap->state, snap->problem,
+						  sizeof(snap->problem));
+	}
+	if (rc < 0)
+		return rc;
+	snap->trusted = true;
+	rc = collect_dirty(vm);
 	if (rc < 0)
 		return rc;
 	uint32_t live_high = vm->frames.high;
@@ -406,14 +425,11 @@ int vmm_snapshot_export_state(const struct vmm_snapshot *snap, uint8_t *buf, uin
 int vmm_snapshot_import_state(struct vmm_snapshot *snap, const uint8_t *buf, uint64_t len)
 {
 	struct vmm_vm *vm = snap->vm;
-	if (len < STATE_FIXED_BYTES || len > STATE_FIXED_BYTES + (uint64_t)vm->npages * 4 ||
-	    memcmp(buf, STATE_MAGIC, 8) != 0)
-		return -EINVAL;
+	int rc = snapshot_check_state(vm, buf, len, snap->problem, sizeof(snap->problem));
+	if (rc < 0)
+		return rc;
 	uint32_t alloc[4];
-	memcpy(alloc, buf + 8 + 18 * 8 + 10 * 8 + 128 + 256, sizeof(alloc));
-	if (alloc[0] < FIRST_FRAME_PFN || alloc[0] > vm->npages ||
-	    len != STATE_FIXED_BYTES + (uint64_t)alloc[2] * 4)
-		return -EINVAL;
+	memcpy(alloc, buf + STATE_OFF_ALLOC, sizeof(alloc));
 	/* The image is rebuilt page by page next, starting from zero. */
 	memset(snap->mem, 0, (size_t)snap->high << PAGE_SHIFT);
 	memcpy(snap->state, buf, len);
@@ -421,6 +437,8 @@ int vmm_snapshot_import_state(struct vmm_snapshot *snap, const uint8_t *buf, uin
 	snap->high = alloc[0];
 	snap->page_count = 0;
 	snap->valid = true;
+	snap->trusted = false;
+	snap->problem[0] = 0;
 	if (vm->base == snap)
 		vm->base = NULL;
 	return 0;
@@ -428,10 +446,19 @@ int vmm_snapshot_import_state(struct vmm_snapshot *snap, const uint8_t *buf, uin
 
 int vmm_snapshot_import_page(struct vmm_snapshot *snap, uint32_t pfn, const uint8_t *page)
 {
-	if (!snap->valid || pfn >= snap->high)
+	if (!snap->valid || pfn >= snap->high) {
+		snprintf(snap->problem, sizeof(snap->problem), "page 0x%x is not below the "
+			 "state's high 0x%x", pfn, snap->high);
 		return -EINVAL;
+	}
 	memcpy(snap->mem + ((size_t)pfn << PAGE_SHIFT), page, VMM_PAGE_SIZE);
+	snap->trusted = false;
 	return 0;
+}
+
+const char *vmm_snapshot_problem(const struct vmm_snapshot *snap)
+{
+	return snap->problem;
 }
 
 void vmm_vm_scratch_range(uint64_t *gpa_start, uint64_t *gpa_end)

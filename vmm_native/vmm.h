@@ -108,6 +108,9 @@ int vmm_snapshot_export_state(const struct vmm_snapshot *snap, uint8_t *buf, uin
 /* Load state bytes and memory pages into a snapshot (rebuilding one from a recording). */
 int vmm_snapshot_import_state(struct vmm_snapshot *snap, const uint8_t *buf, uint64_t len);
 int vmm_snapshot_import_page(struct vmm_snapshot *snap, uint32_t pfn, const uint8_t *page);
+/* Why the last import or restore of snap was refused (one line; "" when none). An
+ * imported snapshot is checked in full at its first restore (snapshot_check.c). */
+const char *vmm_snapshot_problem(const struct vmm_snapshot *snap);
 
 /* Canonical bytes of the live vCPU state, the same layout as a snapshot's (for digests). */
 int vmm_vm_export_state(struct vmm_vm *vm, uint8_t *buf, uint64_t len);

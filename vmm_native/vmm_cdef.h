@@ -68,6 +68,7 @@ int64_t vmm_snapshot_state_size(const struct vmm_snapshot *snap);
 int vmm_snapshot_export_state(const struct vmm_snapshot *snap, uint8_t *buf, uint64_t len);
 int vmm_snapshot_import_state(struct vmm_snapshot *snap, const uint8_t *buf, uint64_t len);
 int vmm_snapshot_import_page(struct vmm_snapshot *snap, uint32_t pfn, const uint8_t *page);
+const char *vmm_snapshot_problem(const struct vmm_snapshot *snap);
 int vmm_vm_export_state(struct vmm_vm *vm, uint8_t *buf, uint64_t len);
 int64_t vmm_vm_state_size(const struct vmm_vm *vm);
 void vmm_vm_scratch_range(uint64_t *gpa_start, uint64_t *gpa_end);

@@ -38,6 +38,7 @@
 #define GPA_ENTRY_PD 0x33000ull
 #define GPA_ENTRY_PT 0x34000ull
 #define FIRST_FRAME_PFN 0x100u    /* frames for user pages start at 1 MiB */
+#define SYSTEM_AREA_BYTES ((uint64_t)FIRST_FRAME_PFN << 12)
 
 #define KERNEL_BASE 0xffff800000000000ull
 #define ENTRY_VA 0xffffffffff600000ull
@@ -78,6 +79,33 @@
 #define PTE_PS (1ull << 7)
 #define PTE_NX (1ull << 63)
 #define PTE_ADDR 0x000ffffffffff000ull
+#define PTE_SW_FRAME (1ull << 9) /* not present for the CPU, but the page keeps its frame */
+/* What the VMM stores in an intermediate user table entry (A preset: the MMU never writes). */
+#define PTE_USER_TABLE (PTE_P | PTE_RW | PTE_US | PTE_A)
+
+/* RFLAGS: bit 1 always reads as 1; IF is set while user code runs, as on Linux. */
+#define RFLAGS_RESERVED 0x2ull
+#define RFLAGS_IF (1ull << 9)
+/* The flags CPL3 code changes itself with popf (Intel SDM vol. 2, POPF: at CPL 3 with IOPL 0
+ * it may change CF PF AF ZF SF TF DF OF NT AC ID, never IOPL, IF, VM, RF, VIF or VIP). A
+ * frame the VMM returns through keeps only these from the user view; the rest is the
+ * VMM's: sysret and an iretq from CPL0 would load IOPL, IF, VIF, VIP, RF as given. */
+#define RFLAGS_USER_MASK 0x244dd5ull
+
+/* The canonical state bytes (snapshot.c writes them, snapshot_check.c refuses bad ones):
+ * magic, 18 u64 (16 GPRs in kvm_regs order, rip, rflags), fs/gs/kernel-gs base, 7 u64 of
+ * x87/SSE control (fcw fsw ftw fop fip fdp mxcsr), 8 x 16-byte ST slots, 16 XMM, then the
+ * allocator (high, used, free count, 0) and zero padding; the free list follows. */
+#define STATE_MAGIC "CRVCPU01"
+#define STATE_FIXED_BYTES 640u
+#define STATE_OFF_GPRS 8u
+#define STATE_OFF_RSP (STATE_OFF_GPRS + 6 * 8)
+#define STATE_OFF_RIP (STATE_OFF_GPRS + 16 * 8)
+#define STATE_OFF_RFLAGS (STATE_OFF_GPRS + 17 * 8)
+#define STATE_OFF_BASES (STATE_OFF_GPRS + 18 * 8)   /* fs, gs, kernel gs */
+#define STATE_OFF_FPU (STATE_OFF_BASES + 3 * 8)     /* fcw fsw ftw fop fip fdp mxcsr */
+#define STATE_OFF_ALLOC (STATE_OFF_FPU + 7 * 8 + 128 + 256)
+#define STATE_OFF_PADDING (STATE_OFF_ALLOC + 16)
 
 /* How the next vmm_vcpu_run resumes the guest. */
 enum resume_kind {
@@ -93,6 +121,12 @@ struct frame_alloc {
 	uint32_t *free_stack;
 	uint32_t used;
 };
+
+/* A canonical address: bits 63..47 all equal (4-level paging). */
+static inline bool canonical(uint64_t va)
+{
+	return (uint64_t)((int64_t)(va << 16) >> 16) == va;
+}
 
 struct vmm_vm {
 	int kvm_fd;
@@ -126,6 +160,9 @@ struct vmm_vm {
 };
 
 /* cpu_setup.c */
+/* Write the system area (the first SYSTEM_AREA_BYTES) for a VM of mem_size bytes into mem:
+ * the one definition both VM setup and the check of a snapshot from a file use. */
+void vmm_build_system_area(uint8_t *mem, uint64_t mem_size);
 int vmm_setup_system_area(struct vmm_vm *vm);
 int vmm_setup_vcpu(struct vmm_vm *vm);
 
@@ -134,6 +171,17 @@ int frames_init(struct frame_alloc *fa, uint32_t total);
 void frames_fini(struct frame_alloc *fa);
 void mark_host_dirty(struct vmm_vm *vm, uint64_t gpa, uint64_t len);
 void *gpa_ptr(struct vmm_vm *vm, uint64_t gpa);
+/* True when gpa lies in a frame the allocator has handed out: at or above the system area
+ * and below `high`. Every GPA read from guest memory (page-table entries, the free list)
+ * passes this before the host dereferences it. */
+bool user_gpa_ok(const struct vmm_vm *vm, uint64_t gpa);
+
+/* snapshot_check.c: refusing state and memory from a file (messages go to `why`). */
+struct vmm_snapshot;
+int snapshot_check_state(const struct vmm_vm *vm, const uint8_t *buf, uint64_t len,
+			 char *why, size_t why_len);
+int snapshot_check_image(const struct vmm_vm *vm, uint8_t *image, const uint8_t *state,
+			 char *why, size_t why_len);
 
 /* kvm_vm.c */
 int vmm_memslot_set(struct vmm_vm *vm, bool present);

@@ -500,8 +500,12 @@ class GuestProcess:
         }
 
     def load_kernel_state(self, state: dict[str, Any]) -> None:
-        """Adopt kernel_state() output (the VM itself is restored separately)."""
+        """Adopt kernel_state() output (the VM itself is restored separately); state from a
+        file is checked first (SchemaError naming the field)."""
         from chaosreplay.kernel.mm.address_space import Vma
+        from chaosreplay.kernel.state_check import check_kernel_state
+
+        check_kernel_state(state, f"node{self.node_id}.kernel")
 
         self.vtime_ns = state["vtime_ns"]
         self.clock = NodeClock.from_dict(state["clock"])

@@ -22,6 +22,7 @@ from chaosreplay.errors import RecordingError
 from chaosreplay.recording import RecordingReader, RecordingWriter
 from chaosreplay.recording.format import packb
 from chaosreplay.recording.model import Event
+from chaosreplay.runs.manifest_check import check_manifest
 from chaosreplay.sim.checkpoint import SimCheckpoint, stored_parts
 from chaosreplay.sim.programs import embed_programs, images_from_manifest
 from chaosreplay.sim.scenario import Scenario
@@ -113,7 +114,7 @@ def load_run(reader: RecordingReader) -> tuple[Scenario, list[ProgramImage], Run
     if manifest.get("version") != MANIFEST_VERSION:
         raise RecordingError(f"{where}: run manifest version {manifest.get('version')!r} is "
                              f"not supported (this chaosreplay reads {MANIFEST_VERSION})")
-    scenario = Scenario.from_dict(manifest["scenario"], f"{where} (manifest)")
+    scenario = check_manifest(manifest, where)
     images = images_from_manifest(manifest["programs"], where)
     options = RunOptions(keep_going=bool(manifest["options"]["keep_going"]))
     return scenario, images, options

@@ -15,19 +15,25 @@ A checkpoint is three things the recording stores:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from chaosreplay.errors import RecordingError
 from chaosreplay.kernel.sdk_abi import AssertKind
+from chaosreplay.kernel.state_check import DISK_STATE
 from chaosreplay.recording.format import packb, unpackb
+from chaosreplay.recording.schema import Check, SchemaError, validate
+from chaosreplay.sim import checkpoint_check as checks
 from chaosreplay.sim.oracle import Bug
-from chaosreplay.vm.vmm import PAGE_SIZE, SCRATCH_END, SCRATCH_START
+from chaosreplay.vm.vmm import PAGE_SIZE, SCRATCH_END, SCRATCH_START, VmmError
 
 if TYPE_CHECKING:
     from chaosreplay.sim.simulation import Node, Simulation
 
 STATE_VERSION = 1
+PART_CONTAINERS = 1 << 22  # lists and maps per decoded part: bounds a hostile part's memory
 _SCRATCH_PAGES = range(SCRATCH_START // PAGE_SIZE, SCRATCH_END // PAGE_SIZE)
 
 
@@ -118,39 +124,82 @@ def rewrite_blob(blobs: dict[str, bytes], name: str, data: bytes) -> dict[str, b
 
 def load(sim: Simulation, blobs: dict[str, bytes],
          pages: Callable[[str], dict[int, bytes]]) -> None:
-    """Put a freshly built Simulation (same scenario and programs) into a checkpoint's state."""
+    """Put a freshly built Simulation (same scenario and programs) into a checkpoint's state.
+
+    Every part is untrusted (the file's digests are plain SHA-256 an attacker recomputes):
+    each is decoded and checked against its table (checkpoint_check, kernel.state_check)
+    before it is loaded, and the VMs' parts are checked again by the C core, so a bad part
+    is one SchemaError naming it and the field.
+    """
     from chaosreplay.sim.simulation import Failure, NodeStatus
 
-    def part(name: str) -> Any:
+    n = len(sim.nodes)
+
+    def part(name: str, check: Check | None = None) -> Any:
         if name not in blobs:
-            raise ValueError(f"checkpoint has no {name!r} part")
-        return unpackb(blobs[name], f"checkpoint part {name}")
+            raise SchemaError(f"checkpoint has no {name!r} part")
+        try:
+            value = unpackb(blobs[name], f"part {name}", PART_CONTAINERS)
+        except RecordingError as exc:
+            raise SchemaError(str(exc)) from None
+        if check is not None:
+            validate(value, check, name)
+        return value
 
     c = part("controller")
-    if c.get("version") != STATE_VERSION:
-        raise ValueError(f"unsupported simulation state version {c.get('version')!r}")
-    if len(c["statuses"]) != len(sim.nodes):
-        raise ValueError(f"checkpoint has {len(c['statuses'])} nodes, the scenario "
-                         f"{len(sim.nodes)}")
+    if not isinstance(c, dict) or c.get("version") != STATE_VERSION:
+        version = c.get("version") if isinstance(c, dict) else None
+        raise SchemaError(f"part controller: unsupported simulation state version {version!r}")
+    validate(c, checks.controller(n, tuple(s.value for s in NodeStatus), STATE_VERSION),
+             "controller")
     for node, status in zip(sim.nodes, c["statuses"], strict=True):
         p, name = node.process, f"node{node.index}"
+        vcpu = blobs.get(f"{name}.vcpu")
+        if type(vcpu) is not bytes:
+            raise SchemaError(f"part {name}.vcpu: missing or not bytes")
         node.snap = p.vm.snapshot()
-        node.snap.load(blobs[f"{name}.vcpu"], pages(name))
-        node.snap.restore()
+        try:
+            node.snap.load(vcpu, pages(name))
+        except VmmError as exc:
+            raise SchemaError(f"part {name}.vcpu: refused by the VMM: {exc.strerror}") from None
+        try:
+            node.snap.restore()
+        except VmmError as exc:
+            raise SchemaError(f"region {name} (guest memory): refused by the VMM: "
+                              f"{exc.strerror}") from None
         node.page_hashes.clear()
         _memory_digest(node, range(len(node.snap.memory_view()) // PAGE_SIZE))
-        p.load_kernel_state(part(f"{name}.kernel"))
-        p.fs.restore(part(f"{name}.disk"))
+        kernel = part(f"{name}.kernel")  # load_kernel_state checks it (kernel.state_check)
+        disk = part(f"{name}.disk", DISK_STATE)
+        with _loading(f"{name}.kernel"):
+            p.load_kernel_state(kernel)
+        with _loading(f"{name}.disk"):
+            p.fs.restore(disk)
         node.status = NodeStatus(status)
-    sim.fabric.restore(part("fabric"))
-    sim.engine.restore(part("engine"))
-    sim.oracle.restore(part("oracle"))
-    sim.messaging.restore(part("inboxes"))
+    for name, check, restore in (("fabric", checks.fabric(n), sim.fabric.restore),
+                                 ("engine", checks.engine(n), sim.engine.restore),
+                                 ("oracle", checks.oracle(n), sim.oracle.restore),
+                                 ("inboxes", checks.inboxes(n), sim.messaging.restore)):
+        value = part(name, check)
+        with _loading(name):
+            restore(value)
     sim.now_ns, sim.tick, sim.event_count = c["now_ns"], c["tick"], c["event_count"]
     sim.checkpoint_count, sim.next_checkpoint_ns = c["checkpoint_count"], c["next_checkpoint_ns"]
     sim.bugs = [_bug_from_row(row) for row in c["bugs"]]
     sim.failures = [Failure(**f) for f in c["failures"]]
     sim.started = True
+
+
+@contextmanager
+def _loading(name: str) -> Iterator[None]:
+    """A part that passed its table but still does not load (a reference the table cannot
+    see, such as a fault id the engine does not know) is the same one clear error."""
+    try:
+        yield
+    except SchemaError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise SchemaError(f"part {name}: does not load ({type(exc).__name__}: {exc})") from None
 
 
 def stored_parts(blobs: dict[str, bytes]) -> dict[str, bytes]:

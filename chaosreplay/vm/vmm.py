@@ -23,6 +23,7 @@ except ImportError as exc:  # pragma: no cover - only without a build
 
 PAGE_SIZE = 4096
 DEFAULT_MEM_SIZE = 256 << 20
+MAX_MEM_SIZE = 16 << 30  # the C core's direct map covers at most 16 GiB (DIRECT_MAX_GIB)
 
 
 class Prot(IntFlag):
@@ -201,13 +202,21 @@ class Snapshot:
         self._vm = vm
         self._snap = ffi.gc(out[0], lib.vmm_snapshot_destroy)
 
+    def _check_refusal(self, rc: int, what: str) -> int:
+        """Like _check, with the core's reason when it refused a snapshot from a file."""
+        if rc < 0:
+            problem = ffi.string(lib.vmm_snapshot_problem(self._snap)).decode()
+            raise VmmError(-rc, f"{what}: {problem or os.strerror(-rc)}")
+        return rc
+
     def take(self, incremental: bool = True) -> int:
         """Capture the VM; returns the number of pages copied."""
         return _check(lib.vmm_snapshot_take(self._vm._vm, self._snap, int(incremental)), "take")
 
     def restore(self) -> int:
         """Put the VM back to this snapshot; returns the number of pages copied back."""
-        return _check(lib.vmm_snapshot_restore(self._vm._vm, self._snap), "restore")
+        return self._check_refusal(lib.vmm_snapshot_restore(self._vm._vm, self._snap),
+                                   "restore")
 
     def last_pages(self) -> list[int]:
         """Frame numbers copied by the last take (the delta for a recording)."""
@@ -227,13 +236,23 @@ class Snapshot:
         return ffi.buffer(buf, size)[:]
 
     def load(self, state: bytes, pages: dict[int, bytes]) -> None:
-        """Rebuild this snapshot from saved state bytes and memory pages (a checkpoint)."""
-        _check(lib.vmm_snapshot_import_state(self._snap, state, len(state)), "import state")
+        """Rebuild this snapshot from saved state bytes and memory pages (a checkpoint).
+
+        The core refuses state a VMM would never produce (VmmError naming the field); the
+        memory is checked in full by the first restore() (system area, page tables).
+        """
+        if not isinstance(state, bytes):
+            raise VmmError(errno.EINVAL, f"import state: not bytes ({type(state).__name__})")
+        self._check_refusal(lib.vmm_snapshot_import_state(self._snap, state, len(state)),
+                            "import state")
         for pfn in sorted(pages):
             page = pages[pfn]
-            if len(page) != PAGE_SIZE:
-                raise VmmError(errno.EINVAL, f"page {pfn} is {len(page)} bytes")
-            _check(lib.vmm_snapshot_import_page(self._snap, pfn, page), f"import page {pfn}")
+            if not isinstance(pfn, int) or not 0 <= pfn < 1 << 32:
+                raise VmmError(errno.EINVAL, f"import page: frame {pfn!r} is not a frame number")
+            if not isinstance(page, bytes) or len(page) != PAGE_SIZE:
+                raise VmmError(errno.EINVAL, f"import page {pfn:#x}: not {PAGE_SIZE} bytes")
+            self._check_refusal(lib.vmm_snapshot_import_page(self._snap, pfn, page),
+                                f"import page {pfn:#x}")
 
     def digest(self) -> bytes:
         return state_digest(self.state(), self.memory_view())
