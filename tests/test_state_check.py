@@ -126,7 +126,7 @@ KERNEL_ATTACKS: list[tuple[str, Any, str]] = [
      "field clock.rate_ppb is -1000000000"),
     ("files", {"version": 1, "open": [], "fds": [[3, 0, False]]},
      "field files has fd 3 naming description 0 of 0"),
-    ("files", {"version": 2, "open": [], "fds": []}, "field files.version"),
+    ("files", {"version": 3, "open": [], "fds": []}, "field files.version"),
     ("stdout", "text", "field stdout is not bytes"),
 ]
 

@@ -10,10 +10,16 @@ never makes honest checkpoints unloadable before its line is here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from chaosreplay.kernel.fs.devices import URANDOM_STREAM
 from chaosreplay.kernel.fs.disk import FAULT_KINDS, ROOT_INO
 from chaosreplay.kernel.fs.disk import SNAPSHOT_VERSION as DISK_VERSION
+from chaosreplay.kernel.fs.files import PATH_MAX, FileDescription, SavedDescription, open_flags
+from chaosreplay.kernel.fs.paths import MOUNTS
+from chaosreplay.kernel.fs.pipes import Pipe
+from chaosreplay.kernel.mm.address_space import CHUNK_SHIFT
 from chaosreplay.kernel.process import Status
 from chaosreplay.kernel.syscalls.files import STATE_VERSION as FILES_STATE_VERSION
 from chaosreplay.recording.schema import (
@@ -22,6 +28,7 @@ from chaosreplay.recording.schema import (
     U64_MAX,
     Bool,
     Bytes,
+    Check,
     Float,
     Int,
     ListOf,
@@ -34,11 +41,15 @@ from chaosreplay.recording.schema import (
     unique,
     validate,
 )
+from chaosreplay.vm.nonvirt import _MAX_INSN as MAX_INSN
+from chaosreplay.vm.nonvirt import _REGISTERS_64 as REGISTERS_64
+from chaosreplay.vm.nonvirt import Kind as SiteKind
 
 PAGE = 4096
 USER_VA_END = 1 << 47  # the user half: every VMA and brk lies below it
 NS = Int(0, I64_MAX)  # a virtual time in ns (292 years)
-STREAMS = ("auxv", "getrandom", "sdk")  # GuestProcess._streams (a test checks the mirror)
+# GuestProcess._streams (a test checks the mirror)
+STREAMS = ("auxv", "getrandom", "sdk", URANDOM_STREAM)
 
 
 def _vmas_in_order(vmas: list[list[Any]]) -> str | None:
@@ -59,7 +70,85 @@ def _brk_in_order(state: dict[str, Any]) -> str | None:
     return None
 
 
-def _fds_name_descriptions(files: dict[str, Any]) -> str | None:
+VMA = Row(Int(0, USER_VA_END), Int(0, USER_VA_END), Int(0, 7), Str(4096))
+
+
+def _table_references_exist(table: dict[str, Any]) -> str | None:
+    """Every fd names a description and lies below the table's limit, every description names
+    descriptions and shared objects that exist, and no description watches itself through
+    others (an epoll loop would notify itself forever): FdTable.load and link index by them."""
+    count, shared = len(table["descriptions"]), len(table["shared"])
+    for fd, index, _ in table["fds"]:
+        if fd >= table["limit"]:
+            return f"has fd {fd} at or above its limit {table['limit']}"
+        if index >= count:
+            return f"has fd {fd} naming description {index} of {count}"
+    watches: list[list[int]] = []
+    for i, (kind, _, _, _, own) in enumerate(table["descriptions"]):
+        named, held = FileDescription.registry[kind].referenced(own)
+        for j in named:
+            if j >= count:
+                return f"has description {i} ({kind}) naming description {j} of {count}"
+        for j in held:
+            if j >= shared:
+                return f"has description {i} ({kind}) naming shared object {j} of {shared}"
+        watches.append(named)
+    return _no_loop(watches)
+
+
+def _no_loop(watches: list[list[int]]) -> str | None:
+    """None unless following `watches` from some description leads back to it."""
+    done: set[int] = set()
+    for start in range(len(watches)):
+        on_path: set[int] = set()
+        stack = [(start, 0)]  # (description, index of its next watch to follow)
+        while stack:
+            node, k = stack.pop()
+            if node in done:
+                continue
+            on_path.add(node)
+            if k < len(watches[node]):
+                stack.append((node, k + 1))
+                watched = watches[node][k]
+                if watched in on_path:
+                    return f"has description {watched} watching itself"
+                stack.append((watched, 0))
+            else:
+                on_path.discard(node)
+                done.add(node)
+    return None
+
+
+def _waits_on_descriptions(files: dict[str, Any]) -> str | None:
+    count = len(files["table"]["descriptions"])
+    if files["waiting"] is not None:
+        for index, _ in files["waiting"][4]:
+            if index >= count:
+                return f"has a blocked call waiting on description {index} of {count}"
+    return None
+
+
+def _known_mount(name: bytes) -> str | None:
+    if name and name not in MOUNTS:
+        return f"names mount {name!r}, which does not exist"
+    return None
+
+
+MAX_FDS = 1 << 20  # Linux's nr_open: no descriptor table is larger
+TABLE = Where(Record({  # FdTable.save()
+    "descriptions": ListOf(SavedDescription(), max_len=MAX_FDS),
+    "shared": ListOf(Pipe.STATE, max_len=MAX_FDS),  # the only shared objects: pipes
+    "fds": Where(ListOf(Row(Int(0, MAX_FDS - 1), Int(0, MAX_FDS), Bool()), max_len=MAX_FDS),
+                 unique(lambda row: row[0], "fd")),
+    "limit": Int(0, MAX_FDS),
+    "next_ino": Int(0, U64_MAX),
+}), _table_references_exist)
+
+WAITING = Row(  # waiters.wait_state(): [syscall, reason, deadline, progress, targets]
+    Int(0, 1 << 16), Str(256), Maybe(NS), Int(0, I64_MAX),
+    ListOf(Row(Int(0, MAX_FDS), Int(0, 2**32 - 1)), max_len=MAX_FDS))
+
+def _v1_fds_name_descriptions(files: dict[str, Any]) -> str | None:
     count = len(files["open"])
     for fd, index, _ in files["fds"]:
         if index >= count:
@@ -67,15 +156,83 @@ def _fds_name_descriptions(files: dict[str, Any]) -> str | None:
     return None
 
 
-VMA = Row(Int(0, USER_VA_END), Int(0, USER_VA_END), Int(0, 7), Str(4096))
-
-FILES = Where(Record({
-    "version": OneOf(FILES_STATE_VERSION),
-    "open": ListOf(Row(Int(0, U64_MAX), Int(0, 2**32 - 1), Bytes(4096), Int(0, I64_MAX)),
-                   max_len=1 << 16),
-    "fds": Where(ListOf(Row(Int(0, 2**31 - 1), Int(0, 1 << 16), Bool()), max_len=1 << 16),
+FILES_V1 = Where(Record({  # before the descriptor table: disk files on fds >= 3 (upgraded)
+    "version": OneOf(1),
+    "open": ListOf(Row(Int(0, U64_MAX), Where(Int(0, 2**32 - 1), open_flags), Bytes(PATH_MAX),
+                       Int(0, I64_MAX)), max_len=1 << 16),
+    "fds": Where(ListOf(Row(Int(3, 2**31 - 1), Int(0, 1 << 16), Bool()), max_len=1 << 16),
                  unique(lambda row: row[0], "fd")),
-}), _fds_name_descriptions)
+}), _v1_fds_name_descriptions)
+
+FILES_V2 = Where(Record({  # syscalls.files.files_state()
+    "version": OneOf(FILES_STATE_VERSION),
+    "table": TABLE,
+    "cwd": Row(Where(Bytes(64), _known_mount), Int(1, U64_MAX),  # Place.to_list()
+               ListOf(Bytes(255), max_len=PATH_MAX // 2)),
+    "umask": Int(0, 0o777),
+    "waiting": Maybe(WAITING),
+}), _waits_on_descriptions)
+
+
+class _FilesOfItsVersion(Check):
+    """files_state() as its version has it: load_files_state upgrades version 1."""
+
+    def describe(self) -> str:
+        return FILES_V2.describe()
+
+    def __call__(self, value: Any, path: str) -> None:
+        if type(value) is dict and "version" in value:  # the version first: it decides
+            OneOf(1, FILES_STATE_VERSION)(value["version"], f"{path}.version")
+        old = type(value) is dict and value.get("version") == 1
+        (FILES_V1 if old else FILES_V2)(value, path)
+
+
+FILES = _FilesOfItsVersion()
+
+
+def _page_aligned(address: int) -> str | None:
+    return None if address % PAGE == 0 else f"is {address:#x}, not page-aligned"
+
+
+def _site_fits(site: list[Any]) -> str | None:
+    address, length, _, original = site[:4]
+    if len(original) != length:
+        return f"has {len(original)} original bytes for an instruction of {length}"
+    if address + length > USER_VA_END:
+        return f"at {address:#x} reaches past the user half"
+    return None
+
+
+def _increasing(what: str) -> Callable[[list[Any]], str | None]:
+    """A Where condition: the items (or their first fields) strictly increase, as saved."""
+    def holds(items: list[Any]) -> str | None:
+        keys = [item[0] if isinstance(item, list | tuple) else item for item in items]
+        for i in range(1, len(keys)):
+            if keys[i - 1] >= keys[i]:
+                return f"item {i} is not after the one before (each {what} once, in order)"
+        return None
+    return holds
+
+
+MAX_PAGES = 1 << 22  # 16 GiB of pages: more than any VM here maps
+PAGE_VA = Where(Int(0, USER_VA_END - PAGE), _page_aligned)  # a page of the user half
+PAGES = Where(ListOf(PAGE_VA, max_len=MAX_PAGES), _increasing("page"))
+PAGE_OFFSETS = Where(ListOf(Row(PAGE_VA, Int(0, MAX_INSN - 1)), max_len=MAX_PAGES),
+                     _increasing("page"))
+SITE = Where(Row(  # [address, length, kind, original bytes, symbol, register, width]
+    Int(0, USER_VA_END - 1), Int(1, MAX_INSN), OneOf(*(k.value for k in SiteKind)),
+    Bytes(MAX_INSN), Str(4096), Maybe(OneOf(*REGISTERS_64)), OneOf(16, 32, 64)), _site_fits)
+CODE_PAGES = Record({  # mm.code_pages.CodePages.to_state()
+    "sites": Where(ListOf(SITE, max_len=MAX_PAGES), _increasing("address")),
+    "code": PAGES, "guarded": PAGES,
+    "overhang": PAGE_OFFSETS,  # page -> bytes its last instruction reaches into the next
+    "decode_start": PAGE_OFFSETS,  # page -> where its decode began
+    "blind_tail": PAGES, "stepping": PAGES,
+    "write_step": Maybe(PAGE_VA),
+    "scans": Int(0, U64_MAX), "steps": Int(0, U64_MAX),
+})
+CHUNK_COUNT = USER_VA_END >> CHUNK_SHIFT
+CHUNKS = Where(ListOf(Int(0, CHUNK_COUNT - 1), max_len=CHUNK_COUNT), _increasing("chunk"))
 
 KERNEL_STATE = Where(Record({
     "vtime_ns": NS,
@@ -89,8 +246,10 @@ KERNEL_STATE = Where(Record({
     "wake_at_ns": Maybe(NS),
     "syscalls": Int(0, U64_MAX),
     "unknown_syscalls": ListOf(Row(Int(0, U64_MAX), Int(0, U64_MAX)), max_len=1 << 16),
+    "unknown_syscalls_other": Int(0, U64_MAX),  # calls of numbers past that list's bound
     "stdout": Bytes(),
     "stderr": Bytes(),
+    "output_dropped": Row(Int(0, U64_MAX), Int(0, U64_MAX)),  # stdout, stderr bytes dropped
     "signal_actions": Where(ListOf(Row(Int(1, 64), Where(Bytes(32), lambda b: None if len(b)
                                                           == 32 else "is not 32 bytes")),
                                    max_len=64),
@@ -102,10 +261,13 @@ KERNEL_STATE = Where(Record({
     "rdrand": Int(0, I64_MAX),
     "rdseed": Int(0, I64_MAX),
     "vmas": Where(ListOf(VMA, max_len=1 << 16), _vmas_in_order),
+    "code_pages": CODE_PAGES,
     "brk_start": Int(0, USER_VA_END),
     "brk": Int(0, USER_VA_END),
     "memory_limit": Maybe(Int(0, U64_MAX)),
+    "framed_chunks": Maybe(CHUNKS),  # 2 MiB chunks with page tables (None: not tracked)
     "files": FILES,
+    "comm": Bytes(15),  # the task name, TASK_COMM_LEN less its NUL
 }, open=True), _brk_in_order)
 
 
@@ -116,6 +278,8 @@ def _disk_is_a_tree(snap: dict[str, Any]) -> str | None:
     for node in snap["inodes"]:
         if node["ino"] in inodes:
             return f"names inode {node['ino']} twice"
+        if node["dir"] and node["target"] is not None:
+            return f"has inode {node['ino']} both a directory and a symbolic link"
         inodes[node["ino"]] = node
     root = inodes.get(ROOT_INO)
     if root is None or not root["dir"]:
@@ -143,6 +307,8 @@ INODE = Record({
     "entries": ListOf(ENTRY), "durable_entries": ListOf(ENTRY),
     "parent": Int(1, U64_MAX), "links": Int(0, 2**32), "durable_links": Int(0, 2**32),
     "opens": Int(0, 2**32), "mtime": TIME, "ctime": TIME, "durable_mtime": TIME,
+    "atime": TIME, "uid": Int(0, 2**32 - 1), "gid": Int(0, 2**32 - 1),
+    "target": Maybe(Bytes(PATH_MAX - 1)),  # a symbolic link's target
 })
 
 DISK_STATE = Where(Record({

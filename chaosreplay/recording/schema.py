@@ -138,6 +138,35 @@ class OneOf(Check):
             self._fail(path)
 
 
+class Anything(Check):
+    """Any value (a field whose shape a later check decides, like a description's own state)."""
+
+    def describe(self) -> str:
+        return "anything"
+
+    def __call__(self, value: Any, path: str) -> None:
+        pass
+
+
+class AnyOf(Check):
+    """What one of `options` accepts (tried in order; the first mismatch is not reported)."""
+
+    def __init__(self, *options: Check) -> None:
+        self.options = options
+
+    def describe(self) -> str:
+        return " or ".join(option.describe() for option in self.options)
+
+    def __call__(self, value: Any, path: str) -> None:
+        for option in self.options:
+            try:
+                option(value, path)
+                return
+            except _Mismatch:
+                pass
+        self._fail(path)
+
+
 class Maybe(Check):
     """None, or what `inner` accepts."""
 

@@ -20,6 +20,7 @@ from chaosreplay.kernel.fs.files import (
     StatInfo,
 )
 from chaosreplay.kernel.fs.synthetic import BOOT_REALTIME_NS, DEV_DEV
+from chaosreplay.recording.schema import OneOf
 
 if TYPE_CHECKING:
     from chaosreplay.kernel.process import GuestProcess
@@ -40,6 +41,7 @@ class Tty(FileDescription):
     """The node's virtual terminal; `stream` says where output goes (1 stdout, 2 stderr)."""
 
     kind = "tty"
+    STATE = OneOf(1, 2)  # the output stream: stdout or stderr
 
     def __init__(self, flags: int, path: bytes, stream: int = 1) -> None:
         super().__init__(flags, path)
@@ -86,6 +88,7 @@ class Device(FileDescription):
     RDEV: ClassVar[dict[bytes, int]] = {
         b"null": mkdev(1, 3), b"zero": mkdev(1, 5), b"full": mkdev(1, 7),
         b"random": mkdev(1, 8), b"urandom": mkdev(1, 9)}
+    STATE = OneOf(*RDEV)  # the device's name
 
     def __init__(self, flags: int, path: bytes, name: bytes = b"null") -> None:
         super().__init__(flags, path)

@@ -26,6 +26,7 @@ from chaosreplay.kernel.fs.files import (
     StatInfo,
     id_of,
 )
+from chaosreplay.recording.schema import U64_MAX, AnyOf, Bool, Int, ListOf, Maybe, Row
 
 if TYPE_CHECKING:
     from chaosreplay.kernel.process import GuestProcess
@@ -59,6 +60,12 @@ class Epoll(FileDescription):
     """An epoll instance."""
 
     kind = "epoll"
+    # [events, entries]; an entry is [fd, description index, events, data, seen, armed], where
+    # seen is the watched file's generation (an int, or a timerfd's three counters).
+    STATE = Row(Int(0, U64_MAX), ListOf(Row(
+        Int(0, 2**31 - 1), Int(0, 1 << 20), Int(0, 2**32 - 1), Int(0, U64_MAX),
+        Maybe(AnyOf(Int(0, U64_MAX), Row(Int(0, U64_MAX), Int(0, U64_MAX), Int(0, U64_MAX)))),
+        Bool()), max_len=1 << 20))
 
     def __init__(self, flags: int, path: bytes = b"anon_inode:[eventpoll]") -> None:
         super().__init__(flags, path)
@@ -168,6 +175,10 @@ class Epoll(FileDescription):
     def save(self, refs: Refs) -> Any:
         return [self.events, [[e.fd, refs.index(e.file), e.events, e.data, e.seen, e.armed]
                               for e in self._live()]]
+
+    @classmethod
+    def referenced(cls, data: Any) -> tuple[list[int], list[int]]:
+        return [entry[1] for entry in data[1]], []
 
     def link(self, data: Any, refs: Refs) -> None:
         self.events = data[0]

@@ -16,6 +16,7 @@ from chaosreplay.kernel.fs.files import (
     StatInfo,
     id_of,
 )
+from chaosreplay.recording.schema import U64_MAX, Bool, Int, Row
 
 if TYPE_CHECKING:
     from chaosreplay.kernel.process import GuestProcess
@@ -28,6 +29,7 @@ class EventFd(FileDescription):
     """An eventfd counter; with EFD_SEMAPHORE a read takes 1 instead of everything."""
 
     kind = "eventfd"
+    STATE = Row(Int(0, U64_MAX - 1), Bool(), Int(0, U64_MAX))  # [count, semaphore, events]
     blocking = True
 
     def __init__(self, flags: int, path: bytes = b"anon_inode:[eventfd]", count: int = 0,

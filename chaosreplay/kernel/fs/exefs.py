@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from chaosreplay.kernel.fs.files import S_IFREG, FileDescription, Refs, StatInfo, id_of
 from chaosreplay.kernel.fs.synthetic import BOOT_REALTIME_NS, SynthNode, directory
+from chaosreplay.recording.schema import OneOf
 
 if TYPE_CHECKING:
     from chaosreplay.kernel.process import GuestProcess
@@ -37,6 +38,7 @@ class ExeFile(FileDescription):
     """The program's executable, open for reading."""
 
     kind = "exe"
+    STATE = OneOf(None)  # nothing of its own: the image is the process's
     seekable = True
     pollable = False
 

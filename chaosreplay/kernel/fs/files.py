@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from chaosreplay.kernel.fs.waiters import Notifiable, WaitQueue
+from chaosreplay.recording.schema import I64_MAX, Anything, Bytes, Check, Int, Row, Str, Where
 
 if TYPE_CHECKING:
     from chaosreplay.kernel.process import GuestProcess
@@ -27,7 +28,12 @@ O_CREAT, O_EXCL, O_NOCTTY, O_TRUNC, O_APPEND = 0o100, 0o200, 0o400, 0o1000, 0o20
 O_NONBLOCK, O_DSYNC, O_DIRECT, O_LARGEFILE = 0o4000, 0o10000, 0o40000, 0o100000
 O_DIRECTORY, O_NOFOLLOW, O_NOATIME, O_CLOEXEC, O_PATH = (0o200000, 0o400000, 0o1000000,
                                                          0o2000000, 0o10000000)
-O_SYNC = 0o4010000
+O_SYNC, O_ASYNC, O_TMPFILE = 0o4010000, 0o20000, 0o20200000
+# Linux's VALID_OPEN_FLAGS: open(2) drops every other bit, so no description holds one.
+VALID_OPEN_FLAGS = (O_ACCMODE | O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_APPEND | O_NONBLOCK
+                    | O_DSYNC | O_ASYNC | O_DIRECT | O_LARGEFILE | O_DIRECTORY | O_NOFOLLOW
+                    | O_NOATIME | O_CLOEXEC | O_SYNC | O_PATH | O_TMPFILE)
+PATH_MAX = 4096
 SETFL_MASK = O_APPEND | O_NONBLOCK | O_DIRECT | O_NOATIME  # what F_SETFL may change
 OPEN_ONLY = O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW  # not in F_GETFL
 
@@ -88,6 +94,9 @@ class FileDescription:
     seekable: ClassVar[bool] = False
     blocking: ClassVar[bool] = False  # read/write may wait (pipes, eventfd, timerfd)
     pollable: ClassVar[bool] = True  # epoll accepts it (Linux refuses regular files: EPERM)
+    # The shape of save()'s output, checked before load() sees data from a file: every kind
+    # must define it next to its save/load (a kind without one is refused at class creation).
+    STATE: ClassVar[Check]
 
     def __init__(self, flags: int, path: bytes) -> None:
         self.flags = flags
@@ -99,6 +108,9 @@ class FileDescription:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.kind != "?":
+            if "STATE" not in cls.__dict__:
+                raise TypeError(f"description kind {cls.kind!r} defines no STATE (the shape of "
+                                "its save() output)")
             FileDescription.registry[cls.kind] = cls
 
     # -- access ----------------------------------------------------------------------------
@@ -191,6 +203,37 @@ class FileDescription:
 
     def link(self, data: Any, refs: Refs) -> None:
         """Second pass of loading: resolve references to other descriptions."""
+
+    @classmethod
+    def referenced(cls, data: Any) -> tuple[list[int], list[int]]:
+        """The (description, shared object) indexes that save() output names, for the checks
+        that they exist before load() and link() look them up."""
+        return [], []
+
+
+def open_flags(flags: int) -> str | None:
+    """A Where condition: the flags are among Linux's open flags."""
+    if flags & ~VALID_OPEN_FLAGS:
+        return f"has flags {flags & ~VALID_OPEN_FLAGS:#o} outside Linux's open flags"
+    return None
+
+
+class SavedDescription(Check):
+    """One entry of FdTable.save()'s descriptions, [kind, flags, path, offset, own state]; the
+    own state is checked by its kind's STATE (looked up when checked: every kind registered)."""
+
+    HEAD = Row(Str(64), Where(Int(0, 2**32 - 1), open_flags), Bytes(PATH_MAX),
+               Int(0, I64_MAX), Anything())
+
+    def describe(self) -> str:
+        return self.HEAD.describe()
+
+    def __call__(self, value: Any, path: str) -> None:
+        self.HEAD(value, path)
+        kind = FileDescription.registry.get(value[0])
+        if kind is None:
+            self._fail(path, problem=f"has an unknown kind {value[0]!r}")
+        kind.STATE(value[4], f"{path}[4]")
 
 
 def id_of(path: bytes) -> int:

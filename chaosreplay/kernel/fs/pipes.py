@@ -25,16 +25,29 @@ from chaosreplay.kernel.fs.files import (
     StatInfo,
 )
 from chaosreplay.kernel.fs.waiters import Notifiable, WaitQueue
+from chaosreplay.recording.schema import U64_MAX, Bytes, Int, Row, Where
 
 if TYPE_CHECKING:
     from chaosreplay.kernel.process import GuestProcess
 
 PIPE_CAPACITY = 1 << 16
 PIPE_BUF = 4096
+PIPE_MAX_SIZE = 1 << 20  # /proc/sys/fs/pipe-max-size: F_SETPIPE_SZ grows a pipe no further
+
+
+def _buffer_fits(state: list[Any]) -> str | None:
+    if len(state[2]) > state[1]:
+        return f"holds {len(state[2])} bytes, more than its capacity {state[1]}"
+    return None
 
 
 class Pipe:
     """The shared buffer of a pipe and who holds its ends."""
+
+    # [ino, capacity, buffer, readers, writers, read events, write events]
+    STATE = Where(Row(Int(0, U64_MAX), Int(PIPE_BUF, PIPE_MAX_SIZE), Bytes(PIPE_MAX_SIZE),
+                      Int(0, 2**32), Int(0, 2**32), Int(0, U64_MAX), Int(0, U64_MAX)),
+                  _buffer_fits)
 
     def __init__(self, ino: int, capacity: int = PIPE_CAPACITY) -> None:
         self.ino = ino
@@ -75,6 +88,7 @@ class PipeEnd(FileDescription):
     """One end of a pipe (which end follows from the access mode)."""
 
     kind = "pipe"
+    STATE = Int(0, 1 << 20)  # the index of its Pipe among the shared objects
     blocking = True
 
     def __init__(self, flags: int, path: bytes, pipe: Pipe | None = None) -> None:
@@ -165,6 +179,10 @@ class PipeEnd(FileDescription):
 
     def save(self, refs: Refs) -> Any:
         return refs.share(self.pipe)
+
+    @classmethod
+    def referenced(cls, data: Any) -> tuple[list[int], list[int]]:
+        return [], [data]
 
     @classmethod
     def load(cls, flags: int, path: bytes, data: Any, refs: Refs) -> FileDescription:

@@ -20,6 +20,7 @@ from chaosreplay.kernel.fs.files import (
     Refs,
     StatInfo,
 )
+from chaosreplay.recording.schema import U64_MAX, Int
 
 if TYPE_CHECKING:
     from chaosreplay.kernel.process import GuestProcess
@@ -53,6 +54,7 @@ class DiskFile(FileDescription):
     """An open file or directory of the node's disk."""
 
     kind = "disk"
+    STATE = Int(1, U64_MAX)  # the inode
     seekable = True
     pollable = False
 

@@ -22,6 +22,7 @@ from chaosreplay.kernel.fs.files import (
     StatInfo,
     id_of,
 )
+from chaosreplay.recording.schema import U64_MAX, Bytes, Int, ListOf, Parsed, Row
 
 if TYPE_CHECKING:
     from chaosreplay.kernel.process import GuestProcess
@@ -71,6 +72,15 @@ def link(target: bytes) -> SynthNode:
     return SynthNode("link", target=target, mode=0o777)
 
 
+def _mount(name: Any) -> Mount:
+    """The synthetic mount of that name (KeyError if none: a directory of it cannot list)."""
+    from chaosreplay.kernel.fs.paths import MOUNTS
+
+    if type(name) is not bytes:
+        raise TypeError("not bytes")
+    return MOUNTS[name]
+
+
 class Mount(Protocol):
     """A synthetic tree mounted at /<name>."""
 
@@ -84,6 +94,8 @@ class SynthDirectory(FileDescription):
     """An open directory of a synthetic tree: getdents lists it as it is at the call."""
 
     kind = "synth-dir"
+    STATE = Row(Parsed(lambda name: _mount(name), "a mount"),  # [mount, parts]
+                ListOf(Bytes(255), max_len=256))
 
     def __init__(self, flags: int, path: bytes, mount: bytes = b"",
                  parts: tuple[bytes, ...] = ()) -> None:
@@ -132,6 +144,7 @@ class StaticFile(FileDescription):
     """An open synthetic file: the content it had when opened, read like a regular file."""
 
     kind = "synth-file"
+    STATE = Row(Bytes(1 << 24), Int(0, U64_MAX), Int(0, 0o7777))  # [content, dev, mode]
     seekable = True
 
     def __init__(self, flags: int, path: bytes, content: bytes = b"", dev: int = PROC_DEV,

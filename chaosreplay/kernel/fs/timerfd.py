@@ -21,6 +21,7 @@ from chaosreplay.kernel.fs.files import (
     StatInfo,
     id_of,
 )
+from chaosreplay.recording.schema import I64_MAX, U64_MAX, Int, OneOf, Row
 
 if TYPE_CHECKING:
     from chaosreplay.kernel.process import GuestProcess
@@ -44,6 +45,9 @@ class TimerFd(FileDescription):
     """A timer: next expiry (guest ns of its clock, 0 = disarmed) and interval."""
 
     kind = "timerfd"
+    # [clock, expiry, interval, ticks, settings, fired]
+    STATE = Row(OneOf(*sorted(TIMER_CLOCKS)), Int(0, I64_MAX), Int(0, I64_MAX),
+                Int(0, U64_MAX), Int(0, U64_MAX), Int(0, U64_MAX))
     blocking = True
 
     def __init__(self, flags: int, path: bytes = b"anon_inode:[timerfd]", clock_id: int = 1,

@@ -10,7 +10,7 @@ import errno
 from typing import TYPE_CHECKING, Any
 
 from chaosreplay.kernel.fs.files import O_CLOEXEC, SETFL_MASK
-from chaosreplay.kernel.fs.pipes import PipeEnd
+from chaosreplay.kernel.fs.pipes import PIPE_MAX_SIZE, PipeEnd
 from chaosreplay.kernel.syscalls.args import int32
 from chaosreplay.kernel.syscalls.numbers import NUMBERS
 
@@ -24,7 +24,6 @@ F_DUPFD_CLOEXEC, F_SETPIPE_SZ, F_GETPIPE_SZ = 1030, 1031, 1032
 F_UNLCK = 2
 FD_CLOEXEC = 1
 CLOSE_RANGE_UNSHARE, CLOSE_RANGE_CLOEXEC = 2, 4
-PIPE_MAX_SIZE = 1 << 20
 
 
 def sys_close(p: GuestProcess, r: Any) -> int:

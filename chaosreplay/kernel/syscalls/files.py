@@ -30,6 +30,7 @@ from chaosreplay.kernel.fs.files import (
     O_TRUNC,
     O_WRONLY,
     OPEN_ONLY,
+    VALID_OPEN_FLAGS,
     FdTable,
     FileDescription,
     StatInfo,
@@ -161,7 +162,8 @@ def _open(p: GuestProcess, dirfd: int, path_ptr: int, flags: int, mode: int) -> 
     path = path_arg(p, path_ptr)
     if isinstance(path, int):
         return path
-    file = open_file(p, int32(dirfd), path, flags & 0xFFFFFFFF, mode)
+    # Linux drops the bits open(2) does not know before anything sees the flags.
+    file = open_file(p, int32(dirfd), path, flags & VALID_OPEN_FLAGS, mode)
     if isinstance(file, int):
         return file
     fd = p.files.install(file, bool(flags & O_CLOEXEC))
