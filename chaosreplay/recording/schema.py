@@ -215,7 +215,8 @@ class Row(Check):
             try:
                 check(item, f"{path}[{i}]")
             except _Mismatch as exc:
-                if exc.problem.startswith("is not "):
+                inner = check.inner if isinstance(check, Maybe) else check
+                if exc.problem.startswith("is not ") and not isinstance(inner, OneOf):
                     self._fail(path)  # a wrong type: "[int, int, int, str]" says more
                 raise
 
