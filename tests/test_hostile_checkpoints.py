@@ -154,6 +154,22 @@ def _disk_loop(disk: dict[str, Any]) -> dict[str, Any]:
     return disk
 
 
+def _add_descriptions(*descriptions: list[Any], pipe: list[Any] | None = None,
+                      ) -> Callable[[Any], Any]:
+    """A kernel-state edit: more descriptions (and a shared pipe) in the descriptor table."""
+    def apply(kernel: Any) -> Any:
+        table = kernel["files"]["table"]
+        if pipe is not None:
+            table["shared"].append(pipe)
+        table["descriptions"] += descriptions
+        return kernel
+    return apply
+
+
+def _pipe_end(index: int) -> list[Any]:
+    return ["pipe", 0, b"pipe:[9]", 0, index]
+
+
 def _page_edit(region: str, pfn: int, data: bytes) -> Callable[[Blobs, Pages], Pages]:
     def apply(b: Blobs, p: Pages) -> Pages:
         return {**p, region: {**p[region], pfn: data}}
@@ -211,6 +227,45 @@ CASES: dict[str, tuple[Any, Any, tuple[str, ...]]] = {
                           ("part node0.kernel", "field vtime_ns is 18446744073709551615")),
     "unknown random stream": (edit_part("node0.kernel", _set(["random", 0], ["evil", 1])),
                               None, ("part node0.kernel", "field random[0]")),
+    "description of an unknown kind": (
+        edit_part("node0.kernel", _set(["files", "table", "descriptions", 0, 0], "socket")),
+        None, ("part node0.kernel", "field files.table.descriptions[0] has an unknown kind "
+               "'socket'")),
+    "fd naming a missing description": (
+        edit_part("node1.kernel", _set(["files", "table", "fds", 0, 1], 999)), None,
+        ("part node1.kernel", "field files.table has fd 0 naming description 999 of 3")),
+    "pipe buffer over its capacity": (
+        edit_part("node0.kernel", _add_descriptions(
+            _pipe_end(0), pipe=[9, 4096, b"x" * 5000, 1, 0, 0, 0])), None,
+        ("part node0.kernel", "field files.table.shared[0] holds 5000 bytes, more than its "
+         "capacity 4096")),
+    "pipe end naming a missing pipe": (
+        edit_part("node0.kernel", _add_descriptions(_pipe_end(3))), None,
+        ("part node0.kernel", "has description 3 (pipe) naming shared object 3 of 0")),
+    "epoll entry naming a missing description": (
+        edit_part("node2.kernel", _add_descriptions(
+            ["epoll", 2, b"anon_inode:[eventpoll]", 0, [0, [[9, 999, 1, 0, None, True]]]])),
+        None, ("part node2.kernel", "has description 3 (epoll) naming description 999 of 4")),
+    "epoll watching itself": (
+        edit_part("node0.kernel", _add_descriptions(
+            ["epoll", 2, b"anon_inode:[eventpoll]", 0, [0, [[9, 3, 1, 0, None, True]]]])),
+        None, ("part node0.kernel", "field files.table has description 3 watching itself")),
+    "waiting on a missing description": (
+        edit_part("node0.kernel", _set(["files", "waiting"], [0, "read", None, 0, [[999, 1]]])),
+        None, ("part node0.kernel", "has a blocked call waiting on description 999 of 3")),
+    "descriptor table of the wrong type": (
+        edit_part("node0.kernel", _set(["files", "table", "fds"], "all")), None,
+        ("part node0.kernel", "field files.table.fds is not a list")),
+    "code_pages site past the user half": (
+        edit_part("node0.kernel", _set(["code_pages", "sites"], [
+            [(1 << 47) - 1, 2, "rdtsc", b"\x0f\x31", "f", None, 64]])), None,
+        ("part node0.kernel", "field code_pages.sites[0] at 0x7fffffffffff reaches past the "
+         "user half")),
+    "code_pages page in the kernel half": (
+        edit_part("node1.kernel", _set(["code_pages", "code"], [1 << 63])), None,
+        ("part node1.kernel", "field code_pages.code[0] is 9223372036854775808")),
+    "code_pages of the wrong type": (edit_part("node0.kernel", _set(["code_pages"], [1])),
+                                     None, ("part node0.kernel", "field code_pages is not")),
     "deep nesting": (raw_part("node0.kernel", b"\x91" * 100_000 + b"\xc0"), None,
                      ("part node0.kernel", "malformed msgpack")),
     "kernel state not a table": (raw_part("node2.kernel", packb([1, 2, 3])), None,
