@@ -362,3 +362,16 @@ def test_bad_owners_times_and_links_on_disk_are_refused(process_state, edit, mes
     with pytest.raises(SchemaError, match=r"part node0\.disk") as caught:
         check_disk_state(hostile, "node0.disk")
     assert message in str(caught.value)
+
+
+@pytest.mark.kvm
+def test_a_timer_set_past_the_end_of_time_saves_a_state_that_passes(blocked_fds) -> None:
+    """Linux clamps timer times to KTIME_MAX; so does the timerfd, so its state stays in range."""
+    from chaosreplay.kernel.fs.files import Refs
+    from chaosreplay.kernel.fs.timerfd import TimerFd
+
+    _, process = blocked_fds
+    timer = TimerFd(0)
+    timer.set(process, 0, (2**63 - 1) * 10**9, 2**70)
+    validate(timer.save(Refs()), TimerFd.STATE, "timer")
+    assert timer.expiry_ns == timer.interval_ns == 2**63 - 1

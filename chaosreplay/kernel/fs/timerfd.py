@@ -79,12 +79,13 @@ class TimerFd(FileDescription):
         old = self.get(p)
         now = clock_now(p, self.clock_id)
         self.ticks = 0
-        self.interval_ns = interval_ns
+        # Linux clamps times to KTIME_MAX (ktime_set, ktime_add_safe): never past 2^63-1 ns.
+        self.interval_ns = min(interval_ns, I64_MAX)
         if value_ns == 0:
             self.expiry_ns = 0
         else:
             self.expiry_ns = value_ns if flags & TFD_TIMER_ABSTIME else now + value_ns
-            self.expiry_ns = max(self.expiry_ns, 1)
+            self.expiry_ns = min(max(self.expiry_ns, 1), I64_MAX)
         self.settings += 1
         self.queue.notify(READABLE, p.vtime_ns)
         return old
