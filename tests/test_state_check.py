@@ -375,3 +375,12 @@ def test_a_timer_set_past_the_end_of_time_saves_a_state_that_passes(blocked_fds)
     timer.set(process, 0, (2**63 - 1) * 10**9, 2**70)
     validate(timer.save(Refs()), TimerFd.STATE, "timer")
     assert timer.expiry_ns == timer.interval_ns == 2**63 - 1
+
+
+@pytest.mark.kvm
+def test_a_timeout_past_the_end_of_time_is_a_deadline_in_range(process_state) -> None:
+    from chaosreplay.kernel.fs.waiters import deadline_after
+
+    _, _, process = process_state
+    assert process.waiting is None
+    assert deadline_after(process, (2**63 - 1) * 10**9) == 2**63 - 1

@@ -145,7 +145,7 @@ TABLE = Where(Record({  # FdTable.save()
 }), _table_references_exist)
 
 WAITING = Row(  # waiters.wait_state(): [syscall, reason, deadline, progress, targets]
-    Int(0, 1 << 16), Str(256), Maybe(NS), Int(0, I64_MAX),
+    Int(0, 1 << 16), Str(PATH_MAX + 64), Maybe(NS), Int(0, I64_MAX),  # reason: "read of <path>"
     ListOf(Row(Int(0, MAX_FDS), Int(0, 2**32 - 1)), max_len=MAX_FDS))
 
 def _v1_fds_name_descriptions(files: dict[str, Any]) -> str | None:

@@ -105,7 +105,8 @@ def deadline_after(p: GuestProcess, timeout_ns: int | None) -> int | None:
         return p.waiting.deadline_ns
     if timeout_ns is None:
         return None
-    return p.vtime_ns + p.clock.to_virtual(max(0, timeout_ns))
+    # Linux clamps timeouts to KTIME_MAX: a longer one is forever, and stays in range.
+    return min(p.vtime_ns + p.clock.to_virtual(max(0, timeout_ns)), 2**63 - 1)
 
 
 def timed_out(p: GuestProcess) -> bool:
