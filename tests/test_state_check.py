@@ -384,3 +384,17 @@ def test_a_timeout_past_the_end_of_time_is_a_deadline_in_range(process_state) ->
     _, _, process = process_state
     assert process.waiting is None
     assert deadline_after(process, (2**63 - 1) * 10**9) == 2**63 - 1
+
+
+def test_a_seek_past_the_largest_offset_is_refused_so_offsets_stay_in_range() -> None:
+    import errno
+    from types import SimpleNamespace
+
+    from chaosreplay.kernel.fs.exefs import ExeFile
+    from chaosreplay.kernel.fs.synthetic import StaticFile
+
+    p: Any = SimpleNamespace(image=SimpleNamespace(raw=b"elf"))  # all ExeFile.seek reads
+    for file in (StaticFile(0, b"/proc/self/status", b"abc"), ExeFile(0, b"/proc/self/exe")):
+        assert file.seek(p, 2**63 - 1, 0) == 2**63 - 1
+        assert file.seek(p, 1, 1) == -errno.EINVAL
+        assert file.offset == 2**63 - 1

@@ -55,7 +55,7 @@ class ExeFile(FileDescription):
 
     def seek(self, p: GuestProcess, offset: int, whence: int) -> int:
         base = {0: 0, 1: self.offset, 2: len(self._raw(p))}.get(whence)
-        if base is None or base + offset < 0:
+        if base is None or not 0 <= base + offset < 1 << 63:
             return -22
         self.offset = base + offset
         return self.offset

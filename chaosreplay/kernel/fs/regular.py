@@ -20,7 +20,7 @@ from chaosreplay.kernel.fs.files import (
     Refs,
     StatInfo,
 )
-from chaosreplay.recording.schema import U64_MAX, Int
+from chaosreplay.recording.schema import I64_MAX, U64_MAX, Int
 
 if TYPE_CHECKING:
     from chaosreplay.kernel.process import GuestProcess
@@ -124,7 +124,7 @@ class DiskFile(FileDescription):
             target = offset if whence == SEEK_DATA else size  # no holes: all of it is data
         else:
             return -errno.EINVAL
-        if target < 0:
+        if not 0 <= target <= I64_MAX:  # Linux: past MAX_LFS_FILESIZE is EINVAL too
             return -errno.EINVAL
         self.offset = target
         return target

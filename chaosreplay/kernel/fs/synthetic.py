@@ -22,7 +22,7 @@ from chaosreplay.kernel.fs.files import (
     StatInfo,
     id_of,
 )
-from chaosreplay.recording.schema import U64_MAX, Bytes, Int, ListOf, Parsed, Row
+from chaosreplay.recording.schema import I64_MAX, U64_MAX, Bytes, Int, ListOf, Parsed, Row
 
 if TYPE_CHECKING:
     from chaosreplay.kernel.process import GuestProcess
@@ -168,7 +168,7 @@ class StaticFile(FileDescription):
 
     def seek(self, p: GuestProcess, offset: int, whence: int) -> int:
         base = {0: 0, 1: self.offset, 2: len(self.content)}.get(whence)
-        if base is None or base + offset < 0:
+        if base is None or not 0 <= base + offset <= I64_MAX:
             return -errno.EINVAL
         self.offset = base + offset
         return self.offset
