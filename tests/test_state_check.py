@@ -398,3 +398,15 @@ def test_a_seek_past_the_largest_offset_is_refused_so_offsets_stay_in_range() ->
         assert file.seek(p, 2**63 - 1, 0) == 2**63 - 1
         assert file.seek(p, 1, 1) == -errno.EINVAL
         assert file.offset == 2**63 - 1
+
+
+@pytest.mark.kvm
+def test_open_drops_the_bits_linux_does_not_know(process_state) -> None:
+    """So no description holds flags outside Linux's open flags (the check refuses those)."""
+    from chaosreplay.kernel.fs.files import O_NONBLOCK, O_RDWR
+    from chaosreplay.kernel.fs.paths import AT_FDCWD
+    from chaosreplay.kernel.syscalls.files import open_file
+
+    _, _, process = process_state
+    file = open_file(process, AT_FDCWD, b"/dev/null", O_RDWR | O_NONBLOCK | 1 << 30, 0)
+    assert not isinstance(file, int) and file.flags == O_RDWR | O_NONBLOCK

@@ -123,6 +123,7 @@ def _open_synthetic(p: GuestProcess, place: Place, flags: int) -> FileDescriptio
 def open_file(p: GuestProcess, dirfd: int, path: bytes, flags: int, mode: int
               ) -> FileDescription | int:
     """The description a path opens to (creating a disk file with O_CREAT), or -errno."""
+    flags &= VALID_OPEN_FLAGS  # Linux drops the bits open(2) does not know before anything
     exclusive = flags & O_CREAT and flags & O_EXCL
     res = resolve(p, dirfd, path, follow=not (flags & O_NOFOLLOW or exclusive))
     if isinstance(res, int):
@@ -162,8 +163,7 @@ def _open(p: GuestProcess, dirfd: int, path_ptr: int, flags: int, mode: int) -> 
     path = path_arg(p, path_ptr)
     if isinstance(path, int):
         return path
-    # Linux drops the bits open(2) does not know before anything sees the flags.
-    file = open_file(p, int32(dirfd), path, flags & VALID_OPEN_FLAGS, mode)
+    file = open_file(p, int32(dirfd), path, flags & 0xFFFFFFFF, mode)
     if isinstance(file, int):
         return file
     fd = p.files.install(file, bool(flags & O_CLOEXEC))
