@@ -148,7 +148,7 @@ def test_state_from_recording_equals_a_direct_run(recorded):
             direct = Simulation(sc, images)
             direct.run_to(seq)
             assert state.reached == direct.event_count - 1 >= seq
-            assert state.to_dict() == capture_state(direct, seq, rec.symbolizers).to_dict(), seq
+            assert state.to_dict() == capture_state(direct, seq, rec.programs).to_dict(), seq
             live = rec.simulation_at(seq)
             assert capture(live, 0).parts == capture(direct, 0).parts, f"event {seq}"
         assert rec.runs < len(picks)  # live simulations were reused

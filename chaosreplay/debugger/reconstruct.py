@@ -16,17 +16,19 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from chaosreplay.debugger.core_file import Region, write_core
+from chaosreplay.debugger.program_state import ProgramInspector
 from chaosreplay.debugger.symbols import Symbolizer
-from chaosreplay.debugger.views import SimulationState, capture_state
+from chaosreplay.debugger.views import REGISTERS, SimulationState, capture_state, memory_reader
 from chaosreplay.errors import RecordingError
 from chaosreplay.recording import RecordingReader
 from chaosreplay.runs.record_replay import same_row
 from chaosreplay.sim.scenario import Scenario
 from chaosreplay.sim.simulation import Simulation
 from chaosreplay.vm.elf import ProgramImage
-from chaosreplay.vm.vmm import PAGE_SIZE, VmmError
 
 STATE_CACHE = 256
 LIVE_SIMULATIONS = 3
@@ -92,6 +94,7 @@ class Reconstructor:
         self.hang_seconds = hang_seconds
         self.keep_going = keep_going
         self.symbolizers = [Symbolizer(image) for image in images]
+        self.programs = [ProgramInspector(symbolizer) for symbolizer in self.symbolizers]
         self._states: OrderedDict[int, SimulationState] = OrderedDict()
         self._live: list[_Live] = []
         self.runs = 0  # re-executions started (from a checkpoint or from the start)
@@ -105,7 +108,7 @@ class Reconstructor:
             self._states.move_to_end(seq)
             return cached
         live = self._advance(seq)
-        state = capture_state(live.sim, seq, self.symbolizers)
+        state = capture_state(live.sim, seq, self.programs)
         self._states[seq] = state
         if len(self._states) > STATE_CACHE:
             self._states.popitem(last=False)
@@ -120,19 +123,23 @@ class Reconstructor:
         mapping read as zeros (as Linux gives them); None when the range is not mapped."""
         if not 0 <= node < len(self.scenario.node_specs()):
             raise IndexError(f"node {node} does not exist")
+        return memory_reader(self._advance(seq).sim.nodes[node].process)(address, size)
+
+    def core_file(self, seq: int, node: int, path: str | Path) -> None:
+        """Write a node's registers and memory just after event `seq` as an ELF core file
+        (core_file.py): gdb on the program and this file sees the node as it was."""
+        if not 0 <= node < len(self.scenario.node_specs()):
+            raise IndexError(f"node {node} does not exist")
         p = self._advance(seq).sim.nodes[node].process
-        out = bytearray()
-        end = address + size
-        while address < end:
-            chunk = min(end, (address // PAGE_SIZE + 1) * PAGE_SIZE) - address
-            if p.space.find(address) is None:
-                return None
-            try:
-                out += p.vm.read(address, chunk)
-            except VmmError:
-                out += bytes(chunk)  # mapped but never touched: a zero page
-            address += chunk
-        return bytes(out)
+        registers = {name: int(getattr(p.regs, name)) for name in REGISTERS}
+        registers["fs_base"] = p.vm.fs_base
+        read = memory_reader(p)
+        regions = []
+        for vma in p.space.vmas():
+            data = read(vma.start, vma.end - vma.start)
+            if data is not None:
+                regions.append(Region(vma.start, vma.prot, data))
+        write_core(path, registers, regions)
 
     def symbol_address(self, node: int, name: str) -> int | None:
         """The address of a symbol in a node's program."""

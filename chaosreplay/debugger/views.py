@@ -7,9 +7,11 @@ simulation has moved on. Memory is the exception: it is read on demand (`Reconst
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from chaosreplay.debugger.program_state import FrameView, ProgramInspector, VariableView
 from chaosreplay.debugger.symbols import Instruction, Symbolizer
 from chaosreplay.sim.oracle import TABLE_COLUMNS
 from chaosreplay.vm.vmm import PAGE_SIZE, VmmError
@@ -52,6 +54,8 @@ class NodeView:
     location: str  # rip symbolized (symbol+off and file:line when known)
     disassembly: list[Instruction]
     stack: list[str]  # symbolized return addresses found on the stack, innermost first
+    frames: list[FrameView]  # the call stack from DWARF, with arguments and locals
+    globals: list[VariableView]  # the program's global variables, typed
     stdout: str
     stderr: str
     files: list[OpenFileView]
@@ -120,8 +124,9 @@ class SimulationState:
         return asdict(self)
 
 
-def capture_state(sim: Simulation, seq: int, symbolizers: list[Symbolizer]) -> SimulationState:
-    """Read a paused simulation into a SimulationState."""
+def capture_state(sim: Simulation, seq: int,
+                  programs: list[ProgramInspector]) -> SimulationState:
+    """Read a paused simulation into a SimulationState (`programs`: one per image)."""
     fabric = sim.fabric
     network = NetworkView(
         in_flight=[PacketView(d.packet_id, d.src, d.dst, len(d.payload), d.sent_ns,
@@ -139,7 +144,7 @@ def capture_state(sim: Simulation, seq: int, symbolizers: list[Symbolizer]) -> S
     return SimulationState(
         seq=seq, reached=sim.event_count - 1, tick=sim.tick, now_ns=sim.now_ns,
         ended=sim.stop_reason is not None,
-        nodes=[_node_view(node, symbolizers[node.spec.group]) for node in sim.nodes],
+        nodes=[_node_view(node, programs[node.spec.group]) for node in sim.nodes],
         network=network, faults=faults, oracle_columns=TABLE_COLUMNS,
         oracle=sim.oracle.table(),
         bugs=[{k: v for k, v in b.to_record().items() if k != "kind"} for b in sim.bugs]
@@ -148,10 +153,14 @@ def capture_state(sim: Simulation, seq: int, symbolizers: list[Symbolizer]) -> S
     )
 
 
-def _node_view(node: Node, symbolizer: Symbolizer) -> NodeView:
+def _node_view(node: Node, program: ProgramInspector) -> NodeView:
     p = node.process
+    symbolizer = program.symbolizer
     regs = {name: int(getattr(p.regs, name)) for name in REGISTERS}
     rip = regs["rip"]
+    read = memory_reader(p)
+    live = p.exit_code is None and node.status.value not in ("killed", "restarting")
+    frames = program.frames(regs, read) if live else []
     return NodeView(
         index=node.index, name=node.spec.name, status=node.status.value,
         incarnation=p.incarnation, vtime_ns=p.vtime_ns, monotonic_ns=p.guest_time_ns(),
@@ -159,6 +168,7 @@ def _node_view(node: Node, symbolizer: Symbolizer) -> NodeView:
         registers=regs, fs_base=p.vm.fs_base, location=symbolizer.describe(rip),
         disassembly=_code_at(p, symbolizer, rip),
         stack=_stack(p, symbolizer, regs["rsp"]),
+        frames=program.frame_views(frames), globals=program.global_views(read) if live else [],
         stdout=p.stdout.decode("utf-8", "replace"), stderr=p.stderr.decode("utf-8", "replace"),
         files=[OpenFileView(fd, slot.file.path.decode("utf-8", "replace"), slot.file.offset,
                             slot.file.flags) for fd, slot in sorted(p.files.items())],
@@ -174,6 +184,27 @@ def _crash(p: Any) -> str | None:
         return p.crash.describe()
     except ValueError:  # a signal number Python does not name
         return f"signal {p.crash.signal} at {p.crash.rip:#x}"
+
+
+def memory_reader(p: Any) -> Callable[[int, int], bytes | None]:
+    """`read(address, size)` of a process's memory: None when part of it is not mapped;
+    pages of a mapping never touched read as zeros (as Linux gives them)."""
+    def read(address: int, size: int) -> bytes | None:
+        if size < 0 or address < 0 or address + size > 1 << 47:
+            return None
+        out = bytearray()
+        end = address + size
+        while address < end:
+            chunk = min(end, (address // PAGE_SIZE + 1) * PAGE_SIZE) - address
+            if p.space.find(address) is None:
+                return None
+            try:
+                out += p.vm.read(address, chunk)
+            except VmmError:
+                out += bytes(chunk)  # mapped but never touched: a zero page
+            address += chunk
+        return bytes(out)
+    return read
 
 
 def _read(p: Any, address: int, size: int) -> bytes:
