@@ -16,6 +16,7 @@ from chaosreplay.errors import ChaosReplayError, RecordingError
 from chaosreplay.sim.validation import NS_PER_TICK
 
 OUTPUT_TAIL_LINES = 8
+STACK_LINES = 8
 
 
 @click.command("state")
@@ -108,8 +109,8 @@ def _print_node(out: Console, view: NodeView) -> None:
         out.print(f"    {insn.address:#x}  {insn.text}")
     out.print("  " + "  ".join(f"{name}={regs[name]:#x}" for name in
                                ("rsp", "rbp", "rax", "rdi", "rsi", "rdx")))
-    if view.stack:
-        out.print("  stack: " + " ← ".join(frame.split(": ", 1)[1] for frame in view.stack[:6]))
+    for line in view.stack[:STACK_LINES]:
+        out.print(f"  {line}", markup=False)
     for f in view.files:
         out.print(f"  fd {f.fd}: {f.path} @ {f.offset}")
     tail = view.stdout.splitlines()[-OUTPUT_TAIL_LINES:]

@@ -22,8 +22,6 @@ if TYPE_CHECKING:
 REGISTERS = ("rip", "rsp", "rbp", "rax", "rbx", "rcx", "rdx", "rsi", "rdi",
              "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rflags")
 DISASSEMBLY_COUNT = 8
-STACK_SCAN_WORDS = 256  # words of stack searched for return addresses
-STACK_FRAMES = 12
 
 
 @dataclass(frozen=True)
@@ -53,7 +51,7 @@ class NodeView:
     fs_base: int
     location: str  # rip symbolized (symbol+off and file:line when known)
     disassembly: list[Instruction]
-    stack: list[str]  # symbolized return addresses found on the stack, innermost first
+    stack: list[str]  # the call stack as gdb's `bt` lines, innermost first (from `frames`)
     frames: list[FrameView]  # the call stack from DWARF, with arguments and locals
     globals: list[VariableView]  # the program's global variables, typed
     stdout: str
@@ -159,16 +157,17 @@ def _node_view(node: Node, program: ProgramInspector) -> NodeView:
     regs = {name: int(getattr(p.regs, name)) for name in REGISTERS}
     rip = regs["rip"]
     read = memory_reader(p)
-    live = p.exit_code is None and node.status.value not in ("killed", "restarting")
-    frames = program.frames(regs, read) if live else []
+    # Killed, crashed and exited programs keep their last registers and memory: where they
+    # stopped is worth showing.
+    frame_views = program.frame_views(program.frames(regs, read))
     return NodeView(
         index=node.index, name=node.spec.name, status=node.status.value,
         incarnation=p.incarnation, vtime_ns=p.vtime_ns, monotonic_ns=p.guest_time_ns(),
         realtime_ns=p.realtime_ns(), wake_at_ns=p.wake_at_ns, syscalls=p.syscalls,
         registers=regs, fs_base=p.vm.fs_base, location=symbolizer.describe(rip),
         disassembly=_code_at(p, symbolizer, rip),
-        stack=_stack(p, symbolizer, regs["rsp"]),
-        frames=program.frame_views(frames), globals=program.global_views(read) if live else [],
+        stack=[frame.line() for frame in frame_views], frames=frame_views,
+        globals=program.global_views(read),
         stdout=p.stdout.decode("utf-8", "replace"), stderr=p.stderr.decode("utf-8", "replace"),
         files=[OpenFileView(fd, slot.file.path.decode("utf-8", "replace"), slot.file.offset,
                             slot.file.flags) for fd, slot in sorted(p.files.items())],
@@ -225,18 +224,3 @@ def _read(p: Any, address: int, size: int) -> bytes:
 def _code_at(p: Any, symbolizer: Symbolizer, rip: int) -> list[Instruction]:
     code = _read(p, rip, 15 * DISASSEMBLY_COUNT)  # 15: the longest x86 instruction
     return symbolizer.disassemble(code, rip, DISASSEMBLY_COUNT) if code else []
-
-
-def _stack(p: Any, symbolizer: Symbolizer, rsp: int) -> list[str]:
-    """Return-address candidates on the stack: words that point into code (no unwinder:
-    the guest is built with -O2 and no frame pointers, so a scan is what works)."""
-    raw = _read(p, rsp, 8 * STACK_SCAN_WORDS)
-    frames = []
-    for offset in range(0, len(raw) - 7, 8):
-        word = int.from_bytes(raw[offset:offset + 8], "little")
-        if symbolizer.is_code(word):
-            frames.append(f"{rsp + offset:#x}: {symbolizer.describe(word)}")
-            if len(frames) == STACK_FRAMES:
-                break
-    return frames
-
