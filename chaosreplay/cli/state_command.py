@@ -12,6 +12,7 @@ from rich.table import Table
 
 from chaosreplay.debugger.session import DebugSession
 from chaosreplay.debugger.views import NodeView, SimulationState
+from chaosreplay.debugger.watch import WatchError
 from chaosreplay.errors import ChaosReplayError, RecordingError
 from chaosreplay.sim.validation import NS_PER_TICK
 
@@ -26,8 +27,11 @@ STACK_LINES = 8
               help="State just after this event number (instead of --tick).")
 @click.option("--node", type=click.IntRange(min=0), help="Show only this node.")
 @click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
+@click.option("--watch", "watches", multiple=True, metavar="EXPR",
+              help="Show a C expression of each node's program (repeatable): "
+                   "current_term, log_[commit_index].term, *src.")
 def state(recording: str, tick: int | None, seq: int | None, node: int | None,
-          as_json: bool) -> None:
+          as_json: bool, watches: tuple[str, ...]) -> None:
     """Reconstruct a recorded run's state at a tick or an event (re-executes from the
     nearest checkpoint): every node's status, clocks, registers, code and stack, output and
     files; packets in flight; active faults; the assertion table."""
@@ -41,8 +45,11 @@ def state(recording: str, tick: int | None, seq: int | None, node: int | None,
             if seq >= session.event_count:
                 raise RecordingError(f"{recording}: event {seq} out of range "
                                      f"(0..{session.event_count - 1})")
+            if watches:
+                for index in range(len(session.scenario.node_specs())):
+                    session.set_watches(index, list(watches))
             result = session.state(seq)
-    except (ChaosReplayError, OSError) as exc:
+    except (ChaosReplayError, OSError, WatchError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     if node is not None and node >= len(result.nodes):
@@ -111,6 +118,8 @@ def _print_node(out: Console, view: NodeView) -> None:
                                ("rsp", "rbp", "rax", "rdi", "rsi", "rdx")))
     for line in view.stack[:STACK_LINES]:
         out.print(f"  {line}", markup=False)
+    for watch in view.watches:
+        out.print(f"  watch {watch.expression} = {watch.value}", markup=False)
     for f in view.files:
         out.print(f"  fd {f.fd}: {f.path} @ {f.offset}")
     tail = view.stdout.splitlines()[-OUTPUT_TAIL_LINES:]

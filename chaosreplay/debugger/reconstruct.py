@@ -23,6 +23,7 @@ from chaosreplay.debugger.core_file import Region, write_core
 from chaosreplay.debugger.program_state import ProgramInspector
 from chaosreplay.debugger.symbols import Symbolizer
 from chaosreplay.debugger.views import REGISTERS, SimulationState, capture_state, memory_reader
+from chaosreplay.debugger.watch import parse
 from chaosreplay.errors import RecordingError
 from chaosreplay.recording import RecordingReader
 from chaosreplay.runs.record_replay import same_row
@@ -95,6 +96,7 @@ class Reconstructor:
         self.keep_going = keep_going
         self.symbolizers = [Symbolizer(image) for image in images]
         self.programs = [ProgramInspector(symbolizer) for symbolizer in self.symbolizers]
+        self.watches: dict[int, tuple[str, ...]] = {}  # node -> watch expressions
         self._states: OrderedDict[int, SimulationState] = OrderedDict()
         self._live: list[_Live] = []
         self.runs = 0  # re-executions started (from a checkpoint or from the start)
@@ -108,11 +110,20 @@ class Reconstructor:
             self._states.move_to_end(seq)
             return cached
         live = self._advance(seq)
-        state = capture_state(live.sim, seq, self.programs)
+        state = capture_state(live.sim, seq, self.programs, self.watches)
         self._states[seq] = state
         if len(self._states) > STATE_CACHE:
             self._states.popitem(last=False)
         return state
+
+    def set_watches(self, node: int, expressions: list[str]) -> None:
+        """A node's watch list (WatchError: one does not parse); states show them."""
+        if not 0 <= node < len(self.scenario.node_specs()):
+            raise IndexError(f"node {node} does not exist")
+        for text in expressions:
+            parse(text)
+        self.watches[node] = tuple(expressions)
+        self._states.clear()  # captured without them
 
     def simulation_at(self, seq: int) -> Simulation:
         """The live simulation paused just after event seq (valid until the next call)."""

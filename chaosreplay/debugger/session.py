@@ -158,6 +158,10 @@ class DebugSession:
             address = where
         return address, rec.memory(self.cursor if seq is None else seq, node, address, size)
 
+    def set_watches(self, node: int, expressions: list[str]) -> None:
+        """A node's watch list, shown in its states (WatchError: one does not parse)."""
+        self._reconstructor().set_watches(node, expressions)
+
     def _reconstructor(self) -> Reconstructor:
         if self.reconstructor is None:
             raise RecordingError(f"{self.path}: states cannot be reconstructed: "

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from chaosreplay.debugger.program_state import FrameView, ProgramInspector, VariableView
 from chaosreplay.debugger.symbols import Instruction, Symbolizer
+from chaosreplay.debugger.watch import Evaluator, WatchView, watch_view
 from chaosreplay.sim.oracle import TABLE_COLUMNS
 from chaosreplay.vm.vmm import PAGE_SIZE, VmmError
 
@@ -54,6 +55,7 @@ class NodeView:
     stack: list[str]  # the call stack as gdb's `bt` lines, innermost first (from `frames`)
     frames: list[FrameView]  # the call stack from DWARF, with arguments and locals
     globals: list[VariableView]  # the program's global variables, typed
+    watches: list[WatchView]  # the node's watch expressions at this point
     stdout: str
     stderr: str
     files: list[OpenFileView]
@@ -122,9 +124,10 @@ class SimulationState:
         return asdict(self)
 
 
-def capture_state(sim: Simulation, seq: int,
-                  programs: list[ProgramInspector]) -> SimulationState:
-    """Read a paused simulation into a SimulationState (`programs`: one per image)."""
+def capture_state(sim: Simulation, seq: int, programs: list[ProgramInspector],
+                  watches: dict[int, tuple[str, ...]] | None = None) -> SimulationState:
+    """Read a paused simulation into a SimulationState (`programs`: one per image;
+    `watches`: expressions to evaluate per node)."""
     fabric = sim.fabric
     network = NetworkView(
         in_flight=[PacketView(d.packet_id, d.src, d.dst, len(d.payload), d.sent_ns,
@@ -142,7 +145,8 @@ def capture_state(sim: Simulation, seq: int,
     return SimulationState(
         seq=seq, reached=sim.event_count - 1, tick=sim.tick, now_ns=sim.now_ns,
         ended=sim.stop_reason is not None,
-        nodes=[_node_view(node, programs[node.spec.group]) for node in sim.nodes],
+        nodes=[_node_view(node, programs[node.spec.group], (watches or {}).get(node.index, ()))
+               for node in sim.nodes],
         network=network, faults=faults, oracle_columns=TABLE_COLUMNS,
         oracle=sim.oracle.table(),
         bugs=[{k: v for k, v in b.to_record().items() if k != "kind"} for b in sim.bugs]
@@ -151,7 +155,7 @@ def capture_state(sim: Simulation, seq: int,
     )
 
 
-def _node_view(node: Node, program: ProgramInspector) -> NodeView:
+def _node_view(node: Node, program: ProgramInspector, watches: tuple[str, ...]) -> NodeView:
     p = node.process
     symbolizer = program.symbolizer
     regs = {name: int(getattr(p.regs, name)) for name in REGISTERS}
@@ -159,7 +163,9 @@ def _node_view(node: Node, program: ProgramInspector) -> NodeView:
     read = memory_reader(p)
     # Killed, crashed and exited programs keep their last registers and memory: where they
     # stopped is worth showing.
-    frame_views = program.frame_views(program.frames(regs, read))
+    frames = program.frames(regs, read)
+    frame_views = program.frame_views(frames)
+    evaluator = Evaluator(program, frames, read)
     return NodeView(
         index=node.index, name=node.spec.name, status=node.status.value,
         incarnation=p.incarnation, vtime_ns=p.vtime_ns, monotonic_ns=p.guest_time_ns(),
@@ -168,6 +174,7 @@ def _node_view(node: Node, program: ProgramInspector) -> NodeView:
         disassembly=_code_at(p, symbolizer, rip),
         stack=[frame.line() for frame in frame_views], frames=frame_views,
         globals=program.global_views(read),
+        watches=[watch_view(evaluator, text) for text in watches],
         stdout=p.stdout.decode("utf-8", "replace"), stderr=p.stderr.decode("utf-8", "replace"),
         files=[OpenFileView(fd, slot.file.path.decode("utf-8", "replace"), slot.file.offset,
                             slot.file.flags) for fd, slot in sorted(p.files.items())],

@@ -104,6 +104,14 @@ def _stack_and_files(view: NodeView) -> Text:
     return text
 
 
+def _watches(view: NodeView) -> Text:
+    text = Text("watch", "bold")
+    for watch in view.watches:
+        text.append(f"\n  {watch.expression} = ", "cyan")
+        text.append(watch.value, "dim" if watch.value.startswith("<") else "bold")
+    return text
+
+
 def _globals(view: NodeView) -> Text:
     text = Text("globals", "bold")
     for variable in view.globals:
@@ -134,6 +142,8 @@ def node_body(node: int, context: PaneContext) -> RenderableType:
         parts.append(_output(facts.output_tail if facts is not None else ""))
         return Group(*parts)
     parts.append(_clocks(view))
+    if view.watches:
+        parts.append(_watches(view))
     columns = Table.grid(padding=(0, 3), expand=True)
     columns.add_column(ratio=1)
     columns.add_column(ratio=1)
