@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
+from chaosreplay.debugger.changes import Change
 from chaosreplay.debugger.session import DebugSession
 from chaosreplay.debugger.views import NodeView, SimulationState
 from chaosreplay.debugger.watch import WatchError
@@ -30,13 +32,23 @@ STACK_LINES = 8
 @click.option("--watch", "watches", multiple=True, metavar="EXPR",
               help="Show a C expression of each node's program (repeatable): "
                    "current_term, log_[commit_index].term, *src.")
+@click.option("--changed-before", "before", is_flag=True,
+              help="Show the state at the last event at or before --event/--tick at which "
+                   "the --watch value of --node changed.")
+@click.option("--changed-after", "after", is_flag=True,
+              help="The same, at the first event after it.")
 def state(recording: str, tick: int | None, seq: int | None, node: int | None,
-          as_json: bool, watches: tuple[str, ...]) -> None:
+          as_json: bool, watches: tuple[str, ...], before: bool, after: bool) -> None:
     """Reconstruct a recorded run's state at a tick or an event (re-executes from the
-    nearest checkpoint): every node's status, clocks, registers, code and stack, output and
-    files; packets in flight; active faults; the assertion table."""
+    nearest checkpoint): every node's status, clocks, registers, code, stack with typed
+    arguments and locals, globals, output and files; packets in flight; active faults; the
+    assertion table."""
     if (tick is None) == (seq is None):
         raise click.UsageError("give exactly one of --tick and --event")
+    if (before or after) and (before == after or len(watches) != 1 or node is None):
+        raise click.UsageError("--changed-before or --changed-after (one) needs one --watch "
+                               "and --node")
+    change: Change | None = None
     try:
         with DebugSession(recording) as session:
             if seq is None:
@@ -48,8 +60,15 @@ def state(recording: str, tick: int | None, seq: int | None, node: int | None,
             if watches:
                 for index in range(len(session.scenario.node_specs())):
                     session.set_watches(index, list(watches))
+            if before or after:
+                assert node is not None
+                change = session.find_change(node, watches[0], seq, forward=after)
+                if change is None:
+                    _no_change(watches[0], node, seq, after, as_json)
+                    return
+                seq = change.seq
             result = session.state(seq)
-    except (ChaosReplayError, OSError, WatchError) as exc:
+    except (ChaosReplayError, OSError, WatchError, IndexError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     if node is not None and node >= len(result.nodes):
@@ -60,9 +79,25 @@ def state(recording: str, tick: int | None, seq: int | None, node: int | None,
         data: dict[str, Any] = result.to_dict()
         if node is not None:
             data["nodes"] = [data["nodes"][node]]
+        if change is not None:
+            data["change"] = asdict(change)
         click.echo(json.dumps(data, indent=2, default=_plain))
         return
+    if change is not None:
+        how = "" if change.exact else (" (found through checkpoint samples: a change that "
+                                       "came back between two of them can be missed)")
+        click.echo(f"{change.expression} on node {change.node} changed at #{change.seq}: "
+                   f"{change.before.value} → {change.after.value} (before: #{change.previous})"
+                   f"{how}")
     _print(result, node)
+
+
+def _no_change(expression: str, node: int, seq: int, after: bool, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"change": None}))
+    else:
+        where = f"after #{seq}" if after else f"up to #{seq}"
+        click.echo(f"{expression} on node {node} did not change {where}")
 
 
 def _plain(value: Any) -> Any:

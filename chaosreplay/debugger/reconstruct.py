@@ -15,6 +15,7 @@ stepping back costs at most one checkpoint interval of re-execution.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from chaosreplay.runs.record_replay import same_row
 from chaosreplay.sim.scenario import Scenario
 from chaosreplay.sim.simulation import Simulation
 from chaosreplay.vm.elf import ProgramImage
+from chaosreplay.vm.watchdog import Watchdog
 
 STATE_CACHE = 256
 LIVE_SIMULATIONS = 3
@@ -124,6 +126,30 @@ class Reconstructor:
             parse(text)
         self.watches[node] = tuple(expressions)
         self._states.clear()  # captured without them
+
+    def walk(self, first: int, last: int, visit: Callable[[int, Simulation], None]) -> None:
+        """visit(seq, sim) with the simulation paused just after event `first`, then after
+        each following step through event `last` (seq: the step's first event).
+
+        The change search steps thousands of times; `run_to` per step would start a
+        watchdog thread each time (~0.4 ms, three times the step), so this loop keeps one
+        watchdog for the walk and sets the simulation's pause point itself."""
+        live = self._advance(first)
+        sim = live.sim
+        visit(first, sim)
+        with Watchdog(lambda: sim.event_count, self.hang_seconds):
+            while live.position <= last:
+                seq = live.position
+                sim._pause_after = seq  # what run_to(seq) sets
+                try:
+                    while sim.event_count <= seq and sim.stop_reason is None:
+                        sim.step()
+                finally:
+                    sim._pause_after = None
+                live.asked = seq
+                if live.checker.mismatch is not None or live.position <= seq:
+                    self._run(live, seq)  # raises the reconstruction error
+                visit(seq, sim)
 
     def simulation_at(self, seq: int) -> Simulation:
         """The live simulation paused just after event seq (valid until the next call)."""
