@@ -159,6 +159,7 @@ class ProgramInspector:
 
     def __init__(self, symbolizer: Symbolizer) -> None:
         self.symbolizer = symbolizer
+        self._addresses: dict[int, int] = {}  # id(global Variable) -> its address
 
     @cached_property
     def debug(self) -> DebugInfo:
@@ -243,17 +244,24 @@ class ProgramInspector:
         size, name = rows[index]
         return name if not size or pc < starts[index] + size else None
 
+    @cached_property
+    def _sorted_globals(self) -> list[tuple[str, Variable]]:
+        return sorted(self.debug.globals.items())
+
     def global_variable(self, name: str) -> Variable | None:
         """A global by name."""
         return self.debug.globals.get(name)
 
     def global_value(self, variable: Variable) -> Value:
         """A global's value (globals live at fixed addresses)."""
-        assert isinstance(variable.location, bytes)
-        place = locate(variable.location, _Static())
-        if not isinstance(place, InMemory):
-            raise Unavailable("optimized out")
-        return Value(variable.type, place.address)
+        address = self._addresses.get(id(variable))
+        if address is None:
+            assert isinstance(variable.location, bytes)
+            place = locate(variable.location, _Static())
+            if not isinstance(place, InMemory):
+                raise Unavailable("optimized out")
+            address = self._addresses[id(variable)] = place.address
+        return Value(variable.type, address)
 
     def describe_code(self, address: int) -> str | None:
         """`main+28` for an address a symbol covers (pointers print it, as gdb does)."""
@@ -293,8 +301,7 @@ class ProgramInspector:
     def global_views(self, read: Reader, limits: Limits = PANE_LIMITS) -> list[VariableView]:
         """Every global of the program with its value, by name."""
         out = []
-        for name in sorted(self.debug.globals):
-            variable = self.debug.globals[name]
+        for name, variable in self._sorted_globals:
             try:
                 text = render(self.global_value(variable), read, limits, self.describe_code)
             except Unavailable as exc:

@@ -9,6 +9,7 @@ array (a run counts as 10, gdb's repeat threshold) — so values can be checked 
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from chaosreplay.debugger.dwarf_types import (
     Member,
 )
 
+_SAME_BYTES = re.compile(rb"(.)\1*", re.DOTALL)  # a run of one byte value
 REPEAT_THRESHOLD = 10  # gdb's `set print repeats`
 ARRAY_READ_MAX = 1 << 20  # arrays up to this size are read at once
 Reader = Callable[[int, int], bytes | None]
@@ -185,19 +187,21 @@ class _Printer:
         limit = self.limits.elements
         if element.is_char():
             return self._chars(v.raw(self.read, size * count), self.limits.characters)
-        if v.data is None and size * count <= ARRAY_READ_MAX:
-            v = Value(v.type, None, v.raw(self.read, size * count))  # one read, not one each
-        # Read no more than what can be printed: runs beyond the limit are not looked at.
+        blob = v.raw(self.read, size * count) if size * count <= ARRAY_READ_MAX else None
         parts: list[str] = []
         printed = 0
         i = 0
-        raw_of = (lambda k: v.element(k).raw(self.read)) if size else (lambda k: b"")
         while i < count and printed < limit:
-            first = raw_of(i)
-            run = 1
-            while i + run < count and raw_of(i + run) == first:
-                run += 1
-            text = self.value(v.element(i), depth + 1)
+            if blob is not None:
+                element_value = Value(element, None, blob[i * size:(i + 1) * size])
+                run = _run_length(blob, i, size, count)
+            else:  # too big to read at once: element by element
+                element_value = v.element(i)
+                first = element_value.raw(self.read)
+                run = 1
+                while i + run < count and v.element(i + run).raw(self.read) == first:
+                    run += 1
+            text = self.value(element_value, depth + 1)
             if run >= REPEAT_THRESHOLD:
                 parts.append(f"{text} <repeats {run} times>")
                 i += run
@@ -220,9 +224,8 @@ class _Printer:
         printed = 0
         i = 0
         while i < len(data) and printed < limit:
-            run = 1
-            while i + run < len(data) and data[i + run] == data[i]:
-                run += 1
+            match = _SAME_BYTES.match(data, i)
+            run = match.end() - i if match is not None else 1
             if run > REPEAT_THRESHOLD - 1:
                 if literal:
                     segments.append(f'"{_escape(bytes(literal))}"')
@@ -237,6 +240,25 @@ class _Printer:
         if literal:
             segments.append(f'"{_escape(bytes(literal))}"')
         return ", ".join(segments) + ("..." if i < len(data) else "")
+
+
+def _run_length(blob: bytes, index: int, size: int, count: int) -> int:
+    """How many elements from `index` on equal element `index` (slices compared in C)."""
+    if size == 0:
+        return count - index
+    first = blob[index * size:(index + 1) * size]
+    run, step = 1, 1
+    while index + run < count:  # doubling, then halving: few comparisons for long runs
+        take = min(step, count - index - run)
+        start = (index + run) * size
+        if blob[start:start + take * size] == first * take:
+            run += take
+            step *= 2
+        elif take == 1:
+            break
+        else:
+            step = max(1, take // 2)
+    return run
 
 
 _ESCAPES = {7: "\\a", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r",

@@ -7,6 +7,7 @@ simulation has moved on. Memory is the exception: it is read on demand (`Reconst
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -193,21 +194,38 @@ def _crash(p: Any) -> str | None:
 
 
 def memory_reader(p: Any) -> Callable[[int, int], bytes | None]:
-    """`read(address, size)` of a process's memory: None when part of it is not mapped;
-    pages of a mapping never touched read as zeros (as Linux gives them)."""
+    """`read(address, size)` of a process's memory as it is now: None when part of it is
+    not mapped; pages of a mapping never touched read as zeros (as Linux gives them). The
+    mappings are looked up once, so use a reader only while the process stays paused."""
+    vmas = [(vma.start, vma.end) for vma in p.space.vmas()]
+    starts = [start for start, _ in vmas]
+
+    def mapped_end(address: int) -> int | None:
+        i = bisect.bisect_right(starts, address) - 1
+        return vmas[i][1] if i >= 0 and address < vmas[i][1] else None
+
     def read(address: int, size: int) -> bytes | None:
         if size < 0 or address < 0 or address + size > 1 << 47:
             return None
         out = bytearray()
         end = address + size
         while address < end:
-            chunk = min(end, (address // PAGE_SIZE + 1) * PAGE_SIZE) - address
-            if p.space.find(address) is None:
+            limit = mapped_end(address)
+            if limit is None:
                 return None
+            chunk = min(end, limit) - address
             try:
                 out += p.vm.read(address, chunk)
-            except VmmError:
-                out += bytes(chunk)  # mapped but never touched: a zero page
+            except VmmError:  # some page of it never touched: page by page, zeros for those
+                while chunk > 0:
+                    piece = min(chunk, (address // PAGE_SIZE + 1) * PAGE_SIZE - address)
+                    try:
+                        out += p.vm.read(address, piece)
+                    except VmmError:
+                        out += bytes(piece)
+                    address += piece
+                    chunk -= piece
+                continue
             address += chunk
         return bytes(out)
     return read
