@@ -9,6 +9,7 @@ and reads any variable in scope as a typed `Value`.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from chaosreplay.debugger.dwarf_expr import (
     locate,
 )
 from chaosreplay.debugger.dwarf_program import DebugInfo, Scope, Variable
+from chaosreplay.debugger.dwarf_types import CType
 from chaosreplay.debugger.symbols import Symbolizer
 from chaosreplay.debugger.typed_values import PANE_LIMITS, Limits, Value, render
 from chaosreplay.debugger.unwind import RawFrame, Unwinder
@@ -34,6 +36,7 @@ from chaosreplay.debugger.unwind import RawFrame, Unwinder
 Reader = Callable[[int, int], bytes | None]
 _BIND_RANK = {"STB_WEAK": 2, "STB_GLOBAL": 1}
 FRAME_VARIABLES = 6  # frames whose arguments and locals a captured state keeps
+RENDERED_CACHE = 4096  # global texts remembered by their bytes
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,7 @@ class ProgramInspector:
     def __init__(self, symbolizer: Symbolizer) -> None:
         self.symbolizer = symbolizer
         self._addresses: dict[int, int] = {}  # id(global Variable) -> its address
+        self._rendered: dict[tuple[int, Limits, bytes], str] = {}
 
     @cached_property
     def debug(self) -> DebugInfo:
@@ -303,11 +307,37 @@ class ProgramInspector:
         out = []
         for name, variable in self._sorted_globals:
             try:
-                text = render(self.global_value(variable), read, limits, self.describe_code)
+                text = self._render_global(variable, read, limits)
             except Unavailable as exc:
                 text = f"<{exc.reason}>"
             out.append(VariableView(name, str(variable.type), text, "global"))
         return out
+
+    def _render_global(self, variable: Variable, read: Reader, limits: Limits) -> str:
+        """A global's text; remembered by its bytes when it holds no pointer (its text then
+        depends on nothing else), so stepping does not print unchanged globals again."""
+        value = self.global_value(variable)
+        if _has_pointer(variable.type):
+            return render(value, read, limits, self.describe_code)
+        data = value.raw(read)
+        key = (id(variable), limits, hashlib.blake2b(data, digest_size=16).digest())
+        text = self._rendered.get(key)
+        if text is None:
+            text = render(Value(variable.type, None, data), read, limits, self.describe_code)
+            self._rendered[key] = text
+            if len(self._rendered) > RENDERED_CACHE:
+                self._rendered.pop(next(iter(self._rendered)))
+        return text
+
+
+def _has_pointer(t: CType, depth: int = 0) -> bool:
+    """Whether a value of the type contains a pointer (its text reads other memory)."""
+    t = t.strip()
+    if t.kind == "pointer" or depth > 16:
+        return True
+    if t.kind == "array":
+        return t.target is not None and _has_pointer(t.target, depth + 1)
+    return any(_has_pointer(m.type, depth + 1) for m in t.members)
 
 
 class _Static:
