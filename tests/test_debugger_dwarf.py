@@ -24,9 +24,11 @@ from chaosreplay.debugger.dwarf_expr import (
 )
 from chaosreplay.debugger.dwarf_program import DebugInfo
 from chaosreplay.debugger.dwarf_types import ATE_SIGNED, ATE_SIGNED_CHAR, CType, Member
+from chaosreplay.debugger.program_state import ProgramInspector
 from chaosreplay.debugger.session import DebugSession
+from chaosreplay.debugger.symbols import Symbolizer
 from chaosreplay.debugger.typed_values import Limits, Value, render
-from chaosreplay.vm.elf import load_program
+from chaosreplay.vm.elf import ProgramImage, load_program
 
 DEMO = Path(__file__).resolve().parents[1] / "chaosreplay" / "_demo" / "raft"
 GDB = shutil.which("gdb")
@@ -251,3 +253,54 @@ def test_frames_and_values_match_gdb_on_the_same_state(demo: Path, tmp_path: Pat
                     compared_variables += 1
     assert compared_frames >= 20 and compared_variables >= 100, (compared_frames,
                                                                 compared_variables)
+
+
+def test_unwinding_through_libc_code_without_cfi() -> None:
+    """Static musl has no CFI: in clock_gettime (push rbp; push rbx; sub rsp, 8 before its
+    syscall) the unwinder replays the prologue to find the return address and the saved
+    rbx/rbp, then continues by CFI in the caller; with the pushes unknown it falls back to
+    a scan that only accepts a return address after a call to the function."""
+    image = load_program(DEMO)
+    program = ProgramInspector(Symbolizer(image))
+    start = image.symbols.address_of("__clock_gettime")
+    assert start is not None
+    syscall = next(i.address + 2 for i in program.symbolizer.disassemble(
+        image.segment_at(start).data[start - image.segment_at(start).vaddr:][:64], start, 20)
+        if i.text == "syscall")
+    call_site = next(a for a in range(0x401000, 0x404100)  # now_ns calls clock_gettime
+                     if _code(image, a, 5)[:1] == b"\xe8" and a + 5 + int.from_bytes(
+                         _code(image, a + 1, 4), "little", signed=True) == start)
+    ret = call_site + 5
+    rsp = 0x7FFF0000
+    stack = bytearray(64)
+    stack[0:8] = (0x1111).to_bytes(8, "little")  # sub rsp, 8: padding
+    stack[8:16] = (0xB0B).to_bytes(8, "little")  # pushed rbx
+    stack[16:24] = (0xBEEF).to_bytes(8, "little")  # pushed rbp
+    stack[24:32] = ret.to_bytes(8, "little")
+
+    def read(address: int, size: int) -> bytes | None:
+        if rsp <= address and address + size <= rsp + len(stack):
+            return bytes(stack[address - rsp:address - rsp + size])
+        segment = image.segment_at(address)
+        if segment is None or address + size > segment.vaddr + segment.filesz:
+            return None
+        return segment.data[address - segment.vaddr:address - segment.vaddr + size]
+
+    registers = {"rip": syscall, "rsp": rsp, "rbx": 1, "rbp": 2, "rax": 0}
+    frames = program.frames(registers, read)
+    assert frames[0].name == "clock_gettime" and frames[0].raw.how == "prologue"
+    assert frames[1].pc == ret and frames[1].found_by == "prologue"
+    assert frames[1].raw.registers[3] == 0xB0B and frames[1].raw.registers[6] == 0xBEEF
+    assert frames[1].raw.registers[7] == rsp + 32  # the caller's rsp: the CFA
+    assert frames[1].name == "now_ns" and (frames[1].location or "").startswith("src/raft.c")
+    # Without the prologue (pc at the function's first byte after two pushes it has not
+    # made), the scan finds the same return address further up: it calls clock_gettime.
+    stack[0:8] = (program.symbolizer.image.entry).to_bytes(8, "little")  # not after a call
+    scanned = program.unwinder._step_scan(start, {16: start, 7: rsp}, read)
+    assert scanned is not None and scanned[0][16] == ret and scanned[1] == rsp + 32
+
+
+def _code(image: ProgramImage, address: int, size: int) -> bytes:
+    segment = image.segment_at(address)
+    assert segment is not None
+    return segment.data[address - segment.vaddr:address - segment.vaddr + size]

@@ -220,9 +220,17 @@ class Unwinder:
                    read: Reader) -> tuple[dict[int, int], int] | None:
         """The first word on the stack that returns after a call to this frame's function."""
         rsp = regs.get(RSP)
-        raw = read(rsp, 8 * SCAN_WORDS) if rsp is not None else None
-        if raw is None or rsp is None:
+        if rsp is None:
             return None
+        raw = b""
+        while len(raw) < 8 * SCAN_WORDS:  # up to the end of what can be read (the stack's top)
+            at = rsp + len(raw)
+            chunk = read(at, min(8 * SCAN_WORDS - len(raw), 4096 - at % 4096) or 8)
+            if chunk is None:
+                chunk = read(at, 8)  # the last words below an unmapped page
+                if chunk is None:
+                    break
+            raw += chunk
         here = self.function_start(pc)
         for offset in range(0, len(raw) - 7, 8):
             word = int.from_bytes(raw[offset:offset + 8], "little")
