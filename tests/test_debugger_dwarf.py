@@ -109,6 +109,7 @@ def test_scopes_at_a_pc_follow_inlined_calls(debug: DebugInfo) -> None:
 
 class _Frame:
     pc = 0x1000
+    bias = 0
 
     def __init__(self, registers: dict[int, int], memory: dict[int, bytes],
                  cfa: int | None = 0x7000) -> None:
@@ -144,6 +145,10 @@ def test_location_expressions() -> None:
         (0x1234).to_bytes(8, "little"))
     assert locate(bytes([0x50, 0x93, 0x04, 0x53, 0x93, 0x04]), frame) == Pieces(
         ((InRegister(0), 4), (InRegister(3), 4)))
+    addr = bytes([0x03]) + (0x4000).to_bytes(8, "little")  # DW_OP_addr: moved by the bias
+    assert locate(addr, frame) == InMemory(0x4000)
+    frame.bias = 0x555555554000  # a PIE's load bias
+    assert locate(addr, frame) == InMemory(0x555555558000)
     for expr in (bytes([0x7C, 0x00]),  # breg12: r12 not known in this frame
                  bytes([0xA3, 0x01, 0x55, 0x9F]),  # entry_value(reg5)
                  b""):

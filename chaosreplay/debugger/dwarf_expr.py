@@ -36,7 +36,7 @@ class Unavailable(Exception):
 class FrameContext(Protocol):
     """What an expression may ask of the frame it is evaluated in."""
 
-    pc: int
+    pc: int  # (a context may also have `bias`, the program's load bias, for DW_OP_addr)
 
     def register(self, number: int) -> int | None:
         """A DWARF register's value in this frame (None: not known here)."""
@@ -119,8 +119,9 @@ def locate(expr: bytes, frame: FrameContext) -> Place:
         op = name.removeprefix("DW_OP_")
         if op.startswith("lit"):
             stack.append(int(op[3:]))
-        elif (op.startswith("const") and op[5:6].isdigit()) or op in ("constu", "consts",
-                                                                     "addr"):
+        elif op == "addr":  # a link-time address: moved by the load bias (PIE)
+            stack.append((int(args[0]) + getattr(frame, "bias", 0)) & MASK)  # type: ignore[call-overload]
+        elif (op.startswith("const") and op[5:6].isdigit()) or op in ("constu", "consts"):
             stack.append(int(args[0]) & MASK)  # type: ignore[call-overload]
         elif op.startswith("breg") and op != "bregx":
             value = need(frame.register(int(op[4:])), "register")

@@ -86,6 +86,7 @@ class Frame:
         self.location = location
         self.found_by = found_by
         self._read = read
+        self.bias = 0  # the program's load bias (DW_OP_addr), set by the inspector
 
     # FrameContext (dwarf_expr.py)
     def register(self, number: int) -> int | None:
@@ -209,6 +210,7 @@ class ProgramInspector:
                 group = groups[depth]
                 out.append(Frame(len(out), raw, group[0], function, group, group[0].name,
                                  line, raw.found_by if depth == 0 else "inlined", read))
+                out[-1].bias = self.debug.bias
                 line = group[0].call_site  # the caller's line is where the inline was called
         return out
 
@@ -261,7 +263,7 @@ class ProgramInspector:
         address = self._addresses.get(id(variable))
         if address is None:
             assert isinstance(variable.location, bytes)
-            place = locate(variable.location, _Static())
+            place = locate(variable.location, _Static(self.debug.bias))
             if not isinstance(place, InMemory):
                 raise Unavailable("optimized out")
             address = self._addresses[id(variable)] = place.address
@@ -344,6 +346,9 @@ class _Static:
     """A frame context for static locations (DW_OP_addr): nothing but constants."""
 
     pc = 0
+
+    def __init__(self, bias: int) -> None:
+        self.bias = bias
 
     def register(self, number: int) -> int | None:
         return None

@@ -122,7 +122,12 @@ class Unwinder:
             return None
         entry = self._fdes[index]
         if entry.rows is None:
-            entry.rows = entry.fde.get_decoded().table
+            try:
+                entry.rows = entry.fde.get_decoded().table
+            except (DWARFError, KeyError, ValueError, IndexError, AttributeError):
+                entry.rows = []  # an FDE pyelftools cannot decode: as if there were none
+        if not entry.rows:
+            return None
         return entry.rows, entry.start
 
     def _step_cfi(self, pc: int, regs: dict[int, int],
