@@ -37,6 +37,7 @@ class EventKind(StrEnum):
     ORACLE_CONFLICT = "oracle.conflict"
     UNSATISFIED = "unsatisfied"
     DISK_FAULT = "disk.fault"
+    VMM_BUG = "vmm.bug"
 
 
 MEANINGS: dict[EventKind, str] = {
@@ -63,6 +64,8 @@ MEANINGS: dict[EventKind, str] = {
     EventKind.ORACLE_CONFLICT: "two assertions with different messages share one id",
     EventKind.UNSATISFIED: "at run end, a sometimes/reachable assertion never satisfied",
     EventKind.DISK_FAULT: "a disk fault failed or corrupted a node's read, write or fsync",
+    EventKind.VMM_BUG: "the VMM itself failed answering a node (a chaosreplay bug): the node "
+                       "is killed and the run fails",
 }
 
 

@@ -10,8 +10,11 @@ import pytest
 
 from chaosreplay.events import EventKind
 from chaosreplay.kernel.fs.disk import CORRUPT_READ, DISK_FULL, READ_ERROR, WRITE_ERROR, FileSystem
+from chaosreplay.kernel.fs.files import FdTable
+from chaosreplay.kernel.fs.paths import ROOT
+from chaosreplay.kernel.fs.regular import DiskFile
 from chaosreplay.kernel.process import GuestProcess, ProcessConfig, Status
-from chaosreplay.kernel.syscalls.files import Descriptor, OpenFile, files_state, load_files_state
+from chaosreplay.kernel.syscalls.files import files_state, load_files_state
 from chaosreplay.vm.elf import load_program
 
 pytestmark = pytest.mark.kvm
@@ -47,7 +50,7 @@ def test_files_program_passes_every_check(guest_bin: GuestBin, libc: str) -> Non
     assert out.endswith(b"files: ok\n"), out
     assert b"listing: ./ ../ b.txt log \n" in out
     assert p.unknown_syscalls == {} or set(p.unknown_syscalls) == {334}, p.unknown_syscalls
-    assert p.files == {}, "every descriptor was closed"
+    assert [fd for fd, _ in p.files.items()] == [0, 1, 2], "every file descriptor was closed"
     assert p.fs.lookup("/data") and [n for n, _, _ in p.fs.listdir(p.fs.lookup("/data"))] == [
         b".", b".."]
 
@@ -130,18 +133,25 @@ def test_descriptor_table_round_trips_through_plain_data() -> None:
     """files_state keeps dup'd descriptors sharing one description, and cloexec per fd."""
 
     class Holder:
-        files: dict[int, Descriptor]
+        files: FdTable
+        cwd = ROOT
+        umask = 0o022
+        waiting = None
 
-    shared = OpenFile(7, 2, b"/data/x", 5, 2)
+    shared = DiskFile(2, b"/data/x", 7)
+    shared.offset = 5
     holder = Holder()
-    holder.files = {3: Descriptor(shared), 5: Descriptor(shared, True),
-                    4: Descriptor(OpenFile(8, 0, b"/data", 1, 1))}
+    holder.files = FdTable()
+    holder.files.install(shared, lowest=3)
+    holder.files.install(DiskFile(0, b"/data", 8), lowest=4)
+    holder.files.install(shared, True, lowest=5)
     state = files_state(holder)  # type: ignore[arg-type]
-    assert state["fds"] == [[3, 0, False], [4, 1, False], [5, 0, True]]
+    assert state["table"]["fds"] == [[3, 0, False], [4, 1, False], [5, 0, True]]
     other = Holder()
     load_files_state(other, state)  # type: ignore[arg-type]
     assert files_state(other) == state  # type: ignore[arg-type]
-    assert other.files[3].file is other.files[5].file and other.files[3].file.refs == 2
+    assert other.files.get(3) is other.files.get(5) and other.files.get(3).refs == 2
+    assert other.files.get(3).offset == 5
 
 
 @pytest.mark.parametrize("libc", LIBCS)
@@ -152,9 +162,9 @@ def test_checkpoint_restore_keeps_open_files(guest_bin: GuestBin, libc: str) -> 
     p = start(path)
     while p.syscalls < 60 and p.run(deadline_ns=p.vtime_ns + 1) in (Status.RUNNING,
                                                                      Status.BLOCKED):
-        if p.files:
+        if len(p.files.slots) > 3:
             break
-    assert p.files, "stopped while a file was open"
+    assert len(p.files.slots) > 3, "stopped while a file was open"
     checkpoint = p.checkpoint()
     disk = p.fs.snapshot()
     finish(p)

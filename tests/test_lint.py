@@ -108,3 +108,22 @@ def test_lint_refuses_bad_files_with_one_line(tmp_path: Path) -> None:
 def test_lint_is_registered_in_help() -> None:
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0 and "lint" in result.stdout
+
+
+def test_lint_lists_hidden_patterns_and_their_fate(guest_bin: GuestBin) -> None:
+    """Patterns inside other instructions are HIDDEN lines; they do not fail the lint."""
+    code, out, _ = _lint(str(guest_bin("musl", "hidden_insn")))
+    assert code == 0, out
+    hidden = [line for line in out.splitlines() if "HIDDEN" in line]
+    assert [line.split()[1] for line in hidden] == ["rdtsc", "cpuid", "rdrand"], hidden
+    assert all(line.endswith("its page runs single-stepped") for line in hidden), hidden
+    assert "3 hidden pattern(s) inside other instructions; 1 page(s) run single-stepped" in out
+
+
+def test_lint_json_reports_defused_patterns(guest_bin: GuestBin) -> None:
+    code, out, _ = _lint(str(guest_bin("glibc", "hello")), "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["summary"]["hidden"] == len(doc["hidden"]) > 0
+    assert doc["summary"]["single_stepped_pages"] == 0
+    assert {h["defused"] for h in doc["hidden"]} == {"xor r32, r32 re-encoded as sub r32, r32"}

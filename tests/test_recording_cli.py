@@ -88,13 +88,14 @@ def test_verify_exit_codes(tmp_path: Path) -> None:
 
 
 def test_unreadable_file_is_one_error_line(tmp_path: Path) -> None:
-    """A file that is not a recording: exit 2, one line, no traceback."""
+    """A file that is not a recording: exit 2, one line naming the file, no traceback."""
     path = tmp_path / "junk.ccr"
     path.write_bytes(b"\x00" * 100)
     for command in ("info", "events"):
         code, out, err = _invoke(command, str(path))
         assert code == 2
-        assert err == "chaosreplay: error: offset 0: not a .ccr recording (wrong magic bytes)\n"
+        assert err == (f"chaosreplay: error: {path}: offset 0: not a .ccr recording (wrong "
+                       "magic bytes)\n")
     code, out, _ = _invoke("verify", str(path))
     assert code == 1 and "wrong magic" in out
 
@@ -106,3 +107,54 @@ def test_events_warns_about_an_unfinished_file(tmp_path: Path) -> None:
     code, out, err = _invoke("events", str(path))
     assert code == 0 and len(out.splitlines()) == 41
     assert err.startswith("chaosreplay: warning: offset ")
+
+
+def _fault_recording(path: Path) -> Path:
+    """A recording with a 3-node run manifest, fault and bug events."""
+    manifest = {"kind": "chaosreplay.run", "scenario": {"nodes": [{"count": 3}]}}
+    with RecordingWriter(path, manifest) as writer:
+        writer.append(0, 0, -1, "run.start", {"seed": 1})
+        writer.append(5, 5_000_000, -1, "fault.start", {"fault_id": "kill-1"})
+        writer.append(7, 7_000_000, 2, "bug", {"message": "x"})
+        writer.append(9, 9_000_000, -1, "fault.end", {"fault_id": "kill-1"})
+        writer.close({})
+    return path
+
+
+def test_events_refuses_unknown_kinds_and_lists_the_kinds(tmp_path: Path) -> None:
+    """--kind bugs used to print nothing with exit 0: now exit 2, a suggestion, the kinds."""
+    code, out, err = _invoke("events", str(_fault_recording(tmp_path / "f.ccr")), "--kind",
+                             "bugs")
+    assert code == 2 and not out
+    assert "unknown event kind 'bugs' (did you mean \"bug\"?)" in err, err
+    assert "fault.start" in err and "packet.sent" in err and "f.ccr" in err
+
+
+def test_events_kind_prefix_selects_the_family(tmp_path: Path) -> None:
+    """--kind fault selects fault.start and fault.end."""
+    code, out, _ = _invoke("events", str(_fault_recording(tmp_path / "f.ccr")), "--kind",
+                           "fault", "--json")
+    assert code == 0
+    assert [json.loads(line)["kind"] for line in out.splitlines()] == ["fault.start",
+                                                                       "fault.end"]
+
+
+def test_events_refuses_nodes_that_do_not_exist_and_empty_ranges(tmp_path: Path) -> None:
+    """--node 7 of a 3-node run and --from 100 --to 50: exit 2 with the reason."""
+    path = str(_fault_recording(tmp_path / "f.ccr"))
+    code, _, err = _invoke("events", path, "--node", "7")
+    assert code == 2 and "node 7 does not exist (the run has nodes 0..2" in err, err
+    code, _, err = _invoke("events", path, "--from", "100", "--to", "50")
+    assert code == 2 and "--from 100 is after --to 50" in err, err
+    code, _, err = _invoke("events", path, "--node", "-2")
+    assert code == 2, err
+
+
+def test_events_says_0_events_when_a_valid_filter_matches_nothing(tmp_path: Path) -> None:
+    """A valid filter with no match: "0 events" on stderr, exit 0, nothing on stdout."""
+    path = str(_fault_recording(tmp_path / "f.ccr"))
+    code, out, err = _invoke("events", path, "--node", "1")
+    assert code == 0 and out == "" and err.strip() == "0 events", (out, err)
+    code, out, err = _invoke("events", path, "--kind", "bug", "--json")
+    assert code == 0 and len(out.splitlines()) == 1 and "0 events" not in err
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -86,3 +87,40 @@ def test_dynamic_executable_is_refused() -> None:
 def test_missing_program_is_an_error() -> None:
     result = invoke("/nonexistent/prog")
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+@pytest.mark.kvm
+def test_everything_after_program_belongs_to_the_program(guest_bin: GuestBin) -> None:
+    """`run PROGRAM a --seed 3 b -h -- c`: the program gets all of it, in order; run's own
+    options go before PROGRAM, and `--` before PROGRAM also works."""
+    echo = str(guest_bin("musl", "echo_args"))
+    result = invoke(echo, "a", "--seed", "3", "b", "-h", "--", "c")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["[a]", "[--seed]", "[3]", "[b]", "[-h]", "[--]", "[c]"]
+    assert "Usage:" not in result.output
+    ours = invoke("--env", "EXIT=3", "--", echo, "--mem", "x")
+    assert ours.exit_code == 3, ours.output
+    assert ours.stdout.splitlines() == ["[--mem]", "[x]"]
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda tmp: "/dev/zero", "/dev/zero: not a regular file"),
+    (lambda tmp: (os.mkfifo(tmp / "fifo"), tmp / "fifo")[1], "fifo: not a regular file"),
+    (lambda tmp: tmp, "is a directory"),
+])
+def test_devices_fifos_and_folders_are_refused_without_reading(tmp_path: Path, make,
+                                                               message: str) -> None:
+    """`run /dev/zero` used to read until the host ran out of memory; a FIFO hung."""
+    result = invoke(str(make(tmp_path)))
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_arguments_longer_than_linux_allows_are_refused(tmp_path: Path) -> None:
+    """A 300 KB argument: E2BIG in words, one line naming the program, exit 2."""
+    program = tmp_path / "prog"
+    program.write_bytes(b"\x7fELF" + bytes(100))
+    result = invoke(str(program), "a" * 300_000)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"chaosreplay: error: {program}: cannot start it: an "
+                                    "argument or variable of 300,000 bytes"), result.stderr

@@ -152,9 +152,22 @@ ERRORS: list[tuple[str, str]] = [
     ("duration = 0", "scenario.toml: duration: expected a >= 1 integer tick, got 0"),
     ("duration = true", "scenario.toml: duration: expected a >= 1 integer tick, got true"),
     ("checkpoint_interval = -5", "scenario.toml: checkpoint_interval: expected a non-negative"),
-    ('memory_per_node = "1KiB"', "scenario.toml: memory_per_node: expected at least 1048576"),
-    ("memory_per_node = 1048577", "scenario.toml: memory_per_node: expected a multiple of the "
-                                  "4096-byte page size"),
+    ('memory_per_node = "1KiB"', "scenario.toml: memory_per_node: expected at least 2097152"),
+    ('memory_per_node = "3MiB"', "scenario.toml: memory_per_node: expected a multiple of 2 MiB"),
+    ('memory_per_node = "20GiB"', "scenario.toml: memory_per_node: expected at most 16 GiB"),
+    ("duration = 18446744073709551616", "scenario.toml: duration: expected at most"),
+    ('duration = "9999999999h"', "scenario.toml: duration: expected at most"),
+    ("checkpoint_interval = 18446744073709551616",
+     "scenario.toml: checkpoint_interval: expected at most"),
+    ("x = " + "[" * 5000 + "]" * 5000, "scenario.toml: arrays or tables nested 5000 deep"),
+    ('[[nodes]]\nprogram = "p"\nexpect_exit = [256]',
+     "scenario.toml: nodes[0].expect_exit[0]: expected an exit status <= 255"),
+    ('[[nodes]]\nprogram = "p"\nexpect_exit = ["SIGFOO"]',
+     "scenario.toml: nodes[0].expect_exit[0]: expected an exit status 0..255 or a signal"),
+    ('[[nodes]]\nprogram = "p"\nargs = ["' + "a" * 300_000 + '"]',
+     "scenario.toml: nodes[0].args: an argument or variable of 300,000 bytes is longer"),
+    ('[[nodes]]\nprogram = "p"\nargs = [' + ", ".join(['"' + "a" * 60_000 + '"'] * 3) + "]",
+     "scenario.toml: nodes[0].args: arguments and environment take"),
     ('stop_on_first_bug = "yes"', 'scenario.toml: stop_on_first_bug: expected true or false'),
     ("nodes = []", "scenario.toml: nodes: expected at least one [[nodes]] group"),
     ('nodes = "a"', 'scenario.toml: nodes: expected an array, got "a"'),
@@ -238,3 +251,36 @@ def test_to_dict_is_plain_data() -> None:
             assert type(value) in (int, float, str, bool), (type(value), value)
 
     walk(data)
+
+
+def test_default_node_names_follow_the_docs() -> None:
+    """The demo's nodes are raft-0.. (not builtin:demo-0); a group of one is its name."""
+    assert [s.name for s in Scenario().node_specs()] == ["raft-0", "raft-1", "raft-2"]
+    scenario = loads_scenario('[[nodes]]\nprogram = "bin/kv"\n[[nodes]]\nprogram = "bin/kv"\n'
+                              'count = 2\nname = "db"\n')
+    assert [s.name for s in scenario.node_specs()] == ["kv", "db-0", "db-1"]
+
+
+def test_expect_exit_parses_statuses_and_signals_and_round_trips() -> None:
+    """expect_exit: statuses and signal names; [0] by default; kept in to_dict."""
+    scenario = loads_scenario('[[nodes]]\nprogram = "p"\nexpect_exit = [0, 3, "SIGTERM"]\n'
+                              '[[nodes]]\nprogram = "q"\n')
+    first, second = scenario.node_specs()
+    assert first.expect_exit == (0, 3, "SIGTERM") and second.expect_exit == (0,)
+    assert first.expects_exit(3) and not first.expects_exit(2)
+    assert first.expects_signal(15) and not first.expects_signal(11)
+    assert Scenario.from_dict(scenario.to_dict()) == scenario
+
+
+def test_random_faults_over_a_huge_duration_are_refused_before_expansion() -> None:
+    """Rates over ~292 years would expand billions of faults up front: one clear error,
+    for the file's duration and for a --duration override alike."""
+    rates = "[faults.random.rates]\nloss = 1.0\n"
+    with pytest.raises(ConfigError, match=r"faults\.random\.rates: random fault rates over"):
+        loads_scenario(f"duration = 9223372036854\n{rates}")
+    scenario = loads_scenario(f'duration = "60s"\n{rates}')
+    with pytest.raises(ConfigError, match=r"^--duration: random fault rates over"):
+        scenario.with_duration(9_223_372_036_854)
+    assert scenario.with_duration(120_000).duration == 120_000
+    with pytest.raises(ConfigError, match=r"^--duration: expected at most"):
+        scenario.with_duration(2**64)

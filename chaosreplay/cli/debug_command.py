@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from chaosreplay.cli.integrity import check_integrity, force_option
 from chaosreplay.debugger.filters import EventFilter, FilterError
 from chaosreplay.errors import ChaosReplayError
 
@@ -17,7 +18,8 @@ from chaosreplay.errors import ChaosReplayError
 @click.option("--filter", "filter_text", metavar="TEXT", default="",
               help='Start with this filter, e.g. "fault bug node:1" (keys n/N jump between '
                    "matches).")
-def debug(recording: str, seek: str | None, filter_text: str) -> None:
+@force_option
+def debug(recording: str, seek: str | None, filter_text: str, force: bool) -> None:
     """Open a recording in the time-travel debugger: a timeline of every event, the state
     of each node at the cursor (registers, code, stack, output), the network, the active
     faults and the assertion table; step, seek, filter, search, bookmark, and branch the
@@ -33,6 +35,7 @@ def debug(recording: str, seek: str | None, filter_text: str) -> None:
         click.echo(f"chaosreplay: error: {exc}", err=True)
         sys.exit(2)
     try:
+        check_integrity(recording, force, "open it")
         session = DebugSession(recording)
     except ChaosReplayError as exc:
         click.echo(f"chaosreplay: error: {exc}", err=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from chaosreplay.vm.elf import load_program
-from chaosreplay.vm.nonvirt import Kind, Site, scan_sites
+from chaosreplay.vm.nonvirt import PAGE_SIZE, Kind, Site, Stray, defuse, scan_program
 
 
 def _site_record(site: Site) -> dict[str, object]:
@@ -24,21 +24,41 @@ def _site_record(site: Site) -> dict[str, object]:
     }
 
 
-def _summary(sites: list[Site]) -> dict[str, object]:
+def _stray_record(stray: Stray, defused: str | None) -> dict[str, object]:
+    return {
+        "address": f"{stray.address:#x}",
+        "instruction": stray.kind.value,
+        "inside": f"{stray.inside:#x}",
+        "symbol": stray.symbol,
+        "defused": defused,
+    }
+
+
+def _summary(sites: list[Site], strays: list[Stray], stepped: list[Stray]) -> dict[str, object]:
     counts = Counter(site.kind.value for site in sites)
     return {
         "counts": {kind.value: counts[kind.value] for kind in Kind if counts[kind.value]},
         "patchable": sum(1 for s in sites if s.problem is None),
         "unpatchable": sum(1 for s in sites if s.problem is not None),
+        "hidden": len(strays),
+        "single_stepped_pages": len({s.address // PAGE_SIZE for s in stepped}),
     }
 
 
-def _echo_text(program: Path, sites: list[Site], summary: dict[str, object]) -> None:
+def _echo_text(program: Path, sites: list[Site], strays: dict[Stray, str | None],
+               summary: dict[str, object]) -> None:
     for site in sites:
         line = f"{site.address:#014x}  {site.text:<12} {site.symbol}"
         if site.problem is not None:
             line += f"  UNPATCHABLE: {site.problem}"
         click.echo(line)
+    for stray, defused in strays.items():
+        fate = f"defused: {defused}" if defused else "its page runs single-stepped"
+        click.echo(f"{stray.address:#014x}  {stray.kind.value:<12} {stray.symbol}  HIDDEN "
+                   f"inside the instruction at {stray.inside:#x}; {fate}")
+    if strays:
+        click.echo(f"{program}: {len(strays)} hidden pattern(s) inside other instructions; "
+                   f"{summary['single_stepped_pages']} page(s) run single-stepped")
     counts = summary["counts"]
     assert isinstance(counts, dict)
     by_kind = ", ".join(f"{n} {kind}" for kind, n in counts.items()) or "none"
@@ -55,21 +75,29 @@ def _echo_text(program: Path, sites: list[Site], summary: dict[str, object]) -> 
 def lint(ctx: click.Context, program: Path, as_json: bool) -> None:
     """List PROGRAM's non-virtualizable instructions (rdtsc, cpuid, rdrand, ...).
 
-    chaosreplay patches each to a trap at load and emulates it deterministically. Exit
-    status 0 when every site is patchable (or there are none), 1 when any is not.
+    chaosreplay patches each to a trap at load and emulates it deterministically. Byte
+    patterns hidden inside other instructions (reachable only by a jump into the middle
+    of one) are listed as HIDDEN: re-encoded where an equivalent instruction removes them,
+    else their pages run single-stepped. Exit status 0 when every
+    site is patchable (or there are none), 1 when any is not.
     """
     image = load_program(program)
-    sites = scan_sites(image)
-    summary = _summary(sites)
+    sites, found = scan_program(image)
+    strays = {}
+    for stray in found:
+        rewrite = defuse(image, stray)
+        strays[stray] = rewrite.why if rewrite is not None else None
+    summary = _summary(sites, found, [s for s, why in strays.items() if why is None])
     if as_json:
         document = {
             "program": str(program),
             "sha256": image.sha256,
             "sites": [_site_record(s) for s in sites],
+            "hidden": [_stray_record(s, why) for s, why in strays.items()],
             "summary": summary,
         }
         click.echo(json.dumps(document, indent=2))
     else:
-        _echo_text(program, sites, summary)
+        _echo_text(program, sites, strays, summary)
     if summary["unpatchable"]:
         ctx.exit(1)

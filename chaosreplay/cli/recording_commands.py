@@ -16,8 +16,16 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from chaosreplay.cli.integrity import about_file
+from chaosreplay.errors import ChaosReplayError
+from chaosreplay.events import EventKind
 from chaosreplay.recording import Event, RecordingReader, verify_recording
 from chaosreplay.recording.jsonview import to_json
+from chaosreplay.runs.record_replay import MANIFEST_KIND
+from chaosreplay.runs.schedules import gate_tick, planned, run_faults
+from chaosreplay.sim.outcome import ended_nodes, outcome_words
+from chaosreplay.sim.scenario import Scenario
+from chaosreplay.sim.validation import did_you_mean
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -37,6 +45,30 @@ def _human_value(value: Any) -> str:
     """A field value on one line: Python literal notation, bytes escaped."""
     text = repr(value)
     return text if len(text) <= 200 else f"{text[:197]}..."
+
+
+def _run_facts(reader: RecordingReader) -> dict[str, Any]:
+    """A simulation recording's outcome in words and the faults of its run (the expanded
+    schedule, each marked with whether it started); {} for other recordings."""
+    manifest = reader.manifest
+    if not isinstance(manifest, dict) or manifest.get("kind") != MANIFEST_KIND:
+        return {}
+    try:
+        scenario = Scenario.from_dict(manifest["scenario"], f"{reader.path} (manifest)")
+    except (ChaosReplayError, KeyError, TypeError) as exc:
+        return {"outcome": f"unknown: the manifest's scenario cannot be read ({exc})",
+                "faults": []}
+    summary = reader.summary if isinstance(reader.summary, dict) else None
+    facts: dict[str, Any] = {"outcome": outcome_words(summary, scenario.duration),
+                             "nodes_ended": ended_nodes(summary) if summary else None}
+    try:
+        gate = gate_tick(reader)
+    except (ChaosReplayError, KeyError, TypeError, ValueError):
+        gate = None
+    started = {e.fields.get("fault_id") for e in reader.events(kinds=("fault.start",))}
+    facts["faults"] = [{**p.to_dict(), "started": p.fault_id in started}
+                       for p in planned(run_faults(scenario), gate)]
+    return facts
 
 
 def _info_dict(reader: RecordingReader, problems: list[str]) -> dict[str, Any]:
@@ -66,6 +98,7 @@ def _info_dict(reader: RecordingReader, problems: list[str]) -> dict[str, Any]:
         "host": _summarise_bytes(reader.host),
         "summary": to_json(reader.summary),
         "integrity": {"intact": not problems, "problems": problems},
+        **_run_facts(reader),
     }
 
 
@@ -90,6 +123,13 @@ def _print_info(info: dict[str, Any]) -> None:
          if info["integrity"]["intact"] else
          f"DAMAGED: {len(info['integrity']['problems'])} problem(s), see below"),
     ]
+    if "outcome" in info:
+        rows.insert(0, ("outcome", info["outcome"]))
+        if info.get("nodes_ended"):
+            rows.insert(1, ("nodes ended", info["nodes_ended"]))
+        ran = sum(f["started"] for f in info["faults"])
+        rows.append(("faults", f"{len(info['faults'])} in the expanded schedule, {ran} "
+                               "started (table below)" if info["faults"] else "none"))
     for key, value in info["manifest"].items():
         rows.append((f"manifest.{key}", json.dumps(value)))
     for row in rows:
@@ -113,8 +153,31 @@ def _print_info(info: dict[str, Any]) -> None:
                           str(c["page_count"]), str(c["new_pages"]), f"{c['blob_bytes']:,}",
                           f"{c['stored_bytes']:,}")
         console.print(table)
+    if info.get("faults"):
+        table = Table(title="faults (the expanded schedule)", title_justify="left")
+        for column in ("id", "kind", "node", "start", "end", "parameters", "ran"):
+            table.add_column(column, no_wrap=column != "parameters")
+        for f in info["faults"]:
+            fault = dict(f["fault"])
+            kind, node = fault.pop("kind"), fault.pop("node", None)
+            fault.pop("at", None)
+            fault.pop("duration", None)
+            table.add_row(f["fault_id"], kind, "-" if node is None else str(node),
+                          _tick_text(f["start_tick"]), _tick_text(f["end_tick"]),
+                          ", ".join(f"{k}={_param_text(v)}" for k, v in fault.items()) or "-",
+                          "yes" if f["started"] else "no")
+        console.print(table)
     for problem in info["integrity"]["problems"]:
         console.print(f"[red]damage:[/red] {problem}", markup=True)
+
+
+def _tick_text(tick: int | None) -> str:
+    return "-" if tick is None else str(tick)
+
+
+def _param_text(value: Any) -> str:
+    """A fault parameter, floats to 3 significant digits."""
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 @click.command()
@@ -122,9 +185,10 @@ def _print_info(info: dict[str, Any]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of tables.")
 def info(file: Path, as_json: bool) -> None:
     """Show a recording's manifest, counts, checkpoints, size and integrity."""
-    problems = verify_recording(file).problems
-    with RecordingReader(file) as reader:
-        data = _info_dict(reader, problems)
+    with about_file(file):
+        problems = verify_recording(file).problems
+        with RecordingReader(file) as reader:
+            data = _info_dict(reader, problems)
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:
@@ -139,24 +203,71 @@ def _event_line(event: Event) -> str:
             f"{' ' + fields if fields else ''}")
 
 
+def _expand_kinds(file: Path, reader: RecordingReader, asked: tuple[str, ...]) -> set[str]:
+    """The kinds asked for, a prefix ("fault") standing for its family (fault.start,
+    fault.end); an unknown kind is refused with the list of kinds."""
+    known = sorted({kind.value for kind in EventKind} | set(reader.counts_by_kind))
+    selected: set[str] = set()
+    for name in asked:
+        family = [k for k in known if k == name or k.startswith(name + ".")]
+        if not family:
+            close = did_you_mean(name, known)
+            raise click.BadParameter(f"{file}: unknown event kind {name!r}{close}; the kinds "
+                                     f"are {', '.join(known)} (or a prefix such as 'fault')",
+                                     param_hint="--kind")
+        selected.update(family)
+    return selected
+
+
+def _node_count(reader: RecordingReader) -> int:
+    """How many nodes the recorded run had (from its scenario, else from its events)."""
+    manifest = reader.manifest
+    scenario = manifest.get("scenario") if isinstance(manifest, dict) else None
+    groups = scenario.get("nodes") if isinstance(scenario, dict) else None
+    if isinstance(groups, list) and all(isinstance(g, dict) for g in groups):
+        counts = [g.get("count", 1) for g in groups]
+        if all(isinstance(c, int) for c in counts):
+            return sum(counts)
+    return max((n + 1 for n in reader.counts_by_node if n >= 0), default=0)
+
+
 @click.command()
 @click.argument("file", type=_FILE)
-@click.option("--kind", "kinds", multiple=True, help="Only events of this kind (repeatable).")
-@click.option("--node", "nodes", multiple=True, type=int,
+@click.option("--kind", "kinds", multiple=True,
+              help="Only events of this kind, or of a family such as 'fault' (repeatable).")
+@click.option("--node", "nodes", multiple=True, type=click.IntRange(min=-1),
               help="Only events of this node; -1 for simulation-level events (repeatable).")
-@click.option("--from", "from_tick", type=int, help="First tick (inclusive).")
-@click.option("--to", "to_tick", type=int, help="Last tick (inclusive).")
+@click.option("--from", "from_tick", type=click.IntRange(min=0),
+              help="First tick (inclusive).")
+@click.option("--to", "to_tick", type=click.IntRange(min=0), help="Last tick (inclusive).")
 @click.option("--json", "as_json", is_flag=True,
               help='JSON lines; byte strings as {"$bytes": "<base64>"}.')
 def events(file: Path, kinds: tuple[str, ...], nodes: tuple[int, ...], from_tick: int | None,
            to_tick: int | None, as_json: bool) -> None:
-    """Print a recording's events, one per line, filtered by kind, node and tick range."""
-    with RecordingReader(file) as reader:
+    """Print a recording's events, one per line, filtered by kind, node and tick range.
+
+    A filter that matches nothing prints "0 events" on stderr.
+    """
+    if from_tick is not None and to_tick is not None and from_tick > to_tick:
+        raise click.BadParameter(f"--from {from_tick} is after --to {to_tick}: an empty range",
+                                 param_hint="--from/--to")
+    with about_file(file), RecordingReader(file) as reader:
         for problem in reader.damage:
             click.echo(f"chaosreplay: warning: {problem}", err=True)
+        kind_set = _expand_kinds(file, reader, kinds) if kinds else None
+        count = _node_count(reader)
+        for node in nodes:
+            if node >= count:
+                raise click.BadParameter(
+                    f"{file}: node {node} does not exist (the run has nodes 0..{count - 1}, "
+                    "and -1 for the simulation itself)" if count else
+                    f"{file}: node {node} does not exist (the recording has no node events)",
+                    param_hint="--node")
         selected = reader.events(from_tick=from_tick, to_tick=to_tick,
-                                 kinds=kinds or None, nodes=nodes or None)
+                                 kinds=kind_set, nodes=nodes or None)
+        shown = 0
         for event in selected:
+            shown += 1
             if as_json:
                 click.echo(json.dumps({"seq": event.seq, "tick": event.tick,
                                        "vtime_ns": event.vtime_ns, "node": event.node,
@@ -164,6 +275,8 @@ def events(file: Path, kinds: tuple[str, ...], nodes: tuple[int, ...], from_tick
                                        "fields": to_json(event.fields)}))
             else:
                 click.echo(_event_line(event))
+        if not shown:
+            click.echo("0 events", err=True)
 
 
 @click.command()

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from pathlib import Path
 
 import click
 
+from chaosreplay.errors import GuestProgramError
 from chaosreplay.events import EventKind
 from chaosreplay.kernel.process import GuestProcess, ProcessConfig, Status
 from chaosreplay.kernel.sdk_abi import AssertKind
-from chaosreplay.vm.elf import load_program
+from chaosreplay.sim.programs import read_program
+from chaosreplay.sim.scenario import exec_arguments_problem
 
 
 def _stream(fd: int, data: bytes) -> None:
@@ -23,8 +27,11 @@ def _duration(ns: int) -> str:
     return f"{ns / 1e9:.6f}s" if ns < 10**9 else f"{ns / 1e9:.3f}s"
 
 
-@click.command(context_settings={"ignore_unknown_options": True})
-@click.argument("program", type=click.Path(dir_okay=False))
+# Everything after PROGRAM is the program's, options that look like ours (--seed, -h)
+# included: click stops parsing options at the first argument.
+@click.command(context_settings={"ignore_unknown_options": True,
+                                 "allow_interspersed_args": False})
+@click.argument("program", type=click.Path(path_type=Path))
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed for all the program observes (AT_RANDOM, getrandom, rdrand...).")
@@ -36,13 +43,21 @@ def _duration(ns: int) -> str:
               help="Refuse programs containing rdtsc/cpuid/rdrand & co instead of emulating them.")
 @click.option("--hang-timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="Wall seconds without a VM exit before the guest counts as hung (0: never).")
-def run(program: str, args: tuple[str, ...], seed: int, env: tuple[str, ...], mem_mib: int,
+def run(program: Path, args: tuple[str, ...], seed: int, env: tuple[str, ...], mem_mib: int,
         no_patch: bool, hang_timeout: float) -> None:
-    """Run one static x86-64 Linux PROGRAM in a VM and mirror its exit status."""
+    """Run one static x86-64 Linux PROGRAM in a VM and mirror its exit status.
+
+    Everything after PROGRAM is passed to it (options of run go before PROGRAM).
+    """
     for item in env:
         if "=" not in item:
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--env")
-    image = load_program(program)
+    argv = [str(program).encode()] + [os.fsencode(a) for a in args]
+    envp = [os.fsencode(e) for e in env]
+    problem = exec_arguments_problem(argv, envp)
+    if problem:
+        raise GuestProgramError(f"{program}: cannot start it: {problem}")
+    image = read_program(program)
     failed_asserts: list[str] = []
 
     def on_event(process: GuestProcess, kind: EventKind, fields: dict) -> None:
@@ -53,8 +68,8 @@ def run(program: str, args: tuple[str, ...], seed: int, env: tuple[str, ...], me
                 failed_asserts.append(f"{fields['message']} ({fields['file']}:{fields['line']})")
 
     config = ProcessConfig(
-        argv=[program.encode()] + [a.encode() for a in args],
-        envp=[e.encode() for e in env],
+        argv=argv,
+        envp=envp,
         seed=seed,
         mem_size=(mem_mib + 1) // 2 * 2 << 20,
         patch=not no_patch,

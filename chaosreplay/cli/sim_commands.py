@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
+from chaosreplay.cli.integrity import check_integrity, force_option
 from chaosreplay.errors import ConfigError
 from chaosreplay.recording import RecordingReader
-from chaosreplay.runs.record_replay import RunOptions, describe_part, record_run, replay_run
+from chaosreplay.runs.record_replay import (
+    RunOptions,
+    describe_part,
+    partial_path,
+    record_run,
+    replay_run,
+)
 from chaosreplay.runs.sweep import SeedOutcome, default_jobs, parse_seeds, sweep
 from chaosreplay.sim.demo import demo_scenario
+from chaosreplay.sim.outcome import ended_nodes, failure_details, outcome_words, seconds
 from chaosreplay.sim.programs import resolve_images
 from chaosreplay.sim.scenario import Scenario, load_scenario
 from chaosreplay.sim.simulation import RunResult, Simulation
@@ -73,24 +80,34 @@ class _Bar:
         self.progress.__exit__(*exc)
 
 
+def _print_outcome(summary: dict[str, Any], duration: int, tail: str = "") -> None:
+    """The verdict line, then which nodes ended how and every failure with its stderr."""
+    words = outcome_words(summary, duration)
+    verdict, _, rest = words.partition(": ")
+    color = "red" if verdict == "FAILED" else "green" if verdict == "passed" else "yellow"
+    _err.print(f"[{color}]{verdict}[/]: {escape(rest)}{tail}")
+    ended = ended_nodes(summary)
+    if ended:
+        _err.print(f"nodes ended: {escape(ended)}")
+    details = failure_details(summary)
+    if len(summary.get("bugs") or []) + len(summary.get("failures") or []) == 1:
+        details = details[1:]  # the verdict line said it already; its stderr follows
+    for line in details:
+        _err.print(escape(line) if line.startswith(" ") else f"[red]{escape(line)}[/]")
+
+
 def _summary(result: RunResult, scenario: Scenario, wall: float, out: Path) -> None:
     virtual = result.end_tick / 1000
     speed = f"{virtual / wall:.1f}x real time" if wall > 0 else ""
-    status = "[red]FAILED[/]" if result.failed else "[green]passed[/]"
-    _err.print(f"{status}: {result.reason} after {virtual:.3f}s virtual · "
-               f"{scenario.node_count} nodes · seed {scenario.seed} · {result.events:,} events "
-               f"· wall {wall:.2f}s ({speed})")
+    _print_outcome(result.summary(), scenario.duration,
+                   f" · {scenario.node_count} nodes · seed {scenario.seed} · "
+                   f"{result.events:,} events · virtual {seconds(result.end_tick)} · "
+                   f"wall {wall:.2f}s ({speed})")
     net = result.network
     dropped = sum(net.get("dropped", {}).values())
     _err.print(f"network: {net.get('sent', 0)} sent, {net.get('delivered', 0)} delivered, "
                f"{dropped} dropped, {net.get('corrupted', 0)} corrupted, "
                f"{net.get('duplicated', 0)} duplicated")
-    for bug in result.bugs:
-        _err.print(f"[red]bug[/] at tick {bug.tick} on node {bug.node}: "
-                   f"{bug.kind.name.lower()} \"{bug.message}\" ({bug.location})")
-    for failure in result.failures:
-        _err.print(f"[red]{failure.kind}[/] at tick {failure.tick} on node {failure.node}: "
-                   f"{failure.detail}")
     for item in result.unsatisfied:
         _err.print(f"[yellow]never satisfied[/]: {item['assert_kind']} \"{item['message']}\" "
                    f"({item['file']}:{item['line']})")
@@ -128,7 +145,8 @@ def record(scenario_file: Path | None, seed: int | None, duration: int | None, o
     """Run a simulation and record it (the 3-node Raft demo without SCENARIO).
 
     With --seeds, run every seed (in parallel) and keep only failing recordings.
-    Exits 0 when no run found a failure, 1 when one found a bug, crash or hang.
+    Exits 0 when no run found a failure, 1 when one found a bug, a crash, a hang or
+    a node exit its scenario does not expect (expect_exit), 130 on Ctrl-C.
     """
     if seed_list is None and (jobs is not None or keep_failing is not None):
         raise click.UsageError("-j and --keep-failing go with --seeds")
@@ -137,7 +155,7 @@ def record(scenario_file: Path | None, seed: int | None, duration: int | None, o
     if seed is not None:
         scenario = scenario.with_seed(seed)
     if duration is not None:
-        scenario = replace(scenario, duration=duration)
+        scenario = scenario.with_duration(duration)
     images = resolve_images(scenario, base_dir)
     if seed_list is not None:
         _record_seeds(scenario, images, seed_list, jobs or default_jobs(), keep_failing,
@@ -146,8 +164,15 @@ def record(scenario_file: Path | None, seed: int | None, duration: int | None, o
     options = RunOptions(keep_going=keep_going, hang_seconds=hang_timeout)
     started = time.perf_counter()
     show = not no_progress and _err.is_terminal
-    with _Bar(scenario.duration_ns, show, "recording") as bar:
-        result = record_run(scenario, images, output, options, on_progress=bar)
+    try:
+        with _Bar(scenario.duration_ns, show, "recording") as bar:
+            result = record_run(scenario, images, output, options, on_progress=bar)
+    except KeyboardInterrupt:
+        partial = partial_path(output)
+        left = (f": the run so far is left in {partial} (info, events and replay read it up "
+                "to its last whole frame)" if partial.exists() else "")
+        _err.print(f"chaosreplay: interrupted{escape(left)}")
+        sys.exit(130)
     _summary(result, scenario, time.perf_counter() - started, output)
     sys.exit(1 if result.failed else 0)
 
@@ -172,18 +197,17 @@ def _record_seeds(scenario: Scenario, images: list[Any], seeds: list[int], jobs:
 
         outcomes = sweep(scenario, images, seeds, jobs, keep_failing, hang_timeout, keep_going,
                          advance)
-    table = Table(title=f"{len(seeds)} seeds · {failing} failing · "
-                        f"{time.perf_counter() - started:.1f}s wall · {jobs} jobs")
-    for column in ("seed", "result", "ended", "first failure", "recording"):
-        table.add_column(column)
+    # Plain lines, not a table: a verdict must never be cut or wrapped mid-message.
+    click.echo(f"{len(seeds)} seeds · {failing} failing · "
+               f"{time.perf_counter() - started:.1f}s wall · {jobs} jobs")
     for o in outcomes:
         if o.failed or len(outcomes) <= 50:
-            table.add_row(str(o.seed), "[red]FAILED[/]" if o.failed else "passed",
-                          f"{o.reason} at {o.end_tick / 1000:.3f}s", o.signature or "-",
-                          o.recording or "-")
+            words = o.outcome or ("FAILED: " if o.failed else "passed: ") + (
+                o.signature or o.reason)
+            kept = f" · recording {o.recording}" if o.recording else ""
+            click.echo(f"seed {o.seed}: {words} · ended at {seconds(o.end_tick)}{kept}")
     if len(outcomes) > 50:
-        table.caption = "passing seeds are left out of tables over 50 rows"
-    Console(highlight=False).print(table)
+        click.echo("(passing seeds are left out of lists over 50 seeds)")
     sys.exit(1 if failing else 0)
 
 
@@ -192,11 +216,14 @@ def _record_seeds(scenario: Scenario, images: list[Any], seeds: list[int], jobs:
 @click.option("--hang-timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="Wall seconds without a VM exit before a node counts as hung (0: never).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def replay(recording: Path, hang_timeout: float, no_progress: bool) -> None:
+@force_option
+def replay(recording: Path, hang_timeout: float, no_progress: bool, force: bool) -> None:
     """Re-run RECORDING from its manifest and check every event and checkpoint digest.
 
-    Exits 0 when the replay is identical, 1 at the first divergence.
+    Exits 0 when the replay is identical, 1 at the first divergence, 2 when the
+    recording is damaged (see verify) and there is no --force.
     """
+    check_integrity(recording, force, "replay it")
     started = time.perf_counter()
     show = not no_progress and _err.is_terminal
     with RecordingReader(recording) as reader:
@@ -210,6 +237,8 @@ def replay(recording: Path, hang_timeout: float, no_progress: bool) -> None:
         note = "" if report.complete_recording else " (the recording is incomplete: its " \
             "events so far)"
         _err.print(f"[green]identical[/]: {checked} match{note} · wall {wall:.2f}s")
+        if report.outcome is not None:
+            _print_outcome(report.outcome, report.duration, " (the run it reproduces)")
         sys.exit(0)
     d = report.divergence
     if d is not None:

@@ -11,6 +11,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from chaosreplay.cli.integrity import check_integrity, force_option
 from chaosreplay.debugger.changes import Change
 from chaosreplay.debugger.session import DebugSession
 from chaosreplay.debugger.views import NodeView, SimulationState
@@ -37,8 +38,10 @@ STACK_LINES = 8
                    "the --watch value of --node changed.")
 @click.option("--changed-after", "after", is_flag=True,
               help="The same, at the first event after it.")
+@force_option
 def state(recording: str, tick: int | None, seq: int | None, node: int | None,
-          as_json: bool, watches: tuple[str, ...], before: bool, after: bool) -> None:
+          as_json: bool, watches: tuple[str, ...], before: bool, after: bool,
+          force: bool) -> None:
     """Reconstruct a recorded run's state at a tick or an event (re-executes from the
     nearest checkpoint): every node's status, clocks, registers, code, stack with typed
     arguments and locals, globals, output and files; packets in flight; active faults; the
@@ -50,6 +53,7 @@ def state(recording: str, tick: int | None, seq: int | None, node: int | None,
                                "and --node")
     change: Change | None = None
     try:
+        check_integrity(recording, force, "reconstruct its state")
         with DebugSession(recording) as session:
             if seq is None:
                 assert tick is not None
@@ -72,8 +76,8 @@ def state(recording: str, tick: int | None, seq: int | None, node: int | None,
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     if node is not None and node >= len(result.nodes):
-        click.echo(f"error: node {node} does not exist (nodes 0..{len(result.nodes) - 1})",
-                   err=True)
+        click.echo(f"error: {recording}: node {node} does not exist (nodes 0.."
+                   f"{len(result.nodes) - 1})", err=True)
         sys.exit(2)
     if as_json:
         data: dict[str, Any] = result.to_dict()

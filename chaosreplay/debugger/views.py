@@ -176,12 +176,21 @@ def _node_view(node: Node, program: ProgramInspector, watches: tuple[str, ...]) 
         stack=[frame.line() for frame in frame_views], frames=frame_views,
         globals=program.global_views(read),
         watches=[watch_view(evaluator, text) for text in watches],
-        stdout=p.stdout.decode("utf-8", "replace"), stderr=p.stderr.decode("utf-8", "replace"),
+        stdout=output_so_far(p.stdout, p.output_dropped[0]),
+        stderr=output_so_far(p.stderr, p.output_dropped[1]),
         files=[OpenFileView(fd, slot.file.path.decode("utf-8", "replace"), slot.file.offset,
                             slot.file.flags) for fd, slot in sorted(p.files.items())],
         memory_limit=p.space.memory_limit, exit_code=p.exit_code,
         crash=_crash(p),
     )
+
+
+def output_so_far(tail: bytes | bytearray, dropped: int) -> str:
+    """The output a node kept (its last bytes), saying so when earlier bytes fell out."""
+    text = tail.decode("utf-8", "replace")
+    if not dropped:
+        return text
+    return f"[{dropped} earlier bytes not kept: earlier output is in the recording]\n{text}"
 
 
 def _crash(p: Any) -> str | None:

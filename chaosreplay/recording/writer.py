@@ -33,12 +33,14 @@ from chaosreplay.recording.format import (
 from chaosreplay.recording.index import RecordingIndex
 from chaosreplay.recording.model import CheckpointInfo
 
+FLUSH_DATA_BYTES = MAX_RAW[FrameKind.EVENTS] // 2  # pending payload bytes that force a flush
 
 class RecordingWriter:
     """Writes one recording; use as a context manager or call close()."""
 
     __slots__ = ("_batch", "_batch_seq", "_closed", "_compressor", "_file", "_flush_items",
-                 "_flush_ticks", "_hi", "_index", "_lo", "_pages", "offset", "path")
+                 "_flush_ticks", "_hi", "_index", "_lo", "_pages", "_pending_data", "offset",
+                 "path")
 
     def __init__(
         self,
@@ -71,6 +73,7 @@ class RecordingWriter:
         self._pages = PageStore()
         self._batch: list[Any] = []  # flat: see batch.FIELDS_PER_EVENT
         self._batch_seq = 0  # seq of the first pending event
+        self._pending_data = 0  # bytes of `data` fields (output, sdk.event) in the batch
         self._lo = 0  # tick of the last event: the next may not be smaller
         self._hi = -1  # end of the current batch's tick window (-1: no batch open)
         self._closed = False
@@ -100,7 +103,11 @@ class RecordingWriter:
         batch += (tick, vtime_ns, node, kind, fields)
         n = len(batch)
         seq = self._batch_seq + n // FIELDS_PER_EVENT - 1
-        if n >= self._flush_items:
+        data = fields.get("data") if fields.__class__ is dict else None  # bad types: at flush
+        if data.__class__ is bytes:
+            # A guest flooding stdout puts MiBs into one tick: bound the batch by bytes too.
+            self._pending_data += len(data)
+        if n >= self._flush_items or self._pending_data >= FLUSH_DATA_BYTES:
             self.flush()
         return seq
 
@@ -135,6 +142,7 @@ class RecordingWriter:
             raise
         self._batch_seq += len(self._batch) // FIELDS_PER_EVENT
         self._batch.clear()
+        self._pending_data = 0
         self._hi = -1  # the next event starts a new batch (and its tick window)
 
     def _write_batch(self, first_seq: int, batch: list[Any]) -> None:

@@ -57,28 +57,50 @@ def host_info() -> dict[str, Any]:
             "python": platform.python_version()}
 
 
+def partial_path(path: str | os.PathLike[str]) -> Path:
+    """Where record_run writes the recording until it is complete."""
+    final = Path(path)
+    return final.with_name(final.name + ".partial")
+
+
 def record_run(scenario: Scenario, images: list[ProgramImage], path: str | os.PathLike[str],
                options: RunOptions = RunOptions(), on_progress: Progress | None = None,
                parent: dict[str, Any] | None = None) -> RunResult:
-    """Run the scenario and write its recording to path (atomically, see module docstring)."""
+    """Run the scenario and write its recording to path (atomically, see module docstring).
+
+    A write that fails (a full disk, a folder that is not writable) is a RecordingError
+    naming the file; what was written so far stays in the `.partial` file, which readers
+    read up to its last whole frame."""
     final = Path(path)
-    partial = final.with_name(final.name + ".partial")
+    partial = partial_path(final)
+    if final.is_dir():
+        raise RecordingError(f"{final}: is a directory; give the recording a file name")
+    manifest = build_manifest(scenario, images, options, parent)
     # The VMs first: a host without KVM or a bad program leaves no file behind.
     sim = Simulation(scenario, images, keep_going=options.keep_going, on_progress=on_progress,
                      hang_seconds=options.hang_seconds)
-    writer = RecordingWriter(partial, build_manifest(scenario, images, options, parent),
-                             host=host_info())
+    try:
+        writer = RecordingWriter(partial, manifest, host=host_info())
+    except OSError as exc:
+        raise RecordingError(f"{partial}: cannot write the recording ({exc.strerror})") from None
+    except ValueError as exc:  # the manifest does not fit its frame
+        raise RecordingError(f"{partial}: cannot write the recording ({exc})") from None
     last_checkpoint: list[int | None] = [None]
 
     def on_checkpoint(c: SimCheckpoint) -> None:
         last_checkpoint[0] = writer.add_checkpoint(c.tick, c.seq, c.digest, c.blobs, c.pages(),
                                                    base=last_checkpoint[0])
 
-    with writer:
-        sim.sink, sim.on_checkpoint = writer.append, on_checkpoint
-        result = sim.run()
-        writer.close(result.summary())
-    os.replace(partial, final)
+    try:
+        with writer:
+            sim.sink, sim.on_checkpoint = writer.append, on_checkpoint
+            result = sim.run()
+            writer.close(result.summary())
+        os.replace(partial, final)
+    except OSError as exc:
+        raise RecordingError(f"{partial}: writing the recording failed ({exc.strerror}); the "
+                             "run so far is left in this file, readable up to its last whole "
+                             "frame") from None
     return result
 
 
@@ -118,6 +140,8 @@ class ReplayReport:
     state_differs: list[str] = field(default_factory=list)  # part names, from a checkpoint
     state_checked_at: int | None = None  # tick of the checkpoint that showed state_differs
     complete_recording: bool = True
+    outcome: dict[str, Any] | None = None  # the re-executed run's summary, once it ran out
+    duration: int = 0  # the scenario's duration in ticks (for describing the outcome)
 
     @property
     def identical(self) -> bool:
@@ -205,12 +229,13 @@ def replay_run(path: str | os.PathLike[str], on_progress: Progress | None = None
     with RecordingReader(path) as reader:
         report.complete_recording = reader.complete
         scenario, images, options = load_run(reader)
+        report.duration = scenario.duration
         comparer = _Comparer(reader, report)
         sim = Simulation(scenario, images, sink=comparer.event, keep_going=options.keep_going,
                          on_checkpoint=comparer.checkpoint, on_progress=on_progress,
                          hang_seconds=hang_seconds)
         try:
-            sim.run()
+            report.outcome = sim.run().summary()
             comparer.finish()
         except _Stop:
             pass

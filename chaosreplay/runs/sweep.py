@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from chaosreplay.errors import RecordingError
 from chaosreplay.sim.scenario import Scenario
 from chaosreplay.vm.elf import ProgramImage
 
@@ -34,6 +35,7 @@ class SeedOutcome:
     recording: str | None = None  # kept recording of a failing run
     wall_seconds: float = 0.0
     error: str | None = None  # the run could not be carried out (e.g. a VM failure)
+    outcome: str = ""  # the verdict in words (sim/outcome.py), as `record` prints it
 
     @property
     def signature(self) -> str:
@@ -55,6 +57,7 @@ class _Job:
 def _run_one(job: _Job, seed: int) -> SeedOutcome:
     from chaosreplay.errors import ChaosReplayError
     from chaosreplay.runs.record_replay import RunOptions, record_run
+    from chaosreplay.sim.outcome import outcome_words
     from chaosreplay.sim.simulation import Simulation
 
     started = time.perf_counter()
@@ -72,12 +75,15 @@ def _run_one(job: _Job, seed: int) -> SeedOutcome:
             recording = str(path)
     except (ChaosReplayError, OSError) as exc:
         return SeedOutcome(seed, True, "error", 0, 0, error=str(exc),
-                           wall_seconds=time.perf_counter() - started)
+                           wall_seconds=time.perf_counter() - started,
+                           outcome=f"FAILED: the run could not be carried out: {exc}")
+    summary = result.summary()
     return SeedOutcome(
         seed, result.failed, result.reason, result.end_tick, result.events,
         [b.message for b in result.bugs],
         [f"{f.kind}: {f.detail}" for f in result.failures],
-        recording, time.perf_counter() - started)
+        recording, time.perf_counter() - started,
+        outcome=outcome_words(summary, scenario.duration))
 
 
 _JOB: _Job | None = None
@@ -98,7 +104,11 @@ def sweep(scenario: Scenario, images: list[ProgramImage], seeds: Iterable[int], 
           on_outcome: Callable[[SeedOutcome], Any] | None = None) -> list[SeedOutcome]:
     """Run every seed; `jobs` worker processes (1: in this process)."""
     if keep_failing is not None:
-        keep_failing.mkdir(parents=True, exist_ok=True)
+        try:
+            keep_failing.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RecordingError(f"{keep_failing}: cannot create the folder for failing "
+                                 f"recordings ({exc.strerror})") from None
     job = _Job(scenario, images, None if keep_failing is None else str(keep_failing),
                hang_seconds, keep_going)
     outcomes = []
@@ -125,16 +135,25 @@ def default_jobs() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
+MAX_SEEDS = 1_000_000  # one sweep; a larger one is many sweeps (and days of runs)
+MAX_SEED = 2**64 - 1
+
+
 def parse_seeds(text: str) -> list[int]:
     """"1-500", "3", "1,5,9-12" -> the seeds, in the order written (ValueError if malformed)."""
     seeds: list[int] = []
     for part in text.split(","):
         low, dash, high = part.strip().partition("-")
-        if not low.isdigit() or (dash and not high.isdigit()):
+        if not low.isascii() or not low.isdigit() or (dash and not (high.isascii()
+                                                                    and high.isdigit())):
             raise ValueError(f"expected seeds like 1-500 or 1,5,9-12, got {text!r}")
         first, last = int(low), int(high) if dash else int(low)
         if last < first:
             raise ValueError(f"seed range {part.strip()!r} ends before it starts")
+        if last > MAX_SEED:
+            raise ValueError(f"seed {last} is larger than the largest seed, 2^64-1")
+        if len(seeds) + last - first + 1 > MAX_SEEDS:
+            raise ValueError(f"seeds {text!r} are more than {MAX_SEEDS:,} seeds in one sweep")
         seeds.extend(range(first, last + 1))
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds {text!r} name a seed twice")

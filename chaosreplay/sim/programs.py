@@ -9,14 +9,22 @@ copies under guest/build, and the newest one wins.
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
 from chaosreplay.errors import GuestProgramError, RecordingError
+from chaosreplay.recording.format import MAX_RAW, FrameKind
 from chaosreplay.sim.scenario import DEMO_PROGRAM, Scenario
 from chaosreplay.vm.elf import ProgramImage, load_program, parse_program
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
+MAX_PROGRAM_BYTES = 256 << 20
+"""The largest program chaosreplay reads from disk."""
+MAX_EMBEDDED_BYTES = MAX_RAW[FrameKind.MANIFEST] - (1 << 20)
+"""A scenario's distinct programs together: they are embedded in the recording's manifest
+frame, whose limit leaves room here for the scenario itself."""
 DEMO_CANDIDATES = (
     PACKAGE_DIR / "_demo" / "raft",
     PACKAGE_DIR.parent / "guest" / "build" / "musl" / "raft",
@@ -34,6 +42,43 @@ def demo_program() -> Path:
         "or build the guests (make -C guest)")
 
 
+def read_program(path: Path) -> ProgramImage:
+    """Load a node program from disk: a regular file of at most MAX_PROGRAM_BYTES.
+
+    Opened without blocking and checked with fstat before a byte is read, so a FIFO, a
+    device such as /dev/zero or a huge file is one clear error, never a hang or a host
+    out of memory."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return load_program(path)  # the loader names the reason (no such file, ...)
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise GuestProgramError(f"{path}: is a directory, not a program")
+        if not stat.S_ISREG(info.st_mode):
+            raise GuestProgramError(f"{path}: not a regular file (a device, FIFO or socket "
+                                    "cannot be a node program)")
+        if info.st_size > MAX_PROGRAM_BYTES:
+            raise GuestProgramError(f"{path}: {info.st_size:,} bytes, larger than the "
+                                    f"{MAX_PROGRAM_BYTES >> 20} MiB a node program may be")
+        chunks, left = [], MAX_PROGRAM_BYTES + 1  # the file may grow while it is read
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        if left <= 0:
+            raise GuestProgramError(f"{path}: larger than the {MAX_PROGRAM_BYTES >> 20} MiB "
+                                    "a node program may be")
+    except OSError as exc:
+        raise GuestProgramError(f"{path}: cannot be read ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+    return parse_program(b"".join(chunks), path)
+
+
 def resolve_images(scenario: Scenario, base_dir: Path) -> list[ProgramImage]:
     """One loaded program per node group; relative paths start at the scenario's folder."""
     cache: dict[Path, ProgramImage] = {}
@@ -41,8 +86,13 @@ def resolve_images(scenario: Scenario, base_dir: Path) -> list[ProgramImage]:
     for group in scenario.nodes:
         path = demo_program() if group.program == DEMO_PROGRAM else group.program_path(base_dir)
         if path not in cache:
-            cache[path] = load_program(path)
+            cache[path] = read_program(path)
         images.append(cache[path])
+    total = sum(len(image.raw) for image in {image.sha256: image for image in images}.values())
+    if total > MAX_EMBEDDED_BYTES:
+        names = ", ".join(str(p) for p in cache)
+        raise GuestProgramError(f"{names}: {total:,} bytes of programs, more than the "
+                                f"{MAX_EMBEDDED_BYTES >> 20} MiB a recording embeds")
     return images
 
 

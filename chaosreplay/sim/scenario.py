@@ -38,10 +38,17 @@ from chaosreplay.sim.validation import (
     expect_str,
     expect_table,
     expect_ticks,
+    show,
 )
 
 DEMO_PROGRAM = "builtin:demo"  # the embedded Raft demo; the CLI resolves it to the binary
+DEMO_NAME = "raft"  # the demo binary's file name, and so its nodes' default name
+MEMORY_ALIGN = 2 << 20  # guest RAM is one memslot of 2 MiB pages
+MEMORY_MAX = 16 << 30
+MAX_RANDOM_ARRIVALS = 1_000_000  # expected random fault arrivals; each is drawn up front
+MAX_TOML_NESTING = 64  # arrays and tables inside one another; tomllib recurses per level
 PAGE = 4096
+ExpectedExit = int | str  # an exit status 0..255, or a signal name ("SIGTERM")
 
 
 @dataclass(frozen=True)
@@ -53,11 +60,14 @@ class NodeGroup:
     args: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()  # in the order written: the guest sees this order
     name: str = ""  # "" = the program's file name
+    expect_exit: tuple[ExpectedExit, ...] = (0,)  # how a node may end; running on is fine
 
     @property
     def label(self) -> str:
         """The group's display name."""
-        return self.name or PurePosixPath(self.program).name
+        if self.name:
+            return self.name
+        return DEMO_NAME if self.program == DEMO_PROGRAM else PurePosixPath(self.program).name
 
     def program_path(self, base_dir: Path) -> Path:
         """The program file, a relative path taken from the scenario file's directory."""
@@ -75,6 +85,31 @@ class NodeSpec:
     program: str
     args: tuple[str, ...]
     env: tuple[tuple[str, str], ...]
+    expect_exit: tuple[ExpectedExit, ...] = (0,)
+
+    def expects_exit(self, code: int) -> bool:
+        """Whether exiting with this status is an expected end for this node."""
+        return code in self.expect_exit
+
+    def expects_signal(self, signo: int) -> bool:
+        """Whether dying of this signal is an expected end for this node."""
+        return signal_name(signo) in self.expect_exit
+
+
+def signal_name(signo: int) -> str:
+    """"SIGSEGV" for 11: Linux x86-64 numbering (the guest's, whatever the host)."""
+    return _SIGNAL_NAMES.get(signo, f"signal {signo}")
+
+
+# Linux x86-64 signal numbers, written out: the host's signal module need not agree.
+_SIGNAL_NAMES = {
+    1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT",
+    7: "SIGBUS", 8: "SIGFPE", 9: "SIGKILL", 10: "SIGUSR1", 11: "SIGSEGV", 12: "SIGUSR2",
+    13: "SIGPIPE", 14: "SIGALRM", 15: "SIGTERM", 16: "SIGSTKFLT", 17: "SIGCHLD",
+    18: "SIGCONT", 19: "SIGSTOP", 20: "SIGTSTP", 21: "SIGTTIN", 22: "SIGTTOU", 23: "SIGURG",
+    24: "SIGXCPU", 25: "SIGXFSZ", 26: "SIGVTALRM", 27: "SIGPROF", 28: "SIGWINCH", 29: "SIGIO",
+    30: "SIGPWR", 31: "SIGSYS",
+}
 
 
 @dataclass(frozen=True)
@@ -129,7 +164,8 @@ class Scenario:
         for g, group in enumerate(self.nodes):
             for k in range(group.count):
                 name = group.label if group.count == 1 else f"{group.label}-{k}"
-                specs.append(NodeSpec(len(specs), g, name, group.program, group.args, group.env))
+                specs.append(NodeSpec(len(specs), g, name, group.program, group.args, group.env,
+                                      group.expect_exit))
         return specs
 
     def build_fabric(self) -> NetworkFabric:
@@ -140,6 +176,13 @@ class Scenario:
         """The run's FaultEngine, random faults expanded for this seed and duration."""
         return FaultEngine.from_plan(self.faults, self.seed, self.node_count, self.duration,
                                      fabric)
+
+    def with_duration(self, duration: int, source: str = "--duration") -> Scenario:
+        """The same scenario with another duration (for --duration), checked like the file's."""
+        at = KeyPath(source)
+        scenario = replace(self, duration=expect_ticks(duration, at, minimum=1))
+        check_random_arrivals(scenario, at)
+        return scenario
 
     def with_seed(self, seed: int) -> Scenario:
         """The same scenario with another seed (for --seed and seed sweeps)."""
@@ -156,7 +199,7 @@ class Scenario:
             "stop_on_first_bug": self.stop_on_first_bug,
             "nodes": [
                 {"program": g.program, "count": g.count, "args": list(g.args),
-                 "env": dict(g.env), "name": g.name}
+                 "env": dict(g.env), "name": g.name, "expect_exit": list(g.expect_exit)}
                 for g in self.nodes
             ],
             "network": {
@@ -191,11 +234,46 @@ def load_scenario(path: str | Path) -> Scenario:
 
 def loads_scenario(text: str, source: str = "scenario.toml") -> Scenario:
     """Parse scenario TOML text."""
+    depth = _nesting_depth(text)
+    if depth > MAX_TOML_NESTING:
+        raise ConfigError(f"{source}: arrays or tables nested {depth} deep; a scenario nests "
+                          f"at most {MAX_TOML_NESTING}")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: invalid TOML: {exc}") from exc
+    except RecursionError:  # nesting the pre-check could not see (it is only an estimate)
+        raise ConfigError(f"{source}: arrays or tables nested too deeply") from None
     return parse_scenario(data, source)
+
+
+def _nesting_depth(text: str) -> int:
+    """An upper bound of how deep TOML arrays and inline tables nest (brackets outside
+    strings and comments). tomllib recurses once per level, so 5,000 levels would end in a
+    RecursionError; this bound lets a deep file be refused before tomllib sees it."""
+    depth = deepest = 0
+    quote = ""
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if quote:
+            if c == "\\" and quote == '"':
+                i += 1
+            elif c == quote:
+                quote = ""
+        elif c in "\"'":
+            quote = c
+        elif c == "#":
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        elif c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth = max(0, depth - 1)
+        i += 1
+    return deepest
 
 
 def parse_scenario(data: Mapping[str, Any], source: str = "scenario") -> Scenario:
@@ -209,14 +287,17 @@ def parse_scenario(data: Mapping[str, Any], source: str = "scenario") -> Scenari
     node_count = sum(group.count for group in nodes)
     memory_at = root.key("memory_per_node")
     memory = expect_bytes_size(data.get("memory_per_node", defaults.memory_per_node), memory_at,
-                               minimum=1 << 20)
-    if memory % PAGE:
-        memory_at.fail(f"expected a multiple of the {PAGE}-byte page size, got {memory}")
+                               minimum=MEMORY_ALIGN)
+    if memory % MEMORY_ALIGN:
+        memory_at.fail(f"expected a multiple of 2 MiB (guest RAM is made of 2 MiB pages), "
+                       f"got {memory}")
+    if memory > MEMORY_MAX:
+        memory_at.fail(f"expected at most 16 GiB, got {memory}")
     network = (_parse_network(data["network"], root.key("network"), node_count)
                if "network" in data else defaults.network)
     faults = (FaultPlan.from_dict(data["faults"], root.key("faults"), node_count)
               if "faults" in data else defaults.faults)
-    return Scenario(
+    scenario = Scenario(
         seed=expect_int(data.get("seed", defaults.seed), root.key("seed"), minimum=0,
                         maximum=2**64 - 1),
         duration=expect_ticks(data.get("duration", defaults.duration), root.key("duration"),
@@ -231,6 +312,23 @@ def parse_scenario(data: Mapping[str, Any], source: str = "scenario") -> Scenari
         network=network,
         faults=faults,
     )
+    check_random_arrivals(scenario, root.key("faults.random.rates"))
+    return scenario
+
+
+def check_random_arrivals(scenario: Scenario, at: KeyPath) -> None:
+    """Refuse random-fault rates that over the run's window would draw more than
+    MAX_RANDOM_ARRIVALS faults: the schedule is expanded before the run starts, so a long
+    duration with rates would otherwise stall the host before the first tick."""
+    config = scenario.faults.random
+    if config is None:
+        return
+    window = max(0, min(config.stop or scenario.duration, scenario.duration) - config.start)
+    expected = sum(rate for _, rate in config.rates if rate > 0) * window / 1000
+    if expected > MAX_RANDOM_ARRIVALS:
+        at.fail(f"random fault rates over {window:,} ticks draw about {expected:,.0f} faults, "
+                f"more than the {MAX_RANDOM_ARRIVALS:,} a run expands up front (shorten the "
+                "run, lower the rates or set faults.random.stop)")
 
 
 def _parse_nodes(value: Any, at: KeyPath) -> tuple[NodeGroup, ...]:
@@ -252,15 +350,58 @@ def _parse_nodes(value: Any, at: KeyPath) -> tuple[NodeGroup, ...]:
                                       "without '=' or NUL")
             env.append((name, expect_str(val, env_at.key(name))))
         args_at = g_at.key("args")
+        args = tuple(expect_str(a, args_at.index(j))
+                     for j, a in enumerate(expect_list(table.get("args", []), args_at)))
+        problem = exec_arguments_problem([a.encode() for a in args],
+                                         [f"{k}={v}".encode() for k, v in env])
+        if problem:
+            args_at.fail(problem)
         out.append(NodeGroup(
             program=expect_str(table["program"], g_at.key("program"), nonempty=True),
             count=expect_int(table.get("count", 1), g_at.key("count"), minimum=1, maximum=1024),
-            args=tuple(expect_str(a, args_at.index(j))
-                       for j, a in enumerate(expect_list(table.get("args", []), args_at))),
+            args=args,
             env=tuple(env),
             name=expect_str(table.get("name", ""), g_at.key("name")),
+            expect_exit=_parse_expect_exit(table.get("expect_exit", [0]),
+                                           g_at.key("expect_exit")),
         ))
     return tuple(out)
+
+
+def _parse_expect_exit(value: Any, at: KeyPath) -> tuple[ExpectedExit, ...]:
+    """A list of exit statuses (0..255) and signal names ("SIGTERM")."""
+    out: list[ExpectedExit] = []
+    for j, item in enumerate(expect_list(value, at)):
+        item_at = at.index(j)
+        if isinstance(item, str):
+            if item not in _SIGNAL_NAMES.values():
+                item_at.fail(f"expected an exit status 0..255 or a signal name like "
+                             f'"SIGTERM", got {show(item)}')
+            out.append(item)
+        else:
+            out.append(expect_int(item, item_at, minimum=0, maximum=255, what="exit status"))
+    return tuple(out)
+
+
+MAX_ARG_STRLEN = 32 * PAGE
+"""Linux's limit on one argument or environment string, its NUL included (E2BIG past it)."""
+ARGS_MAX_BYTES = 120 << 10
+"""Arguments and environment together, strings and pointers: what the part of a node's
+initial stack mapped before the program starts holds (Linux allows ARG_MAX, a quarter of
+the stack limit; chaosreplay's loader places them in the first 128 KiB of the stack)."""
+
+
+def exec_arguments_problem(argv: list[bytes], envp: list[bytes]) -> str | None:
+    """Why execve would refuse these arguments (E2BIG), or None when they fit."""
+    for text in (*argv, *envp):
+        if len(text) + 1 > MAX_ARG_STRLEN:
+            return (f"an argument or variable of {len(text):,} bytes is longer than Linux "
+                    f"allows one to be ({MAX_ARG_STRLEN:,} bytes with its NUL)")
+    total = sum(len(t) + 1 + 8 for t in (*argv, *envp))
+    if total > ARGS_MAX_BYTES:
+        return (f"arguments and environment take {total:,} bytes, more than the "
+                f"{ARGS_MAX_BYTES:,} a node's initial stack holds")
+    return None
 
 
 def _link_value(name: str, value: Any, at: KeyPath) -> Any:

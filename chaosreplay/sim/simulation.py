@@ -58,6 +58,8 @@ class NodeStatus(StrEnum):
 
 
 ENDED = (NodeStatus.EXITED, NodeStatus.CRASHED, NodeStatus.HUNG)
+STDERR_TAIL_LINES = 5  # of a failed node's stderr, in the run's summary
+STDERR_TAIL_WIDTH = 200
 DISK_FAULTS = (FaultKind.DISK_READ_ERROR, FaultKind.DISK_WRITE_ERROR, FaultKind.DISK_FULL,
                FaultKind.TORN_WRITE, FaultKind.DISK_CORRUPT_READ)
 
@@ -87,29 +89,40 @@ class Node:
 
 @dataclass
 class Failure:
-    """A node that crashed or hung: a failure of the run even without a failed assertion."""
+    """A node that crashed, hung or exited with a status its scenario does not expect: a
+    failure of the run even without a failed assertion."""
 
-    kind: str  # "crash" | "hang"
+    kind: str  # "crash" | "hang" | "exit"
     node: int
     tick: int
     detail: str
+    stderr: list[str] = field(default_factory=list)  # the node's last stderr lines then
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data."""
-        return {"kind": self.kind, "node": self.node, "tick": self.tick, "detail": self.detail}
+        return {"kind": self.kind, "node": self.node, "tick": self.tick, "detail": self.detail,
+                "stderr": list(self.stderr)}
+
+
+def stderr_tail(data: bytes | bytearray) -> list[str]:
+    """The last few lines a node wrote to stderr, as text (each cut to a screen line)."""
+    lines = bytes(data[-STDERR_TAIL_LINES * 1024:]).decode("utf-8", "replace").splitlines()
+    return [line if len(line) <= STDERR_TAIL_WIDTH else line[:STDERR_TAIL_WIDTH - 3] + "..."
+            for line in lines[-STDERR_TAIL_LINES:]]
 
 
 @dataclass
 class RunResult:
     """How a run ended and what it found."""
 
-    reason: str  # "duration" | "bug" | "crash" | "hang" | "all nodes ended"
+    reason: str  # "duration" | "bug" | "crash" | "hang" | "exit" | "all nodes ended"
     end_tick: int
     events: int
     bugs: list[Bug] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     unsatisfied: list[dict[str, Any]] = field(default_factory=list)
     network: dict[str, Any] = field(default_factory=dict)
+    nodes: list[dict[str, Any]] = field(default_factory=list)  # name, status, how it ended
 
     @property
     def failed(self) -> bool:
@@ -123,8 +136,25 @@ class RunResult:
             "failed": self.failed,
             "bugs": [{k: v for k, v in b.to_record().items() if k != "kind"} for b in self.bugs],
             "failures": [f.to_dict() for f in self.failures],
-            "unsatisfied": self.unsatisfied, "network": self.network,
+            "unsatisfied": self.unsatisfied, "network": self.network, "nodes": self.nodes,
         }
+
+
+def _expected(spec: NodeSpec) -> str:
+    """A node's expected endings in words: "0", "0 or 3", "none"."""
+    return " or ".join(str(e) for e in spec.expect_exit) or "none: it must not end"
+
+
+def _node_outcome(node: Node) -> dict[str, Any]:
+    """How a node stands at the end of the run: name, status and, once ended, how."""
+    p = node.process
+    how = ""
+    if node.status is NodeStatus.EXITED:
+        how = f"exit {p.exit_code or 0}"
+    elif node.status is NodeStatus.CRASHED:
+        how = p.crash.describe() if p.crash is not None else "crashed"
+    return {"node": node.index, "name": node.spec.name, "status": node.status.value,
+            "ended": how}
 
 
 class Simulation:
@@ -183,6 +213,7 @@ class Simulation:
             envp=[f"{k}={v}".encode() for k, v in spec.env],
             seed=scenario.seed, node_id=spec.index, node_count=scenario.node_count,
             mem_size=scenario.memory_per_node, hostname=spec.name,
+            node_names=tuple(s.name for s in scenario.node_specs()),
         )
         process = GuestProcess(image, config, on_event=self._on_process_event)
         process.trace_syscalls = trace
@@ -228,6 +259,11 @@ class Simulation:
             self._suspended = None
             self._run_node(node, deadline)
             self._after_step()
+            return
+        if all(n.status in ENDED for n in self.nodes):
+            # Nothing brings an exited, crashed or hung node back: the run is over now, not
+            # at the next checkpoint or fault action.
+            self._finish("all nodes ended")
             return
         candidates = self._candidates()
         if not candidates or candidates[0][0] >= self.end_ns:
@@ -288,17 +324,26 @@ class Simulation:
                 and self.event_count > self._pause_after and node.process.vtime_ns <= deadline_ns):
             self._suspended = (node, deadline_ns)  # paused by run_to, not by the deadline
         if status is Status.EXITED:
-            self._node_ended(node, NodeStatus.EXITED, f"exit {node.process.exit_code}")
+            code = node.process.exit_code or 0
+            self._node_ended(node, NodeStatus.EXITED, f"exit {code}")
+            if not node.spec.expects_exit(code):
+                self._fail(Failure("exit", node.index, self.tick,
+                                   f"exited with status {code} (expected "
+                                   f"{_expected(node.spec)})",
+                                   stderr_tail(node.process.stderr)))
         elif status is Status.CRASHED:
             crash = node.process.crash
             detail = crash.describe() if crash else "crashed"
             self._node_ended(node, NodeStatus.CRASHED, detail)
-            self._fail(Failure("crash", node.index, self.tick, detail))
+            if crash is None or not node.spec.expects_signal(crash.signal):
+                self._fail(Failure("crash", node.index, self.tick, detail,
+                                   stderr_tail(node.process.stderr)))
         elif status is Status.HUNG:
             detail = (f"no VM exit for {self.hang_seconds:g}s of wall time "
                       "(a loop without syscalls?)")
             self._node_ended(node, NodeStatus.HUNG, detail)
-            self._fail(Failure("hang", node.index, self.tick, detail))
+            self._fail(Failure("hang", node.index, self.tick, detail,
+                               stderr_tail(node.process.stderr)))
 
     def _deliver_due(self, time_ns: int) -> None:
         for packet in self.fabric.pop_due(time_ns):
@@ -320,7 +365,7 @@ class Simulation:
                        for r in self.oracle.unsatisfied_records(self.tick)]
         return RunResult(self.stop_reason or "running", self.tick, self.event_count,
                          list(self.bugs), list(self.failures), unsatisfied,
-                         self.fabric.stats.to_dict())
+                         self.fabric.stats.to_dict(), [_node_outcome(n) for n in self.nodes])
 
     def _fail(self, failure: Failure) -> None:
         self.failures.append(failure)

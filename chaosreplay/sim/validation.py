@@ -16,6 +16,9 @@ from typing import Any, NoReturn
 from chaosreplay.errors import ConfigError
 
 NS_PER_TICK = 1_000_000
+MAX_NS = 2**63 - 1
+"""The latest virtual time a run can reach: events store nanoseconds as signed 64-bit."""
+MAX_TICKS = MAX_NS // NS_PER_TICK
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s|m|h)\s*$")
 _DURATION_UNITS_NS = {
@@ -174,8 +177,11 @@ def expect_ns(value: Any, at: KeyPath) -> int:
         ns = parse_duration_ns(value)
         if ns is None:
             at.fail(f'expected nanoseconds or a duration like "2ms", got {show(value)}')
-        return ns
-    return expect_int(value, at, minimum=0, what="integer of nanoseconds")
+    else:
+        ns = expect_int(value, at, minimum=0, what="integer of nanoseconds")
+    if ns > MAX_NS:
+        at.fail(f"expected at most {MAX_NS} ns (about 292 years), got {ns}")
+    return ns
 
 
 def expect_ticks(value: Any, at: KeyPath, *, minimum: int = 0) -> int:
@@ -190,10 +196,11 @@ def expect_ticks(value: Any, at: KeyPath, *, minimum: int = 0) -> int:
         value = ns // NS_PER_TICK
         if value < minimum:
             at.fail(f"expected at least {minimum} ticks, got {value}")
-        return value
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    elif isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         kind = "non-negative" if minimum == 0 else f">= {minimum}"
         at.fail(f"expected a {kind} integer tick, got {show(value)}")
+    if value > MAX_TICKS:
+        at.fail(f"expected at most {MAX_TICKS} ticks (about 292 years), got {value}")
     return value
 
 

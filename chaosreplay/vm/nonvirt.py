@@ -27,6 +27,12 @@ Unpatchable. A site cannot be patched safely, and the program is refused, when:
   RESYNC_WINDOW bytes after such bytes: decoding there is ambiguous (data in code, or a
   desynchronised sweep), so we can neither rule out a hidden instruction nor be sure a
   decoded one is real.
+
+Strays. A pattern inside another decoded instruction is no instruction of the program,
+but a jump into the middle of that instruction would run it. scan_program reports these;
+`defuse` re-encodes the common shape away (a zeroing xor after a 0f byte), and the W^X
+layer (kernel/mm/code_pages.py) single-steps the pages of the rest. scan_page does the
+same search, at every byte offset, for one page of code written at run time.
 """
 
 from __future__ import annotations
@@ -149,10 +155,16 @@ class _Region:
         return index >= 0 and address - self.undecodable[index] <= RESYNC_WINDOW
 
 
+_ONE = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)  # one instruction, no skipdata
+
+
 def _disassembler() -> capstone.Cs:
     md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
     md.skipdata = True
     return md
+
+
+_SWEEP = _disassembler()  # shared: creating a Cs costs more than decoding a JIT stub
 
 
 def _regions(image: ProgramImage, segment: Segment) -> list[_Region]:
@@ -190,27 +202,18 @@ def _decode(md: capstone.Cs, image: ProgramImage, region: _Region) -> None:
         if mnemonic == ".byte":
             region.undecodable.append(address)
             continue
-        kind = _KINDS.get(mnemonic)
-        if kind is None:
+        if mnemonic not in _KINDS:  # the hot path: one lookup per decoded instruction
             continue
-        register, width = (None, 64)
-        if kind in (Kind.RDRAND, Kind.RDSEED, Kind.RDPID):
-            register, width = _register_operand(op_str)
+        original = seg.data[address - seg.vaddr : address - seg.vaddr + size]
+        site = _site_from(address, size, mnemonic, op_str, original,
+                          image.symbols.describe(address))
+        assert site is not None
         problem = None
         if address + size > region.end:
             problem = f"straddles the end of its code region at {region.end:#x}"
         if address + size > seg_end:
             problem = "runs past the end of the executable segment"
-        region.sites[address] = Site(
-            address=address,
-            length=size,
-            kind=kind,
-            original=seg.data[address - seg.vaddr : address - seg.vaddr + size],
-            symbol=image.symbols.describe(address),
-            register=register,
-            width=width,
-            problem=problem,
-        )
+        region.sites[address] = dataclasses.replace(site, problem=problem)
 
 
 def _judge(image: ProgramImage, hit: int, regions: list[_Region]) -> list[Site]:
@@ -258,19 +261,20 @@ def _guess_kind(image: ProgramImage, hit: int) -> tuple[Kind, bytes]:
     seg = image.segment_at(hit)
     assert seg is not None
     raw = seg.data[hit - seg.vaddr : hit - seg.vaddr + 3]
-    if raw[1] == 0x31:
-        return Kind.RDTSC, raw[:2]
-    if raw[1] == 0xA2:
-        return Kind.CPUID, raw[:2]
-    if raw[1] == 0x01:
-        return (Kind.RDTSCP if raw[2] == 0xF9 else Kind.XGETBV), raw[:3]
-    return (Kind.RDRAND if raw[2] < 0xF8 else Kind.RDSEED), raw[:3]
+    kind = _kind_of_pattern(raw)
+    return kind, raw[:2] if kind in (Kind.RDTSC, Kind.CPUID) else raw[:3]
 
 
 def scan_sites(image: ProgramImage) -> list[Site]:
     """Every non-virtualizable instruction (or suspicious pattern), patchable or not."""
+    return scan_program(image)[0]
+
+
+def scan_program(image: ProgramImage) -> tuple[list[Site], list[Stray]]:
+    """scan_sites and scan_strays in one decoding pass."""
     md = _disassembler()
     sites: dict[int, Site] = {}
+    strays: list[Stray] = []
     for segment in image.executable_segments():
         data = segment.data
         hits = [segment.vaddr + m.start() for m in _CORE_PATTERN.finditer(data)]
@@ -287,7 +291,23 @@ def scan_sites(image: ProgramImage) -> list[Site]:
             for site in _judge(image, hit, holding):
                 if site.address not in sites or site.problem is not None:
                     sites[site.address] = site
-    return _mark_overlaps(sorted(sites.values(), key=lambda s: s.address))
+            stray = _stray_at(image, hit, holding)
+            if stray is not None:
+                strays.append(stray)
+    return _mark_overlaps(sorted(sites.values(), key=lambda s: s.address)), strays
+
+
+def _stray_at(image: ProgramImage, hit: int, holding: list[_Region]) -> Stray | None:
+    """The hit as a stray when a decoding has it inside another, decodable instruction."""
+    inside: int | None = None
+    for region in holding:
+        start = region.covering(hit)
+        if (start is not None and start != hit and start not in region.sites
+                and start not in region.undecodable):
+            inside = start
+    if inside is None:
+        return None
+    return Stray(hit, _guess_kind(image, hit)[0], inside, image.symbols.describe(hit))
 
 
 def _mark_overlaps(sites: list[Site]) -> list[Site]:
@@ -301,9 +321,217 @@ def _mark_overlaps(sites: list[Site]) -> list[Site]:
     return out
 
 
+@dataclass(frozen=True)
+class Stray:
+    """A byte pattern of a non-virtualizable instruction that is no decoded instruction.
+
+    It lies inside another instruction (an immediate, a displacement, a jump offset running
+    into the next opcode), so patching it would break that instruction; yet a jump into the
+    middle of the instruction would execute it natively. Pages holding one run single-stepped.
+    """
+
+    address: int
+    kind: Kind
+    inside: int
+    """Start of the decoded instruction whose bytes hold the pattern."""
+    symbol: str
+    why: str = "inside another instruction"
+
+
+def scan_strays(image: ProgramImage) -> list[Stray]:
+    """Pattern hits in the executable segments that lie inside other decoded instructions."""
+    return scan_program(image)[1]
+
+
+PAGE_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class PageScan:
+    """What scanning one page of run-time code found (see scan_page)."""
+
+    sites: list[Site]
+    """Instructions to patch: decoded, wholly inside the page, from a trusted boundary."""
+    strays: list[Stray]
+    """Pattern hits that cannot be patched: the page must run single-stepped."""
+    overhang: int | None
+    """Bytes by which the page's last decoded instruction reaches into the next page, or
+    None when the page held no pattern and so was not decoded at all."""
+
+
+def _site_from(address: int, size: int, mnemonic: str, op_str: str, original: bytes,
+               symbol: str) -> Site | None:
+    kind = _KINDS.get(mnemonic)
+    if kind is None:
+        return None
+    register, width = (None, 64)
+    if kind in (Kind.RDRAND, Kind.RDSEED, Kind.RDPID):
+        register, width = _register_operand(op_str)
+    return Site(address, size, kind, original, symbol, register, width)
+
+
+def scan_page(page: int, code: bytes, start: int, trusted: bool, symbol: str) -> PageScan:
+    """Scan one page of code written at run time, at every byte offset.
+
+    `code` is the page followed by the first bytes (up to 14) of the next page when that one
+    is executable too. Decoding starts `start` bytes in (where the previous page's last
+    instruction ends); when `trusted` is false nobody knows where that is, so hits in the
+    first 15 bytes count as strays. A hit is patchable only when the linear decode has an
+    instruction of its kind starting at or just before it (prefixes) and ending inside the
+    page; everything else (inside another instruction, straddling into the next page, in
+    or just after undecodable bytes) is a stray.
+    """
+    hits = [m.start() for m in _CORE_PATTERN.finditer(code) if m.start() < PAGE_SIZE]
+    if not hits:
+        return PageScan([], [], None)  # the common case: nothing to decode
+    md = _SWEEP
+    starts: list[int] = []
+    lengths: list[int] = []
+    found: dict[int, Site] = {}
+    undecodable: list[int] = []
+    overhang: int | None = 0
+    # Decoding costs ~1 µs an instruction: stop past the last hit (the overhang is then
+    # unknown, and the next page's decode start untrusted).
+    stop = hits[-1] + _MAX_INSN
+    # Sliced: capstone decodes its whole input before yielding the first instruction.
+    window = code[start : stop + _MAX_INSN + 1]
+    for address, size, mnemonic, op_str in md.disasm_lite(window, page + start):
+        offset = address - page
+        if offset >= PAGE_SIZE:
+            break
+        if offset > stop:
+            overhang = None
+            break
+        starts.append(offset)
+        lengths.append(size)
+        overhang = max(0, offset + size - PAGE_SIZE)
+        if mnemonic == ".byte":
+            undecodable.append(offset)
+        elif mnemonic in _KINDS:
+            site = _site_from(address, size, mnemonic, op_str, code[offset : offset + size],
+                              symbol)
+            if site is not None:
+                found[offset] = site
+    sites: list[Site] = []
+    strays: list[Stray] = []
+    for hit in hits:
+        index = bisect.bisect_right(starts, hit) - 1
+        inside = starts[index] if index >= 0 and hit < starts[index] + lengths[index] else None
+        near = bisect.bisect_right(undecodable, hit) - 1
+        why = None
+        if hit < start or inside is None:
+            why = "inside the previous page's last instruction"
+        elif near >= 0 and hit - undecodable[near] <= RESYNC_WINDOW:
+            why = "in or just after bytes that do not decode"
+        elif not trusted and hit < _MAX_INSN:
+            why = "where the previous page's last instruction may end"
+        elif inside not in found:
+            why = "inside another instruction"
+        elif inside + found[inside].length > PAGE_SIZE:
+            why = "straddles into the next page"
+        if why is None:
+            site = found[inside]
+            if not sites or sites[-1].address != site.address:
+                sites.append(site)
+            continue
+        raw = code[hit : hit + 3]
+        strays.append(Stray(page + hit, _kind_of_pattern(raw), page + (inside or 0), symbol,
+                            why))
+    return PageScan(sites, strays, overhang)
+
+
+def _kind_of_pattern(raw: bytes) -> Kind:
+    if raw[1] == 0x31:
+        return Kind.RDTSC
+    if raw[1] == 0xA2:
+        return Kind.CPUID
+    if raw[1] == 0x01:
+        return Kind.RDTSCP if raw[2] == 0xF9 else Kind.XGETBV
+    return Kind.RDRAND if raw[2] < 0xF8 else Kind.RDSEED
+
+
+def decode_instruction(address: int, code: bytes) -> tuple[str, str, int, Site | None]:
+    """(mnemonic, operands, length, the Site if non-virtualizable) of the instruction at code[0]."""
+    for _address, size, mnemonic, op_str in _ONE.disasm_lite(code[:_MAX_INSN], address):
+        return mnemonic, op_str, size, _site_from(address, size, mnemonic, op_str,
+                                                  code[:size], "")
+    return "(bad)", "", 0, None
+
+
+def patch_bytes(site: Site) -> bytes:
+    """What a patched site holds: ud2, then int3 padding (never executed)."""
+    return UD2 + bytes([INT3]) * (site.length - len(UD2))
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """An instruction re-encoded as an equivalent one, so that a stray pattern vanishes."""
+
+    address: int
+    original: bytes
+    replacement: bytes
+    why: str
+
+
+_XOR_RM_R = 0x31
+_SUB_RM_R = 0x29
+
+
+def defuse(image: ProgramImage, stray: Stray) -> Rewrite | None:
+    """A rewrite removing the stray, or None when it has to be single-stepped.
+
+    Measured in static glibc, busybox and Go binaries, nearly every stray is `0f 31` where
+    0f is the last byte of one instruction (a jcc rel8 of +15, an immediate) and 31 starts
+    the next: `xor r32, r32`, the zeroing idiom. `sub r32, r32` (29 /r) computes the same
+    zero and the same flags (xor leaves AF undefined, sub clears it) and turns the hidden
+    bytes into `0f 29 /r`, movaps xmm, xmm: harmless when a jump enters there.
+    """
+    seg = image.segment_at(stray.address)
+    if stray.kind is not Kind.RDTSC or seg is None:
+        return None
+    offset = stray.address - seg.vaddr
+    inside = stray.inside - seg.vaddr
+    if inside < 0 or offset + 3 > seg.filesz:
+        return None
+    _, _, size, _ = decode_instruction(stray.inside, seg.data[inside : inside + _MAX_INSN])
+    xor = seg.data[offset + 1 : offset + 3]
+    modrm = xor[1]
+    if (stray.inside + size != stray.address + 1 or xor[0] != _XOR_RM_R or modrm >> 6 != 3
+            or (modrm >> 3) & 7 != modrm & 7):
+        return None
+    if decode_instruction(stray.address + 1, xor)[:3] != ("xor", _same(modrm), 2):
+        return None
+    return Rewrite(stray.address + 1, bytes(xor), bytes([_SUB_RM_R, modrm]),
+                   "xor r32, r32 re-encoded as sub r32, r32")
+
+
+def _same(modrm: int) -> str:
+    name = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")[modrm & 7]
+    return f"{name}, {name}"
+
+
+def apply_rewrites(image: ProgramImage, contents: list[bytes],
+                   rewrites: list[Rewrite]) -> list[bytes]:
+    """contents (the segments' bytes) with each rewrite applied."""
+    out = [bytearray(c) for c in contents]
+    for rewrite in rewrites:
+        for index, seg in enumerate(image.segments):
+            offset = rewrite.address - seg.vaddr
+            if offset >= 0 and offset + len(rewrite.original) <= seg.filesz:
+                if bytes(out[index][offset : offset + len(rewrite.original)]) != rewrite.original:
+                    raise ValueError(f"rewrite at {rewrite.address:#x} does not match the image")
+                out[index][offset : offset + len(rewrite.replacement)] = rewrite.replacement
+                break
+    return [bytes(b) for b in out]
+
+
 def find_sites(image: ProgramImage) -> list[Site]:
     """The sites to patch; GuestProgramError listing them if any cannot be patched safely."""
-    sites = scan_sites(image)
+    return refuse_unpatchable(image, scan_sites(image))
+
+
+def refuse_unpatchable(image: ProgramImage, sites: list[Site]) -> list[Site]:
+    """sites, or GuestProgramError listing those that cannot be patched safely."""
     bad = [s for s in sites if s.problem is not None]
     if bad:
         listed = "; ".join(f"{s.address:#x} {s.text} in {s.symbol}: {s.problem}" for s in bad)
@@ -326,8 +554,7 @@ def patch_segments(image: ProgramImage, sites: list[Site]) -> list[bytes]:
                 if bytes(patched[index][offset : offset + site.length]) != site.original:
                     raise ValueError(f"site {site.address:#x} does not match the image bytes")
                 # int3 padding is never executed: emulation resumes at address + length.
-                filler = UD2 + bytes([INT3]) * (site.length - len(UD2))
-                patched[index][offset : offset + site.length] = filler
+                patched[index][offset : offset + site.length] = patch_bytes(site)
                 break
         else:
             raise ValueError(f"site {site.address:#x} is not inside any segment's file bytes")

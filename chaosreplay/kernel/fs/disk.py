@@ -32,10 +32,19 @@ kind the highest probability among its active faults applies:
   returns (one chance() draw, then below(bits)); the stored data stays intact;
 - `torn_write`: see above; drawn only at `crash()`.
 
-Space: the current content of every live file counts against `capacity_bytes`; a write
-that does not fit is cut short where the space ends, and fails with ENOSPC when not one
-byte fits. Every random draw comes from DeterministicStream(seed, "disk", node) in a fixed
-order, and everything that iterates a mapping sorts it first.
+Space: every live file takes the larger of its current and its durable size against
+`capacity_bytes` (the blocks of the last synced version stay allocated until the next
+fsync); a write that does not fit is cut short where the space ends, and fails with ENOSPC
+when not one byte fits. Each inode also takes one of `capacity_bytes // BYTES_PER_INODE`
+inodes (ext4's default ratio); creating a file past that is ENOSPC. The unsynced write
+logs are bounded too: when they hold more than `capacity_bytes` in all, each file's log is
+compacted to one write of its current content (then a truncate to its size): a torn write
+then tears that one write (a coarser tear than the full log would give: a sector-aligned
+prefix of the current content over the durable one). So the host holds at most about three
+times the disk size, whatever the guest writes.
+
+Every random draw comes from DeterministicStream(seed, "disk", node) in a fixed order, and
+everything that iterates a mapping sorts it first.
 """
 
 from __future__ import annotations
@@ -44,18 +53,20 @@ import errno
 from dataclasses import dataclass
 from typing import Any
 
-from chaosreplay.kernel.fs.durability import Inode, crash_tree
+from chaosreplay.kernel.fs.durability import Inode, WriteOp, crash_tree
 from chaosreplay.rng import DeterministicStream
 
 SNAPSHOT_VERSION = 1
 ROOT_INO = 1
 PATH_MAX = 4096  # including the terminating NUL
 NAME_MAX = 255
-S_IFDIR, S_IFREG = 0o040000, 0o100000
+S_IFDIR, S_IFREG, S_IFLNK = 0o040000, 0o100000, 0o120000
 O_ACCMODE, O_RDONLY, O_WRONLY, O_RDWR = 0o3, 0o0, 0o1, 0o2
 O_CREAT, O_EXCL, O_TRUNC, O_APPEND = 0o100, 0o200, 0o1000, 0o2000
 O_DIRECTORY, O_TMPFILE = 0o200000, 0o20200000
 DIR_SIZE = 4096
+BYTES_PER_INODE = 16384  # mke2fs's default inode_ratio
+MIN_INODES = 64
 
 # The disk faults this file system carries out, named as the simulation's fault kinds name
 # them (the kernel does not import the simulation; test_vfs checks the two agree).
@@ -89,10 +100,18 @@ class Stat:
     blocks: int
     mtime_ns: int
     ctime_ns: int
+    atime_ns: int = 0
+    uid: int = 0
+    gid: int = 0
 
     @property
     def is_dir(self) -> bool:
         return self.mode & S_IFDIR == S_IFDIR
+
+
+def _log_size(node: Inode) -> int:
+    """Bytes of data in a file's unsynced write log."""
+    return sum(len(chunk) for _, chunk in node.ops if chunk is not None)
 
 
 def _encode(path: Path) -> bytes:
@@ -110,7 +129,8 @@ class FileSystem:
         self.faults: dict[str, tuple[str, float]] = {}
         self.inodes: dict[int, Inode] = {}
         self.next_ino = ROOT_INO
-        self.used_bytes = 0
+        self.used_bytes = 0  # sum of every inode's footprint (see _footprint)
+        self.log_bytes = 0  # bytes held by every file's unsynced write log
         root = self._new_inode(True, 0o755, 0)
         root.links = root.durable_links = 1
         for name in (b"data", b"tmp"):
@@ -146,6 +166,31 @@ class FileSystem:
         if any(k == DISK_FULL for k, _ in self.faults.values()):
             return 0
         return max(0, self.capacity_bytes - self.used_bytes)
+
+    @staticmethod
+    def _footprint(node: Inode) -> int:
+        """The space an inode takes: its current or its durable content, whichever is larger."""
+        return max(len(node.data), len(node.durable))
+
+    def _recount(self) -> None:
+        self.used_bytes = sum(self._footprint(n) for n in self.inodes.values())
+        self.log_bytes = sum(_log_size(n) for n in self.inodes.values())
+
+    def _log(self, node: Inode, op: WriteOp) -> None:
+        """Append to a file's unsynced log, compacting every log when they grow too big."""
+        node.ops.append(op)
+        if op[1] is not None:
+            self.log_bytes += len(op[1])
+        if self.log_bytes > self.capacity_bytes:
+            for ino in sorted(self.inodes):
+                other = self.inodes[ino]
+                if other.ops:
+                    other.ops = [(0, bytes(other.data)), (len(other.data), None)]
+            self.log_bytes = sum(_log_size(n) for n in self.inodes.values())
+
+    @property
+    def max_inodes(self) -> int:
+        return max(MIN_INODES, self.capacity_bytes // BYTES_PER_INODE)
 
     def _no_space(self) -> FsError:
         full = any(k == DISK_FULL for k, _ in self.faults.values())
@@ -215,6 +260,8 @@ class FileSystem:
 
     # -- tree changes ----------------------------------------------------------------------
     def _new_inode(self, is_dir: bool, mode: int, now_ns: int) -> Inode:
+        if len(self.inodes) >= self.max_inodes:
+            raise FsError(errno.ENOSPC)
         node = Inode(self.next_ino, is_dir, mode, now_ns)
         self.inodes[node.ino] = node
         self.next_ino += 1
@@ -250,7 +297,8 @@ class FileSystem:
                     or node.opens:
                 continue
             del self.inodes[node.ino]
-            self.used_bytes -= len(node.data)
+            self.used_bytes -= self._footprint(node)
+            self.log_bytes -= _log_size(node)
             for child in sorted(node.durable_entries.values()):
                 self.inodes[child].durable_links -= 1
                 work.append(child)
@@ -304,6 +352,18 @@ class FileSystem:
         self.inodes[ino].opens += 1
         return ino
 
+    def reopen(self, ino: int, flags: int, now_ns: int = 0) -> None:
+        """Open an inode again by number (open of /proc/self/fd/N), with open's checks."""
+        access = flags & O_ACCMODE
+        node = self._inode(ino)
+        if access == O_ACCMODE:
+            raise FsError(errno.EINVAL)
+        if node.is_dir and access != O_RDONLY:
+            raise FsError(errno.EISDIR)
+        if flags & O_TRUNC and access != O_RDONLY and not node.is_dir:
+            self.truncate(ino, 0, now_ns)
+        node.opens += 1
+
     def close(self, ino: int) -> None:
         """Release one open of an inode (an unlinked file goes once nothing holds it)."""
         node = self._inode(ino)
@@ -337,17 +397,18 @@ class FileSystem:
             raise FsError(errno.EIO, WRITE_ERROR)
         if not data:
             return 0
-        size = len(node.data)
-        limit = size + self._free()
-        if offset + len(data) > max(size, limit):
+        before = self._footprint(node)
+        limit = before + self._free()  # the file may reach this size
+        if offset + len(data) > max(before, limit):
             if offset >= limit:
                 raise self._no_space()
             data = data[: limit - offset]
+        size = len(node.data)
         if offset > size:
             node.data.extend(bytes(offset - size))
         node.data[offset : offset + len(data)] = data
-        self.used_bytes += len(node.data) - size
-        node.ops.append((offset, bytes(data)))
+        self.used_bytes += self._footprint(node) - before
+        self._log(node, (offset, bytes(data)))
         node.mtime_ns = node.ctime_ns = now_ns
         return len(data)
 
@@ -356,15 +417,15 @@ class FileSystem:
         node = self._file(ino)
         if size < 0:
             raise FsError(errno.EINVAL)
-        old = len(node.data)
-        if size > old and size - old > self._free():
+        old, before = len(node.data), self._footprint(node)
+        if size > before and size - before > self._free():
             raise self._no_space()
         if size < old:
             del node.data[size:]
         else:
             node.data.extend(bytes(size - old))
-        self.used_bytes += size - old
-        node.ops.append((size, None))
+        self.used_bytes += self._footprint(node) - before
+        self._log(node, (size, None))
         node.mtime_ns = node.ctime_ns = now_ns
 
     def fsync(self, ino: int, data_only: bool = False) -> None:
@@ -375,6 +436,8 @@ class FileSystem:
         if node.is_dir:
             self._sync_dir(node)
             return
+        self.used_bytes += len(node.data) - self._footprint(node)
+        self.log_bytes -= _log_size(node)
         node.durable = bytes(node.data)
         node.ops = []
         if not data_only:
@@ -466,13 +529,82 @@ class FileSystem:
     def stat(self, ino: int) -> Stat:
         """stat of an inode."""
         node = self._inode(ino)
+        owner = (node.atime_ns, node.uid, node.gid)
         if node.is_dir:
             subdirs = sum(1 for i in node.entries.values() if self.inodes[i].is_dir)
             return Stat(ino, S_IFDIR | node.mode, 2 + subdirs, DIR_SIZE, DIR_SIZE // 512,
-                        node.mtime_ns, node.ctime_ns)
+                        node.mtime_ns, node.ctime_ns, *owner)
         size = len(node.data)
-        return Stat(ino, S_IFREG | node.mode, node.links, size, (size + 511) // 512,
-                    node.mtime_ns, node.ctime_ns)
+        kind = S_IFREG if node.target is None else S_IFLNK
+        return Stat(ino, kind | node.mode, node.links, size, (size + 511) // 512,
+                    node.mtime_ns, node.ctime_ns, *owner)
+
+    # -- links, owners, modes, times (the resolver in kernel.fs.paths walks with these) -----
+    def child(self, directory: int, name: bytes) -> int | None:
+        """The inode one name in a directory refers to (`.` and `..` included), or None."""
+        node = self._inode(directory)
+        if not node.is_dir:
+            raise FsError(errno.ENOTDIR)
+        return self._child(node, name)
+
+    def parent_of(self, directory: int) -> int:
+        return self._inode(directory).parent
+
+    def name_of(self, directory: int) -> bytes:
+        """The name a directory has in its parent (b"" for the root)."""
+        node = self._inode(directory)
+        parent = self._inode(node.parent)
+        for name, ino in sorted(parent.entries.items()):
+            if ino == directory:
+                return name
+        return b""
+
+    def symlink(self, path: Path, target: bytes, now_ns: int = 0, at: int = ROOT_INO) -> int:
+        """Create a symbolic link; its inode. The target is durable with the entry."""
+        directory, name, _ = self._parent(path, at)
+        if not name or self._child(directory, name) is not None:
+            raise FsError(errno.EEXIST)
+        if not target:
+            raise FsError(errno.ENOENT)
+        node = self._create(directory, name, False, 0o777, now_ns)
+        node.target = bytes(target)
+        node.data = bytearray(target)
+        node.durable = bytes(target)
+        self.used_bytes += len(target)
+        return node.ino
+
+    def readlink(self, ino: int) -> bytes:
+        target = self._inode(ino).target
+        if target is None:
+            raise FsError(errno.EINVAL)
+        return target
+
+    def is_link(self, ino: int) -> bool:
+        return self._inode(ino).target is not None
+
+    def chmod(self, ino: int, mode: int, now_ns: int = 0) -> None:
+        node = self._inode(ino)
+        node.mode = mode & 0o7777
+        node.ctime_ns = now_ns
+
+    def chown(self, ino: int, uid: int, gid: int, now_ns: int = 0) -> None:
+        """Change owner and group; -1 (as an unsigned 32-bit value) keeps one."""
+        node = self._inode(ino)
+        if uid != 0xFFFFFFFF:
+            node.uid = uid
+        if gid != 0xFFFFFFFF:
+            node.gid = gid
+        node.ctime_ns = now_ns
+
+    def set_times(self, ino: int, atime_ns: int | None, mtime_ns: int | None,
+                  now_ns: int = 0) -> None:
+        """utimensat: set access and/or modification time (None keeps one)."""
+        node = self._inode(ino)
+        if atime_ns is not None:
+            node.atime_ns = atime_ns
+        if mtime_ns is not None:
+            node.mtime_ns = mtime_ns
+        node.ctime_ns = now_ns
 
     def stat_path(self, path: Path, at: int = ROOT_INO) -> Stat:
         return self.stat(self.lookup(path, at))
@@ -502,7 +634,7 @@ class FileSystem:
         """Power cut: keep only the durable state (torn by an active torn_write fault)."""
         self.inodes = crash_tree(self.inodes, ROOT_INO, self.fault_probability(TORN_WRITE),
                                  self.stream)
-        self.used_bytes = sum(len(n.data) for n in self.inodes.values())
+        self._recount()
 
     def snapshot(self) -> dict[str, Any]:
         """The complete state as msgpack-serialisable data (equal states, equal dicts)."""
@@ -524,7 +656,7 @@ class FileSystem:
         self.next_ino = snap["next_ino"]
         self.faults = {fid: (kind, float(p)) for fid, kind, p in snap["faults"]}
         self.inodes = {d["ino"]: Inode.from_dict(d) for d in snap["inodes"]}
-        self.used_bytes = sum(len(n.data) for n in self.inodes.values())
+        self._recount()
 
     @classmethod
     def from_snapshot(cls, snap: dict[str, Any]) -> FileSystem:

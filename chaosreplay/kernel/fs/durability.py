@@ -21,9 +21,9 @@ WriteOp = tuple[int, bytes | None]
 class Inode:
     """A file or directory, with its current and its durable (synced) halves."""
 
-    __slots__ = ("ctime_ns", "data", "durable", "durable_entries", "durable_links",
-                 "durable_mtime_ns", "entries", "ino", "is_dir", "links", "mode", "mtime_ns",
-                 "opens", "ops", "parent")
+    __slots__ = ("atime_ns", "ctime_ns", "data", "durable", "durable_entries",
+                 "durable_links", "durable_mtime_ns", "entries", "gid", "ino", "is_dir",
+                 "links", "mode", "mtime_ns", "opens", "ops", "parent", "target", "uid")
 
     def __init__(self, ino: int, is_dir: bool, mode: int, now_ns: int) -> None:
         self.ino = ino
@@ -38,7 +38,9 @@ class Inode:
         self.links = 0          # current directory entries naming it
         self.durable_links = 0  # durable directory entries naming it
         self.opens = 0          # open file descriptions referring to it
-        self.mtime_ns = self.ctime_ns = self.durable_mtime_ns = now_ns
+        self.mtime_ns = self.ctime_ns = self.durable_mtime_ns = self.atime_ns = now_ns
+        self.uid = self.gid = 0
+        self.target: bytes | None = None  # a symbolic link's target (its content is durable)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -48,7 +50,8 @@ class Inode:
             "durable_entries": [[n, i] for n, i in sorted(self.durable_entries.items())],
             "parent": self.parent, "links": self.links, "durable_links": self.durable_links,
             "opens": self.opens, "mtime": self.mtime_ns, "ctime": self.ctime_ns,
-            "durable_mtime": self.durable_mtime_ns,
+            "durable_mtime": self.durable_mtime_ns, "atime": self.atime_ns,
+            "uid": self.uid, "gid": self.gid, "target": self.target,
         }
 
     @classmethod
@@ -63,6 +66,10 @@ class Inode:
         node.opens = d["opens"]
         node.mtime_ns, node.ctime_ns, node.durable_mtime_ns = (
             d["mtime"], d["ctime"], d["durable_mtime"])
+        node.atime_ns = d.get("atime", node.mtime_ns)
+        node.uid, node.gid = d.get("uid", 0), d.get("gid", 0)
+        target = d.get("target")
+        node.target = None if target is None else bytes(target)
         return node
 
 

@@ -9,7 +9,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from chaosreplay.kernel.syscalls import clock, files, io, memory, sdk, task
+from chaosreplay.kernel.syscalls import (
+    clock,
+    descriptors,
+    epoll,
+    eventfd,
+    files,
+    io,
+    memory,
+    paths,
+    pipe,
+    poll,
+    sdk,
+    system,
+    task,
+    timerfd,
+)
 
 if TYPE_CHECKING:
     from chaosreplay.kernel.process import GuestProcess
@@ -17,7 +32,8 @@ if TYPE_CHECKING:
 Handler = Callable[["GuestProcess", Any], int]
 
 HANDLERS: dict[int, Handler] = {}
-for _module in (memory, io, files, clock, task, sdk):
+for _module in (memory, io, descriptors, files, paths, pipe, poll, epoll, eventfd, timerfd,
+                system, clock, task, sdk):
     for _number, _handler in _module.HANDLERS.items():
         if _number in HANDLERS:
             raise RuntimeError(f"syscall {_number} is handled twice")

@@ -23,6 +23,7 @@ TIMER_ABSTIME = 1
 _REALTIME = {CLOCK_REALTIME, CLOCK_REALTIME_COARSE}
 _KNOWN = {0, 1, 2, 3, 4, 5, 6, 7}
 NS = 1_000_000_000
+KTIME_MAX = (1 << 63) - 1  # Linux's timers saturate here (~292 years) instead of overflowing
 
 
 def clock_value(p: GuestProcess, clock_id: int) -> int | None:
@@ -78,7 +79,7 @@ def _read_timespec(p: GuestProcess, address: int) -> int | None:
     seconds, nanos = struct.unpack("<qq", raw)
     if seconds < 0 or not 0 <= nanos < NS:
         return -1
-    return seconds * NS + nanos
+    return min(seconds * NS + nanos, KTIME_MAX)  # timespec64_to_ktime saturates
 
 
 def _sleep(p: GuestProcess, duration_ns: int | None) -> int:

@@ -5,16 +5,18 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING, Any
 
-from chaosreplay.kernel.mm.address_space import EAGER_LIMIT, page_align
+from chaosreplay.kernel.mm.address_space import EAGER_LIMIT, MMAP_MIN_ADDR, TASK_SIZE, page_align
 from chaosreplay.kernel.syscalls.numbers import NUMBERS
-from chaosreplay.vm.vmm import PAGE_SIZE, Prot, VmmError
+from chaosreplay.vm.vmm import PAGE_SIZE, Prot
 
 if TYPE_CHECKING:
     from chaosreplay.kernel.process import GuestProcess
 
 MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x01, 0x02, 0x10, 0x20
-MAP_FIXED_NOREPLACE = 0x100000
+MAP_NORESERVE, MAP_FIXED_NOREPLACE = 0x4000, 0x100000
 _PROT_ALL = Prot.READ | Prot.WRITE | Prot.EXEC
+_PROT_GROWS = 0x01000000 | 0x02000000  # PROT_GROWSDOWN | PROT_GROWSUP: not both at once
+_PROT_KNOWN = _PROT_ALL | 0x8 | _PROT_GROWS  # + PROT_SEM
 
 
 def _guest_prot(prot: int) -> int:
@@ -28,54 +30,80 @@ def sys_brk(p: GuestProcess, r: Any) -> int:
 
 
 def sys_mmap(p: GuestProcess, r: Any) -> int:
-    addr, length, prot, flags = r.rdi, r.rsi, r.rdx, r.r10
-    if length == 0 or addr & (PAGE_SIZE - 1):
+    addr, length, prot, flags, offset = r.rdi, r.rsi, r.rdx, r.r10, r.r9
+    fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)
+    if length == 0 or (fixed and addr & (PAGE_SIZE - 1)) or offset & (PAGE_SIZE - 1):
         return -errno.EINVAL
     if not flags & MAP_ANONYMOUS:
         return -errno.ENODEV  # file mappings arrive with the file system
     if not flags & (MAP_SHARED | MAP_PRIVATE):
         return -errno.EINVAL
     length = page_align(length)
+    if length > TASK_SIZE:
+        return -errno.ENOMEM  # also a length that wrapped when aligned
     space = p.space
+    guest_prot = _guest_prot(prot)
     if space.would_exceed_limit(length):
         return -errno.ENOMEM
-    if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
+    accounted = guest_prot & Prot.WRITE and not flags & (MAP_SHARED | MAP_NORESERVE)
+    if accounted and space.overcommit_refuses(length):
+        return -errno.ENOMEM
+    if fixed:
+        # get_unmapped_area takes a fixed address as it is, then checks it like any other.
+        if addr > TASK_SIZE - length:
+            return -errno.ENOMEM
+        if addr < MMAP_MIN_ADDR:
+            return -errno.EPERM  # no CAP_SYS_RAWIO, as in a container
         if flags & MAP_FIXED_NOREPLACE and space.find_free(length, addr) != addr:
             return -errno.EEXIST
         start = addr
     else:
-        found = space.find_free(length, addr)
+        found = space.find_free(length, page_align(addr))  # a hint is rounded up
         if found is None:
             return -errno.ENOMEM
         start = found
-    try:
-        space.map_fixed(start, length, _guest_prot(prot), "[anon]", eager=length <= EAGER_LIMIT)
-    except VmmError:
-        space.unmap(start, length)
-        return -errno.ENOMEM
+    if not space.map_fixed(start, length, guest_prot, "[anon]", eager=length <= EAGER_LIMIT):
+        return -errno.ENOMEM  # vm.max_map_count reached
     return start
 
 
 def sys_munmap(p: GuestProcess, r: Any) -> int:
     addr, length = r.rdi, page_align(r.rsi)
-    if addr & (PAGE_SIZE - 1) or length == 0:
+    if addr & (PAGE_SIZE - 1) or length == 0 or addr > TASK_SIZE or length > TASK_SIZE - addr:
         return -errno.EINVAL
-    p.space.unmap(addr, length)
-    return 0
+    return 0 if p.space.unmap(addr, length) else -errno.ENOMEM
 
 
 def sys_mprotect(p: GuestProcess, r: Any) -> int:
-    addr, length = r.rdi, page_align(r.rsi)
-    if addr & (PAGE_SIZE - 1):
+    addr, length, prot = r.rdi, page_align(r.rsi), r.rdx
+    if addr & (PAGE_SIZE - 1) or prot & ~_PROT_KNOWN or prot & _PROT_GROWS == _PROT_GROWS:
         return -errno.EINVAL
     if length == 0:
         return 0
-    return p.space.protect(addr, length, _guest_prot(r.rdx))
+    if addr + length > TASK_SIZE:
+        return -errno.ENOMEM  # past the user range: not mapped
+    return p.space.protect(addr, length, _guest_prot(prot))
+
+
+MADV_DONTNEED = 4
+_ZERO_PAGE = bytes(PAGE_SIZE)
 
 
 def sys_madvise(p: GuestProcess, r: Any) -> int:
-    # Advice changes no contents we model (MADV_DONTNEED on private anon would zero; see docs).
-    return 0 if r.rdi & (PAGE_SIZE - 1) == 0 else -errno.EINVAL
+    """Advice is accepted; MADV_DONTNEED zeroes private anonymous pages, as Linux does."""
+    addr, length = r.rdi, page_align(r.rsi)
+    if addr & (PAGE_SIZE - 1):
+        return -errno.EINVAL
+    if r.rdx == MADV_DONTNEED:
+        # Only pages already present can hold data; program segments (file-backed on Linux,
+        # where they would read back from the file) are left as they are.
+        for vma in p.space.vmas():
+            if vma.name == "[program]" or vma.end <= addr or vma.start >= addr + length:
+                continue
+            for page in range(max(vma.start, addr), min(vma.end, addr + length), PAGE_SIZE):
+                if p.vm.query(page) is not None:
+                    p.vm.write(page, _ZERO_PAGE)
+    return 0
 
 
 def sys_mremap(p: GuestProcess, r: Any) -> int:

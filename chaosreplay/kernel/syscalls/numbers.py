@@ -33,6 +33,10 @@ NUMBERS: dict[str, int] = {
     "dup3": 292, "pipe2": 293, "prlimit64": 302, "getcpu": 309, "renameat2": 316,
     "getrandom": 318, "memfd_create": 319, "statx": 332, "rseq": 334, "clone3": 435,
     "close_range": 436, "faccessat2": 439,
+    "fchown": 93, "lchown": 94, "getgroups": 115, "tkill": 200, "epoll_create": 213,
+    "fchownat": 260, "symlinkat": 266, "fchmodat": 268, "utimensat": 280,
+    "timerfd_create": 283, "timerfd_settime": 286, "timerfd_gettime": 287, "preadv": 295,
+    "pwritev": 296, "membarrier": 324, "epoll_pwait2": 441,
 }
 
 NAMES: dict[int, str] = {number: name for name, number in NUMBERS.items()}

@@ -73,26 +73,50 @@ def sys_rseq(p: GuestProcess, r: Any) -> int:
     return -errno.ENOSYS  # libcs fall back cleanly; rseq needs preemption we never do
 
 
-def _rlimit(resource: int) -> bytes:
+RLIMIT_NOFILE, NR_OPEN = 7, 1 << 20
+
+
+def _rlimit(p: GuestProcess, resource: int) -> bytes:
     soft, hard = RLIMITS.get(resource, (RLIM_INFINITY, RLIM_INFINITY))
+    if resource == RLIMIT_NOFILE:  # the descriptor table enforces it (kernel.fs.files)
+        soft, hard = p.files.limit, max(hard, p.files.limit)
     return struct.pack("<QQ", soft, hard)
 
 
+def _set_rlimit(p: GuestProcess, resource: int, address: int) -> int:
+    """Only RLIMIT_NOFILE's soft limit is enforced; other new limits are accepted."""
+    raw = p.space.read(address, 16)
+    if raw is None:
+        return -errno.EFAULT
+    soft, hard = struct.unpack("<QQ", raw)
+    if soft > hard:
+        return -errno.EINVAL
+    if resource == RLIMIT_NOFILE:
+        if soft > NR_OPEN:
+            return -errno.EPERM
+        p.files.limit = soft
+    return 0
+
+
 def sys_prlimit64(p: GuestProcess, r: Any) -> int:
-    pid, resource, old = r.rdi, r.rsi, r.r10
+    pid, resource, new, old = r.rdi, r.rsi, r.rdx, r.r10
     if pid not in (0, PID):
         return -errno.ESRCH
     if resource > 15:
         return -errno.EINVAL
-    if old and not p.space.write(old, _rlimit(resource)):
+    if old and not p.space.write(old, _rlimit(p, resource)):
         return -errno.EFAULT
-    return 0
+    return _set_rlimit(p, resource, new) if new else 0
 
 
 def sys_getrlimit(p: GuestProcess, r: Any) -> int:
     if r.rdi > 15:
         return -errno.EINVAL
-    return 0 if p.space.write(r.rsi, _rlimit(r.rdi)) else -errno.EFAULT
+    return 0 if p.space.write(r.rsi, _rlimit(p, r.rdi)) else -errno.EFAULT
+
+
+def sys_setrlimit(p: GuestProcess, r: Any) -> int:
+    return -errno.EINVAL if r.rdi > 15 else _set_rlimit(p, r.rdi, r.rsi)
 
 
 def sys_uname(p: GuestProcess, r: Any) -> int:
@@ -198,12 +222,6 @@ def sys_futex(p: GuestProcess, r: Any) -> int:
     return -errno.ENOSYS
 
 
-def sys_getcwd(p: GuestProcess, r: Any) -> int:
-    if r.rsi < 2:
-        return -errno.ERANGE
-    return 2 if p.space.write(r.rdi, b"/\0") else -errno.EFAULT
-
-
 HANDLERS = {
     NUMBERS["exit"]: sys_exit_group,
     NUMBERS["exit_group"]: sys_exit_group,
@@ -221,6 +239,7 @@ HANDLERS = {
     NUMBERS["rseq"]: sys_rseq,
     NUMBERS["prlimit64"]: sys_prlimit64,
     NUMBERS["getrlimit"]: sys_getrlimit,
+    NUMBERS["setrlimit"]: sys_setrlimit,
     NUMBERS["uname"]: sys_uname,
     NUMBERS["rt_sigaction"]: sys_rt_sigaction,
     NUMBERS["rt_sigprocmask"]: sys_rt_sigprocmask,
@@ -231,5 +250,4 @@ HANDLERS = {
     NUMBERS["sched_getaffinity"]: sys_sched_getaffinity,
     NUMBERS["getrandom"]: sys_getrandom,
     NUMBERS["futex"]: sys_futex,
-    NUMBERS["getcwd"]: sys_getcwd,
 }

@@ -1,0 +1,75 @@
+"""Programs nobody wrote for chaosreplay (C pthreads, fork+exec, C++ threads, Go, Rust).
+
+Each is compiled once per source digest (tests/program_cache.py) and first run natively:
+its output is deterministic and pinned here, which checks the program and the cache. Under
+chaosreplay they need the kernel of issue 12 (clone, futex, fork/exec, signals): until it
+lands those runs are strict xfails, so the first one that starts to pass fails the suite
+and its marker has to go.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import program_cache
+import pytest
+
+from chaosreplay.kernel.process import GuestProcess, ProcessConfig, Status
+from chaosreplay.vm.elf import load_program
+
+EXPECTED = {
+    ("pthreads.c", "glibc"): "counter 8000\nring" + " 0 1 2 3 4 5 6 7" * 3 + "\njoined 280\n",
+    ("pthreads.c", "musl"): "counter 8000\nring" + " 0 1 2 3 4 5 6 7" * 3 + "\njoined 280\n",
+    ("fork_exec.c", "musl"): "parent read: child says hello\nchild exited 7\n",
+    ("cxx_thread.cpp", None): "total 7998000 from 4 threads\n",
+    ("goroutines.go", None): "sum of squares 30\ntimed out as expected\n"
+                             "recovered: runtime error: invalid memory address or nil pointer "
+                             "dereference\n",
+    ("rust_threads.rs", None): "hello from rust\ntotal 7998000 from [0, 1, 2, 3]\n",
+}
+CASES = [pytest.param(source, flavour, id=f"{source}-{flavour or 'default'}")
+         for source, flavour in EXPECTED]
+
+
+def built(source: str, flavour: str | None) -> Path:
+    reason = program_cache.missing_toolchain(source, flavour)
+    if reason is not None:
+        pytest.skip(reason)
+    return program_cache.build_program(source, flavour)
+
+
+@pytest.mark.parametrize(("source", "flavour"), CASES)
+def test_program_prints_its_expected_output_natively(source: str, flavour: str | None) -> None:
+    """The cached build runs natively and prints the pinned output."""
+    result = subprocess.run([str(built(source, flavour))], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert (result.returncode, result.stdout) == (0, EXPECTED[(source, flavour)]), result.stderr
+
+
+def test_a_cached_program_is_not_built_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second build of the same source and toolchain returns the cached file untouched."""
+    first = built("pthreads.c", "glibc")
+    mtime = first.stat().st_mtime_ns
+
+    def no_compiler(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"compiler invoked again: {args}")
+
+    real_run = subprocess.run
+    monkeypatch.setattr(program_cache.subprocess, "run",
+                        lambda cmd, *a, **k: real_run(cmd, *a, **k)
+                        if "--version" in cmd or "version" in cmd else no_compiler(cmd))
+    again = program_cache.build_program("pthreads.c", "glibc")
+    assert again == first and again.stat().st_mtime_ns == mtime
+
+
+@pytest.mark.kvm
+@pytest.mark.xfail(strict=True, reason="needs issue 12: clone/futex/fork/exec/signals")
+@pytest.mark.parametrize(("source", "flavour"), CASES)
+def test_program_prints_the_same_under_chaosreplay(source: str, flavour: str | None) -> None:
+    """Under the VMM the program prints what it prints natively and exits 0."""
+    path = built(source, flavour)
+    process = GuestProcess(load_program(path), ProcessConfig(argv=[str(path).encode()]))
+    process.run_to_completion(hang_seconds=20)
+    assert (process.status, process.exit_code) == (Status.EXITED, 0), process.crash
+    assert bytes(process.stdout).decode() == EXPECTED[(source, flavour)]
