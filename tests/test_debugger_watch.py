@@ -79,4 +79,4 @@ def test_state_watch_reads_what_memory_holds(demo: Path) -> None:
 def test_state_watch_syntax_error_is_one_line(demo: Path) -> None:
     result = CliRunner().invoke(main, ["state", str(demo), "--event", "0", "--watch", "log_["])
     assert result.exit_code == 2
-    assert result.output.strip() == "error: watch 'log_[': expected more at the end"
+    assert result.output.strip() == "chaosreplay: error: watch 'log_[': expected more at the end"

@@ -73,10 +73,10 @@ def state(recording: str, tick: int | None, seq: int | None, node: int | None,
                 seq = change.seq
             result = session.state(seq)
     except (ChaosReplayError, OSError, WatchError, IndexError) as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"chaosreplay: error: {exc}", err=True)
         sys.exit(2)
     if node is not None and node >= len(result.nodes):
-        click.echo(f"error: {recording}: node {node} does not exist (nodes 0.."
+        click.echo(f"chaosreplay: error: {recording}: node {node} does not exist (nodes 0.."
                    f"{len(result.nodes) - 1})", err=True)
         sys.exit(2)
     if as_json:
