@@ -131,12 +131,11 @@ class Explorer:
         if self.config.branching and live and self.rng.random() >= self.config.root_share:
             entry = self.config.policy.pick(live, self.rng)
             self.config.policy.spend(entry)
-            mutation = self.mutator.mutate(entry.faults, entry.gate, entry.tick,
-                                           random.Random(derive_seed(self.config.seed, "branch",
-                                                                     number)))
+            end = entry.tick + self.config.branch_horizon
+            rng = random.Random(derive_seed(self.config.seed, "branch", number))
+            mutation = self.mutator.mutate(entry.faults, entry.gate, entry.tick, rng, end)
             start = BranchPoint(entry.path, entry.tick, entry.collector, entry.maps)
-            task = Task(number, entry.seed, mutation.faults, start, path,
-                        entry.tick + self.config.branch_horizon)
+            task = Task(number, entry.seed, mutation.faults, start, path, end)
             self._pending[number] = (task, entry, mutation.edits)
         else:
             seed = self.scenario.seed + self.roots

@@ -57,10 +57,13 @@ class Mutator:
             kinds = [k for k in kinds or DEFAULT_KINDS if k is not FaultKind.PARTITION]
         self.kinds = tuple(kinds or DEFAULT_KINDS)
 
-    def mutate(self, faults: tuple[Fault, ...], gate: int, tick: int,
-               rng: random.Random) -> Mutation:
-        """A new schedule equal to `faults` before the branch point `tick` (absolute)."""
+    def mutate(self, faults: tuple[Fault, ...], gate: int, tick: int, rng: random.Random,
+               end_tick: int | None = None) -> Mutation:
+        """A new schedule equal to `faults` before the branch point `tick` (absolute); new
+        faults start before `end_tick` (absolute; default: the run's end)."""
         start = max(tick - gate, 0)  # the branch point in schedule (gate-relative) ticks
+        end = min(self.horizon, end_tick if end_tick is not None else self.horizon) - gate
+        window = max(1, min(NEAR_FUTURE, end - start))
         current = sorted(faults, key=lambda f: f.at)
         edits: list[str] = []
         ops = 1
@@ -73,7 +76,7 @@ class Mutator:
                 choices.append("reseed")
             op = rng.choice(choices)
             if op == "add":
-                fault = self._new_fault(start, rng)
+                fault = self._new_fault(start, window, rng)
                 current.append(fault)
                 edits.append(f"add {_describe(fault)}")
             elif op == "drop":
@@ -99,14 +102,14 @@ class Mutator:
                 edits.append(f"reseed the future faults ({len(drawn)} drawn, seed {seed})")
             current.sort(key=lambda f: f.at)
         if current == sorted(faults, key=lambda f: f.at):  # the edits undid each other
-            fault = self._new_fault(start, rng)
+            fault = self._new_fault(start, window, rng)
             current = sorted([*current, fault], key=lambda f: f.at)
             edits.append(f"add {_describe(fault)}")
         return Mutation(tuple(current), tuple(edits))
 
-    def _new_fault(self, start: int, rng: random.Random) -> Fault:
+    def _new_fault(self, start: int, window: int, rng: random.Random) -> Fault:
         kind = rng.choice(self.kinds)
-        at = start + int(NEAR_FUTURE * rng.random() ** 2)
+        at = start + int(window * rng.random() ** 2)
         return self._build(kind, at, rng)
 
     def _build(self, kind: FaultKind, at: int, rng: random.Random,
