@@ -28,7 +28,7 @@ def test_signals_hold_no_time() -> None:
         c(6 + offset, 0, -1, "packet.sent", {"src": 0, "dst": 1, "size": 80})
         _assert(c, 7 + offset, 42, AssertKind.SOMETIMES, True)
         c(8 + offset, 0, 2, "node.status", {"status": "killed", "reason": "fault"})
-        return set(c.first_tick)
+        return set(c.first_seen)
 
     assert feed(0) == feed(5000)
     assert ("syscall", 1, 0, "EAGAIN") in feed(0)
@@ -38,13 +38,13 @@ def test_signals_hold_no_time() -> None:
 def test_a_satisfied_sometimes_is_the_strongest_signal() -> None:
     c = SignalCollector()
     _assert(c, 1, 7, AssertKind.SOMETIMES, False)
-    assert ("sometimes", 7) not in c.first_tick, "an unsatisfied sometimes is not a hit"
+    assert ("sometimes", 7) not in c.first_seen, "an unsatisfied sometimes is not a hit"
     _assert(c, 2, 7, AssertKind.SOMETIMES, True)
     _assert(c, 3, 8, AssertKind.REACHABLE, True)
     _assert(c, 4, 9, AssertKind.ALWAYS, True)
-    assert c.first_tick[("sometimes", 7)] == 2 and ("sometimes", 8) in c.first_tick
-    assert ("sometimes", 9) not in c.first_tick
-    assert weight(("sometimes", 7)) > max(weight(s) for s in c.first_tick if s[0] != "sometimes")
+    assert c.first_seen[("sometimes", 7)] == (2, 0) and ("sometimes", 8) in c.first_seen
+    assert ("sometimes", 9) not in c.first_seen
+    assert weight(("sometimes", 7)) > max(weight(s) for s in c.first_seen if s[0] != "sometimes")
 
 
 def test_assertion_counts_are_bucketed_and_continue_from_a_checkpoint() -> None:
@@ -54,7 +54,7 @@ def test_assertion_counts_are_bucketed_and_continue_from_a_checkpoint() -> None:
         _assert(c, t, 5, AssertKind.ALWAYS, True)
     resumed = SignalCollector(c.state.copy())
     _assert(resumed, 10, 5, AssertKind.ALWAYS, True)  # the 4th hit, counted from the state
-    assert ("assert.count", 5, True, 3) in resumed.first_tick
+    assert ("assert.count", 5, True, 3) in resumed.first_seen
     assert c.state.assert_counts[(5, True)] == 3, "the copy is independent"
 
 
@@ -62,7 +62,7 @@ def test_message_order_is_a_per_node_summary_of_the_last_deliveries() -> None:
     c = SignalCollector()
     for src, size in ((1, 80), (2, 80), (1, 104)):
         c(1, 0, 0, "packet.delivered", {"src": src, "dst": 0, "size": size})
-    assert ("order", 0, ((1, 7), (2, 7), (1, 7))) in c.first_tick
+    assert ("order", 0, ((1, 7), (2, 7), (1, 7))) in c.first_seen
     assert isinstance(c.state, CollectorState)
 
 
@@ -76,19 +76,20 @@ def test_sent_payload_heads_are_read_only_for_sends() -> None:
     c = SignalCollector(read_payload=read)
     c(1, 0, 2, "syscall", {"nr": CR_SYS_SEND, "args": [0, 0x1000, 80, 0, 0, 0], "ret": 0})
     c(1, 0, 2, "syscall", {"nr": 1, "args": [1, 0x1000, 80, 0, 0, 0], "ret": 80})
-    assert reads == [(2, 0x1000, 4)] and ("packet.head", 2, 0, b"RAFT") in c.first_tick
+    assert reads == [(2, 0x1000, 4)] and ("packet.head", 2, 0, b"RAFT") in c.first_seen
 
 
 def test_corpus_reports_new_signals_in_tick_order_once() -> None:
     corpus = Corpus()
-    new = corpus.absorb({("b",): 9, ("a",): 3}, run=1)
-    assert [d.signal for d in new] == [("a",), ("b",)]
-    assert corpus.absorb({("a",): 1, ("c",): 2}, run=2)[0].signal == ("c",)
+    new = corpus.absorb({("b",): (9, 1), ("a",): (3, 2)}, run=1)
+    assert [(d.signal, d.node) for d in new] == [(("a",), 2), (("b",), 1)]
+    assert corpus.absorb({("a",): (1, 0), ("c",): (2, 0)}, run=2)[0].signal == ("c",)
     assert corpus.first_run == {("a",): 1, ("b",): 1, ("c",): 2}
 
 
 def _entry(number: int, energy: float, path: str = "p") -> FrontierEntry:
-    return FrontierEntry(number, 1, path, 500, 0, (), 0, CollectorState(), {}, 1.0, 0, energy)
+    return FrontierEntry(number, 1, path, 500, 600, 1, 0, (), 0, CollectorState(), {}, 1.0, 0,
+                         energy)
 
 
 def test_energy_rewards_discoveries_and_retires_barren_entries() -> None:

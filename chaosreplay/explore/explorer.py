@@ -4,11 +4,13 @@ Each round the explorer decides `jobs` runs, one after the other, from its seede
 generator: with probability `root_share` (always while the frontier is empty) a new run
 from the next seed of the sweep, otherwise a branch from a frontier entry drawn by energy
 (energy.py) with a mutated future (mutator.py). The round runs (runner.py) and its
-outcomes are taken in decision order: the corpus absorbs each run's signals; the
-checkpoints right after a run's discoveries become frontier entries (at most
-`entries_per_run`, the most novel); the entry a branch came from is credited or counted
-barren and retired when spent; a failing run is counted as a bug and, the first few times,
-recorded from scratch into the output folder (findings.py).
+outcomes are taken in decision order: the corpus absorbs each run's signals; a run's
+discoveries become frontier entries at the checkpoints before them (at most
+`entries_per_run`, the most novel), focused on the strongest discovery there (branches
+put their new faults just after it, on its node half of the time); the entry a branch
+came from is credited or counted barren and retired when spent; a failing run is counted
+as a bug and, the first few times, recorded from scratch into the output folder
+(findings.py).
 
 So every decision is a function of the seed and the job count: with a run limit instead
 of a wall-clock budget, `explore --seed S --jobs N` makes the same runs and finds the same
@@ -33,6 +35,7 @@ from chaosreplay.explore.frontier import Corpus, Discovery, Frontier, FrontierEn
 from chaosreplay.explore.mutator import Mutator
 from chaosreplay.explore.report import Decision, ExploreReport, ProgressPoint
 from chaosreplay.explore.runner import BranchPoint, Outcome, RoundRunner, RunJob, Task
+from chaosreplay.explore.signals import weight
 from chaosreplay.runs.schedules import run_faults
 from chaosreplay.sim.scenario import Scenario
 from chaosreplay.sim.validation import NS_PER_TICK
@@ -85,6 +88,7 @@ class Explorer:
         self.simulated_ticks = 0
         self.started = 0.0
         self._entries = 0
+        self._final_live: int | None = None  # live entries when the search ended
         self._pending: dict[int, tuple[Task, FrontierEntry | None, tuple[str, ...]]] = {}
 
     # -- the loop -----------------------------------------------------------------------------
@@ -108,6 +112,7 @@ class Explorer:
                     self._note_progress()
             finally:
                 runner.close()
+                self._final_live = len(self.frontier.live())
                 self.frontier.close()
         return self.report()
 
@@ -133,7 +138,8 @@ class Explorer:
             self.config.policy.spend(entry)
             end = entry.tick + self.config.branch_horizon
             rng = random.Random(derive_seed(self.config.seed, "branch", number))
-            mutation = self.mutator.mutate(entry.faults, entry.gate, entry.tick, rng, end)
+            mutation = self.mutator.mutate(entry.faults, entry.gate, entry.tick, rng, end,
+                                           entry.focus_tick, entry.focus_node)
             start = BranchPoint(entry.path, entry.tick, entry.collector, entry.maps)
             task = Task(number, entry.seed, mutation.faults, start, path, end)
             self._pending[number] = (task, entry, mutation.edits)
@@ -181,30 +187,28 @@ class Explorer:
 
     def _add_entries(self, task: Task, outcome: Outcome, found: list[Discovery],
                      parent: FrontierEntry | None) -> int:
-        """Frontier entries at the checkpoints right after the run's discoveries."""
+        """Frontier entries for the run's discoveries: each at the last checkpoint before
+        it, focused on the strongest discovery of the few most novel checkpoints."""
         if not found or outcome.gate is None:
             return 0
         ticks = [t for t, _ in outcome.checkpoints]
-        usable = [i for i, t in enumerate(ticks) if t >= outcome.gate and t < outcome.end_tick]
-        if not usable:
-            return 0
+        usable = [i for i, t in enumerate(ticks) if outcome.gate <= t < outcome.end_tick]
         groups: dict[int, list[Discovery]] = {}
         for d in found:
-            after = next((i for i in usable if ticks[i] >= d.tick), usable[-1])
-            groups.setdefault(after, []).append(d)
+            before = [i for i in usable if ticks[i] <= d.tick]
+            if before:  # (a discovery before the first usable checkpoint has none)
+                groups.setdefault(before[-1], []).append(d)
         ranked = sorted(groups, key=lambda i: (-novelty(groups[i]), ticks[i]))
         chosen = sorted(ranked[:self.config.entries_per_run])
-        worth_before = 0.0
-        for i in sorted(groups):
-            worth_before += novelty(groups[i])
-            if i not in chosen:
-                continue
+        for i in chosen:
             tick, state = outcome.checkpoints[i]
+            focus = max(groups[i], key=lambda d: (weight(d.signal), -d.tick))
+            worth = novelty(groups[i])
             self._entries += 1
             self.frontier.add(FrontierEntry(
-                self._entries, outcome.run, task.scratch, tick, task.seed, task.faults,
-                outcome.gate, state, dict(outcome.maps), worth_before,
-                parent.depth + 1 if parent else 0, self.config.policy.initial(worth_before),
+                self._entries, outcome.run, task.scratch, tick, focus.tick, focus.node,
+                task.seed, task.faults, outcome.gate, state, dict(outcome.maps), worth,
+                parent.depth + 1 if parent else 0, self.config.policy.initial(worth),
                 discoveries=[repr(d.signal) for d in groups[i][:3]]))
         return len(chosen)
 
@@ -226,7 +230,9 @@ class Explorer:
             wall_seconds=round(self.elapsed(), 3),
             simulated_seconds=round(self.simulated_ticks / TICKS_PER_SECOND, 3),
             signals=len(self.corpus), signal_kinds=_kinds(self.corpus),
-            frontier_live=len(self.frontier.live()), frontier_total=len(self.frontier.entries),
+            frontier_live=(len(self.frontier.live()) if self._final_live is None
+                           else self._final_live),
+            frontier_total=len(self.frontier.entries),
             bugs=[b.to_dict() for b in self.findings.bugs.values()],
             progress=list(self.progress), decisions=list(self.decisions))
 

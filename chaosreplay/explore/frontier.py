@@ -22,10 +22,11 @@ from chaosreplay.sim.faults.model import Fault
 
 @dataclass
 class Discovery:
-    """A signal the corpus had not seen, and the tick of the run it appeared at."""
+    """A signal the corpus had not seen, the tick it appeared at, and the node (-1: none)."""
 
     signal: Signal
     tick: int
+    node: int = -1
 
 
 class Corpus:
@@ -41,9 +42,10 @@ class Corpus:
         """How many signals of one kind have been seen."""
         return sum(1 for s in self.first_run if s[0] == kind)
 
-    def absorb(self, signals: dict[Signal, int], run: int) -> list[Discovery]:
-        """Add a run's signals (signal -> first tick); the new ones, by tick then signal."""
-        new = [Discovery(s, t) for s, t in signals.items() if s not in self.first_run]
+    def absorb(self, signals: dict[Signal, tuple[int, int]], run: int) -> list[Discovery]:
+        """Add a run's signals (signal -> (first tick, node)); the new ones, by tick then
+        signal."""
+        new = [Discovery(s, t, n) for s, (t, n) in signals.items() if s not in self.first_run]
         new.sort(key=lambda d: (d.tick, repr(d.signal)))  # repr: no hash order anywhere
         for d in new:
             self.first_run[d.signal] = run
@@ -63,6 +65,8 @@ class FrontierEntry:
     run: int  # the run whose checkpoint this is
     path: str  # that run's checkpoint file
     tick: int  # the checkpoint's tick
+    focus_tick: int  # the discovery after the checkpoint that made this entry
+    focus_node: int  # the node it happened on (-1: none in particular)
     seed: int  # the scenario seed of the run
     faults: tuple[Fault, ...]  # the run's whole schedule
     gate: int  # the absolute tick fault `at`s count from

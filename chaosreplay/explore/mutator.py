@@ -6,9 +6,11 @@ schedules.resume_with_faults). The operators, one to four stacked per branch as 
 havoc stage does:
 
 - **add** a fault of one of the scenario's kinds (those its random plan enables, else the
-  node and network faults the demo reacts to), starting soon after T (the near future is
-  where a deep moment's consequences are), with a duration and parameters drawn from the
-  kind's random ranges (sim/faults/model.py);
+  node and network faults the demo reacts to), starting soon after the entry's focus (the
+  discovery it was made for: the branch re-executes from the checkpoint before it exactly
+  up to the first changed fault, so a fault can land right after the discovery; the near
+  future is where a deep moment's consequences are), on the focus node half of the time,
+  with a duration and parameters drawn from the kind's random ranges (sim/faults/model.py);
 - **drop** a future fault;
 - **move** a future fault earlier or later (never before T);
 - **retune** a future fault: a longer or shorter duration, another node, another parameter;
@@ -56,14 +58,20 @@ class Mutator:
         if node_count < 2:
             kinds = [k for k in kinds or DEFAULT_KINDS if k is not FaultKind.PARTITION]
         self.kinds = tuple(kinds or DEFAULT_KINDS)
+        self._focus_node = -1  # the node of the discovery being branched from
 
     def mutate(self, faults: tuple[Fault, ...], gate: int, tick: int, rng: random.Random,
-               end_tick: int | None = None) -> Mutation:
-        """A new schedule equal to `faults` before the branch point `tick` (absolute); new
-        faults start before `end_tick` (absolute; default: the run's end)."""
+               end_tick: int | None = None, focus_tick: int | None = None,
+               focus_node: int = -1) -> Mutation:
+        """A new schedule equal to `faults` before the branch point `tick` (absolute). New
+        faults start in the near future of `focus_tick` (absolute; default: the branch
+        point) and before `end_tick` (default: the run's end); a fault on a node picks
+        `focus_node` half of the time (when it is a node)."""
         start = max(tick - gate, 0)  # the branch point in schedule (gate-relative) ticks
         end = min(self.horizon, end_tick if end_tick is not None else self.horizon) - gate
-        window = max(1, min(NEAR_FUTURE, end - start))
+        focus = max(start, (focus_tick if focus_tick is not None else tick) - gate)
+        window = max(1, min(NEAR_FUTURE, end - focus))
+        self._focus_node = focus_node
         current = sorted(faults, key=lambda f: f.at)
         edits: list[str] = []
         ops = 1
@@ -76,7 +84,7 @@ class Mutator:
                 choices.append("reseed")
             op = rng.choice(choices)
             if op == "add":
-                fault = self._new_fault(start, window, rng)
+                fault = self._new_fault(focus, window, rng)
                 current.append(fault)
                 edits.append(f"add {_describe(fault)}")
             elif op == "drop":
@@ -102,7 +110,7 @@ class Mutator:
                 edits.append(f"reseed the future faults ({len(drawn)} drawn, seed {seed})")
             current.sort(key=lambda f: f.at)
         if current == sorted(faults, key=lambda f: f.at):  # the edits undid each other
-            fault = self._new_fault(start, window, rng)
+            fault = self._new_fault(focus, window, rng)
             current = sorted([*current, fault], key=lambda f: f.at)
             edits.append(f"add {_describe(fault)}")
         return Mutation(tuple(current), tuple(edits))
@@ -121,7 +129,8 @@ class Mutator:
             low = max(low // 4, 50)  # shorter than random faults too: precise moments
             data["duration"] = int(10 ** rng.uniform(math.log10(low), math.log10(high)))
         if spec.node == "required" or (spec.node == "optional" and rng.random() < 0.5):
-            data["node"] = rng.randrange(self.node_count)
+            focused = 0 <= self._focus_node < self.node_count and rng.random() < 0.5
+            data["node"] = self._focus_node if focused else rng.randrange(self.node_count)
         for param in spec.params:
             if param.name == "sides":
                 nodes = list(range(self.node_count))

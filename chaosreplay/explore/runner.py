@@ -71,7 +71,7 @@ class Outcome:
     summary: dict[str, Any] | None = None
     error: str | None = None
     gate: int | None = None
-    signals: dict[Signal, int] = field(default_factory=dict)  # signal -> first tick
+    signals: dict[Signal, tuple[int, int]] = field(default_factory=dict)  # -> (tick, node)
     checkpoints: list[tuple[int, CollectorState]] = field(default_factory=list)
     maps: CoverageMaps = field(default_factory=dict)
     wall_seconds: float = 0.0
@@ -183,7 +183,7 @@ def _run(job: RunJob, readers: Readers, task: Task, outcome: Outcome) -> None:
         writer.close(outcome.summary)
     outcome.end_tick = result.end_tick
     outcome.gate = sim.engine.origin_tick
-    outcome.signals = collector.first_tick
+    outcome.signals = collector.first_seen
     outcome.maps = {**(task.start.maps if task.start else {}), **known_maps(sim)}
 
 

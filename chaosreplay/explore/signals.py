@@ -78,12 +78,13 @@ class SignalCollector:
                  read_payload: PayloadReader | None = None) -> None:
         self.state = state.copy() if state is not None else CollectorState()
         self.read_payload = read_payload
-        self.first_tick: dict[Signal, int] = {}
+        self.first_seen: dict[Signal, tuple[int, int]] = {}  # signal -> (tick, node)
 
-    def note(self, signal: Signal, tick: int) -> None:
-        """Record a signal (only its first tick in this run is kept)."""
-        if signal not in self.first_tick:
-            self.first_tick[signal] = tick
+    def note(self, signal: Signal, tick: int, node: int = -1) -> None:
+        """Record a signal (only where it first appeared in this run is kept: its tick and
+        the node whose event showed it, -1 for none in particular)."""
+        if signal not in self.first_seen:
+            self.first_seen[signal] = (tick, node)
 
     def __call__(self, tick: int, vtime_ns: int, node: int, kind: str,
                  fields: dict[str, Any]) -> None:
@@ -93,12 +94,12 @@ class SignalCollector:
 
     def _syscall(self, tick: int, node: int, fields: dict[str, Any]) -> None:
         number, ret = fields["nr"], fields["ret"]
-        self.note(("syscall", node, number, result_class(ret)), tick)
+        self.note(("syscall", node, number, result_class(ret)), tick, node)
         if number == CR_SYS_SEND and ret == 0 and self.read_payload is not None:
             dst, address, length = fields["args"][:3]
             head = self.read_payload(node, address, min(length, HEAD_BYTES))
             if head is not None:
-                self.note(("packet.head", node, dst, bytes(head)), tick)
+                self.note(("packet.head", node, dst, bytes(head)), tick, node)
 
     def _assert(self, tick: int, node: int, fields: dict[str, Any]) -> None:
         ident, outcome = fields["id"], bool(fields["condition"])
@@ -106,13 +107,13 @@ class SignalCollector:
         key = (ident, outcome)
         count = self.state.assert_counts.get(key, 0) + 1
         self.state.assert_counts[key] = count
-        self.note(("assert", ident, outcome), tick)
-        self.note(("assert.count", ident, outcome, count_bucket(count)), tick)
+        self.note(("assert", ident, outcome), tick, node)
+        self.note(("assert.count", ident, outcome, count_bucket(count)), tick, node)
         if outcome and kind in (AssertKind.SOMETIMES, AssertKind.REACHABLE):
-            self.note(("sometimes", ident), tick)
+            self.note(("sometimes", ident), tick, node)
 
     def _sent(self, tick: int, node: int, fields: dict[str, Any]) -> None:
-        self.note(("packet", fields["src"], fields["dst"], fields["size"]), tick)
+        self.note(("packet", fields["src"], fields["dst"], fields["size"]), tick, fields["src"])
 
     def _delivered(self, tick: int, node: int, fields: dict[str, Any]) -> None:
         dst = fields["dst"]
@@ -120,13 +121,13 @@ class SignalCollector:
         order = ((*self.state.orders.get(dst, ()), entry))[-ORDER_DEPTH:]
         self.state.orders[dst] = order
         if len(order) == ORDER_DEPTH:
-            self.note(("order", dst, order), tick)
+            self.note(("order", dst, order), tick, dst)
 
     def _status(self, tick: int, node: int, fields: dict[str, Any]) -> None:
         before = self.state.statuses.get(node, "running")
         after = fields["status"]
         self.state.statuses[node] = after
-        self.note(("status", node, before, after), tick)
+        self.note(("status", node, before, after), tick, node)
 
 
 _HANDLERS: dict[str, Callable[[SignalCollector, int, int, dict[str, Any]], None]] = {
