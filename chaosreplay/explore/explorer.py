@@ -59,6 +59,7 @@ class ExploreConfig:
     checkpoint_interval: int = 500  # ticks between the checkpoints runs can branch from
     branch_horizon: int = 6000  # a branch runs this many ticks past its checkpoint at most
     save_per_bug: int = 3
+    stop_after_bugs: int | None = None  # end the search once this many distinct failures
     hang_seconds: float = 10.0
     policy: EnergyPolicy = field(default_factory=EnergyPolicy)
 
@@ -123,6 +124,9 @@ class Explorer:
     def _spent(self) -> bool:
         config = self.config
         if config.max_runs is not None and self.runs >= config.max_runs:
+            return True
+        if config.stop_after_bugs is not None and len(self.findings.bugs) >= \
+                config.stop_after_bugs:
             return True
         return config.budget_seconds is not None and self.elapsed() >= config.budget_seconds
 
