@@ -15,8 +15,9 @@ from chaosreplay.sim.faults.model import Fault, FaultKind
 from chaosreplay.sim.faults.random import RandomFaults
 
 
-def _assert(c: SignalCollector, tick: int, ident: int, kind: int, cond: bool) -> None:
-    c(tick, tick * 10**6, 0, "assert", {"assert_kind": kind, "condition": cond, "id": ident,
+def _assert(c: SignalCollector, tick: int, ident: int, kind: int, cond: bool,
+            node: int = 0) -> None:
+    c(tick, tick * 10**6, node, "assert", {"assert_kind": kind, "condition": cond, "id": ident,
                                          "message": "m", "file": "f.c", "line": 1})
 
 
@@ -45,6 +46,19 @@ def test_a_satisfied_sometimes_is_the_strongest_signal() -> None:
     assert c.first_seen[("sometimes", 7)] == (2, 0) and ("sometimes", 8) in c.first_seen
     assert ("sometimes", 9) not in c.first_seen
     assert weight(("sometimes", 7)) > max(weight(s) for s in c.first_seen if s[0] != "sometimes")
+
+
+def test_milestones_are_the_order_of_satisfied_sometimes_per_node_and_cluster() -> None:
+    c = SignalCollector()
+    for tick, node, ident in ((1, 0, 10), (2, 0, 10), (3, 1, 11), (4, 0, 12)):
+        _assert(c, tick, ident, AssertKind.SOMETIMES, True, node)
+    assert ("milestone", 0, None, 10) in c.first_seen
+    assert ("milestone", 0, 10, 12) in c.first_seen, "node 0: 10 then 12 (11 was node 1)"
+    assert ("milestone", 0, 10, 10) not in c.first_seen, "a repeat is not a step"
+    assert ("milestone.any", 10, 11, False) in c.first_seen
+    resumed = SignalCollector(c.state.copy())
+    _assert(resumed, 9, 13, AssertKind.REACHABLE, True, 0)
+    assert ("milestone.any", 12, 13, True) in resumed.first_seen
 
 
 def test_assertion_counts_are_bucketed_and_continue_from_a_checkpoint() -> None:

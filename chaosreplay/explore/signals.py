@@ -6,6 +6,10 @@ tick and measured mostly the passage of time). Kinds, strongest first:
 
 - ``("sometimes", id)``: a sometimes/reachable assertion satisfied (the strongest signal:
   the program's author said this moment matters);
+- ``("milestone", node, previous, id)`` and ``("milestone.any", previous, id, same)``: the
+  order in which satisfied sometimes/reachable assertions (the program's milestones) follow
+  each other, on one node and across the cluster (``same``: on the node of the previous
+  one) — a protocol-level happens-before summary (a node restarts, then becomes leader);
 - ``("assert", id, outcome)`` and ``("assert.count", id, outcome, bucket)``: an assertion's
   outcome, and how often (AFL-style log2 buckets of the count so far in this run);
 - ``("edge", group, index)``: an edge of the SDK's coverage bitmap (coverage.py);
@@ -30,8 +34,9 @@ ORDER_DEPTH = 3  # deliveries remembered per node for the happens-before summary
 HEAD_BYTES = 4  # leading payload bytes of a sent datagram taken as its "type"
 
 WEIGHTS: dict[str, float] = {
-    "sometimes": 10.0, "assert": 3.0, "assert.count": 1.0, "edge": 1.0, "status": 1.0,
-    "syscall": 1.0, "packet": 0.5, "packet.head": 0.5, "order": 0.25,
+    "sometimes": 10.0, "milestone": 2.0, "milestone.any": 1.0, "assert": 3.0,
+    "assert.count": 1.0, "edge": 1.0, "status": 1.0, "syscall": 1.0, "packet": 0.5,
+    "packet.head": 0.5, "order": 0.25,
 }
 """How much a first occurrence of each kind of signal is worth to the energy rule."""
 
@@ -65,10 +70,13 @@ class CollectorState:
     assert_counts: dict[tuple[int, bool], int] = field(default_factory=dict)
     orders: dict[int, tuple[tuple[int, int], ...]] = field(default_factory=dict)
     statuses: dict[int, str] = field(default_factory=dict)
+    milestones: dict[int, int] = field(default_factory=dict)  # node -> last milestone id
+    last_milestone: tuple[int, int] | None = None  # (node, id) of the cluster's last one
 
     def copy(self) -> CollectorState:
         """An independent copy (taken at every checkpoint)."""
-        return CollectorState(dict(self.assert_counts), dict(self.orders), dict(self.statuses))
+        return CollectorState(dict(self.assert_counts), dict(self.orders), dict(self.statuses),
+                              dict(self.milestones), self.last_milestone)
 
 
 class SignalCollector:
@@ -111,6 +119,21 @@ class SignalCollector:
         self.note(("assert.count", ident, outcome, count_bucket(count)), tick, node)
         if outcome and kind in (AssertKind.SOMETIMES, AssertKind.REACHABLE):
             self.note(("sometimes", ident), tick, node)
+            self._milestone(tick, node, ident)
+
+    def _milestone(self, tick: int, node: int, ident: int) -> None:
+        """A satisfied sometimes/reachable: note which milestone it follows (repeats of the
+        same one in a row are not a new step)."""
+        state = self.state
+        previous = state.milestones.get(node)
+        if previous != ident:
+            self.note(("milestone", node, previous, ident), tick, node)
+            state.milestones[node] = ident
+        last = state.last_milestone
+        if last is None or last[1] != ident:
+            self.note(("milestone.any", last[1] if last else None, ident,
+                       last is not None and last[0] == node), tick, node)
+        state.last_milestone = (node, ident)
 
     def _sent(self, tick: int, node: int, fields: dict[str, Any]) -> None:
         self.note(("packet", fields["src"], fields["dst"], fields["size"]), tick, fields["src"])
