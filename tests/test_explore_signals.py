@@ -174,3 +174,29 @@ def test_sparkline_spans_low_to_high() -> None:
     assert sparkline([0, 1, 2, 3, 4, 5, 6, 7]) == "▁▂▃▄▅▆▇█"
     assert len(sparkline(list(range(500)), 40)) == 40
     assert sparkline([]) == ""
+
+
+def test_the_live_display_shows_counts_signals_and_bugs_with_first_hits() -> None:
+    """The rich view renders the explorer's state (no run needed: the state is set here)."""
+    from rich.console import Console
+
+    from chaosreplay.explore.display import render
+    from chaosreplay.explore.explorer import ExploreConfig, Explorer
+    from chaosreplay.explore.report import ProgressPoint
+    from chaosreplay.sim.demo import demo_scenario
+
+    explorer = Explorer(demo_scenario(), [], ExploreConfig(seed=3))
+    explorer.started = 0.0
+    explorer.runs, explorer.roots, explorer.branches = 12, 3, 9
+    explorer.corpus.absorb({("edge", 0, 5): (1, -1), ("sometimes", 9): (2, 0)}, run=1)
+    explorer.progress = [ProgressPoint(1.0, 4, 10.0, 1, 1, 0, 2, 0),
+                         ProgressPoint(2.0, 12, 30.0, 2, 1, 1, 3, 1)]
+    explorer.findings.note({"bugs": [{"assert_kind": "always", "assert_id": 77,
+                                      "message": "election safety"}], "failures": []},
+                           None, run=7, end_tick=900, wall=1.5, simulated_seconds=21.0)
+    console = Console(record=True, width=120)
+    console.print(render(explorer, "exploring"))
+    text = console.export_text()
+    assert "12 (3 from seeds, 9 branches)" in text, text
+    assert "edge 1" in text and "sometimes 1" in text, text
+    assert "always: election safety" in text and "│ 7 " in text, text
