@@ -5,13 +5,14 @@ faults starting at or after T (the engine at the checkpoint has fired the rest a
 schedules.resume_with_faults). The operators, one to four stacked per branch as AFL's
 havoc stage does:
 
-- **add** a fault of one of the scenario's kinds (those its random plan enables, else the
-  node and network faults the demo reacts to), starting soon after the entry's focus (the
-  discovery it was made for: the branch re-executes from the checkpoint before it exactly
-  up to the first changed fault, so a fault can land right after the discovery; the near
-  future is where a deep moment's consequences are), on the focus node half of the time,
+- **add** a fault of one of the scenario's kinds (those its random plan enables, as often
+  as its rates ask for them; else the node and network faults the demo reacts to),
+  starting soon after the entry's focus (the discovery it was made for: the branch
+  re-executes from the checkpoint before it exactly up to the first changed fault, so a
+  fault can land right after the discovery; the near future is where a deep moment's
+  consequences are), on the focus node half of the time,
   with a duration and parameters drawn from the kind's random ranges (sim/faults/model.py);
-- **drop** a future fault;
+- **drop** a future fault (one starting before the branch ends: later ones cannot matter);
 - **move** a future fault earlier or later (never before T);
 - **retune** a future fault: a longer or shorter duration, another node, another parameter;
 - **reseed** the random part of the future: drop every future fault and draw the scenario's
@@ -54,10 +55,13 @@ class Mutator:
         self.node_count = node_count
         self.horizon = horizon  # the run's duration in ticks
         self.plan = plan
-        kinds = [k for k, rate in (plan.rates if plan else ()) if rate > 0]
+        rates = {k: rate for k, rate in (plan.rates if plan else ()) if rate > 0}
+        kinds = list(rates) or list(DEFAULT_KINDS)
         if node_count < 2:
-            kinds = [k for k in kinds or DEFAULT_KINDS if k is not FaultKind.PARTITION]
-        self.kinds = tuple(kinds or DEFAULT_KINDS)
+            kinds = [k for k in kinds if k is not FaultKind.PARTITION] or [FaultKind.KILL]
+        self.kinds = tuple(kinds)
+        # as often as the scenario asks for each kind (evenly without random rates)
+        self.kind_weights = tuple(rates.get(k, 1.0) if rates else 1.0 for k in kinds)
         self._focus_node = -1  # the node of the discovery being branched from
 
     def mutate(self, faults: tuple[Fault, ...], gate: int, tick: int, rng: random.Random,
@@ -78,7 +82,8 @@ class Mutator:
         while ops < MAX_OPS and rng.random() < 0.5:
             ops += 1
         for _ in range(ops):
-            future = [i for i, f in enumerate(current) if f.at >= start]
+            # faults starting after the branch ends cannot change what it sees
+            future = [i for i, f in enumerate(current) if start <= f.at < end]
             choices = ["add", "add"] + (["drop", "move", "retune"] if future else [])
             if self.plan is not None:
                 choices.append("reseed")
@@ -116,7 +121,7 @@ class Mutator:
         return Mutation(tuple(current), tuple(edits))
 
     def _new_fault(self, start: int, window: int, rng: random.Random) -> Fault:
-        kind = rng.choice(self.kinds)
+        kind = rng.choices(self.kinds, self.kind_weights)[0]
         at = start + int(window * rng.random() ** 2)
         return self._build(kind, at, rng)
 
