@@ -56,6 +56,7 @@ class ExploreConfig:
     branching: bool = True  # False: the plain seed sweep
     root_share: float = 0.15
     entries_per_run: int = 2
+    min_entry_novelty: float = 2.0  # a checkpoint needs discoveries worth this much
     checkpoint_interval: int = 500  # ticks between the checkpoints runs can branch from
     branch_horizon: int = 6000  # a branch runs this many ticks past its checkpoint at most
     save_per_bug: int = 3
@@ -202,7 +203,8 @@ class Explorer:
             before = [i for i in usable if ticks[i] <= d.tick]
             if before:  # (a discovery before the first usable checkpoint has none)
                 groups.setdefault(before[-1], []).append(d)
-        ranked = sorted(groups, key=lambda i: (-novelty(groups[i]), ticks[i]))
+        worthy = [i for i in groups if novelty(groups[i]) >= self.config.min_entry_novelty]
+        ranked = sorted(worthy, key=lambda i: (-novelty(groups[i]), ticks[i]))
         chosen = sorted(ranked[:self.config.entries_per_run])
         for i in chosen:
             tick, state = outcome.checkpoints[i]
