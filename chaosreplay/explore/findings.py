@@ -12,6 +12,7 @@ The folder holds only complete recordings (record_run writes atomically), so
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,9 @@ class Findings:
              parent: dict[str, Any]) -> Path:
         """Record the failing run from scratch into the folder."""
         assert self.out is not None
-        path = self.out / f"{record.key.replace(':', '-')}-run{parent['run']}.ccr"
+        kind = record.key.split(":")[0]  # a crash's key holds free text: name files by hash
+        digest = hashlib.sha256(record.key.encode()).hexdigest()[:10]
+        path = self.out / f"{kind}-{digest}-run{parent['run']}.ccr"
         scenario = with_faults(self.scenario.with_seed(seed), faults)
         result = record_run(scenario, self.images, path,
                             RunOptions(hang_seconds=self.hang_seconds),
