@@ -200,3 +200,26 @@ def test_the_live_display_shows_counts_signals_and_bugs_with_first_hits() -> Non
     assert "12 (3 from seeds, 9 branches)" in text, text
     assert "edge 1" in text and "sometimes 1" in text, text
     assert "always: election safety" in text and "│ 7 " in text, text
+
+
+def test_entries_sit_at_the_checkpoint_before_a_worthy_discovery_focused_on_it(
+        tmp_path) -> None:
+    """A discovery makes an entry at the last checkpoint before it, focused on its tick and
+    node; discoveries worth less than min_entry_novelty (a lone message order) make none."""
+    from chaosreplay.explore.explorer import ExploreConfig, Explorer
+    from chaosreplay.explore.frontier import Discovery
+    from chaosreplay.explore.runner import Outcome, Task
+    from chaosreplay.sim.demo import demo_scenario
+
+    explorer = Explorer(demo_scenario(), [], ExploreConfig(seed=1))
+    state = CollectorState()
+    outcome = Outcome(1, 0, end_tick=2000, gate=100,
+                      checkpoints=[(500, state), (1000, state), (1500, state)])
+    found = [Discovery(("order", 0, ((1, 7),) * 3), 700, 0),
+             Discovery(("sometimes", 5), 1200, 2), Discovery(("edge", 0, 9), 1300, -1),
+             Discovery(("status", 1, "running", "killed"), 1600, 1)]
+    task = Task(1, 0, (), None, str(tmp_path / "run-1.ccr"))
+    assert explorer._add_entries(task, outcome, found, None) == 1
+    [entry] = explorer.frontier.live()
+    assert (entry.tick, entry.focus_tick, entry.focus_node) == (1000, 1200, 2)
+    assert entry.novelty == 11.0 and entry.energy == explorer.config.policy.initial(11.0)
