@@ -239,9 +239,9 @@ def test_two_jobs_take_outcomes_in_decision_order(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="not reached yet: figure8 was not found in 10 min "
-                   "(158 runs, 2 jobs, load ~12) nor in the 20-minute run of "
-                   "benchmarks/README.md; an XPASS means the target is met")
+@pytest.mark.xfail(strict=True, reason="not reached yet: figure8 was not found in 834 runs "
+                   "(10 min, 2 jobs) nor in the other searches of benchmarks/README.md; "
+                   "an XPASS means the target is met")
 def test_explore_finds_figure8_without_the_targeted_schedule(tmp_path: Path) -> None:
     """The demo's random faults on the `figure8` variant: the explorer hits the bug within
     a budget of 900 runs (2 jobs)."""
