@@ -148,7 +148,7 @@ def test_state_from_recording_equals_a_direct_run(recorded):
             direct = Simulation(sc, images)
             direct.run_to(seq)
             assert state.reached == direct.event_count - 1 >= seq
-            assert state.to_dict() == capture_state(direct, seq, rec.symbolizers).to_dict(), seq
+            assert state.to_dict() == capture_state(direct, seq, rec.programs).to_dict(), seq
             live = rec.simulation_at(seq)
             assert capture(live, 0).parts == capture(direct, 0).parts, f"event {seq}"
         assert rec.runs < len(picks)  # live simulations were reused
@@ -165,9 +165,16 @@ def test_state_shows_the_run(recorded):
         assert node.location.split("+")[0] in {"wait_message", "now_ns", "main"} or node.crash
         assert node.disassembly and node.stack and "node 0:" in node.stdout
         assert "src/raft.c:" in " ".join(node.stack) + node.location  # DWARF lines
+        # The stack is unwound (CFI) to main: gdb's `bt` lines, no scanned guesses.
+        assert node.stack[0].startswith(f"#0 {node.registers['rip']:#x} in "), node.stack
+        mains = [f for f in node.frames if f.function == "main"]
+        assert mains and mains[0].location and mains[0].location.startswith("src/raft.c:")
+        assert all("[scan]" not in line for line in node.stack[:mains[0].level + 1])
         assert any(row[1] == "a leader is elected" for row in last.oracle)
-        address, data = session.memory(0, "current_term", 4, seq=end)
-        assert data is not None and len(data) == 4
+        address, data = session.memory(0, "current_term", 8, seq=end)
+        assert data is not None and len(data) == 8
+        term = next(g for g in node.globals if g.name == "current_term")
+        assert (term.type, term.value) == ("uint64_t", str(int.from_bytes(data, "little")))
         assert address == session.reconstructor.symbol_address(0, "current_term")
         assert session.memory(0, 0x10, 8, seq=end)[1] is None  # unmapped
         with pytest.raises(ChaosReplayError, match="no symbol"):

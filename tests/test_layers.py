@@ -16,6 +16,7 @@ FORBIDDEN = {
     "kernel": {"sim", "runs", "triage", "debugger", "tui", "cli"},
     "sim": {"runs", "triage", "debugger", "tui", "cli"},
     "debugger": {"tui", "cli"},
+    "explore": {"triage", "debugger", "tui", "cli"},
 }
 
 

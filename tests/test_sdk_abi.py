@@ -34,7 +34,7 @@ def _header_constants() -> dict[str, int]:
 def test_header_defines_the_whole_abi() -> None:
     consts = _header_constants()
     syscalls = {k for k in consts if k.startswith("CR_SYS_") and k != "CR_SYS_BASE"}
-    assert len(syscalls) == len(sdk_abi.SDK_SYSCALLS) == 8, sorted(consts)
+    assert len(syscalls) == len(sdk_abi.SDK_SYSCALLS) == 9, sorted(consts)
 
 
 def test_syscall_numbers_match_the_header() -> None:
@@ -60,6 +60,12 @@ def test_fnv_parameters_match_the_header() -> None:
     assert consts["CR_FNV1A64_PRIME"] == sdk_abi.FNV1A64_PRIME
 
 
+def test_coverage_map_limits_match_the_header() -> None:
+    consts = _header_constants()
+    assert consts["CR_COVERAGE_MAP_MAX"] == sdk_abi.CR_COVERAGE_MAP_MAX
+    assert consts["CR_COVERAGE_MAP_DEFAULT"] == sdk_abi.CR_COVERAGE_MAP_DEFAULT
+
+
 def test_fnv1a64_known_vectors() -> None:
     """Published FNV-1a 64 test vectors (empty string, "a", "foobar")."""
     assert fnv1a64(b"") == 0xCBF29CE484222325
@@ -70,7 +76,8 @@ def test_fnv1a64_known_vectors() -> None:
 def test_is_sdk_syscall_covers_exactly_the_range() -> None:
     assert sdk_abi.is_sdk_syscall(sdk_abi.CR_SYS_ASSERT)
     assert sdk_abi.is_sdk_syscall(sdk_abi.CR_SYS_RECV)
-    assert not sdk_abi.is_sdk_syscall(sdk_abi.CR_SYS_RECV + 1)
+    assert sdk_abi.is_sdk_syscall(sdk_abi.CR_SYS_COVERAGE)
+    assert not sdk_abi.is_sdk_syscall(sdk_abi.CR_SYS_COVERAGE + 1)
     assert not sdk_abi.is_sdk_syscall(39)  # getpid
 
 

@@ -58,6 +58,10 @@ def test_panes_show_the_state_at_the_cursor(demo: Path) -> None:
                 assert view.disassembly[0].text in text
             if view.stack:
                 assert view.stack[0] in text
+            term = next(g for g in view.globals if g.name == "current_term")
+            assert f"current_term = {term.value}" in text  # typed globals
+            for variable in view.frames[0].arguments[:1]:
+                assert f"{variable.name} = {variable.value}" in text
         await press(pilot, "p")
         network = pane_text(screen, "network")
         in_flight = len(expected.network.in_flight)

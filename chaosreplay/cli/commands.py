@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from chaosreplay.cli.debug_command import debug
+from chaosreplay.cli.explore_command import explore
 from chaosreplay.cli.lint_command import lint
 from chaosreplay.cli.recording_commands import COMMANDS as RECORDING_COMMANDS
 from chaosreplay.cli.run_command import run
@@ -20,3 +21,4 @@ ALL.extend(RECORDING_COMMANDS)
 ALL.append(state)
 ALL.append(triage)
 ALL.append(debug)
+ALL.append(explore)

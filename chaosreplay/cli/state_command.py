@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from typing import Any
 
 import click
@@ -11,12 +12,15 @@ from rich.console import Console
 from rich.table import Table
 
 from chaosreplay.cli.integrity import check_integrity, force_option
+from chaosreplay.debugger.changes import Change
 from chaosreplay.debugger.session import DebugSession
 from chaosreplay.debugger.views import NodeView, SimulationState
+from chaosreplay.debugger.watch import WatchError
 from chaosreplay.errors import ChaosReplayError, RecordingError
 from chaosreplay.sim.validation import NS_PER_TICK
 
 OUTPUT_TAIL_LINES = 8
+STACK_LINES = 8
 
 
 @click.command("state")
@@ -26,14 +30,28 @@ OUTPUT_TAIL_LINES = 8
               help="State just after this event number (instead of --tick).")
 @click.option("--node", type=click.IntRange(min=0), help="Show only this node.")
 @click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
+@click.option("--watch", "watches", multiple=True, metavar="EXPR",
+              help="Show a C expression of each node's program (repeatable): "
+                   "current_term, log_[commit_index].term, *src.")
+@click.option("--changed-before", "before", is_flag=True,
+              help="Show the state at the last event at or before --event/--tick at which "
+                   "the --watch value of --node changed.")
+@click.option("--changed-after", "after", is_flag=True,
+              help="The same, at the first event after it.")
 @force_option
 def state(recording: str, tick: int | None, seq: int | None, node: int | None,
-          as_json: bool, force: bool) -> None:
+          as_json: bool, watches: tuple[str, ...], before: bool, after: bool,
+          force: bool) -> None:
     """Reconstruct a recorded run's state at a tick or an event (re-executes from the
-    nearest checkpoint): every node's status, clocks, registers, code and stack, output and
-    files; packets in flight; active faults; the assertion table."""
+    nearest checkpoint): every node's status, clocks, registers, code, stack with typed
+    arguments and locals, globals, output and files; packets in flight; active faults; the
+    assertion table."""
     if (tick is None) == (seq is None):
         raise click.UsageError("give exactly one of --tick and --event")
+    if (before or after) and (before == after or len(watches) != 1 or node is None):
+        raise click.UsageError("--changed-before or --changed-after (one) needs one --watch "
+                               "and --node")
+    change: Change | None = None
     try:
         check_integrity(recording, force, "reconstruct its state")
         with DebugSession(recording) as session:
@@ -43,21 +61,47 @@ def state(recording: str, tick: int | None, seq: int | None, node: int | None,
             if seq >= session.event_count:
                 raise RecordingError(f"{recording}: event {seq} out of range "
                                      f"(0..{session.event_count - 1})")
+            if watches:
+                for index in range(len(session.scenario.node_specs())):
+                    session.set_watches(index, list(watches))
+            if before or after:
+                assert node is not None
+                change = session.find_change(node, watches[0], seq, forward=after)
+                if change is None:
+                    _no_change(watches[0], node, seq, after, as_json)
+                    return
+                seq = change.seq
             result = session.state(seq)
-    except (ChaosReplayError, OSError) as exc:
-        click.echo(f"error: {exc}", err=True)
+    except (ChaosReplayError, OSError, WatchError, IndexError) as exc:
+        click.echo(f"chaosreplay: error: {exc}", err=True)
         sys.exit(2)
     if node is not None and node >= len(result.nodes):
-        click.echo(f"error: {recording}: node {node} does not exist (nodes 0.."
+        click.echo(f"chaosreplay: error: {recording}: node {node} does not exist (nodes 0.."
                    f"{len(result.nodes) - 1})", err=True)
         sys.exit(2)
     if as_json:
         data: dict[str, Any] = result.to_dict()
         if node is not None:
             data["nodes"] = [data["nodes"][node]]
+        if change is not None:
+            data["change"] = asdict(change)
         click.echo(json.dumps(data, indent=2, default=_plain))
         return
+    if change is not None:
+        how = "" if change.exact else (" (found through checkpoint samples: a change that "
+                                       "came back between two of them can be missed)")
+        click.echo(f"{change.expression} on node {change.node} changed at #{change.seq}: "
+                   f"{change.before.value} → {change.after.value} (before: #{change.previous})"
+                   f"{how}")
     _print(result, node)
+
+
+def _no_change(expression: str, node: int, seq: int, after: bool, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"change": None}))
+    else:
+        where = f"after #{seq}" if after else f"up to #{seq}"
+        click.echo(f"{expression} on node {node} did not change {where}")
 
 
 def _plain(value: Any) -> Any:
@@ -111,8 +155,10 @@ def _print_node(out: Console, view: NodeView) -> None:
         out.print(f"    {insn.address:#x}  {insn.text}")
     out.print("  " + "  ".join(f"{name}={regs[name]:#x}" for name in
                                ("rsp", "rbp", "rax", "rdi", "rsi", "rdx")))
-    if view.stack:
-        out.print("  stack: " + " ← ".join(frame.split(": ", 1)[1] for frame in view.stack[:6]))
+    for line in view.stack[:STACK_LINES]:
+        out.print(f"  {line}", markup=False)
+    for watch in view.watches:
+        out.print(f"  watch {watch.expression} = {watch.value}", markup=False)
     for f in view.files:
         out.print(f"  fd {f.fd}: {f.path} @ {f.offset}")
     tail = view.stdout.splitlines()[-OUTPUT_TAIL_LINES:]

@@ -15,18 +15,23 @@ stepping back costs at most one checkpoint interval of re-execution.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from chaosreplay.debugger.core_file import Region, write_core
+from chaosreplay.debugger.program_state import ProgramInspector
 from chaosreplay.debugger.symbols import Symbolizer
-from chaosreplay.debugger.views import SimulationState, capture_state
+from chaosreplay.debugger.views import REGISTERS, SimulationState, capture_state, memory_reader
+from chaosreplay.debugger.watch import parse
 from chaosreplay.errors import RecordingError
 from chaosreplay.recording import RecordingReader
 from chaosreplay.runs.record_replay import same_row
 from chaosreplay.sim.scenario import Scenario
 from chaosreplay.sim.simulation import Simulation
 from chaosreplay.vm.elf import ProgramImage
-from chaosreplay.vm.vmm import PAGE_SIZE, VmmError
+from chaosreplay.vm.watchdog import Watchdog
 
 STATE_CACHE = 256
 LIVE_SIMULATIONS = 3
@@ -92,6 +97,8 @@ class Reconstructor:
         self.hang_seconds = hang_seconds
         self.keep_going = keep_going
         self.symbolizers = [Symbolizer(image) for image in images]
+        self.programs = [ProgramInspector(symbolizer) for symbolizer in self.symbolizers]
+        self.watches: dict[int, tuple[str, ...]] = {}  # node -> watch expressions
         self._states: OrderedDict[int, SimulationState] = OrderedDict()
         self._live: list[_Live] = []
         self.runs = 0  # re-executions started (from a checkpoint or from the start)
@@ -105,11 +112,44 @@ class Reconstructor:
             self._states.move_to_end(seq)
             return cached
         live = self._advance(seq)
-        state = capture_state(live.sim, seq, self.symbolizers)
+        state = capture_state(live.sim, seq, self.programs, self.watches)
         self._states[seq] = state
         if len(self._states) > STATE_CACHE:
             self._states.popitem(last=False)
         return state
+
+    def set_watches(self, node: int, expressions: list[str]) -> None:
+        """A node's watch list (WatchError: one does not parse); states show them."""
+        if not 0 <= node < len(self.scenario.node_specs()):
+            raise IndexError(f"node {node} does not exist")
+        for text in expressions:
+            parse(text)
+        self.watches[node] = tuple(expressions)
+        self._states.clear()  # captured without them
+
+    def walk(self, first: int, last: int, visit: Callable[[int, Simulation], None]) -> None:
+        """visit(seq, sim) with the simulation paused just after event `first`, then after
+        each following step through event `last` (seq: the step's first event).
+
+        The change search steps thousands of times; `run_to` per step would start a
+        watchdog thread each time (~0.4 ms, three times the step), so this loop keeps one
+        watchdog for the walk and sets the simulation's pause point itself."""
+        live = self._advance(first)
+        sim = live.sim
+        visit(first, sim)
+        with Watchdog(lambda: sim.event_count, self.hang_seconds):
+            while live.position <= last:
+                seq = live.position
+                sim._pause_after = seq  # what run_to(seq) sets
+                try:
+                    while sim.event_count <= seq and sim.stop_reason is None:
+                        sim.step()
+                finally:
+                    sim._pause_after = None
+                live.asked = seq
+                if live.checker.mismatch is not None or live.position <= seq:
+                    self._run(live, seq)  # raises the reconstruction error
+                visit(seq, sim)
 
     def simulation_at(self, seq: int) -> Simulation:
         """The live simulation paused just after event seq (valid until the next call)."""
@@ -120,19 +160,23 @@ class Reconstructor:
         mapping read as zeros (as Linux gives them); None when the range is not mapped."""
         if not 0 <= node < len(self.scenario.node_specs()):
             raise IndexError(f"node {node} does not exist")
+        return memory_reader(self._advance(seq).sim.nodes[node].process)(address, size)
+
+    def core_file(self, seq: int, node: int, path: str | Path) -> None:
+        """Write a node's registers and memory just after event `seq` as an ELF core file
+        (core_file.py): gdb on the program and this file sees the node as it was."""
+        if not 0 <= node < len(self.scenario.node_specs()):
+            raise IndexError(f"node {node} does not exist")
         p = self._advance(seq).sim.nodes[node].process
-        out = bytearray()
-        end = address + size
-        while address < end:
-            chunk = min(end, (address // PAGE_SIZE + 1) * PAGE_SIZE) - address
-            if p.space.find(address) is None:
-                return None
-            try:
-                out += p.vm.read(address, chunk)
-            except VmmError:
-                out += bytes(chunk)  # mapped but never touched: a zero page
-            address += chunk
-        return bytes(out)
+        registers = {name: int(getattr(p.regs, name)) for name in REGISTERS}
+        registers["fs_base"] = p.vm.fs_base
+        read = memory_reader(p)
+        regions = []
+        for vma in p.space.vmas():
+            data = read(vma.start, vma.end - vma.start)
+            if data is not None:
+                regions.append(Region(vma.start, vma.prot, data))
+        write_core(path, registers, regions)
 
     def symbol_address(self, node: int, name: str) -> int | None:
         """The address of a symbol in a node's program."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
+from chaosreplay.debugger.changes import Change, ChangeSearch
 from chaosreplay.debugger.filters import EventFilter
 from chaosreplay.debugger.reconstruct import Reconstructor
 from chaosreplay.debugger.views import SimulationState
@@ -46,6 +47,7 @@ class DebugSession:
         self.bookmarks: dict[int, Bookmark] = {}
         self.reconstructor: Reconstructor | None = None
         self.cannot_reconstruct: str | None = None  # why states are unavailable
+        self._searches: dict[tuple[int, str], ChangeSearch] = {}  # keep their samples
         try:
             scenario, images, options = load_run(self.reader)
             self.scenario = scenario
@@ -157,6 +159,26 @@ class DebugSession:
         else:
             address = where
         return address, rec.memory(self.cursor if seq is None else seq, node, address, size)
+
+    def set_watches(self, node: int, expressions: list[str]) -> None:
+        """A node's watch list, shown in its states (WatchError: one does not parse)."""
+        self._reconstructor().set_watches(node, expressions)
+
+    def find_change(self, node: int, expression: str, at: int,
+                    forward: bool = False) -> Change | None:
+        """The last event at or before `at` (forward: the first after it) at which a watched
+        value of a node changed (changes.py); None when there is none."""
+        search = self.change_search(node, expression)
+        return search.next_change(at) if forward else search.last_change(at)
+
+    def change_search(self, node: int, expression: str) -> ChangeSearch:
+        """The change search of one watched value (kept: its checkpoint samples serve the
+        next question)."""
+        key = (node, expression)
+        search = self._searches.get(key)
+        if search is None:
+            search = self._searches[key] = ChangeSearch(self._reconstructor(), node, expression)
+        return search
 
     def _reconstructor(self) -> Reconstructor:
         if self.reconstructor is None:

@@ -85,8 +85,9 @@ class Symbolizer:
                 program = dwarf.line_program_for_CU(unit)
                 if program is None:
                     continue
-                names = _file_names(program)
+                names = line_program_files(program)
                 entries.clear()
+                stmt_at: dict[int, bool] = {}
                 for entry in program.get_entries():
                     state = entry.state
                     if state is None:
@@ -97,14 +98,23 @@ class Symbolizer:
                         entries.clear()
                     else:
                         name = names.get(state.file, "?")
-                        entries.append((state.address + bias, f"{name}:{state.line}"))
+                        address = state.address + bias
+                        where = f"{name}:{state.line}"
+                        if entries and entries[-1][0] == address:
+                            # Rows at one address: the last, unless it is not a statement
+                            # and an earlier one is (gdb's choice, for lines that agree).
+                            if state.is_stmt or not stmt_at.get(address, False):
+                                entries[-1] = (address, where)
+                        else:
+                            entries.append((address, where))
+                        stmt_at = {address: stmt_at.get(address, False) or state.is_stmt}
         except (ELFError, KeyError, ValueError, IndexError, AttributeError):
             return [], []  # damaged or unusual debug info: no lines rather than a crash
         ranges.sort()
         return [r[0] for r in ranges], [(r[1], r[2]) for r in ranges]
 
 
-def _file_names(program: object) -> dict[int, str]:
+def line_program_files(program: object) -> dict[int, str]:
     """File index -> "dir/name" of a line program (DWARF 5 numbers from 0, earlier from 1)."""
     header = program.header  # type: ignore[attr-defined]
     version = header["version"]

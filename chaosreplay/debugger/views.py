@@ -7,10 +7,14 @@ simulation has moved on. Memory is the exception: it is read on demand (`Reconst
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from chaosreplay.debugger.program_state import FrameView, ProgramInspector, VariableView
 from chaosreplay.debugger.symbols import Instruction, Symbolizer
+from chaosreplay.debugger.watch import Evaluator, WatchView, watch_view
 from chaosreplay.sim.oracle import TABLE_COLUMNS
 from chaosreplay.vm.vmm import PAGE_SIZE, VmmError
 
@@ -20,8 +24,6 @@ if TYPE_CHECKING:
 REGISTERS = ("rip", "rsp", "rbp", "rax", "rbx", "rcx", "rdx", "rsi", "rdi",
              "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rflags")
 DISASSEMBLY_COUNT = 8
-STACK_SCAN_WORDS = 256  # words of stack searched for return addresses
-STACK_FRAMES = 12
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,10 @@ class NodeView:
     fs_base: int
     location: str  # rip symbolized (symbol+off and file:line when known)
     disassembly: list[Instruction]
-    stack: list[str]  # symbolized return addresses found on the stack, innermost first
+    stack: list[str]  # the call stack as gdb's `bt` lines, innermost first (from `frames`)
+    frames: list[FrameView]  # the call stack from DWARF, with arguments and locals
+    globals: list[VariableView]  # the program's global variables, typed
+    watches: list[WatchView]  # the node's watch expressions at this point
     stdout: str
     stderr: str
     files: list[OpenFileView]
@@ -120,8 +125,10 @@ class SimulationState:
         return asdict(self)
 
 
-def capture_state(sim: Simulation, seq: int, symbolizers: list[Symbolizer]) -> SimulationState:
-    """Read a paused simulation into a SimulationState."""
+def capture_state(sim: Simulation, seq: int, programs: list[ProgramInspector],
+                  watches: dict[int, tuple[str, ...]] | None = None) -> SimulationState:
+    """Read a paused simulation into a SimulationState (`programs`: one per image;
+    `watches`: expressions to evaluate per node)."""
     fabric = sim.fabric
     network = NetworkView(
         in_flight=[PacketView(d.packet_id, d.src, d.dst, len(d.payload), d.sent_ns,
@@ -139,7 +146,8 @@ def capture_state(sim: Simulation, seq: int, symbolizers: list[Symbolizer]) -> S
     return SimulationState(
         seq=seq, reached=sim.event_count - 1, tick=sim.tick, now_ns=sim.now_ns,
         ended=sim.stop_reason is not None,
-        nodes=[_node_view(node, symbolizers[node.spec.group]) for node in sim.nodes],
+        nodes=[_node_view(node, programs[node.spec.group], (watches or {}).get(node.index, ()))
+               for node in sim.nodes],
         network=network, faults=faults, oracle_columns=TABLE_COLUMNS,
         oracle=sim.oracle.table(),
         bugs=[{k: v for k, v in b.to_record().items() if k != "kind"} for b in sim.bugs]
@@ -148,17 +156,26 @@ def capture_state(sim: Simulation, seq: int, symbolizers: list[Symbolizer]) -> S
     )
 
 
-def _node_view(node: Node, symbolizer: Symbolizer) -> NodeView:
+def _node_view(node: Node, program: ProgramInspector, watches: tuple[str, ...]) -> NodeView:
     p = node.process
+    symbolizer = program.symbolizer
     regs = {name: int(getattr(p.regs, name)) for name in REGISTERS}
     rip = regs["rip"]
+    read = memory_reader(p)
+    # Killed, crashed and exited programs keep their last registers and memory: where they
+    # stopped is worth showing.
+    frames = program.frames(regs, read)
+    frame_views = program.frame_views(frames)
+    evaluator = Evaluator(program, frames, read)
     return NodeView(
         index=node.index, name=node.spec.name, status=node.status.value,
         incarnation=p.incarnation, vtime_ns=p.vtime_ns, monotonic_ns=p.guest_time_ns(),
         realtime_ns=p.realtime_ns(), wake_at_ns=p.wake_at_ns, syscalls=p.syscalls,
         registers=regs, fs_base=p.vm.fs_base, location=symbolizer.describe(rip),
         disassembly=_code_at(p, symbolizer, rip),
-        stack=_stack(p, symbolizer, regs["rsp"]),
+        stack=[frame.line() for frame in frame_views], frames=frame_views,
+        globals=program.global_views(read),
+        watches=[watch_view(evaluator, text) for text in watches],
         stdout=output_so_far(p.stdout, p.output_dropped[0]),
         stderr=output_so_far(p.stderr, p.output_dropped[1]),
         files=[OpenFileView(fd, slot.file.path.decode("utf-8", "replace"), slot.file.offset,
@@ -185,6 +202,44 @@ def _crash(p: Any) -> str | None:
         return f"signal {p.crash.signal} at {p.crash.rip:#x}"
 
 
+def memory_reader(p: Any) -> Callable[[int, int], bytes | None]:
+    """`read(address, size)` of a process's memory as it is now: None when part of it is
+    not mapped; pages of a mapping never touched read as zeros (as Linux gives them). The
+    mappings are looked up once, so use a reader only while the process stays paused."""
+    vmas = [(vma.start, vma.end) for vma in p.space.vmas()]
+    starts = [start for start, _ in vmas]
+
+    def mapped_end(address: int) -> int | None:
+        i = bisect.bisect_right(starts, address) - 1
+        return vmas[i][1] if i >= 0 and address < vmas[i][1] else None
+
+    def read(address: int, size: int) -> bytes | None:
+        if size < 0 or address < 0 or address + size > 1 << 47:
+            return None
+        out = bytearray()
+        end = address + size
+        while address < end:
+            limit = mapped_end(address)
+            if limit is None:
+                return None
+            chunk = min(end, limit) - address
+            try:
+                out += p.vm.read(address, chunk)
+            except VmmError:  # some page of it never touched: page by page, zeros for those
+                while chunk > 0:
+                    piece = min(chunk, (address // PAGE_SIZE + 1) * PAGE_SIZE - address)
+                    try:
+                        out += p.vm.read(address, piece)
+                    except VmmError:
+                        out += bytes(piece)
+                    address += piece
+                    chunk -= piece
+                continue
+            address += chunk
+        return bytes(out)
+    return read
+
+
 def _read(p: Any, address: int, size: int) -> bytes:
     """Guest memory from address on, up to the first page that cannot be read (reading must
     never fault the debugger)."""
@@ -203,18 +258,3 @@ def _read(p: Any, address: int, size: int) -> bytes:
 def _code_at(p: Any, symbolizer: Symbolizer, rip: int) -> list[Instruction]:
     code = _read(p, rip, 15 * DISASSEMBLY_COUNT)  # 15: the longest x86 instruction
     return symbolizer.disassemble(code, rip, DISASSEMBLY_COUNT) if code else []
-
-
-def _stack(p: Any, symbolizer: Symbolizer, rsp: int) -> list[str]:
-    """Return-address candidates on the stack: words that point into code (no unwinder:
-    the guest is built with -O2 and no frame pointers, so a scan is what works)."""
-    raw = _read(p, rsp, 8 * STACK_SCAN_WORDS)
-    frames = []
-    for offset in range(0, len(raw) - 7, 8):
-        word = int.from_bytes(raw[offset:offset + 8], "little")
-        if symbolizer.is_code(word):
-            frames.append(f"{rsp + offset:#x}: {symbolizer.describe(word)}")
-            if len(frames) == STACK_FRAMES:
-                break
-    return frames
-

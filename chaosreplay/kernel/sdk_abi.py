@@ -19,6 +19,12 @@ CR_SYS_NODE_ID = CR_SYS_BASE + 4
 CR_SYS_NODE_COUNT = CR_SYS_BASE + 5
 CR_SYS_SEND = CR_SYS_BASE + 6
 CR_SYS_RECV = CR_SYS_BASE + 7
+CR_SYS_COVERAGE = CR_SYS_BASE + 8
+
+CR_COVERAGE_MAP_MAX = 1 << 20
+"""Largest edge-coverage bitmap CR_SYS_COVERAGE accepts."""
+CR_COVERAGE_MAP_DEFAULT = 1 << 14
+"""The bitmap size the SDK uses unless the program sets CR_COVERAGE_MAP_SIZE."""
 
 SDK_SYSCALLS: dict[int, str] = {
     CR_SYS_ASSERT: "assert",
@@ -29,6 +35,7 @@ SDK_SYSCALLS: dict[int, str] = {
     CR_SYS_NODE_COUNT: "node_count",
     CR_SYS_SEND: "send",
     CR_SYS_RECV: "recv",
+    CR_SYS_COVERAGE: "coverage",
 }
 """Each SDK syscall number and its short name (for traces and reports)."""
 

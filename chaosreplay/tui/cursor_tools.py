@@ -1,12 +1,14 @@
-"""CursorTools: what the debugger screen opens from the cursor — the what-if editor and
-memory. A mixin of DebuggerScreen; both ask the engine first (the schedule and memory come
-from the session) and open their modal when the answer arrives as an EngineNotice."""
+"""CursorTools: what the debugger screen opens from the cursor — the what-if editor, memory,
+watch expressions and "where did it change". A mixin of DebuggerScreen; each asks the engine
+(the schedule, memory, watches and change searches live in the session) and acts when the
+answer arrives as an EngineNotice."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from chaosreplay.debugger.session import DebugSession
+from chaosreplay.debugger.watch import WatchError, parse
 from chaosreplay.errors import ChaosReplayError
 from chaosreplay.runs.whatif import BranchResult, schedule_of
 from chaosreplay.tui.memory_screen import MemoryRequestError, MemoryScreen, parse_request
@@ -20,6 +22,20 @@ if TYPE_CHECKING:
     from textual.app import App
 
     from chaosreplay.tui.engine_bridge import EngineBridge
+
+
+def watch_list(text: str) -> list[str]:
+    """Watch expressions typed as `a; b; c`."""
+    return [part.strip() for part in text.split(";") if part.strip()]
+
+
+def _watch_problem(text: str) -> str | None:
+    try:
+        for expression in watch_list(text):
+            parse(expression)
+    except WatchError as exc:
+        return str(exc)
+    return None
 
 
 def _request_problem(text: str) -> str | None:
@@ -44,6 +60,9 @@ class CursorTools:
         def say(self, message: str, error: bool = False) -> None: ...
         def short(self, text: str) -> str: ...
         def active_pane(self) -> str: ...
+        def go(self, seq: int) -> None: ...
+
+    watches: dict[int, list[str]]  # per node, as the session has them
 
     def _needs_states(self, what: str) -> bool:
         if self.unavailable is not None:
@@ -60,6 +79,49 @@ class CursorTools:
         self.say("loading the fault schedule…")
         self.bridge.background("schedule", lambda s: (cursor, s.event(cursor).tick,
                                                       schedule_of(s.reader)))
+
+    def _pane_node(self) -> int:
+        active = self.active_pane()
+        return int(active.split("-")[1]) if active.startswith("node-") else self.nodes[0]
+
+    def action_watch(self) -> None:
+        """Edit the watch list of the node whose pane is shown."""
+        if not self._needs_states("watching"):
+            return
+        node = self._pane_node()
+
+        def done(text: str | None) -> None:
+            if text is None:
+                return
+            expressions = watch_list(text)
+            self.watches[node] = expressions
+            self.bridge.background("watches", lambda s: (s.set_watches(node, expressions),
+                                                         node)[1])
+
+        self.app.push_screen(PromptScreen(
+            f"Watch on node {node}", "C expressions, ; between them: current_term; "
+            "log_[commit_index].term; next_index[2]", "; ".join(self.watches.get(node, [])),
+            check=_watch_problem), done)
+
+    def action_changed(self, direction: int) -> None:
+        """Go to the last (-1) / next (1) event at which the first watch of the node shown
+        changed (a search re-executing from checkpoints, on the engine thread)."""
+        if not self._needs_states("finding changes"):
+            return
+        node = self._pane_node()
+        expressions = self.watches.get(node, [])
+        if not expressions:
+            self.say(f"node {node} has no watch: press e to add one", error=True)
+            return
+        expression, cursor = expressions[0], self.cursor
+        if direction < 0 and cursor == 0:
+            self.say(f"{expression} did not change before #0")
+            return
+        self.say(f"searching where {expression} changed…")
+        at = cursor if direction > 0 else cursor - 1
+        self.bridge.background("changed", lambda s: (direction, node, expression, cursor,
+                                                     s.find_change(node, expression, at,
+                                                                   forward=direction > 0)))
 
     def action_examine(self) -> None:
         """Ask where to look in the memory of the node whose pane is shown."""
@@ -84,6 +146,18 @@ class CursorTools:
     def on_engine_notice(self, message: EngineNotice) -> None:
         if message.error is not None:
             self.say(f"{message.topic}: {self.short(message.error)}", error=True)
+        elif message.topic == "watches":
+            self.go(self.cursor)  # the state again, with the new watches
+        elif message.topic == "changed":
+            direction, node, expression, cursor, change = message.value
+            if change is None:
+                where = f"after #{cursor}" if direction > 0 else f"before #{cursor}"
+                self.say(f"{expression} on node {node} does not change {where}")
+            else:
+                self.go(change.seq)
+                self.say(f"{expression} on node {node} changed at #{change.seq}: "
+                         f"{change.before.value} → {change.after.value}"
+                         + ("" if change.exact else " (found through checkpoint samples)"))
         elif message.topic == "schedule":
             cursor, tick, schedule = message.value
             self.say("")

@@ -73,6 +73,7 @@ class DebuggerScreen(Navigation, CursorTools, Screen[None]):
         self.state: SimulationState | None = None
         self.state_error: str | None = None
         self.facts: dict[int, NodeFacts] = {}
+        self.watches: dict[int, list[str]] = {}  # per node (the session holds the same)
         self.message = intro
         self.is_error = False
         self.unavailable = (None if session.cannot_reconstruct is None

@@ -14,6 +14,7 @@ from chaosreplay.tui.state_pane import PaneContext, StatePane
 
 REGISTER_COLUMNS = 2
 OUTPUT_LINES = 12
+FRAMES_WITH_VARIABLES = 2  # the pane lists arguments and locals of the innermost frames
 
 
 def seconds(ns: int) -> str:
@@ -87,12 +88,35 @@ def _code(view: NodeView) -> Text:
 
 def _stack_and_files(view: NodeView) -> Text:
     text = Text("stack", "bold")
-    for frame in view.stack or ["(no return addresses found)"]:
-        text.append(f"\n  {frame}")
+    for frame in view.frames:
+        text.append(f"\n  {frame.line()}", "bold" if frame.level == 0 else "")
+        if frame.level < FRAMES_WITH_VARIABLES:
+            for variable in frame.arguments + frame.locals:
+                text.append(f"\n      {variable.name} = ", "dim" if variable.kind == "local"
+                            else "cyan")
+                text.append(variable.value, "dim" if variable.value.startswith("<") else "")
+    if not view.frames:
+        text.append("\n  (no frames)")
     if view.files:
         text.append("\nfiles", "bold")
         for f in view.files:
             text.append(f"\n  fd {f.fd} {f.path} @ {f.offset} flags {f.flags:#o}")
+    return text
+
+
+def _watches(view: NodeView) -> Text:
+    text = Text("watch", "bold")
+    for watch in view.watches:
+        text.append(f"\n  {watch.expression} = ", "cyan")
+        text.append(watch.value, "dim" if watch.value.startswith("<") else "bold")
+    return text
+
+
+def _globals(view: NodeView) -> Text:
+    text = Text("globals", "bold")
+    for variable in view.globals:
+        text.append(f"\n  {variable.name} = ", "cyan")
+        text.append(variable.value)
     return text
 
 
@@ -118,11 +142,14 @@ def node_body(node: int, context: PaneContext) -> RenderableType:
         parts.append(_output(facts.output_tail if facts is not None else ""))
         return Group(*parts)
     parts.append(_clocks(view))
+    if view.watches:
+        parts.append(_watches(view))
     columns = Table.grid(padding=(0, 3), expand=True)
     columns.add_column(ratio=1)
     columns.add_column(ratio=1)
     columns.add_row(Group(_code(view), Text(""), _stack_and_files(view)),
-                    Group(_registers(view), Text(""), _output(view.stdout + view.stderr)))
+                    Group(_registers(view), Text(""), _output(view.stdout + view.stderr),
+                          Text(""), _globals(view)))
     parts.append(columns)
     return Group(*parts)
 

@@ -6,8 +6,12 @@
  * run natively on Linux every one of them fails with -ENOSYS, and the SDK falls back to a
  * local behaviour, so the same binary also runs outside the simulator.
  *
- * This header is the one source of truth of the SDK ABI: chaosreplay/sdk_abi.py mirrors
- * the numbers below and a test checks the mirror.
+ * This header is the one source of truth of the SDK ABI: chaosreplay/kernel/sdk_abi.py
+ * mirrors the numbers below and a test checks the mirror.
+ *
+ * Edge coverage (opt-in, for `chaosreplay explore`): compile with -DCR_COVERAGE and
+ * -fsanitize-coverage=trace-pc-guard (clang) or -fsanitize-coverage=trace-pc (gcc, which
+ * has no trace-pc-guard); see "Edge coverage" at the end of this file and docs/guests.md.
  *
  * Native fallbacks:
  *   - a failed CR_ALWAYS or a reached CR_UNREACHABLE prints one line to stderr:
@@ -50,6 +54,13 @@
 /* (rdi=void *buf, rsi=cap, rdx=timeout_ns int64 (-1 = forever), r10=int *src_out)
  * -> length or -errno (-ETIMEDOUT on timeout) */
 #define CR_SYS_RECV (CR_SYS_BASE + 7)
+/* (rdi=unsigned char *map, rsi=size, a power of two up to CR_COVERAGE_MAP_MAX) -> 0 or
+ * -errno: the edge-coverage bitmap the VMM reads at checkpoints (never per event) */
+#define CR_SYS_COVERAGE (CR_SYS_BASE + 8)
+
+/* Largest coverage bitmap the VMM accepts, and the size the SDK uses by default. */
+#define CR_COVERAGE_MAP_MAX 1048576
+#define CR_COVERAGE_MAP_DEFAULT 16384
 
 /* Assertion kinds (rdi of CR_SYS_ASSERT). */
 #define CR_ASSERT_ALWAYS 0
@@ -209,5 +220,82 @@ static inline long cr_recv(void *buf, size_t cap, int64_t timeout_ns, int *src)
         return -ENOSYS;
     return cr__syscall6(CR_SYS_RECV, (long)buf, (long)cap, (long)timeout_ns, (long)src, 0, 0);
 }
+
+/*
+ * Edge coverage (opt-in): -DCR_COVERAGE plus the compiler's coverage instrumentation.
+ *
+ *   clang: -DCR_COVERAGE -fsanitize-coverage=trace-pc-guard
+ *   gcc:   -DCR_COVERAGE -fsanitize-coverage=trace-pc
+ *
+ * Every instrumented edge bumps one saturating 8-bit counter of cr_coverage_map, a plain
+ * array in the program's own memory: it is part of every checkpoint and digest, so it is
+ * as deterministic as the rest of the guest, and nothing about it is recorded per event.
+ * An edge is AFL's (previous location >> 1) ^ current location, where a location is the
+ * guard's number (clang) or a hash of the instrumented call's return address (gcc; the
+ * executable is static, so addresses are the same in every run). A constructor registers
+ * the map with CR_SYS_COVERAGE; natively that call fails with -ENOSYS and the counters are
+ * simply never read. In a program of several files, define CR_COVERAGE in exactly one of
+ * them (the others only call the callbacks) and instrument all of them.
+ */
+#ifdef CR_COVERAGE
+
+#ifndef CR_COVERAGE_MAP_SIZE
+#define CR_COVERAGE_MAP_SIZE CR_COVERAGE_MAP_DEFAULT
+#endif
+#if (CR_COVERAGE_MAP_SIZE & (CR_COVERAGE_MAP_SIZE - 1)) != 0 || \
+    CR_COVERAGE_MAP_SIZE > CR_COVERAGE_MAP_MAX
+#error "CR_COVERAGE_MAP_SIZE must be a power of two no larger than CR_COVERAGE_MAP_MAX"
+#endif
+
+/* The callbacks themselves must not be instrumented (they would call themselves). */
+#if defined(__clang__)
+#define CR__NO_COVERAGE __attribute__((no_sanitize("coverage"), used))
+#else
+#define CR__NO_COVERAGE __attribute__((no_sanitize_coverage, used))
+#endif
+
+unsigned char cr_coverage_map[CR_COVERAGE_MAP_SIZE];
+static uint32_t cr__coverage_previous;
+static uint32_t cr__coverage_guards;
+
+/* Count the edge from the previous location to `location` (saturating at 255). */
+CR__NO_COVERAGE static inline void cr__coverage_hit(uint32_t location)
+{
+    uint32_t edge = (location ^ cr__coverage_previous) & (CR_COVERAGE_MAP_SIZE - 1);
+    if (cr_coverage_map[edge] != 255)
+        cr_coverage_map[edge]++;
+    cr__coverage_previous = location >> 1;
+}
+
+/* clang's trace-pc-guard: number every guard once (0 means "not yet numbered"). */
+CR__NO_COVERAGE void __sanitizer_cov_trace_pc_guard_init(uint32_t *start, uint32_t *stop)
+{
+    if (start == stop || *start != 0)
+        return;
+    for (uint32_t *guard = start; guard < stop; guard++)
+        *guard = ++cr__coverage_guards;
+}
+
+CR__NO_COVERAGE void __sanitizer_cov_trace_pc_guard(uint32_t *guard)
+{
+    /* Knuth's multiplicative hash spreads consecutive guard numbers over the map. */
+    cr__coverage_hit(*guard * 2654435761u);
+}
+
+/* gcc's trace-pc: the location is a hash of where the instrumented call returns to. */
+CR__NO_COVERAGE void __sanitizer_cov_trace_pc(void)
+{
+    uint64_t pc = (uint64_t)(uintptr_t)__builtin_return_address(0);
+    cr__coverage_hit((uint32_t)((pc ^ (pc >> 32)) * 2654435761u));
+}
+
+/* Register the map with the VMM before main runs (a no-op natively). */
+CR__NO_COVERAGE __attribute__((constructor)) static void cr__coverage_register(void)
+{
+    if (cr__in_simulator())
+        cr__syscall6(CR_SYS_COVERAGE, (long)cr_coverage_map, CR_COVERAGE_MAP_SIZE, 0, 0, 0, 0);
+}
+
+#endif /* CR_COVERAGE */
 
 #endif /* CHAOSREPLAY_H */

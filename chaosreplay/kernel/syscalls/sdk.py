@@ -88,6 +88,22 @@ def sys_recv(p: GuestProcess, r: Any) -> int:
     return -errno.ETIMEDOUT
 
 
+def sys_coverage(p: GuestProcess, r: Any) -> int:
+    """Register the program's edge-coverage bitmap (the SDK's CR_COVERAGE build).
+
+    Nothing is recorded here: the explorer reads the bitmap from guest memory at decision
+    points (chaosreplay/explore/coverage.py), and the memory is in every checkpoint and
+    digest already. The location is kept on the process as `coverage_map`.
+    """
+    address, size = r.rdi, r.rsi
+    if size == 0 or size & (size - 1) or size > sdk_abi.CR_COVERAGE_MAP_MAX:
+        return -errno.EINVAL
+    if p.space.read(address, 1) is None or p.space.read(address + size - 1, 1) is None:
+        return -errno.EFAULT
+    p.coverage_map = (address, size)  # type: ignore[attr-defined]
+    return 0
+
+
 HANDLERS = {
     sdk_abi.CR_SYS_ASSERT: sys_assert,
     sdk_abi.CR_SYS_SETUP_COMPLETE: sys_setup_complete,
@@ -97,4 +113,5 @@ HANDLERS = {
     sdk_abi.CR_SYS_NODE_COUNT: sys_node_count,
     sdk_abi.CR_SYS_SEND: sys_send,
     sdk_abi.CR_SYS_RECV: sys_recv,
+    sdk_abi.CR_SYS_COVERAGE: sys_coverage,
 }
