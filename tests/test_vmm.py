@@ -152,3 +152,25 @@ def test_restore_flushes_a_mapping_that_moved_to_another_frame() -> None:
     snap.restore()  # page tables say DATA -> F again
     assert vm.run() == ExitReason.SYSCALL
     assert int.from_bytes(vm.read(DATA, 8), "little") == 2, "the guest wrote through a stale map"
+
+
+# lea rcx, [rip+0x11]; mov eax, 1000; movabs rdx, 0xffffffffff600000; jmp rdx (the entry
+# page's `out`, reached from CPL3 without a syscall); then mov eax, 1000; syscall; jmp $
+JUMP_TO_ENTRY_OUT = bytes.fromhex("488D0D11000000" "B8E8030000" "48BA" "000060FFFFFFFFFF"
+                                  "FFE2" "B8E8030000" "0F05" "EBFE")
+
+
+@pytestmark_kvm
+def test_the_syscall_entry_mode_is_the_hosts_before_the_guest_runs() -> None:
+    """The mode comes from the VMM's own probe, set at creation: a guest whose first exit is
+    a jump to the entry page's `out` cannot choose how later syscalls are resumed."""
+    from chaosreplay.vm.vmm import lib, syscall_enters_cpl0
+
+    host = int(syscall_enters_cpl0())
+    vm = make_vm(JUMP_TO_ENTRY_OUT)
+    assert lib.vmm_vm_syscall_mode(vm._vm) == host, "known before the first run"
+    assert vm.run() == ExitReason.SYSCALL and vm.regs.rip == CODE + 0x18
+    assert lib.vmm_vm_syscall_mode(vm._vm) == host
+    assert vm.run() == ExitReason.SYSCALL and vm.regs.rip == CODE + 0x1F
+    assert lib.vmm_vm_syscall_mode(vm._vm) == host
+    assert lib.vmm_vm_set_syscall_mode(vm._vm, 2) == -errno.EINVAL

@@ -129,6 +129,23 @@ static bool is_out(struct vmm_vm *vm, unsigned port)
 	       run->io.port == port;
 }
 
+int vmm_vm_syscall_mode(const struct vmm_vm *vm)
+{
+	if (!vm->syscall_mode_known)
+		return -EAGAIN;
+	return vm->syscall_at_cpl0 ? 1 : 0;
+}
+
+int vmm_vm_set_syscall_mode(struct vmm_vm *vm, int enters_cpl0)
+{
+	if (enters_cpl0 != 0 && enters_cpl0 != 1)
+		return -EINVAL;
+	vm->syscall_at_cpl0 = enters_cpl0 == 1;
+	vm->syscall_mode_known = true;
+	return 0;
+}
+
+/* Only a VM whose mode was not set (the probe) learns it from its first syscall exit. */
 static int syscall_mode(struct vmm_vm *vm)
 {
 	if (vm->syscall_mode_known)

@@ -58,6 +58,13 @@ struct vmm_snapshot;
 int vmm_vm_create(const struct vmm_config *config, struct vmm_vm **out);
 void vmm_vm_destroy(struct vmm_vm *vm);
 int vmm_vm_stats(const struct vmm_vm *vm, struct vmm_stats *out);
+/* Whether `syscall` from CPL3 enters CPL0 on this host (1, hardware KVM) or stays at CPL3
+ * (0, PVM). It is a property of the host: learn it from a probe VM running a syscall of
+ * the VMM's own, and set it on every other VM before it runs, so that no guest's first
+ * exit (a jump to the entry page's `out`, say) decides how later syscalls are resumed.
+ * vmm_vm_syscall_mode returns -EAGAIN until it is known. */
+int vmm_vm_syscall_mode(const struct vmm_vm *vm);
+int vmm_vm_set_syscall_mode(struct vmm_vm *vm, int enters_cpl0);
 
 /* The user-visible registers: valid between runs, changes are sent on the next run. */
 struct kvm_regs *vmm_vcpu_regs(struct vmm_vm *vm);

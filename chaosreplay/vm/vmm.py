@@ -7,6 +7,7 @@ program is loaded) lives in the runtime modules above this one.
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -70,13 +71,16 @@ class VmStats:
 class Vm:
     """One KVM VM with one vCPU, its memory and its exit loop."""
 
-    def __init__(self, mem_size: int = DEFAULT_MEM_SIZE) -> None:
+    def __init__(self, mem_size: int = DEFAULT_MEM_SIZE, *, probe: bool = False) -> None:
         config = ffi.new("struct vmm_config *", {"mem_size": mem_size})
         out = ffi.new("struct vmm_vm **")
         rc = lib.vmm_vm_create(config, out)
         if rc < 0:
             raise _kvm_error(-rc)
         self._vm = ffi.gc(out[0], lib.vmm_vm_destroy)
+        if not probe:  # decided by the host before the guest runs, never by the guest
+            _check(lib.vmm_vm_set_syscall_mode(self._vm, int(syscall_enters_cpl0())),
+                   "set syscall mode")
         self.mem_size = mem_size
         self.regs = lib.vmm_vcpu_regs(self._vm)
         self._exit = ffi.new("struct vmm_exit *")
@@ -173,6 +177,28 @@ class Vm:
     def snapshot(self) -> Snapshot:
         """A reusable snapshot buffer bound to this VM (empty until taken)."""
         return Snapshot(self)
+
+
+PROBE_MEM_SIZE = 2 << 20
+PROBE_PAGE = 0x400000
+
+
+@functools.cache
+def syscall_enters_cpl0() -> bool:
+    """Whether `syscall` from CPL3 reaches CPL0 here (hardware KVM) or stays at CPL3 (PVM).
+
+    Learned once per process from a probe VM that runs one `syscall` of the VMM's own:
+    the entry page's `out` is open to CPL3, so a guest could otherwise make its own first
+    exit look like either kind (vmm.h, vmm_vm_syscall_mode).
+    """
+    probe = Vm(PROBE_MEM_SIZE, probe=True)
+    probe.map(PROBE_PAGE, PAGE_SIZE, Prot.READ | Prot.WRITE | Prot.EXEC)
+    probe.write(PROBE_PAGE, b"\x0f\x05")  # syscall
+    probe.start(PROBE_PAGE, PROBE_PAGE + PAGE_SIZE)
+    reason = probe.run()
+    if reason != ExitReason.SYSCALL:
+        raise VmmError(errno.EIO, f"syscall probe: expected a syscall exit, got {reason}")
+    return _check(lib.vmm_vm_syscall_mode(probe._vm), "syscall mode") == 1
 
 
 def _scratch_range() -> tuple[int, int]:
