@@ -121,10 +121,13 @@ def test_reading_coverage_at_checkpoints_does_not_change_the_run(
     assert outcome.end_tick == plain.end_tick
 
 
-def test_sdk_coverage_and_the_vmm_signal_both_grow_on_the_demo() -> None:
-    """On the demo (built with CR_COVERAGE), the first run covers SDK edges and VMM signals,
-    and later runs add to both."""
-    scenario = replace(demo_scenario(), duration=3000)
+def test_sdk_coverage_and_the_vmm_signal_both_grow_on_the_demo(guest_bin) -> None:
+    """On the demo built with CR_COVERAGE (raft_cov), the first run covers SDK edges and VMM
+    signals, and later runs add to both."""
+    base = demo_scenario()
+    covered = str(guest_bin("musl", "raft_cov"))
+    scenario = replace(base, duration=3000,
+                       nodes=tuple(replace(g, program=covered) for g in base.nodes))
     images = resolve_images(scenario, REPO)
     report = _explore(None, seed=1, runs=4, scenario=(scenario, images))
     first, last = report.progress[0], report.progress[-1]
