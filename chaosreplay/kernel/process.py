@@ -25,6 +25,7 @@ from chaosreplay.kernel.fs.waiters import WAIT, Wait, end_wait
 from chaosreplay.kernel.loader import build_stack, map_segments
 from chaosreplay.kernel.mm.address_space import AddressSpace, GuestOutOfMemory
 from chaosreplay.kernel.syscalls import HANDLERS
+from chaosreplay.kernel.syscalls.args import KTIME_MAX
 from chaosreplay.kernel.syscalls.files import UMASK, files_state, load_files_state, stdio_table
 from chaosreplay.kernel.syscalls.numbers import syscall_name
 from chaosreplay.rng import DeterministicStream
@@ -33,7 +34,6 @@ from chaosreplay.vm.elf import ProgramImage
 from chaosreplay.vm.vmm import DEFAULT_MEM_SIZE, ExitReason, Snapshot, Vm
 
 _MASK64 = (1 << 64) - 1
-KTIME_MAX = (1 << 63) - 1  # the latest virtual time a timer can wake at
 KVM_EXIT_IO = 2
 USER_END = 1 << 47
 ENOSYS = 38

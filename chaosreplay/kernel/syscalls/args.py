@@ -67,15 +67,19 @@ def scatter(p: GuestProcess, vecs: list[tuple[int, int]], data: bytes) -> int:
     return done
 
 
+KTIME_MAX = (1 << 63) - 1  # Linux's timers saturate here (~292 years) instead of overflowing
+
+
 def timespec_ns(p: GuestProcess, address: int) -> int | None:
-    """A struct timespec in ns; None when unreadable, -1 when invalid."""
+    """A struct timespec in ns, saturated at KTIME_MAX as timespec64_to_ktime does; None
+    when unreadable, -1 when invalid."""
     raw = p.space.read(address, 16)
     if raw is None:
         return None
     seconds, nanos = struct.unpack("<qq", raw)
     if seconds < 0 or not 0 <= nanos < NS:
         return -1
-    return seconds * NS + nanos
+    return min(seconds * NS + nanos, KTIME_MAX)
 
 
 def timespec(ns: int) -> bytes:

@@ -10,6 +10,7 @@ import errno
 import struct
 from typing import TYPE_CHECKING, Any
 
+from chaosreplay.kernel.syscalls.args import timespec_ns
 from chaosreplay.kernel.syscalls.numbers import NUMBERS
 
 if TYPE_CHECKING:
@@ -23,7 +24,6 @@ TIMER_ABSTIME = 1
 _REALTIME = {CLOCK_REALTIME, CLOCK_REALTIME_COARSE}
 _KNOWN = {0, 1, 2, 3, 4, 5, 6, 7}
 NS = 1_000_000_000
-KTIME_MAX = (1 << 63) - 1  # Linux's timers saturate here (~292 years) instead of overflowing
 
 
 def clock_value(p: GuestProcess, clock_id: int) -> int | None:
@@ -72,15 +72,6 @@ def sys_time(p: GuestProcess, r: Any) -> int:
     return seconds
 
 
-def _read_timespec(p: GuestProcess, address: int) -> int | None:
-    raw = p.space.read(address, 16)
-    if raw is None:
-        return None
-    seconds, nanos = struct.unpack("<qq", raw)
-    if seconds < 0 or not 0 <= nanos < NS:
-        return -1
-    return min(seconds * NS + nanos, KTIME_MAX)  # timespec64_to_ktime saturates
-
 
 def _sleep(p: GuestProcess, duration_ns: int | None) -> int:
     if duration_ns is None:
@@ -92,7 +83,7 @@ def _sleep(p: GuestProcess, duration_ns: int | None) -> int:
 
 
 def sys_nanosleep(p: GuestProcess, r: Any) -> int:
-    return _sleep(p, _read_timespec(p, r.rdi))
+    return _sleep(p, timespec_ns(p, r.rdi))
 
 
 def sys_clock_nanosleep(p: GuestProcess, r: Any) -> int:
@@ -100,7 +91,7 @@ def sys_clock_nanosleep(p: GuestProcess, r: Any) -> int:
     now = clock_value(p, clock_id)
     if now is None or clock_id in (CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID):
         return -errno.EINVAL
-    value = _read_timespec(p, request)
+    value = timespec_ns(p, request)
     if value is None or value < 0 or not flags & TIMER_ABSTIME:
         return _sleep(p, value)
     return _sleep(p, max(0, value - now))
