@@ -212,3 +212,16 @@ def test_checkpoint_moves_to_a_fresh_vm(guest_bin: GuestBin) -> None:
     target.run_to_completion()
     assert bytes(target.stdout) == bytes(source.stdout)
     assert target.digest() == source.digest()
+
+
+def test_the_coverage_map_location_is_part_of_the_kernel_state(guest_bin: GuestBin) -> None:
+    """Where the SDK's edge bitmap lives (CR_SYS_COVERAGE) comes back with a checkpoint, so
+    a run resumed from one still knows it."""
+    p = start(guest_bin("musl", "hello"))
+    p.coverage_map = (0x423000, 1 << 14)
+    q = start(guest_bin("musl", "hello"))
+    q.load_kernel_state(p.kernel_state())
+    assert q.coverage_map == (0x423000, 1 << 14)
+    p.coverage_map = None
+    q.load_kernel_state(p.kernel_state())
+    assert q.coverage_map is None

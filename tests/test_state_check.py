@@ -328,6 +328,14 @@ NEW_KERNEL_ATTACKS: list[tuple[str, Callable[[dict[str, Any]], Any], str]] = [
      "field unknown_syscalls_other is not int"),
     ("urandom stream twice", lambda k: k.update(random=[["urandom", 1], ["urandom", 2]]),
      "field random names stream 'urandom' twice"),
+    ("an honest coverage map", lambda k: k.update(coverage_map=[0x423000, 1 << 14]), ""),
+    ("coverage map not a power of two", lambda k: k.update(coverage_map=[0x423000, 3000]),
+     "field coverage_map has size 3000, not a power of two"),
+    ("coverage map leaving the user half",
+     lambda k: k.update(coverage_map=[(1 << 47) - 4096, 1 << 14]),
+     "field coverage_map [0x7ffffffff000, +0x4000) leaves the user half"),
+    ("coverage map too large", lambda k: k.update(coverage_map=[0x423000, 1 << 21]),
+     "field coverage_map[1] is 2097152"),
 ]
 
 

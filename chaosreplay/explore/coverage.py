@@ -29,7 +29,7 @@ def known_maps(sim: Simulation) -> CoverageMaps:
     """The bitmaps the nodes of a simulation have registered, by node group."""
     maps: CoverageMaps = {}
     for node in sim.nodes:
-        region = getattr(node.process, "coverage_map", None)
+        region = node.process.coverage_map
         if region is not None:
             maps.setdefault(node.spec.group, region)
     return maps
@@ -40,14 +40,14 @@ def adopt_maps(sim: Simulation, maps: CoverageMaps) -> None:
     registration happened before the checkpoint, in the run the checkpoint came from)."""
     for node in sim.nodes:
         region = maps.get(node.spec.group)
-        if region is not None and getattr(node.process, "coverage_map", None) is None:
-            node.process.coverage_map = region  # type: ignore[attr-defined]
+        if region is not None and node.process.coverage_map is None:
+            node.process.coverage_map = region
 
 
 def read_bitmap(sim: Simulation, node_index: int) -> bytes | None:
     """A node's coverage bitmap as it stands (None: it has none); unpopulated pages are zero."""
     node = sim.nodes[node_index]
-    region = getattr(node.process, "coverage_map", None)
+    region = node.process.coverage_map
     if region is None:
         return None
     address, size = region

@@ -175,6 +175,7 @@ class GuestProcess:
         self.umask = UMASK
         self.waiting: Wait | None = None  # the call this process is blocked in, if any
         self.comm = image.path.name.encode()[:15]  # the task name (prctl PR_SET_NAME)
+        self.coverage_map: tuple[int, int] | None = None  # SDK edge bitmap (address, size)
         self.fs = FileSystem(config.seed, config.node_id)  # the node's disk: outlives restarts
         self.incarnation = 0  # restarts so far: each life draws fresh random numbers
         self.random = self._streams()
@@ -497,6 +498,7 @@ class GuestProcess:
             "memory_limit": space.memory_limit,
             "framed_chunks": None if space.framed is None else sorted(space.framed),
             "files": files_state(self), "comm": self.comm,
+            "coverage_map": None if self.coverage_map is None else list(self.coverage_map),
         }
 
     def load_kernel_state(self, state: dict[str, Any]) -> None:
@@ -538,6 +540,8 @@ class GuestProcess:
         self.space.framed = None if framed is None else set(framed)
         load_files_state(self, state["files"])
         self.comm = bytes(state.get("comm", self.image.path.name.encode()[:15]))
+        coverage = state.get("coverage_map")
+        self.coverage_map = None if coverage is None else (coverage[0], coverage[1])
 
     def checkpoint(self, snapshot: Snapshot | None = None, incremental: bool = True) -> Checkpoint:
         """Capture VM + kernel state; reuse `snapshot`'s buffer when given."""

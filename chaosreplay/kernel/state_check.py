@@ -21,6 +21,7 @@ from chaosreplay.kernel.fs.paths import MOUNTS
 from chaosreplay.kernel.fs.pipes import Pipe
 from chaosreplay.kernel.mm.address_space import CHUNK_SHIFT
 from chaosreplay.kernel.process import Status
+from chaosreplay.kernel.sdk_abi import CR_COVERAGE_MAP_MAX
 from chaosreplay.kernel.syscalls.files import STATE_VERSION as FILES_STATE_VERSION
 from chaosreplay.recording.schema import (
     I64_MAX,
@@ -61,6 +62,15 @@ def _vmas_in_order(vmas: list[list[Any]]) -> str | None:
         if start < end:
             return f"item {i} at {start:#x} overlaps or precedes the one before"
         end = stop
+    return None
+
+
+def _coverage_map_fits(region: list[int]) -> str | None:
+    address, size = region
+    if size & (size - 1):
+        return f"has size {size}, not a power of two"
+    if address + size > USER_VA_END:
+        return f"[{address:#x}, +{size:#x}) leaves the user half"
     return None
 
 
@@ -268,6 +278,9 @@ KERNEL_STATE = Where(Record({
     "framed_chunks": Maybe(CHUNKS),  # 2 MiB chunks with page tables (None: not tracked)
     "files": FILES,
     "comm": Bytes(15),  # the task name, TASK_COMM_LEN less its NUL
+    # the SDK edge bitmap registered with CR_SYS_COVERAGE: (address, power-of-two size)
+    "coverage_map": Maybe(Where(Row(Int(0, USER_VA_END), Int(1, CR_COVERAGE_MAP_MAX)),
+                                _coverage_map_fits)),
 }, open=True), _brk_in_order)
 
 

@@ -93,14 +93,14 @@ def sys_coverage(p: GuestProcess, r: Any) -> int:
 
     Nothing is recorded here: the explorer reads the bitmap from guest memory at decision
     points (chaosreplay/explore/coverage.py), and the memory is in every checkpoint and
-    digest already. The location is kept on the process as `coverage_map`.
+    digest already. The location is kept on the process as `coverage_map` (checkpointed).
     """
     address, size = r.rdi, r.rsi
     if size == 0 or size & (size - 1) or size > sdk_abi.CR_COVERAGE_MAP_MAX:
         return -errno.EINVAL
     if p.space.read(address, 1) is None or p.space.read(address + size - 1, 1) is None:
         return -errno.EFAULT
-    p.coverage_map = (address, size)  # type: ignore[attr-defined]
+    p.coverage_map = (address, size)
     return 0
 
 
