@@ -127,7 +127,7 @@ KERNEL_ATTACKS: list[tuple[str, Any, str]] = [
      "field clock.rate_ppb is -1000000000"),
     ("files", {"version": 1, "open": [], "fds": [[3, 0, False]]},
      "field files has fd 3 naming description 0 of 0"),
-    ("files", {"version": 3, "open": [], "fds": []}, "field files.version"),
+    ("files", {"version": 4, "open": [], "fds": []}, "field files.version"),
     ("stdout", "text", "field stdout is not bytes"),
 ]
 
@@ -258,10 +258,12 @@ FILES_ATTACKS: list[tuple[str, Callable[[dict[str, Any]], Any], str]] = [
         0, ["synth-dir", 0, b"/x", 0, [b"nope", []]]), "descriptions[0][4][0] fails as a mount"),
     ("disk file of inode 0", lambda k: _table(k)["descriptions"].__setitem__(
         0, ["disk", 0, b"/x", 0, 0]), "field files.table.descriptions[0][4] is 0, outside 1.."),
-    ("waiting on a missing description", lambda k: k["files"]["waiting"][4][0].__setitem__(
-        0, 8), "field files has a blocked call waiting on description 8 of 8"),
-    ("waiting of the wrong types", lambda k: k["files"].update(waiting=["read", 0]),
-     "field files.waiting is not [int, str, None or int, int, a list of [int, int]]"),
+    ("waiting on a missing description", lambda k: k["files"]["waiting"][0][1][4][0]
+     .__setitem__(0, 8), "field files has a blocked call waiting on description 8 of 8"),
+    ("waiting of the wrong types", lambda k: k["files"].update(waiting=[[1000, ["read", 0]]]),
+     "field files.waiting[0] is not [int, [int, str, None or int, int, a list of [int, int]]]"),
+    ("waiting of a task that does not exist", lambda k: k["files"]["waiting"][0].__setitem__(
+        0, 1001), "has a blocked call of task 1001, which is not a task"),
     ("umask over 0o777", lambda k: k["files"].update(umask=0o1000), "field files.umask is 512"),
     ("cwd in a missing mount", lambda k: k["files"].update(cwd=[b"nope", 1, []]),
      "field files.cwd[0] names mount b'nope', which does not exist"),

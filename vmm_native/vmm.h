@@ -71,6 +71,21 @@ struct kvm_regs *vmm_vcpu_regs(struct vmm_vm *vm);
 int vmm_vcpu_get_fs_base(struct vmm_vm *vm, uint64_t *out);
 int vmm_vcpu_set_fs_base(struct vmm_vm *vm, uint64_t base);
 int vmm_vcpu_set_gs_base(struct vmm_vm *vm, uint64_t base);
+/* The user-visible CPU state of one guest thread: registers, FS/GS bases and the x87/SSE
+ * part of its XSAVE image (legacy area + header: XCR0 enables nothing more). */
+#define VMM_FPU_STATE_BYTES 576
+struct vmm_task_context {
+	struct kvm_regs regs;
+	uint64_t fs_base;
+	uint64_t gs_base;
+	uint8_t fpu[VMM_FPU_STATE_BYTES];
+};
+/* Save the vCPU's user state / load a saved one (a task switch). Loading checks what the
+ * CPU would refuse (-EPERM: a base outside the user half; -EFAULT: rip or rsp not a user
+ * address; -EINVAL: reserved MXCSR bits); every register comes back as saved (never
+ * through a sysret, which would clobber rcx and r11). */
+int vmm_vcpu_save_context(struct vmm_vm *vm, struct vmm_task_context *out);
+int vmm_vcpu_load_context(struct vmm_vm *vm, const struct vmm_task_context *ctx);
 /* Set user rip/rsp and clear the other registers: start the program at its entry point. */
 int vmm_vcpu_start_user(struct vmm_vm *vm, uint64_t rip, uint64_t rsp);
 /* Run until the guest needs policy (syscall, exception) or fails. After

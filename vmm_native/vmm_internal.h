@@ -107,6 +107,10 @@
 #define STATE_OFF_ALLOC (STATE_OFF_FPU + 7 * 8 + 128 + 256)
 #define STATE_OFF_PADDING (STATE_OFF_ALLOC + 16)
 
+/* The iretq frame a fresh start or a loaded task context resumes through (its RIP slot:
+ * five quadwords below the top of the IST stack). */
+#define START_FRAME_ADDR (KERNEL_BASE + IST_STACK_TOP - 40)
+
 /* How the next vmm_vcpu_run resumes the guest. */
 enum resume_kind {
 	RESUME_NONE = 0,     /* not started */

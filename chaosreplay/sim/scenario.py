@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from chaosreplay.errors import ConfigError
+from chaosreplay.kernel.scheduler import POLICIES, SchedulerConfig
 from chaosreplay.sim.faults.engine import FaultEngine, FaultPlan
 from chaosreplay.sim.faults.random import RandomFaults
 from chaosreplay.sim.network.fabric import LINK_PARAM_NAMES, LinkParams, NetworkFabric
@@ -148,6 +149,7 @@ class Scenario:
     nodes: tuple[NodeGroup, ...] = (NodeGroup(DEMO_PROGRAM, count=3),)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     faults: FaultPlan = field(default_factory=FaultPlan)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)  # threads per node
 
     @property
     def node_count(self) -> int:
@@ -210,6 +212,9 @@ class Scenario:
                               for o in self.network.overrides],
             },
             "faults": self.faults.to_dict(),
+            # only when set, so scenarios from before threads keep their digests
+            **({"scheduler": _scheduler_dict(self.scheduler)}
+               if self.scheduler != SchedulerConfig() else {}),
         }
 
     @classmethod
@@ -299,6 +304,8 @@ def parse_scenario(data: Mapping[str, Any], source: str = "scenario") -> Scenari
                if "network" in data else defaults.network)
     faults = (FaultPlan.from_dict(data["faults"], root.key("faults"), node_count)
               if "faults" in data else defaults.faults)
+    scheduler = (_parse_scheduler(data["scheduler"], root.key("scheduler"))
+                 if "scheduler" in data else defaults.scheduler)
     scenario = Scenario(
         seed=expect_int(data.get("seed", defaults.seed), root.key("seed"), minimum=0,
                         maximum=2**64 - 1),
@@ -313,9 +320,33 @@ def parse_scenario(data: Mapping[str, Any], source: str = "scenario") -> Scenari
         nodes=nodes,
         network=network,
         faults=faults,
+        scheduler=scheduler,
     )
     check_random_arrivals(scenario, root.key("faults.random.rates"))
     return scenario
+
+
+_SCHEDULER_KEYS = ["policy", "quantum_us", "change_every"]
+
+
+def _parse_scheduler(value: Any, at: KeyPath) -> SchedulerConfig:
+    """The `scheduler` table: how each node's threads share its one vCPU."""
+    expect_table(value, at)
+    check_keys(value, _SCHEDULER_KEYS, at)
+    defaults = SchedulerConfig()
+    policy = value.get("policy", defaults.policy)
+    if policy not in POLICIES:
+        at.key("policy").fail(f"expected one of {', '.join(POLICIES)}, got {policy!r}")
+    quantum_us = expect_int(value.get("quantum_us", defaults.quantum_ns // 1000),
+                            at.key("quantum_us"), minimum=1, maximum=10**9)
+    change_every = expect_int(value.get("change_every", defaults.change_every),
+                              at.key("change_every"), minimum=1, maximum=2**31)
+    return SchedulerConfig(policy, quantum_us * 1000, change_every)
+
+
+def _scheduler_dict(config: SchedulerConfig) -> dict[str, Any]:
+    return {"policy": config.policy, "quantum_us": config.quantum_ns // 1000,
+            "change_every": config.change_every}
 
 
 def check_random_arrivals(scenario: Scenario, at: KeyPath) -> None:
