@@ -181,3 +181,27 @@ def test_a_checkpoint_with_eight_threads_in_flight_continues_identically_in_a_fr
     assert bytes(target.stdout) == bytes(source.stdout) == bytes(reference.stdout)
     assert target.digest() == source.digest() == reference.digest()
     assert target.vtime_ns == reference.vtime_ns
+
+
+# -- the scenario's [scheduler] table ---------------------------------------------------------
+
+def test_the_scenario_chooses_the_policy_and_refuses_bad_values() -> None:
+    from chaosreplay.errors import ConfigError
+    from chaosreplay.sim.scenario import loads_scenario
+
+    scenario = loads_scenario('[scheduler]\npolicy = "random"\nchange_every = 8\n')
+    assert scenario.scheduler == SchedulerConfig("random", 200_000, 8)
+    assert scenario.to_dict()["scheduler"] == {"policy": "random", "quantum_us": 200,
+                                               "change_every": 8}
+    assert "scheduler" not in loads_scenario("").to_dict()  # old scenarios keep their digest
+    assert loads_scenario("[scheduler]\nquantum_us = 50\n").scheduler.quantum_ns == 50_000
+    for text, message in [
+        ('[scheduler]\npolicy = "fair"\n', "scheduler.policy: expected one of round-robin, "
+                                           "random, got 'fair'"),
+        ("[scheduler]\nquantum = 3\n", 'scheduler.quantum: unknown key (did you mean '
+                                       '"quantum_us"?)'),
+        ("[scheduler]\nchange_every = 0\n", "scheduler.change_every"),
+    ]:
+        with pytest.raises(ConfigError) as caught:
+            loads_scenario(text)
+        assert message in str(caught.value)

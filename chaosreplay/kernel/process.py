@@ -175,6 +175,7 @@ class GuestProcess:
         self.output_dropped = [0, 0]  # bytes of stdout, stderr that fell out of the tails
         self.signal_actions: dict[int, bytes] = {}
         self.network: Any = None  # the simulation attaches a messaging endpoint
+        self.on_recv_timeout: Callable[[], None] | None = None  # cr_recv ended by timeout
         self.files = stdio_table()  # the descriptor table (kernel.fs.files.FdTable)
         self.cwd = ROOT
         self.umask = UMASK
@@ -347,9 +348,13 @@ class GuestProcess:
         if len(self.tasks) > 1:
             self._switch = self._yielding = True
 
+    def in_datagram_recv(self) -> bool:
+        """Whether a task sleeps in cr_recv (a delivery may complete it)."""
+        return any(t.in_sdk_recv for t in self.tasks.values())
+
     def complete_datagram_recv(self, result: int, at_ns: int) -> None:
         """A datagram completes the cr_recv a task sleeps in: its result, and it wakes."""
-        task = next((t for t in self.tasks.values() if t.in_sdk_recv), self.current)
+        task = next(t for t in self.tasks.values() if t.in_sdk_recv)
         task.in_sdk_recv = False
         self.task_regs(task).rax = result & _MASK64
         wake = max(at_ns, self.vtime_ns)
@@ -441,7 +446,10 @@ class GuestProcess:
             first = False
             if task.blocked():  # it woke: its sleep is over, or its call runs again
                 task.wake_at_ns = None
-                task.in_sdk_recv = False
+                if task.in_sdk_recv:  # by its timeout: no delivery may complete it now
+                    task.in_sdk_recv = False
+                    if self.on_recv_timeout is not None:
+                        self.on_recv_timeout()
                 if task.waiting is not None:
                     resumed = self._retry_wait()
                     if resumed is not None:

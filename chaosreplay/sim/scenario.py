@@ -504,6 +504,8 @@ def documented_keys(cls: type = Scenario, prefix: str = "") -> list[str]:
         path = prefix + f.name
         if nested is None and (cls, f.name) == (FaultPlan, "schedule"):
             keys += [f"{path}[].{k}" for k in _SCHEDULE_ENTRY_KEYS]
+        elif (cls, f.name) == (Scenario, "scheduler"):  # quantum in µs, not the config's ns
+            keys += [f"{path}.{k}" for k in _SCHEDULER_KEYS]
         elif nested is None:
             keys.append(path)
         elif nested[0] == "inline":

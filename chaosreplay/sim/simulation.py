@@ -24,6 +24,7 @@ so `Simulation.resume` continues exactly as the uninterrupted run did (`sim_stat
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -219,6 +220,7 @@ class Simulation:
         process = GuestProcess(image, config, on_event=self._on_process_event)
         process.trace_syscalls = trace
         process.network = self.messaging
+        process.on_recv_timeout = functools.partial(self.messaging.recv_timed_out, spec.index)
         return Node(spec, image, process, process.checkpoint(incremental=False))
 
     # -- running ------------------------------------------------------------------------------
@@ -314,7 +316,7 @@ class Simulation:
         return out
 
     def _run_node(self, node: Node, deadline_ns: int) -> None:
-        self.messaging.before_run(node.index)
+        self.messaging.before_run(node.index, node.process)
         self._running = node
         try:
             status = node.process.run(deadline_ns)

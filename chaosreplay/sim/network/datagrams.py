@@ -101,8 +101,13 @@ class Messaging:
         if endpoint.pending is not None and endpoint.inbox:
             self._complete(p, endpoint, endpoint.inbox.popleft(), now_ns)
 
-    def before_run(self, node: int) -> None:
-        """The node is about to run: whatever cr_recv it was blocked in has returned."""
+    def before_run(self, node: int, p: GuestProcess) -> None:
+        """The node is about to run: a cr_recv no thread still sleeps in has returned."""
+        if not p.in_datagram_recv():
+            self.endpoints[node].pending = None
+
+    def recv_timed_out(self, node: int) -> None:
+        """The thread sleeping in cr_recv woke by its timeout: the call is over."""
         self.endpoints[node].pending = None
 
     def reset(self, node: int) -> None:
