@@ -205,3 +205,22 @@ def test_the_scenario_chooses_the_policy_and_refuses_bad_values() -> None:
         with pytest.raises(ConfigError) as caught:
             loads_scenario(text)
         assert message in str(caught.value)
+
+
+@pytest.mark.kvm
+def test_the_debugger_lists_every_thread_with_what_it_waits_for() -> None:
+    from chaosreplay.debugger.views import _threads
+
+    p = _traced(_program("pthreads.c", "glibc"), seed=5)
+    while len(p.tasks) < 9 and p.run(deadline_ns=p.vtime_ns + 1) in (Status.RUNNING,
+                                                                      Status.BLOCKED):
+        pass
+    for _ in range(40):
+        p.run(deadline_ns=p.vtime_ns + 1)
+    views = _threads(p, p.image.symbols)
+    assert [v.tid for v in views] == sorted(p.tasks)
+    assert sum(v.state == "on cpu" for v in views) == 1
+    assert any(v.state.startswith("futex wait at 0x") for v in views)
+    on_cpu = next(v for v in views if v.state == "on cpu")
+    assert on_cpu.rip == p.regs.rip
+    assert all(v.location for v in views)
