@@ -114,6 +114,7 @@ def test_a_real_kernel_state_and_disk_pass_and_the_tables_name_every_field(
     assert disk["inodes"], "the files guest left something on its disk"
 
 
+_TASK = [1000, None, 0, 0, 0, 0, None, None, 0, 0, False]  # the main thread, on the vCPU
 KERNEL_ATTACKS: list[tuple[str, Any, str]] = [
     ("vmas", [[4096, 0, 3, "x"]], "field vmas item 0 [0x1000, 0x0) is not a page-aligned"),
     ("vmas", [[0, 8192, 3, "a"], [4096, 12288, 3, "b"]], "item 1 at 0x1000 overlaps"),
@@ -129,6 +130,12 @@ KERNEL_ATTACKS: list[tuple[str, Any, str]] = [
      "field files has fd 3 naming description 0 of 0"),
     ("files", {"version": 4, "open": [], "fds": []}, "field files.version"),
     ("stdout", "text", "field stdout is not bytes"),
+    ("tasks", [], "field tasks has no task"),
+    ("tasks", [_TASK, _TASK], "field tasks lists task 1000 after task 1000"),
+    ("tasks", [_TASK, [1001, b"short", *_TASK[2:]]], "field tasks[1] is not [int, None or bytes"),
+    ("tasks", [_TASK, [1001, None, *_TASK[2:]]], "does not have exactly one task on the vCPU"),
+    ("current_tid", 1001, "names current task 1001, which is not a task"),
+    ("next_tid", 1000, "would hand out tid 1000, which is taken"),
 ]
 
 
