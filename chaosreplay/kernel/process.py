@@ -464,6 +464,7 @@ class GuestProcess:
         """Run the task on the vCPU until it gives up the vCPU (None) or run() returns."""
         vm, regs, handlers = self.vm, self.regs, HANDLERS
         syscall_cost = self.config.syscall_cost_ns
+        tasks, current = self.tasks, self.current  # clone adds to tasks; a switch returns
         while True:
             reason = vm.run()
             if reason == ExitReason.SYSCALL:
@@ -488,7 +489,9 @@ class GuestProcess:
                 if self.status is not Status.RUNNING:
                     return self.status
                 regs.rax = rax
-                if self._switch_point():
+                # one thread that did not sleep goes straight on (the hot path)
+                if (len(tasks) > 1 or current.wake_at_ns is not None or current.exited) \
+                        and self._switch_point():
                     return None
             elif reason == ExitReason.EXCEPTION:
                 self.vtime_ns += self.config.exception_cost_ns
