@@ -30,6 +30,7 @@ from enum import StrEnum
 from typing import Any
 
 from chaosreplay.events import EventKind
+from chaosreplay.kernel.fs.install import install
 from chaosreplay.kernel.process import Checkpoint, GuestProcess, ProcessConfig, Status
 from chaosreplay.sim.faults.engine import START, FaultAction
 from chaosreplay.sim.faults.model import FaultKind
@@ -216,6 +217,7 @@ class Simulation:
             node_names=tuple(s.name for s in scenario.node_specs()),
         )
         process = GuestProcess(image, config, on_event=self._on_process_event)
+        install(process.fs, scenario.nodes[spec.group].files)  # before the first instruction
         process.trace_syscalls = trace
         process.network = self.messaging
         return Node(spec, image, process, process.checkpoint(incremental=False))
