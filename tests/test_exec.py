@@ -121,7 +121,7 @@ def test_a_reset_space_loads_and_runs_another_program(libc: str, guest_bin: Gues
     image = load_program(path)
     loaded = load_image(process.space, plan_load(image), [b"echo_args", b"after", b"exec"],
                         [b"EXIT=3"], b"\x01" * 16, b"/bin/echo_args")
-    fresh, fresh_space = _loaded_vm(path, [b"echo_args"])
+    _, fresh_space = _loaded_vm(path, [b"echo_args"])
     assert [(v.start, v.end, v.prot) for v in process.space.vmas()] == [
         (v.start, v.end, v.prot) for v in fresh_space.vmas()], "the layout of a fresh load"
     assert process.space.code.code == fresh_space.code.code

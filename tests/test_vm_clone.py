@@ -7,6 +7,7 @@ import struct
 from collections.abc import Callable
 from pathlib import Path
 
+import capstone
 import pytest
 
 from chaosreplay.kernel.process import GuestProcess, ProcessConfig, Status
@@ -23,6 +24,10 @@ GETPID = 39
 SLOTS = 1024  # guest/src/fork_memory.c
 # add qword [DATA], 1; mov eax, 1000; syscall; jmp to start (as in test_vmm.py)
 INCREMENT_LOOP = bytes.fromhex("4883042500005000" "01" "B8E8030000" "0F05" "EBEE")
+# movabs rax, 0x0123456789abcdef; movq xmm0, rax; mov eax, 1000; syscall;
+# movq rbx, xmm0; mov eax, 1001; syscall; jmp $
+XMM_ROUND_TRIP = bytes.fromhex("48B8EFCDAB8967452301" "66480F6EC0" "B8E8030000" "0F05"
+                               "66480F7EC3" "B8E9030000" "0F05" "EBFE")
 
 
 def make_vm(code: bytes, mem_size: int = 32 << 20) -> Vm:
@@ -68,6 +73,34 @@ def test_parent_and_child_run_on_independently() -> None:
     child.unmap(DATA, 4096)
     assert child.run() == ExitReason.EXCEPTION and child.exit.vector == 14
     assert parent.run() == ExitReason.SYSCALL and counter(parent) == 7
+
+
+def test_hand_assembled_code_decodes_as_intended() -> None:
+    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    text = [f"{i.mnemonic} {i.op_str}".strip() for i in md.disasm(XMM_ROUND_TRIP, CODE)]
+    assert text == ["movabs rax, 0x123456789abcdef", "movq xmm0, rax", "mov eax, 0x3e8",
+                    "syscall", "movq rbx, xmm0", "mov eax, 0x3e9", "syscall", "jmp 0x400022"]
+
+
+def test_the_child_vcpu_holds_the_parents_sse_registers() -> None:
+    """XMM state is in the child's vCPU itself, not only in its exported state."""
+    parent = make_vm(XMM_ROUND_TRIP)
+    assert parent.run() == ExitReason.SYSCALL and parent.regs.rax == 1000
+    child = parent.clone()
+    for vm in (child, parent):
+        assert vm.run() == ExitReason.SYSCALL and vm.regs.rax == 1001
+        assert vm.regs.rbx == 0x0123456789ABCDEF
+
+
+def test_a_mapping_removed_just_before_the_clone_is_gone_in_both() -> None:
+    """The parent's queued page-table fix-ups are its own; the child starts from memory."""
+    parent = make_vm(INCREMENT_LOOP)
+    assert parent.run() == ExitReason.SYSCALL  # the guest has touched DATA: it is cached
+    parent.unmap(DATA, 4096)
+    child = parent.clone()
+    for vm in (parent, child):
+        assert vm.run() == ExitReason.EXCEPTION
+        assert (vm.exit.vector, vm.exit.fault_addr) == (14, DATA)
 
 
 def test_clone_before_start_is_refused() -> None:
