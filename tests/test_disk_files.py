@@ -322,6 +322,12 @@ def test_busybox_files_are_seen_and_replay_without_the_host_files(
     ]
     report = replay_run(recording)
     assert report.identical and report.events_checked > 0, report
+    from click.testing import CliRunner
+
+    from chaosreplay.cli import main
+
+    info = CliRunner().invoke(main, ["info", str(recording)])
+    assert info.exit_code == 0, info.stderr  # the embedded bytes show as length + digest
 
 
 def test_record_with_a_bad_files_entry_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
