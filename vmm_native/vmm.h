@@ -58,6 +58,12 @@ struct vmm_snapshot;
 int vmm_vm_create(const struct vmm_config *config, struct vmm_vm **out);
 void vmm_vm_destroy(struct vmm_vm *vm);
 int vmm_vm_stats(const struct vmm_vm *vm, struct vmm_stats *out);
+/* A new VM that resumes exactly where `parent` would: the same memory size and syscall
+ * mode, a copy of guest memory up to the allocator's high mark, the frame allocator, the
+ * page tables (same guest-physical addresses) and the vCPU state. It has its own dirty
+ * log and no snapshot base. -ENOEXEC when parent has no resume point (not started, or
+ * interrupted); the error of vmm_vm_create otherwise. */
+int vmm_vm_clone(struct vmm_vm *parent, struct vmm_vm **out);
 /* Whether `syscall` from CPL3 enters CPL0 on this host (1, hardware KVM) or stays at CPL3
  * (0, PVM). It is a property of the host: learn it from a probe VM running a syscall of
  * the VMM's own, and set it on every other VM before it runs, so that no guest's first

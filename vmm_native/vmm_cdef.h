@@ -49,6 +49,7 @@ struct vmm_snapshot;
 int vmm_vm_create(const struct vmm_config *config, struct vmm_vm **out);
 void vmm_vm_destroy(struct vmm_vm *vm);
 int vmm_vm_stats(const struct vmm_vm *vm, struct vmm_stats *out);
+int vmm_vm_clone(struct vmm_vm *parent, struct vmm_vm **out);
 int vmm_vm_syscall_mode(const struct vmm_vm *vm);
 int vmm_vm_set_syscall_mode(struct vmm_vm *vm, int enters_cpl0);
 struct kvm_regs *vmm_vcpu_regs(struct vmm_vm *vm);

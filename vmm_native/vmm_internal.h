@@ -187,6 +187,10 @@ int snapshot_check_state(const struct vmm_vm *vm, const uint8_t *buf, uint64_t l
 int snapshot_check_image(const struct vmm_vm *vm, uint8_t *image, const uint8_t *state,
 			 char *why, size_t why_len);
 
+/* snapshot.c: load canonical state bytes (trusted or checked) into the live vCPU and
+ * allocator; the guest resumes through an iretq frame at the user rip. */
+int vmm_load_state(struct vmm_vm *vm, const uint8_t *buf, uint64_t len);
+
 /* kvm_vm.c */
 int vmm_memslot_set(struct vmm_vm *vm, bool present);
 

@@ -18,14 +18,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from chaosreplay.errors import GuestProgramError
 from chaosreplay.events import EventKind
 from chaosreplay.kernel import futex, sdk_abi
 from chaosreplay.kernel.clock import NodeClock
+from chaosreplay.kernel.exec import load_image, plan_load
 from chaosreplay.kernel.fs.disk import FileSystem
 from chaosreplay.kernel.fs.paths import ROOT
 from chaosreplay.kernel.fs.waiters import WAIT, Wait, end_wait
-from chaosreplay.kernel.loader import build_stack, map_segments
 from chaosreplay.kernel.mm.address_space import AddressSpace, GuestOutOfMemory
 from chaosreplay.kernel.scheduler import Scheduler, SchedulerConfig
 from chaosreplay.kernel.syscalls import HANDLERS
@@ -194,34 +193,18 @@ class GuestProcess:
         self.incarnation = 0  # restarts so far: each life draws fresh random numbers
         self.random = self._streams()
 
-        sites, all_strays = nonvirt.scan_program(image)
-        sites = nonvirt.refuse_unpatchable(image, sites)
-        if sites and not config.patch:
-            listed = ", ".join(f"{s.text} at {s.address:#x} ({s.symbol})" for s in sites[:5])
-            more = f" and {len(sites) - 5} more" if len(sites) > 5 else ""
-            raise GuestProgramError(
-                f"{image.path}: uses non-virtualizable instructions ({listed}{more}); "
-                "run without --no-patch to emulate them"
-            )
+        plan = plan_load(image, config.patch)
         self.emulator = nonvirt.NonVirtEmulator(config.seed, config.node_id, config.node_count)
 
         self.vm = Vm(config.mem_size)
         self.space = AddressSpace(self.vm)
         self.space.oom_kill = self._oom_kill
-        strays, rewrites = [], []
-        for stray in all_strays:  # hidden patterns: defuse, else single-step
-            rewrite = nonvirt.defuse(image, stray)
-            (strays if rewrite is None else rewrites).append(rewrite or stray)
-        contents = nonvirt.apply_rewrites(image, nonvirt.patch_segments(image, sites), rewrites)
-        map_segments(self.space, image, contents)
-        self.space.code.describe = image.symbols.describe
-        self.space.code.adopt_image(image, sites, strays)
-        self.sites = self.space.code.sites  # every patched site, the program's and run-time
         exe_name = b"/chaosreplay/" + image.path.name.encode()
-        sp = build_stack(self.space, image, config.argv, config.envp,
-                         self.random["auxv"].read(16), exe_name)
+        loaded = load_image(self.space, plan, config.argv, config.envp,
+                            self.random["auxv"].read(16), exe_name)
+        self.sites = self.space.code.sites  # every patched site, the program's and run-time
         self.exe_name = exe_name
-        self.vm.start(image.entry, sp)
+        self.vm.start(loaded.entry, loaded.stack_pointer)
         self.regs = self.vm.regs
 
     # -- events ----------------------------------------------------------------------------

@@ -78,14 +78,33 @@ class Vm:
         rc = lib.vmm_vm_create(config, out)
         if rc < 0:
             raise _kvm_error(-rc)
-        self._vm = ffi.gc(out[0], lib.vmm_vm_destroy)
+        self._adopt(out[0], mem_size)
         if not probe:  # decided by the host before the guest runs, never by the guest
             _check(lib.vmm_vm_set_syscall_mode(self._vm, int(syscall_enters_cpl0())),
                    "set syscall mode")
+
+    def _adopt(self, handle: object, mem_size: int) -> None:
+        """Own a C VM handle (freed with this object) and bind its register view."""
+        self._vm = ffi.gc(handle, lib.vmm_vm_destroy)
         self.mem_size = mem_size
         self.regs = lib.vmm_vcpu_regs(self._vm)
         self._exit = ffi.new("struct vmm_exit *")
         self.exit = self._exit
+
+    def clone(self) -> Vm:
+        """A new VM with a copy of this one's memory and vCPU state (fork without CLONE_VM).
+
+        Both resume where this VM would; each has its own memory, dirty log and snapshots.
+        Raises VmmError(ENOEXEC) before the VM started or after an interrupted run.
+        """
+        out = ffi.new("struct vmm_vm **")
+        rc = lib.vmm_vm_clone(self._vm, out)
+        if rc < 0:
+            raise _kvm_error(-rc) if rc != -errno.ENOEXEC else VmmError(
+                errno.ENOEXEC, "clone: the VM has no resume point (not started or interrupted)")
+        child = Vm.__new__(Vm)
+        child._adopt(out[0], self.mem_size)
+        return child
 
     # -- vCPU -----------------------------------------------------------------------------
     def start(self, rip: int, rsp: int) -> None:
