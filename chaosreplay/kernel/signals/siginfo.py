@@ -29,7 +29,7 @@ from chaosreplay.kernel.signals.sigset import (
     SIGSYS,
     SIGTRAP,
 )
-from chaosreplay.recording.schema import Bytes, Int, Row
+from chaosreplay.recording.schema import Bytes, Int, Row, Where
 
 SIGINFO_SIZE = 128
 KERNEL_SIGINFO_SIZE = 48  # what the kernel keeps; the rest of the 128 bytes is zero
@@ -140,7 +140,9 @@ class SigInfo:
 
 
 I32 = Int(-(2**31), 2**31 - 1)
-STATE = Row(Int(1, 64), I32, I32, Bytes(UNION_SIZE))  # SigInfo.to_state()
+UNION = Where(Bytes(UNION_SIZE), lambda b: None if len(b) == UNION_SIZE
+              else f"is {len(b)} bytes, not {UNION_SIZE}")
+STATE = Row(Int(1, 64), I32, I32, UNION)  # SigInfo.to_state()
 
 
 def _union(fmt: str, *values: int) -> bytes:
