@@ -40,6 +40,7 @@ class EventKind(StrEnum):
     VMM_BUG = "vmm.bug"
     TASK_START = "task.start"
     TASK_EXIT = "task.exit"
+    SIGNAL = "signal"
 
 
 MEANINGS: dict[EventKind, str] = {
@@ -70,6 +71,7 @@ MEANINGS: dict[EventKind, str] = {
                        "is killed and the run fails",
     EventKind.TASK_START: "a node's program started a thread (clone); carries its tid",
     EventKind.TASK_EXIT: "a thread of a node's program ended (exit) while others run on",
+    EventKind.SIGNAL: "a signal was delivered to a handler of a node's program",
 }
 
 

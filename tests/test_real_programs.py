@@ -54,7 +54,6 @@ CASES = [pytest.param(source, flavour, id=f"{source}-{flavour or 'default'}")
          for source, flavour in EXPECTED]
 WAITING_FOR = {  # what each program still needs of issue 12
     ("fork_exec.c", "musl"): "fork, execve and wait4",
-    ("goroutines.go", None): "SIGSEGV delivered to the Go runtime's handler (nil-pointer panic)",
 }
 UNDER_CHAOSREPLAY = [
     pytest.param(source, flavour, id=f"{source}-{flavour or 'default'}",

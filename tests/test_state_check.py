@@ -11,6 +11,7 @@ import pytest
 
 from chaosreplay.errors import RecordingError
 from chaosreplay.kernel.process import GuestProcess, ProcessConfig
+from chaosreplay.kernel.signals.delivery import TaskSignals
 from chaosreplay.kernel.state_check import (
     DISK_STATE,
     KERNEL_STATE,
@@ -114,7 +115,8 @@ def test_a_real_kernel_state_and_disk_pass_and_the_tables_name_every_field(
     assert disk["inodes"], "the files guest left something on its disk"
 
 
-_TASK = [1000, None, 0, 0, 0, 0, None, None, 0, 0, False]  # the main thread, on the vCPU
+_TASK = [1000, None, TaskSignals().to_state(), 0, 0, 0, None, None, 0, 0, False, None, None,
+         0]  # the main thread, on the vCPU
 KERNEL_ATTACKS: list[tuple[str, Any, str]] = [
     ("vmas", [[4096, 0, 3, "x"]], "field vmas item 0 [0x1000, 0x0) is not a page-aligned"),
     ("vmas", [[0, 8192, 3, "a"], [4096, 12288, 3, "b"]], "item 1 at 0x1000 overlaps"),
@@ -123,7 +125,8 @@ KERNEL_ATTACKS: list[tuple[str, Any, str]] = [
     ("status", "zombie", "field status is not one of 'running'"),
     ("exit_code", 256, "field exit_code is 256"),
     ("random", [["sdk", 1], ["sdk", 2]], "field random names stream 'sdk' twice"),
-    ("signal_actions", [[5, b"short"]], "field signal_actions[0] is not [int, bytes]"),
+    ("signals", {"actions": [], "pending": {}}, "field signals.actions"),
+    ("itimer_real", [-5, 0], "field itimer_real[0]"),
     ("clock", {"anchor_ns": 0, "offset_ns": 0, "rate_ppb": -10**9, "realtime_offset_ns": 0},
      "field clock.rate_ppb is -1000000000"),
     ("files", {"version": 1, "open": [], "fds": [[3, 0, False]]},

@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from chaosreplay.events import EventKind
-from chaosreplay.kernel import futex, sdk_abi
+from chaosreplay.kernel import futex, sdk_abi, signalling
 from chaosreplay.kernel.clock import NodeClock
 from chaosreplay.kernel.exec import load_image, plan_load
 from chaosreplay.kernel.fs.disk import FileSystem
@@ -27,6 +27,8 @@ from chaosreplay.kernel.fs.paths import ROOT
 from chaosreplay.kernel.fs.waiters import WAIT, Wait, end_wait
 from chaosreplay.kernel.mm.address_space import AddressSpace, GuestOutOfMemory
 from chaosreplay.kernel.scheduler import Scheduler, SchedulerConfig
+from chaosreplay.kernel.signals.actions import SigAction
+from chaosreplay.kernel.signals.delivery import GroupSignals, TaskSignals
 from chaosreplay.kernel.syscalls import HANDLERS
 from chaosreplay.kernel.syscalls.args import KTIME_MAX
 from chaosreplay.kernel.syscalls.files import UMASK, files_state, load_files_state, stdio_table
@@ -44,6 +46,7 @@ USER_END = 1 << 47
 ENOSYS = 38
 # SDK calls whose own event (assert, setup_complete, sdk.event) says all a syscall event
 # would: traced as syscalls only when they fail.
+NR_RT_SIGRETURN = 15  # its result is the restored rax: never a call to restart
 SELF_RECORDING = frozenset({sdk_abi.CR_SYS_ASSERT, sdk_abi.CR_SYS_SETUP_COMPLETE,
                             sdk_abi.CR_SYS_SEND_EVENT})
 
@@ -172,7 +175,10 @@ class GuestProcess:
         self.stdout = bytearray()  # the last output_tail_bytes of each stream
         self.stderr = bytearray()
         self.output_dropped = [0, 0]  # bytes of stdout, stderr that fell out of the tails
-        self.signal_actions: dict[int, bytes] = {}
+        self.pid = PID
+        self.signals = GroupSignals()  # the actions the threads share, process-wide pending
+        self.signals_dirty = False  # some thread has a signal to take (signalling.recheck)
+        self.itimer_real: tuple[int | None, int] = (None, 0)  # SIGALRM at (vtime, interval)
         self.network: Any = None  # the simulation attaches a messaging endpoint
         self.on_recv_timeout: Callable[[], None] | None = None  # cr_recv ended by timeout
         self.files = stdio_table()  # the descriptor table (kernel.fs.files.FdTable)
@@ -301,7 +307,7 @@ class GuestProcess:
             context.regs.rsp = stack
         if tls is not None:
             context.fs_base = tls
-        task = Task(self.next_tid, context, signal_mask=self.current.signal_mask)
+        task = Task(self.next_tid, context, signals=self.current.signals.for_thread())
         self.next_tid += 1
         self.scheduler.admit(task)
         self.tasks[task.tid] = task
@@ -325,6 +331,11 @@ class GuestProcess:
         task.exited = True
         del self.tasks[task.tid]
         self.emit(EventKind.TASK_EXIT, code=code & 0xFF)
+
+    def emit_signal_delivered(self, signo: int, frame: int) -> None:
+        """A handler is entered: the signal and where its frame went."""
+        action = self.signals.actions.get(signo)
+        self.emit(EventKind.SIGNAL, signo=signo, handler=action.handler, frame=frame)
 
     def yield_cpu(self) -> None:
         """The current task offers the vCPU to another ready task (sched_yield, pause)."""
@@ -382,6 +393,8 @@ class GuestProcess:
         if self.status is not Status.RUNNING:
             return self.status
         wakes = [w for w in (t.wake_time() for t in self.tasks.values()) if w is not None]
+        if self.itimer_real[0] is not None:
+            wakes.append(self.itimer_real[0])
         if not wakes:
             reasons = [t.waiting.reason if t.waiting else "a wait" for t in self.tasks.values()]
             if len(reasons) == 1:
@@ -419,6 +432,8 @@ class GuestProcess:
             self.wake_at_ns = None
         first = True
         while True:
+            if self.itimer_real[0] is not None and self.vtime_ns >= self.itimer_real[0]:
+                signalling.fire_timer(self)
             task = self._next_task()
             if task is None:
                 return self._sleep()
@@ -427,8 +442,14 @@ class GuestProcess:
                 self.preempt = False
                 return Status.RUNNING  # switched: the new task goes on when run again
             first = False
-            if task.blocked():  # it woke: its sleep is over, or its call runs again
+            if task.interrupted_nr is not None:  # a signal ended its call
+                number, task.interrupted_nr, task.blocked_nr = task.interrupted_nr, None, None
+                signalling.deliver(self, number)
+                if self.status is not Status.RUNNING:
+                    return self.status
+            elif task.blocked():  # it woke: its sleep is over, or its call runs again
                 task.wake_at_ns = None
+                task.blocked_nr = None
                 if task.in_sdk_recv:  # by its timeout: no delivery may complete it now
                     task.in_sdk_recv = False
                     if self.on_recv_timeout is not None:
@@ -439,6 +460,10 @@ class GuestProcess:
                         return resumed
                     if self._switch_point():
                         continue
+            elif self.signals_dirty:  # switched in with a signal to take
+                signalling.deliver(self, -1)
+                if self.status is not Status.RUNNING:
+                    return self.status
             status = self._run_current(deadline_ns)
             if status is not None:
                 return status
@@ -472,6 +497,12 @@ class GuestProcess:
                 if self.status is not Status.RUNNING:
                     return self.status
                 regs.rax = rax
+                if current.wake_at_ns is not None:
+                    current.blocked_nr = number  # a plain sleep: a signal may end it
+                elif self.signals_dirty or self.itimer_real[0] is not None:
+                    self._user_return(number if number != NR_RT_SIGRETURN else -1)
+                    if self.status is not Status.RUNNING:
+                        return self.status
                 # one thread that did not sleep goes straight on (the hot path)
                 if (len(tasks) > 1 or current.wake_at_ns is not None or current.exited) \
                         and self._switch_point():
@@ -486,6 +517,10 @@ class GuestProcess:
                     return self.status
                 if not resumed:
                     return self.status
+                if self.signals_dirty or self.itimer_real[0] is not None:
+                    self._user_return(-1)
+                    if self.status is not Status.RUNNING:
+                        return self.status
                 if self._switch_point():
                     return None
             elif reason == ExitReason.INTERRUPTED:
@@ -549,10 +584,22 @@ class GuestProcess:
         if self.status is not Status.RUNNING:
             return self.status
         regs.rax = rax
+        if self.signals_dirty or self.itimer_real[0] is not None:
+            self._user_return(wait.number)
+            if self.status is not Status.RUNNING:
+                return self.status
         if self.preempt:
             self.preempt = False
             return Status.RUNNING
         return None
+
+    def _user_return(self, orig_rax: int) -> None:
+        """On the way back to user mode: an expired interval timer fires, signals are
+        taken (`orig_rax`: the call that returns, -1 after an exception)."""
+        if self.itimer_real[0] is not None and self.vtime_ns >= self.itimer_real[0]:
+            signalling.fire_timer(self)
+        if self.signals_dirty:
+            signalling.deliver(self, orig_rax)
 
     def _unknown_syscall(self, number: int) -> int:
         counts = self.unknown_syscalls
@@ -604,6 +651,11 @@ class GuestProcess:
                     return True
                 self._die(fault.signal, fault.vector, 0, fault.reason)
                 return False
+        signo = VECTOR_SIGNALS.get(vector, signal.SIGSEGV)
+        handled = signalling.exception_to_handler(self, vector, exit_.error_code,
+                                                  exit_.fault_addr, signo)
+        if handled is not None:  # the program's own handler takes it
+            return handled
         reason = VECTOR_NAMES.get(vector, f"vector {vector}")
         if vector == 14:
             access = "write" if exit_.error_code & 2 else (
@@ -671,7 +723,7 @@ class GuestProcess:
             "unknown_syscalls_other": self.unknown_syscalls_other,
             "stdout": bytes(self.stdout), "stderr": bytes(self.stderr),
             "output_dropped": list(self.output_dropped),
-            "signal_actions": sorted(self.signal_actions.items()),
+            "signals": self.signals.to_state(), "itimer_real": list(self.itimer_real),
             "tasks": [_task_state(t) for t in self.tasks.values()],
             "current_tid": self.current.tid, "next_tid": self.next_tid,
             "futex_sequence": self.futex_sequence, "scheduler": self.scheduler.to_state(),
@@ -708,17 +760,25 @@ class GuestProcess:
         self.stdout = bytearray(state["stdout"])
         self.stderr = bytearray(state["stderr"])
         self.output_dropped = list(state.get("output_dropped", (0, 0)))
-        self.signal_actions = dict(state["signal_actions"])
+        if "signals" in state:
+            self.signals = GroupSignals.from_state(state["signals"])
+        else:  # before signal delivery: the actions as rt_sigaction stored them
+            self.signals = GroupSignals()
+            for signo, raw in state["signal_actions"]:
+                self.signals.actions.sigaction(signo, SigAction.unpack(raw))
+        at, interval = state.get("itimer_real", (None, 0))
+        self.itimer_real = (at, interval)
         if "tasks" in state:
             self.tasks = {row[0]: _task_from_state(row) for row in state["tasks"]}
             self.current = self.tasks[state["current_tid"]]
             self.next_tid, self.futex_sequence = state["next_tid"], state["futex_sequence"]
             self.scheduler.load_state(state["scheduler"])
         else:  # a checkpoint from before threads: one task, the main thread
-            self.current = Task(PID, signal_mask=state["signal_mask"],
+            self.current = Task(PID, signals=TaskSignals(state["signal_mask"]),
                                 clear_child_tid=state["tid_address"])
             self.tasks = {PID: self.current}
         self._switch = self._yielding = False
+        signalling.recheck(self)
         for name, position in state["random"]:
             self.random[name].seek(position)
         self.emulator.rdrand.seek(state["rdrand"])
@@ -751,17 +811,20 @@ class GuestProcess:
 def _task_state(task: Task) -> list[Any]:
     """A task as plain data (its blocked call is saved with the descriptor table)."""
     return [task.tid, None if task.context is None else task.context.to_bytes(),
-            task.signal_mask, task.clear_child_tid, task.robust_list, task.robust_list_len,
-            task.wake_at_ns, None if task.futex is None else task.futex.to_list(),
-            task.priority, task.ran_since_ns, task.in_sdk_recv]
+            task.signals.to_state(), task.clear_child_tid, task.robust_list,
+            task.robust_list_len, task.wake_at_ns,
+            None if task.futex is None else task.futex.to_list(), task.priority,
+            task.ran_since_ns, task.in_sdk_recv, task.blocked_nr, task.interrupted_nr,
+            task.sigwait_set]
 
 
 def _task_from_state(row: list[Any]) -> Task:
-    (tid, context, mask, clear_tid, robust, robust_len, wake, sleep, priority, ran_since,
-     in_recv) = row
-    return Task(tid, None if context is None else TaskContext(context), mask, clear_tid,
-                robust, robust_len, wake, None, None if sleep is None else FutexWait(*sleep),
-                False, priority, ran_since, in_recv)
+    (tid, context, signals, clear_tid, robust, robust_len, wake, sleep, priority, ran_since,
+     in_recv, blocked_nr, interrupted_nr, sigwait_set) = row
+    return Task(tid, None if context is None else TaskContext(context),
+                TaskSignals.from_state(signals), clear_tid, robust, robust_len, wake, None,
+                None if sleep is None else FutexWait(*sleep), False, priority, ran_since,
+                in_recv, blocked_nr, interrupted_nr, sigwait_set)
 
 
 @dataclass(slots=True)

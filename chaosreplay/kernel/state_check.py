@@ -23,6 +23,7 @@ from chaosreplay.kernel.fs.pipes import Pipe
 from chaosreplay.kernel.mm.address_space import CHUNK_SHIFT
 from chaosreplay.kernel.process import Status
 from chaosreplay.kernel.sdk_abi import CR_COVERAGE_MAP_MAX
+from chaosreplay.kernel.signals import delivery as signal_delivery
 from chaosreplay.kernel.syscalls.files import STATE_VERSION as FILES_STATE_VERSION
 from chaosreplay.recording.schema import (
     I64_MAX,
@@ -260,10 +261,13 @@ TASK = Row(  # process._task_state(): one thread
     Int(1, MAX_TID),
     Maybe(Where(Bytes(TaskContext.SIZE), lambda b: None if len(b) == TaskContext.SIZE
                 else f"is not {TaskContext.SIZE} bytes")),  # saved CPU state (None: on CPU)
-    Int(0, U64_MAX), Int(0, USER_VA_END), Int(0, USER_VA_END), Int(0, 24),  # mask, clear
-    Maybe(NS),  # tid, robust list head and length; blocked until
+    signal_delivery.TASK_STATE,  # mask, pending, altstack, last fault, saved mask
+    Int(0, USER_VA_END), Int(0, USER_VA_END), Int(0, 24),  # clear tid, robust list, length
+    Maybe(NS),  # blocked until
     Maybe(Row(Int(0, USER_VA_END), Int(1, 2**32 - 1), Int(0, U64_MAX), Bool())),  # futex
-    Int(I64_MIN, I64_MAX), NS, Bool())  # priority, switched in at, in cr_recv
+    Int(I64_MIN, I64_MAX), NS, Bool(),  # priority, switched in at, in cr_recv
+    Maybe(Int(0, 1 << 16)), Maybe(Int(-1, 1 << 16)),  # sleep's call; interrupted call
+    Int(0, U64_MAX))  # the set rt_sigtimedwait waits for
 
 
 def _tasks_in_order(tasks: list[list[Any]]) -> str | None:
@@ -311,10 +315,8 @@ KERNEL_STATE = Where(Record({
     "stdout": Bytes(),
     "stderr": Bytes(),
     "output_dropped": Row(Int(0, U64_MAX), Int(0, U64_MAX)),  # stdout, stderr bytes dropped
-    "signal_actions": Where(ListOf(Row(Int(1, 64), Where(Bytes(32), lambda b: None if len(b)
-                                                          == 32 else "is not 32 bytes")),
-                                   max_len=64),
-                            unique(lambda row: row[0], "signal")),
+    "signals": signal_delivery.GROUP_STATE,  # the actions and process-wide pending signals
+    "itimer_real": Row(Maybe(NS), NS),  # ITIMER_REAL: next expiry (virtual), interval
     "tasks": Where(ListOf(TASK, max_len=MAX_TID), _tasks_in_order),
     "current_tid": Int(1, MAX_TID),
     "next_tid": Int(1, MAX_TID + 1),

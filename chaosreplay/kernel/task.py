@@ -9,10 +9,11 @@ threads of a process share (memory, descriptors, signal handlers) stays with the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from chaosreplay.kernel.fs.waiters import Wait
+from chaosreplay.kernel.signals.delivery import TaskSignals
 from chaosreplay.vm.vmm import TaskContext
 
 
@@ -36,7 +37,7 @@ class Task:
 
     tid: int
     context: TaskContext | None = None  # saved CPU state; None while on the vCPU
-    signal_mask: int = 0
+    signals: TaskSignals = field(default_factory=TaskSignals)  # mask, pending, altstack
     clear_child_tid: int = 0  # set_tid_address / CLONE_CHILD_CLEARTID
     robust_list: int = 0  # set_robust_list head (0: none)
     robust_list_len: int = 0
@@ -47,6 +48,17 @@ class Task:
     priority: int = 0  # the random scheduling policy's priority (higher runs first)
     ran_since_ns: int = 0  # virtual time it was last switched in (for the time slice)
     in_sdk_recv: bool = False  # blocked in cr_recv: a datagram delivery completes the call
+    blocked_nr: int | None = None  # the call of a plain sleep (nanosleep...), for signals
+    interrupted_nr: int | None = None  # a signal ended its call: deliver it when switched in
+    sigwait_set: int = 0  # the signals rt_sigtimedwait waits for
+
+    @property
+    def signal_mask(self) -> int:
+        return self.signals.blocked
+
+    @signal_mask.setter
+    def signal_mask(self, mask: int) -> None:
+        self.signals.blocked = mask
 
     def blocked(self) -> bool:
         return self.wake_at_ns is not None or self.waiting is not None
@@ -55,6 +67,8 @@ class Task:
         """Whether the task can run at virtual time now_ns."""
         if self.exited:
             return False
+        if self.interrupted_nr is not None:
+            return True
         if self.waiting is not None and (self.waiting.waiter.woken_at_ns is not None
                                          or (self.futex is not None and self.futex.woken)):
             return True

@@ -96,8 +96,8 @@ def maps(p: GuestProcess) -> str:
 def _signal_sets(p: GuestProcess) -> tuple[int, int]:
     """(ignored, caught) signal masks from the registered actions."""
     ignored = caught = 0
-    for signo, action in p.signal_actions.items():
-        handler = int.from_bytes(action[:8], "little")
+    for signo in range(1, 65):
+        handler = p.signals.actions.get(signo).handler
         if handler == 1:
             ignored |= 1 << (signo - 1)
         elif handler > 1:

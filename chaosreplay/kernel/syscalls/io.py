@@ -4,9 +4,8 @@ read/write (and their vector and positioned forms) behave alike for every kind o
 only the description decides what the bytes are. A call on a description that can block
 (pipes, eventfd, timerfd) and is not O_NONBLOCK waits on the description's queue
 (kernel.fs.waiters) instead of returning EAGAIN. A write to a pipe with no readers fails
-with EPIPE and raises SIGPIPE: until signals are delivered to handlers, SIGPIPE ends the
-program when its action is the default (like any other signal it sends itself, see
-task.py), and the write just fails with EPIPE when SIGPIPE is ignored, caught or blocked.
+with EPIPE and sends SIGPIPE to the writing thread: its default action ends the program;
+a handler runs on the way back; an ignored or blocked one leaves just the EPIPE.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ import signal
 import struct
 from typing import TYPE_CHECKING, Any
 
+from chaosreplay.kernel import signalling
 from chaosreplay.kernel.fs.files import (
     FIOCLEX,
     FIONBIO,
@@ -27,6 +27,7 @@ from chaosreplay.kernel.fs.files import (
     FileDescription,
 )
 from chaosreplay.kernel.fs.waiters import WAIT, block, progress
+from chaosreplay.kernel.signals.siginfo import tkill_info
 from chaosreplay.kernel.syscalls.args import (
     MAX_IO,
     gather,
@@ -46,12 +47,13 @@ def lookup(p: GuestProcess, fd: int) -> FileDescription | None:
 
 
 def broken_pipe(p: GuestProcess) -> int:
-    """EPIPE, after raising SIGPIPE the way today's signal model can."""
-    action = p.signal_actions.get(signal.SIGPIPE, b"")
-    handler = int.from_bytes(action[:8], "little") if action else 0
+    """EPIPE, after sending SIGPIPE to the writing thread (its default action kills)."""
+    handler = p.signals.actions.get(signal.SIGPIPE).handler
     blocked = p.signal_mask & (1 << (signal.SIGPIPE - 1))
     if handler == 0 and not blocked:
         p._die(signal.SIGPIPE, 0, 0, "SIGPIPE: write to a pipe with no readers")
+    else:  # caught (delivered on the way back), ignored (dropped) or blocked (pending)
+        signalling.send_to_task(p, p.current, tkill_info(signal.SIGPIPE, p.pid, 0))
     return -errno.EPIPE
 
 

@@ -37,6 +37,8 @@ NUMBERS: dict[str, int] = {
     "fchownat": 260, "symlinkat": 266, "fchmodat": 268, "utimensat": 280,
     "timerfd_create": 283, "timerfd_settime": 286, "timerfd_gettime": 287, "preadv": 295,
     "pwritev": 296, "membarrier": 324, "epoll_pwait2": 441,
+    "rt_sigpending": 127, "rt_sigtimedwait": 128, "rt_sigqueueinfo": 129,
+    "rt_sigsuspend": 130, "restart_syscall": 219, "rt_tgsigqueueinfo": 297,
 }
 
 NAMES: dict[int, str] = {number: name for name, number in NUMBERS.items()}

@@ -1,8 +1,6 @@
-"""Process bookkeeping: exit_group, ids, TLS, limits, signals, randomness.
+"""Process bookkeeping: exit_group, ids, TLS, limits, uname, randomness.
 
-Signal handlers are accepted and remembered but not delivered yet; a signal sent to the
-process or one of its threads terminates the program, which is what abort() and raise()
-need. Threads and futexes are in syscalls/thread.py.
+Threads and futexes are in syscalls/thread.py, signals in syscalls/signal.py.
 """
 
 from __future__ import annotations
@@ -20,8 +18,6 @@ PID = 1000
 ARCH_SET_GS, ARCH_SET_FS, ARCH_GET_FS, ARCH_GET_GS = 0x1001, 0x1002, 0x1003, 0x1004
 RLIM_INFINITY = (1 << 64) - 1
 RLIMITS = {3: (8 << 20, RLIM_INFINITY), 7: (1024, 4096)}  # stack, open files
-SIG_BLOCK, SIG_UNBLOCK, SIG_SETMASK = 0, 1, 2
-IGNORED_BY_DEFAULT = {17, 23, 28}  # SIGCHLD, SIGURG, SIGWINCH
 MAX_GETRANDOM = (1 << 25) - 1
 
 
@@ -119,68 +115,11 @@ def sys_uname(p: GuestProcess, r: Any) -> int:
     return 0 if p.space.write(r.rdi, data) else -errno.EFAULT
 
 
-def sys_rt_sigaction(p: GuestProcess, r: Any) -> int:
-    signo, act, oldact = r.rdi, r.rsi, r.rdx
-    if not 1 <= signo <= 64 or signo in (9, 19):
-        return -errno.EINVAL
-    if oldact and not p.space.write(oldact, p.signal_actions.get(signo, bytes(32))):
-        return -errno.EFAULT
-    if act:
-        new = p.space.read(act, 32)
-        if new is None:
-            return -errno.EFAULT
-        p.signal_actions[signo] = new
-    return 0
 
 
-def sys_rt_sigprocmask(p: GuestProcess, r: Any) -> int:
-    how, new, old = r.rdi, r.rsi, r.rdx
-    if old and not p.space.write(old, struct.pack("<Q", p.signal_mask)):
-        return -errno.EFAULT
-    if new:
-        raw = p.space.read(new, 8)
-        if raw is None:
-            return -errno.EFAULT
-        (mask,) = struct.unpack("<Q", raw)
-        if how == SIG_BLOCK:
-            p.signal_mask |= mask
-        elif how == SIG_UNBLOCK:
-            p.signal_mask &= ~mask
-        elif how == SIG_SETMASK:
-            p.signal_mask = mask
-        else:
-            return -errno.EINVAL
-    return 0
 
 
-def sys_sigaltstack(p: GuestProcess, r: Any) -> int:
-    old = r.rsi
-    if old and not p.space.write(old, struct.pack("<QiiQ", 0, 2, 0, 0)):  # SS_DISABLE
-        return -errno.EFAULT
-    return 0
 
-
-def _signal_self(p: GuestProcess, pid: int, signo: int) -> int:
-    if pid not in (0, PID, (1 << 64) - 1) and p.find_task(pid) is None:
-        return -errno.ESRCH
-    if not 0 <= signo <= 64:
-        return -errno.EINVAL
-    if signo == 0 or signo in IGNORED_BY_DEFAULT:
-        return 0
-    p._die(signo, 0, 0, "signal sent by the program to itself")
-    return 0
-
-
-def sys_kill(p: GuestProcess, r: Any) -> int:
-    return _signal_self(p, r.rdi, r.rsi)
-
-
-def sys_tgkill(p: GuestProcess, r: Any) -> int:
-    return _signal_self(p, r.rsi, r.rdx)
-
-
-def sys_tkill(p: GuestProcess, r: Any) -> int:
-    return _signal_self(p, r.rdi, r.rsi)
 
 
 def sys_sched_getaffinity(p: GuestProcess, r: Any) -> int:
@@ -212,12 +151,6 @@ HANDLERS = {
     NUMBERS["getrlimit"]: sys_getrlimit,
     NUMBERS["setrlimit"]: sys_setrlimit,
     NUMBERS["uname"]: sys_uname,
-    NUMBERS["rt_sigaction"]: sys_rt_sigaction,
-    NUMBERS["rt_sigprocmask"]: sys_rt_sigprocmask,
-    NUMBERS["sigaltstack"]: sys_sigaltstack,
-    NUMBERS["kill"]: sys_kill,
-    NUMBERS["tgkill"]: sys_tgkill,
-    200: sys_tkill,
     NUMBERS["sched_getaffinity"]: sys_sched_getaffinity,
     NUMBERS["getrandom"]: sys_getrandom,
 }

@@ -1,0 +1,289 @@
+"""How the kernel sends signals, interrupts blocked calls with them and delivers them.
+
+The signal model itself — queues, actions, siginfo, the rt_sigframe, syscall restart — is
+the pure `kernel/signals/` package, Linux's kernel/signal.c step by step. This module is
+its use by the process: which thread takes a signal sent to the process, waking a thread
+blocked in a call (which then returns EINTR or runs again, as Linux decides), entering
+handlers on the way back to user mode, the default actions, the interval timer and CPU
+exceptions. Signals are looked at only at the deterministic points where a task returns
+to user mode: after a system call or an exception, and when a task is switched in.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+from typing import TYPE_CHECKING, Any
+
+from chaosreplay.kernel.signals import delivery, faults
+from chaosreplay.kernel.signals.actions import Default
+from chaosreplay.kernel.signals.queue import Enqueued
+from chaosreplay.kernel.signals.registers import REGISTER_NAMES, Registers
+from chaosreplay.kernel.signals.restart import ERESTART_RESTARTBLOCK, ERESTARTNOHAND, ERESTARTSYS
+from chaosreplay.kernel.signals.siginfo import SigInfo, kernel_info
+from chaosreplay.kernel.signals.sigset import SIGALRM, SIGSEGV, sigmask
+from chaosreplay.kernel.syscalls.numbers import NUMBERS
+from chaosreplay.vm.vmm import TaskContext, VmmError
+
+if TYPE_CHECKING:
+    from chaosreplay.kernel.process import GuestProcess
+    from chaosreplay.kernel.task import Task
+
+_MASK64 = (1 << 64) - 1
+# What an interrupted blocking call returns, by syscall (signal(7), "Interruption of system
+# calls and library functions by signal handlers"): restarted under SA_RESTART, never
+# restarted when a handler runs (EINTR), or restarted through the remaining time.
+_NUMBER = NUMBERS.get
+NEVER_RESTARTED = frozenset(n for n in (
+    _NUMBER("poll"), _NUMBER("ppoll"), _NUMBER("select"), _NUMBER("pselect6"),
+    _NUMBER("epoll_wait"), _NUMBER("epoll_pwait"), _NUMBER("epoll_pwait2"),
+    _NUMBER("pause"), _NUMBER("rt_sigsuspend"), _NUMBER("rt_sigtimedwait")) if n is not None)
+SLEEPS = frozenset(n for n in (_NUMBER("nanosleep"), _NUMBER("clock_nanosleep"))
+                   if n is not None)
+NR_FUTEX = NUMBERS["futex"]
+NR_RT_SIGRETURN = NUMBERS["rt_sigreturn"]
+
+
+def threads(p: GuestProcess) -> list[delivery.TaskSignals]:
+    """Every thread's signal state, the group leader (the main thread) first."""
+    return [t.signals for t in p.tasks.values()]
+
+
+def send_to_process(p: GuestProcess, info: SigInfo) -> int:
+    """kill(): queue on the process and wake a thread that can take it; 0 or -EAGAIN."""
+    result = delivery.generate(info, p.signals, threads(p))
+    if result is None:
+        return 0  # ignored: discarded
+    if result is Enqueued.OVERFLOW:
+        return -errno.EAGAIN
+    p.signals_dirty = True
+    bit = sigmask(info.signo)
+    current = p.current
+    if not current.exited and not current.blocked() and not current.signals.blocked & bit:
+        return 0  # the running thread takes it on its way back to user mode
+    for task in p.tasks.values():  # complete_signal: the first thread that wants it
+        if not task.signals.blocked & bit:
+            _wake(p, task)
+            break
+    else:
+        _wake_sigwaiters(p, bit)
+    return 0
+
+
+def send_to_task(p: GuestProcess, task: Task, info: SigInfo) -> int:
+    """tgkill()/tkill() or a fault: queue on one thread and wake it if it can take it."""
+    result = delivery.generate(info, p.signals, threads(p), target=task.signals)
+    if result is None:
+        return 0
+    if result is Enqueued.OVERFLOW:
+        return -errno.EAGAIN
+    p.signals_dirty = True
+    if task.signals.blocked & sigmask(info.signo):
+        _wake_sigwaiters(p, sigmask(info.signo), only=task)
+    else:
+        _wake(p, task)
+    return 0
+
+
+def _wake_sigwaiters(p: GuestProcess, bit: int, only: Task | None = None) -> None:
+    """A blocked signal arrived: threads in rt_sigtimedwait for it look again."""
+    for task in p.tasks.values():
+        if only is not None and task is not only:
+            continue
+        wait = task.waiting
+        if wait is not None and wait.number == _NUMBER("rt_sigtimedwait") \
+                and task.sigwait_set & bit:
+            wait.waiter.notify(0, p.vtime_ns)
+
+
+def _wake(p: GuestProcess, task: Task) -> None:
+    """A deliverable signal for `task`: a blocked call of its ends (EINTR or restart)."""
+    if task is p.current and not task.blocked():
+        return
+    wait = task.waiting
+    if wait is not None and wait.number == _NUMBER("rt_sigtimedwait"):
+        wait.waiter.notify(0, p.vtime_ns)  # it looks at its set (and then its mask) again
+        return
+    if not task.blocked():
+        return
+    interrupt(p, task)
+
+
+def interrupt(p: GuestProcess, task: Task) -> None:
+    """End the call `task` sleeps in because a signal is to be delivered (or to kill)."""
+    wait, number = task.waiting, task.blocked_nr
+    if wait is not None:
+        number = wait.number
+        wait.detach()
+        task.waiting = None
+    if task.in_sdk_recv:
+        task.in_sdk_recv = False
+        if p.on_recv_timeout is not None:
+            p.on_recv_timeout()
+    regs = p.task_regs(task)
+    if wait is not None and wait.progress:
+        code = None  # a call that already moved data returns what it moved
+        regs.rax = wait.progress
+    elif number in NEVER_RESTARTED:
+        code = ERESTARTNOHAND
+    elif number in SLEEPS or (number == NR_FUTEX and task.wake_at_ns is not None):
+        code = ERESTART_RESTARTBLOCK  # EINTR when a handler runs
+        if number in SLEEPS:
+            _write_remaining(p, task, number, regs)
+    elif number is None:
+        code = None  # not in a system call (cannot happen while blocked)
+    else:
+        code = ERESTARTSYS
+    if code is not None:
+        regs.rax = -code & _MASK64
+    task.futex = None
+    task.wake_at_ns = None
+    task.interrupted_nr = number if number is not None else -1
+
+
+def _write_remaining(p: GuestProcess, task: Task, number: int, regs: Any) -> None:
+    """nanosleep's `rem`: the guest-clock time left (relative sleeps only)."""
+    if task.wake_at_ns is None:
+        return
+    if number == NUMBERS["nanosleep"]:
+        rem = regs.rsi
+    elif regs.rsi & 1:  # clock_nanosleep with TIMER_ABSTIME writes nothing
+        return
+    else:
+        rem = regs.r10
+    if rem:
+        left = max(0, p.clock.read(task.wake_at_ns) - p.guest_time_ns())
+        p.space.write(rem, struct.pack("<qq", left // 10**9, left % 10**9))
+
+
+# -- on the way back to user mode -------------------------------------------------------------
+
+def _registers(regs: Any) -> Registers:
+    return Registers(*(int(getattr(regs, name)) for name in REGISTER_NAMES))
+
+
+def _load(p: GuestProcess, regs: Registers, fpu: bytes | None) -> bool:
+    """Put registers (and an FPU image) on the vCPU; False if the CPU refused them."""
+    live = p.regs
+    if fpu is None:
+        for name, value in zip(REGISTER_NAMES, regs.as_tuple(), strict=True):
+            setattr(live, name, value)
+        return True
+    context = TaskContext()
+    p.vm.save_context(context)
+    for name, value in zip(REGISTER_NAMES, regs.as_tuple(), strict=True):
+        setattr(context.regs, name, value)
+    context.raw.fpu = fpu
+    try:
+        p.vm.load_context(context)
+    except VmmError:
+        return False
+    return True
+
+
+def _fpu(p: GuestProcess) -> bytes:
+    context = TaskContext()
+    p.vm.save_context(context)
+    return context.fpu
+
+
+def deliver(p: GuestProcess, orig_rax: int) -> None:
+    """The current task returns to user mode: enter handlers for its deliverable signals
+    (the last one's runs first), or carry out their default actions; an interrupted call
+    `orig_rax` (-1: none) returns EINTR or runs again."""
+    task = p.current
+    while True:
+        taken = delivery.take(task.signals, p.signals)
+        if taken is None:
+            if orig_rax >= 0:
+                regs = delivery.resume_without_handler(_registers(p.regs), orig_rax,
+                                                       task.signals)
+                _load(p, regs, None)
+            break
+        if taken.default is not None:
+            _default_action(p, taken)
+            return
+        entered = delivery.run_handler(p.space, _registers(p.regs), _fpu(p), orig_rax, taken,
+                                       task.signals, p.signals)
+        orig_rax = -1
+        if entered is None or entered.fault is not None:
+            continue  # SIGSEGV is forced: the next take finds it
+        if not _load(p, entered.regs, entered.fpu):
+            delivery.force(kernel_info(SIGSEGV), task.signals, p.signals, fatal=True)
+            continue
+        p.emit_signal_delivered(taken.info.signo, entered.frame)
+    recheck(p)
+
+
+def recheck(p: GuestProcess) -> None:
+    """Whether some thread has a signal it would take now (then calls look for it)."""
+    p.signals_dirty = any(delivery.has_deliverable(t.signals, p.signals)
+                          for t in p.tasks.values())
+
+
+def _default_action(p: GuestProcess, taken: delivery.Taken) -> None:
+    """SIG_DFL of a signal that terminates, dumps core or stops the process."""
+    signo = taken.info.signo
+    if taken.default is Default.STOP:
+        reason = "stopped by the signal; no other process can continue it (SIGCONT)"
+    elif taken.info.code == 0 and taken.info.pid == p.pid:  # SI_USER from itself
+        reason = "signal sent by the program to itself"
+    elif taken.info.code == -6:  # SI_TKILL
+        reason = "signal sent by the program to one of its threads"
+    elif taken.info.code == 0x80:  # SI_KERNEL
+        reason = "signal sent by the kernel (an interval timer, a bad signal frame...)"
+    else:
+        reason = "signal delivered with its default action"
+    p._die(signo, 0, 0, reason)
+
+
+def rt_sigreturn(p: GuestProcess) -> int:
+    """rt_sigreturn: back to the state the signal frame saved; its rax is the result."""
+    task = p.current
+    result = delivery.rt_sigreturn(p.space, _registers(p.regs), _fpu(p), task.signals,
+                                   p.signals)
+    if result.fault is not None:
+        p.signals_dirty = True
+        return int(p.regs.rax)  # SIGSEGV is forced; the registers stay as they are
+    if not _load(p, result.regs, result.fpu):
+        delivery.force(kernel_info(SIGSEGV), task.signals, p.signals, fatal=True)
+        p.signals_dirty = True
+        return int(p.regs.rax)
+    if delivery.has_deliverable(task.signals, p.signals):
+        p.signals_dirty = True  # a signal the restored mask unblocks
+    return result.regs.rax
+
+
+# -- CPU exceptions ---------------------------------------------------------------------------
+
+def exception_to_handler(p: GuestProcess, vector: int, error_code: int, cr2: int,
+                         signo: int) -> bool | None:
+    """A user-mode exception whose signal the program handles: force it and enter the
+    handler. None when the program has no handler for it (the caller reports the crash as
+    before), else whether the task goes on."""
+    task = p.current
+    action = p.signals.actions.get(signo)
+    if not action.is_handler or task.signals.blocked & sigmask(signo):
+        return None
+    regs = p.regs
+    mapped = vector == 14 and p.space.find(cr2) is not None
+    info, trap = faults.exception_signal(vector, error_code, int(regs.rip), cr2, _fpu(p),
+                                         task.signals.trap, mapped)
+    task.signals.trap = trap
+    if info is None:
+        return True  # a spurious x87/SIMD exception
+    delivery.force(info, task.signals, p.signals)
+    deliver(p, -1)
+    return p.status.value == "running"
+
+
+# -- the interval timer -------------------------------------------------------------------------
+
+def fire_timer(p: GuestProcess) -> None:
+    """ITIMER_REAL expired: SIGALRM to the process, re-armed by its interval."""
+    at, interval = p.itimer_real
+    assert at is not None
+    p.itimer_real = (at + interval if interval else None, interval)
+    if p.itimer_real[0] is not None and p.itimer_real[0] <= p.vtime_ns:  # fell far behind
+        p.itimer_real = (p.vtime_ns + interval, interval)
+    send_to_process(p, kernel_info(SIGALRM))
