@@ -38,11 +38,28 @@ clone thread without sighand: EINVAL
 clone sighand without vm: EINVAL
 cpu 0 allowed: yes, getcpu in range: yes
 """
+SIGNALS = """\
+kill: signal 10, code SI_USER yes, pid ours yes
+raise: signal 10, code SI_TKILL yes
+blocked: delivered 0, pending 1
+unblocked: delivered 10
+sigtimedwait: 10, value 42, code SI_QUEUE yes, handler ran 0
+sigtimedwait with nothing pending: -1 EAGAIN
+read interrupted: -1 EINTR, alarms 1
+read restarted: 1 'r', alarms 1
+itimer: at least 5 alarms yes, interval kept 20000 us
+sigsuspend: -1 EINTR, alarms 1, mask back yes
+segv: signal 11, SEGV_MAPERR yes, address right yes, on altstack yes
+pthread_kill: handled on the thread yes
+sigpipe: write -1 EPIPE, handler ran 1
+"""
 EXPECTED = {
     ("pthreads.c", "glibc"): "counter 8000\nring" + " 0 1 2 3 4 5 6 7" * 3 + "\njoined 280\n",
     ("pthreads.c", "musl"): "counter 8000\nring" + " 0 1 2 3 4 5 6 7" * 3 + "\njoined 280\n",
     ("futex_ops.c", "glibc"): FUTEX_OPS,
     ("futex_ops.c", "musl"): FUTEX_OPS,
+    ("signals.c", "glibc"): SIGNALS,
+    ("signals.c", "musl"): SIGNALS,
     ("fork_exec.c", "musl"): "parent read: child says hello\nchild exited 7\n",
     ("cxx_thread.cpp", None): "total 7998000 from 4 threads\n",
     ("goroutines.go", None): "sum of squares 30\ntimed out as expected\n"

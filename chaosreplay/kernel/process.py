@@ -288,8 +288,9 @@ class GuestProcess:
         return self.tasks.get(tid)
 
     def others_alive(self) -> bool:
-        """Whether a task other than the current one could still wake it."""
-        return len(self.tasks) > 1
+        """Whether something other than the current task could still wake it: another
+        task, or the interval timer's signal."""
+        return len(self.tasks) > 1 or self.itimer_real[0] is not None
 
     def task_regs(self, task: Task) -> Any:
         """A task's registers: live on the vCPU, or in its saved context."""
