@@ -49,6 +49,7 @@ read interrupted: -1 EINTR, alarms 1
 read restarted: 1 'r', alarms 1
 itimer: at least 5 alarms yes, interval kept 20000 us
 sigsuspend: -1 EINTR, alarms 1, mask back yes
+ppoll: -1 EINTR, alarms 1, SIGALRM blocked again yes
 segv: signal 11, SEGV_MAPERR yes, address right yes, on altstack yes
 pthread_kill: handled on the thread yes
 sigpipe: write -1 EPIPE, handler ran 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import struct
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from chaosreplay.kernel.signals import delivery, faults
@@ -21,7 +22,7 @@ from chaosreplay.kernel.signals.queue import Enqueued
 from chaosreplay.kernel.signals.registers import REGISTER_NAMES, Registers
 from chaosreplay.kernel.signals.restart import ERESTART_RESTARTBLOCK, ERESTARTNOHAND, ERESTARTSYS
 from chaosreplay.kernel.signals.siginfo import SigInfo, kernel_info
-from chaosreplay.kernel.signals.sigset import SIGALRM, SIGSEGV, sigmask
+from chaosreplay.kernel.signals.sigset import SIGALRM, SIGSEGV, blockable, sigmask
 from chaosreplay.kernel.syscalls.numbers import NUMBERS
 from chaosreplay.vm.vmm import TaskContext, VmmError
 
@@ -154,6 +155,31 @@ def _write_remaining(p: GuestProcess, task: Task, number: int, regs: Any) -> Non
     if rem:
         left = max(0, p.clock.read(task.wake_at_ns) - p.guest_time_ns())
         p.space.write(rem, struct.pack("<qq", left // 10**9, left % 10**9))
+
+
+def with_sigmask(p: GuestProcess, address: int, size: int, wait: Callable[[], int]) -> int:
+    """ppoll, pselect6, epoll_pwait: make the call with the signal mask at `address` in
+    place (0: the thread's own), as one atomic step; the old mask comes back when the call
+    ends, or after the handler of the signal that interrupted it."""
+    from chaosreplay.kernel.fs.waiters import WAIT, retrying
+
+    task = p.current
+    if address and retrying(p) is None:
+        if size != 8:
+            return -errno.EINVAL
+        raw = p.space.read(address, 8)
+        if raw is None:
+            return -errno.EFAULT
+        task.signals.saved_mask = task.signals.blocked
+        task.signals.blocked = blockable(struct.unpack("<Q", raw)[0])
+        recheck(p)
+        if delivery.has_deliverable(task.signals, p.signals):
+            return -ERESTARTNOHAND  # a signal the mask lets through is already pending
+    result = wait()
+    if result != WAIT and address and task.signals.saved_mask is not None:
+        task.signals.blocked, task.signals.saved_mask = task.signals.saved_mask, None
+        recheck(p)
+    return result
 
 
 # -- on the way back to user mode -------------------------------------------------------------

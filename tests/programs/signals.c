@@ -4,6 +4,7 @@
  * is the same on any schedule, so Linux and chaosreplay must print the same. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -167,6 +168,20 @@ int main(void)
 	sigprocmask(SIG_SETMASK, NULL, &now);
 	printf("sigsuspend: %d %s, alarms %d, mask back %s\n", rc, errno == EINTR ? "EINTR" : "?",
 	       alarms, sigismember(&now, SIGUSR1) ? "yes" : "no");
+	sigprocmask(SIG_SETMASK, &old, NULL);
+
+	/* ppoll waits with its own mask: SIGALRM, blocked around it, interrupts it. */
+	sigset_t alrm;
+	sigemptyset(&alrm);
+	sigaddset(&alrm, SIGALRM);
+	sigprocmask(SIG_BLOCK, &alrm, &old);
+	alarms = 0;
+	alarm(1);
+	struct pollfd pfd = {.fd = restart_pipe[0], .events = POLLIN};
+	rc = ppoll(&pfd, 1, NULL, &none);
+	sigprocmask(SIG_SETMASK, NULL, &now);
+	printf("ppoll: %d %s, alarms %d, SIGALRM blocked again %s\n", rc,
+	       errno == EINTR ? "EINTR" : "?", alarms, sigismember(&now, SIGALRM) ? "yes" : "no");
 	sigprocmask(SIG_SETMASK, &old, NULL);
 
 	/* A SIGSEGV handler on an alternate stack recovers with siglongjmp. */

@@ -6,6 +6,7 @@ import errno
 import struct
 from typing import TYPE_CHECKING, Any
 
+from chaosreplay.kernel import signalling
 from chaosreplay.kernel.fs.epoll import EPOLL_CTL_DEL, Epoll
 from chaosreplay.kernel.fs.files import O_CLOEXEC, READABLE
 from chaosreplay.kernel.fs.waiters import block, deadline_after, timed_out
@@ -76,14 +77,16 @@ def sys_epoll_wait(p: GuestProcess, r: Any) -> int:
 
 
 def sys_epoll_pwait(p: GuestProcess, r: Any) -> int:
-    return _wait(p, r.rdi, r.rsi, int32(r.rdx), _ms(r.r10))  # sigmask: see poll.py
+    return signalling.with_sigmask(p, r.r8, r.r9, lambda: _wait(p, r.rdi, r.rsi, int32(r.rdx),
+                                                                _ms(r.r10)))
 
 
 def sys_epoll_pwait2(p: GuestProcess, r: Any) -> int:
     timeout = _timeout_arg(p, r.r10)
     if timeout is not None and timeout < 0:
         return -errno.EFAULT if timeout == -2 else -errno.EINVAL
-    return _wait(p, r.rdi, r.rsi, int32(r.rdx), timeout)
+    return signalling.with_sigmask(p, r.r8, r.r9, lambda: _wait(p, r.rdi, r.rsi, int32(r.rdx),
+                                                                timeout))
 
 
 HANDLERS = {

@@ -2,9 +2,8 @@
 
 A call with nothing ready blocks on the wait queues of every description it watches
 until one changes, a timer among them fires, or its timeout (on the guest's clock, so a
-skewed node clock stretches it) runs out. The signal masks of ppoll and pselect6 are
-accepted and not applied: no signal can arrive during the wait until signals are
-delivered to handlers (the signals slice).
+skewed node clock stretches it) runs out, or a signal interrupts it (EINTR). ppoll and
+pselect6 wait with the mask they are given in place (signalling.with_sigmask).
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ import errno
 import struct
 from typing import TYPE_CHECKING, Any
 
+from chaosreplay.kernel import signalling
 from chaosreplay.kernel.fs.files import (
     ALWAYS_REPORTED,
     POLLERR,
@@ -84,9 +84,8 @@ def sys_ppoll(p: GuestProcess, r: Any) -> int:
     timeout = _timeout_arg(p, r.rdx)
     if timeout is not None and timeout < 0:
         return -errno.EFAULT if timeout == -2 else -errno.EINVAL
-    if r.r10 and r.r8 != 8:
-        return -errno.EINVAL
-    return _do_poll(p, r.rdi, r.rsi & 0xFFFFFFFF, timeout)
+    return signalling.with_sigmask(p, r.r10, r.r8,
+                                   lambda: _do_poll(p, r.rdi, r.rsi & 0xFFFFFFFF, timeout))
 
 
 def _read_set(p: GuestProcess, address: int, nbytes: int) -> int | None:
@@ -154,7 +153,14 @@ def sys_pselect6(p: GuestProcess, r: Any) -> int:
     timeout = _timeout_arg(p, r.r8)
     if timeout is not None and timeout < 0:
         return -errno.EFAULT if timeout == -2 else -errno.EINVAL
-    return _do_select(p, int32(r.rdi), (r.rsi, r.rdx, r.r10), timeout)
+    mask_at, mask_size = 0, 8
+    if r.r9:  # struct { const sigset_t *ss; size_t ss_len; }
+        raw = p.space.read(r.r9, 16)
+        if raw is None:
+            return -errno.EFAULT
+        mask_at, mask_size = struct.unpack("<QQ", raw)
+    return signalling.with_sigmask(p, mask_at, mask_size, lambda: _do_select(
+        p, int32(r.rdi), (r.rsi, r.rdx, r.r10), timeout))
 
 
 HANDLERS = {
