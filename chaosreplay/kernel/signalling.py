@@ -298,6 +298,7 @@ def exception_to_handler(p: GuestProcess, vector: int, error_code: int, cr2: int
     task.signals.trap = trap
     if info is None:
         return True  # a spurious x87/SIMD exception
+    regs.rflags = faults.exception_rflags(vector, int(regs.rflags))  # RF, as Linux saves it
     delivery.force(info, task.signals, p.signals)
     deliver(p, -1)
     return p.status.value == "running"
