@@ -61,6 +61,9 @@ EXPECTED = {
     ("futex_ops.c", "musl"): FUTEX_OPS,
     ("signals.c", "glibc"): SIGNALS,
     ("signals.c", "musl"): SIGNALS,
+    ("session.c", "musl"): "getpgrp is pid: yes\ngetpgid(0) is pid: yes\ngetsid(0) is pid: "
+                           "yes\nsetsid: EPERM\nsetpgid(0, 0): EPERM\nsetpgid(0, -1): EINVAL\n"
+                           "getsid of no process: ESRCH\n",
     ("fork_exec.c", "musl"): "parent read: child says hello\nchild exited 7\n",
     ("cxx_thread.cpp", None): "total 7998000 from 4 threads\n",
     ("goroutines.go", None): "sum of squares 30\ntimed out as expected\n"
@@ -90,8 +93,9 @@ def built(source: str, flavour: str | None) -> Path:
 @pytest.mark.parametrize(("source", "flavour"), CASES)
 def test_program_prints_its_expected_output_natively(source: str, flavour: str | None) -> None:
     """The cached build runs natively and prints the pinned output."""
+    # In a session of its own, as a node's program is (the leader of its group and session).
     result = subprocess.run([str(built(source, flavour))], capture_output=True, text=True,
-                            timeout=60, check=False)
+                            timeout=60, check=False, start_new_session=True)
     assert (result.returncode, result.stdout) == (0, EXPECTED[(source, flavour)]), result.stderr
 
 

@@ -9,6 +9,7 @@ import errno
 import struct
 from typing import TYPE_CHECKING, Any
 
+from chaosreplay.kernel.syscalls.args import int32
 from chaosreplay.kernel.syscalls.numbers import NUMBERS
 
 if TYPE_CHECKING:
@@ -32,6 +33,31 @@ def sys_getpid(p: GuestProcess, r: Any) -> int:
 
 def sys_getppid(p: GuestProcess, r: Any) -> int:
     return 1
+
+
+def sys_getpgrp(p: GuestProcess, r: Any) -> int:
+    return PID  # the node's program leads its own process group and session
+
+
+def sys_getpgid(p: GuestProcess, r: Any) -> int:
+    return PID if int32(r.rdi) in (0, PID) else -errno.ESRCH
+
+
+def sys_setpgid(p: GuestProcess, r: Any) -> int:
+    pid, pgid = int32(r.rdi), int32(r.rsi)
+    if pgid < 0:
+        return -errno.EINVAL
+    if pid not in (0, PID):
+        return -errno.ESRCH
+    return -errno.EPERM  # a session leader's group cannot change, not even to itself
+
+
+def sys_setsid(p: GuestProcess, r: Any) -> int:
+    return -errno.EPERM  # already a process group leader (and session leader)
+
+
+def sys_getsid(p: GuestProcess, r: Any) -> int:
+    return PID if int32(r.rdi) in (0, PID) else -errno.ESRCH
 
 
 def sys_zero_id(p: GuestProcess, r: Any) -> int:
@@ -141,6 +167,11 @@ HANDLERS = {
     NUMBERS["exit_group"]: sys_exit_group,
     NUMBERS["getpid"]: sys_getpid,
     NUMBERS["getppid"]: sys_getppid,
+    NUMBERS["getpgrp"]: sys_getpgrp,
+    121: sys_getpgid,
+    NUMBERS["setpgid"]: sys_setpgid,
+    NUMBERS["setsid"]: sys_setsid,
+    124: sys_getsid,
     NUMBERS["getuid"]: sys_zero_id,
     NUMBERS["geteuid"]: sys_zero_id,
     NUMBERS["getgid"]: sys_zero_id,
