@@ -266,7 +266,8 @@ TASK = Row(  # process._task_state(): one thread
     Maybe(NS),  # blocked until
     Maybe(Row(Int(0, USER_VA_END), Int(1, 2**32 - 1), Int(0, U64_MAX), Bool())),  # futex
     Int(I64_MIN, I64_MAX), NS, Bool(),  # priority, switched in at, in cr_recv
-    Maybe(Int(0, 1 << 16)), Maybe(Int(-1, 1 << 16)),  # sleep's call; interrupted call
+    Maybe(Int(0, 2**32 - 1)), Maybe(Int(-1, 2**32 - 1)),  # a sleep's call (SDK calls too),
+    # the call a signal interrupted
     Int(0, U64_MAX))  # the set rt_sigtimedwait waits for
 
 
