@@ -23,6 +23,7 @@ from chaosreplay.kernel.mm.address_space import CHUNK_SHIFT
 from chaosreplay.kernel.process import Status
 from chaosreplay.kernel.sdk_abi import CR_COVERAGE_MAP_MAX
 from chaosreplay.kernel.syscalls.files import STATE_VERSION as FILES_STATE_VERSION
+from chaosreplay.kernel.task_attributes import STATE as TASK_ATTRIBUTES
 from chaosreplay.recording.schema import (
     I64_MAX,
     I64_MIN,
@@ -174,14 +175,19 @@ FILES_V1 = Where(Record({  # before the descriptor table: disk files on fds >= 3
                  unique(lambda row: row[0], "fd")),
 }), _v1_fds_name_descriptions)
 
-FILES_V2 = Where(Record({  # syscalls.files.files_state()
+FILES_V2_FIELDS = {  # syscalls.files.files_state()
     "version": OneOf(FILES_STATE_VERSION),
     "table": TABLE,
     "cwd": Row(Where(Bytes(64), _known_mount), Int(1, U64_MAX),  # Place.to_list()
                ListOf(Bytes(255), max_len=PATH_MAX // 2)),
     "umask": Int(0, 0o777),
     "waiting": Maybe(WAITING),
-}), _waits_on_descriptions)
+    "attributes": TASK_ATTRIBUTES,  # task_attributes.TaskAttributes.to_state()
+}
+FILES_V2 = Where(Record(FILES_V2_FIELDS), _waits_on_descriptions)
+# checkpoints from before the task attributes (loaded with the defaults)
+FILES_V2_NO_ATTRIBUTES = Where(Record({k: v for k, v in FILES_V2_FIELDS.items()
+                                       if k != "attributes"}), _waits_on_descriptions)
 
 
 class _FilesOfItsVersion(Check):
@@ -194,7 +200,11 @@ class _FilesOfItsVersion(Check):
         if type(value) is dict and "version" in value:  # the version first: it decides
             OneOf(1, FILES_STATE_VERSION)(value["version"], f"{path}.version")
         old = type(value) is dict and value.get("version") == 1
-        (FILES_V1 if old else FILES_V2)(value, path)
+        if old:
+            FILES_V1(value, path)
+        else:
+            bare = type(value) is dict and "attributes" not in value
+            (FILES_V2_NO_ATTRIBUTES if bare else FILES_V2)(value, path)
 
 
 FILES = _FilesOfItsVersion()

@@ -11,15 +11,19 @@ from typing import TYPE_CHECKING, Any
 
 from chaosreplay.kernel.syscalls import (
     clock,
+    credentials,
     descriptors,
     epoll,
     eventfd,
     files,
     io,
+    machine,
     memory,
     paths,
     pipe,
     poll,
+    residency,
+    sched,
     sdk,
     system,
     task,
@@ -33,7 +37,7 @@ Handler = Callable[["GuestProcess", Any], int]
 
 HANDLERS: dict[int, Handler] = {}
 for _module in (memory, io, descriptors, files, paths, pipe, poll, epoll, eventfd, timerfd,
-                system, clock, task, sdk):
+                system, clock, task, sdk, credentials, sched, residency, machine):
     for _number, _handler in _module.HANDLERS.items():
         if _number in HANDLERS:
             raise RuntimeError(f"syscall {_number} is handled twice")

@@ -50,6 +50,7 @@ from chaosreplay.kernel.fs.synthetic import StaticFile, SynthDirectory
 from chaosreplay.kernel.fs.waiters import load_wait, wait_state
 from chaosreplay.kernel.syscalls.args import int32, int64, path_arg
 from chaosreplay.kernel.syscalls.numbers import NUMBERS
+from chaosreplay.kernel.task_attributes import TaskAttributes, attributes_of
 
 if TYPE_CHECKING:
     from chaosreplay.kernel.process import GuestProcess
@@ -405,10 +406,12 @@ def sys_truncate(p: GuestProcess, r: Any) -> int:
 
 # -- checkpoints ----------------------------------------------------------------------------
 def files_state(p: GuestProcess) -> dict[str, Any]:
-    """The descriptor table, cwd, umask and any blocked call, as plain data."""
+    """The descriptor table, cwd, umask, any blocked call and the task attributes
+    (kernel.task_attributes: nice, policy, capabilities, ...), as plain data."""
     refs, table = p.files.save()
     return {"version": STATE_VERSION, "table": table, "cwd": p.cwd.to_list(),
-            "umask": p.umask, "waiting": wait_state(p.waiting, refs.index)}
+            "umask": p.umask, "waiting": wait_state(p.waiting, refs.index),
+            "attributes": attributes_of(p).to_state()}
 
 
 def load_files_state(p: GuestProcess, data: dict[str, Any]) -> None:
@@ -421,6 +424,9 @@ def load_files_state(p: GuestProcess, data: dict[str, Any]) -> None:
     p.cwd = Place.from_list(data["cwd"])
     p.umask = data["umask"]
     p.waiting = load_wait(data["waiting"], lambda i: refs.descriptions[i])
+    saved = data.get("attributes")  # absent in checkpoints from before the attributes
+    p.task_attributes = TaskAttributes() if saved is None \
+        else TaskAttributes.from_state(saved)  # type: ignore[attr-defined]
 
 
 def _upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
