@@ -5,10 +5,12 @@ under chaosreplay, and the two outputs must be the same line for line."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import program_cache
 import pytest
@@ -101,3 +103,52 @@ def test_a_checkpoint_from_before_the_attributes_loads_with_the_defaults() -> No
     validate(state, FILES, "files")
     with pytest.raises(SchemaError, match=r"attributes\[0\] is 99"):
         validate({**state, "attributes": [99] + [0] * 10}, FILES, "files")
+
+
+def _on_ext4(directory: Path) -> bool:
+    result = subprocess.run(["stat", "-f", "-c", "%t", str(directory)], capture_output=True,
+                            text=True, check=False)
+    return result.stdout.strip() == "ef53"
+
+
+@pytest.mark.kvm
+@pytest.mark.parametrize("libc", LIBCS)
+def test_file_management_calls_answer_as_linux_on_ext4(libc: str, tmp_path: Path) -> None:
+    """link/linkat, statfs/fstatfs, sync/syncfs/sync_file_range, fadvise64, readahead,
+    fallocate (every mode), copy_file_range, preadv2/pwritev2, utime/utimes/futimesat,
+    getdents, openat2 (with RESOLVE_*), the xattr family, memfd_create with seals, kcmp and
+    process_vm_readv/writev: Linux on ext4 and the node's disk print the same."""
+    if not _on_ext4(tmp_path):
+        pytest.skip("the native half needs a directory on ext4, as the disk presents itself")
+    path = built("file_calls.c", libc)
+    guest, process = guest_output(path, "/tmp")
+    assert_same_lines(native_output(path, str(tmp_path)), guest)
+    assert process.unknown_syscalls == {} or set(process.unknown_syscalls) == {334}
+
+
+def test_a_memfd_survives_a_checkpoint_of_the_descriptor_table() -> None:
+    """A sparse, sealed memfd saves with the table, passes the state check and loads back
+    with its bytes, size, seals and offset; its bytes count against half the memory."""
+    from types import SimpleNamespace
+
+    from chaosreplay.kernel.fs.files import FdTable
+    from chaosreplay.kernel.fs.memfd import F_SEAL_GROW, MemFile
+    from chaosreplay.kernel.fs.pipes import Pipe
+    from chaosreplay.kernel.state_check import TABLE
+    from chaosreplay.recording.schema import validate
+
+    table = FdTable()
+    p: Any = SimpleNamespace(files=table, config=SimpleNamespace(mem_size=1 << 16))
+    file = MemFile(2, b"/memfd:m (deleted)", table.anon_ino())
+    table.install(file)
+    assert file.write(p, b"abc") == 3 and file.truncate(p, 10_000) == 0
+    assert file.pwrite(p, bytes((1 << 15) + 1), 0) == -errno.ENOSPC  # past half of 64 KiB in all
+    assert file.add_seals(F_SEAL_GROW) == 0
+    _, saved = table.save()
+    validate(saved, TABLE, "table")
+    loaded, _ = FdTable.load(saved, Pipe.from_state)
+    again = loaded.get(0)
+    assert isinstance(again, MemFile)
+    assert (bytes(again.data), again.size, again.seals, again.offset) == (b"abc", 10_000,
+                                                                          F_SEAL_GROW, 3)
+    assert again.pwrite(p, b"x", 20_000) == -errno.EPERM

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chaosreplay.kernel.fs.devices import URANDOM_STREAM
-from chaosreplay.kernel.fs.disk import FAULT_KINDS, ROOT_INO
+from chaosreplay.kernel.fs.disk import FAULT_KINDS, ROOT_INO, XATTR_BLOCK
 from chaosreplay.kernel.fs.disk import SNAPSHOT_VERSION as DISK_VERSION
 from chaosreplay.kernel.fs.files import PATH_MAX, FileDescription, SavedDescription, open_flags
 from chaosreplay.kernel.fs.paths import MOUNTS
@@ -323,8 +323,10 @@ def _disk_is_a_tree(snap: dict[str, Any]) -> str | None:
 
 
 ENTRY = Row(Bytes(255), Int(1, U64_MAX))
+XATTRS = Where(ListOf(Row(Bytes(255), Bytes(XATTR_BLOCK)), max_len=XATTR_BLOCK // 20),
+               unique(lambda row: bytes(row[0]), "attribute"))
 TIME = Int(I64_MIN, I64_MAX)
-INODE = Record({
+INODE_FIELDS = {
     "ino": Int(1, U64_MAX), "dir": Bool(), "mode": Int(0, 0o7777), "data": Bytes(),
     "durable": Bytes(), "ops": ListOf(Row(Int(0, I64_MAX), Maybe(Bytes()))),
     "entries": ListOf(ENTRY), "durable_entries": ListOf(ENTRY),
@@ -332,7 +334,26 @@ INODE = Record({
     "opens": Int(0, 2**32), "mtime": TIME, "ctime": TIME, "durable_mtime": TIME,
     "atime": TIME, "uid": Int(0, 2**32 - 1), "gid": Int(0, 2**32 - 1),
     "target": Maybe(Bytes(PATH_MAX - 1)),  # a symbolic link's target
-})
+    "xattrs": XATTRS, "durable_xattrs": XATTRS,
+}
+
+
+class _InodeOfItsAge(Check):
+    """One inode of the snapshot; those from before extended attributes have none."""
+
+    CURRENT = Record(INODE_FIELDS)
+    BEFORE_XATTRS = Record({k: v for k, v in INODE_FIELDS.items()
+                            if k not in ("xattrs", "durable_xattrs")})
+
+    def describe(self) -> str:
+        return self.CURRENT.describe()
+
+    def __call__(self, value: Any, path: str) -> None:
+        old = type(value) is dict and "xattrs" not in value and "durable_xattrs" not in value
+        (self.BEFORE_XATTRS if old else self.CURRENT)(value, path)
+
+
+INODE = _InodeOfItsAge()
 
 DISK_STATE = Where(Record({
     "version": OneOf(DISK_VERSION),

@@ -66,6 +66,7 @@ O_CREAT, O_EXCL, O_TRUNC, O_APPEND = 0o100, 0o200, 0o1000, 0o2000
 O_DIRECTORY, O_TMPFILE = 0o200000, 0o20200000
 DIR_SIZE = 4096
 BYTES_PER_INODE = 16384  # mke2fs's default inode_ratio
+XATTR_BLOCK, XATTR_ENTRY = 4096 - 32, 20  # an ext4 xattr block less its header; entry header
 MIN_INODES = 64
 
 # The disk faults this file system carries out, named as the simulation's fault kinds name
@@ -435,13 +436,9 @@ class FileSystem:
             raise FsError(errno.EIO, WRITE_ERROR)
         if node.is_dir:
             self._sync_dir(node)
+            node.durable_xattrs = dict(node.xattrs)
             return
-        self.used_bytes += len(node.data) - self._footprint(node)
-        self.log_bytes -= _log_size(node)
-        node.durable = bytes(node.data)
-        node.ops = []
-        if not data_only:
-            node.durable_mtime_ns = node.mtime_ns
+        self.fsync_content(node, data_only)
 
     def mkdir(self, path: Path, mode: int = 0o755, now_ns: int = 0, at: int = ROOT_INO) -> int:
         """Create a directory; its inode."""
@@ -525,6 +522,86 @@ class FileSystem:
             d.mtime_ns = d.ctime_ns = now_ns
         if dst is not None:
             self._collect(dst)
+
+    def link(self, ino: int, path: Path, now_ns: int = 0, at: int = ROOT_INO) -> None:
+        """Give a file one more name (a hard link); durable, like any entry, once its
+        directory is fsynced. A directory cannot get one (EPERM), nor a file that has
+        lost its last name (ENOENT: only O_TMPFILE files may be linked back)."""
+        node = self._inode(ino)
+        if node.is_dir:
+            raise FsError(errno.EPERM)
+        directory, name, trailing = self._parent(path, at)
+        if not name or self._child(directory, name) is not None:
+            raise FsError(errno.EEXIST)
+        if trailing:
+            raise FsError(errno.ENOENT)
+        if node.links == 0 or directory.links == 0:
+            raise FsError(errno.ENOENT)
+        self._link(directory, name, node)
+        node.ctime_ns = directory.mtime_ns = directory.ctime_ns = now_ns
+
+    def sync_all(self) -> None:
+        """sync(2)/syncfs(2): make every file's content and every directory's entries
+        durable at once; one disk_write_error draw for the whole flush (EIO: nothing)."""
+        if self._hit(WRITE_ERROR):
+            raise FsError(errno.EIO, WRITE_ERROR)
+        for ino in sorted(self.inodes):
+            node = self.inodes.get(ino)
+            if node is not None and not node.is_dir:
+                self.fsync_content(node)
+        for ino in sorted(self.inodes):
+            node = self.inodes.get(ino)
+            if node is not None and node.is_dir:
+                self._sync_dir(node)
+                node.durable_xattrs = dict(node.xattrs)
+
+    def fsync_content(self, node: Inode, data_only: bool = False) -> None:
+        """Make a file's current content durable (no fault draw: the caller made it)."""
+        self.used_bytes += len(node.data) - self._footprint(node)
+        self.log_bytes -= _log_size(node)
+        node.durable = bytes(node.data)
+        node.ops = []
+        if not data_only:
+            node.durable_mtime_ns = node.mtime_ns
+            node.durable_xattrs = dict(node.xattrs)
+
+    def statfs(self) -> tuple[int, int, int, int]:
+        """(total bytes, free bytes, total inodes, free inodes), as statfs counts them."""
+        free = self._free()
+        return (self.capacity_bytes, free, self.max_inodes,
+                max(0, self.max_inodes - len(self.inodes)))
+
+    # -- extended attributes (durable with the inode's metadata, on fsync) -------------------
+    def get_xattr(self, ino: int, name: bytes) -> bytes:
+        value = self._inode(ino).xattrs.get(name)
+        if value is None:
+            raise FsError(errno.ENODATA)
+        return value
+
+    def list_xattrs(self, ino: int) -> list[bytes]:
+        return list(self._inode(ino).xattrs)
+
+    def set_xattr(self, ino: int, name: bytes, value: bytes, create: bool, replace: bool,
+                  now_ns: int = 0) -> None:
+        """Set one attribute; all of an inode's names and values share one 4 KiB block, as
+        on ext4 without large extended attributes (ENOSPC past it)."""
+        node = self._inode(ino)
+        exists = name in node.xattrs
+        if create and exists:
+            raise FsError(errno.EEXIST)
+        if replace and not exists:
+            raise FsError(errno.ENODATA)
+        others = sum(XATTR_ENTRY + len(n) + len(v) for n, v in node.xattrs.items() if n != name)
+        if others + XATTR_ENTRY + len(name) + len(value) > XATTR_BLOCK:
+            raise FsError(errno.ENOSPC)
+        node.xattrs[name] = bytes(value)
+        node.ctime_ns = now_ns
+
+    def remove_xattr(self, ino: int, name: bytes, now_ns: int = 0) -> None:
+        node = self._inode(ino)
+        if node.xattrs.pop(name, None) is None:
+            raise FsError(errno.ENODATA)
+        node.ctime_ns = now_ns
 
     def stat(self, ino: int) -> Stat:
         """stat of an inode."""
@@ -624,6 +701,11 @@ class FileSystem:
         out = [(b".", ino, True), (b"..", node.parent, True)]
         out += [(n, i, self.inodes[i].is_dir) for n, i in sorted(node.entries.items())]
         return out
+
+    def read_file_inode(self, ino: int) -> bytes:
+        """The current content of a file by inode, fault-free (for calls that move data
+        inside the disk: fallocate's collapse and insert)."""
+        return bytes(self._file(ino).data)
 
     def read_file(self, path: Path) -> bytes:
         """The current content of a file, fault-free (for tests and tools)."""

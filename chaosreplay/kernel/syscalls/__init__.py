@@ -16,8 +16,10 @@ from chaosreplay.kernel.syscalls import (
     epoll,
     eventfd,
     files,
+    introspection,
     io,
     machine,
+    memfd,
     memory,
     paths,
     pipe,
@@ -25,9 +27,11 @@ from chaosreplay.kernel.syscalls import (
     residency,
     sched,
     sdk,
+    storage,
     system,
     task,
     timerfd,
+    xattr,
 )
 
 if TYPE_CHECKING:
@@ -37,7 +41,8 @@ Handler = Callable[["GuestProcess", Any], int]
 
 HANDLERS: dict[int, Handler] = {}
 for _module in (memory, io, descriptors, files, paths, pipe, poll, epoll, eventfd, timerfd,
-                system, clock, task, sdk, credentials, sched, residency, machine):
+                system, clock, task, sdk, credentials, sched, residency, machine, storage,
+                xattr, memfd, introspection):
     for _number, _handler in _module.HANDLERS.items():
         if _number in HANDLERS:
             raise RuntimeError(f"syscall {_number} is handled twice")

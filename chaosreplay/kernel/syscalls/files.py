@@ -27,6 +27,7 @@ from chaosreplay.kernel.fs.files import (
     O_PATH,
     O_RDONLY,
     O_RDWR,
+    O_TMPFILE,
     O_TRUNC,
     O_WRONLY,
     OPEN_ONLY,
@@ -35,6 +36,7 @@ from chaosreplay.kernel.fs.files import (
     FileDescription,
     StatInfo,
 )
+from chaosreplay.kernel.fs.memfd import MemFile
 from chaosreplay.kernel.fs.paths import (
     AT_FDCWD,
     Place,
@@ -121,12 +123,12 @@ def _open_synthetic(p: GuestProcess, place: Place, flags: int) -> FileDescriptio
     return StaticFile(flags, path, node.content, paths.MOUNTS[place.mount].dev, node.mode)
 
 
-def open_file(p: GuestProcess, dirfd: int, path: bytes, flags: int, mode: int
-              ) -> FileDescription | int:
+def open_file(p: GuestProcess, dirfd: int, path: bytes, flags: int, mode: int,
+              scope: paths.Scope | None = None) -> FileDescription | int:
     """The description a path opens to (creating a disk file with O_CREAT), or -errno."""
     flags &= VALID_OPEN_FLAGS  # Linux drops the bits open(2) does not know before anything
     exclusive = flags & O_CREAT and flags & O_EXCL
-    res = resolve(p, dirfd, path, follow=not (flags & O_NOFOLLOW or exclusive))
+    res = resolve(p, dirfd, path, follow=not (flags & O_NOFOLLOW or exclusive), scope=scope)
     if isinstance(res, int):
         return res
     kept = flags & ~OPEN_ONLY
@@ -179,6 +181,52 @@ def sys_open(p: GuestProcess, r: Any) -> int:
 
 def sys_openat(p: GuestProcess, r: Any) -> int:
     return _open(p, r.rdi, r.rsi, r.rdx, r.r10)
+
+
+OPEN_HOW_SIZE_VER0, PAGE_SIZE = 24, 4096
+RESOLVE_NO_XDEV, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS = 0x01, 0x02, 0x04
+RESOLVE_BENEATH, RESOLVE_IN_ROOT, RESOLVE_CACHED = 0x08, 0x10, 0x20
+O_PATH_FLAGS = O_DIRECTORY | O_NOFOLLOW | O_PATH | O_CLOEXEC
+
+
+def sys_openat2(p: GuestProcess, r: Any) -> int:
+    """openat with a struct open_how: strict about unknown flags, and RESOLVE_* scoping."""
+    dirfd, how_ptr, size = int32(r.rdi), r.rdx, r.r10
+    if size < OPEN_HOW_SIZE_VER0:
+        return -errno.EINVAL
+    if size > PAGE_SIZE:
+        return -errno.E2BIG
+    raw = p.space.read(how_ptr, size)
+    if raw is None:
+        return -errno.EFAULT
+    if any(raw[OPEN_HOW_SIZE_VER0:]):
+        return -errno.E2BIG
+    flags, mode, how = struct.unpack_from("<QQQ", raw)
+    if flags & ~VALID_OPEN_FLAGS or how & ~0x3F:
+        return -errno.EINVAL
+    creating = flags & O_CREAT or flags & O_TMPFILE == O_TMPFILE
+    if (mode and not creating) or mode & ~0o7777:
+        return -errno.EINVAL
+    if how & RESOLVE_BENEATH and how & RESOLVE_IN_ROOT:
+        return -errno.EINVAL
+    if flags & O_PATH and flags & ~O_PATH_FLAGS:
+        return -errno.EINVAL
+    if how & RESOLVE_CACHED and (creating or flags & O_TRUNC):
+        return -errno.EAGAIN  # a cached lookup cannot create or truncate
+    path = path_arg(p, r.rsi)
+    if isinstance(path, int):
+        return path
+    scope = paths.Scope(no_xdev=bool(how & RESOLVE_NO_XDEV),
+                        no_magiclinks=bool(how & RESOLVE_NO_MAGICLINKS),
+                        no_symlinks=bool(how & RESOLVE_NO_SYMLINKS),
+                        beneath=bool(how & RESOLVE_BENEATH), in_root=bool(how & RESOLVE_IN_ROOT))
+    file = open_file(p, dirfd, path, flags, mode, scope if how & ~RESOLVE_CACHED else None)
+    if isinstance(file, int):
+        return file
+    fd = p.files.install(file, bool(flags & O_CLOEXEC))
+    if fd < 0:
+        file.release(p)
+    return fd
 
 
 def sys_creat(p: GuestProcess, r: Any) -> int:
@@ -254,7 +302,19 @@ def sys_faccessat2(p: GuestProcess, r: Any) -> int:
     return _access(p, r.rdi, r.rsi, r.rdx, r.r10)
 
 
-def sys_getdents64(p: GuestProcess, r: Any) -> int:
+def _linux_dirent64(ino: int, next_offset: int, name: bytes, dtype: int) -> bytes:
+    reclen = (19 + len(name) + 1 + 7) & ~7
+    return (struct.pack("<QqHB", ino, next_offset, reclen, dtype) + name).ljust(reclen, b"\0")
+
+
+def _linux_dirent(ino: int, next_offset: int, name: bytes, dtype: int) -> bytes:
+    """The old getdents record: the type sits in the record's last byte, after the name."""
+    reclen = (18 + len(name) + 2 + 7) & ~7
+    head = struct.pack("<QqH", ino, next_offset, reclen) + name
+    return head.ljust(reclen - 1, b"\0") + bytes([dtype])
+
+
+def _getdents(p: GuestProcess, r: Any, record: Any) -> int:
     file = p.files.get(int32(r.rdi))
     if file is None:
         return -errno.EBADF
@@ -265,11 +325,10 @@ def sys_getdents64(p: GuestProcess, r: Any) -> int:
     position = file.offset  # the index of the next entry; d_off names the one after it
     while position < len(entries):
         name, ino, dtype = entries[position]
-        reclen = (19 + len(name) + 1 + 7) & ~7
-        if len(out) + reclen > r.rdx:
+        packed = record(ino, position + 1, name, dtype)
+        if len(out) + len(packed) > r.rdx:
             break
-        out += (struct.pack("<QqHB", ino, position + 1, reclen, dtype) + name).ljust(reclen,
-                                                                                  b"\0")
+        out += packed
         position += 1
     if position < len(entries) and not out:
         return -errno.EINVAL
@@ -277,6 +336,14 @@ def sys_getdents64(p: GuestProcess, r: Any) -> int:
         return -errno.EFAULT
     file.offset = position
     return len(out)
+
+
+def sys_getdents64(p: GuestProcess, r: Any) -> int:
+    return _getdents(p, r, _linux_dirent64)
+
+
+def sys_getdents(p: GuestProcess, r: Any) -> int:
+    return _getdents(p, r, _linux_dirent)
 
 
 # -- names ----------------------------------------------------------------------------------
@@ -386,6 +453,8 @@ def sys_ftruncate(p: GuestProcess, r: Any) -> int:
     file = p.files.get(int32(r.rdi))
     if file is None:
         return -errno.EBADF
+    if isinstance(file, MemFile) and file.writable:
+        return file.truncate(p, int64(r.rsi))
     if not isinstance(file, DiskFile) or not file.writable:
         return -errno.EINVAL
     return _truncate(p, file.ino, int64(r.rsi), file.path)
@@ -460,6 +529,8 @@ HANDLERS = {
     NUMBERS["newfstatat"]: sys_newfstatat,
     NUMBERS["statx"]: sys_statx,
     NUMBERS["getdents64"]: sys_getdents64,
+    NUMBERS["getdents"]: sys_getdents,
+    437: sys_openat2,
     NUMBERS["ftruncate"]: sys_ftruncate,
     NUMBERS["truncate"]: sys_truncate,
     NUMBERS["access"]: sys_access,
