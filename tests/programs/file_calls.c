@@ -10,6 +10,7 @@
 #include <sys/time.h>
 #include <sys/uio.h>
 #include <sys/epoll.h>
+#include <signal.h>
 #include <utime.h>
 #include "show.h"
 
@@ -501,6 +502,53 @@ static void self_inspection(void)
     SHOW("process_vm_readv(other pid)", syscall(SYS_process_vm_readv, 424242, local, 2, remote, 1, 0));
 }
 
+static void splicing(void)
+{
+    int a[2], b[2];
+    char buf[32] = {0};
+    loff_t off = 3;
+    pipe(a);
+    pipe(b);
+    int fd = open("spl", O_CREAT | O_RDWR | O_TRUNC, 0644);
+    write(fd, "abcdefghij", 10);
+    SHOW("splice(file@3 -> pipe, 4)", syscall(SYS_splice, fd, &off, a[1], NULL, 4, 0));
+    printf("  offset %ld file offset %ld\n", (long)off, (long)lseek(fd, 0, SEEK_CUR));
+    SHOW("tee(a -> b, 10)", syscall(SYS_tee, a[0], b[1], 10, 0));
+    SHOW("splice(a -> b, 2)", syscall(SYS_splice, a[0], NULL, b[1], NULL, 2, 0));
+    memset(buf, 0, sizeof buf);
+    SHOW("read(b)", read(b[0], buf, sizeof buf));
+    printf("  %s\n", buf);
+    off = 0;
+    SHOW("splice(a -> file@0)", syscall(SYS_splice, a[0], NULL, fd, &off, 10, 0));
+    printf("  offset %ld\n", (long)off);
+    print_bytes("spl", fd, 0, 10);
+    SHOW("splice(empty pipe, NONBLOCK)", syscall(SYS_splice, a[0], NULL, fd, NULL, 10, 2));
+    SHOW("splice(file -> file)", syscall(SYS_splice, fd, NULL, fd, NULL, 10, 0));
+    SHOW("splice(offset on pipe)", syscall(SYS_splice, a[0], &off, fd, NULL, 10, 0));
+    SHOW("splice(same pipe)", syscall(SYS_splice, a[0], NULL, a[1], NULL, 10, 0));
+    SHOW("splice(bad flags)", syscall(SYS_splice, fd, NULL, a[1], NULL, 1, 0x100));
+    SHOW("splice(len 0)", syscall(SYS_splice, fd, NULL, a[1], NULL, 0, 0));
+    SHOW("splice(write end as input)", syscall(SYS_splice, a[1], NULL, fd, NULL, 1, 0));
+    SHOW("tee(file)", syscall(SYS_tee, fd, b[1], 1, 0));
+    SHOW("tee(empty, NONBLOCK)", syscall(SYS_tee, a[0], b[1], 1, 2));
+    struct iovec iov[2] = {{"vm", 2}, {"splice", 6}};
+    SHOW("vmsplice(write end)", syscall(SYS_vmsplice, a[1], iov, 2, 0));
+    char x[3] = {0}, y[8] = {0};
+    struct iovec out[2] = {{x, 2}, {y, 7}};
+    SHOW("vmsplice(read end)", syscall(SYS_vmsplice, a[0], out, 2, 0));
+    printf("  %s|%s\n", x, y);
+    SHOW("vmsplice(empty, NONBLOCK)", syscall(SYS_vmsplice, a[0], out, 2, 2));
+    SHOW("vmsplice(file)", syscall(SYS_vmsplice, fd, iov, 2, 0));
+    close(a[1]);
+    SHOW("splice(no writers) = end of file", syscall(SYS_splice, a[0], NULL, fd, NULL, 10, 0));
+    close(b[0]);
+    signal(SIGPIPE, SIG_IGN);
+    SHOW("splice(into pipe without readers)", syscall(SYS_splice, fd, &off, b[1], NULL, 1, 0));
+    close(a[0]);
+    close(b[1]);
+    close(fd);
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -515,6 +563,7 @@ int main(int argc, char **argv)
     attributes();
     memfd();
     self_inspection();
+    splicing();
     printf("done\n");
     return 0;
 }

@@ -15,7 +15,7 @@ static const char *ename(int e)
         {ENODATA, "ENODATA"}, {EOPNOTSUPP, "EOPNOTSUPP"}, {E2BIG, "E2BIG"},
         {ERANGE, "ERANGE"}, {ELOOP, "ELOOP"}, {ENAMETOOLONG, "ENAMETOOLONG"},
         {EMLINK, "EMLINK"}, {ENODEV, "ENODEV"}, {ENXIO, "ENXIO"}, {EFBIG, "EFBIG"},
-        {ENOTEMPTY, "ENOTEMPTY"}, {EROFS, "EROFS"}, {ETXTBSY, "ETXTBSY"},
+        {ENOTEMPTY, "ENOTEMPTY"}, {EROFS, "EROFS"}, {ETXTBSY, "ETXTBSY"}, {EPIPE, "EPIPE"},
     };
     for (unsigned i = 0; i < sizeof names / sizeof names[0]; i++)
         if (names[i].e == e)
