@@ -110,6 +110,25 @@ def test_a_snapshot_from_before_extended_attributes_still_loads() -> None:
     new_file(fs, "/data/f")
     snap = fs.snapshot()
     for node in snap["inodes"]:
-        del node["xattrs"], node["durable_xattrs"]
+        del node["xattrs"], node["durable_xattrs"], node["special"]
     check_disk_state(snap, "disk")
     assert FileSystem.from_snapshot(snap).read_file("/data/f") == b"x"
+
+
+def test_mknod_makes_fifo_and_socket_nodes_that_snapshots_and_crashes_keep() -> None:
+    fs = FileSystem(1, 0)
+    fifo = fs.mknod("/data/fifo", 0o010000, 0o644)
+    sock = fs.mknod("/data/sock", 0o140000, 0o600)
+    assert fs.stat(fifo).mode == 0o010644 and fs.stat(sock).mode == 0o140600
+    with pytest.raises(FsError) as e:
+        fs.mknod("/data/fifo", 0o010000, 0o644)
+    assert e.value.errno == errno.EEXIST
+    with pytest.raises(FsError) as e:
+        fs.mknod("/data/dev", 0o020000, 0o644)
+    assert e.value.errno == errno.EINVAL
+    snap = fs.snapshot()
+    check_disk_state(snap, "disk")
+    assert FileSystem.from_snapshot(snap).special(fifo) == 0o010000
+    fs.fsync(fs.lookup("/data"))
+    fs.crash()
+    assert fs.stat_path("/data/fifo").mode == 0o010644

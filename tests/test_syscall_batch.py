@@ -152,3 +152,31 @@ def test_a_memfd_survives_a_checkpoint_of_the_descriptor_table() -> None:
     assert (bytes(again.data), again.size, again.seals, again.offset) == (b"abc", 10_000,
                                                                           F_SEAL_GROW, 3)
     assert again.pwrite(p, b"x", 20_000) == -errno.EPERM
+
+
+def test_an_open_fifo_survives_a_checkpoint_of_the_descriptor_table() -> None:
+    """Both ends of a FIFO share one pipe after a save and load, with the bytes in it."""
+    from types import SimpleNamespace
+
+    from chaosreplay.kernel.fs.fifo import FifoEnd, open_fifo
+    from chaosreplay.kernel.fs.files import O_NONBLOCK, O_RDONLY, O_WRONLY, FdTable
+    from chaosreplay.kernel.fs.pipes import Pipe
+    from chaosreplay.kernel.state_check import TABLE
+    from chaosreplay.recording.schema import validate
+
+    table = FdTable()
+    p: Any = SimpleNamespace(files=table, vtime_ns=0)
+    assert open_fifo(p, 7, b"/tmp/f", O_WRONLY | O_NONBLOCK) == -errno.ENXIO
+    reader = open_fifo(p, 7, b"/tmp/f", O_RDONLY | O_NONBLOCK)
+    assert isinstance(reader, FifoEnd)
+    table.install(reader)
+    writer = open_fifo(p, 7, b"/tmp/f", O_WRONLY | O_NONBLOCK)
+    assert isinstance(writer, FifoEnd) and writer.pipe is reader.pipe
+    table.install(writer)
+    assert writer.write(p, b"queued") == 6
+    _, saved = table.save()
+    validate(saved, TABLE, "table")
+    loaded, _ = FdTable.load(saved, Pipe.from_state)
+    r, w = loaded.get(0), loaded.get(1)
+    assert isinstance(r, FifoEnd) and isinstance(w, FifoEnd) and r.pipe is w.pipe
+    assert (r.pipe.readers, r.pipe.writers, r.read(p, 64)) == (1, 1, b"queued")

@@ -335,6 +335,7 @@ INODE_FIELDS = {
     "atime": TIME, "uid": Int(0, 2**32 - 1), "gid": Int(0, 2**32 - 1),
     "target": Maybe(Bytes(PATH_MAX - 1)),  # a symbolic link's target
     "xattrs": XATTRS, "durable_xattrs": XATTRS,
+    "special": OneOf(0, 0o010000, 0o140000),  # mknod's FIFO or socket node (else 0)
 }
 
 
@@ -343,13 +344,13 @@ class _InodeOfItsAge(Check):
 
     CURRENT = Record(INODE_FIELDS)
     BEFORE_XATTRS = Record({k: v for k, v in INODE_FIELDS.items()
-                            if k not in ("xattrs", "durable_xattrs")})
+                            if k not in ("xattrs", "durable_xattrs", "special")})
 
     def describe(self) -> str:
         return self.CURRENT.describe()
 
     def __call__(self, value: Any, path: str) -> None:
-        old = type(value) is dict and "xattrs" not in value and "durable_xattrs" not in value
+        old = type(value) is dict and not {"xattrs", "durable_xattrs", "special"} & set(value)
         (self.BEFORE_XATTRS if old else self.CURRENT)(value, path)
 
 

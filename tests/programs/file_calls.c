@@ -325,8 +325,11 @@ static void open2(void)
     fd = syscall(SYS_openat2, dir, "inner", &how, sizeof how);
     printf("openat2(BENEATH, inner) ok %d\n", fd >= 0);
     close(fd);
+    SHOW("openat2(BENEATH, ./x/../inner)", syscall(SYS_openat2, dir, "./x/../inner", &how, sizeof how));
+    mkdir("sub/x", 0755);
     fd = syscall(SYS_openat2, dir, "./x/../inner", &how, sizeof how);
-    SHOW("openat2(BENEATH, ./x/../inner)", fd);
+    printf("openat2(BENEATH, ./x/../inner, x exists) ok %d\n", fd >= 0);
+    close(fd);
     how.resolve = 0x10;
     fd = syscall(SYS_openat2, dir, "/inner", &how, sizeof how);
     printf("openat2(IN_ROOT, /inner) ok %d\n", fd >= 0);
@@ -473,12 +476,23 @@ static void self_inspection(void)
     SHOW("kcmp(type 99)", syscall(SYS_kcmp, me, me, 99, 0, 0));
     SHOW("kcmp(other pid)", syscall(SYS_kcmp, me, 424242, 1, 0, 0));
     int ep = epoll_create1(0);
+    int pp[2];
+    pipe(pp);
     struct epoll_event ev = {EPOLLIN, {0}};
-    epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev);
-    struct { uint32_t efd, tfd, toff; } slot = {ep, c, 0};
-    SHOW("kcmp(EPOLL_TFD, watched)", syscall(SYS_kcmp, me, me, 7, c, &slot));
+    SHOW("epoll_ctl(pipe)", epoll_ctl(ep, EPOLL_CTL_ADD, pp[0], &ev));
+    struct { uint32_t efd, tfd, toff; } slot = {ep, pp[0], 0};
+    SHOW("kcmp(EPOLL_TFD, watched)", syscall(SYS_kcmp, me, me, 7, pp[0], &slot));
+    long diff = syscall(SYS_kcmp, me, me, 7, pp[1], &slot);
+    printf("kcmp(EPOLL_TFD, other file) differs %d\n", diff == 1 || diff == 2);
+    slot.toff = 1;
+    SHOW("kcmp(EPOLL_TFD, second registration)", syscall(SYS_kcmp, me, me, 7, pp[0], &slot));
+    slot.toff = 0;
     slot.tfd = a;
     SHOW("kcmp(EPOLL_TFD, not watched)", syscall(SYS_kcmp, me, me, 7, c, &slot));
+    slot.efd = a;
+    SHOW("kcmp(EPOLL_TFD, not an epoll)", syscall(SYS_kcmp, me, me, 7, c, &slot));
+    close(pp[0]);
+    close(pp[1]);
     close(ep);
     close(a);
     close(b);
@@ -549,6 +563,68 @@ static void splicing(void)
     close(fd);
 }
 
+static void nodes(void)
+{
+    struct stat st;
+    char buf[16] = {0};
+    SHOW("mknod(fifo)", syscall(SYS_mknod, "fifo", S_IFIFO | 0666, 0));
+    stat("fifo", &st);
+    printf("  fifo %d mode %o\n", S_ISFIFO(st.st_mode), st.st_mode & 0777);
+    SHOW("mknod(fifo) again", syscall(SYS_mknod, "fifo", S_IFIFO | 0666, 0));
+    SHOW("open(fifo, WRONLY|NONBLOCK) without reader", open("fifo", O_WRONLY | O_NONBLOCK));
+    int r = open("fifo", O_RDONLY | O_NONBLOCK);
+    printf("open(fifo, RDONLY|NONBLOCK) ok %d\n", r >= 0);
+    SHOW("read(fifo, no writer)", read(r, buf, sizeof buf));
+    int w = open("fifo", O_WRONLY | O_NONBLOCK);
+    printf("open(fifo, WRONLY|NONBLOCK) with reader ok %d\n", w >= 0);
+    SHOW("write(fifo)", write(w, "through", 7));
+    SHOW("read(fifo)", read(r, buf, sizeof buf));
+    printf("  %s\n", buf);
+    SHOW("read(fifo, empty, writer open)", read(r, buf, sizeof buf));
+    fstat(w, &st);
+    printf("  fstat fifo %d\n", S_ISFIFO(st.st_mode));
+    int rw = open("fifo", O_RDWR);
+    printf("open(fifo, RDWR) ok %d\n", rw >= 0);
+    SHOW("write(rw)", write(rw, "both", 4));
+    memset(buf, 0, sizeof buf);
+    SHOW("read(r) shares the pipe", read(r, buf, sizeof buf));
+    printf("  %s\n", buf);
+    SHOW("lseek(fifo)", lseek(r, 0, SEEK_SET));
+    close(r);
+    close(w);
+    close(rw);
+    SHOW("mknod(regular)", syscall(SYS_mknod, "regular", S_IFREG | 0640, 0));
+    stat("regular", &st);
+    printf("  regular %d mode %o size %ld\n", S_ISREG(st.st_mode), st.st_mode & 0777,
+           (long)st.st_size);
+    SHOW("mknod(mode 0)", syscall(SYS_mknod, "zero", 0644, 0));
+    stat("zero", &st);
+    printf("  regular %d\n", S_ISREG(st.st_mode));
+    SHOW("mknod(char device)", syscall(SYS_mknod, "null", S_IFCHR | 0666, 0x103));
+    SHOW("mknod(block device)", syscall(SYS_mknod, "disk", S_IFBLK | 0666, 0x800));
+    SHOW("mknod(directory)", syscall(SYS_mknod, "d", S_IFDIR | 0755, 0));
+    SHOW("mknod(bad type)", syscall(SYS_mknod, "bad", 0170000 | 0644, 0));
+    SHOW("mknodat(socket)", syscall(SYS_mknodat, AT_FDCWD, "sock", S_IFSOCK | 0644, 0));
+    lstat("sock", &st);
+    printf("  socket %d\n", S_ISSOCK(st.st_mode));
+    SHOW("open(socket node)", open("sock", O_RDONLY));
+    SHOW("mknod(missing dir)", syscall(SYS_mknod, "nodir/f", S_IFIFO | 0644, 0));
+    int d = open(".", O_RDONLY | O_DIRECTORY);
+    char dents[4096];
+    long n = syscall(SYS_getdents64, d, dents, sizeof dents);
+    int fifo_type = 0, sock_type = 0;
+    for (long at = 0; at < n;) {
+        unsigned short reclen = *(unsigned short *)(dents + at + 16);
+        unsigned char type = dents[at + 18];
+        char *name = dents + at + 19;
+        fifo_type += strcmp(name, "fifo") == 0 && type == 1;
+        sock_type += strcmp(name, "sock") == 0 && type == 12;
+        at += reclen;
+    }
+    printf("getdents64: fifo DT_FIFO %d sock DT_SOCK %d\n", fifo_type, sock_type);
+    close(d);
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -564,6 +640,7 @@ int main(int argc, char **argv)
     memfd();
     self_inspection();
     splicing();
+    nodes();
     printf("done\n");
     return 0;
 }

@@ -61,6 +61,7 @@ ROOT_INO = 1
 PATH_MAX = 4096  # including the terminating NUL
 NAME_MAX = 255
 S_IFDIR, S_IFREG, S_IFLNK = 0o040000, 0o100000, 0o120000
+S_IFIFO, S_IFSOCK = 0o010000, 0o140000
 O_ACCMODE, O_RDONLY, O_WRONLY, O_RDWR = 0o3, 0o0, 0o1, 0o2
 O_CREAT, O_EXCL, O_TRUNC, O_APPEND = 0o100, 0o200, 0o1000, 0o2000
 O_DIRECTORY, O_TMPFILE = 0o200000, 0o20200000
@@ -612,7 +613,7 @@ class FileSystem:
             return Stat(ino, S_IFDIR | node.mode, 2 + subdirs, DIR_SIZE, DIR_SIZE // 512,
                         node.mtime_ns, node.ctime_ns, *owner)
         size = len(node.data)
-        kind = S_IFREG if node.target is None else S_IFLNK
+        kind = node.special or (S_IFREG if node.target is None else S_IFLNK)
         return Stat(ino, kind | node.mode, node.links, size, (size + 511) // 512,
                     node.mtime_ns, node.ctime_ns, *owner)
 
@@ -649,6 +650,23 @@ class FileSystem:
         node.durable = bytes(target)
         self.used_bytes += len(target)
         return node.ino
+
+    def mknod(self, path: Path, kind: int, mode: int, now_ns: int = 0,
+              at: int = ROOT_INO) -> int:
+        """Create a FIFO or a socket node (kind S_IFIFO or S_IFSOCK) holding no data; its
+        inode. A regular file comes from open with O_CREAT instead."""
+        if kind not in (S_IFIFO, S_IFSOCK):
+            raise FsError(errno.EINVAL)
+        directory, name, _ = self._parent(path, at)
+        if not name or self._child(directory, name) is not None:
+            raise FsError(errno.EEXIST)
+        node = self._create(directory, name, False, mode, now_ns)
+        node.special = kind
+        return node.ino
+
+    def special(self, ino: int) -> int:
+        """S_IFIFO or S_IFSOCK for a node mknod made, else 0."""
+        return self._inode(ino).special
 
     def readlink(self, ino: int) -> bytes:
         target = self._inode(ino).target

@@ -21,29 +21,10 @@ WriteOp = tuple[int, bytes | None]
 class Inode:
     """A file or directory, with its current and its durable (synced) halves."""
 
-    __slots__ = (
-        "atime_ns",
-        "ctime_ns",
-        "data",
-        "durable",
-        "durable_entries",
-        "durable_links",
-        "durable_mtime_ns",
-        "durable_xattrs",
-        "entries",
-        "gid",
-        "ino",
-        "is_dir",
-        "links",
-        "mode",
-        "mtime_ns",
-        "opens",
-        "ops",
-        "parent",
-        "target",
-        "uid",
-        "xattrs",
-    )
+    __slots__ = ("atime_ns", "ctime_ns", "data", "durable", "durable_entries",
+                 "durable_links", "durable_mtime_ns", "durable_xattrs", "entries", "gid", "ino",
+                 "is_dir", "links", "mode", "mtime_ns", "opens", "ops", "parent", "special",
+                 "target", "uid", "xattrs")
 
     def __init__(self, ino: int, is_dir: bool, mode: int, now_ns: int) -> None:
         self.ino = ino
@@ -63,6 +44,7 @@ class Inode:
         self.target: bytes | None = None  # a symbolic link's target (its content is durable)
         self.xattrs: dict[bytes, bytes] = {}  # extended attributes, in the order they were set
         self.durable_xattrs: dict[bytes, bytes] = {}  # as of the last fsync
+        self.special = 0  # S_IFIFO or S_IFSOCK for a node mknod made; 0 for the others
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +58,7 @@ class Inode:
             "uid": self.uid, "gid": self.gid, "target": self.target,
             "xattrs": [[n, v] for n, v in self.xattrs.items()],
             "durable_xattrs": [[n, v] for n, v in self.durable_xattrs.items()],
+            "special": self.special,
         }
 
     @classmethod
@@ -96,6 +79,7 @@ class Inode:
         node.target = None if target is None else bytes(target)
         node.xattrs = {bytes(n): bytes(v) for n, v in d.get("xattrs", [])}
         node.durable_xattrs = {bytes(n): bytes(v) for n, v in d.get("durable_xattrs", [])}
+        node.special = d.get("special", 0)
         return node
 
 

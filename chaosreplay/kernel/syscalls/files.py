@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from chaosreplay.kernel.fs import paths
 from chaosreplay.kernel.fs.devices import Device, Tty
-from chaosreplay.kernel.fs.disk import FsError
+from chaosreplay.kernel.fs.disk import S_IFIFO, S_IFSOCK, FsError
 from chaosreplay.kernel.fs.exefs import ExeFile
+from chaosreplay.kernel.fs.fifo import open_fifo
 from chaosreplay.kernel.fs.files import (
     O_ACCMODE,
     O_CLOEXEC,
@@ -154,6 +155,14 @@ def open_file(p: GuestProcess, dirfd: int, path: bytes, flags: int, mode: int,
         at, name = place.ino, b"."
         if not p.fs.is_dir(place.ino):
             at, name = res.parent.ino, res.name
+            special = p.fs.special(place.ino)
+            if special == S_IFSOCK and not flags & O_PATH:
+                return -errno.ENXIO  # a socket node is connected to, never opened
+            if special == S_IFIFO and not flags & O_PATH:
+                access = flags & O_ACCMODE
+                if access == O_ACCMODE:
+                    return -errno.EINVAL
+                return open_fifo(p, place.ino, child_path(p, res.parent, res.name), kept)
     full = path_of(p, Place(ino=at)) if name == b"." else child_path(p, Place(ino=at), name)
     try:
         ino = p.fs.open(name, flags & ~O_PATH, (mode & 0o7777) & ~p.umask, now_ns(p), at)
@@ -384,6 +393,47 @@ def sys_rmdir(p: GuestProcess, r: Any) -> int:
     return _name_call(p, AT_FDCWD, r.rdi, p.fs.rmdir)
 
 
+S_IFMT, S_IFCHR, S_IFBLK, S_IFDIR, S_IFREG = 0o170000, 0o020000, 0o060000, 0o040000, 0o100000
+
+
+def _mknod(p: GuestProcess, dirfd: int, path_ptr: int, mode: int) -> int:
+    """Create a regular file, a FIFO or a socket node; devices need CAP_MKNOD in the initial
+    namespace (EPERM), directories come from mkdir (EPERM)."""
+    kind = mode & S_IFMT
+    if kind == S_IFDIR:
+        return -errno.EPERM
+    if kind not in (0, S_IFREG, S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK):
+        return -errno.EINVAL
+    res = _resolve(p, dirfd, path_ptr, follow=False)
+    if isinstance(res, int):
+        return res
+    if res.place is not None:
+        return -errno.EEXIST
+    if not res.parent.on_disk:
+        return -errno.ENOENT if res.parent.mount == b"proc" else -errno.EACCES
+    if kind in (S_IFCHR, S_IFBLK):
+        return -errno.EPERM
+    permissions = (mode & 0o7777) & ~p.umask
+    try:
+        if kind in (0, S_IFREG):
+            ino = p.fs.open(res.name, O_CREAT | O_EXCL | O_WRONLY, permissions, now_ns(p),
+                            res.parent.ino)
+            p.fs.close(ino)
+        else:
+            p.fs.mknod(res.name, kind, permissions, now_ns(p), res.parent.ino)
+    except FsError as e:
+        return -e.errno
+    return 0
+
+
+def sys_mknod(p: GuestProcess, r: Any) -> int:
+    return _mknod(p, AT_FDCWD, r.rdi, r.rsi & 0xFFFFFFFF)
+
+
+def sys_mknodat(p: GuestProcess, r: Any) -> int:
+    return _mknod(p, r.rdi, r.rsi, r.rdx & 0xFFFFFFFF)
+
+
 def sys_mkdir(p: GuestProcess, r: Any) -> int:
     return _name_call(p, AT_FDCWD, r.rdi, p.fs.mkdir, (r.rsi & 0o7777) & ~p.umask,
                       must_exist=False)
@@ -520,6 +570,8 @@ HANDLERS = {
     NUMBERS["renameat2"]: sys_renameat2,
     NUMBERS["mkdir"]: sys_mkdir,
     NUMBERS["mkdirat"]: sys_mkdirat,
+    133: sys_mknod,
+    259: sys_mknodat,
     NUMBERS["rmdir"]: sys_rmdir,
     NUMBERS["symlink"]: sys_symlink,
     266: sys_symlinkat,
