@@ -68,8 +68,9 @@ def assert_same_lines(native: str, guest: str) -> None:
 def test_identity_scheduling_memory_and_machine_calls_answer_as_linux(libc: str) -> None:
     """set*id/getres*id/setfs*id/setgroups/capget/capset, get/setpriority, sched_*,
     ioprio_*, mincore/mlock*/msync, set/get_mempolicy/mbind, sethostname, syslog,
-    clock_settime, settimeofday, adjtimex, clock_adjtime, personality, times: every result
-    and every value read back is Linux's."""
+    clock_settime, settimeofday, adjtimex, clock_adjtime, personality, times, mount,
+    umount2, pivot_root, swapon/swapoff, acct, vhangup, reboot: every result and every value
+    read back is Linux's."""
     path = built("identity_sched.c", libc)
     guest, process = guest_output(path)
     assert_same_lines(native_output(path), guest)

@@ -1,10 +1,13 @@
 """Calls that would change the machine rather than the process: the host and domain names,
-the system clocks, the kernel log.
+the system clocks, the kernel log, mounts, swap, accounting, reboot, the terminal's hangup.
 
 They need capabilities in the initial user namespace (CAP_SYS_ADMIN, CAP_SYS_TIME,
-CAP_SYSLOG), which the guest never has (see credentials.py), so Linux refuses them with
-EPERM after checking what it checks first; adjtimex and clock_adjtime may still read the
-clock's state. That state is a freshly booted kernel's NTP state: never synchronised.
+CAP_SYSLOG, CAP_SYS_BOOT, CAP_SYS_PACCT, CAP_SYS_TTY_CONFIG), which the guest never has
+(see credentials.py), so Linux refuses them with EPERM after checking what it checks first
+(each handler keeps that order); adjtimex and clock_adjtime may still read the clock's
+state. The clock's state is a freshly booted kernel's NTP state: never synchronised.
+Module loading, kexec and I/O-port access (iopl, ioperm) stay ENOSYS, as in a kernel built
+without them (the host these tests compare with is one).
 """
 
 from __future__ import annotations
@@ -41,6 +44,54 @@ def sys_sethostname(p: GuestProcess, r: Any) -> int:
 
 def sys_syslog(p: GuestProcess, r: Any) -> int:
     return -errno.EPERM  # dmesg_restrict = 1 (Debian's): every action needs CAP_SYSLOG
+
+
+MS_NOUSER = 1 << 31
+UMOUNT_FLAGS = 0x1 | 0x2 | 0x4 | 0x8  # MNT_FORCE | MNT_DETACH | MNT_EXPIRE | UMOUNT_NOFOLLOW
+SWAP_FLAGS_VALID = 0x7FFFF
+
+
+def sys_not_permitted(p: GuestProcess, r: Any) -> int:
+    """vhangup, acct, pivot_root, swapoff, reboot: each checks its capability first."""
+    return -errno.EPERM
+
+
+def _string(p: GuestProcess, address: int) -> int:
+    """0 when an optional string argument is absent or readable, else -EFAULT."""
+    if address and p.space.read_cstring(address, 4096) is None:
+        return -errno.EFAULT
+    return 0
+
+
+def sys_mount(p: GuestProcess, r: Any) -> int:
+    from chaosreplay.kernel.syscalls.paths import _place
+
+    for address in (r.rdx, r.rdi):  # the type, then the source, as copy_mount_string goes
+        if _string(p, address):
+            return -errno.EFAULT
+    target = _place(p, -100, r.rsi)
+    if isinstance(target, int):
+        return target
+    flags = r.r10 & 0xFFFFFFFF
+    if flags & 0xFFFF0000 == 0xC0ED0000:
+        flags &= 0xFFFF  # MS_MGC_VAL: the old magic in the top half is dropped first
+    if flags & MS_NOUSER:
+        return -errno.EINVAL
+    return -errno.EPERM
+
+
+def sys_umount2(p: GuestProcess, r: Any) -> int:
+    from chaosreplay.kernel.syscalls.paths import _place
+
+    flags = r.rsi & 0xFFFFFFFF
+    if flags & ~UMOUNT_FLAGS:
+        return -errno.EINVAL
+    target = _place(p, -100, r.rdi, follow=not flags & 0x8)
+    return target if isinstance(target, int) else -errno.EPERM
+
+
+def sys_swapon(p: GuestProcess, r: Any) -> int:
+    return -errno.EINVAL if r.rsi & 0xFFFFFFFF & ~SWAP_FLAGS_VALID else -errno.EPERM
 
 
 def sys_clock_settime(p: GuestProcess, r: Any) -> int:
@@ -114,4 +165,12 @@ HANDLERS = {
     164: sys_settimeofday,
     159: sys_adjtimex,
     305: sys_clock_adjtime,
+    153: sys_not_permitted,  # vhangup
+    163: sys_not_permitted,  # acct
+    155: sys_not_permitted,  # pivot_root
+    168: sys_not_permitted,  # swapoff
+    169: sys_not_permitted,  # reboot
+    165: sys_mount,
+    166: sys_umount2,
+    167: sys_swapon,
 }

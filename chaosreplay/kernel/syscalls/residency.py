@@ -73,8 +73,13 @@ def sys_mincore(p: GuestProcess, r: Any) -> int:
         return 0
     if not _mapped(p, start, end):
         return -errno.ENOMEM
-    resident = bytes(int(p.vm.query(page) is not None) for page in range(start, end, PAGE_SIZE))
-    return 0 if p.space.write(vec, resident) else -errno.EFAULT
+    chunk = PAGE_SIZE * PAGE_SIZE  # one page of the vector at a time, as Linux fills it
+    for at in range(start, end, chunk):
+        resident = bytes(int(p.vm.query(page) is not None)
+                         for page in range(at, min(end, at + chunk), PAGE_SIZE))
+        if not p.space.write(vec + (at - start) // PAGE_SIZE, resident):
+            return -errno.EFAULT
+    return 0
 
 
 def _lock(p: GuestProcess, start: int, length: int) -> int:

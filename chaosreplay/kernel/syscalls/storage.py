@@ -229,15 +229,16 @@ def _fallocate(p: GuestProcess, file: DiskFile, mode: int, offset: int, length: 
                 raise FsError(errno.EINVAL)
             if size + length > MAX_FILE_SIZE:
                 raise FsError(errno.EFBIG)
+            if length > fs.statfs()[1]:
+                raise FsError(errno.ENOSPC)  # before anything moves (or is allocated here)
             fs.write(ino, end, content[offset:], now)
             fs.write(ino, offset, bytes(length), now)
         return
     if mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE):
-        zero_end = min(end, size) if mode & FALLOC_FL_KEEP_SIZE else end
-        if zero_end > offset:
-            fs.write(ino, offset, bytes(min(zero_end - offset, MAX_IO)), now)
-        if not mode & FALLOC_FL_KEEP_SIZE and end > fs.size(ino):
-            fs.truncate(ino, end, now)
+        for at in range(offset, min(end, size), MAX_IO):  # what exists reads back as zeros
+            fs.write(ino, at, bytes(min(end, size, at + MAX_IO) - at), now)
+        if not mode & FALLOC_FL_KEEP_SIZE and end > size:
+            fs.truncate(ino, end, now)  # and what it adds, as a grown file does
         return
     if end > size and not mode & FALLOC_FL_KEEP_SIZE:
         fs.truncate(ino, end, now)  # the new blocks read as zeros, as allocated blocks do
@@ -253,9 +254,6 @@ def sys_fallocate(p: GuestProcess, r: Any) -> int:
     checked = _check_fallocate(p, file, mode & 0xFFFFFFFF, offset, length)
     if checked or not isinstance(file, DiskFile):
         return checked
-    if mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE) and length > MAX_IO \
-            and offset < p.fs.size(file.ino):
-        return -errno.EFBIG  # a bound on host memory: zeroing goes through the write path
     try:
         _fallocate(p, file, mode, offset, length)
     except FsError as e:
