@@ -77,6 +77,11 @@ static void filesystems(void)
            (long)s.f_type, (long)s.f_bsize, (long)s.f_blocks, (long)s.f_files,
            (long)s.f_namelen, (long)s.f_flags & 0x20);
     SHOW("statfs(missing)", syscall(SYS_statfs, "missing", &s));
+    struct stat here;
+    char ust[32];
+    stat(".", &here);
+    SHOW("ustat(this disk)", syscall(SYS_ustat, (unsigned)here.st_dev, ust));
+    SHOW("ustat(no such device)", syscall(SYS_ustat, 0x7f7f, ust));
     SHOW("statfs(bad buffer)", syscall(SYS_statfs, ".", (void *)8));
     pipe(pipefd);
     SHOW("fstatfs(pipe)", syscall(SYS_fstatfs, pipefd[0], &s));

@@ -213,6 +213,13 @@ static void memory(void)
     SHOW("msync(unaligned)", syscall(SYS_msync, m + 1, page, MS_ASYNC));
     SHOW("msync(hole)", syscall(SYS_msync, m, 4 * page, MS_ASYNC));
     SHOW("msync(bad flags)", syscall(SYS_msync, m, page, 8));
+    SHOW("pkey_mprotect(key -1)", syscall(SYS_pkey_mprotect, m, page, PROT_READ, -1));
+    SHOW("pkey_mprotect(key 1)", syscall(SYS_pkey_mprotect, m, page, PROT_READ, 1));
+    SHOW("pkey_mprotect(unaligned)", syscall(SYS_pkey_mprotect, m + 1, page, PROT_READ, 1));
+    SHOW("pkey_mprotect(len 0, key 1)", syscall(SYS_pkey_mprotect, m, 0, PROT_READ, 1));
+    SHOW("pkey_alloc", syscall(SYS_pkey_alloc, 0, 0));
+    SHOW("pkey_alloc(flags)", syscall(SYS_pkey_alloc, 1, 0));
+    SHOW("pkey_free(1)", syscall(SYS_pkey_free, 1));
 
     SHOW("get_mempolicy", syscall(SYS_get_mempolicy, &mode, &got, 64, NULL, 0));
     printf("  mode %d nodes %lx\n", mode, got);

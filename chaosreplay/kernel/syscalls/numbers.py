@@ -55,7 +55,8 @@ NUMBERS: dict[str, int] = {
     "process_vm_writev": 311, "kcmp": 312, "sched_setattr": 314, "sched_getattr": 315,
     "mlock2": 325, "copy_file_range": 326, "preadv2": 327, "pwritev2": 328, "openat2": 437,
     "vhangup": 153, "pivot_root": 155, "acct": 163, "mount": 165, "umount2": 166,
-    "swapon": 167, "swapoff": 168, "reboot": 169,
+    "swapon": 167, "swapoff": 168, "reboot": 169, "ustat": 136, "pkey_mprotect": 329,
+    "pkey_alloc": 330, "pkey_free": 331,
 }
 
 NAMES: dict[int, str] = {number: name for name, number in NUMBERS.items()}

@@ -1,4 +1,4 @@
-"""Managing file data and the disk as a whole: statfs/fstatfs, sync/syncfs/sync_file_range,
+"""Managing file data and the disk as a whole: statfs/fstatfs/ustat, sync/syncfs/sync_file_range,
 fallocate, fadvise64, readahead, copy_file_range, preadv2/pwritev2.
 
 The node's disk presents itself as ext4 (statfs f_type 0xEF53) of its configured capacity,
@@ -29,7 +29,7 @@ from chaosreplay.kernel.fs.files import (
     FileDescription,
 )
 from chaosreplay.kernel.fs.pipes import PipeEnd
-from chaosreplay.kernel.fs.regular import DiskFile, fail, now_ns
+from chaosreplay.kernel.fs.regular import FS_DEV, DiskFile, fail, now_ns
 from chaosreplay.kernel.fs.synthetic import DEV_DEV, PROC_DEV
 from chaosreplay.kernel.syscalls.args import MAX_IO, int32, int64, iovecs, path_arg, scatter
 from chaosreplay.kernel.syscalls.io import lookup, read_from, write_to
@@ -116,6 +116,19 @@ def sys_fstatfs(p: GuestProcess, r: Any) -> int:
     data = _file_statfs(p, file)
     if isinstance(data, int):
         return data
+    return 0 if p.space.write(r.rsi, data) else -errno.EFAULT
+
+
+def sys_ustat(p: GuestProcess, r: Any) -> int:
+    """The free blocks and inodes of the file system on a device (the disk, /proc, /dev)."""
+    dev = r.rdi & 0xFFFFFFFF
+    if dev not in (FS_DEV, PROC_DEV, DEV_DEV):
+        return -errno.EINVAL
+    free_blocks, free_inodes = 0, 0
+    if dev == FS_DEV:
+        _, free, _, free_inodes = p.fs.statfs()
+        free_blocks = free // BLOCK
+    data = struct.pack("<i4xQ6s6s4x", free_blocks, free_inodes, b"", b"")
     return 0 if p.space.write(r.rsi, data) else -errno.EFAULT
 
 
@@ -385,6 +398,7 @@ def sys_pwritev2(p: GuestProcess, r: Any) -> int:
 HANDLERS = {
     137: sys_statfs,
     138: sys_fstatfs,
+    136: sys_ustat,
     162: sys_sync,
     306: sys_syncfs,
     277: sys_sync_file_range,
