@@ -1,6 +1,7 @@
 """A node's disk: an in-memory POSIX-like file system with crash semantics and disk faults.
 
-The tree holds regular files and directories only, starting with `/`, `/data` and `/tmp`.
+The tree holds directories, regular files (one or more names each: hard links), symbolic
+links and mknod's FIFO and socket nodes, starting with `/`, `/data` and `/tmp`.
 Inode numbers are handed out in creation order and never reused, so the same operations
 give the same numbers.
 
@@ -13,6 +14,8 @@ Durability model (strict POSIX, the weakest any real file system promises):
   directory was never fsynced disappears on a crash even if the file itself was fsynced;
   a rename across directories is durable in each directory separately, so a crash can
   leave the file under both names or under neither, as fsync ordering allows.
+- `sync_all()` (sync, syncfs) makes every file's content and every directory's entries
+  durable at once. Extended attributes become durable with an fsync of their inode.
 - `crash()` keeps exactly what is durable: inodes reachable from `/` over durable entries,
   each with its durable content. Everything else is lost, as are open handles.
 - With a `torn_write` fault active, a file's unsynced writes may partially survive: every
