@@ -56,7 +56,7 @@ class MemFile(FileDescription):
 
     # -- data ------------------------------------------------------------------------------
     def _read_at(self, offset: int, size: int) -> bytes:
-        end = min(offset + size, self.size)
+        end = min(offset + size, self.size)  # pages allocated past the size stay unread
         if end <= offset:
             return b""
         stored = bytes(self.data[offset:end])
@@ -106,6 +106,29 @@ class MemFile(FileDescription):
             return -errno.EPERM
         del self.data[length:]
         self.size = length
+        return 0
+
+    def fallocate(self, p: GuestProcess, mode: int, offset: int, length: int) -> int:
+        """shmem_fallocate: allocate (KEEP_SIZE or not) or punch a hole; 0 or -errno."""
+        keep_size, punch_hole = 0x1, 0x2
+        end = offset + length
+        if mode & ~(keep_size | punch_hole):
+            return -errno.EOPNOTSUPP
+        if mode & punch_hole:
+            if self.seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE):
+                return -errno.EPERM
+            stop = min(end, len(self.data))
+            if stop > offset:
+                self.data[offset:stop] = bytes(stop - offset)
+            return 0
+        if end > self.size and self.seals & F_SEAL_GROW:
+            return -errno.EPERM
+        growth = max(0, end - len(self.data))
+        if growth and stored_bytes(p) + growth > p.config.mem_size // 2:
+            return -errno.ENOSPC
+        self.data.extend(bytes(growth))  # allocated pages are stored pages (of zeros)
+        if not mode & keep_size:
+            self.size = max(self.size, end)
         return 0
 
     def seek(self, p: GuestProcess, offset: int, whence: int) -> int:

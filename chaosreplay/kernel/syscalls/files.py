@@ -156,6 +156,8 @@ def open_file(p: GuestProcess, dirfd: int, path: bytes, flags: int, mode: int,
         if not p.fs.is_dir(place.ino):
             at, name = res.parent.ino, res.name
             special = p.fs.special(place.ino)
+            if special and flags & O_DIRECTORY:
+                return -errno.ENOTDIR
             if special == S_IFSOCK and not flags & O_PATH:
                 return -errno.ENXIO  # a socket node is connected to, never opened
             if special == S_IFIFO and not flags & O_PATH:
@@ -520,6 +522,8 @@ def sys_truncate(p: GuestProcess, r: Any) -> int:
         return -errno.EACCES
     if p.fs.is_dir(res.place.ino):
         return -errno.EISDIR
+    if p.fs.special(res.place.ino):
+        return -errno.EINVAL  # only regular files have a length to set
     return _truncate(p, res.place.ino, int64(r.rsi), child_path(p, res.parent, res.name))
 
 

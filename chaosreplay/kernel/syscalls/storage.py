@@ -28,6 +28,7 @@ from chaosreplay.kernel.fs.files import (
     S_IFREG,
     FileDescription,
 )
+from chaosreplay.kernel.fs.memfd import MemFile
 from chaosreplay.kernel.fs.pipes import PipeEnd
 from chaosreplay.kernel.fs.regular import FS_DEV, DiskFile, fail, now_ns
 from chaosreplay.kernel.fs.synthetic import DEV_DEV, PROC_DEV
@@ -215,6 +216,8 @@ def _check_fallocate(p: GuestProcess, file: FileDescription, mode: int, offset: 
         return -errno.ENODEV
     if offset + length > MAX_FILE_SIZE:
         return -errno.EFBIG
+    if isinstance(file, MemFile):
+        return 0  # tmpfs decides the rest (MemFile.fallocate)
     if not isinstance(file, DiskFile) or operation in (FALLOC_FL_UNSHARE_RANGE,
                                                        FALLOC_FL_WRITE_ZEROES):
         return -errno.EOPNOTSUPP  # ext4 shares no blocks, and the disk cannot write zeroes
@@ -265,6 +268,8 @@ def sys_fallocate(p: GuestProcess, r: Any) -> int:
         return -errno.EBADF
     mode, offset, length = int32(r.rsi), int64(r.rdx), int64(r.r10)
     checked = _check_fallocate(p, file, mode & 0xFFFFFFFF, offset, length)
+    if not checked and isinstance(file, MemFile):
+        return file.fallocate(p, mode & 0xFFFFFFFF, offset, length)
     if checked or not isinstance(file, DiskFile):
         return checked
     try:
