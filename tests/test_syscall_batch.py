@@ -98,9 +98,11 @@ def test_a_checkpoint_from_before_the_attributes_loads_with_the_defaults() -> No
     from chaosreplay.kernel.state_check import FILES
     from chaosreplay.recording.schema import SchemaError, validate
 
-    state = {"version": 2, "table": {"descriptions": [], "shared": [], "fds": [],
-                                     "limit": 1024, "next_ino": 1},
-             "cwd": [b"", 1, []], "umask": 0o22, "waiting": None}
+    from chaosreplay.kernel.syscalls.files import STATE_VERSION
+
+    state = {"version": STATE_VERSION, "table": {"descriptions": [], "shared": [], "fds": [],
+                                                 "limit": 1024, "next_ino": 1},
+             "cwd": [b"", 1, []], "umask": 0o22, "waiting": []}
     validate(state, FILES, "files")
     with pytest.raises(SchemaError, match=r"attributes\[0\] is 99"):
         validate({**state, "attributes": [99] + [0] * 10}, FILES, "files")

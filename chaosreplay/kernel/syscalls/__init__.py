@@ -31,6 +31,7 @@ from chaosreplay.kernel.syscalls import (
     storage,
     system,
     task,
+    thread,
     timerfd,
     xattr,
 )
@@ -42,9 +43,8 @@ Handler = Callable[["GuestProcess", Any], int]
 
 HANDLERS: dict[int, Handler] = {}
 for _module in (memory, io, descriptors, files, paths, pipe, poll, epoll, eventfd, timerfd,
-                system, clock, task, sdk, credentials, sched, residency, machine, storage,
-                xattr, memfd, introspection,
-                splice):
+                system, clock, task, thread, sdk, credentials, sched, residency, machine,
+                storage, xattr, memfd, introspection, splice):
     for _number, _handler in _module.HANDLERS.items():
         if _number in HANDLERS:
             raise RuntimeError(f"syscall {_number} is handled twice")

@@ -15,8 +15,7 @@ import errno
 import struct
 from typing import TYPE_CHECKING, Any
 
-from chaosreplay.kernel.syscalls.task import PID
-from chaosreplay.kernel.task_attributes import CAP_FULL, attributes_of
+from chaosreplay.kernel.task_attributes import CAP_FULL, attributes_of, names_this_process
 
 if TYPE_CHECKING:
     from chaosreplay.kernel.process import GuestProcess
@@ -89,7 +88,7 @@ def sys_capget(p: GuestProcess, r: Any) -> int:
     words, pid = parsed
     if pid < 0:
         return -errno.EINVAL
-    if pid not in (0, PID):
+    if not names_this_process(p, pid):
         return -errno.ESRCH
     if not r.rsi:
         return 0
@@ -108,7 +107,7 @@ def sys_capset(p: GuestProcess, r: Any) -> int:
     if isinstance(parsed, int):
         return parsed
     words, pid = parsed
-    if pid not in (0, PID):
+    if not names_this_process(p, pid):
         return -errno.EPERM  # only a task's own sets can be changed
     raw = p.space.read(r.rsi, 12 * words)
     if raw is None:

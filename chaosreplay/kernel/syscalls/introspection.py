@@ -1,7 +1,8 @@
 """Calls that look at a process from outside, used here on the process itself: kcmp,
 process_vm_readv, process_vm_writev.
 
-The node runs one process (pid task.PID), so every other pid is ESRCH. kcmp orders two
+A pid argument must name this process (its pid or one of its tasks' tids); any other is
+ESRCH. kcmp orders two
 different open files by the lowest descriptor naming each, a deterministic stand-in for
 the order of kernel pointers Linux uses (it promises only a consistent order); every other
 resource (memory, descriptor table, fs info, signal handlers, I/O context, SysV undo list)
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from chaosreplay.kernel.fs.epoll import Epoll
 from chaosreplay.kernel.fs.files import FileDescription
 from chaosreplay.kernel.syscalls.args import IOV_MAX, int32, iovecs
-from chaosreplay.kernel.syscalls.task import PID
+from chaosreplay.kernel.task_attributes import names_this_process
 
 if TYPE_CHECKING:
     from chaosreplay.kernel.process import GuestProcess
@@ -38,7 +39,8 @@ def _order(p: GuestProcess, a: FileDescription, b: FileDescription) -> int:
 
 def sys_kcmp(p: GuestProcess, r: Any) -> int:
     pid1, pid2, kind, idx1, idx2 = int32(r.rdi), int32(r.rsi), int32(r.rdx), r.r10, r.r8
-    if pid1 != PID or pid2 != PID:
+    if pid1 <= 0 or pid2 <= 0 or not (names_this_process(p, pid1)
+                                       and names_this_process(p, pid2)):
         return -errno.ESRCH
     if kind == KCMP_FILE:
         a, b = p.files.get(int32(idx1)), p.files.get(int32(idx2))
@@ -77,7 +79,7 @@ def _transfer(p: GuestProcess, r: Any, write: bool) -> int:
     remote = iovecs(p, r.r10, r.r8)
     if isinstance(local, int) or isinstance(remote, int):
         return -errno.EFAULT
-    if pid != PID:
+    if pid <= 0 or not names_this_process(p, pid):
         return -errno.ESRCH
     capacity = sum(length for _, length in local)
     local_at = [(base, length) for base, length in local if length]

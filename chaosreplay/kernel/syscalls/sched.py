@@ -17,8 +17,7 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 from chaosreplay.kernel.syscalls.args import int32, timespec
-from chaosreplay.kernel.syscalls.task import PID
-from chaosreplay.kernel.task_attributes import SCHED_OTHER, attributes_of
+from chaosreplay.kernel.task_attributes import SCHED_OTHER, attributes_of, names_this_process
 
 if TYPE_CHECKING:
     from chaosreplay.kernel.process import GuestProcess
@@ -42,18 +41,14 @@ IOPRIO_CLASS_NONE, IOPRIO_CLASS_RT, IOPRIO_CLASS_BE, IOPRIO_CLASS_IDLE = 0, 1, 2
 IOPRIO_CLASS_SHIFT, IOPRIO_NR_LEVELS = 13, 8
 
 
-def _is_self(pid: int) -> bool:
-    return pid in (0, PID)
-
-
 # -- nice ------------------------------------------------------------------------------------
-def _who_is_self(which: int, who: int) -> int:
+def _who_is_self(p: GuestProcess, which: int, who: int) -> int:
     """0 when (which, who) names this process, -EINVAL or -ESRCH otherwise."""
     if which not in (PRIO_PROCESS, PRIO_PGRP, PRIO_USER):
         return -errno.EINVAL
     if which == PRIO_USER:
         return 0 if who == 0 else -errno.ESRCH  # uid 0 is the only user: ours
-    return 0 if _is_self(who) else -errno.ESRCH
+    return 0 if names_this_process(p, who) else -errno.ESRCH
 
 
 def _can_nice(nice: int) -> bool:
@@ -62,12 +57,12 @@ def _can_nice(nice: int) -> bool:
 
 
 def sys_getpriority(p: GuestProcess, r: Any) -> int:
-    found = _who_is_self(int32(r.rdi), int32(r.rsi))
+    found = _who_is_self(p, int32(r.rdi), int32(r.rsi))
     return found if found else 20 - attributes_of(p).nice  # the syscall answers 20 - nice
 
 
 def sys_setpriority(p: GuestProcess, r: Any) -> int:
-    found = _who_is_self(int32(r.rdi), int32(r.rsi))
+    found = _who_is_self(p, int32(r.rdi), int32(r.rsi))
     if found:
         return found
     nice = min(max(int32(r.rdx), NICE_MIN), NICE_MAX)
@@ -117,7 +112,7 @@ def _param(p: GuestProcess, pid: int, param: int) -> int:
     raw = p.space.read(param, 4)
     if raw is None:
         return -errno.EFAULT
-    if not _is_self(pid):
+    if not names_this_process(p, pid):
         return -errno.ESRCH
     return struct.unpack("<I", raw)[0]  # a negative priority is a huge one: EINVAL later
 
@@ -145,7 +140,7 @@ def sys_sched_getscheduler(p: GuestProcess, r: Any) -> int:
     pid = int32(r.rdi)
     if pid < 0:
         return -errno.EINVAL
-    if not _is_self(pid):
+    if not names_this_process(p, pid):
         return -errno.ESRCH
     a = attributes_of(p)
     return a.policy | (SCHED_RESET_ON_FORK if a.reset_on_fork else 0)
@@ -155,7 +150,7 @@ def sys_sched_getparam(p: GuestProcess, r: Any) -> int:
     pid = int32(r.rdi)
     if not r.rsi or pid < 0:
         return -errno.EINVAL
-    if not _is_self(pid):
+    if not names_this_process(p, pid):
         return -errno.ESRCH
     priority = attributes_of(p).rt_priority
     return 0 if p.space.write(r.rsi, struct.pack("<i", priority)) else -errno.EFAULT
@@ -180,7 +175,7 @@ def sys_sched_rr_get_interval(p: GuestProcess, r: Any) -> int:
     pid = int32(r.rdi)
     if pid < 0:
         return -errno.EINVAL
-    if not _is_self(pid):
+    if not names_this_process(p, pid):
         return -errno.ESRCH
     slice_ns = RR_TIMESLICE_NS if attributes_of(p).policy == SCHED_RR else 0
     return 0 if p.space.write(r.rsi, timespec(slice_ns)) else -errno.EFAULT
@@ -206,7 +201,7 @@ def sys_sched_setattr(p: GuestProcess, r: Any) -> int:
     _, policy, sched_flags, nice, priority = struct.unpack_from("<IIQiI", raw)
     if policy > 0x7FFFFFFF:
         return -errno.EINVAL
-    if not _is_self(pid):
+    if not names_this_process(p, pid):
         return -errno.ESRCH
     a = attributes_of(p)
     if sched_flags & SCHED_FLAG_KEEP_POLICY:
@@ -224,7 +219,7 @@ def sys_sched_getattr(p: GuestProcess, r: Any) -> int:
     pid, attr, size, flags = int32(r.rdi), r.rsi, r.rdx & 0xFFFFFFFF, r.r10 & 0xFFFFFFFF
     if not attr or pid < 0 or size > PAGE_SIZE or size < SCHED_ATTR_SIZE_VER0 or flags:
         return -errno.EINVAL
-    if not _is_self(pid):
+    if not names_this_process(p, pid):
         return -errno.ESRCH
     a = attributes_of(p)
     real_time = a.policy in REAL_TIME
@@ -236,16 +231,16 @@ def sys_sched_getattr(p: GuestProcess, r: Any) -> int:
 
 
 # -- I/O priority -----------------------------------------------------------------------------
-def _io_who(which: int, who: int) -> int:
+def _io_who(p: GuestProcess, which: int, who: int) -> int:
     if which not in (IOPRIO_WHO_PROCESS, IOPRIO_WHO_PGRP, IOPRIO_WHO_USER):
         return -errno.EINVAL
     if which == IOPRIO_WHO_USER:
         return 0 if who == 0 else -errno.ESRCH
-    return 0 if _is_self(who) else -errno.ESRCH
+    return 0 if names_this_process(p, who) else -errno.ESRCH
 
 
 def sys_ioprio_get(p: GuestProcess, r: Any) -> int:
-    found = _io_who(int32(r.rdi), int32(r.rsi))
+    found = _io_who(p, int32(r.rdi), int32(r.rsi))
     return found if found else attributes_of(p).ioprio
 
 
@@ -267,7 +262,7 @@ def sys_ioprio_set(p: GuestProcess, r: Any) -> int:
             return -errno.EINVAL
     else:
         return -errno.EINVAL
-    found = _io_who(which, who)
+    found = _io_who(p, which, who)
     if found:
         return found
     attributes_of(p).ioprio = ioprio
