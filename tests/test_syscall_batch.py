@@ -96,9 +96,8 @@ def test_task_attributes_survive_a_checkpoint() -> None:
 def test_a_checkpoint_from_before_the_attributes_loads_with_the_defaults() -> None:
     """files_state() without "attributes" (older checkpoints) passes the state check."""
     from chaosreplay.kernel.state_check import FILES
-    from chaosreplay.recording.schema import SchemaError, validate
-
     from chaosreplay.kernel.syscalls.files import STATE_VERSION
+    from chaosreplay.recording.schema import SchemaError, validate
 
     state = {"version": STATE_VERSION, "table": {"descriptions": [], "shared": [], "fds": [],
                                                  "limit": 1024, "next_ino": 1},
