@@ -4,8 +4,9 @@ that every open of the same node shares, as fifo(7) describes.
 The pipe exists while some end is open (found among the process's descriptors; the data
 goes when the last end closes). A read-only open with O_NONBLOCK always succeeds, a
 write-only one fails with ENXIO while there is no reader, O_RDWR opens both ends at
-once, and a blocking open waits for the other side: with one task on the node nothing
-can ever open it, so such an open is the deadlock it would be on Linux.
+once. A blocking open without the other side is not supported yet: it is treated as the
+deadlock it is for a single-threaded process (the program ends with a deadlock report),
+even when another thread could later open the other end.
 """
 
 from __future__ import annotations
