@@ -81,7 +81,9 @@ def build_program(source: str, flavour: str | None = None) -> Path:
     chain = toolchain_for(source, flavour)
     src = SOURCES / source
     digest = hashlib.sha256()
-    for part in (src.read_bytes(), _version(chain.compiler, chain.version_args).encode(),
+    headers = [h.read_bytes() for h in sorted(SOURCES.glob("*.h"))]  # what sources include
+    for part in (src.read_bytes(), *headers,
+                 _version(chain.compiler, chain.version_args).encode(),
                  repr((chain.command, chain.env)).encode()):
         digest.update(len(part).to_bytes(8, "little") + part)
     out_dir = CACHE / digest.hexdigest()[:24]

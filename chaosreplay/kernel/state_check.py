@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chaosreplay.kernel.fs.devices import URANDOM_STREAM
-from chaosreplay.kernel.fs.disk import FAULT_KINDS, ROOT_INO
+from chaosreplay.kernel.fs.disk import FAULT_KINDS, ROOT_INO, XATTR_BLOCK
 from chaosreplay.kernel.fs.disk import SNAPSHOT_VERSION as DISK_VERSION
 from chaosreplay.kernel.fs.files import PATH_MAX, FileDescription, SavedDescription, open_flags
 from chaosreplay.kernel.fs.paths import MOUNTS
@@ -25,6 +25,7 @@ from chaosreplay.kernel.process import Status
 from chaosreplay.kernel.sdk_abi import CR_COVERAGE_MAP_MAX
 from chaosreplay.kernel.signals import delivery as signal_delivery
 from chaosreplay.kernel.syscalls.files import STATE_VERSION as FILES_STATE_VERSION
+from chaosreplay.kernel.task_attributes import STATE as TASK_ATTRIBUTES
 from chaosreplay.recording.schema import (
     I64_MAX,
     I64_MIN,
@@ -189,12 +190,15 @@ FILES_FIELDS = {  # syscalls.files.files_state()
 }
 FILES_V2 = Where(Record({**FILES_FIELDS, "version": OneOf(2),  # one task's blocked call
                          "waiting": Maybe(WAITING)}), _waits_on_descriptions)
-FILES_V3 = Where(Record({**FILES_FIELDS, "version": OneOf(FILES_STATE_VERSION),
-                         # [tid, call] of each task blocked in a retried call
-                         "waiting": Where(ListOf(Row(Int(1, MAX_TID), WAITING),
-                                                 max_len=MAX_TID),
-                                          unique(lambda row: row[0], "task"))}),
+FILES_V3_FIELDS = {**FILES_FIELDS, "version": OneOf(FILES_STATE_VERSION),
+                   # [tid, call] of each task blocked in a retried call
+                   "waiting": Where(ListOf(Row(Int(1, MAX_TID), WAITING), max_len=MAX_TID),
+                                    unique(lambda row: row[0], "task"))}
+FILES_V3 = Where(Record({**FILES_V3_FIELDS,
+                         "attributes": TASK_ATTRIBUTES}),  # TaskAttributes.to_state()
                  _waits_on_descriptions)
+# version 3 from before the task attributes (loaded with the defaults)
+FILES_V3_NO_ATTRIBUTES = Where(Record(FILES_V3_FIELDS), _waits_on_descriptions)
 
 
 class _FilesOfItsVersion(Check):
@@ -207,7 +211,9 @@ class _FilesOfItsVersion(Check):
         if type(value) is dict and "version" in value:  # the version first: it decides
             OneOf(1, 2, FILES_STATE_VERSION)(value["version"], f"{path}.version")
         version = value.get("version") if type(value) is dict else None
-        {1: FILES_V1, 2: FILES_V2}.get(version, FILES_V3)(value, path)
+        bare = type(value) is dict and "attributes" not in value
+        newest = FILES_V3_NO_ATTRIBUTES if bare else FILES_V3
+        {1: FILES_V1, 2: FILES_V2}.get(version, newest)(value, path)
 
 
 FILES = _FilesOfItsVersion()
@@ -370,8 +376,10 @@ def _disk_is_a_tree(snap: dict[str, Any]) -> str | None:
 
 
 ENTRY = Row(Bytes(255), Int(1, U64_MAX))
+XATTRS = Where(ListOf(Row(Bytes(255), Bytes(XATTR_BLOCK)), max_len=XATTR_BLOCK // 20),
+               unique(lambda row: bytes(row[0]), "attribute"))
 TIME = Int(I64_MIN, I64_MAX)
-INODE = Record({
+INODE_FIELDS = {
     "ino": Int(1, U64_MAX), "dir": Bool(), "mode": Int(0, 0o7777), "data": Bytes(),
     "durable": Bytes(), "ops": ListOf(Row(Int(0, I64_MAX), Maybe(Bytes()))),
     "entries": ListOf(ENTRY), "durable_entries": ListOf(ENTRY),
@@ -379,7 +387,27 @@ INODE = Record({
     "opens": Int(0, 2**32), "mtime": TIME, "ctime": TIME, "durable_mtime": TIME,
     "atime": TIME, "uid": Int(0, 2**32 - 1), "gid": Int(0, 2**32 - 1),
     "target": Maybe(Bytes(PATH_MAX - 1)),  # a symbolic link's target
-})
+    "xattrs": XATTRS, "durable_xattrs": XATTRS,
+    "special": OneOf(0, 0o010000, 0o140000),  # mknod's FIFO or socket node (else 0)
+}
+
+
+class _InodeOfItsAge(Check):
+    """One inode of the snapshot; those from before extended attributes have none."""
+
+    CURRENT = Record(INODE_FIELDS)
+    BEFORE_XATTRS = Record({k: v for k, v in INODE_FIELDS.items()
+                            if k not in ("xattrs", "durable_xattrs", "special")})
+
+    def describe(self) -> str:
+        return self.CURRENT.describe()
+
+    def __call__(self, value: Any, path: str) -> None:
+        old = type(value) is dict and not {"xattrs", "durable_xattrs", "special"} & set(value)
+        (self.BEFORE_XATTRS if old else self.CURRENT)(value, path)
+
+
+INODE = _InodeOfItsAge()
 
 DISK_STATE = Where(Record({
     "version": OneOf(DISK_VERSION),

@@ -1,6 +1,7 @@
 """A node's disk: an in-memory POSIX-like file system with crash semantics and disk faults.
 
-The tree holds regular files and directories only, starting with `/`, `/data` and `/tmp`.
+The tree holds directories, regular files (one or more names each: hard links), symbolic
+links and mknod's FIFO and socket nodes, starting with `/`, `/data` and `/tmp`.
 Inode numbers are handed out in creation order and never reused, so the same operations
 give the same numbers.
 
@@ -13,6 +14,8 @@ Durability model (strict POSIX, the weakest any real file system promises):
   directory was never fsynced disappears on a crash even if the file itself was fsynced;
   a rename across directories is durable in each directory separately, so a crash can
   leave the file under both names or under neither, as fsync ordering allows.
+- `sync_all()` (sync, syncfs) makes every file's content and every directory's entries
+  durable at once. Extended attributes become durable with an fsync of their inode.
 - `crash()` keeps exactly what is durable: inodes reachable from `/` over durable entries,
   each with its durable content. Everything else is lost, as are open handles.
 - With a `torn_write` fault active, a file's unsynced writes may partially survive: every
@@ -61,11 +64,13 @@ ROOT_INO = 1
 PATH_MAX = 4096  # including the terminating NUL
 NAME_MAX = 255
 S_IFDIR, S_IFREG, S_IFLNK = 0o040000, 0o100000, 0o120000
+S_IFIFO, S_IFSOCK = 0o010000, 0o140000
 O_ACCMODE, O_RDONLY, O_WRONLY, O_RDWR = 0o3, 0o0, 0o1, 0o2
 O_CREAT, O_EXCL, O_TRUNC, O_APPEND = 0o100, 0o200, 0o1000, 0o2000
 O_DIRECTORY, O_TMPFILE = 0o200000, 0o20200000
 DIR_SIZE = 4096
 BYTES_PER_INODE = 16384  # mke2fs's default inode_ratio
+XATTR_BLOCK, XATTR_ENTRY = 4096 - 32, 20  # an ext4 xattr block less its header; entry header
 MIN_INODES = 64
 
 # The disk faults this file system carries out, named as the simulation's fault kinds name
@@ -435,13 +440,9 @@ class FileSystem:
             raise FsError(errno.EIO, WRITE_ERROR)
         if node.is_dir:
             self._sync_dir(node)
+            node.durable_xattrs = dict(node.xattrs)
             return
-        self.used_bytes += len(node.data) - self._footprint(node)
-        self.log_bytes -= _log_size(node)
-        node.durable = bytes(node.data)
-        node.ops = []
-        if not data_only:
-            node.durable_mtime_ns = node.mtime_ns
+        self.fsync_content(node, data_only)
 
     def mkdir(self, path: Path, mode: int = 0o755, now_ns: int = 0, at: int = ROOT_INO) -> int:
         """Create a directory; its inode."""
@@ -526,6 +527,86 @@ class FileSystem:
         if dst is not None:
             self._collect(dst)
 
+    def link(self, ino: int, path: Path, now_ns: int = 0, at: int = ROOT_INO) -> None:
+        """Give a file one more name (a hard link); durable, like any entry, once its
+        directory is fsynced. A directory cannot get one (EPERM), nor a file that has
+        lost its last name (ENOENT: only O_TMPFILE files may be linked back)."""
+        node = self._inode(ino)
+        if node.is_dir:
+            raise FsError(errno.EPERM)
+        directory, name, trailing = self._parent(path, at)
+        if not name or self._child(directory, name) is not None:
+            raise FsError(errno.EEXIST)
+        if trailing:
+            raise FsError(errno.ENOENT)
+        if node.links == 0 or directory.links == 0:
+            raise FsError(errno.ENOENT)
+        self._link(directory, name, node)
+        node.ctime_ns = directory.mtime_ns = directory.ctime_ns = now_ns
+
+    def sync_all(self) -> None:
+        """sync(2)/syncfs(2): make every file's content and every directory's entries
+        durable at once; one disk_write_error draw for the whole flush (EIO: nothing)."""
+        if self._hit(WRITE_ERROR):
+            raise FsError(errno.EIO, WRITE_ERROR)
+        for ino in sorted(self.inodes):
+            node = self.inodes.get(ino)
+            if node is not None and not node.is_dir:
+                self.fsync_content(node)
+        for ino in sorted(self.inodes):
+            node = self.inodes.get(ino)
+            if node is not None and node.is_dir:
+                self._sync_dir(node)
+                node.durable_xattrs = dict(node.xattrs)
+
+    def fsync_content(self, node: Inode, data_only: bool = False) -> None:
+        """Make a file's current content durable (no fault draw: the caller made it)."""
+        self.used_bytes += len(node.data) - self._footprint(node)
+        self.log_bytes -= _log_size(node)
+        node.durable = bytes(node.data)
+        node.ops = []
+        if not data_only:
+            node.durable_mtime_ns = node.mtime_ns
+            node.durable_xattrs = dict(node.xattrs)
+
+    def statfs(self) -> tuple[int, int, int, int]:
+        """(total bytes, free bytes, total inodes, free inodes), as statfs counts them."""
+        free = self._free()
+        return (self.capacity_bytes, free, self.max_inodes,
+                max(0, self.max_inodes - len(self.inodes)))
+
+    # -- extended attributes (durable with the inode's metadata, on fsync) -------------------
+    def get_xattr(self, ino: int, name: bytes) -> bytes:
+        value = self._inode(ino).xattrs.get(name)
+        if value is None:
+            raise FsError(errno.ENODATA)
+        return value
+
+    def list_xattrs(self, ino: int) -> list[bytes]:
+        return list(self._inode(ino).xattrs)
+
+    def set_xattr(self, ino: int, name: bytes, value: bytes, create: bool, replace: bool,
+                  now_ns: int = 0) -> None:
+        """Set one attribute; all of an inode's names and values share one 4 KiB block, as
+        on ext4 without large extended attributes (ENOSPC past it)."""
+        node = self._inode(ino)
+        exists = name in node.xattrs
+        if create and exists:
+            raise FsError(errno.EEXIST)
+        if replace and not exists:
+            raise FsError(errno.ENODATA)
+        others = sum(XATTR_ENTRY + len(n) + len(v) for n, v in node.xattrs.items() if n != name)
+        if others + XATTR_ENTRY + len(name) + len(value) > XATTR_BLOCK:
+            raise FsError(errno.ENOSPC)
+        node.xattrs[name] = bytes(value)
+        node.ctime_ns = now_ns
+
+    def remove_xattr(self, ino: int, name: bytes, now_ns: int = 0) -> None:
+        node = self._inode(ino)
+        if node.xattrs.pop(name, None) is None:
+            raise FsError(errno.ENODATA)
+        node.ctime_ns = now_ns
+
     def stat(self, ino: int) -> Stat:
         """stat of an inode."""
         node = self._inode(ino)
@@ -535,7 +616,7 @@ class FileSystem:
             return Stat(ino, S_IFDIR | node.mode, 2 + subdirs, DIR_SIZE, DIR_SIZE // 512,
                         node.mtime_ns, node.ctime_ns, *owner)
         size = len(node.data)
-        kind = S_IFREG if node.target is None else S_IFLNK
+        kind = node.special or (S_IFREG if node.target is None else S_IFLNK)
         return Stat(ino, kind | node.mode, node.links, size, (size + 511) // 512,
                     node.mtime_ns, node.ctime_ns, *owner)
 
@@ -572,6 +653,23 @@ class FileSystem:
         node.durable = bytes(target)
         self.used_bytes += len(target)
         return node.ino
+
+    def mknod(self, path: Path, kind: int, mode: int, now_ns: int = 0,
+              at: int = ROOT_INO) -> int:
+        """Create a FIFO or a socket node (kind S_IFIFO or S_IFSOCK) holding no data; its
+        inode. A regular file comes from open with O_CREAT instead."""
+        if kind not in (S_IFIFO, S_IFSOCK):
+            raise FsError(errno.EINVAL)
+        directory, name, _ = self._parent(path, at)
+        if not name or self._child(directory, name) is not None:
+            raise FsError(errno.EEXIST)
+        node = self._create(directory, name, False, mode, now_ns)
+        node.special = kind
+        return node.ino
+
+    def special(self, ino: int) -> int:
+        """S_IFIFO or S_IFSOCK for a node mknod made, else 0."""
+        return self._inode(ino).special
 
     def readlink(self, ino: int) -> bytes:
         target = self._inode(ino).target
@@ -624,6 +722,11 @@ class FileSystem:
         out = [(b".", ino, True), (b"..", node.parent, True)]
         out += [(n, i, self.inodes[i].is_dir) for n, i in sorted(node.entries.items())]
         return out
+
+    def read_file_inode(self, ino: int) -> bytes:
+        """The current content of a file by inode, fault-free (for calls that move data
+        inside the disk: fallocate's collapse and insert)."""
+        return bytes(self._file(ino).data)
 
     def read_file(self, path: Path) -> bytes:
         """The current content of a file, fault-free (for tests and tools)."""

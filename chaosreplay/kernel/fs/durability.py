@@ -22,8 +22,9 @@ class Inode:
     """A file or directory, with its current and its durable (synced) halves."""
 
     __slots__ = ("atime_ns", "ctime_ns", "data", "durable", "durable_entries",
-                 "durable_links", "durable_mtime_ns", "entries", "gid", "ino", "is_dir",
-                 "links", "mode", "mtime_ns", "opens", "ops", "parent", "target", "uid")
+                 "durable_links", "durable_mtime_ns", "durable_xattrs", "entries", "gid", "ino",
+                 "is_dir", "links", "mode", "mtime_ns", "opens", "ops", "parent", "special",
+                 "target", "uid", "xattrs")
 
     def __init__(self, ino: int, is_dir: bool, mode: int, now_ns: int) -> None:
         self.ino = ino
@@ -41,6 +42,9 @@ class Inode:
         self.mtime_ns = self.ctime_ns = self.durable_mtime_ns = self.atime_ns = now_ns
         self.uid = self.gid = 0
         self.target: bytes | None = None  # a symbolic link's target (its content is durable)
+        self.xattrs: dict[bytes, bytes] = {}  # extended attributes, in the order they were set
+        self.durable_xattrs: dict[bytes, bytes] = {}  # as of the last fsync
+        self.special = 0  # S_IFIFO or S_IFSOCK for a node mknod made; 0 for the others
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +56,9 @@ class Inode:
             "opens": self.opens, "mtime": self.mtime_ns, "ctime": self.ctime_ns,
             "durable_mtime": self.durable_mtime_ns, "atime": self.atime_ns,
             "uid": self.uid, "gid": self.gid, "target": self.target,
+            "xattrs": [[n, v] for n, v in self.xattrs.items()],
+            "durable_xattrs": [[n, v] for n, v in self.durable_xattrs.items()],
+            "special": self.special,
         }
 
     @classmethod
@@ -70,6 +77,9 @@ class Inode:
         node.uid, node.gid = d.get("uid", 0), d.get("gid", 0)
         target = d.get("target")
         node.target = None if target is None else bytes(target)
+        node.xattrs = {bytes(n): bytes(v) for n, v in d.get("xattrs", [])}
+        node.durable_xattrs = {bytes(n): bytes(v) for n, v in d.get("durable_xattrs", [])}
+        node.special = d.get("special", 0)
         return node
 
 
@@ -156,6 +166,7 @@ def crash_tree(inodes: dict[int, Inode], root: int, torn_probability: float,
             node.durable = content
         node.ops = []
         node.opens = 0
+        node.xattrs = dict(node.durable_xattrs)
         node.mtime_ns = node.ctime_ns = node.durable_mtime_ns
         node.links = node.durable_links = 0
         survivors[ino] = node

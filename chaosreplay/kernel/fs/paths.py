@@ -175,20 +175,36 @@ def place_of(file: object) -> Place | None:
     return None
 
 
-def resolve(p: GuestProcess, dirfd: int, path: bytes, follow: bool = True) -> Resolved | int:
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """openat2's RESOLVE_* restrictions on a lookup (Linux's LOOKUP_* flags)."""
+
+    no_xdev: bool = False  # never leave the starting mount (EXDEV)
+    no_magiclinks: bool = False  # no /proc/<pid>/fd links (ELOOP)
+    no_symlinks: bool = False  # no symbolic links at all (ELOOP)
+    beneath: bool = False  # never leave the starting directory (EXDEV)
+    in_root: bool = False  # the starting directory is the root: `/` and `..` stop there
+
+
+def resolve(p: GuestProcess, dirfd: int, path: bytes, follow: bool = True,
+            scope: Scope | None = None) -> Resolved | int:
     """Resolve a path argument; -errno when a component is missing, not a directory,
-    too long, or the links loop."""
+    too long, or the links loop (or, with a scope, when the walk breaks its rules)."""
     if not path:
         return -errno.ENOENT
     if len(path) >= PATH_MAX:
         return -errno.ENAMETOOLONG
-    start = start_of(p, dirfd, path)
+    if scope is not None and scope.beneath and path.startswith(b"/"):
+        return -errno.EXDEV
+    scoped_root = scope is not None and (scope.beneath or scope.in_root)
+    start = start_of(p, dirfd, path.lstrip(b"/") or b"." if scoped_root else path)
     if isinstance(start, int):
         return start
     trailing = path.endswith(b"/")
     pending = deque(c for c in path.split(b"/") if c)
     current, parent, name = start, start, b"."
     links = 0
+    depth = 0  # directories below start, for the scoped lookups
     try:
         while pending:
             component = pending.popleft()
@@ -201,7 +217,16 @@ def resolve(p: GuestProcess, dirfd: int, path: bytes, follow: bool = True) -> Re
                 parent, name = current, component
                 continue
             if component == b"..":
-                current = _up(p, current)
+                if scoped_root and depth == 0:
+                    if scope is not None and scope.beneath:
+                        return -errno.EXDEV
+                    parent, name = current, b"."  # in_root: `..` of the root is the root
+                    continue
+                depth -= 1
+                up = _up(p, current)
+                if scope is not None and scope.no_xdev and up.mount != current.mount:
+                    return -errno.EXDEV
+                current = up
                 parent, name = current, b"."
                 continue
             child = _child(p, current, component)
@@ -209,9 +234,15 @@ def resolve(p: GuestProcess, dirfd: int, path: bytes, follow: bool = True) -> Re
                 if last:
                     return Resolved(None, current, component, trailing)
                 return -errno.ENOENT
+            if scope is not None and scope.no_xdev and child.mount != current.mount:
+                return -errno.EXDEV
             following = not last or follow or trailing
             behind = fd_behind(p, child) if following else None
             if behind is not None:
+                if scope is not None and (scope.no_magiclinks or scope.no_symlinks):
+                    return -errno.ELOOP
+                if scoped_root:
+                    return -errno.EXDEV  # not safe for scoped lookups, says Linux
                 links += 1
                 if links > MAX_SYMLINKS:
                     return -errno.ELOOP
@@ -219,14 +250,19 @@ def resolve(p: GuestProcess, dirfd: int, path: bytes, follow: bool = True) -> Re
                 continue
             target = link_target(p, child)
             if target is not None and following:
+                if scope is not None and scope.no_symlinks:
+                    return -errno.ELOOP
                 links += 1
                 if links > MAX_SYMLINKS:
                     return -errno.ELOOP
                 if target.startswith(b"/"):
-                    current = ROOT
+                    if scope is not None and scope.beneath:
+                        return -errno.EXDEV
+                    current, depth = (start, 0) if scoped_root else (ROOT, depth)
                 pending.extendleft(reversed([c for c in target.split(b"/") if c]))
                 parent, name = current, b"."
                 continue
+            depth += 1
             parent, name, current = current, component, child
     except FsError as e:
         return -e.errno

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 FS_DEV = 0x801  # st_dev of every disk file: /dev/sda1
 SEEK_SET, SEEK_CUR, SEEK_END, SEEK_DATA, SEEK_HOLE = 0, 1, 2, 3, 4
-DT_DIR, DT_REG, DT_LNK = 4, 8, 10
+DT_FIFO, DT_DIR, DT_REG, DT_LNK, DT_SOCK = 1, 4, 8, 10, 12
 
 
 def now_ns(p: GuestProcess) -> int:
@@ -137,7 +137,9 @@ class DiskFile(FileDescription):
             entries = p.fs.listdir(self.ino)
         except FsError as e:
             return -e.errno
-        out = [(name, ino, DT_DIR if is_dir else (DT_LNK if p.fs.is_link(ino) else DT_REG))
+        special = {0: DT_REG, 0o010000: DT_FIFO, 0o140000: DT_SOCK}
+        out = [(name, ino, DT_DIR if is_dir else (DT_LNK if p.fs.is_link(ino)
+                                                   else special[p.fs.special(ino)]))
                for name, ino, is_dir in entries]
         if self.ino == ROOT_INO:  # the synthetic mounts show in the root, as mount points do
             from chaosreplay.kernel.fs.files import id_of

@@ -11,21 +11,30 @@ from typing import TYPE_CHECKING, Any
 
 from chaosreplay.kernel.syscalls import (
     clock,
+    credentials,
     descriptors,
     epoll,
     eventfd,
     files,
+    introspection,
     io,
+    machine,
+    memfd,
     memory,
     paths,
     pipe,
     poll,
+    residency,
+    sched,
     sdk,
     signal,
+    splice,
+    storage,
     system,
     task,
     thread,
     timerfd,
+    xattr,
 )
 
 if TYPE_CHECKING:
@@ -35,7 +44,8 @@ Handler = Callable[["GuestProcess", Any], int]
 
 HANDLERS: dict[int, Handler] = {}
 for _module in (memory, io, descriptors, files, paths, pipe, poll, epoll, eventfd, timerfd,
-                system, clock, task, thread, signal, sdk):
+                system, clock, task, thread, signal, sdk, credentials, sched, residency,
+                machine, storage, xattr, memfd, introspection, splice):
     for _number, _handler in _module.HANDLERS.items():
         if _number in HANDLERS:
             raise RuntimeError(f"syscall {_number} is handled twice")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from chaosreplay.kernel.fs.files import O_CLOEXEC, SETFL_MASK
 from chaosreplay.kernel.fs.pipes import PIPE_MAX_SIZE, PipeEnd
 from chaosreplay.kernel.syscalls.args import int32
+from chaosreplay.kernel.syscalls.memfd import F_ADD_SEALS, F_GET_SEALS, fcntl_seals
 from chaosreplay.kernel.syscalls.numbers import NUMBERS
 
 if TYPE_CHECKING:
@@ -117,6 +118,8 @@ def sys_fcntl(p: GuestProcess, r: Any) -> int:
             return -errno.EBUSY
         file.pipe.capacity = size
         return size
+    if cmd in (F_ADD_SEALS, F_GET_SEALS):
+        return fcntl_seals(p, file, cmd, arg)
     return -errno.EINVAL
 
 

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from chaosreplay.kernel.fs import paths
 from chaosreplay.kernel.fs.devices import Device, Tty
-from chaosreplay.kernel.fs.disk import FsError
+from chaosreplay.kernel.fs.disk import S_IFIFO, S_IFSOCK, FsError
 from chaosreplay.kernel.fs.exefs import ExeFile
+from chaosreplay.kernel.fs.fifo import open_fifo
 from chaosreplay.kernel.fs.files import (
     O_ACCMODE,
     O_CLOEXEC,
@@ -27,6 +28,7 @@ from chaosreplay.kernel.fs.files import (
     O_PATH,
     O_RDONLY,
     O_RDWR,
+    O_TMPFILE,
     O_TRUNC,
     O_WRONLY,
     OPEN_ONLY,
@@ -35,6 +37,7 @@ from chaosreplay.kernel.fs.files import (
     FileDescription,
     StatInfo,
 )
+from chaosreplay.kernel.fs.memfd import MemFile
 from chaosreplay.kernel.fs.paths import (
     AT_FDCWD,
     Place,
@@ -50,6 +53,7 @@ from chaosreplay.kernel.fs.synthetic import StaticFile, SynthDirectory
 from chaosreplay.kernel.fs.waiters import load_wait, wait_state
 from chaosreplay.kernel.syscalls.args import int32, int64, path_arg
 from chaosreplay.kernel.syscalls.numbers import NUMBERS
+from chaosreplay.kernel.task_attributes import TaskAttributes, attributes_of
 
 if TYPE_CHECKING:
     from chaosreplay.kernel.process import GuestProcess
@@ -120,12 +124,12 @@ def _open_synthetic(p: GuestProcess, place: Place, flags: int) -> FileDescriptio
     return StaticFile(flags, path, node.content, paths.MOUNTS[place.mount].dev, node.mode)
 
 
-def open_file(p: GuestProcess, dirfd: int, path: bytes, flags: int, mode: int
-              ) -> FileDescription | int:
+def open_file(p: GuestProcess, dirfd: int, path: bytes, flags: int, mode: int,
+              scope: paths.Scope | None = None) -> FileDescription | int:
     """The description a path opens to (creating a disk file with O_CREAT), or -errno."""
     flags &= VALID_OPEN_FLAGS  # Linux drops the bits open(2) does not know before anything
     exclusive = flags & O_CREAT and flags & O_EXCL
-    res = resolve(p, dirfd, path, follow=not (flags & O_NOFOLLOW or exclusive))
+    res = resolve(p, dirfd, path, follow=not (flags & O_NOFOLLOW or exclusive), scope=scope)
     if isinstance(res, int):
         return res
     kept = flags & ~OPEN_ONLY
@@ -151,6 +155,16 @@ def open_file(p: GuestProcess, dirfd: int, path: bytes, flags: int, mode: int
         at, name = place.ino, b"."
         if not p.fs.is_dir(place.ino):
             at, name = res.parent.ino, res.name
+            special = p.fs.special(place.ino)
+            if special and flags & O_DIRECTORY:
+                return -errno.ENOTDIR
+            if special == S_IFSOCK and not flags & O_PATH:
+                return -errno.ENXIO  # a socket node is connected to, never opened
+            if special == S_IFIFO and not flags & O_PATH:
+                access = flags & O_ACCMODE
+                if access == O_ACCMODE:
+                    return -errno.EINVAL
+                return open_fifo(p, place.ino, child_path(p, res.parent, res.name), kept)
     full = path_of(p, Place(ino=at)) if name == b"." else child_path(p, Place(ino=at), name)
     try:
         ino = p.fs.open(name, flags & ~O_PATH, (mode & 0o7777) & ~p.umask, now_ns(p), at)
@@ -178,6 +192,52 @@ def sys_open(p: GuestProcess, r: Any) -> int:
 
 def sys_openat(p: GuestProcess, r: Any) -> int:
     return _open(p, r.rdi, r.rsi, r.rdx, r.r10)
+
+
+OPEN_HOW_SIZE_VER0, PAGE_SIZE = 24, 4096
+RESOLVE_NO_XDEV, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS = 0x01, 0x02, 0x04
+RESOLVE_BENEATH, RESOLVE_IN_ROOT, RESOLVE_CACHED = 0x08, 0x10, 0x20
+O_PATH_FLAGS = O_DIRECTORY | O_NOFOLLOW | O_PATH | O_CLOEXEC
+
+
+def sys_openat2(p: GuestProcess, r: Any) -> int:
+    """openat with a struct open_how: strict about unknown flags, and RESOLVE_* scoping."""
+    dirfd, how_ptr, size = int32(r.rdi), r.rdx, r.r10
+    if size < OPEN_HOW_SIZE_VER0:
+        return -errno.EINVAL
+    if size > PAGE_SIZE:
+        return -errno.E2BIG
+    raw = p.space.read(how_ptr, size)
+    if raw is None:
+        return -errno.EFAULT
+    if any(raw[OPEN_HOW_SIZE_VER0:]):
+        return -errno.E2BIG
+    flags, mode, how = struct.unpack_from("<QQQ", raw)
+    if flags & ~VALID_OPEN_FLAGS or how & ~0x3F:
+        return -errno.EINVAL
+    creating = flags & O_CREAT or flags & O_TMPFILE == O_TMPFILE
+    if (mode and not creating) or mode & ~0o7777:
+        return -errno.EINVAL
+    if how & RESOLVE_BENEATH and how & RESOLVE_IN_ROOT:
+        return -errno.EINVAL
+    if flags & O_PATH and flags & ~O_PATH_FLAGS:
+        return -errno.EINVAL
+    if how & RESOLVE_CACHED and (creating or flags & O_TRUNC):
+        return -errno.EAGAIN  # a cached lookup cannot create or truncate
+    path = path_arg(p, r.rsi)
+    if isinstance(path, int):
+        return path
+    scope = paths.Scope(no_xdev=bool(how & RESOLVE_NO_XDEV),
+                        no_magiclinks=bool(how & RESOLVE_NO_MAGICLINKS),
+                        no_symlinks=bool(how & RESOLVE_NO_SYMLINKS),
+                        beneath=bool(how & RESOLVE_BENEATH), in_root=bool(how & RESOLVE_IN_ROOT))
+    file = open_file(p, dirfd, path, flags, mode, scope if how & ~RESOLVE_CACHED else None)
+    if isinstance(file, int):
+        return file
+    fd = p.files.install(file, bool(flags & O_CLOEXEC))
+    if fd < 0:
+        file.release(p)
+    return fd
 
 
 def sys_creat(p: GuestProcess, r: Any) -> int:
@@ -253,7 +313,19 @@ def sys_faccessat2(p: GuestProcess, r: Any) -> int:
     return _access(p, r.rdi, r.rsi, r.rdx, r.r10)
 
 
-def sys_getdents64(p: GuestProcess, r: Any) -> int:
+def _linux_dirent64(ino: int, next_offset: int, name: bytes, dtype: int) -> bytes:
+    reclen = (19 + len(name) + 1 + 7) & ~7
+    return (struct.pack("<QqHB", ino, next_offset, reclen, dtype) + name).ljust(reclen, b"\0")
+
+
+def _linux_dirent(ino: int, next_offset: int, name: bytes, dtype: int) -> bytes:
+    """The old getdents record: the type sits in the record's last byte, after the name."""
+    reclen = (18 + len(name) + 2 + 7) & ~7
+    head = struct.pack("<QqH", ino, next_offset, reclen) + name
+    return head.ljust(reclen - 1, b"\0") + bytes([dtype])
+
+
+def _getdents(p: GuestProcess, r: Any, record: Any) -> int:
     file = p.files.get(int32(r.rdi))
     if file is None:
         return -errno.EBADF
@@ -264,11 +336,10 @@ def sys_getdents64(p: GuestProcess, r: Any) -> int:
     position = file.offset  # the index of the next entry; d_off names the one after it
     while position < len(entries):
         name, ino, dtype = entries[position]
-        reclen = (19 + len(name) + 1 + 7) & ~7
-        if len(out) + reclen > r.rdx:
+        packed = record(ino, position + 1, name, dtype)
+        if len(out) + len(packed) > r.rdx:
             break
-        out += (struct.pack("<QqHB", ino, position + 1, reclen, dtype) + name).ljust(reclen,
-                                                                                  b"\0")
+        out += packed
         position += 1
     if position < len(entries) and not out:
         return -errno.EINVAL
@@ -276,6 +347,14 @@ def sys_getdents64(p: GuestProcess, r: Any) -> int:
         return -errno.EFAULT
     file.offset = position
     return len(out)
+
+
+def sys_getdents64(p: GuestProcess, r: Any) -> int:
+    return _getdents(p, r, _linux_dirent64)
+
+
+def sys_getdents(p: GuestProcess, r: Any) -> int:
+    return _getdents(p, r, _linux_dirent)
 
 
 # -- names ----------------------------------------------------------------------------------
@@ -314,6 +393,47 @@ def sys_unlinkat(p: GuestProcess, r: Any) -> int:
 
 def sys_rmdir(p: GuestProcess, r: Any) -> int:
     return _name_call(p, AT_FDCWD, r.rdi, p.fs.rmdir)
+
+
+S_IFMT, S_IFCHR, S_IFBLK, S_IFDIR, S_IFREG = 0o170000, 0o020000, 0o060000, 0o040000, 0o100000
+
+
+def _mknod(p: GuestProcess, dirfd: int, path_ptr: int, mode: int) -> int:
+    """Create a regular file, a FIFO or a socket node; devices need CAP_MKNOD in the initial
+    namespace (EPERM), directories come from mkdir (EPERM)."""
+    kind = mode & S_IFMT
+    if kind == S_IFDIR:
+        return -errno.EPERM
+    if kind not in (0, S_IFREG, S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK):
+        return -errno.EINVAL
+    res = _resolve(p, dirfd, path_ptr, follow=False)
+    if isinstance(res, int):
+        return res
+    if res.place is not None:
+        return -errno.EEXIST
+    if not res.parent.on_disk:
+        return -errno.ENOENT if res.parent.mount == b"proc" else -errno.EACCES
+    if kind in (S_IFCHR, S_IFBLK):
+        return -errno.EPERM
+    permissions = (mode & 0o7777) & ~p.umask
+    try:
+        if kind in (0, S_IFREG):
+            ino = p.fs.open(res.name, O_CREAT | O_EXCL | O_WRONLY, permissions, now_ns(p),
+                            res.parent.ino)
+            p.fs.close(ino)
+        else:
+            p.fs.mknod(res.name, kind, permissions, now_ns(p), res.parent.ino)
+    except FsError as e:
+        return -e.errno
+    return 0
+
+
+def sys_mknod(p: GuestProcess, r: Any) -> int:
+    return _mknod(p, AT_FDCWD, r.rdi, r.rsi & 0xFFFFFFFF)
+
+
+def sys_mknodat(p: GuestProcess, r: Any) -> int:
+    return _mknod(p, r.rdi, r.rsi, r.rdx & 0xFFFFFFFF)
 
 
 def sys_mkdir(p: GuestProcess, r: Any) -> int:
@@ -385,6 +505,8 @@ def sys_ftruncate(p: GuestProcess, r: Any) -> int:
     file = p.files.get(int32(r.rdi))
     if file is None:
         return -errno.EBADF
+    if isinstance(file, MemFile) and file.writable:
+        return file.truncate(p, int64(r.rsi))
     if not isinstance(file, DiskFile) or not file.writable:
         return -errno.EINVAL
     return _truncate(p, file.ino, int64(r.rsi), file.path)
@@ -400,17 +522,20 @@ def sys_truncate(p: GuestProcess, r: Any) -> int:
         return -errno.EACCES
     if p.fs.is_dir(res.place.ino):
         return -errno.EISDIR
+    if p.fs.special(res.place.ino):
+        return -errno.EINVAL  # only regular files have a length to set
     return _truncate(p, res.place.ino, int64(r.rsi), child_path(p, res.parent, res.name))
 
 
 # -- checkpoints ----------------------------------------------------------------------------
 def files_state(p: GuestProcess) -> dict[str, Any]:
-    """The descriptor table, cwd, umask and the tasks' blocked calls, as plain data."""
+    """The descriptor table, cwd, umask, the tasks' blocked calls and the task attributes
+    (kernel.task_attributes: nice, policy, capabilities, ...), as plain data."""
     refs, table = p.files.save()
     waits = [[t.tid, wait_state(t.waiting, refs.index)] for t in p.tasks.values()
              if t.waiting is not None]
     return {"version": STATE_VERSION, "table": table, "cwd": p.cwd.to_list(),
-            "umask": p.umask, "waiting": waits}
+            "umask": p.umask, "waiting": waits, "attributes": attributes_of(p).to_state()}
 
 
 def load_files_state(p: GuestProcess, data: dict[str, Any]) -> None:
@@ -429,6 +554,9 @@ def load_files_state(p: GuestProcess, data: dict[str, Any]) -> None:
         task.waiting = None
     for tid, wait in data["waiting"]:
         p.tasks[tid].waiting = load_wait(wait, lambda i: refs.descriptions[i])
+    saved = data.get("attributes")  # absent in checkpoints from before the attributes
+    p.task_attributes = TaskAttributes() if saved is None \
+        else TaskAttributes.from_state(saved)  # type: ignore[attr-defined]
 
 
 def _upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
@@ -453,6 +581,8 @@ HANDLERS = {
     NUMBERS["renameat2"]: sys_renameat2,
     NUMBERS["mkdir"]: sys_mkdir,
     NUMBERS["mkdirat"]: sys_mkdirat,
+    133: sys_mknod,
+    259: sys_mknodat,
     NUMBERS["rmdir"]: sys_rmdir,
     NUMBERS["symlink"]: sys_symlink,
     266: sys_symlinkat,
@@ -462,6 +592,8 @@ HANDLERS = {
     NUMBERS["newfstatat"]: sys_newfstatat,
     NUMBERS["statx"]: sys_statx,
     NUMBERS["getdents64"]: sys_getdents64,
+    NUMBERS["getdents"]: sys_getdents,
+    437: sys_openat2,
     NUMBERS["ftruncate"]: sys_ftruncate,
     NUMBERS["truncate"]: sys_truncate,
     NUMBERS["access"]: sys_access,

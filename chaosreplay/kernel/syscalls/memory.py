@@ -1,4 +1,5 @@
-"""Memory system calls: brk, mmap, munmap, mprotect, madvise, mremap."""
+"""Memory system calls: brk, mmap, munmap, mprotect, madvise, mremap, and the protection-key
+calls of a CPU without protection keys (the virtual CPU has no PKU)."""
 
 from __future__ import annotations
 
@@ -111,7 +112,26 @@ def sys_mremap(p: GuestProcess, r: Any) -> int:
     return -errno.ENOMEM
 
 
+PKEY_NONE = (1 << 64) - 1  # pkey -1: the default key, the only one without PKU
+
+
+def sys_pkey_mprotect(p: GuestProcess, r: Any) -> int:
+    """mprotect with a key: key -1 is plain mprotect; no other key was ever allocated."""
+    if r.r10 == PKEY_NONE or r.r10 & 0xFFFFFFFF == 0xFFFFFFFF:
+        return sys_mprotect(p, r)
+    if r.rdi & (PAGE_SIZE - 1) or r.rdx & ~_PROT_KNOWN:
+        return -errno.EINVAL
+    return 0 if r.rsi == 0 else -errno.EINVAL
+
+
+def sys_pkey_alloc(p: GuestProcess, r: Any) -> int:
+    return -errno.EINVAL  # no protection keys on this CPU (Linux answers EINVAL then)
+
+
 HANDLERS = {
+    329: sys_pkey_mprotect,
+    330: sys_pkey_alloc,
+    331: sys_pkey_alloc,  # pkey_free: no key was ever allocated
     NUMBERS["brk"]: sys_brk,
     NUMBERS["mmap"]: sys_mmap,
     NUMBERS["munmap"]: sys_munmap,

@@ -39,6 +39,26 @@ NUMBERS: dict[str, int] = {
     "pwritev": 296, "membarrier": 324, "epoll_pwait2": 441,
     "rt_sigpending": 127, "rt_sigtimedwait": 128, "rt_sigqueueinfo": 129,
     "rt_sigsuspend": 130, "restart_syscall": 219, "rt_tgsigqueueinfo": 297,
+    # identity, scheduling, residency, machine, file management (issue 12's second batch)
+    "syslog": 103, "setreuid": 113, "setregid": 114, "setgroups": 116, "setresuid": 117,
+    "getresuid": 118, "setresgid": 119, "getresgid": 120, "setfsuid": 122, "setfsgid": 123,
+    "capget": 125, "capset": 126, "utime": 132, "mknod": 133, "personality": 135,
+    "setpriority": 141, "sched_setparam": 142, "sched_setscheduler": 144,
+    "sched_get_priority_max": 146, "sched_get_priority_min": 147,
+    "sched_rr_get_interval": 148, "munlock": 150, "mlockall": 151, "munlockall": 152,
+    "adjtimex": 159, "settimeofday": 164, "sethostname": 170, "setdomainname": 171,
+    "readahead": 187, "setxattr": 188, "lsetxattr": 189, "fsetxattr": 190, "getxattr": 191,
+    "lgetxattr": 192, "fgetxattr": 193, "listxattr": 194, "llistxattr": 195,
+    "flistxattr": 196, "removexattr": 197, "lremovexattr": 198, "fremovexattr": 199,
+    "clock_settime": 227, "utimes": 235, "mbind": 237, "set_mempolicy": 238,
+    "get_mempolicy": 239, "ioprio_set": 251, "ioprio_get": 252, "mknodat": 259,
+    "futimesat": 261, "linkat": 265, "splice": 275, "tee": 276, "sync_file_range": 277,
+    "vmsplice": 278, "clock_adjtime": 305, "syncfs": 306, "process_vm_readv": 310,
+    "process_vm_writev": 311, "kcmp": 312, "sched_setattr": 314, "sched_getattr": 315,
+    "mlock2": 325, "copy_file_range": 326, "preadv2": 327, "pwritev2": 328, "openat2": 437,
+    "vhangup": 153, "pivot_root": 155, "acct": 163, "mount": 165, "umount2": 166,
+    "swapon": 167, "swapoff": 168, "reboot": 169, "ustat": 136, "pkey_mprotect": 329,
+    "pkey_alloc": 330, "pkey_free": 331,
 }
 
 NAMES: dict[int, str] = {number: name for name, number in NUMBERS.items()}

@@ -1,5 +1,6 @@
 """The working directory, the umask, links and file attributes: chdir, fchdir, getcwd,
-umask, readlink(at), chmod/fchmod/fchmodat, chown/fchown/lchown/fchownat, utimensat.
+umask, readlink(at), link/linkat, chmod/fchmod/fchmodat, chown/fchown/lchown/fchownat,
+utimensat, utime, utimes, futimesat.
 
 Modes, owners and times of disk files are stored on the disk and shown by stat. The
 synthetic trees (/proc, /dev, /etc) cannot be changed (EPERM); descriptions without an
@@ -22,7 +23,7 @@ from chaosreplay.kernel.fs.paths import (
     place_of,
     resolve,
 )
-from chaosreplay.kernel.fs.regular import now_ns
+from chaosreplay.kernel.fs.regular import fail, now_ns
 from chaosreplay.kernel.syscalls.args import NS, int32, path_arg
 from chaosreplay.kernel.syscalls.files import AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW
 from chaosreplay.kernel.syscalls.numbers import NUMBERS
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from chaosreplay.kernel.process import GuestProcess
 
 UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
+AT_SYMLINK_FOLLOW = 0x400
 
 
 def _place(p: GuestProcess, dirfd: int, path_ptr: int, follow: bool = True,
@@ -110,11 +112,13 @@ def sys_readlinkat(p: GuestProcess, r: Any) -> int:
     return _readlink(p, r.rdi, r.rsi, r.rdx, r.r10)
 
 
-def _change(p: GuestProcess, place: Place | int, change: Any) -> int:
-    """Apply change(ino) to a disk inode; EPERM on synthetic files, 0 on anonymous ones."""
+def _change(p: GuestProcess, place: Place | int, change: Any, times: bool = False) -> int:
+    """Apply change(ino) to a disk inode; EPERM on synthetic files, 0 on anonymous ones.
+    New times of a /proc file are accepted and forgotten: Linux keeps them only until it
+    rebuilds the inode from the task."""
     if isinstance(place, int):
         return place
-    if place.mount == b"anon":
+    if place.mount == b"anon" or (times and place.mount == b"proc"):
         return 0
     if not place.on_disk:
         return -errno.EPERM
@@ -194,7 +198,96 @@ def sys_utimensat(p: GuestProcess, r: Any) -> int:
     return _change(p, place, lambda ino: p.fs.set_times(ino, atime, mtime, now))
 
 
+def _link(p: GuestProcess, olddirfd: int, old_ptr: int, newdirfd: int, new_ptr: int,
+          flags: int) -> int:
+    """A new name for an existing file, in Linux's order of checks: flags, the old name,
+    the new one (EEXIST), the same file system (EXDEV), then what the disk refuses."""
+    if flags & ~(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH):
+        return -errno.EINVAL
+    empty = bool(flags & AT_EMPTY_PATH)
+    if empty:
+        raw = path_arg(p, old_ptr)
+        empty = raw == b""
+    old = _place(p, olddirfd, old_ptr, follow=bool(flags & AT_SYMLINK_FOLLOW), empty_ok=empty)
+    if isinstance(old, int):
+        return old
+    path = path_arg(p, new_ptr)
+    if isinstance(path, int):
+        return path
+    new = resolve(p, int32(newdirfd), path, follow=False)
+    if isinstance(new, int):
+        return new
+    if new.place is not None:
+        return -errno.EEXIST
+    if new.trailing_slash:
+        return -errno.ENOENT
+    if new.parent.mount == b"proc":
+        return -errno.ENOENT  # /proc has no name it could create
+    if not old.on_disk or not new.parent.on_disk:
+        return -errno.EXDEV  # /proc, /dev, /etc and the program are other file systems
+    try:
+        p.fs.link(old.ino, new.name, now_ns(p), new.parent.ino)
+    except FsError as e:
+        return fail(p, "link", path, e)
+    return 0
+
+
+def sys_link(p: GuestProcess, r: Any) -> int:
+    return _link(p, AT_FDCWD, r.rdi, AT_FDCWD, r.rsi, 0)
+
+
+def sys_linkat(p: GuestProcess, r: Any) -> int:
+    return _link(p, r.rdi, r.rsi, r.rdx, r.r10, r.r8 & 0xFFFFFFFF)
+
+
+def _set_times(p: GuestProcess, dirfd: int, path_ptr: int, stamps: tuple[int, int] | None
+               ) -> int:
+    now = now_ns(p)
+    atime, mtime = stamps if stamps is not None else (now, now)
+    place = _place(p, dirfd, path_ptr, empty_ok=not path_ptr)
+    return _change(p, place, lambda ino: p.fs.set_times(ino, atime, mtime, now), times=True)
+
+
+def sys_utime(p: GuestProcess, r: Any) -> int:
+    stamps = None
+    if r.rsi:
+        raw = p.space.read(r.rsi, 16)
+        if raw is None:
+            return -errno.EFAULT
+        actime, modtime = struct.unpack("<qq", raw)
+        stamps = (actime * NS, modtime * NS)
+    return _set_times(p, AT_FDCWD, r.rdi, stamps)
+
+
+def _timevals(p: GuestProcess, address: int) -> tuple[int, int] | int | None:
+    """Two struct timeval in ns, None for "now", or -errno."""
+    if not address:
+        return None
+    raw = p.space.read(address, 32)
+    if raw is None:
+        return -errno.EFAULT
+    (a_sec, a_usec), (m_sec, m_usec) = struct.iter_unpack("<qq", raw)
+    if not (0 <= a_usec < 1_000_000 and 0 <= m_usec < 1_000_000):
+        return -errno.EINVAL
+    return a_sec * NS + a_usec * 1000, m_sec * NS + m_usec * 1000
+
+
+def sys_utimes(p: GuestProcess, r: Any) -> int:
+    stamps = _timevals(p, r.rsi)
+    return stamps if isinstance(stamps, int) else _set_times(p, AT_FDCWD, r.rdi, stamps)
+
+
+def sys_futimesat(p: GuestProcess, r: Any) -> int:
+    stamps = _timevals(p, r.rdx)
+    return stamps if isinstance(stamps, int) else _set_times(p, r.rdi, r.rsi, stamps)
+
+
 HANDLERS = {
+    86: sys_link,
+    265: sys_linkat,
+    132: sys_utime,
+    235: sys_utimes,
+    261: sys_futimesat,
     NUMBERS["chdir"]: sys_chdir,
     NUMBERS["fchdir"]: sys_fchdir,
     NUMBERS["getcwd"]: sys_getcwd,

@@ -1,5 +1,5 @@
-"""What a program asks about its machine and itself at start-up: getrusage, sysinfo,
-prctl (the task name and a few flags), getgroups, membarrier.
+"""What a program asks about its machine and itself at start-up: getrusage, times,
+sysinfo, prctl (the task name and a few flags), personality, getgroups, membarrier.
 
 CPU time is virtual time: compute between system calls is free (DESIGN §3a), so a
 program's user time is the virtual time it has run, and its system time is zero.
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from chaosreplay.kernel.fs.procfs import _memory, uptime_seconds_ns
 from chaosreplay.kernel.syscalls.args import int32
 from chaosreplay.kernel.syscalls.numbers import NUMBERS
+from chaosreplay.kernel.task_attributes import attributes_of
 
 if TYPE_CHECKING:
     from chaosreplay.kernel.process import GuestProcess
@@ -36,6 +37,31 @@ def sys_getrusage(p: GuestProcess, r: Any) -> int:
     maxrss_kb = _memory(p)[1] // 1024 if who != RUSAGE_CHILDREN else 0
     fields = [user_us // 1_000_000, user_us % 1_000_000, 0, 0, maxrss_kb] + [0] * 13
     return 0 if p.space.write(r.rsi, struct.pack("<18q", *fields)) else -errno.EFAULT
+
+
+HZ, USER_HZ = 1000, 100
+INITIAL_JIFFIES = (1 << 32) - 300 * HZ  # jiffies at boot: wraps 5 minutes in, on purpose
+PERSONALITY_QUERY = 0xFFFFFFFF
+
+
+def sys_times(p: GuestProcess, r: Any) -> int:
+    """The process's CPU time in clock ticks (its virtual time, all of it user time) and the
+    ticks since boot counted the way Linux counts jiffies."""
+    tick_ns = 1_000_000_000 // USER_HZ
+    if r.rdi and not p.space.write(r.rdi, struct.pack("<4q", p.vtime_ns // tick_ns, 0, 0, 0)):
+        return -errno.EFAULT
+    jiffies = INITIAL_JIFFIES + uptime_seconds_ns(p) * HZ // 1_000_000_000
+    return jiffies // (HZ // USER_HZ)
+
+
+def sys_personality(p: GuestProcess, r: Any) -> int:
+    """The execution domain: stored and read back (0xffffffff only reads). No flag changes
+    what the VMM does (ADDR_NO_RANDOMIZE is always true here: nothing is randomised)."""
+    attributes = attributes_of(p)
+    old = attributes.personality
+    if r.rdi & 0xFFFFFFFF != PERSONALITY_QUERY:
+        attributes.personality = r.rdi & 0xFFFFFFFF
+    return old
 
 
 def sys_sysinfo(p: GuestProcess, r: Any) -> int:
@@ -90,6 +116,8 @@ def sys_membarrier(p: GuestProcess, r: Any) -> int:
 HANDLERS = {
     NUMBERS["getrusage"]: sys_getrusage,
     NUMBERS["sysinfo"]: sys_sysinfo,
+    NUMBERS["times"]: sys_times,
+    135: sys_personality,
     NUMBERS["prctl"]: sys_prctl,
     115: sys_getgroups,
     324: sys_membarrier,
