@@ -18,7 +18,10 @@ if TYPE_CHECKING:
 PID = 1000
 ARCH_SET_GS, ARCH_SET_FS, ARCH_GET_FS, ARCH_GET_GS = 0x1001, 0x1002, 0x1003, 0x1004
 RLIM_INFINITY = (1 << 64) - 1
-RLIMITS = {3: (8 << 20, RLIM_INFINITY), 7: (1024, 4096)}  # stack, open files
+# stack, open files, pending signals (kernel/signals/queue.py), nice and real-time
+# priority (0: no raising, as the scheduling calls enforce, syscalls/sched.py)
+RLIMITS = {3: (8 << 20, RLIM_INFINITY), 7: (1024, 4096), 11: (31_615, 31_615), 13: (0, 0),
+           14: (0, 0)}
 MAX_GETRANDOM = (1 << 25) - 1
 
 
