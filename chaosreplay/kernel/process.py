@@ -24,6 +24,7 @@ from chaosreplay.kernel.fs.paths import ROOT
 from chaosreplay.kernel.fs.waiters import WAIT, Wait, end_wait
 from chaosreplay.kernel.loader import build_stack, map_segments
 from chaosreplay.kernel.mm.address_space import AddressSpace, GuestOutOfMemory
+from chaosreplay.kernel.net.stack import NetStack
 from chaosreplay.kernel.syscalls import HANDLERS
 from chaosreplay.kernel.syscalls.args import KTIME_MAX
 from chaosreplay.kernel.syscalls.files import UMASK, files_state, load_files_state, stdio_table
@@ -170,6 +171,7 @@ class GuestProcess:
         self.signal_mask = 0
         self.tid_address = 0
         self.network: Any = None  # the simulation attaches a messaging endpoint
+        self.net = NetStack(config.node_id, config.node_count)  # sockets (kernel/net)
         self.files = stdio_table()  # the descriptor table (kernel.fs.files.FdTable)
         self.cwd = ROOT
         self.umask = UMASK

@@ -20,6 +20,8 @@ from chaosreplay.kernel.fs.files import PATH_MAX, FileDescription, SavedDescript
 from chaosreplay.kernel.fs.paths import MOUNTS
 from chaosreplay.kernel.fs.pipes import Pipe
 from chaosreplay.kernel.mm.address_space import CHUNK_SHIFT
+from chaosreplay.kernel.net.socket_file import SocketFile
+from chaosreplay.kernel.net.stack import STATE as NET_STATE
 from chaosreplay.kernel.process import Status
 from chaosreplay.kernel.sdk_abi import CR_COVERAGE_MAP_MAX
 from chaosreplay.kernel.syscalls.files import STATE_VERSION as FILES_STATE_VERSION
@@ -174,27 +176,41 @@ FILES_V1 = Where(Record({  # before the descriptor table: disk files on fds >= 3
                  unique(lambda row: row[0], "fd")),
 }), _v1_fds_name_descriptions)
 
-FILES_V2 = Where(Record({  # syscalls.files.files_state()
-    "version": OneOf(FILES_STATE_VERSION),
+FILES_V2_FIELDS = {  # syscalls.files.files_state() before sockets (upgraded)
+    "version": OneOf(2),
     "table": TABLE,
     "cwd": Row(Where(Bytes(64), _known_mount), Int(1, U64_MAX),  # Place.to_list()
                ListOf(Bytes(255), max_len=PATH_MAX // 2)),
     "umask": Int(0, 0o777),
     "waiting": Maybe(WAITING),
-}), _waits_on_descriptions)
+}
+FILES_V2 = Where(Record(FILES_V2_FIELDS), _waits_on_descriptions)
+
+
+def _sockets_exist(files: dict[str, Any]) -> str | None:
+    """Every socket description names a socket of the node's stack."""
+    sids = {row[0] for row in files["net"]["sockets"]}
+    for i, (kind, _, _, _, own) in enumerate(files["table"]["descriptions"]):
+        if kind == SocketFile.kind and own not in sids:
+            return f"has description {i} naming socket {own}, which the stack does not hold"
+    return _waits_on_descriptions(files)
+
+
+FILES_V3 = Where(Record({**FILES_V2_FIELDS, "version": OneOf(FILES_STATE_VERSION),
+                         "net": NET_STATE}), _sockets_exist)
 
 
 class _FilesOfItsVersion(Check):
-    """files_state() as its version has it: load_files_state upgrades version 1."""
+    """files_state() as its version has it: load_files_state upgrades versions 1 and 2."""
 
     def describe(self) -> str:
-        return FILES_V2.describe()
+        return FILES_V3.describe()
 
     def __call__(self, value: Any, path: str) -> None:
         if type(value) is dict and "version" in value:  # the version first: it decides
-            OneOf(1, FILES_STATE_VERSION)(value["version"], f"{path}.version")
-        old = type(value) is dict and value.get("version") == 1
-        (FILES_V1 if old else FILES_V2)(value, path)
+            OneOf(1, 2, FILES_STATE_VERSION)(value["version"], f"{path}.version")
+        version = value.get("version") if type(value) is dict else None
+        {1: FILES_V1, 2: FILES_V2}.get(version, FILES_V3)(value, path)
 
 
 FILES = _FilesOfItsVersion()

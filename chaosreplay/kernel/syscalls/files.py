@@ -48,6 +48,7 @@ from chaosreplay.kernel.fs.pipes import Pipe
 from chaosreplay.kernel.fs.regular import DiskFile, disk_stat, fail, now_ns
 from chaosreplay.kernel.fs.synthetic import StaticFile, SynthDirectory
 from chaosreplay.kernel.fs.waiters import load_wait, wait_state
+from chaosreplay.kernel.net.stack import NetStack
 from chaosreplay.kernel.syscalls.args import int32, int64, path_arg
 from chaosreplay.kernel.syscalls.numbers import NUMBERS
 
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
 AT_EMPTY_PATH, AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW, AT_NO_AUTOMOUNT = 0x1000, 0x200, 0x100, 0x800
 AT_EACCESS, AT_STATX_SYNC_TYPE = 0x200, 0x6000
 UMASK = 0o022
-STATE_VERSION = 2
+STATE_VERSION = 3  # 3: the node's socket stack ("net") beside the table
 TTY_PATH = b"/dev/pts/0"
 
 
@@ -408,16 +409,20 @@ def files_state(p: GuestProcess) -> dict[str, Any]:
     """The descriptor table, cwd, umask and any blocked call, as plain data."""
     refs, table = p.files.save()
     return {"version": STATE_VERSION, "table": table, "cwd": p.cwd.to_list(),
-            "umask": p.umask, "waiting": wait_state(p.waiting, refs.index)}
+            "umask": p.umask, "waiting": wait_state(p.waiting, refs.index),
+            "net": p.net.save()}
 
 
 def load_files_state(p: GuestProcess, data: dict[str, Any]) -> None:
     """Adopt files_state() output. The disk's own holds come back with FileSystem.restore."""
     if data.get("version") == 1:
         data = _upgrade_v1(data)
+    if data.get("version") == 2:
+        data = {**data, "version": STATE_VERSION, "net": NetStack(0, 1).save()}
     if data.get("version") != STATE_VERSION:
         raise ValueError(f"unsupported descriptor table version {data.get('version')!r}")
-    p.files, refs = FdTable.load(data["table"], Pipe.from_state)
+    p.net = NetStack.load(p.node_id, p.config.node_count, data["net"])
+    p.files, refs = FdTable.load(data["table"], Pipe.from_state, p.net)
     p.cwd = Place.from_list(data["cwd"])
     p.umask = data["umask"]
     p.waiting = load_wait(data["waiting"], lambda i: refs.descriptions[i])
@@ -430,7 +435,7 @@ def _upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
     table["descriptions"] += [["disk", flags, bytes(path), offset, ino]
                               for ino, flags, path, offset in data["open"]]
     table["fds"] += [[fd, stdio + i, cloexec] for fd, i, cloexec in data["fds"]]
-    return {"version": STATE_VERSION, "table": table, "cwd": paths.ROOT.to_list(),
+    return {"version": 2, "table": table, "cwd": paths.ROOT.to_list(),
             "umask": UMASK, "waiting": None}
 
 
