@@ -280,8 +280,11 @@ class Simulation:
         elif priority == 1:
             for action in self.engine.due(time_ns // NS_PER_TICK):
                 self._apply_fault(action)
-        elif priority == 2:
+        elif priority == 2 and index < 0:
             self._deliver_due(time_ns)
+        elif priority == 2:  # a node's TCP timers (its kernel runs even while paused)
+            node = self.nodes[index]
+            node.process.net.on_timers(node.process, time_ns)
         else:
             deadline = candidates[1][0] if len(candidates) > 1 else self.end_ns
             self._run_node(self.nodes[index], min(deadline, self.end_ns))
@@ -304,6 +307,11 @@ class Simulation:
         delivery = self.fabric.next_delivery_ns()
         if delivery is not None:
             out.append((delivery, 2, -1))
+        for node in self.nodes:
+            if node.status in (NodeStatus.RUNNING, NodeStatus.PAUSED):
+                timer = node.process.net.next_timer_ns()
+                if timer is not None:
+                    out.append((max(timer, self.now_ns), 2, node.index))
         for node in self.nodes:
             if node.status is NodeStatus.RUNNING:
                 ready = node.ready_ns()

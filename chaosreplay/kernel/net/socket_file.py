@@ -56,7 +56,11 @@ class SocketFile(FileDescription):
         return self.sock.readiness(p.net, mask)
 
     def next_change_ns(self, p: GuestProcess) -> int | None:
-        return NEVER_NS if p.network is not None and self.sock.external() else None
+        if not self.sock.external():
+            return None
+        if p.network is not None:
+            return NEVER_NS  # an arrival or the controller's firing of a timer wakes it
+        return p.net.next_timer_ns()  # alone: only the stack's own timers change it
 
     def generation(self, p: GuestProcess, mask: int) -> Any:
         return self.sock.events

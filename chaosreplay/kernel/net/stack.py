@@ -27,6 +27,9 @@ from chaosreplay.kernel.net.addresses import (
     node_of,
 )
 from chaosreplay.kernel.net.sockets import Socket
+from chaosreplay.kernel.net.tcp_segment import ACK, SYN, Segment, reset_for
+from chaosreplay.kernel.net.tcp_socket import ALL_EVENTS as TCP_EVENTS
+from chaosreplay.kernel.net.tcp_socket import TcpSocket
 from chaosreplay.kernel.net.udp import Udp
 from chaosreplay.kernel.net.unix import UnixDgram, UnixStream
 from chaosreplay.recording.schema import (
@@ -48,6 +51,7 @@ if TYPE_CHECKING:
 EPHEMERAL_FIRST, EPHEMERAL_LAST = 32768, 60999  # net.ipv4.ip_local_port_range
 MAX_SOCKETS = 1 << 20
 DROP_CHECKSUM, DROP_NO_SOCKET, DROP_RCVBUF = "checksum", "no_socket", "rcvbuf_full"
+DROP_BACKLOG = "backlog_full"
 NEVER_NS = 1 << 62  # a wake-up time only the network can bring forward
 
 
@@ -104,6 +108,7 @@ STATE = Where(Record({
     "next_sid": Int(0, MAX_SOCKETS),
     "next_port": Int(EPHEMERAL_FIRST, EPHEMERAL_LAST),
     "next_autobind": Int(0, 1 << 20),
+    "connections": Int(0, U64_MAX),
     "sockets": ListOf(SavedSocket(), max_len=MAX_SOCKETS),
 }), _sockets_consistent)
 
@@ -119,6 +124,9 @@ class NetStack:
         self.next_sid = 1
         self.next_port = EPHEMERAL_FIRST
         self.next_autobind = 0
+        self.connections = 0  # TCP connections begun (their ISS step)
+        self.loopback: list[tuple[int, bytes]] = []  # TCP packets to this node, in order
+        self._draining = False
 
     # -- sockets -----------------------------------------------------------------------------
     def add(self, cls: type[Socket], **kwargs: Any) -> Socket:
@@ -186,36 +194,48 @@ class NetStack:
     def _udp_bound(self) -> list[Udp]:
         return [s for s in self.ordered() if isinstance(s, Udp) and s.local is not None]
 
-    def port_taken(self, sock: Udp, host: bytes, port: int) -> bool:
-        """Whether binding sock to (host, port) conflicts with another UDP socket (both
-        sockets setting SO_REUSEADDR, or both SO_REUSEPORT, may share)."""
+    def _bound(self, kind: type[Socket]) -> list[Any]:
+        """The bound sockets of one protocol (UDP and TCP have port spaces of their own)."""
+        return [s for s in self.ordered() if type(s) is kind and s.local is not None]
+
+    def port_taken(self, sock: Any, host: bytes, port: int) -> bool:
+        """Whether binding sock to (host, port) conflicts with another socket of its protocol:
+        both setting SO_REUSEPORT may share; both setting SO_REUSEADDR may too, for TCP
+        only while the other is not listening (Linux's inet_csk_bind_conflict)."""
         from chaosreplay.kernel.net import options
 
         def shares(other: Socket, name: int) -> bool:
             return bool(sock.option(options.SOL_SOCKET, name)
                         and other.option(options.SOL_SOCKET, name))
 
-        for other in self._udp_bound():
-            assert other.local is not None
+        for other in self._bound(type(sock)):
             if other is sock or other.local.port != port:
                 continue
             theirs = other.local.host
             overlap = (host == theirs or (is_any(host) and _covers(sock, host, theirs))
                        or (is_any(theirs) and _covers(other, theirs, host)))
-            if overlap and not (shares(other, options.SO_REUSEADDR)
-                                or shares(other, options.SO_REUSEPORT)):
+            reuse = shares(other, options.SO_REUSEADDR) and not getattr(other, "listening",
+                                                                         False)
+            if overlap and not (reuse or shares(other, options.SO_REUSEPORT)):
                 return True
         return False
 
-    def ephemeral_port(self, sock: Udp, host: bytes) -> int:
+    def ephemeral_port(self, sock: Any, host: bytes) -> int:
         """The next free port of the ephemeral range, in order (0 when all are taken)."""
         span = EPHEMERAL_LAST - EPHEMERAL_FIRST + 1
+        bound = {s.local.port for s in self._bound(type(sock))}
         for _ in range(span):
             port = self.next_port
             self.next_port = EPHEMERAL_FIRST + (port - EPHEMERAL_FIRST + 1) % span
-            if not any(s.local is not None and s.local.port == port for s in self._udp_bound()):
+            if port not in bound:
                 return port
         return 0
+
+    def next_iss(self, now_ns: int) -> int:
+        """An initial sequence number: RFC 6528's 4 µs clock plus a per-connection step, so
+        a restarted node's new connections do not take up its old ones' numbers."""
+        self.connections += 1
+        return (now_ns // 4000 + self.connections * 64000) % (1 << 32)
 
     # -- traffic -----------------------------------------------------------------------------
     def send_udp(self, p: GuestProcess, source: InetAddress, destination: InetAddress,
@@ -273,16 +293,109 @@ class NetStack:
                 p.network.send_packet(p, source_node, wire.pack(
                     wire.PROTO_ICMP, packet.destination, packet.source, wire.PORT_UNREACHABLE),
                     wire.SOCKET_CHANNEL, at_ns)
+        elif packet.protocol == wire.PROTO_TCP:
+            reason = self.tcp_in(p, packet, at_ns)
+            self.drain(p)
         elif packet.protocol == wire.PROTO_ICMP and packet.data == wire.PORT_UNREACHABLE:
             self.port_unreachable(packet.source, packet.destination, at_ns)
             reason = None
         wake_if_woken(p)
         return reason
 
+    # -- TCP ---------------------------------------------------------------------------------
+    def transmit_tcp(self, p: GuestProcess, sock: Any, segments: list[Any], at_ns: int) -> None:
+        """Send a connection's segments: to this node's loopback queue or over the fabric."""
+        for seg in segments:
+            if sock.local is None or sock.remote is None:
+                continue
+            payload = wire.pack(wire.PROTO_TCP, sock.local, sock.remote, seg.pack())
+            route = self.route(p, sock.remote.host)
+            if route is None:
+                self.loopback.append((at_ns, payload))
+            elif route >= 0:
+                p.network.send_packet(p, route, payload, wire.SOCKET_CHANNEL, at_ns)
+        self.tcp_changed(sock, at_ns)
+        self.drain(p)
+
+    def drain(self, p: GuestProcess) -> None:
+        """Deliver the loopback queue (what its deliveries send joins its end)."""
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while self.loopback:
+                at_ns, payload = self.loopback.pop(0)
+                packet = wire.unpack(payload)
+                assert packet is not None
+                self.tcp_in(p, packet, at_ns)
+        finally:
+            self._draining = False
+
+    def tcp_in(self, p: GuestProcess, packet: wire.Packet, at_ns: int) -> str | None:
+        """Hand a TCP segment to its connection or listener; anything else is answered
+        with RST (RFC 9293 §3.10.7.1). The drop reason, if it is dropped."""
+        seg = Segment.unpack(packet.data)
+        if seg is None:
+            return DROP_CHECKSUM
+        listener = None
+        for sock in self.ordered():
+            if not isinstance(sock, TcpSocket) or sock.local is None:
+                continue
+            if (sock.conn is not None and sock.remote == packet.source
+                    and sock.local == packet.destination):
+                self.transmit_tcp(p, sock, sock.conn.receive(seg, at_ns), at_ns)
+                return None
+            if (sock.listening and listener is None and sock.local.port == packet.destination.port
+                    and sock.takes_host(packet.destination.host)):
+                listener = sock
+        if listener is not None and seg.flags & SYN and not seg.flags & ACK:
+            out = listener.syn_arrived(self, seg, packet.source, packet.destination, at_ns)
+            if out is None:
+                return DROP_BACKLOG
+            child = self.sockets[listener.syn_queue[-1]]
+            self.transmit_tcp(p, child, out, at_ns)
+            return None
+        reset = reset_for(seg)
+        if reset is not None:
+            answer = wire.pack(wire.PROTO_TCP, packet.destination, packet.source, reset.pack())
+            route = self.route(p, packet.source.host)
+            if route is None:
+                self.loopback.append((at_ns, answer))
+            elif route >= 0:
+                p.network.send_packet(p, route, answer, wire.SOCKET_CHANNEL, at_ns)
+        return DROP_NO_SOCKET
+
+    def tcp_changed(self, sock: Any, at_ns: int) -> None:
+        """A connection took input: wake its waiters, move a finished handshake into its
+        listener's accept queue, forget a closed socket nobody holds."""
+        sock.changed(TCP_EVENTS, at_ns)
+        if sock.parent is not None:
+            parent = self.sockets.get(sock.parent)
+            if isinstance(parent, TcpSocket):
+                parent.child_changed(self, sock, at_ns)
+        if sock.orphaned_and_done():
+            self.remove(sock.sid)
+
+    def next_timer_ns(self) -> int | None:
+        """The earliest TCP timer of the node (retransmission, probe, TIME_WAIT)."""
+        times = [t for s in self.sockets.values() if isinstance(s, TcpSocket)
+                 and s.conn is not None and (t := s.conn.next_timer_ns()) is not None]
+        return min(times, default=None)
+
+    def on_timers(self, p: GuestProcess, now_ns: int) -> None:
+        """Fire every TCP timer due at now_ns (the controller calls this at their times)."""
+        for sock in self.ordered():
+            if not isinstance(sock, TcpSocket) or sock.conn is None:
+                continue
+            due = sock.conn.next_timer_ns()
+            if due is not None and due <= now_ns:
+                self.transmit_tcp(p, sock, sock.conn.on_timer(now_ns), now_ns)
+        wake_if_woken(p)
+
     # -- checkpoints -------------------------------------------------------------------------
     def save(self) -> dict[str, Any]:
         return {"next_sid": self.next_sid, "next_port": self.next_port,
-                "next_autobind": self.next_autobind,
+                "next_autobind": self.next_autobind, "connections": self.connections,
                 "sockets": [s.save() for s in self.ordered()]}
 
     @classmethod
@@ -290,6 +403,7 @@ class NetStack:
         stack = cls(node_id, node_count)
         stack.next_sid, stack.next_port = data["next_sid"], data["next_port"]
         stack.next_autobind = data["next_autobind"]
+        stack.connections = data.get("connections", 0)
         for row in data["sockets"]:
             sock = Socket.load(row)
             stack.sockets[sock.sid] = sock

@@ -1,5 +1,6 @@
 """The socket system calls: socket, socketpair, bind, listen, accept, connect, send*, recv*,
-shutdown, getsockname, getpeername, setsockopt and getsockopt (socket(7), unix(7), udp(7)).
+shutdown, getsockname, getpeername, setsockopt and getsockopt (socket(7), unix(7), udp(7),
+tcp(7)).
 
 Every call works on a `SocketFile` and its endpoint in the node's `NetStack`. A call that
 cannot finish blocks on the socket's queue (kernel/fs/waiters.py) unless the description
@@ -48,6 +49,7 @@ from chaosreplay.kernel.net.sockets import (
     Received,
     Socket,
 )
+from chaosreplay.kernel.net.tcp_socket import TcpSocket
 from chaosreplay.kernel.net.udp import Udp
 from chaosreplay.kernel.net.unix import UnixDgram, UnixStream
 from chaosreplay.kernel.syscalls.args import MAX_IO, gather, int32, iovecs
@@ -68,6 +70,7 @@ RECV_FLAGS = MSG_DONTWAIT | MSG_PEEK | MSG_TRUNC | MSG_WAITALL | MSG_CMSG_CLOEXE
 
 
 def _socket_of(p: GuestProcess, fd: int) -> SocketFile | int:
+    p.net.on_timers(p, p.vtime_ns)  # timers due by now (a lone process has no controller)
     file = p.files.get(int32(fd))
     if file is None:
         return -errno.EBADF
@@ -86,9 +89,10 @@ def _new_socket(domain: int, kind: int, protocol: int, p: GuestProcess) -> Socke
     if domain in (AF_INET, AF_INET6):
         if kind == SOCK_DGRAM and protocol in (0, options.IPPROTO_UDP):
             return p.net.add(Udp, v6=domain == AF_INET6)
-        if kind == SOCK_STREAM:
-            return -errno.EPROTONOSUPPORT  # TCP is not wired to the socket API yet
-        return -errno.ESOCKTNOSUPPORT
+        if kind == SOCK_STREAM and protocol in (0, options.IPPROTO_TCP):
+            return p.net.add(TcpSocket, v6=domain == AF_INET6)
+        return -errno.EPROTONOSUPPORT if kind in (SOCK_STREAM, SOCK_DGRAM) \
+            else -errno.ESOCKTNOSUPPORT
     return -errno.EAFNOSUPPORT
 
 
@@ -239,9 +243,23 @@ def sys_connect(p: GuestProcess, r: Any) -> int:
     address = _address_arg(p, sock, r.rsi, r.rdx)
     if isinstance(address, int):
         return address
+    if isinstance(sock, TcpSocket) and p.waiting is not None and sock.connect_pending:
+        outcome = sock.connect_outcome()  # a blocked connect woke: the handshake's end?
+        if outcome is not None:
+            return outcome
+        if timed_out(p):
+            return -errno.EINPROGRESS
+        return block(p, [(file, WRITABLE)], p.waiting.deadline_ns,
+                     f"connect on {file.path.decode()}")
     if timed_out(p):
         return -errno.EAGAIN
     result = sock.connect(p.net, p, address)
+    if result == -errno.EINPROGRESS and isinstance(sock, TcpSocket) and not file.nonblocking:
+        outcome = sock.connect_outcome()  # over the loopback it has ended already
+        if outcome is not None:
+            return outcome
+        deadline = deadline_after(p, _timeout(sock, options.SO_SNDTIMEO_OLD))
+        return block(p, [(file, WRITABLE)], deadline, f"connect on {file.path.decode()}")
     if result == -errno.EAGAIN and not file.nonblocking:
         deadline = deadline_after(p, _timeout(sock, options.SO_SNDTIMEO_OLD))
         return block(p, [(file, WRITABLE)], deadline, f"connect on {file.path.decode()}")
@@ -552,7 +570,7 @@ def _read_only_option(p: GuestProcess, sock: Socket, name: int) -> bytes | None:
         return struct.pack("<i", sock.take_error())
     if name == options.SO_ACCEPTCONN:
         return struct.pack("<i", int(sock.accepting()))
-    if name == options.SO_PEERCRED:
+    if name == options.SO_PEERCRED and sock.family == AF_UNIX:
         if isinstance(sock, UnixStream) and sock.state == "connected":
             return struct.pack("<iII", PID, UID, GID)
         return struct.pack("<iII", 0, 0xFFFFFFFF, 0xFFFFFFFF)  # no peer: overflow ids
