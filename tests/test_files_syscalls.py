@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from chaosreplay.kernel.fs.disk import CORRUPT_READ, DISK_FULL, READ_ERROR, WRIT
 from chaosreplay.kernel.fs.files import FdTable
 from chaosreplay.kernel.fs.paths import ROOT
 from chaosreplay.kernel.fs.regular import DiskFile
+from chaosreplay.kernel.net.stack import NetStack
 from chaosreplay.kernel.process import GuestProcess, ProcessConfig, Status
 from chaosreplay.kernel.syscalls.files import files_state, load_files_state
 from chaosreplay.vm.elf import load_program
@@ -137,6 +139,9 @@ def test_descriptor_table_round_trips_through_plain_data() -> None:
         cwd = ROOT
         umask = 0o022
         waiting = None
+        node_id = 0
+        config = SimpleNamespace(node_count=1)
+        net = NetStack(0, 1)
 
     shared = DiskFile(2, b"/data/x", 7)
     shared.offset = 5
