@@ -263,3 +263,71 @@ def test_a_tcp_run_resumed_mid_connection_continues_identically(tcp_echo, tmp_pa
             Simulation.resume(sc, images, loaded.blobs, loaded.pages,
                               sink=lambda *e, out=tail: out.append(e)).run()
             assert packb(tail) == packb(events[at + 1:]), f"after checkpoint {info.index}"
+
+
+@pytest.mark.kvm
+def test_a_partition_stalls_a_transfer_that_finishes_after_the_heal(tcp_echo) -> None:
+    """Cut off for 3 s mid-transfer: retransmissions back off, nothing is delivered, and
+    once the partition heals the transfer completes with every byte intact."""
+    faults = [{"kind": "partition", "at": 3, "duration": 3000, "sides": [[0], [1]]}]
+    run = simulate(_tcp_scenario(tcp_echo, *ECHO, duration="30s", faults=faults))
+    ((at, line),) = [(t, x) for t, x in run.lines(1) if x.startswith(b"got back")]
+    assert line == b"got back 300000 of 300000 bytes, 0 differ"
+    assert at > 3.003e9  # not before the heal
+    assert any(e[4]["reason"] == "partition" for e in run.of("packet.dropped"))
+
+
+@pytest.mark.kvm
+def test_a_partition_that_never_heals_ends_in_etimedout(tcp_echo) -> None:
+    """Unacknowledged data through 15 retransmissions (tcp_retries2), the RTO doubling to
+    its 120 s cap: ETIMEDOUT after about 15 minutes of virtual time."""
+    faults = [{"kind": "partition", "at": 3, "duration": 2_000_000, "sides": [[0], [1]]}]
+    run = simulate(_tcp_scenario(tcp_echo, *ECHO, duration="2000s", faults=faults))
+    ((at, line),) = [(t, x) for t, x in run.lines(1) if x.startswith(b"recv")]
+    assert line == b"recv: ETIMEDOUT"
+    assert 800e9 < at < 1000e9, at
+
+
+@pytest.mark.kvm
+def test_a_bandwidth_limit_caps_the_throughput(tcp_echo) -> None:
+    """At 8 Mbit/s, 300 kB (plus headers and the echo's acknowledgments) cannot be back
+    before 300 ms; unlimited, the same exchange takes a few ms."""
+    def finished(**network: float) -> float:
+        run = simulate(_tcp_scenario(tcp_echo, *ECHO, duration="10s", **network))
+        ((at, line),) = [(t, x) for t, x in run.lines(1) if x.startswith(b"got back")]
+        assert line == b"got back 300000 of 300000 bytes, 0 differ"
+        return at
+
+    assert finished() < 0.05e9
+    assert finished(bandwidth_bps=8_000_000) > 0.3e9
+
+
+@pytest.mark.kvm
+def test_busybox_wget_fetches_a_page_from_another_node(tmp_path) -> None:
+    """busybox (static glibc, not written for chaosreplay) fetches over TCP from a server on
+    another node through a lossy network, and prints what it prints natively."""
+    import shutil
+
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.skip("busybox is not installed")
+    server = built("http_hello.c", "musl")
+    daemon = subprocess.Popen([str(server), "7393"], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.2)
+        expected = native(Path(busybox), "wget", "-q", "-O", "-", "http://127.0.0.1:7393/hello",
+                          cwd=tmp_path)
+    finally:
+        daemon.kill()
+        daemon.wait(timeout=30)
+    assert expected == "hello from /hello\n"
+    sc = Scenario.from_dict({
+        "duration": "5s", "checkpoint_interval": 0, "memory_per_node": "32MiB",
+        "network": {"loss": 0.1, "duplicate": 0.1},
+        "nodes": [{"program": str(server), "name": "web", "args": ["8080"]},
+                  {"program": busybox, "name": "client",
+                   "args": ["wget", "-q", "-O", "-", "http://10.0.0.1:8080/hello"]}]})
+    run = simulate(sc)
+    assert not run.result.failures, run.result.failures
+    assert b"".join(line + b"\n" for _, line in run.lines(1)).decode() == expected
+    assert [line for _, line in run.lines(0)] == [b"served /hello"]
