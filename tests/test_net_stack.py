@@ -31,6 +31,7 @@ from chaosreplay.kernel.net.addresses import (
 )
 from chaosreplay.kernel.net.sockets import Received
 from chaosreplay.kernel.net.stack import STATE, NetStack
+from chaosreplay.kernel.net.tcp_socket import TcpSocket
 from chaosreplay.kernel.net.udp import Udp
 from chaosreplay.kernel.net.unix import UnixDgram, UnixStream
 from chaosreplay.recording.format import packb, unpackb
@@ -46,7 +47,8 @@ class FakeNetwork:
 
 
 def process(node: int = 0, count: int = 3, network: Any = None) -> Any:
-    return SimpleNamespace(vtime_ns=5, cwd=ROOT, network=network, node_id=node)
+    return SimpleNamespace(vtime_ns=5, cwd=ROOT, network=network, node_id=node, waiting=None,
+                           wake_at_ns=None)
 
 
 # -- addresses ----------------------------------------------------------------------------------
@@ -243,6 +245,13 @@ def busy_stack() -> NetStack:
     udp = stack.add(Udp, v6=True)
     udp.bind(stack, p, InetAddress(b"\0" * 16, 5353))
     udp.arrive(b"dgram", InetAddress(node_host(1), 1), 3)
+    listener = stack.add(TcpSocket)
+    listener.bind(stack, p, InetAddress(LOOPBACK_V4, 80))
+    listener.listen(stack, p, 8)
+    client = stack.add(TcpSocket)
+    assert client.connect(stack, p, InetAddress(LOOPBACK_V4, 80)) == -errno.EINPROGRESS
+    assert client.connect_outcome() == 0  # the loopback handshake is done already
+    client.send(stack, p, b"request", None, 0)
     return stack
 
 
@@ -252,6 +261,11 @@ def test_a_stack_saves_loads_and_saves_the_same() -> None:
     again = NetStack.load(0, 2, saved)
     assert again.save() == saved
     assert again.unix_names == {b"/srv": 1, b"\0d": 4}
+    kinds = [row[1] for row in saved["sockets"]]
+    assert kinds == ["unix_stream", "unix_stream", "unix_stream", "unix_dgram", "udp", "tcp",
+                     "tcp", "tcp"]  # the listener's child waits in its accept queue
+    listener, _, child = (again.sockets[sid] for sid in (6, 7, 8))
+    assert listener.accept_queue == [8] and child.conn.readable == 7
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -261,6 +275,8 @@ def test_a_stack_saves_loads_and_saves_the_same() -> None:
     (lambda s: s["sockets"][3][7].__setitem__(1, b"/srv"), "binds the AF_UNIX name b'/srv' twice"),
     (lambda s: s["sockets"][0].__setitem__(1, "raw"), "unknown socket kind 'raw'"),
     (lambda s: s["sockets"][4][7].__setitem__(1, [b"short", 1]), "is 5 bytes, not 16"),
+    (lambda s: s["sockets"][5][7][5].append(99), "has socket 6 naming missing socket 99"),
+    (lambda s: s["sockets"][6][7][8].__setitem__(0, "LIMBO"), "sockets[6][7] is not [bool"),
     (lambda s: s["sockets"][0][7].__setitem__(2, "open"), "is not one of"),
 ])
 def test_a_bad_saved_stack_is_refused(edit, message) -> None:
@@ -269,3 +285,34 @@ def test_a_bad_saved_stack_is_refused(edit, message) -> None:
     with pytest.raises(SchemaError) as caught:
         validate(saved, STATE, "net")
     assert message in str(caught.value)
+
+
+def test_a_tcp_segment_to_no_connection_is_answered_with_a_reset() -> None:
+    from chaosreplay.kernel.net.tcp_segment import RST, SYN, Segment
+
+    network = FakeNetwork()
+    stack, p = NetStack(1, 2), process(1, network=network)
+    syn = wire.pack(wire.PROTO_TCP, InetAddress(node_host(0), 40000),
+                    InetAddress(node_host(1), 80), Segment(7, 0, SYN, 1000).pack())
+    assert stack.arrive(p, syn, 10) == "no_socket"
+    ((dst, payload, _, at_ns),) = network.sent
+    answer = wire.unpack(payload)
+    assert answer is not None and (dst, at_ns) == (0, 10)
+    reset = Segment.unpack(answer.data)
+    assert reset is not None and reset.flags & RST and reset.ack == 8
+
+
+def test_a_full_listen_backlog_drops_the_syn() -> None:
+    from chaosreplay.kernel.net.tcp_segment import SYN, Segment
+
+    network = FakeNetwork()
+    stack, p = NetStack(1, 2), process(1, network=network)
+    listener = stack.add(TcpSocket)
+    listener.bind(stack, p, InetAddress(ANY_V4, 80))
+    listener.listen(stack, p, 0)  # room for one connection in the making
+    reasons = []
+    for port in (40000, 40001):
+        syn = wire.pack(wire.PROTO_TCP, InetAddress(node_host(0), port),
+                        InetAddress(node_host(1), 80), Segment(7, 0, SYN, 1000).pack())
+        reasons.append(stack.arrive(p, syn, 10))
+    assert reasons == [None, "backlog_full"] and len(listener.syn_queue) == 1
