@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import program_cache
 import pytest
@@ -156,7 +157,7 @@ def tcp_echo() -> Path:
 
 def _tcp_scenario(program: Path, server: list[str], client: list[str], *, seed: int = 0,
                   duration: str = "5s", checkpoint_interval: int = 0,
-                  faults: list | None = None, **network: float) -> Scenario:
+                  faults: list | None = None, **network: Any) -> Scenario:
     data = {"seed": seed, "duration": duration, "checkpoint_interval": checkpoint_interval,
             "memory_per_node": "32MiB", "network": network,
             "nodes": [{"program": str(program), "name": "srv", "args": server},
@@ -286,6 +287,22 @@ def test_a_partition_that_never_heals_ends_in_etimedout(tcp_echo) -> None:
     ((at, line),) = [(t, x) for t, x in run.lines(1) if x.startswith(b"recv")]
     assert line == b"recv: ETIMEDOUT"
     assert 800e9 < at < 1000e9, at
+
+
+@pytest.mark.kvm
+def test_scenario_tcp_settings_shorten_the_timeouts(tcp_echo) -> None:
+    """network.tcp.retries2 = 5: the RTO (clamped to 200 ms) doubles five times, so the
+    partitioned connection fails 0.2 + 0.4 + ... + 6.4 = 12.6 s after its data was sent;
+    syn_retries = 1 ends a connect to a down node after 1 + 2 = 3 s."""
+    faults = [{"kind": "partition", "at": 3, "duration": 100_000, "sides": [[0], [1]]}]
+    run = simulate(_tcp_scenario(tcp_echo, *ECHO, duration="60s", faults=faults,
+                                 tcp={"retries2": 5}))
+    ((at, line),) = [(t, x) for t, x in run.lines(1) if x.startswith(b"recv")]
+    assert line == b"recv: ETIMEDOUT" and 12.6e9 < at < 12.7e9, at
+    run = simulate(_tcp_scenario(tcp_echo, ["idle"], ["client", "10.0.0.1", "7000", "10"],
+                                 duration="10s", tcp={"syn_retries": 1}))
+    ((at, line),) = run.lines(1)
+    assert line == b"connect: ETIMEDOUT" and 3e9 <= at < 3.001e9
 
 
 @pytest.mark.kvm

@@ -183,7 +183,7 @@ class Simulation:
         self.fabric = scenario.build_fabric()
         self.engine = scenario.build_fault_engine(self.fabric)
         self.oracle = PropertyOracle()
-        self.messaging = Messaging(self.fabric, self._record_at)
+        self.messaging = Messaging(self.fabric, self._record_at, scenario.network.tcp.config())
         self.end_ns = scenario.duration_ns
         self.interval_ns = scenario.checkpoint_interval * NS_PER_TICK
         # Controller counters: all of them are checkpointed (sim_state.py).
@@ -218,6 +218,7 @@ class Simulation:
         process = GuestProcess(image, config, on_event=self._on_process_event)
         process.trace_syscalls = trace
         process.network = self.messaging
+        process.net.configure(self.messaging.tcp_config)
         return Node(spec, image, process, process.checkpoint(incremental=False))
 
     # -- running ------------------------------------------------------------------------------

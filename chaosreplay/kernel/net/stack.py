@@ -27,6 +27,7 @@ from chaosreplay.kernel.net.addresses import (
     node_of,
 )
 from chaosreplay.kernel.net.sockets import Socket
+from chaosreplay.kernel.net.tcp import TcpConfig
 from chaosreplay.kernel.net.tcp_segment import ACK, SYN, Segment, reset_for
 from chaosreplay.kernel.net.tcp_socket import ALL_EVENTS as TCP_EVENTS
 from chaosreplay.kernel.net.tcp_socket import TcpSocket
@@ -57,6 +58,8 @@ NEVER_NS = 1 << 62  # a wake-up time only the network can bring forward
 
 class NetworkEndpoint(Protocol):
     """What the simulation attaches as `process.network` for socket traffic."""
+
+    tcp_config: TcpConfig  # the scenario's TCP settings
 
     def send_packet(self, p: GuestProcess, dst: int, payload: bytes, channel: int,
                     at_ns: int) -> None: ...
@@ -125,6 +128,7 @@ class NetStack:
         self.next_port = EPHEMERAL_FIRST
         self.next_autobind = 0
         self.connections = 0  # TCP connections begun (their ISS step)
+        self.tcp_config = TcpConfig()  # from the scenario (not state: the same every life)
         self.loopback: list[tuple[int, bytes]] = []  # TCP packets to this node, in order
         self._draining = False
 
@@ -375,6 +379,13 @@ class NetStack:
                 parent.child_changed(self, sock, at_ns)
         if sock.orphaned_and_done():
             self.remove(sock.sid)
+
+    def configure(self, tcp_config: TcpConfig) -> None:
+        """Use these TCP settings, for new connections and those already open."""
+        self.tcp_config = tcp_config
+        for sock in self.sockets.values():
+            if isinstance(sock, TcpSocket) and sock.conn is not None:
+                sock.conn.config = tcp_config
 
     def next_timer_ns(self) -> int | None:
         """The earliest TCP timer of the node (retransmission, probe, TIME_WAIT)."""

@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 SOMAXCONN = 4096
 SID = Int(0, 1 << 32)
 ALL_EVENTS = READABLE | WRITABLE | POLLHUP | POLLRDHUP | POLLERR
-CONFIG = TcpConfig()
+CONFIG = TcpConfig()  # until the stack's own is set (NetStack.configure after loading)
 
 
 class TcpSocket(Socket):
@@ -158,7 +158,7 @@ class TcpSocket(Socket):
                 return -errno.EADDRNOTAVAIL
             self.local = InetAddress(source, port)
         self.remote = address
-        self.conn = Connection(CONFIG, stack.next_iss(p.vtime_ns))
+        self.conn = Connection(stack.tcp_config, stack.next_iss(p.vtime_ns))
         self._apply_buffers()
         self.connect_pending = True
         stack.transmit_tcp(p, self, self.conn.connect(p.vtime_ns), p.vtime_ns)
@@ -191,7 +191,8 @@ class TcpSocket(Socket):
         assert isinstance(child, TcpSocket)
         child.options = dict(self.options)
         child.local, child.remote, child.parent = destination, source, self.sid
-        child.conn, out = Connection.accept_syn(CONFIG, stack.next_iss(at_ns), syn, at_ns)
+        child.conn, out = Connection.accept_syn(stack.tcp_config, stack.next_iss(at_ns), syn,
+                                                at_ns)
         child._apply_buffers()
         self.syn_queue.append(child.sid)
         return out

@@ -422,6 +422,9 @@ def load_files_state(p: GuestProcess, data: dict[str, Any]) -> None:
     if data.get("version") != STATE_VERSION:
         raise ValueError(f"unsupported descriptor table version {data.get('version')!r}")
     p.net = NetStack.load(p.node_id, p.config.node_count, data["net"])
+    network = getattr(p, "network", None)  # (test holders have none)
+    if network is not None:
+        p.net.configure(network.tcp_config)
     p.files, refs = FdTable.load(data["table"], Pipe.from_state, p.net)
     p.cwd = Place.from_list(data["cwd"])
     p.umask = data["umask"]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from chaosreplay.events import EventKind, make_record
+from chaosreplay.kernel.net.tcp import TcpConfig
 from chaosreplay.kernel.net.wire import SOCKET_CHANNEL
 from chaosreplay.sim.network.fabric import Delivery, FabricEvent, NetworkFabric
 
@@ -52,9 +53,11 @@ class Endpoint:
 class Messaging:
     """cr_send/cr_recv for every node of a run (attached as `process.network`)."""
 
-    def __init__(self, fabric: NetworkFabric, record: Recorder) -> None:
+    def __init__(self, fabric: NetworkFabric, record: Recorder,
+                 tcp_config: TcpConfig | None = None) -> None:
         self.fabric = fabric
         self.record = record
+        self.tcp_config = tcp_config or TcpConfig()  # what every node's TCP uses
         self.endpoints = [Endpoint() for _ in range(fabric.node_count)]
 
     # -- the SDK side (called from syscall handlers) ---------------------------------------
