@@ -38,6 +38,7 @@ class EventKind(StrEnum):
     UNSATISFIED = "unsatisfied"
     DISK_FAULT = "disk.fault"
     VMM_BUG = "vmm.bug"
+    CONNECTION = "connection"
 
 
 MEANINGS: dict[EventKind, str] = {
@@ -66,6 +67,8 @@ MEANINGS: dict[EventKind, str] = {
     EventKind.DISK_FAULT: "a disk fault failed or corrupted a node's read, write or fsync",
     EventKind.VMM_BUG: "the VMM itself failed answering a node (a chaosreplay bug): the node "
                        "is killed and the run fails",
+    EventKind.CONNECTION: "a TCP connection of a node was begun, established, accepted, closed, "
+                          "refused, reset or timed out; names both endpoints",
 }
 
 

@@ -48,7 +48,7 @@ class FakeNetwork:
 
 def process(node: int = 0, count: int = 3, network: Any = None) -> Any:
     return SimpleNamespace(vtime_ns=5, cwd=ROOT, network=network, node_id=node, waiting=None,
-                           wake_at_ns=None)
+                           wake_at_ns=None, emit=lambda kind, **fields: None)
 
 
 # -- addresses ----------------------------------------------------------------------------------

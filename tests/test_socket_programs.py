@@ -194,6 +194,9 @@ def test_tcp_between_two_nodes_prints_what_two_processes_print_natively(tcp_echo
         b"accepted 10.0.0.2:32768", b"echoed 300000 bytes, then end of file"]
     reasons = {e[4]["reason"] for e in run.of("packet.dropped")}
     assert {"loss", "checksum"} <= reasons, reasons
+    life = {node: [e[4]["what"] for e in run.of("connection", node)] for node in (0, 1)}
+    assert life == {0: ["established", "accept", "close"],
+                    1: ["connect", "established", "close"]}, life
 
 
 @pytest.mark.kvm
@@ -202,6 +205,9 @@ def test_connecting_where_nobody_listens_is_refused(tcp_echo) -> None:
                                  ["client", "10.0.0.1", "7001", "10"]))
     assert [line for _, line in run.lines(1)] == [b"connect: ECONNREFUSED"]
     assert [e[4]["reason"] for e in run.of("packet.dropped")] == ["no_socket"]  # the SYN
+    assert [(e[4]["what"], e[4]["local"], e[4]["remote"]) for e in run.of("connection")] == [
+        ("connect", "10.0.0.2:32768", "10.0.0.1:7001"),
+        ("refused", "10.0.0.2:32768", "10.0.0.1:7001")]
 
 
 @pytest.mark.kvm
@@ -214,6 +220,8 @@ def test_connecting_to_a_node_that_is_down_times_out_after_the_syn_retries(tcp_e
     assert line == b"connect: ETIMEDOUT" and 127e9 <= at < 127.001e9
     sent = [e[1] for e in run.of("packet.sent", 1)]
     assert [round(t / 1e9) for t in sent] == [0, 1, 3, 7, 15, 31, 63]
+    assert [(e[4]["what"], round(e[4]["at_ns"] / 1e9)) for e in run.of("connection")] == [
+        ("connect", 0), ("timeout", 127)]
 
 
 @pytest.mark.kvm
@@ -227,6 +235,8 @@ def test_a_restarted_server_resets_the_old_connection(tcp_echo) -> None:
                                  duration="10s", faults=faults))
     client = [line for _, line in run.lines(1)]
     assert client[0] == b"connected" and client[-1] == b"recv: ECONNRESET", client
+    assert [e[4]["what"] for e in run.of("connection", 1)] == ["connect", "established",
+                                                               "reset"]
 
 
 @pytest.mark.kvm

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING, Any, Protocol
 
+from chaosreplay.events import EventKind
 from chaosreplay.kernel.fs.waiters import wake_if_woken
 from chaosreplay.kernel.net import wire
 from chaosreplay.kernel.net.addresses import (
@@ -318,7 +319,7 @@ class NetStack:
                 self.loopback.append((at_ns, payload))
             elif route >= 0:
                 p.network.send_packet(p, route, payload, wire.SOCKET_CHANNEL, at_ns)
-        self.tcp_changed(sock, at_ns)
+        self.tcp_changed(p, sock, at_ns)
         self.drain(p)
 
     def drain(self, p: GuestProcess) -> None:
@@ -369,9 +370,14 @@ class NetStack:
                 p.network.send_packet(p, route, answer, wire.SOCKET_CHANNEL, at_ns)
         return DROP_NO_SOCKET
 
-    def tcp_changed(self, sock: Any, at_ns: int) -> None:
-        """A connection took input: wake its waiters, move a finished handshake into its
-        listener's accept queue, forget a closed socket nobody holds."""
+    def tcp_changed(self, p: GuestProcess, sock: Any, at_ns: int) -> None:
+        """A connection took input: report what became of it, wake its waiters, move a
+        finished handshake into its listener's accept queue, forget a closed socket nobody
+        holds."""
+        if sock.conn is not None:
+            for what in sock.conn.news:
+                self.report(p, what, sock, at_ns)
+            sock.conn.news.clear()
         sock.changed(TCP_EVENTS, at_ns)
         if sock.parent is not None:
             parent = self.sockets.get(sock.parent)
@@ -379,6 +385,15 @@ class NetStack:
                 parent.child_changed(self, sock, at_ns)
         if sock.orphaned_and_done():
             self.remove(sock.sid)
+
+    @staticmethod
+    def report(p: GuestProcess, what: str, sock: Any, at_ns: int) -> None:
+        """A `connection` event: what happened to which connection, at which virtual time
+        (`at_ns`: an arrival or a timer may find the node's own clock behind)."""
+        local = sock.local.text() if sock.local is not None else ""
+        remote = sock.remote.text() if sock.remote is not None else ""
+        p.emit(EventKind.CONNECTION, what=what, proto="tcp", local=local, remote=remote,
+               at_ns=at_ns)
 
     def configure(self, tcp_config: TcpConfig) -> None:
         """Use these TCP settings, for new connections and those already open."""

@@ -112,6 +112,7 @@ class Connection:
         self.recv_size = config.buffer
         self.send_size = config.buffer
         self.retransmits = 0  # segments sent again (for observability)
+        self.news: list[str] = []  # what the socket layer reports next ("established", ...)
 
     # -- the application's side ---------------------------------------------------------------
     def connect(self, now: int) -> list[Segment]:
@@ -226,6 +227,7 @@ class Connection:
             if not (seq_lt(self.snd_una, seg.ack) and seq_le(seg.ack, self.snd_max)):
                 return [Segment(seg.ack, 0, RST, 0)]
             self.state = ESTABLISHED
+            self.news.append("established")
         if seq_lt(self.snd_max, seg.ack):
             return [self._ack()]  # acknowledges something never sent
         self._on_ack(seg, now)
@@ -257,6 +259,7 @@ class Connection:
         self._sample_rtt(seg.ack, now)
         self.snd_una = seg.ack
         self.state = ESTABLISHED
+        self.news.append("established")
         self.retries, self.rtx_deadline = 0, None
         self.rto = self._computed_rto()
         return [self._ack(), *self._output(now)]
@@ -468,6 +471,9 @@ class Connection:
         self.time_wait_deadline = now + self.config.time_wait_ns
 
     def _fail(self, error: int) -> None:
+        if error:
+            self.news.append({errno.ECONNREFUSED: "refused", errno.ECONNRESET: "reset",
+                              errno.ETIMEDOUT: "timeout"}.get(error, "failed"))
         self.state = CLOSED
         self.error = error
         self.rtx_deadline = self.time_wait_deadline = None

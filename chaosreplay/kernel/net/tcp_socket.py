@@ -161,6 +161,7 @@ class TcpSocket(Socket):
         self.conn = Connection(stack.tcp_config, stack.next_iss(p.vtime_ns))
         self._apply_buffers()
         self.connect_pending = True
+        stack.report(p, "connect", self, p.vtime_ns)
         stack.transmit_tcp(p, self, self.conn.connect(p.vtime_ns), p.vtime_ns)
         return -errno.EINPROGRESS
 
@@ -217,6 +218,7 @@ class TcpSocket(Socket):
         assert isinstance(child, TcpSocket)
         child.parent = None
         child.has_file = True
+        stack.report(p, "accept", child, p.vtime_ns)
         return child
 
     # -- data ----------------------------------------------------------------------------------
@@ -339,9 +341,11 @@ class TcpSocket(Socket):
             return
         linger = self.option(options.SOL_SOCKET, options.SO_LINGER)
         if conn.readable or (linger >> 32 and linger & 0xFFFFFFFF == 0):
+            stack.report(p, "abort", self, p.vtime_ns)
             stack.transmit_tcp(p, self, conn.abort(p.vtime_ns), p.vtime_ns)
             stack.remove(self.sid)
             return
+        stack.report(p, "close", self, p.vtime_ns)
         if not self.shutdown & SEND_SHUTDOWN:
             self.shutdown |= SEND_SHUTDOWN
             stack.transmit_tcp(p, self, conn.close(p.vtime_ns), p.vtime_ns)
