@@ -41,6 +41,30 @@ def native(path: Path, *args: str, cwd: Path) -> str:
     return result.stdout
 
 
+def free_port() -> int:
+    """A TCP and UDP port nothing on this host uses now (sessions may run side by side)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_listener(port: int) -> None:
+    """Until a native server accepts on the port (a probe connection it just echoes)."""
+    import socket
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def under_chaosreplay(path: Path) -> GuestProcess:
     process = GuestProcess(load_program(path), ProcessConfig(argv=[path.name.encode()]))
     process.run_to_completion(hang_seconds=20)
@@ -82,10 +106,10 @@ def test_udp_between_two_nodes_prints_what_two_processes_print_natively(echo, tm
     """The client's output over the fabric (with loss forcing retries) is what it prints
     against a native server on 127.0.0.1; the server sees the client at node 1's address
     and the first ephemeral port."""
-    server = subprocess.Popen([str(echo), "server", "7391"], stdout=subprocess.PIPE, text=True)
-    try:
-        time.sleep(0.2)
-        expected = native(echo, "client", "127.0.0.1", "7391", "6", cwd=tmp_path)
+    port = str(free_port())
+    server = subprocess.Popen([str(echo), "server", port], stdout=subprocess.PIPE, text=True)
+    try:  # (the client retries until the server is up)
+        expected = native(echo, "client", "127.0.0.1", port, "6", cwd=tmp_path)
     finally:
         server.wait(timeout=30)
     run = simulate(_echo_scenario(echo, loss=0.3))
@@ -178,11 +202,12 @@ def test_tcp_between_two_nodes_prints_what_two_processes_print_natively(tcp_echo
     """300 kB echoed over a network that loses, reorders, duplicates and corrupts segments:
     the client reads back every byte intact, as it does natively over 127.0.0.1; corrupted
     segments are dropped by their checksum and the losses repaired by retransmission."""
-    server = subprocess.Popen([str(tcp_echo), "server", "7392"], stdout=subprocess.PIPE,
+    port = free_port()
+    server = subprocess.Popen([str(tcp_echo), "server", str(port)], stdout=subprocess.PIPE,
                               text=True)
     try:
-        time.sleep(0.2)
-        expected = native(tcp_echo, "client", "127.0.0.1", "7392", "300000", cwd=tmp_path)
+        wait_for_listener(port)
+        expected = native(tcp_echo, "client", "127.0.0.1", str(port), "300000", cwd=tmp_path)
     finally:
         server.kill()
         server.wait(timeout=30)
@@ -339,11 +364,12 @@ def test_busybox_wget_fetches_a_page_from_another_node(tmp_path) -> None:
     if busybox is None:
         pytest.skip("busybox is not installed")
     server = built("http_hello.c", "musl")
-    daemon = subprocess.Popen([str(server), "7393"], stdout=subprocess.PIPE, text=True)
+    port = free_port()
+    daemon = subprocess.Popen([str(server), str(port)], stdout=subprocess.PIPE, text=True)
     try:
-        time.sleep(0.2)
-        expected = native(Path(busybox), "wget", "-q", "-O", "-", "http://127.0.0.1:7393/hello",
-                          cwd=tmp_path)
+        wait_for_listener(port)
+        expected = native(Path(busybox), "wget", "-q", "-O", "-",
+                          f"http://127.0.0.1:{port}/hello", cwd=tmp_path)
     finally:
         daemon.kill()
         daemon.wait(timeout=30)

@@ -24,7 +24,7 @@ int main(int argc, char **argv) {
             perror("accept");
             return 1;
         }
-        char req[2048];
+        char req[2048] = "";
         size_t len = 0;
         while (len < sizeof req - 1 && !strstr(req, "\r\n\r\n")) {
             ssize_t n = read(c, req + len, sizeof req - 1 - len);
@@ -39,8 +39,9 @@ int main(int argc, char **argv) {
         int hlen = snprintf(head, sizeof head,
                             "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n"
                             "Content-Length: %d\r\nConnection: close\r\n\r\n", blen);
-        write(c, head, (size_t)hlen);
-        write(c, body, (size_t)blen);
+        /* a client that is gone (a probe) must not kill the server with SIGPIPE */
+        send(c, head, (size_t)hlen, MSG_NOSIGNAL);
+        send(c, body, (size_t)blen, MSG_NOSIGNAL);
         printf("served %s\n", path);
         close(c);
     }
