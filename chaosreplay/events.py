@@ -41,6 +41,7 @@ class EventKind(StrEnum):
     TASK_START = "task.start"
     TASK_EXIT = "task.exit"
     SIGNAL = "signal"
+    CONNECTION = "connection"
 
 
 MEANINGS: dict[EventKind, str] = {
@@ -72,6 +73,8 @@ MEANINGS: dict[EventKind, str] = {
     EventKind.TASK_START: "a node's program started a thread (clone); carries its tid",
     EventKind.TASK_EXIT: "a thread of a node's program ended (exit) while others run on",
     EventKind.SIGNAL: "a signal was delivered to a handler of a node's program",
+    EventKind.CONNECTION: "a TCP connection of a node was begun, established, accepted, closed, "
+                          "refused, reset or timed out; names both endpoints",
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from chaosreplay.kernel.fs.disk import CORRUPT_READ, DISK_FULL, READ_ERROR, WRIT
 from chaosreplay.kernel.fs.files import FdTable
 from chaosreplay.kernel.fs.paths import ROOT
 from chaosreplay.kernel.fs.regular import DiskFile
+from chaosreplay.kernel.net.stack import NetStack
 from chaosreplay.kernel.process import GuestProcess, ProcessConfig, Status
 from chaosreplay.kernel.syscalls.files import files_state, load_files_state
 from chaosreplay.kernel.task import Task
@@ -137,10 +139,13 @@ def test_descriptor_table_round_trips_through_plain_data() -> None:
         files: FdTable
         cwd = ROOT
         umask = 0o022
+        node_id = 0
+        config = SimpleNamespace(node_count=1)
 
         def __init__(self) -> None:
             self.tasks = {1000: Task(1000)}
             self.current = self.tasks[1000]
+            self.net = NetStack(0, 1)
 
     shared = DiskFile(2, b"/data/x", 7)
     shared.offset = 5

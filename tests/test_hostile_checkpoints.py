@@ -228,9 +228,9 @@ CASES: dict[str, tuple[Any, Any, tuple[str, ...]]] = {
     "unknown random stream": (edit_part("node0.kernel", _set(["random", 0], ["evil", 1])),
                               None, ("part node0.kernel", "field random[0]")),
     "description of an unknown kind": (
-        edit_part("node0.kernel", _set(["files", "table", "descriptions", 0, 0], "socket")),
+        edit_part("node0.kernel", _set(["files", "table", "descriptions", 0, 0], "nosuch")),
         None, ("part node0.kernel", "field files.table.descriptions[0] has an unknown kind "
-               "'socket'")),
+               "'nosuch'")),
     "fd naming a missing description": (
         edit_part("node1.kernel", _set(["files", "table", "fds", 0, 1], 999)), None,
         ("part node1.kernel", "field files.table has fd 0 naming description 999 of 3")),

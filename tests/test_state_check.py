@@ -181,12 +181,12 @@ def test_every_description_kind_defines_the_shape_of_its_saved_state() -> None:
     from chaosreplay.kernel.fs.files import FileDescription
 
     assert {"disk", "tty", "device", "pipe", "eventfd", "timerfd", "epoll", "synth-dir",
-            "synth-file", "exe"} <= set(FileDescription.registry)
+            "synth-file", "exe", "socket"} <= set(FileDescription.registry)
     for kind, cls in FileDescription.registry.items():
         assert "STATE" in cls.__dict__, kind
-    with pytest.raises(TypeError, match="'socket' defines no STATE"):
-        type("Socket", (FileDescription,), {"kind": "socket"})
-    assert "socket" not in FileDescription.registry
+    with pytest.raises(TypeError, match="'nosuch' defines no STATE"):
+        type("NoSuch", (FileDescription,), {"kind": "nosuch"})
+    assert "nosuch" not in FileDescription.registry
 
 
 def test_a_loop_of_watching_descriptions_is_found() -> None:
@@ -235,8 +235,8 @@ def _table(k: dict[str, Any]) -> dict[str, Any]:
 
 
 FILES_ATTACKS: list[tuple[str, Callable[[dict[str, Any]], Any], str]] = [
-    ("unknown kind", lambda k: _table(k)["descriptions"][0].__setitem__(0, "socket"),
-     "field files.table.descriptions[0] has an unknown kind 'socket'"),
+    ("unknown kind", lambda k: _table(k)["descriptions"][0].__setitem__(0, "nosuch"),
+     "field files.table.descriptions[0] has an unknown kind 'nosuch'"),
     ("fd naming a missing description", lambda k: _table(k)["fds"][3].__setitem__(1, 99),
      "field files.table has fd 3 naming description 99 of 8"),
     ("fd at the limit", lambda k: _table(k).update(limit=5),

@@ -151,11 +151,13 @@ def test_a_version_1_descriptor_table_loads_with_stdio_as_descriptors() -> None:
     """Checkpoints written before the descriptor interface still load."""
     from chaosreplay.kernel.syscalls.files import files_state, load_files_state
 
-    holder = SimpleNamespace(current=SimpleNamespace(tid=1000, waiting=None))
+    holder = SimpleNamespace(node_id=0, config=SimpleNamespace(node_count=1),
+                             current=SimpleNamespace(tid=1000, waiting=None))
     holder.tasks = {1000: holder.current}
     load_files_state(holder, {"version": 1, "open": [[7, 2, b"/data/x", 5]],  # type: ignore
                               "fds": [[3, 0, False], [4, 0, True]]})
     assert [fd for fd, _ in holder.files.items()] == [0, 1, 2, 3, 4]
     assert holder.files.get(3) is holder.files.get(4) and holder.files.get(3).offset == 5
     assert holder.files.slots[4].cloexec and holder.files.get(1).stream == 1
-    assert files_state(holder)["version"] == 3  # type: ignore[arg-type]
+    state = files_state(holder)  # type: ignore[arg-type]
+    assert state["version"] == 4 and state["net"]["sockets"] == []  # upgraded through 2, 3

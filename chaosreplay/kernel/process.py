@@ -29,6 +29,7 @@ from chaosreplay.kernel.mm.address_space import AddressSpace, GuestOutOfMemory
 from chaosreplay.kernel.scheduler import Scheduler, SchedulerConfig
 from chaosreplay.kernel.signals.actions import SigAction
 from chaosreplay.kernel.signals.delivery import GroupSignals, TaskSignals
+from chaosreplay.kernel.net.stack import NetStack
 from chaosreplay.kernel.syscalls import HANDLERS
 from chaosreplay.kernel.syscalls.args import KTIME_MAX
 from chaosreplay.kernel.syscalls.files import UMASK, files_state, load_files_state, stdio_table
@@ -181,6 +182,7 @@ class GuestProcess:
         self.itimer_real: tuple[int | None, int] = (None, 0)  # SIGALRM at (vtime, interval)
         self.network: Any = None  # the simulation attaches a messaging endpoint
         self.on_recv_timeout: Callable[[], None] | None = None  # cr_recv ended by timeout
+        self.net = NetStack(config.node_id, config.node_count)  # sockets (kernel/net)
         self.files = stdio_table()  # the descriptor table (kernel.fs.files.FdTable)
         self.cwd = ROOT
         self.umask = UMASK

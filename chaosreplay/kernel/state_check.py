@@ -21,6 +21,8 @@ from chaosreplay.kernel.fs.files import PATH_MAX, FileDescription, SavedDescript
 from chaosreplay.kernel.fs.paths import MOUNTS
 from chaosreplay.kernel.fs.pipes import Pipe
 from chaosreplay.kernel.mm.address_space import CHUNK_SHIFT
+from chaosreplay.kernel.net.socket_file import SocketFile
+from chaosreplay.kernel.net.stack import STATE as NET_STATE
 from chaosreplay.kernel.process import Status
 from chaosreplay.kernel.sdk_abi import CR_COVERAGE_MAP_MAX
 from chaosreplay.kernel.signals import delivery as signal_delivery
@@ -136,7 +138,7 @@ def _no_loop(watches: list[list[int]]) -> str | None:
 def _waits_on_descriptions(files: dict[str, Any]) -> str | None:
     count = len(files["table"]["descriptions"])
     waits = files["waiting"]
-    if files["version"] == 2:
+    if files["version"] == 2:  # one task's call, or none
         waits = [] if waits is None else [[0, waits]]
     for _, wait in waits:
         for index, _ in wait[4]:
@@ -188,32 +190,45 @@ FILES_FIELDS = {  # syscalls.files.files_state()
                ListOf(Bytes(255), max_len=PATH_MAX // 2)),
     "umask": Int(0, 0o777),
 }
+TASK_WAITS = Where(ListOf(Row(Int(1, MAX_TID), WAITING), max_len=MAX_TID),  # [tid, call]
+                   unique(lambda row: row[0], "task"))
 FILES_V2 = Where(Record({**FILES_FIELDS, "version": OneOf(2),  # one task's blocked call
                          "waiting": Maybe(WAITING)}), _waits_on_descriptions)
-FILES_V3_FIELDS = {**FILES_FIELDS, "version": OneOf(FILES_STATE_VERSION),
-                   # [tid, call] of each task blocked in a retried call
-                   "waiting": Where(ListOf(Row(Int(1, MAX_TID), WAITING), max_len=MAX_TID),
-                                    unique(lambda row: row[0], "task"))}
-FILES_V3 = Where(Record({**FILES_V3_FIELDS,
-                         "attributes": TASK_ATTRIBUTES}),  # TaskAttributes.to_state()
-                 _waits_on_descriptions)
-# version 3 from before the task attributes (loaded with the defaults)
-FILES_V3_NO_ATTRIBUTES = Where(Record(FILES_V3_FIELDS), _waits_on_descriptions)
+# version 3: each task's blocked call, the task attributes (absent at first); no sockets
+FILES_V3 = Where(Record({**FILES_FIELDS, "version": OneOf(3), "waiting": TASK_WAITS,
+                         "attributes": TASK_ATTRIBUTES}, partial=False), _waits_on_descriptions)
+FILES_V3_NO_ATTRIBUTES = Where(Record({**FILES_FIELDS, "version": OneOf(3),
+                                       "waiting": TASK_WAITS}), _waits_on_descriptions)
+
+
+def _sockets_exist(files: dict[str, Any]) -> str | None:
+    """Every socket description names a socket of the node's stack."""
+    sids = {row[0] for row in files["net"]["sockets"]}
+    for i, (kind, _, _, _, own) in enumerate(files["table"]["descriptions"]):
+        if kind == SocketFile.kind and own not in sids:
+            return f"has description {i} naming socket {own}, which the stack does not hold"
+    return _waits_on_descriptions(files)
+
+
+FILES_V4 = Where(Record({**FILES_FIELDS, "version": OneOf(FILES_STATE_VERSION),
+                         "waiting": TASK_WAITS,
+                         "attributes": TASK_ATTRIBUTES,  # TaskAttributes.to_state()
+                         "net": NET_STATE}), _sockets_exist)  # the node's socket stack
 
 
 class _FilesOfItsVersion(Check):
-    """files_state() as its version has it: load_files_state upgrades version 1."""
+    """files_state() as its version has it: load_files_state upgrades versions 1 to 3."""
 
     def describe(self) -> str:
-        return FILES_V3.describe()
+        return FILES_V4.describe()
 
     def __call__(self, value: Any, path: str) -> None:
         if type(value) is dict and "version" in value:  # the version first: it decides
-            OneOf(1, 2, FILES_STATE_VERSION)(value["version"], f"{path}.version")
+            OneOf(1, 2, 3, FILES_STATE_VERSION)(value["version"], f"{path}.version")
         version = value.get("version") if type(value) is dict else None
-        bare = type(value) is dict and "attributes" not in value
-        newest = FILES_V3_NO_ATTRIBUTES if bare else FILES_V3
-        {1: FILES_V1, 2: FILES_V2}.get(version, newest)(value, path)
+        v3 = FILES_V3_NO_ATTRIBUTES if type(value) is dict and "attributes" not in value \
+            else FILES_V3
+        {1: FILES_V1, 2: FILES_V2, 3: v3}.get(version, FILES_V4)(value, path)
 
 
 FILES = _FilesOfItsVersion()

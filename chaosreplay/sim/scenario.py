@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -30,6 +30,7 @@ from chaosreplay.sim.disk_files import (
     files_to_dict,
     parse_files,
 )
+from chaosreplay.kernel.net.tcp import TcpConfig
 from chaosreplay.sim.faults.engine import FaultEngine, FaultPlan
 from chaosreplay.sim.faults.random import RandomFaults
 from chaosreplay.sim.network.fabric import LINK_PARAM_NAMES, LinkParams, NetworkFabric
@@ -132,11 +133,35 @@ class LinkOverride:
 
 
 @dataclass(frozen=True)
+class TcpSettings:
+    """The nodes' TCP timers and retry limits (Linux's defaults; TIME_WAIT shortened)."""
+
+    syn_retries: int = TcpConfig.syn_retries
+    synack_retries: int = TcpConfig.synack_retries
+    retries2: int = TcpConfig.retries2
+    rto_initial_ns: int = TcpConfig.rto_initial_ns
+    rto_min_ns: int = TcpConfig.rto_min_ns
+    rto_max_ns: int = TcpConfig.rto_max_ns
+    time_wait_ns: int = TcpConfig.time_wait_ns
+
+    def config(self) -> TcpConfig:
+        """The kernel's TcpConfig with these settings."""
+        return TcpConfig(**asdict(self))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+TCP_COUNTS = ("syn_retries", "synack_retries", "retries2")
+
+
+@dataclass(frozen=True)
 class NetworkConfig:
-    """Network-wide link parameters and per-node overrides."""
+    """Network-wide link parameters, per-node overrides, and the nodes' TCP settings."""
 
     defaults: LinkParams = field(default_factory=LinkParams)
     overrides: tuple[LinkOverride, ...] = ()
+    tcp: TcpSettings = field(default_factory=TcpSettings)
 
     def build_fabric(self, seed: int, node_count: int) -> NetworkFabric:
         """A NetworkFabric configured with these defaults and overrides."""
@@ -219,6 +244,9 @@ class Scenario:
                 **self.network.defaults.to_dict(),
                 "overrides": [{"node": o.node, **dict(o.params)}
                               for o in self.network.overrides],
+                # only when set, so scenarios from before TCP keep their canonical form
+                **({"tcp": self.network.tcp.to_dict()}
+                   if self.network.tcp != TcpSettings() else {}),
             },
             "faults": self.faults.to_dict(),
             # only when set, so scenarios from before threads keep their digests
@@ -474,7 +502,7 @@ def _link_value(name: str, value: Any, at: KeyPath) -> Any:
 
 def _parse_network(value: Any, at: KeyPath, node_count: int) -> NetworkConfig:
     table = expect_table(value, at)
-    check_keys(table, [*LINK_PARAM_NAMES, "overrides"], at)
+    check_keys(table, [*LINK_PARAM_NAMES, "overrides", "tcp"], at)
     defaults = LinkParams(**{
         name: _link_value(name, table[name], at.key(name))
         for name in LINK_PARAM_NAMES if name in table
@@ -497,7 +525,28 @@ def _parse_network(value: Any, at: KeyPath, node_count: int) -> NetworkConfig:
             for name in LINK_PARAM_NAMES if name in entry
         )
         overrides.append(LinkOverride(node, params))
-    return NetworkConfig(defaults, tuple(overrides))
+    tcp = _parse_tcp(table["tcp"], at.key("tcp")) if "tcp" in table else TcpSettings()
+    return NetworkConfig(defaults, tuple(overrides), tcp)
+
+
+def _parse_tcp(value: Any, at: KeyPath) -> TcpSettings:
+    table = expect_table(value, at)
+    names = [f.name for f in fields(TcpSettings)]
+    check_keys(table, names, at)
+    given = {}
+    for name in names:
+        if name not in table:
+            continue
+        if name in TCP_COUNTS:
+            given[name] = expect_int(table[name], at.key(name), minimum=0, maximum=255)
+        else:
+            given[name] = expect_ns(table[name], at.key(name))
+            if given[name] == 0 and name != "time_wait_ns":
+                at.key(name).fail("expected more than 0 ns")
+    settings = TcpSettings(**given)
+    if not settings.rto_min_ns <= settings.rto_initial_ns <= settings.rto_max_ns:
+        at.fail("expected rto_min_ns <= rto_initial_ns <= rto_max_ns")
+    return settings
 
 
 # -- the documented key list ----------------------------------------------------------------
@@ -510,6 +559,7 @@ _NESTED: dict[tuple[type, str], tuple[str, type]] = {
     (Scenario, "faults"): ("table", FaultPlan),
     (NetworkConfig, "defaults"): ("inline", LinkParams),
     (NetworkConfig, "overrides"): ("array", LinkOverride),
+    (NetworkConfig, "tcp"): ("table", TcpSettings),
     (LinkOverride, "params"): ("inline", LinkParams),
     (FaultPlan, "random"): ("table", RandomFaults),
 }

@@ -185,7 +185,7 @@ class Simulation:
         self.fabric = scenario.build_fabric()
         self.engine = scenario.build_fault_engine(self.fabric)
         self.oracle = PropertyOracle()
-        self.messaging = Messaging(self.fabric, self._record_at)
+        self.messaging = Messaging(self.fabric, self._record_at, scenario.network.tcp.config())
         self.end_ns = scenario.duration_ns
         self.interval_ns = scenario.checkpoint_interval * NS_PER_TICK
         # Controller counters: all of them are checkpointed (sim_state.py).
@@ -223,6 +223,7 @@ class Simulation:
         process.trace_syscalls = trace
         process.network = self.messaging
         process.on_recv_timeout = functools.partial(self.messaging.recv_timed_out, spec.index)
+        process.net.configure(self.messaging.tcp_config)
         return Node(spec, image, process, process.checkpoint(incremental=False))
 
     # -- running ------------------------------------------------------------------------------
@@ -285,8 +286,11 @@ class Simulation:
         elif priority == 1:
             for action in self.engine.due(time_ns // NS_PER_TICK):
                 self._apply_fault(action)
-        elif priority == 2:
+        elif priority == 2 and index < 0:
             self._deliver_due(time_ns)
+        elif priority == 2:  # a node's TCP timers (its kernel runs even while paused)
+            node = self.nodes[index]
+            node.process.net.on_timers(node.process, time_ns)
         else:
             deadline = candidates[1][0] if len(candidates) > 1 else self.end_ns
             self._run_node(self.nodes[index], min(deadline, self.end_ns))
@@ -309,6 +313,11 @@ class Simulation:
         delivery = self.fabric.next_delivery_ns()
         if delivery is not None:
             out.append((delivery, 2, -1))
+        for node in self.nodes:
+            if node.status in (NodeStatus.RUNNING, NodeStatus.PAUSED):
+                timer = node.process.net.next_timer_ns()
+                if timer is not None:
+                    out.append((max(timer, self.now_ns), 2, node.index))
         for node in self.nodes:
             if node.status is NodeStatus.RUNNING:
                 ready = node.ready_ns()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from chaosreplay.kernel.fs.synthetic import ETC_DEV, SynthNode, directory, text
+from chaosreplay.kernel.net.addresses import node_address
 
 if TYPE_CHECKING:
     from chaosreplay.kernel.process import GuestProcess
@@ -21,11 +22,6 @@ GROUP = "root:x:0:\nnogroup:x:65534:\n"
 RESOLV_CONF = "# chaosreplay: the simulated network has no DNS server\noptions attempts:1\n"
 NSSWITCH_CONF = ("passwd: files\ngroup: files\nshadow: files\nhosts: files\n"
                  "networks: files\nprotocols: files\nservices: files\n")
-
-
-def node_address(index: int) -> str:
-    """The IPv4 address of node `index` on the simulated network."""
-    return f"10.0.{index // 254}.{index % 254 + 1}"
 
 
 def hostname(p: GuestProcess) -> str:

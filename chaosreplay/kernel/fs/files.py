@@ -244,9 +244,11 @@ def id_of(path: bytes) -> int:
 
 
 class Refs:
-    """Index of descriptions and shared objects (pipes) while saving or loading a table."""
+    """Index of descriptions and shared objects (pipes) while saving or loading a table;
+    `external` is what descriptions name outside the table (the node's socket stack)."""
 
-    def __init__(self) -> None:
+    def __init__(self, external: Any = None) -> None:
+        self.external = external
         self.descriptions: list[FileDescription] = []
         self.shared: list[Any] = []
         self._index: dict[int, int] = {}
@@ -344,8 +346,9 @@ class FdTable:
                       "limit": self.limit, "next_ino": self.next_ino}
 
     @classmethod
-    def load(cls, data: dict[str, Any], shared_loader: Any) -> tuple[FdTable, Refs]:
-        refs = Refs()
+    def load(cls, data: dict[str, Any], shared_loader: Any,
+             external: Any = None) -> tuple[FdTable, Refs]:
+        refs = Refs(external)
         refs.shared = [shared_loader(s) for s in data["shared"]]
         for kind, flags, path, offset, own in data["descriptions"]:
             d = FileDescription.registry[kind].load(flags, bytes(path), own, refs)

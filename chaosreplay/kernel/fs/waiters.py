@@ -147,6 +147,15 @@ def block(p: GuestProcess, targets: list[tuple[FileDescription, int]], deadline_
     return WAIT
 
 
+def wake_if_woken(p: GuestProcess) -> None:
+    """Something outside the run loop (a packet arriving) notified queues: a blocked call
+    whose waiter fired runs again at that time instead of its old wake-up time."""
+    wait = p.waiting
+    if wait is None or wait.waiter.woken_at_ns is None or p.wake_at_ns is None:
+        return
+    p.wake_at_ns = min(p.wake_at_ns, max(wait.waiter.woken_at_ns, p.vtime_ns))
+
+
 def end_wait(p: GuestProcess) -> None:
     """The current call finished (or blocks anew): drop its old registrations."""
     if p.waiting is not None:

@@ -28,6 +28,7 @@ from chaosreplay.kernel.syscalls import (
     sched,
     sdk,
     signal,
+    socket,
     splice,
     storage,
     system,
@@ -45,7 +46,7 @@ Handler = Callable[["GuestProcess", Any], int]
 HANDLERS: dict[int, Handler] = {}
 for _module in (memory, io, descriptors, files, paths, pipe, poll, epoll, eventfd, timerfd,
                 system, clock, task, thread, signal, sdk, credentials, sched, residency,
-                machine, storage, xattr, memfd, introspection, splice):
+                machine, storage, xattr, memfd, introspection, splice, socket):
     for _number, _handler in _module.HANDLERS.items():
         if _number in HANDLERS:
             raise RuntimeError(f"syscall {_number} is handled twice")

@@ -51,6 +51,7 @@ from chaosreplay.kernel.fs.pipes import Pipe
 from chaosreplay.kernel.fs.regular import DiskFile, disk_stat, fail, now_ns
 from chaosreplay.kernel.fs.synthetic import StaticFile, SynthDirectory
 from chaosreplay.kernel.fs.waiters import load_wait, wait_state
+from chaosreplay.kernel.net.stack import NetStack
 from chaosreplay.kernel.syscalls.args import int32, int64, path_arg
 from chaosreplay.kernel.syscalls.numbers import NUMBERS
 from chaosreplay.kernel.task_attributes import TaskAttributes, attributes_of
@@ -61,7 +62,7 @@ if TYPE_CHECKING:
 AT_EMPTY_PATH, AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW, AT_NO_AUTOMOUNT = 0x1000, 0x200, 0x100, 0x800
 AT_EACCESS, AT_STATX_SYNC_TYPE = 0x200, 0x6000
 UMASK = 0o022
-STATE_VERSION = 3  # 3: the blocked call of every task (2: of the one task)
+STATE_VERSION = 4  # 4: + the node's socket stack ("net"); 3: every task's blocked call
 TTY_PATH = b"/dev/pts/0"
 
 
@@ -535,7 +536,8 @@ def files_state(p: GuestProcess) -> dict[str, Any]:
     waits = [[t.tid, wait_state(t.waiting, refs.index)] for t in p.tasks.values()
              if t.waiting is not None]
     return {"version": STATE_VERSION, "table": table, "cwd": p.cwd.to_list(),
-            "umask": p.umask, "waiting": waits, "attributes": attributes_of(p).to_state()}
+            "umask": p.umask, "waiting": waits, "attributes": attributes_of(p).to_state(),
+            "net": p.net.save()}
 
 
 def load_files_state(p: GuestProcess, data: dict[str, Any]) -> None:
@@ -543,11 +545,17 @@ def load_files_state(p: GuestProcess, data: dict[str, Any]) -> None:
     if data.get("version") == 1:
         data = _upgrade_v1(data)
     if data.get("version") == 2:  # one task: its blocked call, if any
-        data = {**data, "version": STATE_VERSION,
+        data = {**data, "version": 3,
                 "waiting": [] if data["waiting"] is None else [[p.current.tid, data["waiting"]]]}
+    if data.get("version") == 3:  # before sockets: an empty stack
+        data = {**data, "version": STATE_VERSION, "net": NetStack(0, 1).save()}
     if data.get("version") != STATE_VERSION:
         raise ValueError(f"unsupported descriptor table version {data.get('version')!r}")
-    p.files, refs = FdTable.load(data["table"], Pipe.from_state)
+    p.net = NetStack.load(p.node_id, p.config.node_count, data["net"])
+    network = getattr(p, "network", None)  # (test holders have none)
+    if network is not None:
+        p.net.configure(network.tcp_config)
+    p.files, refs = FdTable.load(data["table"], Pipe.from_state, p.net)
     p.cwd = Place.from_list(data["cwd"])
     p.umask = data["umask"]
     for task in p.tasks.values():
@@ -566,8 +574,8 @@ def _upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
     table["descriptions"] += [["disk", flags, bytes(path), offset, ino]
                               for ino, flags, path, offset in data["open"]]
     table["fds"] += [[fd, stdio + i, cloexec] for fd, i, cloexec in data["fds"]]
-    return {"version": STATE_VERSION, "table": table, "cwd": paths.ROOT.to_list(),
-            "umask": UMASK, "waiting": []}
+    return {"version": 2, "table": table, "cwd": paths.ROOT.to_list(),
+            "umask": UMASK, "waiting": None}
 
 
 HANDLERS = {

@@ -1,4 +1,5 @@
-"""Datagram endpoints: the SDK's cr_send/cr_recv on top of the NetworkFabric.
+"""Datagram endpoints: the SDK's cr_send/cr_recv on top of the NetworkFabric, and the
+carrier of the nodes' socket packets (channel SOCKET_CHANNEL) to and from their stacks.
 
 Each node has an inbox (its socket receive buffer) and at most one cr_recv it is blocked
 in. A send goes straight into the fabric at the sender's virtual time. The controller pops
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from chaosreplay.events import EventKind, make_record
+from chaosreplay.kernel.net.tcp import TcpConfig
+from chaosreplay.kernel.net.wire import SOCKET_CHANNEL
 from chaosreplay.sim.network.fabric import Delivery, FabricEvent, NetworkFabric
 
 if TYPE_CHECKING:
@@ -49,9 +52,11 @@ class Endpoint:
 class Messaging:
     """cr_send/cr_recv for every node of a run (attached as `process.network`)."""
 
-    def __init__(self, fabric: NetworkFabric, record: Recorder) -> None:
+    def __init__(self, fabric: NetworkFabric, record: Recorder,
+                 tcp_config: TcpConfig | None = None) -> None:
         self.fabric = fabric
         self.record = record
+        self.tcp_config = tcp_config or TcpConfig()  # what every node's TCP uses
         self.endpoints = [Endpoint() for _ in range(fabric.node_count)]
 
     # -- the SDK side (called from syscall handlers) ---------------------------------------
@@ -61,6 +66,12 @@ class Messaging:
         for event in self.fabric.send(p.vtime_ns, p.node_id, dst, payload):
             self._record_fabric(event)
         return 0
+
+    def send_packet(self, p: GuestProcess, dst: int, payload: bytes, channel: int,
+                    at_ns: int) -> None:
+        """A socket packet from p's network stack (kernel/net) into the fabric at at_ns."""
+        for event in self.fabric.send(at_ns, p.node_id, dst, payload, channel=channel):
+            self._record_fabric(event)
 
     def recv(self, p: GuestProcess, buf: int, cap: int, timeout_ns: int, src_ptr: int) -> int:
         """cr_recv: take the oldest queued datagram, or block until one comes or time runs out."""
@@ -83,17 +94,27 @@ class Messaging:
         """A packet reached its destination: complete a blocked cr_recv or queue it."""
         endpoint = self.endpoints[packet.dst]
         self.record(packet.dst, packet.deliver_ns, packet.to_record())
+        if packet.channel == SOCKET_CHANNEL:
+            # The node's kernel takes it even while the program is paused, as a stopped
+            # process's kernel still receives; a killed node's packets never get here.
+            reason = p.net.arrive(p, packet.payload, packet.deliver_ns)
+            if reason is not None:
+                self._dropped(packet, reason)
+            return
         if can_receive and endpoint.pending is not None:
             self._complete(p, endpoint, packet, packet.deliver_ns)
         elif len(endpoint.inbox) < INBOX_LIMIT:
             endpoint.inbox.append(packet)
         else:
-            self.fabric.stats.dropped[DROP_INBOX_FULL] = (
-                self.fabric.stats.dropped.get(DROP_INBOX_FULL, 0) + 1)
-            self.record(packet.dst, packet.deliver_ns, make_record(
-                EventKind.PACKET_DROPPED, time_ns=packet.deliver_ns, packet_id=packet.packet_id,
-                src=packet.src, dst=packet.dst, size=len(packet.payload),
-                reason=DROP_INBOX_FULL, copy=packet.copy))
+            self._dropped(packet, DROP_INBOX_FULL)
+
+    def _dropped(self, packet: Delivery, reason: str) -> None:
+        """A delivered packet the receiving node could not take: counted and recorded."""
+        self.fabric.stats.dropped[reason] = self.fabric.stats.dropped.get(reason, 0) + 1
+        self.record(packet.dst, packet.deliver_ns, make_record(
+            EventKind.PACKET_DROPPED, time_ns=packet.deliver_ns, packet_id=packet.packet_id,
+            src=packet.src, dst=packet.dst, size=len(packet.payload), reason=reason,
+            copy=packet.copy))
 
     def resumed(self, p: GuestProcess, now_ns: int) -> None:
         """A paused node runs again: a blocked cr_recv takes what arrived meanwhile."""

@@ -1,0 +1,386 @@
+"""C programs using sockets print the same natively and under chaosreplay (AF_UNIX, UDP and
+TCP on the loopback), UDP and TCP cross the fabric between two nodes of a scenario under
+its faults (TCP fails as Linux's does: ECONNREFUSED, ETIMEDOUT, ECONNRESET), runs are
+deterministic, and a run resumed from a checkpoint taken mid-exchange goes on exactly as
+the uninterrupted one did."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import program_cache
+import pytest
+from simulate import simulate
+
+from chaosreplay.kernel.process import GuestProcess, ProcessConfig, Status
+from chaosreplay.kernel.state_check import check_kernel_state
+from chaosreplay.recording.format import packb, unpackb
+from chaosreplay.sim.scenario import Scenario
+from chaosreplay.sim.simulation import Simulation
+from chaosreplay.vm.elf import load_program
+
+SAME_OUTPUT = [pytest.param(source, flavour, id=f"{source}-{flavour}")
+               for source in ("unix_sockets.c", "udp_loopback.c", "tcp_loopback.c")
+               for flavour in ("glibc", "musl")]
+
+
+def built(source: str, flavour: str | None = None) -> Path:
+    reason = program_cache.missing_toolchain(source, flavour)
+    if reason is not None:
+        pytest.skip(reason)
+    return program_cache.build_program(source, flavour)
+
+
+def native(path: Path, *args: str, cwd: Path) -> str:
+    result = subprocess.run([str(path), *args], capture_output=True, text=True, timeout=60,
+                            cwd=cwd, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def free_port() -> int:
+    """A TCP and UDP port nothing on this host uses now (sessions may run side by side)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_listener(port: int) -> None:
+    """Until a native server accepts on the port (a probe connection it just echoes)."""
+    import socket
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def under_chaosreplay(path: Path) -> GuestProcess:
+    process = GuestProcess(load_program(path), ProcessConfig(argv=[path.name.encode()]))
+    process.run_to_completion(hang_seconds=20)
+    assert (process.status, process.exit_code) == (Status.EXITED, 0), (
+        process.crash, bytes(process.stderr))
+    return process
+
+
+@pytest.mark.kvm
+@pytest.mark.parametrize(("source", "flavour"), SAME_OUTPUT)
+def test_socket_program_prints_what_it_prints_natively(source: str, flavour: str,
+                                                       tmp_path: Path) -> None:
+    """Every check the program makes (results, errnos, poll and epoll bits, addresses as
+    relations) comes out the same under the VMM as on this host's Linux."""
+    path = built(source, flavour)
+    expected = native(path, cwd=tmp_path)
+    assert len(expected.splitlines()) > 30
+    got = bytes(under_chaosreplay(path).stdout).decode()
+    assert got == expected
+
+
+def _echo_scenario(program: Path, seed: int = 0, duration: str = "3s",
+                   checkpoint_interval: int = 0, **network: float) -> Scenario:
+    return Scenario.from_dict({
+        "seed": seed, "duration": duration, "checkpoint_interval": checkpoint_interval,
+        "memory_per_node": "32MiB", "network": network,
+        "nodes": [{"program": str(program), "name": "srv", "args": ["server", "7000"]},
+                  {"program": str(program), "name": "cli",
+                   "args": ["client", "10.0.0.1", "7000", "6"]}]})
+
+
+@pytest.fixture(scope="module")
+def echo() -> Path:
+    return built("udp_echo.c", "musl")
+
+
+@pytest.mark.kvm
+def test_udp_between_two_nodes_prints_what_two_processes_print_natively(echo, tmp_path) -> None:
+    """The client's output over the fabric (with loss forcing retries) is what it prints
+    against a native server on 127.0.0.1; the server sees the client at node 1's address
+    and the first ephemeral port."""
+    port = str(free_port())
+    server = subprocess.Popen([str(echo), "server", port], stdout=subprocess.PIPE, text=True)
+    try:  # (the client retries until the server is up)
+        expected = native(echo, "client", "127.0.0.1", port, "6", cwd=tmp_path)
+    finally:
+        server.wait(timeout=30)
+    run = simulate(_echo_scenario(echo, loss=0.3))
+    assert run.result.reason == "all nodes ended" and not run.result.failures
+    client = b"".join(line + b"\n" for _, line in run.lines(1)).decode()
+    assert client == expected
+    served = [line for _, line in run.lines(0)]
+    assert served[-1] == b"got quit from 10.0.0.2:32768", served
+    assert len(served) > 7, "loss made no retry"  # some request or reply was lost
+    assert any(e[4]["reason"] == "loss" for e in run.of("packet.dropped"))
+    assert {e[4]["channel"] for e in run.of("packet.sent")} == {1}
+
+
+@pytest.mark.kvm
+def test_a_corrupted_datagram_is_dropped_never_delivered(echo) -> None:
+    """Corruption flips a bit of the packet: the receiving stack's checksum drops it (a
+    packet.dropped with reason checksum) and the client's retry gets the exchange through."""
+    run = simulate(_echo_scenario(echo, seed=3, corrupt=0.4))
+    assert not run.result.failures, run.result.failures
+    assert [line for _, line in run.lines(1)][-1] == b"done"
+    assert any(e[4]["reason"] == "checksum" for e in run.of("packet.dropped"))
+    replies = [line for _, line in run.lines(1) if line.startswith(b"reply")]
+    assert replies == [b"reply %d: MSG %d" % (i, i) for i in range(6)]
+
+
+@pytest.mark.kvm
+def test_two_runs_of_a_udp_scenario_are_identical(echo) -> None:
+    """Same seed and scenario, every fabric fault on: byte-identical event streams; another
+    seed differs."""
+    faults = {"loss": 0.2, "duplicate": 0.2, "reorder": 0.3, "corrupt": 0.1, "jitter_ns": 300_000}
+    first, second = (simulate(_echo_scenario(echo, seed=7, **faults)) for _ in range(2))
+    assert first.stream() == second.stream()
+    assert simulate(_echo_scenario(echo, seed=8, **faults)).stream() != first.stream()
+
+
+@pytest.mark.kvm
+def test_a_run_resumed_mid_exchange_continues_identically(echo, tmp_path) -> None:
+    """Checkpoints every 20 ms: resuming from one taken while the client waits for a reply
+    (a datagram in flight or queued, a recv blocked) gives the same events as the
+    uninterrupted run from there on, and its socket state passes the kernel's checks."""
+    from chaosreplay.recording import RecordingReader
+    from chaosreplay.runs.record_replay import RunOptions, record_run
+
+    sc = _echo_scenario(echo, seed=5, checkpoint_interval=20, loss=0.3, latency_ns=5_000_000)
+    images = [load_program(echo), load_program(echo)]
+    events = simulate(sc).events
+    record_run(sc, images, tmp_path / "run.ccr", RunOptions())
+    with RecordingReader(tmp_path / "run.ccr") as reader:
+        infos = reader.checkpoints
+        assert len(infos) >= 5
+        for info in infos[1:4]:
+            loaded = reader.load_checkpoint(info.index)
+            kernel = unpackb(loaded.blobs["node1.kernel"], "kernel")
+            check_kernel_state(kernel, "node1.kernel")
+            assert [row[1] for row in kernel["files"]["net"]["sockets"]] == ["udp"]
+            at = next(i for i, e in enumerate(events)
+                      if e[3] == "checkpoint" and e[4]["index"] == info.index)
+            tail: list = []
+            Simulation.resume(sc, images, loaded.blobs, loaded.pages,
+                              sink=lambda *e, out=tail: out.append(e)).run()
+            assert packb(tail) == packb(events[at + 1:]), f"after checkpoint {info.index}"
+
+
+# -- TCP between nodes ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tcp_echo() -> Path:
+    return built("tcp_echo.c", "musl")
+
+
+def _tcp_scenario(program: Path, server: list[str], client: list[str], *, seed: int = 0,
+                  duration: str = "5s", checkpoint_interval: int = 0,
+                  faults: list | None = None, **network: Any) -> Scenario:
+    data = {"seed": seed, "duration": duration, "checkpoint_interval": checkpoint_interval,
+            "memory_per_node": "32MiB", "network": network,
+            "nodes": [{"program": str(program), "name": "srv", "args": server},
+                      {"program": str(program), "name": "cli", "args": client}]}
+    if faults is not None:
+        data["faults"] = {"schedule": faults, "wait_for_setup": False}
+    return Scenario.from_dict(data)
+
+
+ECHO = (["server", "7000"], ["client", "10.0.0.1", "7000", "300000"])
+BAD_NETWORK = {"loss": 0.1, "reorder": 0.2, "duplicate": 0.1, "corrupt": 0.05,
+               "jitter_ns": 200_000}
+
+
+@pytest.mark.kvm
+def test_tcp_between_two_nodes_prints_what_two_processes_print_natively(tcp_echo,
+                                                                        tmp_path) -> None:
+    """300 kB echoed over a network that loses, reorders, duplicates and corrupts segments:
+    the client reads back every byte intact, as it does natively over 127.0.0.1; corrupted
+    segments are dropped by their checksum and the losses repaired by retransmission."""
+    port = free_port()
+    server = subprocess.Popen([str(tcp_echo), "server", str(port)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        wait_for_listener(port)
+        expected = native(tcp_echo, "client", "127.0.0.1", str(port), "300000", cwd=tmp_path)
+    finally:
+        server.kill()
+        server.wait(timeout=30)
+    assert expected == "connected\ngot back 300000 of 300000 bytes, 0 differ\n"
+    run = simulate(_tcp_scenario(tcp_echo, *ECHO, duration="20s", **BAD_NETWORK))
+    assert not run.result.failures, run.result.failures
+    assert b"".join(line + b"\n" for _, line in run.lines(1)).decode() == expected
+    assert [line for _, line in run.lines(0)] == [
+        b"accepted 10.0.0.2:32768", b"echoed 300000 bytes, then end of file"]
+    reasons = {e[4]["reason"] for e in run.of("packet.dropped")}
+    assert {"loss", "checksum"} <= reasons, reasons
+    life = {node: [e[4]["what"] for e in run.of("connection", node)] for node in (0, 1)}
+    assert life == {0: ["established", "accept", "close"],
+                    1: ["connect", "established", "close"]}, life
+
+
+@pytest.mark.kvm
+def test_connecting_where_nobody_listens_is_refused(tcp_echo) -> None:
+    run = simulate(_tcp_scenario(tcp_echo, ["server", "7000"],
+                                 ["client", "10.0.0.1", "7001", "10"]))
+    assert [line for _, line in run.lines(1)] == [b"connect: ECONNREFUSED"]
+    assert [e[4]["reason"] for e in run.of("packet.dropped")] == ["no_socket"]  # the SYN
+    assert [(e[4]["what"], e[4]["local"], e[4]["remote"]) for e in run.of("connection")] == [
+        ("connect", "10.0.0.2:32768", "10.0.0.1:7001"),
+        ("refused", "10.0.0.2:32768", "10.0.0.1:7001")]
+
+
+@pytest.mark.kvm
+def test_connecting_to_a_node_that_is_down_times_out_after_the_syn_retries(tcp_echo) -> None:
+    """The server's node has ended (down): six SYN retransmissions 1, 2, 4, ... 32 s apart,
+    then ETIMEDOUT at 127 s of virtual time, as Linux's tcp_syn_retries = 6 gives."""
+    run = simulate(_tcp_scenario(tcp_echo, ["idle"], ["client", "10.0.0.1", "7000", "10"],
+                                 duration="200s"))
+    ((at, line),) = run.lines(1)
+    assert line == b"connect: ETIMEDOUT" and 127e9 <= at < 127.001e9
+    sent = [e[1] for e in run.of("packet.sent", 1)]
+    assert [round(t / 1e9) for t in sent] == [0, 1, 3, 7, 15, 31, 63]
+    assert [(e[4]["what"], round(e[4]["at_ns"] / 1e9)) for e in run.of("connection")] == [
+        ("connect", 0), ("timeout", 127)]
+
+
+@pytest.mark.kvm
+def test_a_restarted_server_resets_the_old_connection(tcp_echo) -> None:
+    """The server's node is killed mid-transfer and restarted: the client's next segments
+    reach a node that has no such connection and are answered with RST, so the client
+    reports ECONNRESET."""
+    faults = [{"kind": "restart", "node": 0, "at": 3}]
+    run = simulate(_tcp_scenario(tcp_echo, ["server", "7000"],
+                                 ["client", "10.0.0.1", "7000", "20000000"],
+                                 duration="10s", faults=faults))
+    client = [line for _, line in run.lines(1)]
+    assert client[0] == b"connected" and client[-1] == b"recv: ECONNRESET", client
+    assert [e[4]["what"] for e in run.of("connection", 1)] == ["connect", "established",
+                                                               "reset"]
+
+
+@pytest.mark.kvm
+def test_two_runs_of_a_tcp_scenario_are_identical(tcp_echo) -> None:
+    first, second = (simulate(_tcp_scenario(tcp_echo, *ECHO, seed=4, duration="20s",
+                                            **BAD_NETWORK)) for _ in range(2))
+    assert first.stream() == second.stream()
+    assert simulate(_tcp_scenario(tcp_echo, *ECHO, seed=5, duration="20s",
+                                  **BAD_NETWORK)).stream() != first.stream()
+
+
+@pytest.mark.kvm
+def test_a_tcp_run_resumed_mid_connection_continues_identically(tcp_echo, tmp_path) -> None:
+    """Checkpoints every 100 ms of a lossy transfer: from each of three taken mid-connection
+    (segments in flight, data queued, timers armed) the resumed run's events are the
+    uninterrupted run's."""
+    from chaosreplay.recording import RecordingReader
+    from chaosreplay.runs.record_replay import RunOptions, record_run
+
+    sc = _tcp_scenario(tcp_echo, *ECHO, seed=2, duration="3s", checkpoint_interval=100,
+                       **BAD_NETWORK)
+    images = [load_program(tcp_echo), load_program(tcp_echo)]
+    events = simulate(sc).events
+    record_run(sc, images, tmp_path / "run.ccr", RunOptions())
+    with RecordingReader(tmp_path / "run.ccr") as reader:
+        for info in reader.checkpoints[2:5]:
+            loaded = reader.load_checkpoint(info.index)
+            kernel = unpackb(loaded.blobs["node1.kernel"], "kernel")
+            check_kernel_state(kernel, "node1.kernel")
+            (sock,) = kernel["files"]["net"]["sockets"]
+            assert sock[1] == "tcp" and sock[7][8] is not None  # a connection mid-transfer
+            at = next(i for i, e in enumerate(events)
+                      if e[3] == "checkpoint" and e[4]["index"] == info.index)
+            tail: list = []
+            Simulation.resume(sc, images, loaded.blobs, loaded.pages,
+                              sink=lambda *e, out=tail: out.append(e)).run()
+            assert packb(tail) == packb(events[at + 1:]), f"after checkpoint {info.index}"
+
+
+@pytest.mark.kvm
+def test_a_partition_stalls_a_transfer_that_finishes_after_the_heal(tcp_echo) -> None:
+    """Cut off for 3 s mid-transfer: retransmissions back off, nothing is delivered, and
+    once the partition heals the transfer completes with every byte intact."""
+    faults = [{"kind": "partition", "at": 3, "duration": 3000, "sides": [[0], [1]]}]
+    run = simulate(_tcp_scenario(tcp_echo, *ECHO, duration="30s", faults=faults))
+    ((at, line),) = [(t, x) for t, x in run.lines(1) if x.startswith(b"got back")]
+    assert line == b"got back 300000 of 300000 bytes, 0 differ"
+    assert at > 3.003e9  # not before the heal
+    assert any(e[4]["reason"] == "partition" for e in run.of("packet.dropped"))
+
+
+@pytest.mark.kvm
+def test_a_partition_that_never_heals_ends_in_etimedout(tcp_echo) -> None:
+    """Unacknowledged data through 15 retransmissions (tcp_retries2), the RTO doubling to
+    its 120 s cap: ETIMEDOUT after about 15 minutes of virtual time."""
+    faults = [{"kind": "partition", "at": 3, "duration": 2_000_000, "sides": [[0], [1]]}]
+    run = simulate(_tcp_scenario(tcp_echo, *ECHO, duration="2000s", faults=faults))
+    ((at, line),) = [(t, x) for t, x in run.lines(1) if x.startswith(b"recv")]
+    assert line == b"recv: ETIMEDOUT"
+    assert 800e9 < at < 1000e9, at
+
+
+@pytest.mark.kvm
+def test_scenario_tcp_settings_shorten_the_timeouts(tcp_echo) -> None:
+    """network.tcp.retries2 = 5: the RTO (clamped to 200 ms) doubles five times, so the
+    partitioned connection fails 0.2 + 0.4 + ... + 6.4 = 12.6 s after its data was sent;
+    syn_retries = 1 ends a connect to a down node after 1 + 2 = 3 s."""
+    faults = [{"kind": "partition", "at": 3, "duration": 100_000, "sides": [[0], [1]]}]
+    run = simulate(_tcp_scenario(tcp_echo, *ECHO, duration="60s", faults=faults,
+                                 tcp={"retries2": 5}))
+    ((at, line),) = [(t, x) for t, x in run.lines(1) if x.startswith(b"recv")]
+    assert line == b"recv: ETIMEDOUT" and 12.6e9 < at < 12.7e9, at
+    run = simulate(_tcp_scenario(tcp_echo, ["idle"], ["client", "10.0.0.1", "7000", "10"],
+                                 duration="10s", tcp={"syn_retries": 1}))
+    ((at, line),) = run.lines(1)
+    assert line == b"connect: ETIMEDOUT" and 3e9 <= at < 3.001e9
+
+
+@pytest.mark.kvm
+def test_a_bandwidth_limit_caps_the_throughput(tcp_echo) -> None:
+    """At 8 Mbit/s, 300 kB (plus headers and the echo's acknowledgments) cannot be back
+    before 300 ms; unlimited, the same exchange takes a few ms."""
+    def finished(**network: float) -> float:
+        run = simulate(_tcp_scenario(tcp_echo, *ECHO, duration="10s", **network))
+        ((at, line),) = [(t, x) for t, x in run.lines(1) if x.startswith(b"got back")]
+        assert line == b"got back 300000 of 300000 bytes, 0 differ"
+        return at
+
+    assert finished() < 0.05e9
+    assert finished(bandwidth_bps=8_000_000) > 0.3e9
+
+
+@pytest.mark.kvm
+def test_busybox_wget_fetches_a_page_from_another_node(tmp_path) -> None:
+    """busybox (static glibc, not written for chaosreplay) fetches over TCP from a server on
+    another node through a lossy network, and prints what it prints natively."""
+    import shutil
+
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.skip("busybox is not installed")
+    server = built("http_hello.c", "musl")
+    port = free_port()
+    daemon = subprocess.Popen([str(server), str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        wait_for_listener(port)
+        expected = native(Path(busybox), "wget", "-q", "-O", "-",
+                          f"http://127.0.0.1:{port}/hello", cwd=tmp_path)
+    finally:
+        daemon.kill()
+        daemon.wait(timeout=30)
+    assert expected == "hello from /hello\n"
+    sc = Scenario.from_dict({
+        "duration": "5s", "checkpoint_interval": 0, "memory_per_node": "32MiB",
+        "network": {"loss": 0.1, "duplicate": 0.1},
+        "nodes": [{"program": str(server), "name": "web", "args": ["8080"]},
+                  {"program": busybox, "name": "client",
+                   "args": ["wget", "-q", "-O", "-", "http://10.0.0.1:8080/hello"]}]})
+    run = simulate(sc)
+    assert not run.result.failures, run.result.failures
+    assert b"".join(line + b"\n" for _, line in run.lines(1)).decode() == expected
+    assert [line for _, line in run.lines(0)] == [b"served /hello"]
