@@ -26,10 +26,10 @@ from chaosreplay.kernel.fs.disk import FileSystem
 from chaosreplay.kernel.fs.paths import ROOT
 from chaosreplay.kernel.fs.waiters import WAIT, Wait, end_wait
 from chaosreplay.kernel.mm.address_space import AddressSpace, GuestOutOfMemory
+from chaosreplay.kernel.net.stack import NetStack
 from chaosreplay.kernel.scheduler import Scheduler, SchedulerConfig
 from chaosreplay.kernel.signals.actions import SigAction
 from chaosreplay.kernel.signals.delivery import GroupSignals, TaskSignals
-from chaosreplay.kernel.net.stack import NetStack
 from chaosreplay.kernel.syscalls import HANDLERS
 from chaosreplay.kernel.syscalls.args import KTIME_MAX
 from chaosreplay.kernel.syscalls.files import UMASK, files_state, load_files_state, stdio_table

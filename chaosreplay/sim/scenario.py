@@ -22,6 +22,7 @@ from typing import Any
 
 from chaosreplay.errors import ConfigError
 from chaosreplay.kernel.fs.install import DiskEntry
+from chaosreplay.kernel.net.tcp import TcpConfig
 from chaosreplay.kernel.scheduler import POLICIES, SchedulerConfig
 from chaosreplay.sim.disk_files import (
     FILE_KEYS,
@@ -30,7 +31,6 @@ from chaosreplay.sim.disk_files import (
     files_to_dict,
     parse_files,
 )
-from chaosreplay.kernel.net.tcp import TcpConfig
 from chaosreplay.sim.faults.engine import FaultEngine, FaultPlan
 from chaosreplay.sim.faults.random import RandomFaults
 from chaosreplay.sim.network.fabric import LINK_PARAM_NAMES, LinkParams, NetworkFabric
