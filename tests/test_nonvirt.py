@@ -97,13 +97,15 @@ def test_every_kind_is_found_in_the_nonvirt_guest(guest_bin: GuestBin, libc: str
 
 
 def test_static_glibc_has_startup_cpuid_and_one_rdtsc(guest_bin: GuestBin) -> None:
-    """DESIGN §2: glibc's ifunc setup uses cpuid and xgetbv; its mutex spin uses rdtsc."""
+    """DESIGN §2: glibc's ifunc setup uses cpuid and xgetbv; its mutex spin uses rdtsc, and
+    the spin-wait hint pause."""
     sites = find_sites(load_program(guest_bin("glibc", "hello")))
     kinds = Counter(s.kind for s in sites)
-    assert set(kinds) == {Kind.CPUID, Kind.XGETBV, Kind.RDTSC}, kinds
+    assert set(kinds) == {Kind.CPUID, Kind.XGETBV, Kind.RDTSC, Kind.PAUSE}, kinds
     assert kinds[Kind.CPUID] >= 20 and kinds[Kind.RDTSC] == 1, kinds
-    (rdtsc,) = [s for s in sites if s.kind is Kind.RDTSC]
-    assert rdtsc.symbol.startswith("pthread_mutex_lock+"), rdtsc
+    for kind in (Kind.RDTSC, Kind.PAUSE):
+        (site,) = [s for s in sites if s.kind is kind]
+        assert site.symbol.startswith("pthread_mutex_lock+"), site
 
 
 def test_static_musl_hello_has_nothing_to_patch(guest_bin: GuestBin) -> None:

@@ -416,7 +416,7 @@ class GuestProcess:
         """Emulate, populate or crash; True when the guest can continue."""
         exit_, regs = self.vm.exit, self.regs
         vector = exit_.vector
-        if vector in (1, 14):  # W^X: scan code before it runs, single-step guarded pages
+        if vector in (1, 3, 14):  # W^X: scan code before it runs; trapped and stepped code
             handled = self._code_fault(vector)
             if handled is not None:
                 return handled
@@ -426,8 +426,8 @@ class GuestProcess:
             site = self.sites.get(regs.rip)
             if site is not None:
                 fault = self.emulator.emulate(site, regs, self.guest_time_ns())
-                if fault is None:
-                    return True
+                if fault is None or isinstance(fault, nonvirt.SpinYield):
+                    return True  # SpinYield (pause): where a scheduler would switch tasks
                 self._die(fault.signal, fault.vector, 0, fault.reason)
                 return False
         reason = VECTOR_NAMES.get(vector, f"vector {vector}")
@@ -443,11 +443,13 @@ class GuestProcess:
         """Let the W^X policy handle a #PF or #DB: None when it is not about code pages."""
         regs, code = self.regs, self.space.code
 
-        def emulate(site: nonvirt.Site) -> nonvirt.GuestFault | None:
+        def emulate(site: nonvirt.Site) -> nonvirt.Emulated:
             return self.emulator.emulate(site, regs, self.guest_time_ns())
 
         if vector == 1:
             result = code.on_debug_trap(regs, emulate)
+        elif vector == 3:
+            result = code.on_breakpoint(regs, emulate)
         else:
             result = code.on_page_fault(self.vm.exit.fault_addr, self.vm.exit.error_code, regs,
                                         emulate)
