@@ -240,8 +240,9 @@ def _judge(image: ProgramImage, hit: int, regions: list[_Region]) -> list[Site]:
             found.append(site)
         if start is None or start in region.undecodable or region.ambiguous_at(hit):
             ambiguous = True
-    if _kind_of_pattern(_raw_at(image, hit)) in HARMLESS:
-        return [site for site in found if site.problem is None]  # unsure: leave it native
+    if _kind_of_pattern(_raw_at(image, hit)) in HARMLESS:  # unsure: leave it native
+        sure = len(verdicts) == 1 and not ambiguous
+        return [site for site in found if site.problem is None] if sure else []
     if len(verdicts) > 1:
         reason = "decodes differently in overlapping functions"
     elif ambiguous:
