@@ -30,9 +30,15 @@ Unpatchable. A site cannot be patched safely, and the program is refused, when:
 
 Strays. A pattern inside another decoded instruction is no instruction of the program,
 but a jump into the middle of that instruction would run it. scan_program reports these;
-`defuse` re-encodes the common shape away (a zeroing xor after a 0f byte), and the W^X
-layer (kernel/mm/code_pages.py) single-steps the pages of the rest. scan_page does the
-same search, at every byte offset, for one page of code written at run time.
+`defuse` re-encodes the common shape away (a zeroing xor after a 0f byte); for the rest
+`trap_range` names the instructions to fill with int3 so that reaching them traps, and
+the W^X layer (kernel/mm/code_pages.py) traps them, or single-steps the pages where the
+decode is too unsure to. scan_page does the same search, at every byte offset, for one
+page of code written at run time.
+
+pause. The spin-wait hint is patched too, though harmless natively: its emulation
+answers SpinYield, the switch point a scheduler needs in spin loops. Being harmless, it
+is patched only where the decode is sure, and never makes a stray or a refusal.
 """
 
 from __future__ import annotations
