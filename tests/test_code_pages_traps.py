@@ -210,3 +210,32 @@ def test_a_hostile_trap_table_is_refused(edit: dict, message: str) -> None:
     state = {**_scanned(ADD_HIDING_RDTSC).code.to_state(), **edit}
     with pytest.raises(SchemaError, match=message):
         validate(state, CODE_PAGES, "code_pages")
+
+
+@pytest.mark.parametrize("code", [
+    ADD_HIDING_RDTSC, MOV_HIDING_RDTSC,
+    b"\x48\xb8\x48\x0f\xc7\xf0\xc3\x0f\xa2\x90",  # movabs hiding rdrand rax; ret; cpuid
+    b"\x81\xc1\x0f\x01\xf9\xc3",  # add ecx, imm hiding rdtscp; ret
+    b"\x8d\x80\x0f\x31\x0f\x05",  # lea eax, [rax+disp] hiding rdtsc; syscall
+])
+def test_no_entry_offset_runs_a_hidden_instruction_natively(code: bytes) -> None:
+    """Whatever byte of a trapped instruction execution enters at, the VMM emulates what
+    starts there, performs it, refuses it, or lets the CPU run one instruction that is
+    neither non-virtualizable nor able to leave before the fill is back."""
+    from chaosreplay.kernel.mm.code_pages import _NOT_ALONE
+    from chaosreplay.vm.nonvirt import decode_instruction
+
+    for entry in range(len(code)):
+        space = _scanned(code)
+        (start, original), = space.code.traps.items()
+        if not start <= HIDDEN_AT + entry < start + len(original):
+            continue
+        regs = Regs()
+        space.vm.write(regs.rsp, (BASE + 0x200).to_bytes(8, "little"))
+        result = _breakpoint(space, regs, HIDDEN_AT + entry)
+        if space.code.disarmed is None or isinstance(result, GuestFault):
+            assert space.vm.read(start, len(original)) == b"\xcc" * len(original)
+            continue
+        mnemonic, _, _, site = decode_instruction(regs.rip, space.vm.read(regs.rip, 15))
+        assert site is None and mnemonic.split()[-1] not in _NOT_ALONE, (entry, mnemonic)
+        assert regs.rflags & TF  # (rip may have moved on: an emulated rdtsc, then a nop)
