@@ -239,3 +239,40 @@ def test_no_entry_offset_runs_a_hidden_instruction_natively(code: bytes) -> None
         mnemonic, _, _, site = decode_instruction(regs.rip, space.vm.read(regs.rip, 15))
         assert site is None and mnemonic.split()[-1] not in _NOT_ALONE, (entry, mnemonic)
         assert regs.rflags & TF  # (rip may have moved on: an emulated rdtsc, then a nop)
+
+
+def test_a_trap_across_a_page_boundary_goes_when_either_page_is_written() -> None:
+    """A program's trapped instruction may cross pages (load-time traps): writing the
+    second page must put the whole instruction back and make the first page data too, or
+    the first page would run the hidden bytes' instruction unfilled."""
+    space = _space(b"")
+    code = space.code
+    for page in (BASE, BASE + PAGE_SIZE):
+        code.code.add(page)
+        space.vm.protect(page, PAGE_SIZE, Prot.READ | Prot.EXEC)
+    start = BASE + PAGE_SIZE - 2
+    space.vm.write(start, ADD_HIDING_RDTSC)
+    code._arm(start, start + 5)
+    assert space.vm.read(start, 5) == b"\xcc" * 5
+    assert space.write(BASE + PAGE_SIZE + 0x100, b"\x90")
+    assert code.traps == {} and space.vm.read(start, 5) == ADD_HIDING_RDTSC
+    assert code.code == set() and space.vm.query(BASE) == Prot.READ | Prot.WRITE
+
+
+def test_guarded_pages_take_the_traps_that_touch_them() -> None:
+    """A trap reaching a page that is stepped anyway (or outside the scanned pages) is
+    dropped and its pages stepped: one mechanism per page."""
+    from chaosreplay.kernel.mm.code_pages import _guarded_pages
+    from chaosreplay.vm.nonvirt import Stray
+
+    def stray(address: int, trap: tuple[int, int] | None) -> Stray:
+        return Stray(address, Kind.RDTSC, address - 1, "f", trap=trap)
+
+    pages = {BASE, BASE + PAGE_SIZE, BASE + 2 * PAGE_SIZE}
+    crossing = stray(BASE + PAGE_SIZE - 1, (BASE + PAGE_SIZE - 2, BASE + PAGE_SIZE + 3))
+    assert _guarded_pages([crossing], pages) == (set(), [crossing.trap])
+    untrappable = stray(BASE + PAGE_SIZE + 100, None)
+    assert _guarded_pages([crossing, untrappable], pages) == ({BASE, BASE + PAGE_SIZE}, [])
+    assert _guarded_pages([crossing], {BASE}) == ({BASE}, [])
+    twice = [stray(BASE + 65, (BASE + 64, BASE + 69)), stray(BASE + 67, (BASE + 64, BASE + 69))]
+    assert _guarded_pages(twice, pages) == (set(), [(BASE + 64, BASE + 69)])
