@@ -134,6 +134,8 @@ def test_a_jump_into_a_prefix_before_the_pattern_is_caught_too() -> None:
     (b"\xb8\x0f\x31\x9d\x90", 3, "popfq"),
     (b"\xb8\x0f\x31\xcd\x80", 3, "int"),
     (b"\xb8\x0f\x31\xe6\xe0", 3, "out"),
+    (b"\x48\xb8\x0f\x31\xc7\xf8\x00\x00\x00\x00", 4, "xbegin"),
+    (b"\xb8\x0f\x31\x8e\xd0", 3, "mov"),  # mov ss, eax: the trap would come one late
 ])
 def test_what_could_leave_before_the_trap_returns_is_refused(code: bytes, entry: int,
                                                                why: str) -> None:

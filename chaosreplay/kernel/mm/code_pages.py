@@ -55,12 +55,12 @@ _SHADOWING = ("syscall",)
 # (capstone calls the 16-bit popfw "popf"; the 64-bit one, "popfq", is emulated).
 _UNSTEPPABLE = ("popf", "popfw", "iretq", "iretd", "iret", "sysretq", "sysretd", "sysexit")
 # What must not run natively while a trap's bytes are back: whatever could take rip
-# elsewhere before the #DB (a system call, an interrupt, I/O to the VMM's ports) or delay
-# or switch off the trap (popf, mov/pop ss). Only a jump into an instruction's middle finds
-# these inside a trap; the guest is ended instead.
+# elsewhere before the #DB (a system call, an interrupt, I/O to the VMM's ports, a
+# transaction's abort, uiret) or delay or switch off the trap (popf, mov/pop ss). Only a
+# jump into an instruction's middle finds these inside a trap; the guest is ended instead.
 _NOT_ALONE = frozenset({*_UNSTEPPABLE, "popfq", "syscall", "sysenter", "int", "int1", "int3",
                         "into", "in", "out", "insb", "insw", "insd", "outsb", "outsw",
-                        "outsd", "hlt", "(bad)"})
+                        "outsd", "hlt", "xbegin", "xabort", "xend", "uiret", "(bad)"})
 INT3 = 0xCC
 
 Emulate = Callable[[Site], Emulated]
