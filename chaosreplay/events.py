@@ -38,6 +38,8 @@ class EventKind(StrEnum):
     UNSATISFIED = "unsatisfied"
     DISK_FAULT = "disk.fault"
     VMM_BUG = "vmm.bug"
+    TASK_START = "task.start"
+    TASK_EXIT = "task.exit"
 
 
 MEANINGS: dict[EventKind, str] = {
@@ -66,6 +68,8 @@ MEANINGS: dict[EventKind, str] = {
     EventKind.DISK_FAULT: "a disk fault failed or corrupted a node's read, write or fsync",
     EventKind.VMM_BUG: "the VMM itself failed answering a node (a chaosreplay bug): the node "
                        "is killed and the run fails",
+    EventKind.TASK_START: "a node's program started a thread (clone); carries its tid",
+    EventKind.TASK_EXIT: "a thread of a node's program ended (exit) while others run on",
 }
 
 

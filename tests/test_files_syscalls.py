@@ -15,6 +15,7 @@ from chaosreplay.kernel.fs.paths import ROOT
 from chaosreplay.kernel.fs.regular import DiskFile
 from chaosreplay.kernel.process import GuestProcess, ProcessConfig, Status
 from chaosreplay.kernel.syscalls.files import files_state, load_files_state
+from chaosreplay.kernel.task import Task
 from chaosreplay.vm.elf import load_program
 
 pytestmark = pytest.mark.kvm
@@ -136,7 +137,10 @@ def test_descriptor_table_round_trips_through_plain_data() -> None:
         files: FdTable
         cwd = ROOT
         umask = 0o022
-        waiting = None
+
+        def __init__(self) -> None:
+            self.tasks = {1000: Task(1000)}
+            self.current = self.tasks[1000]
 
     shared = DiskFile(2, b"/data/x", 7)
     shared.offset = 5

@@ -251,7 +251,8 @@ CASES: dict[str, tuple[Any, Any, tuple[str, ...]]] = {
             ["epoll", 2, b"anon_inode:[eventpoll]", 0, [0, [[9, 3, 1, 0, None, True]]]])),
         None, ("part node0.kernel", "field files.table has description 3 watching itself")),
     "waiting on a missing description": (
-        edit_part("node0.kernel", _set(["files", "waiting"], [0, "read", None, 0, [[999, 1]]])),
+        edit_part("node0.kernel", _set(["files", "waiting"],
+                                       [[1000, [0, "read", None, 0, [[999, 1]]]]])),
         None, ("part node0.kernel", "has a blocked call waiting on description 999 of 3")),
     "descriptor table of the wrong type": (
         edit_part("node0.kernel", _set(["files", "table", "fds"], "all")), None,

@@ -117,6 +117,7 @@ def test_a_real_kernel_state_and_disk_pass_and_the_tables_name_every_field(
     assert disk["inodes"], "the files guest left something on its disk"
 
 
+_TASK = [1000, None, 0, 0, 0, 0, None, None, 0, 0, False]  # the main thread, on the vCPU
 KERNEL_ATTACKS: list[tuple[str, Any, str]] = [
     ("vmas", [[4096, 0, 3, "x"]], "field vmas item 0 [0x1000, 0x0) is not a page-aligned"),
     ("vmas", [[0, 8192, 3, "a"], [4096, 12288, 3, "b"]], "item 1 at 0x1000 overlaps"),
@@ -130,8 +131,14 @@ KERNEL_ATTACKS: list[tuple[str, Any, str]] = [
      "field clock.rate_ppb is -1000000000"),
     ("files", {"version": 1, "open": [], "fds": [[3, 0, False]]},
      "field files has fd 3 naming description 0 of 0"),
-    ("files", {"version": 3, "open": [], "fds": []}, "field files.version"),
+    ("files", {"version": 4, "open": [], "fds": []}, "field files.version"),
     ("stdout", "text", "field stdout is not bytes"),
+    ("tasks", [], "field tasks has no task"),
+    ("tasks", [_TASK, _TASK], "field tasks lists task 1000 after task 1000"),
+    ("tasks", [_TASK, [1001, b"short", *_TASK[2:]]], "field tasks[1] is not [int, None or bytes"),
+    ("tasks", [_TASK, [1001, None, *_TASK[2:]]], "does not have exactly one task on the vCPU"),
+    ("current_tid", 1001, "names current task 1001, which is not a task"),
+    ("next_tid", 1000, "would hand out tid 1000, which is taken"),
 ]
 
 
@@ -261,10 +268,12 @@ FILES_ATTACKS: list[tuple[str, Callable[[dict[str, Any]], Any], str]] = [
         0, ["synth-dir", 0, b"/x", 0, [b"nope", []]]), "descriptions[0][4][0] fails as a mount"),
     ("disk file of inode 0", lambda k: _table(k)["descriptions"].__setitem__(
         0, ["disk", 0, b"/x", 0, 0]), "field files.table.descriptions[0][4] is 0, outside 1.."),
-    ("waiting on a missing description", lambda k: k["files"]["waiting"][4][0].__setitem__(
-        0, 8), "field files has a blocked call waiting on description 8 of 8"),
-    ("waiting of the wrong types", lambda k: k["files"].update(waiting=["read", 0]),
-     "field files.waiting is not [int, str, None or int, int, a list of [int, int]]"),
+    ("waiting on a missing description", lambda k: k["files"]["waiting"][0][1][4][0]
+     .__setitem__(0, 8), "field files has a blocked call waiting on description 8 of 8"),
+    ("waiting of the wrong types", lambda k: k["files"].update(waiting=[[1000, ["read", 0]]]),
+     "field files.waiting[0] is not [int, [int, str, None or int, int, a list of [int, int]]]"),
+    ("waiting of a task that does not exist", lambda k: k["files"]["waiting"][0].__setitem__(
+        0, 1001), "has a blocked call of task 1001, which is not a task"),
     ("umask over 0o777", lambda k: k["files"].update(umask=0o1000), "field files.umask is 512"),
     ("cwd in a missing mount", lambda k: k["files"].update(cwd=[b"nope", 1, []]),
      "field files.cwd[0] names mount b'nope', which does not exist"),

@@ -26,6 +26,10 @@ class FakeTask:
         self.wake_at_ns: int | None = None
         self.died: str | None = None
         self.files = FdTable()
+        self.other_tasks = False
+
+    def others_alive(self) -> bool:
+        return self.other_tasks
 
     def block_until(self, wake_ns: int) -> None:
         self.wake_at_ns = max(wake_ns, self.vtime_ns)
@@ -72,6 +76,18 @@ def test_blocking_with_no_waker_and_no_deadline_is_a_deadlock() -> None:
     assert block(task, [(read_end, POLLIN)], None, "read of pipe:[2]") == WAIT
     assert task.died is not None and "deadlock: read of pipe:[2]" in task.died
     assert task.waiting is None and task.wake_at_ns is None
+
+
+def test_with_another_task_alive_a_wait_without_deadline_sleeps_until_woken() -> None:
+    task = FakeTask()
+    task.other_tasks = True
+    read_end, write_end = make_pipe(2, 0)
+    assert block(task, [(read_end, POLLIN)], None, "read of pipe:[2]") == WAIT
+    assert task.died is None and task.wake_at_ns is None
+    assert task.waiting.waiter.woken_at_ns is None
+    task.vtime_ns = 7_000
+    assert write_end.write(task, b"x") == 1  # another task writes: the reader is woken
+    assert task.waiting.waiter.woken_at_ns == 7_000
 
 
 def test_a_blocked_timer_read_wakes_at_the_expiry_on_the_skewed_guest_clock() -> None:
@@ -135,10 +151,11 @@ def test_a_version_1_descriptor_table_loads_with_stdio_as_descriptors() -> None:
     """Checkpoints written before the descriptor interface still load."""
     from chaosreplay.kernel.syscalls.files import files_state, load_files_state
 
-    holder = SimpleNamespace()
+    holder = SimpleNamespace(current=SimpleNamespace(tid=1000, waiting=None))
+    holder.tasks = {1000: holder.current}
     load_files_state(holder, {"version": 1, "open": [[7, 2, b"/data/x", 5]],  # type: ignore
                               "fds": [[3, 0, False], [4, 0, True]]})
     assert [fd for fd, _ in holder.files.items()] == [0, 1, 2, 3, 4]
     assert holder.files.get(3) is holder.files.get(4) and holder.files.get(3).offset == 5
     assert holder.files.slots[4].cloexec and holder.files.get(1).stream == 1
-    assert files_state(holder)["version"] == 2  # type: ignore[arg-type]
+    assert files_state(holder)["version"] == 3  # type: ignore[arg-type]

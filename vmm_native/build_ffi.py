@@ -5,7 +5,8 @@ from pathlib import Path
 from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
-SOURCES = ["kvm_vm.c", "cpu_setup.c", "paging.c", "exit_loop.c", "snapshot.c", "snapshot_check.c"]
+SOURCES = ["kvm_vm.c", "cpu_setup.c", "paging.c", "exit_loop.c", "snapshot.c", "snapshot_check.c",
+           "task_context.c", "vm_clone.c"]
 
 ffibuilder = FFI()
 ffibuilder.cdef((HERE / "vmm_cdef.h").read_text())

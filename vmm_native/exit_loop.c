@@ -83,7 +83,7 @@ int vmm_vcpu_start_user(struct vmm_vm *vm, uint64_t rip, uint64_t rsp)
 	r->rflags = RFLAGS_RESERVED;
 	/* Enter user mode the way every exception returns: iretq through a frame. */
 	vm->resume = RESUME_FRAME;
-	vm->frame_addr = KERNEL_BASE + IST_STACK_TOP - 40;
+	vm->frame_addr = START_FRAME_ADDR;
 	return 0;
 }
 

@@ -210,7 +210,7 @@ int vmm_vm_export_state(struct vmm_vm *vm, uint8_t *buf, uint64_t len)
 
 /* Load canonical state (already checked by snapshot_check_state) into the live vCPU and
  * allocator. */
-static int import_state(struct vmm_vm *vm, const uint8_t *buf, uint64_t len)
+int vmm_load_state(struct vmm_vm *vm, const uint8_t *buf, uint64_t len)
 {
 	if (len < STATE_FIXED_BYTES || memcmp(buf, STATE_MAGIC, 8) != 0)
 		return -EINVAL;
@@ -378,7 +378,7 @@ int64_t vmm_snapshot_restore(struct vmm_vm *vm, struct vmm_snapshot *snap)
 			       (size_t)(live_high - snap->high) << PAGE_SHIFT);
 		n = snap->high;
 	}
-	rc = import_state(vm, snap->state, snap->state_len);
+	rc = vmm_load_state(vm, snap->state, snap->state_len);
 	if (rc < 0)
 		return rc;
 	/* Host writes to page tables are invisible to shadow paging: drop every cached

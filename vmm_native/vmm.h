@@ -58,6 +58,12 @@ struct vmm_snapshot;
 int vmm_vm_create(const struct vmm_config *config, struct vmm_vm **out);
 void vmm_vm_destroy(struct vmm_vm *vm);
 int vmm_vm_stats(const struct vmm_vm *vm, struct vmm_stats *out);
+/* A new VM that resumes exactly where `parent` would: the same memory size and syscall
+ * mode, a copy of guest memory up to the allocator's high mark, the frame allocator, the
+ * page tables (same guest-physical addresses) and the vCPU state. It has its own dirty
+ * log and no snapshot base. -ENOEXEC when parent has no resume point (not started, or
+ * interrupted); the error of vmm_vm_create otherwise. */
+int vmm_vm_clone(struct vmm_vm *parent, struct vmm_vm **out);
 /* Whether `syscall` from CPL3 enters CPL0 on this host (1, hardware KVM) or stays at CPL3
  * (0, PVM). It is a property of the host: learn it from a probe VM running a syscall of
  * the VMM's own, and set it on every other VM before it runs, so that no guest's first
@@ -71,6 +77,21 @@ struct kvm_regs *vmm_vcpu_regs(struct vmm_vm *vm);
 int vmm_vcpu_get_fs_base(struct vmm_vm *vm, uint64_t *out);
 int vmm_vcpu_set_fs_base(struct vmm_vm *vm, uint64_t base);
 int vmm_vcpu_set_gs_base(struct vmm_vm *vm, uint64_t base);
+/* The user-visible CPU state of one guest thread: registers, FS/GS bases and the x87/SSE
+ * part of its XSAVE image (legacy area + header: XCR0 enables nothing more). */
+#define VMM_FPU_STATE_BYTES 576
+struct vmm_task_context {
+	struct kvm_regs regs;
+	uint64_t fs_base;
+	uint64_t gs_base;
+	uint8_t fpu[VMM_FPU_STATE_BYTES];
+};
+/* Save the vCPU's user state / load a saved one (a task switch). Loading checks what the
+ * CPU would refuse (-EPERM: a base outside the user half; -EFAULT: rip or rsp not a user
+ * address; -EINVAL: reserved MXCSR bits); every register comes back as saved (never
+ * through a sysret, which would clobber rcx and r11). */
+int vmm_vcpu_save_context(struct vmm_vm *vm, struct vmm_task_context *out);
+int vmm_vcpu_load_context(struct vmm_vm *vm, const struct vmm_task_context *ctx);
 /* Set user rip/rsp and clear the other registers: start the program at its entry point. */
 int vmm_vcpu_start_user(struct vmm_vm *vm, uint64_t rip, uint64_t rsp);
 /* Run until the guest needs policy (syscall, exception) or fails. After

@@ -36,18 +36,28 @@ struct vmm_stats {
 	uint64_t frames_high;
 };
 
+struct vmm_task_context {
+	struct kvm_regs regs;
+	uint64_t fs_base;
+	uint64_t gs_base;
+	uint8_t fpu[576];
+};
+
 struct vmm_vm;
 struct vmm_snapshot;
 
 int vmm_vm_create(const struct vmm_config *config, struct vmm_vm **out);
 void vmm_vm_destroy(struct vmm_vm *vm);
 int vmm_vm_stats(const struct vmm_vm *vm, struct vmm_stats *out);
+int vmm_vm_clone(struct vmm_vm *parent, struct vmm_vm **out);
 int vmm_vm_syscall_mode(const struct vmm_vm *vm);
 int vmm_vm_set_syscall_mode(struct vmm_vm *vm, int enters_cpl0);
 struct kvm_regs *vmm_vcpu_regs(struct vmm_vm *vm);
 int vmm_vcpu_get_fs_base(struct vmm_vm *vm, uint64_t *out);
 int vmm_vcpu_set_fs_base(struct vmm_vm *vm, uint64_t base);
 int vmm_vcpu_set_gs_base(struct vmm_vm *vm, uint64_t base);
+int vmm_vcpu_save_context(struct vmm_vm *vm, struct vmm_task_context *out);
+int vmm_vcpu_load_context(struct vmm_vm *vm, const struct vmm_task_context *ctx);
 int vmm_vcpu_start_user(struct vmm_vm *vm, uint64_t rip, uint64_t rsp);
 int vmm_vcpu_run(struct vmm_vm *vm, struct vmm_exit *exit);
 int vmm_vcpu_run_bench_loop(struct vmm_vm *vm, uint64_t max, uint64_t *syscalls);

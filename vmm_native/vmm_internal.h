@@ -107,6 +107,10 @@
 #define STATE_OFF_ALLOC (STATE_OFF_FPU + 7 * 8 + 128 + 256)
 #define STATE_OFF_PADDING (STATE_OFF_ALLOC + 16)
 
+/* The iretq frame a fresh start or a loaded task context resumes through (its RIP slot:
+ * five quadwords below the top of the IST stack). */
+#define START_FRAME_ADDR (KERNEL_BASE + IST_STACK_TOP - 40)
+
 /* How the next vmm_vcpu_run resumes the guest. */
 enum resume_kind {
 	RESUME_NONE = 0,     /* not started */
@@ -182,6 +186,10 @@ int snapshot_check_state(const struct vmm_vm *vm, const uint8_t *buf, uint64_t l
 			 char *why, size_t why_len);
 int snapshot_check_image(const struct vmm_vm *vm, uint8_t *image, const uint8_t *state,
 			 char *why, size_t why_len);
+
+/* snapshot.c: load canonical state bytes (trusted or checked) into the live vCPU and
+ * allocator; the guest resumes through an iretq frame at the user rip. */
+int vmm_load_state(struct vmm_vm *vm, const uint8_t *buf, uint64_t len);
 
 /* kvm_vm.c */
 int vmm_memslot_set(struct vmm_vm *vm, bool present);

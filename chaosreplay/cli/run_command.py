@@ -12,6 +12,7 @@ import click
 from chaosreplay.errors import GuestProgramError
 from chaosreplay.events import EventKind
 from chaosreplay.kernel.process import GuestProcess, ProcessConfig, Status
+from chaosreplay.kernel.scheduler import POLICIES, SchedulerConfig
 from chaosreplay.kernel.sdk_abi import AssertKind
 from chaosreplay.sim.programs import read_program
 from chaosreplay.sim.scenario import exec_arguments_problem
@@ -43,8 +44,12 @@ def _duration(ns: int) -> str:
               help="Refuse programs containing rdtsc/cpuid/rdrand & co instead of emulating them.")
 @click.option("--hang-timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="Wall seconds without a VM exit before the guest counts as hung (0: never).")
+@click.option("--schedule", type=click.Choice(POLICIES), default=POLICIES[0],
+              show_default=True,
+              help="How threads share the one vCPU: time slices in tid order, or a seeded "
+                   "random interleaving (another --seed, another interleaving).")
 def run(program: Path, args: tuple[str, ...], seed: int, env: tuple[str, ...], mem_mib: int,
-        no_patch: bool, hang_timeout: float) -> None:
+        no_patch: bool, hang_timeout: float, schedule: str) -> None:
     """Run one static x86-64 Linux PROGRAM in a VM and mirror its exit status.
 
     Everything after PROGRAM is passed to it (options of run go before PROGRAM).
@@ -73,6 +78,7 @@ def run(program: Path, args: tuple[str, ...], seed: int, env: tuple[str, ...], m
         seed=seed,
         mem_size=(mem_mib + 1) // 2 * 2 << 20,
         patch=not no_patch,
+        scheduler=SchedulerConfig(policy=schedule),
     )
     started = time.perf_counter()
     process = GuestProcess(image, config, on_event=on_event, on_output=_stream)

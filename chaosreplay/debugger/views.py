@@ -63,6 +63,17 @@ class NodeView:
     memory_limit: int | None
     exit_code: int | None
     crash: str | None
+    threads: list[ThreadView] = field(default_factory=list)  # the main thread first
+
+
+@dataclass(frozen=True)
+class ThreadView:
+    """One thread of a node's program: where it is and what it waits for."""
+
+    tid: int
+    state: str  # "on cpu", "ready", "sleeping until <ns>", or what it is blocked in
+    rip: int
+    location: str
 
 
 @dataclass(frozen=True)
@@ -181,8 +192,25 @@ def _node_view(node: Node, program: ProgramInspector, watches: tuple[str, ...]) 
         files=[OpenFileView(fd, slot.file.path.decode("utf-8", "replace"), slot.file.offset,
                             slot.file.flags) for fd, slot in sorted(p.files.items())],
         memory_limit=p.space.memory_limit, exit_code=p.exit_code,
-        crash=_crash(p),
+        crash=_crash(p), threads=_threads(p, symbolizer),
     )
+
+
+def _threads(p: Any, symbolizer: Any) -> list[ThreadView]:
+    """Every thread of the node's program, in tid order."""
+    views = []
+    for task in p.tasks.values():
+        if task is p.current:
+            state = "on cpu"
+        elif task.waiting is not None:
+            state = task.waiting.reason
+        elif task.wake_at_ns is not None:
+            state = f"sleeping until {task.wake_at_ns}"
+        else:
+            state = "ready"
+        rip = int(p.task_regs(task).rip)
+        views.append(ThreadView(task.tid, state, rip, symbolizer.describe(rip)))
+    return views
 
 
 def output_so_far(tail: bytes | bytearray, dropped: int) -> str:

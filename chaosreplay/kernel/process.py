@@ -1,12 +1,15 @@
 """A node program running in its own VM, with the VMM acting as its Linux kernel.
 
 GuestProcess owns the VM, the address space, the virtual clock and the seeded streams a
-program can observe. `run()` executes the program until it blocks, passes a deadline in
-virtual time, or ends; the simulation controller interleaves nodes with it.
+program can observe, and the program's tasks (threads, kernel/task.py), which share the
+one vCPU: the scheduler (kernel/scheduler.py) switches them at system calls and trapped
+instructions. `run()` executes the program until every task blocks, it passes a deadline
+in virtual time, or it ends; the simulation controller interleaves nodes with it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import signal
 import sysconfig
@@ -15,23 +18,25 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from chaosreplay.errors import GuestProgramError
 from chaosreplay.events import EventKind
-from chaosreplay.kernel import sdk_abi
+from chaosreplay.kernel import futex, sdk_abi
 from chaosreplay.kernel.clock import NodeClock
+from chaosreplay.kernel.exec import load_image, plan_load
 from chaosreplay.kernel.fs.disk import FileSystem
 from chaosreplay.kernel.fs.paths import ROOT
 from chaosreplay.kernel.fs.waiters import WAIT, Wait, end_wait
-from chaosreplay.kernel.loader import build_stack, map_segments
 from chaosreplay.kernel.mm.address_space import AddressSpace, GuestOutOfMemory
+from chaosreplay.kernel.scheduler import Scheduler, SchedulerConfig
 from chaosreplay.kernel.syscalls import HANDLERS
 from chaosreplay.kernel.syscalls.args import KTIME_MAX
 from chaosreplay.kernel.syscalls.files import UMASK, files_state, load_files_state, stdio_table
 from chaosreplay.kernel.syscalls.numbers import syscall_name
+from chaosreplay.kernel.syscalls.task import PID
+from chaosreplay.kernel.task import FutexWait, Task
 from chaosreplay.rng import DeterministicStream
 from chaosreplay.vm import nonvirt
 from chaosreplay.vm.elf import ProgramImage
-from chaosreplay.vm.vmm import DEFAULT_MEM_SIZE, ExitReason, Snapshot, Vm
+from chaosreplay.vm.vmm import DEFAULT_MEM_SIZE, ExitReason, Snapshot, TaskContext, Vm, VmmError
 
 _MASK64 = (1 << 64) - 1
 KVM_EXIT_IO = 2
@@ -136,6 +141,7 @@ class ProcessConfig:
     hostname: str = ""
     node_names: tuple[str, ...] = ()  # every node's hostname, by index (for /etc/hosts)
     output_tail_bytes: int = 1 << 20  # stdout/stderr kept per stream; all of it is in events
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
 
 
 EventSink = Callable[["GuestProcess", EventKind, dict[str, Any]], None]
@@ -167,52 +173,46 @@ class GuestProcess:
         self.stderr = bytearray()
         self.output_dropped = [0, 0]  # bytes of stdout, stderr that fell out of the tails
         self.signal_actions: dict[int, bytes] = {}
-        self.signal_mask = 0
-        self.tid_address = 0
         self.network: Any = None  # the simulation attaches a messaging endpoint
+        self.on_recv_timeout: Callable[[], None] | None = None  # cr_recv ended by timeout
         self.files = stdio_table()  # the descriptor table (kernel.fs.files.FdTable)
         self.cwd = ROOT
         self.umask = UMASK
-        self.waiting: Wait | None = None  # the call this process is blocked in, if any
+        self.current = Task(PID)  # the task on the vCPU; the main thread is the process id
+        self.tasks: dict[int, Task] = {PID: self.current}  # live tasks in tid order
+        self.next_tid = PID + 1
+        self.futex_sequence = 0  # futex enqueues so far (kernel/futex.py orders queues by it)
+        self.scheduler = Scheduler(config.scheduler,
+                                   DeterministicStream(config.seed, "sched", config.node_id))
+        self.scheduler.admit(self.current)
+        self._switch = False  # the scheduler decided the current task gives up the vCPU
+        self._yielding = False  # ... because it yielded (sched_yield, pause)
         self.comm = image.path.name.encode()[:15]  # the task name (prctl PR_SET_NAME)
         self.coverage_map: tuple[int, int] | None = None  # SDK edge bitmap (address, size)
         self.fs = FileSystem(config.seed, config.node_id)  # the node's disk: outlives restarts
         self.incarnation = 0  # restarts so far: each life draws fresh random numbers
         self.random = self._streams()
 
-        sites, all_strays = nonvirt.scan_program(image)
-        sites = nonvirt.refuse_unpatchable(image, sites)
-        if sites and not config.patch:
-            listed = ", ".join(f"{s.text} at {s.address:#x} ({s.symbol})" for s in sites[:5])
-            more = f" and {len(sites) - 5} more" if len(sites) > 5 else ""
-            raise GuestProgramError(
-                f"{image.path}: uses non-virtualizable instructions ({listed}{more}); "
-                "run without --no-patch to emulate them"
-            )
+        plan = plan_load(image, config.patch)
         self.emulator = nonvirt.NonVirtEmulator(config.seed, config.node_id, config.node_count)
 
         self.vm = Vm(config.mem_size)
         self.space = AddressSpace(self.vm)
         self.space.oom_kill = self._oom_kill
-        strays, rewrites = [], []
-        for stray in all_strays:  # hidden patterns: defuse, else single-step
-            rewrite = nonvirt.defuse(image, stray)
-            (strays if rewrite is None else rewrites).append(rewrite or stray)
-        contents = nonvirt.apply_rewrites(image, nonvirt.patch_segments(image, sites), rewrites)
-        map_segments(self.space, image, contents)
-        self.space.code.describe = image.symbols.describe
-        self.space.code.adopt_image(image, sites, strays)
-        self.sites = self.space.code.sites  # every patched site, the program's and run-time
         exe_name = b"/chaosreplay/" + image.path.name.encode()
-        sp = build_stack(self.space, image, config.argv, config.envp,
-                         self.random["auxv"].read(16), exe_name)
+        loaded = load_image(self.space, plan, config.argv, config.envp,
+                            self.random["auxv"].read(16), exe_name)
+        self.sites = self.space.code.sites  # every patched site, the program's and run-time
         self.exe_name = exe_name
-        self.vm.start(image.entry, sp)
+        self.vm.start(loaded.entry, loaded.stack_pointer)
         self.regs = self.vm.regs
 
     # -- events ----------------------------------------------------------------------------
     def emit(self, kind: EventKind, **fields: Any) -> None:
+        """An event of the current task (its tid named unless it is the main thread)."""
         if self.on_event is not None:
+            if self.current.tid != PID:
+                fields["tid"] = self.current.tid
             self.on_event(self, kind, fields)
 
     def output(self, fd: int, data: bytes) -> None:
@@ -252,27 +252,202 @@ class GuestProcess:
         return self.clock.realtime(self.vtime_ns)
 
     def block_until(self, wake_ns: int) -> None:
-        self.wake_at_ns = max(min(wake_ns, KTIME_MAX), self.vtime_ns)
+        """Put the current task to sleep until virtual time wake_ns."""
+        self.current.wake_at_ns = max(min(wake_ns, KTIME_MAX), self.vtime_ns)
 
     def block_for(self, guest_ns: int) -> None:
         """Block for guest_ns as measured by the guest's own (possibly skewed) clock; a
         wake-up past KTIME_MAX saturates there, as Linux's hrtimers do."""
         self.block_until(self.vtime_ns + self.clock.to_virtual(min(guest_ns, KTIME_MAX)))
 
+    # -- tasks -----------------------------------------------------------------------------
+    @property
+    def waiting(self) -> Wait | None:
+        """The call the current task is blocked in (being retried), if any."""
+        return self.current.waiting
+
+    @waiting.setter
+    def waiting(self, wait: Wait | None) -> None:
+        self.current.waiting = wait
+
+    @property
+    def signal_mask(self) -> int:
+        return self.current.signal_mask
+
+    @signal_mask.setter
+    def signal_mask(self, mask: int) -> None:
+        self.current.signal_mask = mask
+
+    def find_task(self, tid: int) -> Task | None:
+        return self.tasks.get(tid)
+
+    def others_alive(self) -> bool:
+        """Whether a task other than the current one could still wake it."""
+        return len(self.tasks) > 1
+
+    def task_regs(self, task: Task) -> Any:
+        """A task's registers: live on the vCPU, or in its saved context."""
+        if task is self.current:
+            return self.regs
+        assert task.context is not None
+        return task.context.regs
+
+    def spawn_task(self, stack: int, tls: int | None) -> Task:
+        """A new thread that starts where the current task's clone returns, with rax 0."""
+        context = TaskContext()
+        self.vm.save_context(context)
+        context.regs.rax = 0
+        if stack:
+            context.regs.rsp = stack
+        if tls is not None:
+            context.fs_base = tls
+        task = Task(self.next_tid, context, signal_mask=self.current.signal_mask)
+        self.next_tid += 1
+        self.scheduler.admit(task)
+        self.tasks[task.tid] = task
+        self.emit(EventKind.TASK_START, child=task.tid)
+        return task
+
+    def forget_task(self, task: Task) -> None:
+        """Undo spawn_task for a clone that failed after it (its tid stays used)."""
+        del self.tasks[task.tid]
+
+    def exit_task(self, task: Task, code: int) -> None:
+        """One thread ends (exit); the last one's exit ends the process."""
+        if len(self.tasks) <= 1:
+            self.exit(code)
+            return
+        futex.release_robust_list(self, task)
+        if task.clear_child_tid and futex.write_word(self, task.clear_child_tid, 0):
+            futex.wake(self, task.clear_child_tid, 1)  # pthread_join waits on this word
+        if task is self.current:
+            end_wait(self)
+        task.exited = True
+        del self.tasks[task.tid]
+        self.emit(EventKind.TASK_EXIT, code=code & 0xFF)
+
+    def yield_cpu(self) -> None:
+        """The current task offers the vCPU to another ready task (sched_yield, pause)."""
+        if len(self.tasks) > 1:
+            self._switch = self._yielding = True
+
+    def in_datagram_recv(self) -> bool:
+        """Whether a task sleeps in cr_recv (a delivery may complete it)."""
+        return any(t.in_sdk_recv for t in self.tasks.values())
+
+    def complete_datagram_recv(self, result: int, at_ns: int) -> None:
+        """A datagram completes the cr_recv a task sleeps in: its result, and it wakes."""
+        task = next(t for t in self.tasks.values() if t.in_sdk_recv)
+        task.in_sdk_recv = False
+        self.task_regs(task).rax = result & _MASK64
+        wake = max(at_ns, self.vtime_ns)
+        task.wake_at_ns = wake
+        if self.wake_at_ns is None or wake < self.wake_at_ns:
+            self.wake_at_ns = wake
+
+    def _switch_to(self, task: Task) -> bool:
+        """Put task on the vCPU (saving the current one's state); False if it died."""
+        old = self.current
+        if old.tid in self.tasks and not old.exited:
+            old.context = TaskContext()
+            self.vm.save_context(old.context)
+        assert task.context is not None
+        try:
+            self.vm.load_context(task.context)
+        except VmmError as exc:  # a thread created with a stack the CPU refuses
+            self.current = task
+            self._die(signal.SIGSEGV, 13, 0, f"thread {task.tid} cannot start: {exc}")
+            return False
+        task.context = None
+        self.current = task
+        task.ran_since_ns = self.vtime_ns
+        return True
+
+    def _next_task(self) -> Task | None:
+        """The task to run now, put on the vCPU; None when every task is blocked."""
+        current, now = self.current, self.vtime_ns
+        if len(self.tasks) == 1 and not current.exited:
+            self._switch = False
+            return current if current.ready(now) else None
+        if not self._switch and not current.exited and current.ready(now):
+            return current  # resuming (after a deadline or a pause) never reschedules
+        task = self.scheduler.pick(list(self.tasks.values()), current, now, self._yielding)
+        self._switch = self._yielding = False
+        if task is not None and task is not current and not self._switch_to(task):
+            return None
+        return task
+
+    def _sleep(self) -> Status:
+        """Every task is blocked: the node sleeps until the first wakes by itself."""
+        if self.status is not Status.RUNNING:
+            return self.status
+        wakes = [w for w in (t.wake_time() for t in self.tasks.values()) if w is not None]
+        if not wakes:
+            reasons = [t.waiting.reason if t.waiting else "a wait" for t in self.tasks.values()]
+            if len(reasons) == 1:
+                why = f"{reasons[0]} blocks forever (no timeout, no other task to wake it)"
+            else:
+                why = "every task blocks forever (" + ", ".join(
+                    f"tid {t.tid} in {r}" for t, r in zip(self.tasks.values(), reasons,
+                                                          strict=True)) + ")"
+            self._die(signal.SIGKILL, 0, 0, f"deadlock: {why}")
+            return self.status
+        self.wake_at_ns = max(min(wakes), self.vtime_ns)
+        return Status.BLOCKED
+
+    def _switch_point(self) -> bool:
+        """After a call or trap the current task survives: whether it gives up the vCPU."""
+        current = self.current
+        if current.exited or current.blocked():
+            return True
+        if len(self.tasks) == 1:
+            return False
+        if self._switch:
+            return True
+        now = self.vtime_ns
+        others = any(t is not current and t.ready(now) for t in self.tasks.values())
+        self._switch = self.scheduler.should_switch(current, now, others)
+        return self._switch
+
     # -- running ---------------------------------------------------------------------------
     def run(self, deadline_ns: int | None = None) -> Status:
-        """Run until blocked, ended, or virtual time passes deadline_ns."""
+        """Run until every task is blocked, it ended, or virtual time passes deadline_ns."""
         if self.status in (Status.EXITED, Status.CRASHED, Status.HUNG):
             return self.status
         if self.wake_at_ns is not None:
             self.vtime_ns = max(self.vtime_ns, self.wake_at_ns)
             self.wake_at_ns = None
+        first = True
+        while True:
+            task = self._next_task()
+            if task is None:
+                return self._sleep()
+            if not first and (self.preempt or (deadline_ns is not None
+                                               and self.vtime_ns > deadline_ns)):
+                self.preempt = False
+                return Status.RUNNING  # switched: the new task goes on when run again
+            first = False
+            if task.blocked():  # it woke: its sleep is over, or its call runs again
+                task.wake_at_ns = None
+                if task.in_sdk_recv:  # by its timeout: no delivery may complete it now
+                    task.in_sdk_recv = False
+                    if self.on_recv_timeout is not None:
+                        self.on_recv_timeout()
+                if task.waiting is not None:
+                    resumed = self._retry_wait()
+                    if resumed is not None:
+                        return resumed
+                    if self._switch_point():
+                        continue
+            status = self._run_current(deadline_ns)
+            if status is not None:
+                return status
+
+    def _run_current(self, deadline_ns: int | None) -> Status | None:
+        """Run the task on the vCPU until it gives up the vCPU (None) or run() returns."""
         vm, regs, handlers = self.vm, self.regs, HANDLERS
         syscall_cost = self.config.syscall_cost_ns
-        if self.waiting is not None:
-            resumed = self._retry_wait()
-            if resumed is not None:
-                return resumed
+        tasks, current = self.tasks, self.current  # clone adds to tasks; a switch returns
         while True:
             reason = vm.run()
             if reason == ExitReason.SYSCALL:
@@ -290,21 +465,17 @@ class GuestProcess:
                 if result == WAIT:  # blocked (kernel.fs.waiters): answered when it wakes
                     if self.status is not Status.RUNNING:
                         return self.status
-                    self.status = Status.BLOCKED
-                    return self._blocked()
+                    return None
                 self.syscalls += 1
                 if self.trace_syscalls and (number not in SELF_RECORDING or result < 0):
-                    # the hottest event: straight to the sink
-                    self.on_event(self, EventKind.SYSCALL, {  # type: ignore[misc]
-                        "nr": number, "name": syscall_name(number),
-                        "args": [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9],
-                        "ret": result})
+                    self._syscall_event(number, result)
                 if self.status is not Status.RUNNING:
                     return self.status
                 regs.rax = rax
-                if self.wake_at_ns is not None:
-                    self.status = Status.BLOCKED
-                    return self._blocked()
+                # one thread that did not sleep goes straight on (the hot path)
+                if (len(tasks) > 1 or current.wake_at_ns is not None or current.exited) \
+                        and self._switch_point():
+                    return None
             elif reason == ExitReason.EXCEPTION:
                 self.vtime_ns += self.config.exception_cost_ns
                 try:
@@ -315,6 +486,8 @@ class GuestProcess:
                     return self.status
                 if not resumed:
                     return self.status
+                if self._switch_point():
+                    return None
             elif reason == ExitReason.INTERRUPTED:
                 self.status = Status.HUNG
                 # Where the watchdog caught the guest depends on wall time: record no rip.
@@ -345,8 +518,19 @@ class GuestProcess:
                 status = self.run()
         return status
 
+    def _syscall_event(self, number: int, result: int) -> None:
+        """The hottest event: straight to the sink (the tid only off the main thread)."""
+        regs = self.regs
+        fields = {"nr": number, "name": syscall_name(number),
+                  "args": [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9],
+                  "ret": result}
+        if self.current.tid != PID:
+            fields["tid"] = self.current.tid
+        self.on_event(self, EventKind.SYSCALL, fields)  # type: ignore[misc]
+
     def _retry_wait(self) -> Status | None:
-        """Run the blocked call again now that it woke; a Status when run() must return."""
+        """Run the current task's blocked call again now that it woke: None when it finished
+        or went back to sleep, a Status when run() must return."""
         wait = self.waiting
         assert wait is not None
         regs = self.regs
@@ -357,16 +541,11 @@ class GuestProcess:
             self._contain(exc, f"syscall {syscall_name(wait.number)}", nr=wait.number)
             return self.status
         if result == WAIT:
-            if self.status is not Status.RUNNING:
-                return self.status
-            return self._blocked()
+            return self.status if self.status is not Status.RUNNING else None
         end_wait(self)
         self.syscalls += 1
         if self.trace_syscalls:
-            self.on_event(self, EventKind.SYSCALL, {  # type: ignore[misc]
-                "nr": wait.number, "name": syscall_name(wait.number),
-                "args": [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9],
-                "ret": result})
+            self._syscall_event(wait.number, result)
         if self.status is not Status.RUNNING:
             return self.status
         regs.rax = rax
@@ -374,11 +553,6 @@ class GuestProcess:
             self.preempt = False
             return Status.RUNNING
         return None
-
-    def _blocked(self) -> Status:
-        # The controller decides when the node runs again; a lone process just sleeps.
-        self.status = Status.RUNNING
-        return Status.BLOCKED
 
     def _unknown_syscall(self, number: int) -> int:
         counts = self.unknown_syscalls
@@ -474,8 +648,17 @@ class GuestProcess:
         self.emit(EventKind.EXIT, code=self.exit_code)
 
     def digest(self) -> bytes:
-        """The VM's state digest (registers + memory)."""
-        return self.vm.digest()
+        """The VM's state digest (registers + memory), and the saved state of every task
+        off the vCPU when there are several."""
+        digest = self.vm.digest()
+        if len(self.tasks) == 1:
+            return digest
+        h = hashlib.sha256(digest)
+        for task in self.tasks.values():
+            h.update(task.tid.to_bytes(4, "little"))
+            if task.context is not None:
+                h.update(task.context.to_bytes())
+        return h.digest()
 
     # -- checkpoints -----------------------------------------------------------------------
     def kernel_state(self) -> dict[str, Any]:
@@ -491,7 +674,9 @@ class GuestProcess:
             "stdout": bytes(self.stdout), "stderr": bytes(self.stderr),
             "output_dropped": list(self.output_dropped),
             "signal_actions": sorted(self.signal_actions.items()),
-            "signal_mask": self.signal_mask, "tid_address": self.tid_address,
+            "tasks": [_task_state(t) for t in self.tasks.values()],
+            "current_tid": self.current.tid, "next_tid": self.next_tid,
+            "futex_sequence": self.futex_sequence, "scheduler": self.scheduler.to_state(),
             "random": sorted((name, s.position) for name, s in self.random.items()),
             "rdrand": self.emulator.rdrand.position, "rdseed": self.emulator.rdseed.position,
             "vmas": [[v.start, v.end, v.prot, v.name] for v in space.vmas()],
@@ -526,8 +711,16 @@ class GuestProcess:
         self.stderr = bytearray(state["stderr"])
         self.output_dropped = list(state.get("output_dropped", (0, 0)))
         self.signal_actions = dict(state["signal_actions"])
-        self.signal_mask = state["signal_mask"]
-        self.tid_address = state["tid_address"]
+        if "tasks" in state:
+            self.tasks = {row[0]: _task_from_state(row) for row in state["tasks"]}
+            self.current = self.tasks[state["current_tid"]]
+            self.next_tid, self.futex_sequence = state["next_tid"], state["futex_sequence"]
+            self.scheduler.load_state(state["scheduler"])
+        else:  # a checkpoint from before threads: one task, the main thread
+            self.current = Task(PID, signal_mask=state["signal_mask"],
+                                clear_child_tid=state["tid_address"])
+            self.tasks = {PID: self.current}
+        self._switch = self._yielding = False
         for name, position in state["random"]:
             self.random[name].seek(position)
         self.emulator.rdrand.seek(state["rdrand"])
@@ -555,6 +748,22 @@ class GuestProcess:
         """Return to a checkpoint taken from this process."""
         checkpoint.snapshot.restore()
         self.load_kernel_state(checkpoint.kernel)
+
+
+def _task_state(task: Task) -> list[Any]:
+    """A task as plain data (its blocked call is saved with the descriptor table)."""
+    return [task.tid, None if task.context is None else task.context.to_bytes(),
+            task.signal_mask, task.clear_child_tid, task.robust_list, task.robust_list_len,
+            task.wake_at_ns, None if task.futex is None else task.futex.to_list(),
+            task.priority, task.ran_since_ns, task.in_sdk_recv]
+
+
+def _task_from_state(row: list[Any]) -> Task:
+    (tid, context, mask, clear_tid, robust, robust_len, wake, sleep, priority, ran_since,
+     in_recv) = row
+    return Task(tid, None if context is None else TaskContext(context), mask, clear_tid,
+                robust, robust_len, wake, None, None if sleep is None else FutexWait(*sleep),
+                False, priority, ran_since, in_recv)
 
 
 @dataclass(slots=True)

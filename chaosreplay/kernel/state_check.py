@@ -10,6 +10,7 @@ never makes honest checkpoints unloadable before its line is here.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +47,7 @@ from chaosreplay.vm.nonvirt import _MAX_INSN as MAX_INSN
 from chaosreplay.vm.nonvirt import _REGISTERS_64 as REGISTERS_64
 from chaosreplay.vm.nonvirt import TRAP_MAX
 from chaosreplay.vm.nonvirt import Kind as SiteKind
+from chaosreplay.vm.vmm import TaskContext
 
 PAGE = 4096
 USER_VA_END = 1 << 47  # the user half: every VMA and brk lies below it
@@ -132,8 +134,11 @@ def _no_loop(watches: list[list[int]]) -> str | None:
 
 def _waits_on_descriptions(files: dict[str, Any]) -> str | None:
     count = len(files["table"]["descriptions"])
-    if files["waiting"] is not None:
-        for index, _ in files["waiting"][4]:
+    waits = files["waiting"]
+    if files["version"] == 2:
+        waits = [] if waits is None else [[0, waits]]
+    for _, wait in waits:
+        for index, _ in wait[4]:
             if index >= count:
                 return f"has a blocked call waiting on description {index} of {count}"
     return None
@@ -175,27 +180,34 @@ FILES_V1 = Where(Record({  # before the descriptor table: disk files on fds >= 3
                  unique(lambda row: row[0], "fd")),
 }), _v1_fds_name_descriptions)
 
-FILES_V2 = Where(Record({  # syscalls.files.files_state()
-    "version": OneOf(FILES_STATE_VERSION),
+MAX_TID = 1 << 22  # Linux's PID_MAX_LIMIT
+FILES_FIELDS = {  # syscalls.files.files_state()
     "table": TABLE,
     "cwd": Row(Where(Bytes(64), _known_mount), Int(1, U64_MAX),  # Place.to_list()
                ListOf(Bytes(255), max_len=PATH_MAX // 2)),
     "umask": Int(0, 0o777),
-    "waiting": Maybe(WAITING),
-}), _waits_on_descriptions)
+}
+FILES_V2 = Where(Record({**FILES_FIELDS, "version": OneOf(2),  # one task's blocked call
+                         "waiting": Maybe(WAITING)}), _waits_on_descriptions)
+FILES_V3 = Where(Record({**FILES_FIELDS, "version": OneOf(FILES_STATE_VERSION),
+                         # [tid, call] of each task blocked in a retried call
+                         "waiting": Where(ListOf(Row(Int(1, MAX_TID), WAITING),
+                                                 max_len=MAX_TID),
+                                          unique(lambda row: row[0], "task"))}),
+                 _waits_on_descriptions)
 
 
 class _FilesOfItsVersion(Check):
     """files_state() as its version has it: load_files_state upgrades version 1."""
 
     def describe(self) -> str:
-        return FILES_V2.describe()
+        return FILES_V3.describe()
 
     def __call__(self, value: Any, path: str) -> None:
         if type(value) is dict and "version" in value:  # the version first: it decides
-            OneOf(1, FILES_STATE_VERSION)(value["version"], f"{path}.version")
-        old = type(value) is dict and value.get("version") == 1
-        (FILES_V1 if old else FILES_V2)(value, path)
+            OneOf(1, 2, FILES_STATE_VERSION)(value["version"], f"{path}.version")
+        version = value.get("version") if type(value) is dict else None
+        {1: FILES_V1, 2: FILES_V2}.get(version, FILES_V3)(value, path)
 
 
 FILES = _FilesOfItsVersion()
@@ -273,6 +285,45 @@ CODE_PAGES = Where(Record({  # mm.code_pages.CodePages.to_state()
 CHUNK_COUNT = USER_VA_END >> CHUNK_SHIFT
 CHUNKS = Where(ListOf(Int(0, CHUNK_COUNT - 1), max_len=CHUNK_COUNT), _increasing("chunk"))
 
+TASK = Row(  # process._task_state(): one thread
+    Int(1, MAX_TID),
+    Maybe(Where(Bytes(TaskContext.SIZE), lambda b: None if len(b) == TaskContext.SIZE
+                else f"is not {TaskContext.SIZE} bytes")),  # saved CPU state (None: on CPU)
+    Int(0, U64_MAX), Int(0, USER_VA_END), Int(0, USER_VA_END), Int(0, 24),  # mask, clear
+    Maybe(NS),  # tid, robust list head and length; blocked until
+    Maybe(Row(Int(0, USER_VA_END), Int(1, 2**32 - 1), Int(0, U64_MAX), Bool())),  # futex
+    Int(I64_MIN, I64_MAX), NS, Bool())  # priority, switched in at, in cr_recv
+
+
+def _tasks_in_order(tasks: list[list[Any]]) -> str | None:
+    """Tids strictly increasing; exactly the tasks off the vCPU have a saved context."""
+    for before, after in itertools.pairwise(tasks):
+        if after[0] <= before[0]:
+            return f"lists task {after[0]} after task {before[0]}"
+    if not tasks:
+        return "has no task"
+    if sum(row[1] is None for row in tasks) != 1:
+        return "does not have exactly one task on the vCPU"
+    return None
+
+
+def _current_task_on_cpu(state: dict[str, Any]) -> str | None:
+    rows = {row[0]: row for row in state["tasks"]}
+    row = rows.get(state["current_tid"])
+    if row is None:
+        return f"names current task {state['current_tid']}, which is not a task"
+    if row[1] is not None:
+        return f"has current task {row[0]} with a saved context (it is on the vCPU)"
+    if state["next_tid"] <= max(rows):
+        return f"would hand out tid {state['next_tid']}, which is taken"
+    waits = state["files"].get("waiting") if type(state["files"]) is dict else None
+    if state["files"].get("version") == FILES_STATE_VERSION and waits:
+        for tid, _ in waits:
+            if tid not in rows:
+                return f"has a blocked call of task {tid}, which is not a task"
+    return None
+
+
 KERNEL_STATE = Where(Record({
     "vtime_ns": NS,
     "clock": Record({"anchor_ns": NS, "offset_ns": Int(I64_MIN, I64_MAX),
@@ -293,8 +344,11 @@ KERNEL_STATE = Where(Record({
                                                           == 32 else "is not 32 bytes")),
                                    max_len=64),
                             unique(lambda row: row[0], "signal")),
-    "signal_mask": Int(0, U64_MAX),
-    "tid_address": Int(0, U64_MAX),
+    "tasks": Where(ListOf(TASK, max_len=MAX_TID), _tasks_in_order),
+    "current_tid": Int(1, MAX_TID),
+    "next_tid": Int(1, MAX_TID + 1),
+    "futex_sequence": Int(0, U64_MAX),
+    "scheduler": Row(Int(0, I64_MAX), Int(I64_MIN, 0)),  # stream position, lowest priority
     "random": Where(ListOf(Row(OneOf(*STREAMS), Int(0, I64_MAX)), max_len=len(STREAMS)),
                     unique(lambda row: row[0], "stream")),
     "rdrand": Int(0, I64_MAX),
@@ -310,7 +364,7 @@ KERNEL_STATE = Where(Record({
     # the SDK edge bitmap registered with CR_SYS_COVERAGE: (address, power-of-two size)
     "coverage_map": Maybe(Where(Row(Int(0, USER_VA_END), Int(1, CR_COVERAGE_MAP_MAX)),
                                 _coverage_map_fits)),
-}, open=True), _brk_in_order)
+}, open=True), lambda state: _brk_in_order(state) or _current_task_on_cpu(state))
 
 
 def _disk_is_a_tree(snap: dict[str, Any]) -> str | None:

@@ -89,9 +89,11 @@ def resolve_images(scenario: Scenario, base_dir: Path) -> list[ProgramImage]:
             cache[path] = read_program(path)
         images.append(cache[path])
     total = sum(len(image.raw) for image in {image.sha256: image for image in images}.values())
-    if total > MAX_EMBEDDED_BYTES:
+    files = scenario.files_bytes()  # the disk files travel in the same manifest frame
+    if total + files > MAX_EMBEDDED_BYTES:
         names = ", ".join(str(p) for p in cache)
-        raise GuestProgramError(f"{names}: {total:,} bytes of programs, more than the "
+        also = f" and {files:,} bytes of disk files" if files else ""
+        raise GuestProgramError(f"{names}: {total:,} bytes of programs{also}, more than the "
                                 f"{MAX_EMBEDDED_BYTES >> 20} MiB a recording embeds")
     return images
 

@@ -21,6 +21,15 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from chaosreplay.errors import ConfigError
+from chaosreplay.kernel.fs.install import DiskEntry
+from chaosreplay.kernel.scheduler import POLICIES, SchedulerConfig
+from chaosreplay.sim.disk_files import (
+    FILE_KEYS,
+    MAX_FILES_BYTES,
+    files_bytes,
+    files_to_dict,
+    parse_files,
+)
 from chaosreplay.sim.faults.engine import FaultEngine, FaultPlan
 from chaosreplay.sim.faults.random import RandomFaults
 from chaosreplay.sim.network.fabric import LINK_PARAM_NAMES, LinkParams, NetworkFabric
@@ -62,6 +71,7 @@ class NodeGroup:
     name: str = ""  # "" = the program's file name
     expect_exit: tuple[ExpectedExit, ...] = (0,)  # how a node may end; running on is fine
     stderr_is_failure: bool = False  # triage counts a write to stderr as a failure
+    files: tuple[DiskEntry, ...] = ()  # put on each node's disk before it starts
 
     @property
     def label(self) -> str:
@@ -148,6 +158,7 @@ class Scenario:
     nodes: tuple[NodeGroup, ...] = (NodeGroup(DEMO_PROGRAM, count=3),)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     faults: FaultPlan = field(default_factory=FaultPlan)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)  # threads per node
 
     @property
     def node_count(self) -> int:
@@ -201,7 +212,7 @@ class Scenario:
             "nodes": [
                 {"program": g.program, "count": g.count, "args": list(g.args),
                  "env": dict(g.env), "name": g.name, "expect_exit": list(g.expect_exit),
-                 "stderr_is_failure": g.stderr_is_failure}
+                 "stderr_is_failure": g.stderr_is_failure, "files": files_to_dict(g.files)}
                 for g in self.nodes
             ],
             "network": {
@@ -210,11 +221,19 @@ class Scenario:
                               for o in self.network.overrides],
             },
             "faults": self.faults.to_dict(),
+            # only when set, so scenarios from before threads keep their digests
+            **({"scheduler": _scheduler_dict(self.scheduler)}
+               if self.scheduler != SchedulerConfig() else {}),
         }
+
+    def files_bytes(self) -> int:
+        """Content bytes of every group's disk files (the recording embeds them)."""
+        return sum(files_bytes(g.files) for g in self.nodes)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "scenario") -> Scenario:
-        """Parse and check a scenario table (a TOML file's content or a `to_dict`)."""
+        """Parse and check a scenario table (a TOML file's content or a `to_dict`); host
+        files are refused: only a scenario file may name them."""
         return parse_scenario(data, source)
 
 
@@ -231,11 +250,12 @@ def load_scenario(path: str | Path) -> Scenario:
         raise ConfigError(f"{source}: cannot read the scenario: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{source}: not UTF-8 text ({exc.reason})") from exc
-    return loads_scenario(text, source)
+    return loads_scenario(text, source, base_dir=Path(path).parent)
 
 
-def loads_scenario(text: str, source: str = "scenario.toml") -> Scenario:
-    """Parse scenario TOML text."""
+def loads_scenario(text: str, source: str = "scenario.toml",
+                   base_dir: Path | None = None) -> Scenario:
+    """Parse scenario TOML text; host files (`files[].from`) are read from base_dir."""
     depth = _nesting_depth(text)
     if depth > MAX_TOML_NESTING:
         raise ConfigError(f"{source}: arrays or tables nested {depth} deep; a scenario nests "
@@ -246,7 +266,7 @@ def loads_scenario(text: str, source: str = "scenario.toml") -> Scenario:
         raise ConfigError(f"{source}: invalid TOML: {exc}") from exc
     except RecursionError:  # nesting the pre-check could not see (it is only an estimate)
         raise ConfigError(f"{source}: arrays or tables nested too deeply") from None
-    return parse_scenario(data, source)
+    return parse_scenario(data, source, base_dir)
 
 
 def _nesting_depth(text: str) -> int:
@@ -278,13 +298,15 @@ def _nesting_depth(text: str) -> int:
     return deepest
 
 
-def parse_scenario(data: Mapping[str, Any], source: str = "scenario") -> Scenario:
-    """Check every key of a scenario table and build the Scenario."""
+def parse_scenario(data: Mapping[str, Any], source: str = "scenario",
+                   base_dir: Path | None = None) -> Scenario:
+    """Check every key of a scenario table and build the Scenario (host files named by
+    `files` are read relative to base_dir; None refuses them)."""
     root = KeyPath(source)
     expect_table(data, root)
     check_keys(data, _TOP_KEYS, root)
     defaults = Scenario()
-    nodes = (_parse_nodes(data["nodes"], root.key("nodes")) if "nodes" in data
+    nodes = (_parse_nodes(data["nodes"], root.key("nodes"), base_dir) if "nodes" in data
              else defaults.nodes)
     node_count = sum(group.count for group in nodes)
     memory_at = root.key("memory_per_node")
@@ -299,6 +321,8 @@ def parse_scenario(data: Mapping[str, Any], source: str = "scenario") -> Scenari
                if "network" in data else defaults.network)
     faults = (FaultPlan.from_dict(data["faults"], root.key("faults"), node_count)
               if "faults" in data else defaults.faults)
+    scheduler = (_parse_scheduler(data["scheduler"], root.key("scheduler"))
+                 if "scheduler" in data else defaults.scheduler)
     scenario = Scenario(
         seed=expect_int(data.get("seed", defaults.seed), root.key("seed"), minimum=0,
                         maximum=2**64 - 1),
@@ -313,9 +337,33 @@ def parse_scenario(data: Mapping[str, Any], source: str = "scenario") -> Scenari
         nodes=nodes,
         network=network,
         faults=faults,
+        scheduler=scheduler,
     )
     check_random_arrivals(scenario, root.key("faults.random.rates"))
     return scenario
+
+
+_SCHEDULER_KEYS = ["policy", "quantum_us", "change_every"]
+
+
+def _parse_scheduler(value: Any, at: KeyPath) -> SchedulerConfig:
+    """The `scheduler` table: how each node's threads share its one vCPU."""
+    expect_table(value, at)
+    check_keys(value, _SCHEDULER_KEYS, at)
+    defaults = SchedulerConfig()
+    policy = value.get("policy", defaults.policy)
+    if policy not in POLICIES:
+        at.key("policy").fail(f"expected one of {', '.join(POLICIES)}, got {policy!r}")
+    quantum_us = expect_int(value.get("quantum_us", defaults.quantum_ns // 1000),
+                            at.key("quantum_us"), minimum=1, maximum=10**9)
+    change_every = expect_int(value.get("change_every", defaults.change_every),
+                              at.key("change_every"), minimum=1, maximum=2**31)
+    return SchedulerConfig(policy, quantum_us * 1000, change_every)
+
+
+def _scheduler_dict(config: SchedulerConfig) -> dict[str, Any]:
+    return {"policy": config.policy, "quantum_us": config.quantum_ns // 1000,
+            "change_every": config.change_every}
 
 
 def check_random_arrivals(scenario: Scenario, at: KeyPath) -> None:
@@ -333,11 +381,12 @@ def check_random_arrivals(scenario: Scenario, at: KeyPath) -> None:
                 "run, lower the rates or set faults.random.stop)")
 
 
-def _parse_nodes(value: Any, at: KeyPath) -> tuple[NodeGroup, ...]:
+def _parse_nodes(value: Any, at: KeyPath, base_dir: Path | None) -> tuple[NodeGroup, ...]:
     groups = expect_list(value, at)
     if not groups:
         at.fail("expected at least one [[nodes]] group")
-    out = []
+    out: list[NodeGroup] = []
+    files_left = MAX_FILES_BYTES
     for i, raw in enumerate(groups):
         g_at = at.index(i)
         table = expect_table(raw, g_at)
@@ -367,7 +416,9 @@ def _parse_nodes(value: Any, at: KeyPath) -> tuple[NodeGroup, ...]:
             expect_exit=_parse_expect_exit(table.get("expect_exit", [0]),
                                            g_at.key("expect_exit")),
             stderr_is_failure=_parse_stderr_is_failure(table, g_at),
+            files=parse_files(table.get("files", []), g_at.key("files"), base_dir, files_left),
         ))
+        files_left -= files_bytes(out[-1].files)
     return tuple(out)
 
 
@@ -473,6 +524,10 @@ def documented_keys(cls: type = Scenario, prefix: str = "") -> list[str]:
         path = prefix + f.name
         if nested is None and (cls, f.name) == (FaultPlan, "schedule"):
             keys += [f"{path}[].{k}" for k in _SCHEDULE_ENTRY_KEYS]
+        elif (cls, f.name) == (Scenario, "scheduler"):  # quantum in µs, not the config's ns
+            keys += [f"{path}.{k}" for k in _SCHEDULER_KEYS]
+        elif nested is None and (cls, f.name) == (NodeGroup, "files"):
+            keys += [f"{path}[].{k}" for k in FILE_KEYS]
         elif nested is None:
             keys.append(path)
         elif nested[0] == "inline":

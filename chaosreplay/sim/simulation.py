@@ -24,12 +24,14 @@ so `Simulation.resume` continues exactly as the uninterrupted run did (`sim_stat
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from chaosreplay.events import EventKind
+from chaosreplay.kernel.fs.install import install
 from chaosreplay.kernel.process import Checkpoint, GuestProcess, ProcessConfig, Status
 from chaosreplay.sim.faults.engine import START, FaultAction
 from chaosreplay.sim.faults.model import FaultKind
@@ -214,10 +216,13 @@ class Simulation:
             seed=scenario.seed, node_id=spec.index, node_count=scenario.node_count,
             mem_size=scenario.memory_per_node, hostname=spec.name,
             node_names=tuple(s.name for s in scenario.node_specs()),
+            scheduler=scenario.scheduler,
         )
         process = GuestProcess(image, config, on_event=self._on_process_event)
+        install(process.fs, scenario.nodes[spec.group].files)  # before the first instruction
         process.trace_syscalls = trace
         process.network = self.messaging
+        process.on_recv_timeout = functools.partial(self.messaging.recv_timed_out, spec.index)
         return Node(spec, image, process, process.checkpoint(incremental=False))
 
     # -- running ------------------------------------------------------------------------------
@@ -313,7 +318,7 @@ class Simulation:
         return out
 
     def _run_node(self, node: Node, deadline_ns: int) -> None:
-        self.messaging.before_run(node.index)
+        self.messaging.before_run(node.index, node.process)
         self._running = node
         try:
             status = node.process.run(deadline_ns)

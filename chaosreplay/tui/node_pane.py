@@ -42,6 +42,9 @@ def _clocks(view: NodeView) -> Text:
                 f"realtime {seconds(view.realtime_ns)}")
     if view.wake_at_ns is not None:
         text.append(f"\nblocked until {seconds(view.wake_at_ns)}", "italic")
+    if len(view.threads) > 1:  # a single-threaded program's one thread is the node
+        for thread in view.threads:
+            text.append(f"\nthread {thread.tid}: {thread.state} at {thread.location}")
     return text
 
 

@@ -12,6 +12,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
+from typing import Any
 
 from chaosreplay.errors import KvmUnavailableError
 
@@ -77,14 +78,33 @@ class Vm:
         rc = lib.vmm_vm_create(config, out)
         if rc < 0:
             raise _kvm_error(-rc)
-        self._vm = ffi.gc(out[0], lib.vmm_vm_destroy)
+        self._adopt(out[0], mem_size)
         if not probe:  # decided by the host before the guest runs, never by the guest
             _check(lib.vmm_vm_set_syscall_mode(self._vm, int(syscall_enters_cpl0())),
                    "set syscall mode")
+
+    def _adopt(self, handle: object, mem_size: int) -> None:
+        """Own a C VM handle (freed with this object) and bind its register view."""
+        self._vm = ffi.gc(handle, lib.vmm_vm_destroy)
         self.mem_size = mem_size
         self.regs = lib.vmm_vcpu_regs(self._vm)
         self._exit = ffi.new("struct vmm_exit *")
         self.exit = self._exit
+
+    def clone(self) -> Vm:
+        """A new VM with a copy of this one's memory and vCPU state (fork without CLONE_VM).
+
+        Both resume where this VM would; each has its own memory, dirty log and snapshots.
+        Raises VmmError(ENOEXEC) before the VM started or after an interrupted run.
+        """
+        out = ffi.new("struct vmm_vm **")
+        rc = lib.vmm_vm_clone(self._vm, out)
+        if rc < 0:
+            raise _kvm_error(-rc) if rc != -errno.ENOEXEC else VmmError(
+                errno.ENOEXEC, "clone: the VM has no resume point (not started or interrupted)")
+        child = Vm.__new__(Vm)
+        child._adopt(out[0], self.mem_size)
+        return child
 
     # -- vCPU -----------------------------------------------------------------------------
     def start(self, rip: int, rsp: int) -> None:
@@ -116,6 +136,15 @@ class Vm:
 
     def set_gs_base(self, value: int) -> None:
         _check(lib.vmm_vcpu_set_gs_base(self._vm, value), "set gs base")
+
+    def save_context(self, context: TaskContext) -> None:
+        """Copy the vCPU's user state (registers, FS/GS bases, x87/SSE) into context."""
+        _check(lib.vmm_vcpu_save_context(self._vm, context.raw), "save context")
+
+    def load_context(self, context: TaskContext) -> None:
+        """Put a saved user state on the vCPU (a task switch); VmmError if the CPU would
+        refuse it (a base outside the user half, reserved MXCSR bits...)."""
+        _check(lib.vmm_vcpu_load_context(self._vm, context.raw), "load context")
 
     def stats(self) -> VmStats:
         s = ffi.new("struct vmm_stats *")
@@ -177,6 +206,45 @@ class Vm:
     def snapshot(self) -> Snapshot:
         """A reusable snapshot buffer bound to this VM (empty until taken)."""
         return Snapshot(self)
+
+
+class TaskContext:
+    """The user-visible CPU state of one guest thread while it is off the vCPU."""
+
+    SIZE = ffi.sizeof("struct vmm_task_context")
+
+    __slots__ = ("raw",)
+
+    def __init__(self, data: bytes | None = None) -> None:
+        self.raw = ffi.new("struct vmm_task_context *")
+        if data is not None:
+            if len(data) != self.SIZE:
+                raise VmmError(errno.EINVAL, f"task context: {len(data)} bytes, not {self.SIZE}")
+            ffi.memmove(self.raw, data, self.SIZE)
+
+    @property
+    def regs(self) -> Any:  # a cffi struct kvm_regs *, as Vm.regs
+        return ffi.addressof(self.raw, "regs")
+
+    @property
+    def fs_base(self) -> int:
+        return int(self.raw.fs_base)
+
+    @fs_base.setter
+    def fs_base(self, value: int) -> None:
+        self.raw.fs_base = value
+
+    @property
+    def fpu(self) -> bytes:
+        """The x87/SSE XSAVE image (legacy area + header)."""
+        return bytes(ffi.buffer(self.raw.fpu))
+
+    def copy(self) -> TaskContext:
+        return TaskContext(self.to_bytes())
+
+    def to_bytes(self) -> bytes:
+        """The canonical bytes (plain values, no host addresses) for checkpoints."""
+        return bytes(ffi.buffer(self.raw, self.SIZE))
 
 
 PROBE_MEM_SIZE = 2 << 20

@@ -14,7 +14,7 @@ state and either finishes or blocks again; `Wait` keeps what must survive betwee
 (the deadline and the bytes already moved). With one task per node, a call that would
 block with no deadline and nothing that can change by itself is a deadlock: the process
 ends with a report that names the call (Linux would block it forever). Many tasks can
-block on the same queues; the scheduler of the threads slice decides who runs when woken.
+block on the same queues; a woken task is ready to run, and the scheduler picks when.
 """
 
 from __future__ import annotations
@@ -125,7 +125,8 @@ def block(p: GuestProcess, targets: list[tuple[FileDescription, int]], deadline_
 
     Returns WAIT for the handler to return. With nothing that can wake the call (no
     deadline, no target that changes by itself, no other task) the process is ended as
-    deadlocked instead, which is what blocking forever looks like on one node.
+    deadlocked instead, which is what blocking forever looks like on one node; with other
+    tasks alive it waits to be woken (the scheduler reports a node whose tasks all do).
     """
     end_wait(p)
     wake = deadline_ns
@@ -133,7 +134,7 @@ def block(p: GuestProcess, targets: list[tuple[FileDescription, int]], deadline_
         change = target.next_change_ns(p)
         if change is not None and (wake is None or change < wake):
             wake = change
-    if wake is None:
+    if wake is None and not p.others_alive():
         p._die(signal.SIGKILL, 0, 0,
                f"deadlock: {reason} blocks forever (no timeout, no other task to wake it)")
         return WAIT
@@ -141,7 +142,8 @@ def block(p: GuestProcess, targets: list[tuple[FileDescription, int]], deadline_
     for target, mask in targets:
         target.register(wait.waiter, mask)
     p.waiting = wait
-    p.block_until(wake)
+    if wake is not None:
+        p.block_until(wake)
     return WAIT
 
 

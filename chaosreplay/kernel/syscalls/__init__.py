@@ -23,6 +23,7 @@ from chaosreplay.kernel.syscalls import (
     sdk,
     system,
     task,
+    thread,
     timerfd,
 )
 
@@ -33,7 +34,7 @@ Handler = Callable[["GuestProcess", Any], int]
 
 HANDLERS: dict[int, Handler] = {}
 for _module in (memory, io, descriptors, files, paths, pipe, poll, epoll, eventfd, timerfd,
-                system, clock, task, sdk):
+                system, clock, task, thread, sdk):
     for _number, _handler in _module.HANDLERS.items():
         if _number in HANDLERS:
             raise RuntimeError(f"syscall {_number} is handled twice")

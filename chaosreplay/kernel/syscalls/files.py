@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 AT_EMPTY_PATH, AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW, AT_NO_AUTOMOUNT = 0x1000, 0x200, 0x100, 0x800
 AT_EACCESS, AT_STATX_SYNC_TYPE = 0x200, 0x6000
 UMASK = 0o022
-STATE_VERSION = 2
+STATE_VERSION = 3  # 3: the blocked call of every task (2: of the one task)
 TTY_PATH = b"/dev/pts/0"
 
 
@@ -405,22 +405,30 @@ def sys_truncate(p: GuestProcess, r: Any) -> int:
 
 # -- checkpoints ----------------------------------------------------------------------------
 def files_state(p: GuestProcess) -> dict[str, Any]:
-    """The descriptor table, cwd, umask and any blocked call, as plain data."""
+    """The descriptor table, cwd, umask and the tasks' blocked calls, as plain data."""
     refs, table = p.files.save()
+    waits = [[t.tid, wait_state(t.waiting, refs.index)] for t in p.tasks.values()
+             if t.waiting is not None]
     return {"version": STATE_VERSION, "table": table, "cwd": p.cwd.to_list(),
-            "umask": p.umask, "waiting": wait_state(p.waiting, refs.index)}
+            "umask": p.umask, "waiting": waits}
 
 
 def load_files_state(p: GuestProcess, data: dict[str, Any]) -> None:
     """Adopt files_state() output. The disk's own holds come back with FileSystem.restore."""
     if data.get("version") == 1:
         data = _upgrade_v1(data)
+    if data.get("version") == 2:  # one task: its blocked call, if any
+        data = {**data, "version": STATE_VERSION,
+                "waiting": [] if data["waiting"] is None else [[p.current.tid, data["waiting"]]]}
     if data.get("version") != STATE_VERSION:
         raise ValueError(f"unsupported descriptor table version {data.get('version')!r}")
     p.files, refs = FdTable.load(data["table"], Pipe.from_state)
     p.cwd = Place.from_list(data["cwd"])
     p.umask = data["umask"]
-    p.waiting = load_wait(data["waiting"], lambda i: refs.descriptions[i])
+    for task in p.tasks.values():
+        task.waiting = None
+    for tid, wait in data["waiting"]:
+        p.tasks[tid].waiting = load_wait(wait, lambda i: refs.descriptions[i])
 
 
 def _upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
@@ -431,7 +439,7 @@ def _upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
                               for ino, flags, path, offset in data["open"]]
     table["fds"] += [[fd, stdio + i, cloexec] for fd, i, cloexec in data["fds"]]
     return {"version": STATE_VERSION, "table": table, "cwd": paths.ROOT.to_list(),
-            "umask": UMASK, "waiting": None}
+            "umask": UMASK, "waiting": []}
 
 
 HANDLERS = {

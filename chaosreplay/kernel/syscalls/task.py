@@ -1,8 +1,8 @@
-"""Process and thread bookkeeping: exit, ids, TLS, limits, signals, randomness, futexes.
+"""Process bookkeeping: exit_group, ids, TLS, limits, signals, randomness.
 
-Each node is a single-threaded process alone in its VM. Signal handlers are accepted and
-remembered but not delivered yet; a signal sent to itself terminates the program, which is
-what abort() and raise() need.
+Signal handlers are accepted and remembered but not delivered yet; a signal sent to the
+process or one of its threads terminates the program, which is what abort() and raise()
+need. Threads and futexes are in syscalls/thread.py.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ RLIM_INFINITY = (1 << 64) - 1
 RLIMITS = {3: (8 << 20, RLIM_INFINITY), 7: (1024, 4096)}  # stack, open files
 SIG_BLOCK, SIG_UNBLOCK, SIG_SETMASK = 0, 1, 2
 IGNORED_BY_DEFAULT = {17, 23, 28}  # SIGCHLD, SIGURG, SIGWINCH
-FUTEX_WAIT, FUTEX_WAKE, FUTEX_WAIT_BITSET, FUTEX_WAKE_BITSET = 0, 1, 9, 10
 MAX_GETRANDOM = (1 << 25) - 1
 
 
@@ -60,13 +59,6 @@ def sys_arch_prctl(p: GuestProcess, r: Any) -> int:
     return -errno.EINVAL
 
 
-def sys_set_tid_address(p: GuestProcess, r: Any) -> int:
-    p.tid_address = r.rdi
-    return PID
-
-
-def sys_ok(p: GuestProcess, r: Any) -> int:
-    return 0  # set_robust_list, sched_yield, setitimer-free no-ops with nothing to model
 
 
 def sys_rseq(p: GuestProcess, r: Any) -> int:
@@ -169,7 +161,7 @@ def sys_sigaltstack(p: GuestProcess, r: Any) -> int:
 
 
 def _signal_self(p: GuestProcess, pid: int, signo: int) -> int:
-    if pid not in (0, PID, (1 << 64) - 1):
+    if pid not in (0, PID, (1 << 64) - 1) and p.find_task(pid) is None:
         return -errno.ESRCH
     if not 0 <= signo <= 64:
         return -errno.EINVAL
@@ -205,37 +197,16 @@ def sys_getrandom(p: GuestProcess, r: Any) -> int:
     return count if p.space.write(buf, p.random["getrandom"].read(count)) else -errno.EFAULT
 
 
-def sys_futex(p: GuestProcess, r: Any) -> int:
-    uaddr, op, value = r.rdi, r.rsi & 0x7F, r.rdx & 0xFFFFFFFF
-    if op in (FUTEX_WAKE, FUTEX_WAKE_BITSET):
-        return 0  # no other thread can be waiting
-    if op in (FUTEX_WAIT, FUTEX_WAIT_BITSET):
-        raw = p.space.read(uaddr, 4)
-        if raw is None:
-            return -errno.EFAULT
-        if struct.unpack("<I", raw)[0] != value:
-            return -errno.EAGAIN
-        if r.r10:
-            return -errno.ETIMEDOUT
-        p._die(9, 0, 0, "deadlock: futex wait that no other thread can wake")
-        return 0
-    return -errno.ENOSYS
-
 
 HANDLERS = {
-    NUMBERS["exit"]: sys_exit_group,
     NUMBERS["exit_group"]: sys_exit_group,
     NUMBERS["getpid"]: sys_getpid,
-    NUMBERS["gettid"]: sys_getpid,
     NUMBERS["getppid"]: sys_getppid,
     NUMBERS["getuid"]: sys_zero_id,
     NUMBERS["geteuid"]: sys_zero_id,
     NUMBERS["getgid"]: sys_zero_id,
     NUMBERS["getegid"]: sys_zero_id,
     NUMBERS["arch_prctl"]: sys_arch_prctl,
-    NUMBERS["set_tid_address"]: sys_set_tid_address,
-    NUMBERS["set_robust_list"]: sys_ok,
-    NUMBERS["sched_yield"]: sys_ok,
     NUMBERS["rseq"]: sys_rseq,
     NUMBERS["prlimit64"]: sys_prlimit64,
     NUMBERS["getrlimit"]: sys_getrlimit,
@@ -249,5 +220,4 @@ HANDLERS = {
     200: sys_tkill,
     NUMBERS["sched_getaffinity"]: sys_sched_getaffinity,
     NUMBERS["getrandom"]: sys_getrandom,
-    NUMBERS["futex"]: sys_futex,
 }

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 INBOX_LIMIT = 512  # datagrams queued per node; beyond it arrivals are dropped, as UDP does
 NEVER = 1 << 62  # wake-up time of a cr_recv without timeout
 DROP_INBOX_FULL = "inbox_full"
-_MASK64 = (1 << 64) - 1
 
 Recorder = Callable[[int, int, dict[str, Any]], None]  # (node, vtime_ns, record)
 
@@ -71,6 +70,7 @@ class Messaging:
         if timeout_ns == 0:
             return -errno.ETIMEDOUT
         endpoint.pending = PendingRecv(buf, cap, src_ptr)
+        p.current.in_sdk_recv = True
         if timeout_ns < 0:
             p.block_until(NEVER)
         else:
@@ -101,8 +101,13 @@ class Messaging:
         if endpoint.pending is not None and endpoint.inbox:
             self._complete(p, endpoint, endpoint.inbox.popleft(), now_ns)
 
-    def before_run(self, node: int) -> None:
-        """The node is about to run: whatever cr_recv it was blocked in has returned."""
+    def before_run(self, node: int, p: GuestProcess) -> None:
+        """The node is about to run: a cr_recv no thread still sleeps in has returned."""
+        if not p.in_datagram_recv():
+            self.endpoints[node].pending = None
+
+    def recv_timed_out(self, node: int) -> None:
+        """The thread sleeping in cr_recv woke by its timeout: the call is over."""
         self.endpoints[node].pending = None
 
     def reset(self, node: int) -> None:
@@ -137,9 +142,8 @@ class Messaging:
         pending = endpoint.pending
         assert pending is not None
         endpoint.pending = None
-        result = _hand_over(p, packet, pending.buf, pending.cap, pending.src_ptr)
-        p.regs.rax = result & _MASK64
-        p.wake_at_ns = max(at_ns, p.vtime_ns)
+        p.complete_datagram_recv(_hand_over(p, packet, pending.buf, pending.cap,
+                                            pending.src_ptr), at_ns)
 
     def _record_fabric(self, event: FabricEvent) -> None:
         node = event.dst if event.kind is EventKind.PACKET_DELIVERED else event.src
