@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from simulate import scenario
 
+from chaosreplay.kernel.mm.code_pages import TF
 from chaosreplay.kernel.process import GuestProcess, ProcessConfig, Status
 from chaosreplay.recording import RecordingReader
 from chaosreplay.recording.format import packb
@@ -280,3 +281,47 @@ def test_recorded_trap_and_pause_runs_replay_identically(guest_bin: GuestBin, tm
     record_run(scenario(program, [], count=2, duration="5ms"), [load_program(program)], path)
     report = replay_run(path)
     assert report.identical, report
+
+
+@pytest.mark.parametrize("libc", ["musl", "glibc"])
+def test_a_spinning_thread_yields_at_each_pause(guest_bin: GuestBin, libc: str) -> None:
+    """spin_threads: one thread holds a spin lock across sched_yield, the other spins on
+    it with pause. Each pause is a switch point, so the spinner hands the vCPU back at
+    once (one spin per turn, not a time slice of them); the count is the native one and
+    the run is the same every time."""
+    path = guest_bin(libc, "spin_threads")
+    runs = [_start_with(path, b"50") for _ in range(2)]
+    for process in runs:
+        process.run_to_completion(hang_seconds=60)
+        assert process.exit_code == 0, (process.crash, process.stderr)
+    assert bytes(runs[0].stdout) == _native(path, b"50") == b"counter 100\n"
+    spins = int(bytes(runs[0].stderr).split()[1])
+    assert 0 < spins <= 100, spins  # without the yield: ~100 per turn (a whole time slice)
+    assert (runs[0].digest(), bytes(runs[0].stderr)) == (runs[1].digest(), bytes(runs[1].stderr))
+
+
+def test_no_trap_step_survives_a_task_switch(guest_bin: GuestBin) -> None:
+    """hidden_threads: two threads run a trapped `add` (run alone under TF each time) and
+    time slices end some turns between its int3 trap and its step. At every switch the
+    fill is back and TF is off, or the next thread would run the hidden bytes unfilled."""
+    path = guest_bin("musl", "hidden_threads")
+    process = _start_with(path, b"2000")
+    code = process.space.code
+    switch_to = process._switch_to
+    mid_step = 0
+
+    def checked_switch(task: object) -> bool:
+        nonlocal mid_step
+        mid_step += code.disarmed is not None
+        switched = switch_to(task)  # type: ignore[arg-type]
+        assert code.disarmed is None and code.write_step is None and not code.stepping
+        for start, original in code.traps.items():
+            assert process.vm.read(start, len(original)) == b"\xcc" * len(original)
+        assert not process.regs.rflags & TF
+        return switched
+
+    process._switch_to = checked_switch  # type: ignore[method-assign]
+    process.run_to_completion(hang_seconds=60)
+    assert process.exit_code == 0, process.crash
+    assert bytes(process.stdout) == _native(path, b"2000")
+    assert mid_step > 0, "no switch fell between a trap and its step: the test proves nothing"

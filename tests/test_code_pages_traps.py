@@ -278,3 +278,25 @@ def test_guarded_pages_take_the_traps_that_touch_them() -> None:
     assert _guarded_pages([crossing], {BASE}) == ({BASE}, [])
     twice = [stray(BASE + 65, (BASE + 64, BASE + 69)), stray(BASE + 67, (BASE + 64, BASE + 69))]
     assert _guarded_pages(twice, pages) == (set(), [(BASE + 64, BASE + 69)])
+
+
+def test_suspend_ends_a_pending_trap_step_and_stepping() -> None:
+    """Before another task takes the vCPU: the trap's fill is back and TF off (the task
+    meets the int3 again when it resumes), and guarded pages are non-executable again."""
+    space = _scanned(ADD_HIDING_RDTSC)
+    regs = Regs()
+    _breakpoint(space, regs, HIDDEN_AT)
+    space.code.suspend(regs)
+    assert space.code.disarmed is None and not regs.rflags & TF
+    assert space.vm.read(HIDDEN_AT, 5) == b"\xcc" * 5
+    assert _breakpoint(space, regs, HIDDEN_AT) is True and space.code.disarmed == [HIDDEN_AT]
+
+    guarded = _space(b"")
+    unsure = BASE + PAGE_SIZE + 1
+    guarded.vm.write(unsure, b"\xb8\x0f\x31\x90\x90")
+    regs = Regs(rip=unsure + 20)
+    guarded.code.on_page_fault(unsure + 20, FETCH, regs, Emulator(regs))
+    assert guarded.code.stepping and regs.rflags & TF
+    guarded.code.suspend(regs)
+    assert not guarded.code.stepping and not regs.rflags & TF
+    assert guarded.vm.query(BASE + PAGE_SIZE) == Prot.READ

@@ -348,6 +348,7 @@ class GuestProcess:
     def _switch_to(self, task: Task) -> bool:
         """Put task on the vCPU (saving the current one's state); False if it died."""
         old = self.current
+        self.space.code.suspend(self.regs)  # no trap step or W+X page outlives its task
         if old.tid in self.tasks and not old.exited:
             old.context = TaskContext()
             self.vm.save_context(old.context)
@@ -600,8 +601,10 @@ class GuestProcess:
             site = self.sites.get(regs.rip)
             if site is not None:
                 fault = self.emulator.emulate(site, regs, self.guest_time_ns())
+                if isinstance(fault, nonvirt.SpinYield):
+                    self.yield_cpu()  # pause: a spin-wait lets another ready task run
                 if fault is None or isinstance(fault, nonvirt.SpinYield):
-                    return True  # SpinYield (pause): where a scheduler would switch tasks
+                    return True
                 self._die(fault.signal, fault.vector, 0, fault.reason)
                 return False
         reason = VECTOR_NAMES.get(vector, f"vector {vector}")
@@ -630,6 +633,8 @@ class GuestProcess:
         if isinstance(result, nonvirt.GuestFault):
             self._die(result.signal, result.vector, 0, result.reason)
             return False
+        if isinstance(result, nonvirt.SpinYield):
+            self.yield_cpu()  # a pause emulated in a stepped page or a trap
         # Scans and single-steps cost virtual time like any exception: a loop that keeps
         # stepping or rewriting a page must still move the clock (and reach deadlines).
         return True if result else None

@@ -251,6 +251,29 @@ class CodePages:
             return False
         return self._run_checks(regs, emulate)
 
+    def suspend(self, regs: _Registers) -> None:
+        """The task on the vCPU is about to be switched out: end every one-instruction
+        window now, since the next task shares the memory and page tables but not TF.
+
+        A trap's bytes are filled again and the stepped pages made non-executable, the
+        store's page data again, and TF cleared: the instruction has not run yet (rip is
+        still at it, or a restartable fault of it), so when the task resumes it meets the
+        int3, the non-executable page or the write fault again and the window reopens.
+        """
+        if self.disarmed is not None:
+            for start in self.disarmed:
+                if start in self.traps:
+                    self.vm.write(start, bytes([INT3]) * len(self.traps[start]))
+            self.disarmed = None
+        if self.write_step is not None:
+            page, self.write_step = self.write_step, None
+            vma = self.space.find(page)
+            if vma is not None and self.vm.query(page) is not None:
+                self.vm.protect(page, PAGE_SIZE, data_prot(vma.prot))
+        if self.stepping:
+            self._stop_stepping(regs)
+        regs.rflags &= ~TF & _MASK64
+
     def on_breakpoint(self, regs: _Registers, emulate: Emulate) -> Handled:
         """An int3 trap (#BP, rip after the int3): ours when it is a trapped instruction's."""
         if not self.traps:
