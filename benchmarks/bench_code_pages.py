@@ -6,10 +6,12 @@ Measures (issue 11, item 4):
 (a) the host-side cost of one execute fault on a fresh page of an RWX mapping (the
     handler: read the page, scan it at every byte offset, patch, re-protect): a page with
     no pattern, a page of real compiled code (static glibc text) with and without a
-    non-virtualizable instruction, and a page with a stray that must be single-stepped;
+    non-virtualizable instruction, and a page with a stray that is trapped (int3);
 (b) the load-time scan of whole programs (sites and hidden patterns in one pass);
-(c) end to end in a guest: the JIT and hidden-instruction reproducers, with the number of
-    scans and single-steps and the wall time per single-step.
+(c) end to end in a guest: the JIT and hidden-instruction reproducers and hidden_loop (a
+    hidden pattern in a hot loop), with the number of scans, single-steps and trap exits;
+(d) the raft demo built with coverage (raft_cov: a hidden rdtsc in a coverage call), 3
+    nodes for 5 virtual seconds.
 Medians of repetitions; nothing here asserts on time.
 """
 
@@ -24,6 +26,9 @@ from pathlib import Path
 
 from chaosreplay.kernel.mm.address_space import AddressSpace
 from chaosreplay.kernel.process import GuestProcess, ProcessConfig
+from chaosreplay.sim.demo import DEMO_SCENARIO_TOML
+from chaosreplay.sim.scenario import loads_scenario
+from chaosreplay.sim.simulation import Simulation
 from chaosreplay.vm import nonvirt
 from chaosreplay.vm.elf import load_program
 from chaosreplay.vm.vmm import PAGE_SIZE, Prot, Vm
@@ -61,7 +66,7 @@ def page_kinds() -> dict[str, bytes]:
         "glibc text, no pattern": _glibc_code_page(False),
         "glibc text with a pattern": _glibc_code_page(True),
         "JIT stub: rdtsc; ret (patched)": stub.ljust(PAGE_SIZE, b"\xcc"),
-        "hidden rdtsc (guarded)": hidden.ljust(PAGE_SIZE, b"\xcc"),
+        "hidden rdtsc (trapped)": hidden.ljust(PAGE_SIZE, b"\xcc"),
     }
 
 
@@ -108,17 +113,31 @@ class GuestResult:
     scans: int
     steps: int
     pte_fixups: int
+    trap_hits: int
+    trap_steps: int
 
 
-def bench_guest(path: Path) -> GuestResult:
+def bench_guest(path: Path, *args: bytes) -> GuestResult:
     image = load_program(path)
-    process = GuestProcess(image, ProcessConfig(argv=[str(path).encode()]))
+    process = GuestProcess(image, ProcessConfig(argv=[str(path).encode(), *args]))
     start = time.perf_counter_ns()
-    process.run_to_completion(hang_seconds=60)
+    process.run_to_completion(hang_seconds=600)
     wall = (time.perf_counter_ns() - start) / 1e6
     code = process.space.code
     return GuestResult(path.parent.name + "/" + path.name, wall, code.scans, code.steps,
-                       process.vm.stats().pte_fixups)
+                       process.vm.stats().pte_fixups, code.trap_hits, code.trap_steps)
+
+
+def bench_demo(path: Path, seconds: int) -> tuple[float, int, int]:
+    """(wall s, single-steps, trap exits) of the demo scenario running `path` for a while."""
+    toml = (DEMO_SCENARIO_TOML.replace('"builtin:demo"', f'"{path}"')
+            .replace('duration = "60s"', f'duration = "{seconds}s"'))
+    sim = Simulation(loads_scenario(toml, "bench"), [load_program(path)])
+    start = time.perf_counter()
+    sim.run()
+    wall = time.perf_counter() - start
+    codes = [node.process.space.code for node in sim.nodes]
+    return wall, sum(c.steps for c in codes), sum(c.trap_hits for c in codes)
 
 
 def main() -> None:
@@ -140,14 +159,21 @@ def main() -> None:
             ms, sites, hidden, defused = bench_load_scan(program, max(1, repeats // 2))
             print(f"| {program} | {ms:.0f} | {sites} | {hidden} | {defused} |")
     print("\n(c) reproducers end to end")
-    print("| guest | wall ms | scans | single-steps | PTE fix-ups | ms per step |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| guest | wall ms | scans | single-steps | trap hits | trap steps | PTE fix-ups |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    loops = b"200" if args.quick else b"10000"
     for libc in ("musl", "glibc"):
-        for name in ("jit", "hidden_insn", "selfmod"):
-            r = bench_guest(GUESTS / libc / name)
-            per_step = f"{r.wall_ms / r.steps:.3f}" if r.steps else "-"
-            print(f"| {r.name} | {r.wall_ms:.0f} | {r.scans} | {r.steps} | {r.pte_fixups} | "
-                  f"{per_step} |")
+        for name, argv in (("jit", ()), ("hidden_insn", ()), ("selfmod", ()),
+                           ("hidden_loop", (loops,))):
+            r = bench_guest(GUESTS / libc / name, *argv)
+            print(f"| {r.name} {b' '.join(argv).decode()} | {r.wall_ms:.0f} | {r.scans} | "
+                  f"{r.steps} | {r.trap_hits} | {r.trap_steps} | {r.pte_fixups} |")
+    seconds = 1 if args.quick else 5
+    print(f"\n(d) demo scenario with raft_cov, {seconds} virtual s")
+    print("| program | wall s | single-steps | trap hits |\n|---|---:|---:|---:|")
+    for libc in ("musl", "glibc"):
+        wall, steps, hits = bench_demo(GUESTS / libc / "raft_cov", seconds)
+        print(f"| {libc}/raft_cov | {wall:.1f} | {steps} | {hits} |")
 
 
 if __name__ == "__main__":

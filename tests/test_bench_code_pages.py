@@ -34,7 +34,7 @@ def test_measured_pages_are_what_their_names_say(bench: ModuleType) -> None:
              for name, page in kinds.items()}
     assert [len(s.sites) for s in scans.values()][:2] == [0, 0]
     assert scans["JIT stub: rdtsc; ret (patched)"].sites
-    assert scans["hidden rdtsc (guarded)"].strays
+    assert [s.trap is not None for s in scans["hidden rdtsc (trapped)"].strays] == [True]
 
 
 @pytest.mark.kvm
@@ -42,4 +42,6 @@ def test_fault_and_guest_benchmarks_run(bench: ModuleType,
                                         guest_bin: Callable[[str, str], Path]) -> None:
     assert bench.bench_fault_scan(bench.page_kinds()["zero page (no pattern)"], 2, 1) > 0
     result = bench.bench_guest(guest_bin("musl", "jit"))
-    assert result.scans >= 5 and result.steps > 0 and result.wall_ms > 0
+    assert result.scans >= 5 and result.trap_hits > 0 and result.wall_ms > 0
+    loop = bench.bench_guest(guest_bin("musl", "hidden_loop"), b"20")
+    assert (loop.trap_hits, loop.steps) == (20, 0)

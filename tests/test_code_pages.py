@@ -10,12 +10,14 @@ and hardware random numbers; under chaosreplay each must get the virtual ones.
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from simulate import scenario
 
+from chaosreplay.kernel.mm.code_pages import TF
 from chaosreplay.kernel.process import GuestProcess, ProcessConfig, Status
 from chaosreplay.recording import RecordingReader
 from chaosreplay.recording.format import packb
@@ -24,6 +26,7 @@ from chaosreplay.runs.record_replay import record_run, replay_run
 from chaosreplay.sim.simulation import Simulation
 from chaosreplay.vm import virtual_cpu
 from chaosreplay.vm.elf import load_program
+from chaosreplay.vm.nonvirt import Kind
 from chaosreplay.vm.vmm import PAGE_SIZE, Prot
 
 pytestmark = pytest.mark.kvm
@@ -118,8 +121,8 @@ def test_no_page_is_ever_writable_and_executable(guest_bin: GuestBin, name: str)
 
 def test_jit_code_is_scanned_patched_and_rescanned_after_a_rewrite(guest_bin: GuestBin) -> None:
     """The RWX page is scanned at its first execution, patched to ud2 (which the guest
-    sees if it reads it), and scanned again after each rewrite; the hidden rdtsc page runs
-    single-stepped."""
+    sees if it reads it), and scanned again after each rewrite; the hidden rdtsc traps at
+    its mov (filled with int3), and no page runs single-stepped."""
     process = _run(guest_bin("musl", "jit"))
     code = process.space.code
     assert code.scans >= 5, code.scans  # three rewrites, the W-then-X page, the hidden page
@@ -129,7 +132,10 @@ def test_jit_code_is_scanned_patched_and_rescanned_after_a_rewrite(guest_bin: Gu
     assert sorted(s.kind.value for s in runtime) == ["cpuid", "rdrand", "rdtsc"], runtime
     for site in runtime:
         assert process.vm.read(site.address, 2) == b"\x0f\x0b", site
-    assert code.steps > 0 and any(page >= 0x1000_0000 for page in code.guarded)
+    hidden = [start for start in code.traps if start >= 0x1000_0000]
+    assert len(hidden) == 1 and process.vm.read(hidden[0], 5) == b"\xcc" * 5, code.traps
+    # main's movabs/mov immediates that carry the stubs' bytes are trapped too, each once
+    assert code.trap_hits == len(code.traps) and code.guarded == set() and code.steps == 0
 
 
 def test_checkpoint_restore_keeps_the_patched_site_registry(guest_bin: GuestBin) -> None:
@@ -191,9 +197,131 @@ def test_static_glibc_runs_without_single_stepping(guest_bin: GuestBin, name: st
     assert (code.guarded, code.steps, code.scans) == (set(), 0, 0)
 
 
-def test_single_steps_cost_virtual_time_so_deadlines_are_reached(guest_bin: GuestBin) -> None:
-    """A guarded page's steps are exits like any other: the clock moves and run() returns
-    at its deadline (a stepping loop without syscalls must not stall the controller)."""
-    process = _start(guest_bin("musl", "hidden_insn"))
+def test_trap_exits_cost_virtual_time_so_deadlines_are_reached(guest_bin: GuestBin) -> None:
+    """A trapped instruction's exits are exits like any other: the clock moves and run()
+    returns at its deadline (a hot loop without syscalls must not stall the controller)."""
+    process = _start_with(guest_bin("musl", "hidden_loop"), b"100000")
     assert process.run(deadline_ns=50_000) is Status.RUNNING
-    assert process.space.code.steps > 0 and process.vtime_ns > 50_000
+    assert process.space.code.trap_hits > 0 and process.vtime_ns > 50_000
+
+
+def _start_with(path: Path, *args: bytes, seed: int = SEED) -> GuestProcess:
+    return GuestProcess(load_program(path),
+                        ProcessConfig(argv=[str(path).encode(), *args], seed=seed))
+
+
+def _native(path: Path, *args: bytes) -> bytes:
+    return subprocess.run([path, *args], capture_output=True, check=True, timeout=60).stdout
+
+
+@pytest.mark.parametrize("libc", ["musl", "glibc"])
+def test_a_hidden_pattern_in_a_hot_loop_traps_only_its_instruction(guest_bin: GuestBin,
+                                                                   libc: str) -> None:
+    """hidden_loop's `mov $0x9090310f` (rdtsc in its immediate) is filled with int3: each
+    iteration is one #BP exit, the mov performed by the VMM; nothing is single-stepped, and
+    the output is the native one."""
+    path = guest_bin(libc, "hidden_loop")
+    process = _start_with(path, b"300")
+    process.run_to_completion(hang_seconds=60)
+    assert process.exit_code == 0, process.crash
+    assert bytes(process.stdout) == _native(path, b"300")
+    code = process.space.code
+    assert (code.trap_hits, code.trap_steps, code.steps) == (300, 0, 0)
+    loop_mov = [o for o in code.traps.values() if o[1:] == b"\x0f\x31\x90\x90"]
+    assert code.guarded == set() and len(loop_mov) == 1, code.traps
+    again = _start_with(path, b"300")
+    again.run_to_completion(hang_seconds=60)
+    assert again.digest() == process.digest() and again.vtime_ns == process.vtime_ns
+
+
+def test_checkpoint_inside_a_trapped_loop_restores_identically(guest_bin: GuestBin) -> None:
+    """A checkpoint taken mid-loop (int3 fill in memory, the trap table in kernel state)
+    restores into the same VM and finishes with the same output, digest and table."""
+    process = _start_with(guest_bin("musl", "hidden_loop"), b"400")
+    while process.space.code.trap_hits < 150:
+        assert process.run(deadline_ns=process.vtime_ns + 20_000) is Status.RUNNING
+    checkpoint = process.checkpoint(incremental=False)
+    assert checkpoint.kernel["code_pages"]["traps"]
+    process.run_to_completion(hang_seconds=60)
+    stdout, digest, state = bytes(process.stdout), process.digest(), process.space.code.to_state()
+    process.restore(checkpoint)
+    assert process.space.code.to_state() == checkpoint.kernel["code_pages"]
+    process.run_to_completion(hang_seconds=60)
+    assert (bytes(process.stdout), process.digest()) == (stdout, digest)
+    assert process.space.code.to_state() == state
+
+
+@pytest.mark.parametrize("libc", ["musl", "glibc"])
+def test_pause_is_patched_and_each_one_charges_an_exception_exit(guest_bin: GuestBin,
+                                                                 libc: str) -> None:
+    """spin_pause's own pause loop and libc's spin lock hold patched pause sites; each pause
+    is an exit that charges exception_cost_ns of virtual time (the guest's clock shows
+    exactly that), and the program prints what it prints natively."""
+    path = guest_bin(libc, "spin_pause")
+    process = _start_with(path, b"50")
+    process.run_to_completion(hang_seconds=60)
+    assert process.exit_code == 0, process.crash
+    lines = bytes(process.stdout).decode().splitlines()
+    assert lines[0] == _native(path, b"50").decode().splitlines()[0] == "paused 50"
+    config = process.config
+    assert lines[1] == f"elapsed {50 * config.exception_cost_ns + config.syscall_cost_ns}"
+    pauses = [s for s in process.sites.values() if s.kind is Kind.PAUSE]
+    assert {s.symbol.split("+")[0].lstrip("_") for s in pauses} >= {"main", "pthread_spin_lock"}
+    assert all(process.vm.read(s.address, 2) == b"\x0f\x0b" for s in pauses)
+    again = _start_with(path, b"50")
+    again.run_to_completion(hang_seconds=60)
+    assert again.digest() == process.digest()
+
+
+@pytest.mark.parametrize("name", ["hidden_loop", "spin_pause"])
+def test_recorded_trap_and_pause_runs_replay_identically(guest_bin: GuestBin, tmp_path: Path,
+                                                         name: str) -> None:
+    program = guest_bin("glibc", name)
+    path = tmp_path / f"{name}.ccr"
+    record_run(scenario(program, [], count=2, duration="5ms"), [load_program(program)], path)
+    report = replay_run(path)
+    assert report.identical, report
+
+
+@pytest.mark.parametrize("libc", ["musl", "glibc"])
+def test_a_spinning_thread_yields_at_each_pause(guest_bin: GuestBin, libc: str) -> None:
+    """spin_threads: one thread holds a spin lock across sched_yield, the other spins on
+    it with pause. Each pause is a switch point, so the spinner hands the vCPU back at
+    once (one spin per turn, not a time slice of them); the count is the native one and
+    the run is the same every time."""
+    path = guest_bin(libc, "spin_threads")
+    runs = [_start_with(path, b"50") for _ in range(2)]
+    for process in runs:
+        process.run_to_completion(hang_seconds=60)
+        assert process.exit_code == 0, (process.crash, process.stderr)
+    assert bytes(runs[0].stdout) == _native(path, b"50") == b"counter 100\n"
+    spins = int(bytes(runs[0].stderr).split()[1])
+    assert 0 < spins <= 100, spins  # without the yield: ~100 per turn (a whole time slice)
+    assert (runs[0].digest(), bytes(runs[0].stderr)) == (runs[1].digest(), bytes(runs[1].stderr))
+
+
+def test_no_trap_step_survives_a_task_switch(guest_bin: GuestBin) -> None:
+    """hidden_threads: two threads run a trapped `add` (run alone under TF each time) and
+    time slices end some turns between its int3 trap and its step. At every switch the
+    fill is back and TF is off, or the next thread would run the hidden bytes unfilled."""
+    path = guest_bin("musl", "hidden_threads")
+    process = _start_with(path, b"2000")
+    code = process.space.code
+    switch_to = process._switch_to
+    mid_step = 0
+
+    def checked_switch(task: object) -> bool:
+        nonlocal mid_step
+        mid_step += code.disarmed is not None
+        switched = switch_to(task)  # type: ignore[arg-type]
+        assert code.disarmed is None and code.write_step is None and not code.stepping
+        for start, original in code.traps.items():
+            assert process.vm.read(start, len(original)) == b"\xcc" * len(original)
+        assert not process.regs.rflags & TF
+        return switched
+
+    process._switch_to = checked_switch  # type: ignore[method-assign]
+    process.run_to_completion(hang_seconds=60)
+    assert process.exit_code == 0, process.crash
+    assert bytes(process.stdout) == _native(path, b"2000")
+    assert mid_step > 0, "no switch fell between a trap and its step: the test proves nothing"

@@ -103,8 +103,9 @@ def test_kernel_copy_into_code_makes_it_data() -> None:
 
 
 def test_instruction_straddling_into_the_next_page_guards_the_page() -> None:
+    """A site crossing into the next page can be neither patched nor trapped: stepped."""
     space = _space()
-    space.vm.write(BASE + PAGE_SIZE - 1, b"\x0f\x31\xc3")
+    space.vm.write(BASE, b"\x90" * (PAGE_SIZE - 1) + b"\x0f\x31\xc3")
     emulated: list[Site] = []
 
     def emulate(site: Site) -> GuestFault | None:
@@ -121,12 +122,17 @@ def test_instruction_straddling_into_the_next_page_guards_the_page() -> None:
     assert space.vm.query(BASE) == Prot.READ
 
 
+# In the second page, where the decode start is unsure (the first page is executable and
+# unscanned), a hidden pattern cannot be trapped: its page is guarded (single-stepped).
+UNSURE = BASE + PAGE_SIZE + 1
+
+
 def test_stepping_emulates_hidden_instructions_and_popf_keeps_the_trap_flag() -> None:
     space = _space()
     space.map_fixed(BASE + 0x10000, PAGE_SIZE, Prot.READ | Prot.WRITE, "[stack]", eager=True)
     space.vm.write(BASE + 0x10000, (0x202).to_bytes(8, "little"))  # IF only: TF clear
-    space.vm.write(BASE + 64, b"\xb8\x0f\x31\xc3\x90" + b"\x9d\x90")  # mov (hides rdtsc); popf
-    regs = Regs(rip=BASE + 65, rsp=BASE + 0x10000)
+    space.vm.write(UNSURE, b"\xb8\x0f\x31\xc3\x90" + b"\x9d\x90")  # mov (hides rdtsc); popf
+    regs = Regs(rip=UNSURE + 1, rsp=BASE + 0x10000)
     kinds: list[Kind] = []
 
     def emulate(site: Site) -> GuestFault | None:
@@ -134,11 +140,12 @@ def test_stepping_emulates_hidden_instructions_and_popf_keeps_the_trap_flag() ->
         regs.rip = site.address + site.length
         return None
 
-    assert space.code.on_page_fault(BASE + 65, FETCH, regs, emulate) is True
-    assert kinds == [Kind.RDTSC] and regs.rip == BASE + 67 and regs.rflags & TF
-    regs.rip = BASE + 69  # the CPU ran ret; say it returned to the popf
+    assert space.code.on_page_fault(UNSURE + 1, FETCH, regs, emulate) is True
+    assert UNSURE - 1 in space.code.guarded and space.code.traps == {}
+    assert kinds == [Kind.RDTSC] and regs.rip == UNSURE + 3 and regs.rflags & TF
+    regs.rip = UNSURE + 5  # the CPU ran ret; say it returned to the popf
     assert space.code.on_debug_trap(regs, emulate) is True
-    assert regs.rip == BASE + 70 and regs.rsp == BASE + 0x10008
+    assert regs.rip == UNSURE + 6 and regs.rsp == BASE + 0x10008
     assert regs.rflags & TF, "popf must not switch single-stepping off"
 
 
@@ -185,9 +192,10 @@ def test_instructions_that_would_escape_the_check_are_refused(code: bytes, offse
                                                                why: str) -> None:
     """In a guarded page, what could run an instruction unchecked ends the guest instead."""
     space = _space()
-    space.vm.write(BASE + 64, b"\xb8\x0f\x31\xc3\x90")  # a hidden rdtsc guards the page
-    space.vm.write(BASE + 128, code)
-    result = space.code.on_page_fault(BASE + 128, FETCH, Regs(rip=BASE + 128), _no_emulation)
+    space.vm.write(UNSURE, b"\xb8\x0f\x31\xc3\x90")  # a hidden rdtsc guards the page
+    space.vm.write(UNSURE + 128, code)
+    result = space.code.on_page_fault(UNSURE + 128, FETCH, Regs(rip=UNSURE + 128),
+                                      _no_emulation)
     assert isinstance(result, GuestFault), result
-    assert result.reason.startswith(f"non-virtualizable code at {BASE + 128 + offset:#x}")
+    assert result.reason.startswith(f"non-virtualizable code at {UNSURE + 128 + offset:#x}")
     assert result.reason.endswith(why), result.reason

@@ -23,8 +23,10 @@ from chaosreplay.vm.nonvirt import (
     Kind,
     NonVirtEmulator,
     Site,
+    SpinYield,
     find_sites,
     patch_segments,
+    scan_program,
     scan_sites,
     write_register,
 )
@@ -97,13 +99,15 @@ def test_every_kind_is_found_in_the_nonvirt_guest(guest_bin: GuestBin, libc: str
 
 
 def test_static_glibc_has_startup_cpuid_and_one_rdtsc(guest_bin: GuestBin) -> None:
-    """DESIGN §2: glibc's ifunc setup uses cpuid and xgetbv; its mutex spin uses rdtsc."""
+    """DESIGN §2: glibc's ifunc setup uses cpuid and xgetbv; its mutex spin uses rdtsc, and
+    the spin-wait hint pause."""
     sites = find_sites(load_program(guest_bin("glibc", "hello")))
     kinds = Counter(s.kind for s in sites)
-    assert set(kinds) == {Kind.CPUID, Kind.XGETBV, Kind.RDTSC}, kinds
+    assert set(kinds) == {Kind.CPUID, Kind.XGETBV, Kind.RDTSC, Kind.PAUSE}, kinds
     assert kinds[Kind.CPUID] >= 20 and kinds[Kind.RDTSC] == 1, kinds
-    (rdtsc,) = [s for s in sites if s.kind is Kind.RDTSC]
-    assert rdtsc.symbol.startswith("pthread_mutex_lock+"), rdtsc
+    for kind in (Kind.RDTSC, Kind.PAUSE):
+        (site,) = [s for s in sites if s.kind is kind]
+        assert site.symbol.startswith("pthread_mutex_lock+"), site
 
 
 def test_static_musl_hello_has_nothing_to_patch(guest_bin: GuestBin) -> None:
@@ -297,3 +301,21 @@ def test_glibc_cpuid_sites_all_emulate_to_the_fixed_model(guest_bin: GuestBin) -
             assert emulator.emulate(site, regs, 0) is None
             assert (regs.rax, regs.rbx, regs.rcx, regs.rdx) == virtual_cpu.cpuid(leaf, subleaf)
             assert regs.rip == site.address + 2
+
+
+def test_pause_advances_rip_and_asks_to_yield_changing_nothing_else() -> None:
+    """The spin-wait hint's emulation: past the instruction, a SpinYield naming it (the
+    kernel's switch point), every register and flag as it was."""
+    regs = Regs(rax=7, rflags=0x246)
+    outcome = NonVirtEmulator(1, 0, 1).emulate(_site(Kind.PAUSE, length=2), regs, 5_000)
+    assert outcome == SpinYield(0x401000)
+    assert regs == Regs(rax=7, rflags=0x246, rip=0x401002)
+
+
+def test_pause_in_a_program_is_patched_but_an_unsure_one_refuses_nothing() -> None:
+    """A decoded pause is a site; one in bytes that do not decode, or inside an immediate,
+    is left alone (it runs natively, harmlessly) instead of refusing the program."""
+    assert [s.kind for s in find_sites(_image(b"\xf3\x90\xc3", []))] == [Kind.PAUSE]
+    assert find_sites(_image(b"\x06\x06\xf3\x90\xc3", [])) == []
+    assert find_sites(_image(b"\xb8\xf3\x90\x00\x00\xc3", [])) == []
+    assert scan_program(_image(b"\xb8\xf3\x90\x00\x00\xc3", []))[1] == []

@@ -17,6 +17,7 @@ from chaosreplay.vm.nonvirt import (
     patch_bytes,
     scan_page,
     scan_strays,
+    trap_range,
 )
 
 GuestBin = Callable[[str, str], Path]
@@ -155,3 +156,62 @@ def test_every_stray_of_static_glibc_is_defused(guest_bin: GuestBin) -> None:
 def test_hidden_instruction_guest_is_not_defusable(guest_bin: GuestBin) -> None:
     image = load_program(guest_bin("musl", "hidden_insn"))
     assert [defuse(image, s) for s in scan_strays(image)] == [None, None, None]
+
+
+# -- trap ranges: the instructions a hidden one could begin in ----------------------------
+
+def test_a_stray_inside_an_immediate_traps_that_whole_instruction() -> None:
+    [stray] = scan_page(PAGE, _page(NOPS + b"\xb8\x0f\x31\xc3\x90\xc3"), 0, True, "x").strays
+    assert stray.trap == (PAGE + 64, PAGE + 69)
+
+
+def test_a_trap_reaches_back_over_prefix_bytes_into_the_instruction_before() -> None:
+    """A hidden instruction may begin at prefix bytes before its pattern (`48 48 0f 31` is
+    rdtsc too), even ones ending the instruction before: the range covers both."""
+    code = b"\xb8\x00\x00\x00\x48" + b"\x48\x0f\x31\x90\x90"  # a decode of [0,5) [5,10)
+    assert trap_range([0, 5], [5, 5], 6, code.__getitem__, 0) == (0, 10)
+    code = b"\xb8\x00\x00\x00\x00" + b"\x48\x0f\x31\x90\x90"
+    assert trap_range([0, 5], [5, 5], 6, code.__getitem__, 0) == (5, 10)
+
+
+def test_strays_the_decode_is_unsure_of_have_no_trap() -> None:
+    """Near the page start when the previous page is unscanned, after undecodable bytes, or
+    straddling into the next page: the page is single-stepped instead."""
+    unsure = scan_page(PAGE, _page(b"\xb8\x0f\x31\x90\x90" + NOPS), 0, False, "x")
+    undecodable = scan_page(PAGE, _page(NOPS + b"\x06" + b"\xb8\x0f\x31\x90\x90"), 0, True, "x")
+    straddle = scan_page(PAGE, b"\x90" * (PAGE_SIZE - 3) + b"\xb8\x0f\x31\x90\x90", 0, True,
+                         "x")
+    for result in (unsure, undecodable, straddle):
+        assert result.strays and [s.trap for s in result.strays] == [None], result
+
+
+def test_trap_range_refuses_prefixes_reaching_the_first_decoded_byte() -> None:
+    """Bytes before the decode's first one could be more prefixes: no range from there."""
+    starts, lengths = [0, 5], [5, 5]
+    code = b"\x48" * 5 + b"\x0f\x31\x90\x90\x90"
+    assert trap_range(starts, lengths, 5, code.__getitem__, 0) is None
+    assert trap_range(starts, lengths, 5, code.__getitem__, 0, closed=True) == (0, 10)
+    gap = b"\xb8\x00\x00\x00\x48" + b"\x48" + b"\x0f\x31\x90\x90\x90"
+    assert trap_range([0, 6], [5, 5], 6, gap.__getitem__, 0) is None  # nothing decoded at 5
+
+
+# -- pause: the spin-wait hint -----------------------------------------------------------
+
+def test_a_decoded_pause_is_a_site_and_a_hidden_one_is_no_stray() -> None:
+    """pause runs harmlessly natively: patched where decoded (a switch point), but f3 90 in
+    an immediate, or where the decode is unsure, changes nothing."""
+    code = NOPS + b"\xf3\x90" + b"\xb8\xf3\x90\x00\x00"
+    result = scan_page(PAGE, _page(code), 0, True, "x")
+    assert [(s.address - PAGE, s.kind, s.length) for s in result.sites] == [
+        (64, Kind.PAUSE, 2)]
+    assert result.strays == []
+    unsure = scan_page(PAGE, _page(b"\xf3\x90" + NOPS), 0, False, "x")
+    assert (unsure.sites, unsure.strays) == ([], [])
+
+
+def test_a_pause_right_after_an_overlapping_pattern_is_still_found() -> None:
+    """`0f c7 f3` (a hidden rdrand) and `f3 90` overlap at f3: both hits are searched."""
+    code = NOPS + b"\xb8\x00\x00\x0f\xc7" + b"\xf3\x90" + NOPS
+    result = scan_page(PAGE, _page(code), 0, True, "x")
+    assert [(s.address - PAGE, s.kind) for s in result.sites] == [(69, Kind.PAUSE)]
+    assert [(s.address - PAGE, s.kind) for s in result.strays] == [(67, Kind.RDRAND)]

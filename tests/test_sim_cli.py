@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from chaosreplay.cli import main
 from chaosreplay.recording import RecordingReader
+from chaosreplay.recording.format import FRAME_MAGIC
 
 RECORDINGS = Path(__file__).resolve().parent.parent / "recordings"
 
@@ -283,6 +284,18 @@ def test_replay_still_reads_an_unfinished_recording(tmp_path, ring_recording):
     data = ring_recording.read_bytes()
     cut = tmp_path / "cut.ccr.partial"
     cut.write_bytes(data[: len(data) * 3 // 4])
+    result = _invoke("replay", str(cut))
+    assert result.exit_code == 0, result.stderr
+    assert "identical" in result.stderr and "incomplete" in result.stderr
+
+
+@pytest.mark.kvm
+def test_replay_reads_a_recording_cut_inside_a_frame_header(tmp_path, ring_recording):
+    """Cut one byte into a frame header (a writer killed mid-header): incomplete too."""
+    data = ring_recording.read_bytes()
+    cut = tmp_path / "header.ccr.partial"
+    cut.write_bytes(data[: data.find(FRAME_MAGIC, len(data) // 2) + 1])
+    assert "truncated frame header (1 of 24 bytes)" in _invoke("verify", str(cut)).stdout
     result = _invoke("replay", str(cut))
     assert result.exit_code == 0, result.stderr
     assert "identical" in result.stderr and "incomplete" in result.stderr

@@ -13,6 +13,7 @@ from chaosreplay.errors import RecordingError
 from chaosreplay.kernel.process import GuestProcess, ProcessConfig
 from chaosreplay.kernel.signals.delivery import TaskSignals
 from chaosreplay.kernel.state_check import (
+    CODE_PAGES,
     DISK_STATE,
     KERNEL_STATE,
     STREAMS,
@@ -109,6 +110,8 @@ def test_a_real_kernel_state_and_disk_pass_and_the_tables_name_every_field(
     check_disk_state(disk, "node0.disk")
     assert set(kernel) ^ set(KERNEL_STATE.inner.fields) == set(), \
         "kernel_state() and kernel/state_check.KERNEL_STATE name different fields"
+    assert set(kernel["code_pages"]) ^ set(CODE_PAGES.inner.fields) == set(), \
+        "CodePages.to_state() and kernel/state_check.CODE_PAGES name different fields"
     assert set(disk) ^ set(DISK_STATE.inner.fields) == set(), \
         "FileSystem.snapshot() and kernel/state_check.DISK_STATE name different fields"
     assert sorted(STREAMS) == sorted(process.random)
@@ -331,6 +334,15 @@ NEW_KERNEL_ATTACKS: list[tuple[str, Callable[[dict[str, Any]], Any], str]] = [
     ("code pages of the wrong type", _code(scans="many"), "field code_pages.scans is not int"),
     ("code pages with an unknown field", _code(extra=1),
      "field code_pages has an unknown field 'extra'"),
+    ("honest trap and its pending step", _code(traps=[[0x401000, b"\xb8\x0f\x31\x90\x90"]],
+                                               disarmed=[0x401000]), ""),
+    ("trap overlapping the one before", _code(traps=[[0x401000, b"\x90" * 5],
+                                                     [0x401004, b"\x90"]]),
+     "field code_pages.traps has the trap at 0x401004 overlapping the one before"),
+    ("trap longer than any", _code(traps=[[0x401000, b"\x90" * 65]]),
+     "field code_pages.traps[0][1] is 65 bytes long, more than 64"),
+    ("disarmed trap that is none", _code(disarmed=[0x401000]),
+     "field code_pages has disarmed ['0x401000'], not traps each named once"),
     ("comm too long", lambda k: k.update(comm=b"x" * 16), "field comm is 16 bytes long"),
     ("output dropped negative", lambda k: k.update(output_dropped=[0, -1]),
      "field output_dropped[1] is -1"),

@@ -43,8 +43,8 @@ def about_file(path: str | os.PathLike[str]) -> Iterator[None]:
 
 def _unfinished_tail(problem: str) -> bool:
     """A problem that only says the file stops early (what an unfinished recording shows)."""
-    return ("past the end of the file (truncated)" in problem and "to the end unread" in problem
-            ) or "no valid trailer" in problem
+    cut = "past the end of the file (truncated)" in problem or "truncated frame header" in problem
+    return (cut and "to the end unread" in problem) or "no valid trailer" in problem
 
 
 def recording_damage(path: str | os.PathLike[str]) -> list[str]:

@@ -31,6 +31,8 @@ def _stray_record(stray: Stray, defused: str | None) -> dict[str, object]:
         "inside": f"{stray.inside:#x}",
         "symbol": stray.symbol,
         "defused": defused,
+        "trapped": None if defused or stray.trap is None else
+        f"{stray.trap[0]:#x}-{stray.trap[1]:#x}",
     }
 
 
@@ -53,7 +55,12 @@ def _echo_text(program: Path, sites: list[Site], strays: dict[Stray, str | None]
             line += f"  UNPATCHABLE: {site.problem}"
         click.echo(line)
     for stray, defused in strays.items():
-        fate = f"defused: {defused}" if defused else "its page runs single-stepped"
+        if defused:
+            fate = f"defused: {defused}"
+        elif stray.trap is not None:
+            fate = f"trapped: int3 over {stray.trap[0]:#x}-{stray.trap[1]:#x}"
+        else:
+            fate = "its page runs single-stepped"
         click.echo(f"{stray.address:#014x}  {stray.kind.value:<12} {stray.symbol}  HIDDEN "
                    f"inside the instruction at {stray.inside:#x}; {fate}")
     if strays:
@@ -78,6 +85,7 @@ def lint(ctx: click.Context, program: Path, as_json: bool) -> None:
     chaosreplay patches each to a trap at load and emulates it deterministically. Byte
     patterns hidden inside other instructions (reachable only by a jump into the middle
     of one) are listed as HIDDEN: re-encoded where an equivalent instruction removes them,
+    else trapped (the instructions holding them filled with int3) where the decode is sure,
     else their pages run single-stepped. Exit status 0 when every
     site is patchable (or there are none), 1 when any is not.
     """
@@ -87,7 +95,8 @@ def lint(ctx: click.Context, program: Path, as_json: bool) -> None:
     for stray in found:
         rewrite = defuse(image, stray)
         strays[stray] = rewrite.why if rewrite is not None else None
-    summary = _summary(sites, found, [s for s, why in strays.items() if why is None])
+    stepped = [s for s, why in strays.items() if why is None and s.trap is None]
+    summary = _summary(sites, found, stepped)
     if as_json:
         document = {
             "program": str(program),

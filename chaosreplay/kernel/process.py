@@ -362,6 +362,7 @@ class GuestProcess:
     def _switch_to(self, task: Task) -> bool:
         """Put task on the vCPU (saving the current one's state); False if it died."""
         old = self.current
+        self.space.code.suspend(self.regs)  # no trap step or W+X page outlives its task
         if old.tid in self.tasks and not old.exited:
             old.context = TaskContext()
             self.vm.save_context(old.context)
@@ -640,7 +641,7 @@ class GuestProcess:
         """Emulate, populate or crash; True when the guest can continue."""
         exit_, regs = self.vm.exit, self.regs
         vector = exit_.vector
-        if vector in (1, 14):  # W^X: scan code before it runs, single-step guarded pages
+        if vector in (1, 3, 14):  # W^X: scan code before it runs; trapped and stepped code
             handled = self._code_fault(vector)
             if handled is not None:
                 return handled
@@ -650,7 +651,9 @@ class GuestProcess:
             site = self.sites.get(regs.rip)
             if site is not None:
                 fault = self.emulator.emulate(site, regs, self.guest_time_ns())
-                if fault is None:
+                if isinstance(fault, nonvirt.SpinYield):
+                    self.yield_cpu()  # pause: a spin-wait lets another ready task run
+                if fault is None or isinstance(fault, nonvirt.SpinYield):
                     return True
                 self._die(fault.signal, fault.vector, 0, fault.reason)
                 return False
@@ -672,17 +675,21 @@ class GuestProcess:
         """Let the W^X policy handle a #PF or #DB: None when it is not about code pages."""
         regs, code = self.regs, self.space.code
 
-        def emulate(site: nonvirt.Site) -> nonvirt.GuestFault | None:
+        def emulate(site: nonvirt.Site) -> nonvirt.Emulated:
             return self.emulator.emulate(site, regs, self.guest_time_ns())
 
         if vector == 1:
             result = code.on_debug_trap(regs, emulate)
+        elif vector == 3:
+            result = code.on_breakpoint(regs, emulate)
         else:
             result = code.on_page_fault(self.vm.exit.fault_addr, self.vm.exit.error_code, regs,
                                         emulate)
         if isinstance(result, nonvirt.GuestFault):
             self._die(result.signal, result.vector, 0, result.reason)
             return False
+        if isinstance(result, nonvirt.SpinYield):
+            self.yield_cpu()  # a pause emulated in a stepped page or a trap
         # Scans and single-steps cost virtual time like any exception: a loop that keeps
         # stepping or rewriting a page must still move the clock (and reach deadlines).
         return True if result else None

@@ -49,6 +49,7 @@ from chaosreplay.recording.schema import (
 )
 from chaosreplay.vm.nonvirt import _MAX_INSN as MAX_INSN
 from chaosreplay.vm.nonvirt import _REGISTERS_64 as REGISTERS_64
+from chaosreplay.vm.nonvirt import TRAP_MAX
 from chaosreplay.vm.nonvirt import Kind as SiteKind
 from chaosreplay.vm.vmm import TaskContext
 
@@ -266,15 +267,43 @@ PAGE_OFFSETS = Where(ListOf(Row(PAGE_VA, Int(0, MAX_INSN - 1)), max_len=MAX_PAGE
 SITE = Where(Row(  # [address, length, kind, original bytes, symbol, register, width]
     Int(0, USER_VA_END - 1), Int(1, MAX_INSN), OneOf(*(k.value for k in SiteKind)),
     Bytes(MAX_INSN), Str(4096), Maybe(OneOf(*REGISTERS_64)), OneOf(16, 32, 64)), _site_fits)
-CODE_PAGES = Record({  # mm.code_pages.CodePages.to_state()
+def _traps_apart(traps: list[list[Any]]) -> str | None:
+    """Trap ranges are not empty, stay in the user half and do not overlap (in order)."""
+    end = 0
+    for start, original in traps:
+        if not original:
+            return f"has an empty trap at {start:#x}"
+        if start < end:
+            return f"has the trap at {start:#x} overlapping the one before"
+        end = start + len(original)
+        if end > USER_VA_END:
+            return f"has the trap at {start:#x} reaching past the user half"
+    return None
+
+
+def _disarmed_are_traps(code: dict[str, Any]) -> str | None:
+    """The traps whose bytes are back for one step are traps (each once)."""
+    disarmed = code["disarmed"] or []
+    starts = {start for start, _ in code["traps"]}
+    if len(set(disarmed)) != len(disarmed) or not set(disarmed) <= starts:
+        return f"has disarmed {[hex(a) for a in disarmed]}, not traps each named once"
+    return None
+
+
+TRAPS = Where(ListOf(Row(Int(0, USER_VA_END - 1), Bytes(TRAP_MAX)), max_len=MAX_PAGES),
+              _traps_apart)  # [start, the bytes the int3 fill replaced]
+CODE_PAGES = Where(Record({  # mm.code_pages.CodePages.to_state()
     "sites": Where(ListOf(SITE, max_len=MAX_PAGES), _increasing("address")),
     "code": PAGES, "guarded": PAGES,
     "overhang": PAGE_OFFSETS,  # page -> bytes its last instruction reaches into the next
     "decode_start": PAGE_OFFSETS,  # page -> where its decode began
     "blind_tail": PAGES, "stepping": PAGES,
     "write_step": Maybe(PAGE_VA),
+    "traps": TRAPS,
+    "disarmed": Maybe(ListOf(Int(0, USER_VA_END - 1), max_len=TRAP_MAX)),  # one step's
     "scans": Int(0, U64_MAX), "steps": Int(0, U64_MAX),
-})
+    "trap_hits": Int(0, U64_MAX), "trap_steps": Int(0, U64_MAX),
+}), _disarmed_are_traps)
 CHUNK_COUNT = USER_VA_END >> CHUNK_SHIFT
 CHUNKS = Where(ListOf(Int(0, CHUNK_COUNT - 1), max_len=CHUNK_COUNT), _increasing("chunk"))
 

@@ -30,9 +30,15 @@ Unpatchable. A site cannot be patched safely, and the program is refused, when:
 
 Strays. A pattern inside another decoded instruction is no instruction of the program,
 but a jump into the middle of that instruction would run it. scan_program reports these;
-`defuse` re-encodes the common shape away (a zeroing xor after a 0f byte), and the W^X
-layer (kernel/mm/code_pages.py) single-steps the pages of the rest. scan_page does the
-same search, at every byte offset, for one page of code written at run time.
+`defuse` re-encodes the common shape away (a zeroing xor after a 0f byte); for the rest
+`trap_range` names the instructions to fill with int3 so that reaching them traps, and
+the W^X layer (kernel/mm/code_pages.py) traps them, or single-steps the pages where the
+decode is too unsure to. scan_page does the same search, at every byte offset, for one
+page of code written at run time.
+
+pause. The spin-wait hint is patched too, though harmless natively: its emulation
+answers SpinYield, the switch point a scheduler needs in spin loops. Being harmless, it
+is patched only where the decode is sure, and never makes a stray or a refusal.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import bisect
 import dataclasses
 import enum
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -68,11 +75,21 @@ class Kind(enum.Enum):
     RDSEED = "rdseed"
     RDPID = "rdpid"
     XGETBV = "xgetbv"
+    PAUSE = "pause"
+    """The spin-wait hint: harmless natively, patched so that spin loops become switch
+    points (its emulation answers SpinYield); a hidden or unsure one is left alone."""
+
+
+HARMLESS = frozenset({Kind.PAUSE})
+"""Kinds that reveal nothing of the host when run natively: patched where the decode is
+sure, but their hidden patterns are no strays and their unsure sites refuse nothing."""
 
 
 _KINDS = {kind.value: kind for kind in Kind}
 _MAX_INSN = 15  # the longest x86 instruction, in bytes
-_CORE_PATTERN = re.compile(rb"\x0f(?:\x31|\x01[\xf9\xd0]|\xa2|\xc7[\xf0-\xff])", re.DOTALL)
+# A lookahead, so that overlapping hits (`0f c7 f3` then `f3 90`) are all found.
+_CORE_PATTERN = re.compile(rb"(?=\x0f(?:\x31|\x01[\xf9\xd0]|\xa2|\xc7[\xf0-\xff])|\xf3\x90)",
+                           re.DOTALL)
 
 _REGISTERS_64 = ("rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi",
                  *(f"r{n}" for n in range(8, 16)))  # fmt: skip
@@ -80,7 +97,7 @@ _LEGACY_32 = {f"e{name[1:]}": name for name in _REGISTERS_64[:8]}
 _LEGACY_16 = {name[1:]: name for name in _REGISTERS_64[:8]}
 
 
-def _register_operand(op_str: str) -> tuple[str, int]:
+def register_operand(op_str: str) -> tuple[str, int]:
     """(64-bit register name, operand width in bits) of a capstone register operand."""
     name = op_str.strip()
     if name in _REGISTERS_64:
@@ -229,6 +246,9 @@ def _judge(image: ProgramImage, hit: int, regions: list[_Region]) -> list[Site]:
             found.append(site)
         if start is None or start in region.undecodable or region.ambiguous_at(hit):
             ambiguous = True
+    if _kind_of_pattern(_raw_at(image, hit)) in HARMLESS:  # unsure: leave it native
+        sure = len(verdicts) == 1 and not ambiguous
+        return [site for site in found if site.problem is None] if sure else []
     if len(verdicts) > 1:
         reason = "decodes differently in overlapping functions"
     elif ambiguous:
@@ -256,13 +276,17 @@ def _with_problem(site: Site, reason: str) -> Site:
     return dataclasses.replace(site, problem=reason)
 
 
-def _guess_kind(image: ProgramImage, hit: int) -> tuple[Kind, bytes]:
-    """The instruction a raw pattern would be, for reporting an undecoded hit."""
+def _raw_at(image: ProgramImage, hit: int) -> bytes:
     seg = image.segment_at(hit)
     assert seg is not None
-    raw = seg.data[hit - seg.vaddr : hit - seg.vaddr + 3]
+    return seg.data[hit - seg.vaddr : hit - seg.vaddr + 3]
+
+
+def _guess_kind(image: ProgramImage, hit: int) -> tuple[Kind, bytes]:
+    """The instruction a raw pattern would be, for reporting an undecoded hit."""
+    raw = _raw_at(image, hit)
     kind = _kind_of_pattern(raw)
-    return kind, raw[:2] if kind in (Kind.RDTSC, Kind.CPUID) else raw[:3]
+    return kind, raw[:2] if kind in (Kind.RDTSC, Kind.CPUID, Kind.PAUSE) else raw[:3]
 
 
 def scan_sites(image: ProgramImage) -> list[Site]:
@@ -294,11 +318,15 @@ def scan_program(image: ProgramImage) -> tuple[list[Site], list[Stray]]:
             stray = _stray_at(image, hit, holding)
             if stray is not None:
                 strays.append(stray)
-    return _mark_overlaps(sorted(sites.values(), key=lambda s: s.address)), strays
+    marked = _mark_overlaps(sorted(sites.values(), key=lambda s: s.address))
+    return [s for s in marked if s.kind not in HARMLESS or s.problem is None], strays
 
 
 def _stray_at(image: ProgramImage, hit: int, holding: list[_Region]) -> Stray | None:
     """The hit as a stray when a decoding has it inside another, decodable instruction."""
+    kind = _guess_kind(image, hit)[0]
+    if kind in HARMLESS:
+        return None
     inside: int | None = None
     for region in holding:
         start = region.covering(hit)
@@ -307,7 +335,61 @@ def _stray_at(image: ProgramImage, hit: int, holding: list[_Region]) -> Stray | 
             inside = start
     if inside is None:
         return None
-    return Stray(hit, _guess_kind(image, hit)[0], inside, image.symbols.describe(hit))
+    traps = {_region_trap(region, hit) for region in holding}
+    trap = traps.pop() if len(traps) == 1 else None
+    return Stray(hit, kind, inside, image.symbols.describe(hit), trap=trap)
+
+
+def _region_trap(region: _Region, hit: int) -> tuple[int, int] | None:
+    """The trap range of a stray at hit in a decoded region (see trap_range), or None."""
+    seg = region.segment
+    found = trap_range(region.starts, region.lengths, hit,
+                       lambda address: seg.data[address - seg.vaddr], region.start)
+    if found is None or found[1] > region.end:
+        return None
+    start, end = found
+    index = bisect.bisect_left(region.starts, start)
+    while index < len(region.starts) and region.starts[index] < end:
+        at = region.starts[index]
+        if at in region.sites or at in region.undecodable or region.ambiguous_at(at):
+            return None
+        index += 1
+    return found
+
+
+_PREFIXES = frozenset(b"\x26\x2e\x36\x3e\x64\x65\x66\x67\xf0\xf2\xf3" + bytes(range(0x40, 0x50)))
+TRAP_MAX = 64
+"""The longest trap range: up to 13 prefixes before a pattern, each end in an instruction."""
+
+
+def trap_range(starts: list[int], lengths: list[int], hit: int, byte_at: Callable[[int], int],
+               lowest: int, closed: bool = False) -> tuple[int, int] | None:
+    """[start, end) of the decoded instructions any hidden instruction at hit begins in.
+
+    A hidden instruction begins at the pattern or up to 13 prefix bytes before it (15
+    bytes at most, the pattern at least 2). Filled with int3, these whole instructions trap
+    whenever execution reaches them, at their start (the normal flow) or a jump into their
+    middle, and never change an instruction outside them. None when the prefixes reach
+    `lowest`, the first decoded byte, and bytes before it could be prefixes too (unless
+    `closed`: nothing executable lies before it), or when the decode has a gap there.
+    """
+    first = hit
+    while hit - first < _MAX_INSN - 2 and first > lowest and byte_at(first - 1) in _PREFIXES:
+        first -= 1
+    if first == lowest and hit - first < _MAX_INSN - 2 and not closed:
+        return None
+    index = bisect.bisect_right(starts, first) - 1
+    if index < 0 or first >= starts[index] + lengths[index]:
+        return None
+    start = end = starts[index]
+    while index < len(starts) and starts[index] <= hit:
+        if starts[index] != end:
+            return None
+        end = starts[index] + lengths[index]
+        index += 1
+    if end <= hit or end - start > TRAP_MAX:
+        return None
+    return start, end
 
 
 def _mark_overlaps(sites: list[Site]) -> list[Site]:
@@ -336,6 +418,9 @@ class Stray:
     """Start of the decoded instruction whose bytes hold the pattern."""
     symbol: str
     why: str = "inside another instruction"
+    trap: tuple[int, int] | None = None
+    """[start, end) of the decoded instructions to fill with int3 so that running the
+    hidden instruction traps first (code_pages); None: its page runs single-stepped."""
 
 
 def scan_strays(image: ProgramImage) -> list[Stray]:
@@ -366,7 +451,7 @@ def _site_from(address: int, size: int, mnemonic: str, op_str: str, original: by
         return None
     register, width = (None, 64)
     if kind in (Kind.RDRAND, Kind.RDSEED, Kind.RDPID):
-        register, width = _register_operand(op_str)
+        register, width = register_operand(op_str)
     return Site(address, size, kind, original, symbol, register, width)
 
 
@@ -434,13 +519,37 @@ def scan_page(page: int, code: bytes, start: int, trusted: bool, symbol: str) ->
             if not sites or sites[-1].address != site.address:
                 sites.append(site)
             continue
-        raw = code[hit : hit + 3]
-        strays.append(Stray(page + hit, _kind_of_pattern(raw), page + (inside or 0), symbol,
-                            why))
+        kind = _kind_of_pattern(code[hit : hit + 3])
+        if kind in HARMLESS:
+            continue  # a pause the decode is unsure of runs natively: no stray
+        trap = None
+        if why == "inside another instruction":
+            trap = _page_trap(starts, lengths, hit, code, start, trusted, found, undecodable)
+        strays.append(Stray(page + hit, kind, page + (inside or 0), symbol, why,
+                            None if trap is None else (page + trap[0], page + trap[1])))
     return PageScan(sites, strays, overhang)
 
 
+def _page_trap(starts: list[int], lengths: list[int], hit: int, code: bytes, start: int,
+               trusted: bool, found: dict[int, Site],
+               undecodable: list[int]) -> tuple[int, int] | None:
+    """The trap range (page offsets) of a stray in a scanned page, or None: it must be
+    wholly inside the page and where the decode is as sure as it is for a patched site."""
+    trap = trap_range(starts, lengths, hit, code.__getitem__, start)
+    if trap is None or trap[1] > PAGE_SIZE or (not trusted and trap[0] < _MAX_INSN):
+        return None
+    near = bisect.bisect_right(undecodable, trap[1]) - 1
+    if near >= 0 and trap[0] - undecodable[near] <= RESYNC_WINDOW:
+        return None
+    first = bisect.bisect_left(starts, trap[0])
+    if any(at in found for at in starts[first : bisect.bisect_left(starts, trap[1])]):
+        return None
+    return trap
+
+
 def _kind_of_pattern(raw: bytes) -> Kind:
+    if raw[0] == 0xF3:
+        return Kind.PAUSE
     if raw[1] == 0x31:
         return Kind.RDTSC
     if raw[1] == 0xA2:
@@ -593,6 +702,20 @@ class GuestFault:
     reason: str
 
 
+@dataclass(frozen=True)
+class SpinYield:
+    """What emulating `pause` answers: the task is spin-waiting for another task.
+
+    A deterministic switch point for the scheduler (issue 12): the kernel may run another
+    task here. With one task it just continues, the instruction already emulated.
+    """
+
+    address: int
+
+
+Emulated = GuestFault | SpinYield | None
+"""The outcome of emulating one instruction: fault, switch point, or done."""
+
 _MASK64 = (1 << 64) - 1
 _MASK32 = 0xFFFF_FFFF
 _CF, _PF, _AF, _ZF, _SF, _OF = 1 << 0, 1 << 2, 1 << 4, 1 << 6, 1 << 7, 1 << 11
@@ -628,9 +751,16 @@ class NonVirtEmulator:
         self.rdrand = DeterministicStream(self.seed, "rdrand" + suffix, self.node_id)
         self.rdseed = DeterministicStream(self.seed, "rdseed" + suffix, self.node_id)
 
-    def emulate(self, site: Site, regs: Registers, vtime_ns: int) -> GuestFault | None:
-        """Perform site's instruction on regs; a GuestFault when it must fault instead."""
+    def emulate(self, site: Site, regs: Registers,
+                vtime_ns: int) -> GuestFault | SpinYield | None:
+        """Perform site's instruction on regs; a GuestFault when it must fault instead, a
+        SpinYield when it was the spin-wait hint (the task would let another one run)."""
         kind = site.kind
+        if kind is Kind.PAUSE:
+            # Nothing to compute: the exit itself is the point. Its virtual time is the
+            # exception exit's cost, which every trapped instruction is charged.
+            regs.rip = (site.address + site.length) & _MASK64
+            return SpinYield(site.address)
         if kind in (Kind.RDTSC, Kind.RDTSCP):
             tsc = (vtime_ns * TSC_HZ // 1_000_000_000) & _MASK64
             write_register(regs, "rax", tsc, 32)
