@@ -131,3 +131,16 @@ def test_a_reset_space_loads_and_runs_another_program(libc: str, guest_bin: Gues
     assert process.run_to_completion(hang_seconds=20) == Status.EXITED, process.crash
     assert bytes(process.stdout) == b"[after]\n[exec]\n"
     assert process.exit_code == 3
+
+
+def test_pause_alone_does_not_need_patching(guest_bin: GuestBin) -> None:
+    """`pause` is a spin hint, harmless natively: --no-patch runs a program whose only
+    sites are pauses, leaving them as they are."""
+    image = load_program(guest_bin("musl", "spin_pause"))
+    kinds = {site.kind for site in nonvirt.scan_program(image)[0]}
+    assert kinds == {nonvirt.Kind.PAUSE}
+    assert plan_load(image, patch=False).sites == ()
+    p = GuestProcess(image, ProcessConfig(argv=[b"spin_pause", b"10"], patch=False))
+    assert p.run_to_completion(hang_seconds=20) is Status.EXITED and p.exit_code == 0
+    # natively run, the pauses cost no virtual time (patched, each would be an exit: 2 µs)
+    assert bytes(p.stdout) == b"paused 10\nelapsed 1000\n"

@@ -52,6 +52,8 @@ def plan_load(image: ProgramImage, patch: bool = True) -> LoadPlan:
     sites, all_strays = nonvirt.scan_program(image)
     sites = nonvirt.refuse_unpatchable(image, sites)
     check_patchable(image, sites, patch)
+    if not patch:  # only pause sites are left: they keep their bytes
+        sites = []
     strays, rewrites = [], []
     for stray in all_strays:  # hidden patterns: defuse, else single-step
         rewrite = nonvirt.defuse(image, stray)
@@ -62,7 +64,9 @@ def plan_load(image: ProgramImage, patch: bool = True) -> LoadPlan:
 
 def check_patchable(image: ProgramImage, sites: tuple[Site, ...] | list[Site],
                     patch: bool) -> None:
-    """Refuse a program with non-virtualizable instructions when patching is off."""
+    """Refuse a program with non-virtualizable instructions when patching is off (`pause`
+    is only a spin hint: with patching off it runs natively, as a plain pause)."""
+    sites = [s for s in sites if s.kind is not nonvirt.Kind.PAUSE]
     if sites and not patch:
         listed = ", ".join(f"{s.text} at {s.address:#x} ({s.symbol})" for s in sites[:5])
         more = f" and {len(sites) - 5} more" if len(sites) > 5 else ""

@@ -229,6 +229,9 @@ def deliver(p: GuestProcess, orig_rax: int) -> None:
         if taken.default is not None:
             _default_action(p, taken)
             return
+        # A one-instruction window of the code-page policy (a trap step, TF) must not
+        # carry over into the handler: close it; after rt_sigreturn it opens again.
+        p.space.code.suspend(p.regs)
         entered = delivery.run_handler(p.space, _registers(p.regs), _fpu(p), orig_rax, taken,
                                        task.signals, p.signals)
         orig_rax = -1
@@ -266,6 +269,7 @@ def _default_action(p: GuestProcess, taken: delivery.Taken) -> None:
 def rt_sigreturn(p: GuestProcess) -> int:
     """rt_sigreturn: back to the state the signal frame saved; its rax is the result."""
     task = p.current
+    p.space.code.suspend(p.regs)
     result = delivery.rt_sigreturn(p.space, _registers(p.regs), _fpu(p), task.signals,
                                    p.signals)
     if result.fault is not None:
