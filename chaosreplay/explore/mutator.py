@@ -15,9 +15,16 @@ havoc stage does:
 - **drop** a future fault (one starting before the branch ends: later ones cannot matter);
 - **move** a future fault earlier or later (never before T);
 - **retune** a future fault: a longer or shorter duration, another node, another parameter;
-- **reseed** the random part of the future: drop every future fault and draw the scenario's
+- **reseed** chance: add a `reseed` fault (sim/reseed.py) in the near future of the focus,
+  for every node and the network or (half of the time) for the focus node alone, with a
+  seed drawn here — from then on the guests' random numbers (election timeouts, say) and
+  the network's jitter, loss and reordering are others, which no fault edit can change;
+- **redraw** the random part of the future: drop every future fault and draw the scenario's
   random faults after T again from a new seed (the fault engine's "random stream", made
   explicit: a saved branch holds the list, so it replays from scratch).
+
+A reseed is a fault of the schedule like the others, so a branch stays one scenario: a
+pure function of its parent's checkpoint and the edits, replayable from tick 0.
 
 Every draw comes from the `random.Random` the explorer hands in, so a branch is a function
 of the explorer's seed.
@@ -84,14 +91,18 @@ class Mutator:
         for _ in range(ops):
             # faults starting after the branch ends cannot change what it sees
             future = [i for i, f in enumerate(current) if start <= f.at < end]
-            choices = ["add", "add"] + (["drop", "move", "retune"] if future else [])
+            choices = ["add", "add", "reseed"] + (["drop", "move", "retune"] if future else [])
             if self.plan is not None:
-                choices.append("reseed")
+                choices.append("redraw")
             op = rng.choice(choices)
             if op == "add":
                 fault = self._new_fault(focus, window, rng)
                 current.append(fault)
                 edits.append(f"add {_describe(fault)}")
+            elif op == "reseed":
+                fault = self._new_reseed(focus, window, rng)
+                current.append(fault)
+                edits.append(f"reseed {_describe(fault)}")
             elif op == "drop":
                 fault = current.pop(rng.choice(future))
                 edits.append(f"drop {_describe(fault)}")
@@ -112,7 +123,7 @@ class Mutator:
                 drawn = [f for f in expand_random(self.plan, seed, self.node_count, self.horizon)
                          if f.at >= start]
                 current = [f for f in current if f.at < start] + drawn
-                edits.append(f"reseed the future faults ({len(drawn)} drawn, seed {seed})")
+                edits.append(f"redraw the future faults ({len(drawn)} drawn, seed {seed})")
             current.sort(key=lambda f: f.at)
         if current == sorted(faults, key=lambda f: f.at):  # the edits undid each other
             fault = self._new_fault(focus, window, rng)
@@ -124,6 +135,12 @@ class Mutator:
         kind = rng.choices(self.kinds, self.kind_weights)[0]
         at = start + int(window * rng.random() ** 2)
         return self._build(kind, at, rng)
+
+    def _new_reseed(self, start: int, window: int, rng: random.Random) -> Fault:
+        at = start + int(window * rng.random() ** 2)
+        focused = 0 <= self._focus_node < self.node_count and rng.random() < 0.5
+        return Fault(FaultKind.RESEED, at, node=self._focus_node if focused else None,
+                     params=(("seed", rng.getrandbits(63)),))
 
     def _build(self, kind: FaultKind, at: int, rng: random.Random,
                keep: Fault | None = None) -> Fault:
@@ -164,6 +181,9 @@ class Mutator:
 
 
 def _describe(fault: Fault) -> str:
+    if fault.kind is FaultKind.RESEED:
+        where = f"node {fault.node}" if fault.node is not None else "every node and the network"
+        return f"{where} at {fault.at} (seed {fault.param('seed')})"
     where = f" node {fault.node}" if fault.node is not None else ""
     lasting = f" for {fault.duration}" if fault.duration else ""
     return f"{fault.kind.value}{where} at {fault.at}{lasting}"
