@@ -10,6 +10,12 @@ seconds per run, first explored (`Explorer`, seed --seed) and then swept (the sa
 branching off: seeds 0, 1, 2, ... of the scenario, as `record --seeds` would run them), each
 until its first failing run or the wall budget. Prints what it measured on (commit, load),
 one markdown table per measure, and writes the per-variant reports as JSON under --out.
+
+With `--repeats N` (N > 1) each variant is searched N times by both, repeat r starting the
+scenario's seeds at r * 1000 (for the explorer's runs from seeds and for the sweep alike)
+with exploration seed --seed + r, and a last table gives, per variant, the simulated
+seconds to the first hit of every repeat, their medians, and in how many repeats the
+explorer needed fewer — one pair of searches is one draw of a lottery, not a comparison.
 """
 
 from __future__ import annotations
@@ -74,28 +80,37 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--duration", type=int, default=20_000, help="ticks per run")
     parser.add_argument("--out", type=Path, default=Path("bench-explore"))
+    parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
     print(f"command: python benchmarks/{Path(sys.argv[0]).name} {' '.join(sys.argv[1:])}")
     print(f"commit {_commit()}, started {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}", flush=True)
     base = demo_scenario()
-    reports: dict[str, dict[str, dict[str, Any]]] = {}
+    reports: dict[str, dict[str, dict[str, Any]]] = {}  # of the first repeat
+    repeats: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     loads: list[float] = []
     for variant in args.variants:
         scenario = replace(base, nodes=(replace(base.nodes[0], args=(variant,)),),
                            duration=args.duration)
         images = resolve_images(scenario, Path.cwd())
-        reports[variant] = {}
-        for mode, branching in MODES:
-            config = ExploreConfig(seed=args.seed, jobs=args.jobs, budget_seconds=args.budget,
-                                   branching=branching, stop_after_bugs=1,
-                                   out=args.out / variant / mode / "bugs")
-            report = Explorer(scenario, images, config).run().to_dict()
-            loads.append(os.getloadavg()[0])
-            reports[variant][mode] = report
-            (args.out / variant / mode).mkdir(parents=True, exist_ok=True)
-            (args.out / variant / mode / "report.json").write_text(json.dumps(report) + "\n")
-            print(f"{variant} {mode}: {_first(report)} (load {loads[-1]:.1f})", flush=True)
+        repeats[variant] = []
+        for r in range(args.repeats):
+            pair: dict[str, dict[str, Any]] = {}
+            where = args.out / variant / (f"repeat-{r}" if args.repeats > 1 else "")
+            for mode, branching in MODES:
+                config = ExploreConfig(seed=args.seed + r, jobs=args.jobs,
+                                       budget_seconds=args.budget, branching=branching,
+                                       stop_after_bugs=1, out=where / mode / "bugs")
+                report = Explorer(scenario.with_seed(r * 1000), images,
+                                  config).run().to_dict()
+                loads.append(os.getloadavg()[0])
+                pair[mode] = report
+                (where / mode).mkdir(parents=True, exist_ok=True)
+                (where / mode / "report.json").write_text(json.dumps(report) + "\n")
+                print(f"{variant} {mode} (repeat {r}): {_first(report)} "
+                      f"(load {loads[-1]:.1f})", flush=True)
+            reports.setdefault(variant, pair)
+            repeats[variant].append((pair["explore"], pair["random"]))
     print(f"\nfinished {time.strftime('%H:%M UTC', time.gmtime())}; load average after each "
           f"search: {min(loads):.1f}-{max(loads):.1f}")
     print("\n| variant | explore: first hit (wall, runs, simulated s) | random sweep: first hit "
@@ -112,6 +127,34 @@ def main() -> None:
             print(f"| `{variant}` | {mode} | {r['runs']} ({r['branches']}) "
                   f"| {r['wall_seconds']:.0f} | {r['simulated_seconds']:.0f} | {r['signals']} "
                   f"| {r['frontier_total']} ({r['frontier_live']}) |")
+    if args.repeats > 1:
+        print(f"\n{args.repeats} repeats: simulated seconds to the first hit (— : not found "
+              "within the budget)\n")
+        print("| variant | explore, each repeat | random, each repeat | median explore "
+              "| median random | explore fewer |")
+        print("|---|---|---|---:|---:|---:|")
+        for variant, pairs in repeats.items():
+            mine = [_hit_seconds(a) for a, _ in pairs]
+            theirs = [_hit_seconds(b) for _, b in pairs]
+            fewer = sum(1 for a, b in pairs if _fewer(a, b).startswith("yes"))
+            print(f"| `{variant}` | {_seconds(mine)} | {_seconds(theirs)} "
+                  f"| {_median(mine)} | {_median(theirs)} | {fewer} of {len(pairs)} |")
+
+
+def _hit_seconds(report: dict[str, Any]) -> float | None:
+    b = _first_bug(report)
+    return None if b is None else b["first_simulated_seconds"]
+
+
+def _seconds(values: list[float | None]) -> str:
+    return ", ".join("—" if v is None else f"{v:.0f}" for v in values)
+
+
+def _median(values: list[float | None]) -> str:
+    """The median, a search that found nothing counting as the longest."""
+    ordered = sorted(values, key=lambda v: (v is None, v or 0.0))
+    middle = ordered[len(ordered) // 2]
+    return "—" if middle is None else f"{middle:.0f}"
 
 
 if __name__ == "__main__":

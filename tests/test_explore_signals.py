@@ -170,11 +170,27 @@ def test_a_reseed_edit_adds_a_reseed_fault_near_the_focus() -> None:
         added = [f for f in m.faults if f.kind is FaultKind.RESEED]
         made = sum(e.startswith("reseed ") for e in m.edits)
         assert len(added) <= made and (added or not made or len(m.edits) > 1), m.edits
-        reseeds += added
+        if not any(e.startswith(("retune", "move")) for e in m.edits):  # (they move one)
+            reseeds += added
     assert reseeds, "the operator is drawn"
     assert all(2000 <= f.at < 2000 + 3000 and f.node in (None, 2) for f in reseeds), reseeds
     assert {f.node for f in reseeds} == {None, 2}
     assert len({f.param("seed") for f in reseeds}) == len(reseeds)
+
+
+def test_every_branch_reseeds_chance_just_after_its_focus() -> None:
+    """Each branch has a reseed of everything one tick after the focus (gate-relative),
+    with its own seed; some branches change nothing else."""
+    mutator = Mutator(3, 20_000, PLAN)
+    seeds, alone = set(), 0
+    for seed in range(60):
+        m = mutator.mutate((), gate=10, tick=1510, rng=random.Random(seed), focus_tick=2010)
+        at_focus = [f for f in m.faults if f.kind is FaultKind.RESEED and f.at == 2001
+                    and f.node is None]
+        assert len(at_focus) == 1, m.edits
+        seeds.add(at_focus[0].param("seed"))
+        alone += len(m.edits) == 1
+    assert len(seeds) == 60 and 5 < alone < 40, (len(seeds), alone)
 
 
 def test_mutations_use_the_scenarios_fault_kinds() -> None:

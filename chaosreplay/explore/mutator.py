@@ -23,8 +23,12 @@ havoc stage does:
   random faults after T again from a new seed (the fault engine's "random stream", made
   explicit: a saved branch holds the list, so it replays from scratch).
 
-A reseed is a fault of the schedule like the others, so a branch stays one scenario: a
-pure function of its parent's checkpoint and the edits, replayable from tick 0.
+Besides these, every branch reseeds every node's and the network's streams one tick after
+its focus (a third of the branches change nothing else): children of one moment then
+differ in chance as well as in faults — a sweep's new seed, but from a deep moment rather
+than from tick 0. A reseed is a fault of the schedule like the others, so a branch stays
+one scenario: a pure function of its parent's checkpoint and the edits (the reseed's seed
+among them), replayable from tick 0.
 
 Every draw comes from the `random.Random` the explorer hands in, so a branch is a function
 of the explorer's seed.
@@ -45,6 +49,7 @@ DEFAULT_KINDS = (FaultKind.KILL, FaultKind.PAUSE, FaultKind.PARTITION, FaultKind
                  FaultKind.LOSS)
 NEAR_FUTURE = 3000  # ticks after the branch point new faults start within (biased early)
 MAX_OPS = 4
+PURE_CHANCE = 1 / 3  # branches whose only change is the reseed after the focus
 
 
 @dataclass(frozen=True)
@@ -85,8 +90,8 @@ class Mutator:
         self._focus_node = focus_node
         current = sorted(faults, key=lambda f: f.at)
         edits: list[str] = []
-        ops = 1
-        while ops < MAX_OPS and rng.random() < 0.5:
+        ops = 0 if rng.random() < PURE_CHANCE else 1
+        while 0 < ops < MAX_OPS and rng.random() < 0.5:
             ops += 1
         for _ in range(ops):
             # faults starting after the branch ends cannot change what it sees
@@ -102,7 +107,7 @@ class Mutator:
             elif op == "reseed":
                 fault = self._new_reseed(focus, window, rng)
                 current.append(fault)
-                edits.append(f"reseed {_describe(fault)}")
+                edits.append(_describe(fault))
             elif op == "drop":
                 fault = current.pop(rng.choice(future))
                 edits.append(f"drop {_describe(fault)}")
@@ -125,7 +130,13 @@ class Mutator:
                 current = [f for f in current if f.at < start] + drawn
                 edits.append(f"redraw the future faults ({len(drawn)} drawn, seed {seed})")
             current.sort(key=lambda f: f.at)
-        if current == sorted(faults, key=lambda f: f.at):  # the edits undid each other
+        # Chance diverges right after the discovery, always (and last, so no edit drops it):
+        # the branch reaches the focus exactly as its parent did, then draws other numbers.
+        if focus + 1 < end:
+            fault = Fault(FaultKind.RESEED, focus + 1, params=(("seed", rng.getrandbits(63)),))
+            current = sorted([*current, fault], key=lambda f: f.at)
+            edits.append(_describe(fault))
+        if current == sorted(faults, key=lambda f: f.at):  # nothing changed what it sees
             fault = self._new_fault(focus, window, rng)
             current = sorted([*current, fault], key=lambda f: f.at)
             edits.append(f"add {_describe(fault)}")
@@ -183,7 +194,7 @@ class Mutator:
 def _describe(fault: Fault) -> str:
     if fault.kind is FaultKind.RESEED:
         where = f"node {fault.node}" if fault.node is not None else "every node and the network"
-        return f"{where} at {fault.at} (seed {fault.param('seed')})"
+        return f"reseed {where} at {fault.at} (seed {fault.param('seed')})"
     where = f" node {fault.node}" if fault.node is not None else ""
     lasting = f" for {fault.duration}" if fault.duration else ""
     return f"{fault.kind.value}{where} at {fault.at}{lasting}"
