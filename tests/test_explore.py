@@ -116,7 +116,10 @@ def test_a_branch_is_a_function_of_its_checkpoint_and_reseed_and_diverges(
         assert outcome.error is None, outcome.error
         return outcome
 
-    same, first, again, other = child(2, None), child(3, 7), child(4, 7), child(5, 8)
+    try:
+        same, first, again, other = child(2, None), child(3, 7), child(4, 7), child(5, 8)
+    finally:
+        readers.close()
     assert same.summary == root.summary and same.end_tick == root.end_tick
     assert (first.summary, first.signals) == (again.summary, again.signals)
     assert first.summary != root.summary, "the reseeded child diverged from its parent"
