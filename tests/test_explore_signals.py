@@ -156,7 +156,41 @@ def test_mutations_change_only_the_future_and_are_seeded() -> None:
         seen_ops.update(e.split()[0] for e in m.edits)
         for f in m.faults:
             Fault.from_dict(f.to_dict(), node_count=3)  # every fault is valid
-    assert {"add", "drop", "move", "retune", "reseed"} <= seen_ops, seen_ops
+    assert {"add", "drop", "move", "retune", "reseed", "redraw"} <= seen_ops, seen_ops
+
+
+def test_a_reseed_edit_adds_a_reseed_fault_near_the_focus() -> None:
+    """The reseed operator adds a `reseed` fault (for the focus node or for everything) just
+    after the focus, with a seed from the explorer's generator; other ops add none."""
+    mutator = Mutator(3, 20_000, PLAN)
+    reseeds = []
+    for seed in range(80):
+        m = mutator.mutate((), gate=10, tick=1510, rng=random.Random(seed), focus_tick=2010,
+                           focus_node=2)
+        added = [f for f in m.faults if f.kind is FaultKind.RESEED]
+        made = sum(e.startswith("reseed ") for e in m.edits)
+        assert len(added) <= made and (added or not made or len(m.edits) > 1), m.edits
+        if not any(e.startswith(("retune", "move")) for e in m.edits):  # (they move one)
+            reseeds += added
+    assert reseeds, "the operator is drawn"
+    assert all(2000 <= f.at < 2000 + 3000 and f.node in (None, 2) for f in reseeds), reseeds
+    assert {f.node for f in reseeds} == {None, 2}
+    assert len({f.param("seed") for f in reseeds}) == len(reseeds)
+
+
+def test_every_branch_reseeds_chance_just_after_its_focus() -> None:
+    """Each branch has a reseed of everything one tick after the focus (gate-relative),
+    with its own seed; some branches change nothing else."""
+    mutator = Mutator(3, 20_000, PLAN)
+    seeds, alone = set(), 0
+    for seed in range(60):
+        m = mutator.mutate((), gate=10, tick=1510, rng=random.Random(seed), focus_tick=2010)
+        at_focus = [f for f in m.faults if f.kind is FaultKind.RESEED and f.at == 2001
+                    and f.node is None]
+        assert len(at_focus) == 1, m.edits
+        seeds.add(at_focus[0].param("seed"))
+        alone += len(m.edits) == 1
+    assert len(seeds) == 60 and 5 < alone < 40, (len(seeds), alone)
 
 
 def test_mutations_use_the_scenarios_fault_kinds() -> None:
@@ -165,7 +199,7 @@ def test_mutations_use_the_scenarios_fault_kinds() -> None:
     for seed in range(40):
         m = mutator.mutate((), gate=0, tick=0, rng=random.Random(seed))
         kinds.update(f.kind for f in m.faults)
-    assert kinds <= {FaultKind.KILL, FaultKind.PARTITION} and kinds
+    assert kinds - {FaultKind.RESEED} <= {FaultKind.KILL, FaultKind.PARTITION} and kinds
     alone = Mutator(1, 20_000, None)
     assert FaultKind.PARTITION not in alone.kinds, "one node cannot be partitioned"
 

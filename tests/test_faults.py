@@ -48,6 +48,7 @@ EXAMPLES: dict[FaultKind, dict[str, Any]] = {
     FaultKind.DISK_FULL: {"node": 2, "duration": 10},
     FaultKind.TORN_WRITE: {"node": 0},
     FaultKind.DISK_CORRUPT_READ: {"node": 1, "probability": 0.01, "duration": 10},
+    FaultKind.RESEED: {"seed": 2**63 - 1},
 }
 
 

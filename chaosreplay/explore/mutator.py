@@ -15,9 +15,20 @@ havoc stage does:
 - **drop** a future fault (one starting before the branch ends: later ones cannot matter);
 - **move** a future fault earlier or later (never before T);
 - **retune** a future fault: a longer or shorter duration, another node, another parameter;
-- **reseed** the random part of the future: drop every future fault and draw the scenario's
+- **reseed** chance: add a `reseed` fault (sim/reseed.py) in the near future of the focus,
+  for every node and the network or (half of the time) for the focus node alone, with a
+  seed drawn here — from then on the guests' random numbers (election timeouts, say) and
+  the network's jitter, loss and reordering are others, which no fault edit can change;
+- **redraw** the random part of the future: drop every future fault and draw the scenario's
   random faults after T again from a new seed (the fault engine's "random stream", made
   explicit: a saved branch holds the list, so it replays from scratch).
+
+Besides these, every branch reseeds every node's and the network's streams one tick after
+its focus (a third of the branches change nothing else): children of one moment then
+differ in chance as well as in faults — a sweep's new seed, but from a deep moment rather
+than from tick 0. A reseed is a fault of the schedule like the others, so a branch stays
+one scenario: a pure function of its parent's checkpoint and the edits (the reseed's seed
+among them), replayable from tick 0.
 
 Every draw comes from the `random.Random` the explorer hands in, so a branch is a function
 of the explorer's seed.
@@ -38,6 +49,7 @@ DEFAULT_KINDS = (FaultKind.KILL, FaultKind.PAUSE, FaultKind.PARTITION, FaultKind
                  FaultKind.LOSS)
 NEAR_FUTURE = 3000  # ticks after the branch point new faults start within (biased early)
 MAX_OPS = 4
+PURE_CHANCE = 1 / 3  # branches whose only change is the reseed after the focus
 
 
 @dataclass(frozen=True)
@@ -78,20 +90,24 @@ class Mutator:
         self._focus_node = focus_node
         current = sorted(faults, key=lambda f: f.at)
         edits: list[str] = []
-        ops = 1
-        while ops < MAX_OPS and rng.random() < 0.5:
+        ops = 0 if rng.random() < PURE_CHANCE else 1
+        while 0 < ops < MAX_OPS and rng.random() < 0.5:
             ops += 1
         for _ in range(ops):
             # faults starting after the branch ends cannot change what it sees
             future = [i for i, f in enumerate(current) if start <= f.at < end]
-            choices = ["add", "add"] + (["drop", "move", "retune"] if future else [])
+            choices = ["add", "add", "reseed"] + (["drop", "move", "retune"] if future else [])
             if self.plan is not None:
-                choices.append("reseed")
+                choices.append("redraw")
             op = rng.choice(choices)
             if op == "add":
                 fault = self._new_fault(focus, window, rng)
                 current.append(fault)
                 edits.append(f"add {_describe(fault)}")
+            elif op == "reseed":
+                fault = self._new_reseed(focus, window, rng)
+                current.append(fault)
+                edits.append(_describe(fault))
             elif op == "drop":
                 fault = current.pop(rng.choice(future))
                 edits.append(f"drop {_describe(fault)}")
@@ -112,9 +128,15 @@ class Mutator:
                 drawn = [f for f in expand_random(self.plan, seed, self.node_count, self.horizon)
                          if f.at >= start]
                 current = [f for f in current if f.at < start] + drawn
-                edits.append(f"reseed the future faults ({len(drawn)} drawn, seed {seed})")
+                edits.append(f"redraw the future faults ({len(drawn)} drawn, seed {seed})")
             current.sort(key=lambda f: f.at)
-        if current == sorted(faults, key=lambda f: f.at):  # the edits undid each other
+        # Chance diverges right after the discovery, always (and last, so no edit drops it):
+        # the branch reaches the focus exactly as its parent did, then draws other numbers.
+        if focus + 1 < end:
+            fault = Fault(FaultKind.RESEED, focus + 1, params=(("seed", rng.getrandbits(63)),))
+            current = sorted([*current, fault], key=lambda f: f.at)
+            edits.append(_describe(fault))
+        if current == sorted(faults, key=lambda f: f.at):  # nothing changed what it sees
             fault = self._new_fault(focus, window, rng)
             current = sorted([*current, fault], key=lambda f: f.at)
             edits.append(f"add {_describe(fault)}")
@@ -124,6 +146,12 @@ class Mutator:
         kind = rng.choices(self.kinds, self.kind_weights)[0]
         at = start + int(window * rng.random() ** 2)
         return self._build(kind, at, rng)
+
+    def _new_reseed(self, start: int, window: int, rng: random.Random) -> Fault:
+        at = start + int(window * rng.random() ** 2)
+        focused = 0 <= self._focus_node < self.node_count and rng.random() < 0.5
+        return Fault(FaultKind.RESEED, at, node=self._focus_node if focused else None,
+                     params=(("seed", rng.getrandbits(63)),))
 
     def _build(self, kind: FaultKind, at: int, rng: random.Random,
                keep: Fault | None = None) -> Fault:
@@ -164,6 +192,9 @@ class Mutator:
 
 
 def _describe(fault: Fault) -> str:
+    if fault.kind is FaultKind.RESEED:
+        where = f"node {fault.node}" if fault.node is not None else "every node and the network"
+        return f"reseed {where} at {fault.at} (seed {fault.param('seed')})"
     where = f" node {fault.node}" if fault.node is not None else ""
     lasting = f" for {fault.duration}" if fault.duration else ""
     return f"{fault.kind.value}{where} at {fault.at}{lasting}"

@@ -27,6 +27,7 @@ from chaosreplay.recording.format import packb, unpackb
 from chaosreplay.recording.schema import Check, SchemaError, validate
 from chaosreplay.sim import checkpoint_check as checks
 from chaosreplay.sim.oracle import Bug
+from chaosreplay.sim.reseed import rekey_process
 from chaosreplay.vm.vmm import PAGE_SIZE, SCRATCH_END, SCRATCH_START, VmmError
 
 if TYPE_CHECKING:
@@ -97,12 +98,16 @@ def capture(sim: Simulation, tick: int) -> SimCheckpoint:
     blobs["engine"] = packb(sim.engine.snapshot())
     blobs["oracle"] = packb(sim.oracle.snapshot())
     blobs["inboxes"] = packb(sim.messaging.snapshot())
-    blobs["controller"] = packb({
+    controller = {
         "version": STATE_VERSION, "statuses": [n.status.value for n in sim.nodes],
         "now_ns": sim.now_ns, "tick": sim.tick, "event_count": sim.event_count,
         "checkpoint_count": sim.checkpoint_count, "next_checkpoint_ns": sim.next_checkpoint_ns,
         "bugs": [_bug_row(b) for b in sim.bugs], "failures": [f.to_dict() for f in sim.failures],
-    })
+    }
+    if any(seed is not None for seed in sim.stream_seeds):
+        # only then: a run without reseeds keeps the controller part (and digest) it had
+        controller["stream_seeds"] = list(sim.stream_seeds)
+    blobs["controller"] = packb(controller)
     parts.update((name, _sha(data)) for name, data in blobs.items())
     parts = dict(sorted(parts.items()))
     blobs["parts"] = packb(parts)
@@ -152,6 +157,8 @@ def load(sim: Simulation, blobs: dict[str, bytes],
         raise SchemaError(f"part controller: unsupported simulation state version {version!r}")
     validate(c, checks.controller(n, tuple(s.value for s in NodeStatus), STATE_VERSION),
              "controller")
+    stream_seeds = c.get("stream_seeds", [None] * n)
+    validate(stream_seeds, checks.stream_seeds(n), "controller.stream_seeds")
     for node, status in zip(sim.nodes, c["statuses"], strict=True):
         p, name = node.process, f"node{node.index}"
         vcpu = blobs.get(f"{name}.vcpu")
@@ -175,6 +182,8 @@ def load(sim: Simulation, blobs: dict[str, bytes],
             p.load_kernel_state(kernel)
         with _loading(f"{name}.disk"):
             p.fs.restore(disk)
+        if stream_seeds[node.index] is not None:  # load_kernel_state made the scenario's
+            rekey_process(p, stream_seeds[node.index])
         node.status = NodeStatus(status)
     for name, check, restore in (("fabric", checks.fabric(n), sim.fabric.restore),
                                  ("engine", checks.engine(n), sim.engine.restore),
@@ -187,6 +196,7 @@ def load(sim: Simulation, blobs: dict[str, bytes],
     sim.checkpoint_count, sim.next_checkpoint_ns = c["checkpoint_count"], c["next_checkpoint_ns"]
     sim.bugs = [_bug_from_row(row) for row in c["bugs"]]
     sim.failures = [Failure(**f) for f in c["failures"]]
+    sim.stream_seeds = list(stream_seeds)
     sim.started = True
 
 

@@ -162,6 +162,13 @@ def inboxes(node_count: int) -> Check:
                  else f"has {len(rows)} endpoints for {node_count} nodes")
 
 
+def stream_seeds(node_count: int) -> Check:
+    """The controller's `stream_seeds` (sim/reseed.py): one seed or nil per node."""
+    return Where(ListOf(Maybe(Int(0, 2**63 - 1)), max_len=node_count),
+                 lambda s: None if len(s) == node_count
+                 else f"has {len(s)} nodes, the scenario {node_count}")
+
+
 def controller(node_count: int, statuses: tuple[str, ...], version: int) -> Check:
     """The controller part (sim.checkpoint.capture): counters, node statuses, bugs."""
     node = _node(node_count)

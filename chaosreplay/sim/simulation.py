@@ -37,6 +37,7 @@ from chaosreplay.sim.faults.engine import START, FaultAction
 from chaosreplay.sim.faults.model import FaultKind
 from chaosreplay.sim.network.datagrams import NEVER, Messaging
 from chaosreplay.sim.oracle import Bug, PropertyOracle
+from chaosreplay.sim.reseed import next_stream_seed, rekey_process
 from chaosreplay.sim.scenario import NodeSpec, Scenario
 from chaosreplay.sim.validation import NS_PER_TICK
 from chaosreplay.vm.elf import ProgramImage
@@ -207,6 +208,9 @@ class Simulation:
         self._running: Node | None = None  # the node inside _run_node
         self.nodes = [self._make_node(spec, images[spec.group], trace_syscalls)
                       for spec in scenario.node_specs()]
+        # Per node, the seed its streams were given by `reseed` faults (None: the scenario's);
+        # checkpointed, and applied again when a restart rebuilds the streams (sim/reseed.py).
+        self.stream_seeds: list[int | None] = [None] * len(self.nodes)
 
     def _make_node(self, spec: NodeSpec, image: ProgramImage, trace: bool) -> Node:
         scenario = self.scenario
@@ -459,6 +463,9 @@ class Simulation:
     def _apply_fault(self, action: FaultAction) -> None:
         self._record_at(-1 if action.node is None else action.node,
                         action.tick * NS_PER_TICK, action.to_record())
+        if action.kind is FaultKind.RESEED:
+            self._reseed(action.node, action.fault.param("seed"))
+            return
         if action.applied or action.node is None:
             return
         node = self.nodes[action.node]
@@ -496,6 +503,16 @@ class Simulation:
             else:
                 p.fs.clear_fault(action.fault_id)
 
+    def _reseed(self, target: int | None, salt: int) -> None:
+        """New keys for the random streams of one node, or of every node and the fabric."""
+        if target is None:
+            self.fabric.reseed(next_stream_seed(self.fabric.seed, salt))
+        for node in self.nodes if target is None else [self.nodes[target]]:
+            current = self.stream_seeds[node.index]
+            seed = next_stream_seed(self.scenario.seed if current is None else current, salt)
+            self.stream_seeds[node.index] = seed
+            rekey_process(node.process, seed)
+
     def _kill(self, node: Node, reason: str) -> None:
         """Stop the node dead: its memory is lost, its disk keeps only what survives a crash."""
         if node.status in ENDED or node.status is NodeStatus.KILLED:
@@ -513,6 +530,8 @@ class Simulation:
         clock, limit, life = p.clock, p.space.memory_limit, p.incarnation + 1
         p.restore(node.initial)
         p.begin_incarnation(life)
+        if self.stream_seeds[node.index] is not None:  # the new life's streams, reseeded
+            rekey_process(p, self.stream_seeds[node.index])
         p.clock, p.space.memory_limit = clock, limit
         p.vtime_ns = self.now_ns
         self.fabric.set_node_down(self.now_ns, node.index, False)

@@ -56,6 +56,7 @@ class FaultKind(StrEnum):
     DISK_FULL = "disk_full"
     TORN_WRITE = "torn_write"
     DISK_CORRUPT_READ = "disk_corrupt_read"
+    RESEED = "reseed"
 
 
 Check = Callable[[Any, KeyPath], Any]
@@ -77,6 +78,10 @@ def _jump(value: Any, at: KeyPath) -> int:
     if delta == 0:
         at.fail("expected a non-zero clock jump in nanoseconds")
     return delta
+
+
+def _stream_seed(value: Any, at: KeyPath) -> int:
+    return expect_int(value, at, minimum=0, maximum=STREAM_SEED_MAX, what="stream seed")
 
 
 def _sides(value: Any, at: KeyPath) -> tuple[tuple[int, ...], ...]:
@@ -120,6 +125,7 @@ class KindSpec:
 
 
 _MS = 1_000_000
+STREAM_SEED_MAX = 2**63 - 1
 _PROB = (0.05, 0.5)
 KIND_SPECS: dict[FaultKind, KindSpec] = {
     FaultKind.PARTITION: KindSpec("none", "optional", (ParamSpec("sides", _sides),)),
@@ -166,6 +172,8 @@ KIND_SPECS: dict[FaultKind, KindSpec] = {
         "required", "optional", (ParamSpec("probability", expect_probability, 1.0, _PROB),)),
     FaultKind.DISK_CORRUPT_READ: KindSpec(
         "required", "optional", (ParamSpec("probability", expect_probability, 1.0, _PROB),)),
+    FaultKind.RESEED: KindSpec(
+        "optional", "none", (ParamSpec("seed", _stream_seed, random_range=(0, STREAM_SEED_MAX)),)),
 }
 KIND_ORDER = {kind: i for i, kind in enumerate(FaultKind)}
 FABRIC_KINDS = frozenset(

@@ -225,6 +225,12 @@ class NetworkFabric:
         self._next_id = 0
         self._link_cache: dict[tuple[int, int], LinkParams] = {}  # emptied on any change
 
+    def reseed(self, seed: int) -> None:
+        """Draw from now on from the stream of another seed, at the same position (a
+        `reseed` fault, sim/reseed.py); the snapshot carries the seed."""
+        self.seed = seed
+        self._stream = DeterministicStream(seed, "fabric", -1, self._stream.position)
+
     # -- configuration ------------------------------------------------------------------
 
     def set_link_params(self, node: int | None, key: str | None = None, **params: Any) -> None:
