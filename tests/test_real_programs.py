@@ -54,6 +54,18 @@ segv: signal 11, SEGV_MAPERR yes, address right yes, on altstack yes
 pthread_kill: handled on the thread yes
 sigpipe: write -1 EPIPE, handler ran 1
 """
+SIGNALFD = """\
+empty: -1 EAGAIN
+short buffer: -1 EINVAL
+read 384 bytes = 3 signals
+  signo USR1, code SI_USER, pid ours yes, int 0
+  signo RTMIN+2, code SI_QUEUE, pid ours yes, int 1234
+  signo RTMIN+2, code SI_QUEUE, pid ours yes, int 1234
+epoll: 1 ready (tag 7), then SIGALRM by the kernel
+narrowed: 1
+SIGALRM outside the mask: -1 EAGAIN
+still pending: 1
+"""
 EXPECTED = {
     ("pthreads.c", "glibc"): "counter 8000\nring" + " 0 1 2 3 4 5 6 7" * 3 + "\njoined 280\n",
     ("pthreads.c", "musl"): "counter 8000\nring" + " 0 1 2 3 4 5 6 7" * 3 + "\njoined 280\n",
@@ -61,6 +73,8 @@ EXPECTED = {
     ("futex_ops.c", "musl"): FUTEX_OPS,
     ("signals.c", "glibc"): SIGNALS,
     ("signals.c", "musl"): SIGNALS,
+    ("signalfd.c", "glibc"): SIGNALFD,
+    ("signalfd.c", "musl"): SIGNALFD,
     ("session.c", "musl"): "getpgrp is pid: yes\ngetpgid(0) is pid: yes\ngetsid(0) is pid: "
                            "yes\nsetsid: EPERM\nsetpgid(0, 0): EPERM\nsetpgid(0, -1): EINVAL\n"
                            "getsid of no process: ESRCH\n",

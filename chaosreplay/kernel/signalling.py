@@ -58,6 +58,7 @@ def send_to_process(p: GuestProcess, info: SigInfo) -> int:
     if result is Enqueued.OVERFLOW:
         return -errno.EAGAIN
     p.signals_dirty = True
+    _notify_signalfds(p)
     bit = sigmask(info.signo)
     current = p.current
     if not current.exited and not current.blocked() and not current.signals.blocked & bit:
@@ -79,11 +80,21 @@ def send_to_task(p: GuestProcess, task: Task, info: SigInfo) -> int:
     if result is Enqueued.OVERFLOW:
         return -errno.EAGAIN
     p.signals_dirty = True
+    _notify_signalfds(p)
     if task.signals.blocked & sigmask(info.signo):
         _wake_sigwaiters(p, sigmask(info.signo), only=task)
     else:
         _wake(p, task)
     return 0
+
+
+def _notify_signalfds(p: GuestProcess) -> None:
+    """A signal was queued: the process's signalfds may have become readable."""
+    from chaosreplay.kernel.fs.signalfd import SignalFd
+
+    for _, slot in p.files.items():
+        if isinstance(slot.file, SignalFd):
+            slot.file.signalled(p)
 
 
 def _wake_sigwaiters(p: GuestProcess, bit: int, only: Task | None = None) -> None:

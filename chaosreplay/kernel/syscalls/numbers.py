@@ -38,7 +38,8 @@ NUMBERS: dict[str, int] = {
     "timerfd_create": 283, "timerfd_settime": 286, "timerfd_gettime": 287, "preadv": 295,
     "pwritev": 296, "membarrier": 324, "epoll_pwait2": 441,
     "rt_sigpending": 127, "rt_sigtimedwait": 128, "rt_sigqueueinfo": 129,
-    "rt_sigsuspend": 130, "restart_syscall": 219, "rt_tgsigqueueinfo": 297,
+    "rt_sigsuspend": 130, "restart_syscall": 219, "rt_tgsigqueueinfo": 297, "signalfd": 282,
+    "signalfd4": 289,
     # identity, scheduling, residency, machine, file management (issue 12's second batch)
     "syslog": 103, "setreuid": 113, "setregid": 114, "setgroups": 116, "setresuid": 117,
     "getresuid": 118, "setresgid": 119, "getresgid": 120, "setfsuid": 122, "setfsgid": 123,

@@ -12,6 +12,8 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 from chaosreplay.kernel import signalling
+from chaosreplay.kernel.fs.files import O_CLOEXEC, O_NONBLOCK, O_RDONLY
+from chaosreplay.kernel.fs.signalfd import SignalFd
 from chaosreplay.kernel.fs.waiters import WAIT, Wait, deadline_after, retrying, timed_out
 from chaosreplay.kernel.signals import altstack, delivery, sigset
 from chaosreplay.kernel.signals.actions import KSIGACTION_SIZE, SigAction
@@ -319,7 +321,42 @@ def sys_alarm(p: GuestProcess, r: Any) -> int:
     return previous
 
 
+# -- signalfd --------------------------------------------------------------------------------
+
+SFD_CLOEXEC, SFD_NONBLOCK = O_CLOEXEC, O_NONBLOCK
+
+
+def _signalfd(p: GuestProcess, fd: int, mask_at: int, size: int, flags: int) -> int:
+    if flags & ~(SFD_CLOEXEC | SFD_NONBLOCK) or size != SIGSET_SIZE:
+        return -errno.EINVAL
+    mask = _sigset(p, mask_at, size)
+    if mask is None:
+        return -errno.EFAULT
+    mask = sigset.blockable(mask)
+    if fd != -1:
+        file = p.files.get(fd)
+        if file is None:
+            return -errno.EBADF
+        if not isinstance(file, SignalFd):
+            return -errno.EINVAL
+        file.mask = mask
+        file.signalled(p)  # readiness may have changed
+        return fd
+    return p.files.install(SignalFd(O_RDONLY | (flags & SFD_NONBLOCK), mask=mask),
+                           bool(flags & SFD_CLOEXEC))
+
+
+def sys_signalfd(p: GuestProcess, r: Any) -> int:
+    return _signalfd(p, int32(r.rdi), r.rsi, r.rdx, 0)
+
+
+def sys_signalfd4(p: GuestProcess, r: Any) -> int:
+    return _signalfd(p, int32(r.rdi), r.rsi, r.rdx, r.r10 & 0xFFFFFFFF)
+
+
 HANDLERS = {
+    NUMBERS["signalfd"]: sys_signalfd,
+    NUMBERS["signalfd4"]: sys_signalfd4,
     NUMBERS["rt_sigaction"]: sys_rt_sigaction,
     NUMBERS["rt_sigprocmask"]: sys_rt_sigprocmask,
     NUMBERS["rt_sigpending"]: sys_rt_sigpending,
