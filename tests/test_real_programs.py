@@ -66,6 +66,18 @@ narrowed: 1
 SIGALRM outside the mask: -1 EAGAIN
 still pending: 1
 """
+POSIX_TIMERS = """\
+create: 0
+expiry 0: SIGRTMIN, SI_TIMER yes, value 99
+expiry 1: SIGRTMIN, SI_TIMER yes, value 99
+expiry 2: SIGRTMIN, SI_TIMER yes, value 99
+overrun at least 3: yes
+disarmed: 0 0
+delete: 0, again fails: yes
+SIGEV_NONE: about 5 s left
+thread timer: 0
+callback ran: 1
+"""
 EXPECTED = {
     ("pthreads.c", "glibc"): "counter 8000\nring" + " 0 1 2 3 4 5 6 7" * 3 + "\njoined 280\n",
     ("pthreads.c", "musl"): "counter 8000\nring" + " 0 1 2 3 4 5 6 7" * 3 + "\njoined 280\n",
@@ -75,6 +87,8 @@ EXPECTED = {
     ("signals.c", "musl"): SIGNALS,
     ("signalfd.c", "glibc"): SIGNALFD,
     ("signalfd.c", "musl"): SIGNALFD,
+    ("posix_timers.c", "glibc"): POSIX_TIMERS,
+    ("posix_timers.c", "musl"): POSIX_TIMERS,
     ("session.c", "musl"): "getpgrp is pid: yes\ngetpgid(0) is pid: yes\ngetsid(0) is pid: "
                            "yes\nsetsid: EPERM\nsetpgid(0, 0): EPERM\nsetpgid(0, -1): EINVAL\n"
                            "getsid of no process: ESRCH\n",

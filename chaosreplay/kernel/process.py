@@ -28,6 +28,7 @@ from chaosreplay.kernel.fs.waiters import WAIT, Wait, end_wait
 from chaosreplay.kernel.mm.address_space import AddressSpace, GuestOutOfMemory
 from chaosreplay.kernel.net.stack import NetStack
 from chaosreplay.kernel.scheduler import Scheduler, SchedulerConfig
+from chaosreplay.kernel.signalling import PosixTimer
 from chaosreplay.kernel.signals.actions import SigAction
 from chaosreplay.kernel.signals.delivery import GroupSignals, TaskSignals
 from chaosreplay.kernel.syscalls import HANDLERS
@@ -180,6 +181,9 @@ class GuestProcess:
         self.signals = GroupSignals()  # the actions the threads share, process-wide pending
         self.signals_dirty = False  # some thread has a signal to take (signalling.recheck)
         self.itimer_real: tuple[int | None, int] = (None, 0)  # SIGALRM at (vtime, interval)
+        self.posix_timers: dict[int, PosixTimer] = {}  # timer_create's, by timer id
+        self.next_timer_id = 0
+        self.timer_due_ns: int | None = None  # the earliest armed timer (signalling.rearm)
         self.network: Any = None  # the simulation attaches a messaging endpoint
         self.on_recv_timeout: Callable[[], None] | None = None  # cr_recv ended by timeout
         self.net = NetStack(config.node_id, config.node_count)  # sockets (kernel/net)
@@ -292,7 +296,7 @@ class GuestProcess:
     def others_alive(self) -> bool:
         """Whether something other than the current task could still wake it: another
         task, or the interval timer's signal."""
-        return len(self.tasks) > 1 or self.itimer_real[0] is not None
+        return len(self.tasks) > 1 or self.timer_due_ns is not None
 
     def task_regs(self, task: Task) -> Any:
         """A task's registers: live on the vCPU, or in its saved context."""
@@ -397,8 +401,8 @@ class GuestProcess:
         if self.status is not Status.RUNNING:
             return self.status
         wakes = [w for w in (t.wake_time() for t in self.tasks.values()) if w is not None]
-        if self.itimer_real[0] is not None:
-            wakes.append(self.itimer_real[0])
+        if self.timer_due_ns is not None:
+            wakes.append(self.timer_due_ns)
         if not wakes:
             reasons = [t.waiting.reason if t.waiting else "a wait" for t in self.tasks.values()]
             if len(reasons) == 1:
@@ -436,8 +440,8 @@ class GuestProcess:
             self.wake_at_ns = None
         first = True
         while True:
-            if self.itimer_real[0] is not None and self.vtime_ns >= self.itimer_real[0]:
-                signalling.fire_timer(self)
+            if self.timer_due_ns is not None and self.vtime_ns >= self.timer_due_ns:
+                signalling.fire_timers(self)
             task = self._next_task()
             if task is None:
                 return self._sleep()
@@ -503,7 +507,7 @@ class GuestProcess:
                 regs.rax = rax
                 if current.wake_at_ns is not None:
                     current.blocked_nr = number  # a plain sleep: a signal may end it
-                elif self.signals_dirty or self.itimer_real[0] is not None:
+                elif self.signals_dirty or self.timer_due_ns is not None:
                     self._user_return(number if number != NR_RT_SIGRETURN else -1)
                     if self.status is not Status.RUNNING:
                         return self.status
@@ -521,7 +525,7 @@ class GuestProcess:
                     return self.status
                 if not resumed:
                     return self.status
-                if self.signals_dirty or self.itimer_real[0] is not None:
+                if self.signals_dirty or self.timer_due_ns is not None:
                     self._user_return(-1)
                     if self.status is not Status.RUNNING:
                         return self.status
@@ -588,7 +592,7 @@ class GuestProcess:
         if self.status is not Status.RUNNING:
             return self.status
         regs.rax = rax
-        if self.signals_dirty or self.itimer_real[0] is not None:
+        if self.signals_dirty or self.timer_due_ns is not None:
             self._user_return(wait.number)
             if self.status is not Status.RUNNING:
                 return self.status
@@ -600,8 +604,8 @@ class GuestProcess:
     def _user_return(self, orig_rax: int) -> None:
         """On the way back to user mode: an expired interval timer fires, signals are
         taken (`orig_rax`: the call that returns, -1 after an exception)."""
-        if self.itimer_real[0] is not None and self.vtime_ns >= self.itimer_real[0]:
-            signalling.fire_timer(self)
+        if self.timer_due_ns is not None and self.vtime_ns >= self.timer_due_ns:
+            signalling.fire_timers(self)
         if self.signals_dirty:
             signalling.deliver(self, orig_rax)
 
@@ -734,6 +738,8 @@ class GuestProcess:
             "stdout": bytes(self.stdout), "stderr": bytes(self.stderr),
             "output_dropped": list(self.output_dropped),
             "signals": self.signals.to_state(), "itimer_real": list(self.itimer_real),
+            "posix_timers": [[i, *t.to_list()] for i, t in self.posix_timers.items()],
+            "next_timer_id": self.next_timer_id,
             "tasks": [_task_state(t) for t in self.tasks.values()],
             "current_tid": self.current.tid, "next_tid": self.next_tid,
             "futex_sequence": self.futex_sequence, "scheduler": self.scheduler.to_state(),
@@ -778,6 +784,9 @@ class GuestProcess:
                 self.signals.actions.sigaction(signo, SigAction.unpack(raw))
         at, interval = state.get("itimer_real", (None, 0))
         self.itimer_real = (at, interval)
+        self.posix_timers = {row[0]: PosixTimer(*row[1:]) for row in state.get("posix_timers", [])}
+        self.next_timer_id = state.get("next_timer_id", 0)
+        signalling.rearm(self)
         if "tasks" in state:
             self.tasks = {row[0]: _task_from_state(row) for row in state["tasks"]}
             self.current = self.tasks[state["current_tid"]]

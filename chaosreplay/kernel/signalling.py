@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from chaosreplay.kernel.signals import delivery, faults
@@ -21,7 +22,7 @@ from chaosreplay.kernel.signals.actions import Default
 from chaosreplay.kernel.signals.queue import Enqueued
 from chaosreplay.kernel.signals.registers import REGISTER_NAMES, Registers
 from chaosreplay.kernel.signals.restart import ERESTART_RESTARTBLOCK, ERESTARTNOHAND, ERESTARTSYS
-from chaosreplay.kernel.signals.siginfo import SigInfo, kernel_info
+from chaosreplay.kernel.signals.siginfo import SI_TIMER, SigInfo, kernel_info, timer_info
 from chaosreplay.kernel.signals.sigset import SIGALRM, SIGSEGV, blockable, sigmask
 from chaosreplay.kernel.syscalls.numbers import NUMBERS
 from chaosreplay.vm.vmm import TaskContext, VmmError
@@ -319,13 +320,73 @@ def exception_to_handler(p: GuestProcess, vector: int, error_code: int, cr2: int
     return p.status.value == "running"
 
 
-# -- the interval timer -------------------------------------------------------------------------
+# -- timers: ITIMER_REAL and timer_create --------------------------------------------------------
 
-def fire_timer(p: GuestProcess) -> None:
-    """ITIMER_REAL expired: SIGALRM to the process, re-armed by its interval."""
+SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD_ID = 0, 1, 4
+
+
+@dataclass(slots=True)
+class PosixTimer:
+    """A timer_create timer: what it sends, to whom, and when it next expires (virtual)."""
+
+    clock_id: int
+    notify: int  # SIGEV_SIGNAL, SIGEV_NONE or SIGEV_THREAD_ID
+    signo: int
+    tid: int  # SIGEV_THREAD_ID's target thread
+    value: int  # sigev_value, as its 8 bytes
+    at_ns: int | None = None  # next expiry in virtual time (None: disarmed)
+    interval_ns: int = 0  # virtual
+    overrun: int = 0  # expiries missed at the last one delivered
+
+    def to_list(self) -> list[Any]:
+        return [self.clock_id, self.notify, self.signo, self.tid, self.value, self.at_ns,
+                self.interval_ns, self.overrun]
+
+
+def rearm(p: GuestProcess) -> None:
+    """Recompute the earliest timer expiry the run loop looks out for."""
+    dues = [t.at_ns for t in p.posix_timers.values() if t.at_ns is not None]
+    if p.itimer_real[0] is not None:
+        dues.append(p.itimer_real[0])
+    p.timer_due_ns = min(dues) if dues else None
+
+
+def _next_expiry(at: int, interval: int, now: int) -> tuple[int | None, int]:
+    """After an expiry at `at` seen at `now`: the next one, and the expiries missed."""
+    if not interval:
+        return None, 0
+    missed = (now - at) // interval
+    return at + (missed + 1) * interval, missed
+
+
+def _timer_signal_pending(p: GuestProcess, timer_id: int) -> bool:
+    queues = [p.signals.pending, *(t.signals.pending for t in p.tasks.values())]
+    return any(info.code == SI_TIMER and info.timer_id == timer_id
+               for queue in queues for info in queue.entries)
+
+
+def fire_timers(p: GuestProcess) -> None:
+    """Every timer due by now expires: ITIMER_REAL sends SIGALRM to the process, a POSIX
+    timer its signal (SI_TIMER with its id, value and overrun) to the process or thread."""
+    now = p.vtime_ns
     at, interval = p.itimer_real
-    assert at is not None
-    p.itimer_real = (at + interval if interval else None, interval)
-    if p.itimer_real[0] is not None and p.itimer_real[0] <= p.vtime_ns:  # fell far behind
-        p.itimer_real = (p.vtime_ns + interval, interval)
-    send_to_process(p, kernel_info(SIGALRM))
+    if at is not None and at <= now:
+        p.itimer_real = (_next_expiry(at, interval, now)[0], interval)
+        send_to_process(p, kernel_info(SIGALRM))
+    for timer_id, timer in sorted(p.posix_timers.items()):
+        if timer.at_ns is None or timer.at_ns > now:
+            continue
+        timer.at_ns, missed = _next_expiry(timer.at_ns, timer.interval_ns, now)
+        if timer.notify == SIGEV_NONE:
+            continue
+        if _timer_signal_pending(p, timer_id):  # one signal per timer in flight (POSIX)
+            timer.overrun += missed + 1
+            continue
+        timer.overrun = missed
+        info = timer_info(timer.signo, timer_id, timer.overrun, timer.value)
+        target = p.find_task(timer.tid) if timer.notify == SIGEV_THREAD_ID else None
+        if target is not None:
+            send_to_task(p, target, info)
+        else:
+            send_to_process(p, info)
+    rearm(p)

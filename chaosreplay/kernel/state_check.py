@@ -368,6 +368,12 @@ KERNEL_STATE = Where(Record({
     "output_dropped": Row(Int(0, U64_MAX), Int(0, U64_MAX)),  # stdout, stderr bytes dropped
     "signals": signal_delivery.GROUP_STATE,  # the actions and process-wide pending signals
     "itimer_real": Row(Maybe(NS), NS),  # ITIMER_REAL: next expiry (virtual), interval
+    # timer_create's: [id, clock, notify, signal, thread, value, next expiry, interval, overrun]
+    "posix_timers": Where(ListOf(Row(Int(0, 2**31 - 1), OneOf(0, 1, 2, 3, 7), OneOf(0, 1, 4),
+                                     Int(0, 64), Int(0, 2**31 - 1), Int(0, U64_MAX), Maybe(NS),
+                                     NS, Int(0, U64_MAX)), max_len=1 << 16),
+                          unique(lambda row: row[0], "timer")),
+    "next_timer_id": Int(0, 2**31),
     "tasks": Where(ListOf(TASK, max_len=MAX_TID), _tasks_in_order),
     "current_tid": Int(1, MAX_TID),
     "next_tid": Int(1, MAX_TID + 1),

@@ -39,7 +39,8 @@ NUMBERS: dict[str, int] = {
     "pwritev": 296, "membarrier": 324, "epoll_pwait2": 441,
     "rt_sigpending": 127, "rt_sigtimedwait": 128, "rt_sigqueueinfo": 129,
     "rt_sigsuspend": 130, "restart_syscall": 219, "rt_tgsigqueueinfo": 297, "signalfd": 282,
-    "signalfd4": 289,
+    "signalfd4": 289, "timer_create": 222, "timer_settime": 223, "timer_gettime": 224,
+    "timer_getoverrun": 225, "timer_delete": 226,
     # identity, scheduling, residency, machine, file management (issue 12's second batch)
     "syslog": 103, "setreuid": 113, "setregid": 114, "setgroups": 116, "setresuid": 117,
     "getresuid": 118, "setresgid": 119, "getresgid": 120, "setfsuid": 122, "setfsgid": 123,

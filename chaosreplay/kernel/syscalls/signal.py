@@ -27,6 +27,7 @@ from chaosreplay.kernel.signals.siginfo import (
     tkill_info,
 )
 from chaosreplay.kernel.syscalls.args import NS, int32, timespec_ns
+from chaosreplay.kernel.syscalls.clock import clock_value
 from chaosreplay.kernel.syscalls.numbers import NUMBERS
 
 if TYPE_CHECKING:
@@ -284,8 +285,109 @@ def _current_timer(p: GuestProcess) -> bytes:
 def _arm(p: GuestProcess, value_ns: int, interval_ns: int) -> None:
     if value_ns == 0:
         p.itimer_real = (None, interval_ns)
-        return
-    p.itimer_real = (p.vtime_ns + p.clock.to_virtual(value_ns), p.clock.to_virtual(interval_ns))
+    else:
+        p.itimer_real = (p.vtime_ns + p.clock.to_virtual(value_ns),
+                         p.clock.to_virtual(interval_ns))
+    signalling.rearm(p)
+
+
+# -- POSIX timers (timer_create) ------------------------------------------------------------------
+
+TIMER_CLOCKS = (0, 1, 2, 3, 7)  # REALTIME, MONOTONIC, PROCESS/THREAD_CPUTIME, BOOTTIME
+CPU_CLOCKS = (2, 3)  # CPU time is virtual time itself: no clock fault bends it
+TIMER_ABSTIME = 1
+MAX_TIMERS = 1 << 16  # a bound on host memory (Linux: RLIMIT_SIGPENDING)
+
+
+def _timer_arg(p: GuestProcess, timer_id: int) -> signalling.PosixTimer | None:
+    return p.posix_timers.get(int32(timer_id))
+
+
+def sys_timer_create(p: GuestProcess, r: Any) -> int:
+    clock_id, event_at, id_at = int32(r.rdi), r.rsi, r.rdx
+    if clock_id not in TIMER_CLOCKS:
+        return -errno.EINVAL
+    timer_id = p.next_timer_id
+    if event_at:
+        raw = p.space.read(event_at, 20)
+        if raw is None:
+            return -errno.EFAULT
+        value, signo, notify, tid = struct.unpack("<Qiii", raw)
+    else:  # NULL: SIGALRM, with the timer id as its value
+        value, signo, notify, tid = timer_id, 14, signalling.SIGEV_SIGNAL, 0
+    if notify not in (signalling.SIGEV_SIGNAL, signalling.SIGEV_NONE,
+                      signalling.SIGEV_THREAD_ID):
+        return -errno.EINVAL  # SIGEV_THREAD is the C library's, built on SIGEV_THREAD_ID
+    if notify != signalling.SIGEV_NONE and not sigset.valid_signal(signo):
+        return -errno.EINVAL
+    if notify == signalling.SIGEV_THREAD_ID and p.find_task(tid) is None:
+        return -errno.EINVAL
+    if len(p.posix_timers) >= MAX_TIMERS:
+        return -errno.EAGAIN
+    if not p.space.write(id_at, struct.pack("<i", timer_id)):
+        return -errno.EFAULT
+    p.posix_timers[timer_id] = signalling.PosixTimer(clock_id, notify, signo, tid, value)
+    p.next_timer_id += 1
+    return 0
+
+
+def _timer_left(p: GuestProcess, timer: signalling.PosixTimer) -> bytes:
+    """struct itimerspec: the interval and the time left, on the timer's clock."""
+    if timer.at_ns is None:
+        left = 0
+    elif timer.clock_id in CPU_CLOCKS:
+        left = max(1, timer.at_ns - p.vtime_ns)
+    else:
+        left = max(1, p.clock.read(timer.at_ns) - p.guest_time_ns())
+    interval = timer.interval_ns
+    return struct.pack("<qqqq", interval // NS, interval % NS, left // NS, left % NS)
+
+
+def sys_timer_settime(p: GuestProcess, r: Any) -> int:
+    timer = _timer_arg(p, r.rdi)
+    flags, new, old = r.rsi, r.rdx, r.r10
+    if timer is None:
+        return -errno.EINVAL
+    raw = p.space.read(new, 32)
+    if raw is None:
+        return -errno.EFAULT
+    interval_s, interval_ns, value_s, value_ns = struct.unpack("<qqqq", raw)
+    if min(interval_s, value_s) < 0 or not (0 <= interval_ns < NS and 0 <= value_ns < NS):
+        return -errno.EINVAL
+    if old and not p.space.write(old, _timer_left(p, timer)):
+        return -errno.EFAULT
+    interval, value = interval_s * NS + interval_ns, value_s * NS + value_ns
+    cpu = timer.clock_id in CPU_CLOCKS
+    if value == 0:
+        timer.at_ns = None
+    else:
+        if flags & TIMER_ABSTIME:
+            now = clock_value(p, timer.clock_id) or 0
+            value = max(0, value - now)
+        timer.at_ns = p.vtime_ns + (value if cpu else p.clock.to_virtual(value))
+    timer.interval_ns = interval if cpu else p.clock.to_virtual(interval)
+    timer.overrun = 0
+    signalling.rearm(p)
+    return 0
+
+
+def sys_timer_gettime(p: GuestProcess, r: Any) -> int:
+    timer = _timer_arg(p, r.rdi)
+    if timer is None:
+        return -errno.EINVAL
+    return 0 if p.space.write(r.rsi, _timer_left(p, timer)) else -errno.EFAULT
+
+
+def sys_timer_getoverrun(p: GuestProcess, r: Any) -> int:
+    timer = _timer_arg(p, r.rdi)
+    return -errno.EINVAL if timer is None else min(timer.overrun, 2**31 - 1)
+
+
+def sys_timer_delete(p: GuestProcess, r: Any) -> int:
+    if p.posix_timers.pop(int32(r.rdi), None) is None:
+        return -errno.EINVAL
+    signalling.rearm(p)
+    return 0
 
 
 def sys_setitimer(p: GuestProcess, r: Any) -> int:
@@ -355,6 +457,11 @@ def sys_signalfd4(p: GuestProcess, r: Any) -> int:
 
 
 HANDLERS = {
+    222: sys_timer_create,
+    223: sys_timer_settime,
+    224: sys_timer_gettime,
+    225: sys_timer_getoverrun,
+    226: sys_timer_delete,
     NUMBERS["signalfd"]: sys_signalfd,
     NUMBERS["signalfd4"]: sys_signalfd4,
     NUMBERS["rt_sigaction"]: sys_rt_sigaction,
