@@ -155,6 +155,16 @@ class Reconstructor:
         """The live simulation paused just after event seq (valid until the next call)."""
         return self._advance(seq).sim
 
+    def detach(self, seq: int) -> tuple[Simulation, Any]:
+        """A simulation paused just after event seq that the caller owns from now on (with
+        its checker as sink): it leaves the cache, so whatever drives it cannot change a
+        state this reconstructor shows later (the gdb server steps it, execution_hooks.py)."""
+        if not 0 <= seq < self.reader.event_count:
+            raise IndexError(f"event {seq} out of range (0..{self.reader.event_count - 1})")
+        live = self._advance(seq)
+        self._live.remove(live)
+        return live.sim, live.checker
+
     def memory(self, seq: int, node: int, address: int, size: int) -> bytes | None:
         """`size` bytes of a node's memory just after event `seq`: untouched pages of a
         mapping read as zeros (as Linux gives them); None when the range is not mapped."""
