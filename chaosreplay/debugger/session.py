@@ -16,6 +16,8 @@ from pathlib import Path
 
 from chaosreplay.debugger.changes import Change, ChangeSearch
 from chaosreplay.debugger.filters import EventFilter
+from chaosreplay.debugger.packets import PacketView, packet_view
+from chaosreplay.debugger.payloads import PayloadDecoder, make_decoder
 from chaosreplay.debugger.reconstruct import Reconstructor
 from chaosreplay.debugger.views import SimulationState
 from chaosreplay.errors import ChaosReplayError, RecordingError
@@ -48,6 +50,8 @@ class DebugSession:
         self.reconstructor: Reconstructor | None = None
         self.cannot_reconstruct: str | None = None  # why states are unavailable
         self._searches: dict[tuple[int, str], ChangeSearch] = {}  # keep their samples
+        self.decoder: PayloadDecoder | None = None  # renders packet payloads as fields
+        self.decoder_problem: str | None = None  # why the scenario's decoder is not used
         try:
             scenario, images, options = load_run(self.reader)
             self.scenario = scenario
@@ -55,6 +59,12 @@ class DebugSession:
                                                options.keep_going)
         except ChaosReplayError as exc:
             self.cannot_reconstruct = str(exc)
+        else:
+            if scenario.packet_decoder:
+                try:
+                    self.set_decoder(scenario.packet_decoder)
+                except ChaosReplayError as exc:
+                    self.decoder_problem = str(exc)
 
     # -- the recording ---------------------------------------------------------------------
 
@@ -141,6 +151,20 @@ class DebugSession:
     def prev_bookmark(self) -> int | None:
         """The last bookmark before the cursor."""
         return max((s for s in self.bookmarks if s < self.cursor), default=None)
+
+    # -- packets --------------------------------------------------------------------------
+
+    def set_decoder(self, spec: str) -> None:
+        """Decode packet payloads with `spec` (payloads.py; DecoderError when unusable)."""
+        rec = self._reconstructor()
+        specs = self.scenario.node_specs()
+        self.decoder = make_decoder(spec, rec.programs, lambda node: specs[node].group
+                                    if 0 <= node < len(specs) else -1)
+
+    def packet(self, seq: int | None = None) -> PacketView | None:
+        """The packet of event seq (default: the cursor): payload, fields, its two ends;
+        None when the event is not about a packet."""
+        return packet_view(self.reader, self.cursor if seq is None else seq, self.decoder)
 
     # -- state ----------------------------------------------------------------------------
 

@@ -81,8 +81,11 @@ def summary(event: Event) -> str:
         return f"{f.get('fault_id')} {fault.get('kind', '')} {params}{reason}".rstrip()
     if kind.startswith("packet."):
         extra = f.get("reason", "")
+        payload = f.get("payload")
+        text = (" |" + "".join(chr(b) if 32 <= b < 127 else "·" for b in payload[:32]) + "|"
+                if isinstance(payload, bytes) else "")
         return (f"#{f.get('packet_id')} {f.get('src')}→{f.get('dst')} {f.get('size')} B"
-                + (f" {extra}" if extra else ""))
+                + (f" {extra}" if extra else "") + text)
     return " ".join(f"{k}={show_value(v, 40)}" for k, v in f.items())[:SUMMARY_LIMIT]
 
 

@@ -82,7 +82,7 @@ class Messaging:
     def deliver(self, packet: Delivery, p: GuestProcess, can_receive: bool) -> None:
         """A packet reached its destination: complete a blocked cr_recv or queue it."""
         endpoint = self.endpoints[packet.dst]
-        self.record(packet.dst, packet.deliver_ns, packet.to_record())
+        self.record(packet.dst, packet.deliver_ns, packet.to_record(self.fabric.payload_bytes))
         if can_receive and endpoint.pending is not None:
             self._complete(p, endpoint, packet, packet.deliver_ns)
         elif len(endpoint.inbox) < INBOX_LIMIT:
