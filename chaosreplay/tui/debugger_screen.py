@@ -11,6 +11,7 @@ what-if and memory in cursor_tools.py.
 from __future__ import annotations
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
@@ -50,7 +51,11 @@ class DebuggerScreen(Navigation, CursorTools, Screen[None]):
     DebuggerScreen #timeline { height: 1fr; min-height: 6; border-bottom: solid $panel; }
     DebuggerScreen #detail { height: 5; padding: 0 1; background: $boost; }
     DebuggerScreen #panes { height: 55%; }
+    DebuggerScreen.-compact #timeline { height: 6; min-height: 3; }
+    DebuggerScreen.-compact #detail { height: 3; }
+    DebuggerScreen.-compact #panes { height: 1fr; }
     """
+    COMPACT_ROWS = 32  # below this the detail shrinks so the status line and keys stay
 
     def __init__(self, session: DebugSession, *, seek: SeekTarget | None = None,
                  filter_text: str = "", closable: bool = False,
@@ -113,6 +118,9 @@ class DebuggerScreen(Navigation, CursorTools, Screen[None]):
             self.seek_to(self.initial_seek)
         else:
             self.go(0)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.height < self.COMPACT_ROWS, "-compact")
 
     def on_unmount(self) -> None:
         if self.engine.stop() and self.owns_session:
