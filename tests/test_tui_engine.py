@@ -161,3 +161,18 @@ def test_memory_requests_and_dumps() -> None:
     dump = hex_dump(0x1000, b"raft\x00" + bytes(range(1, 13)) + b"!").plain.splitlines()
     assert dump[0].startswith("0x0000000000001000  72 61 66 74 00 01")
     assert dump[0].endswith("raft" + "·" * 12) and dump[1].split()[-1] == "·!"
+
+
+def test_sdk_calls_are_named_as_the_program_calls_them() -> None:
+    """Every SDK call number of sdk_abi has its cr_ name on the timeline (a new call without
+    one fails here), not the recording's syscall_<n>."""
+    from chaosreplay.kernel import sdk_abi
+    from chaosreplay.tui.event_format import SDK_CALL_NAMES
+
+    numbers = {value for name, value in vars(sdk_abi).items()
+               if name.startswith("CR_SYS_") and name != "CR_SYS_BASE"}
+    assert set(SDK_CALL_NAMES) == numbers
+    recv = Event(5, 1, 1, 0, "syscall", {"nr": sdk_abi.CR_SYS_RECV,
+                                          "name": f"syscall_{sdk_abi.CR_SYS_RECV}",
+                                          "args": [0x40D480, 528, 5], "ret": -110})
+    assert summary(recv) == "cr_recv(0x40d480, 528, 5) = -110"

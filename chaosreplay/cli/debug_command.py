@@ -56,7 +56,7 @@ def debug(recording: str, seek: str | None, filter_text: str, decoder: str | Non
         sys.exit(2)
     from chaosreplay.tui import make_app
 
-    app = make_app(session, seek=target, filter_text=filter_text)
+    app = make_app(session, seek=target, filter_text=filter_text, open_at_bug=True)
     try:
         app.run()
     finally:

@@ -21,11 +21,13 @@ from chaosreplay.debugger.payloads import PayloadDecoder, make_decoder
 from chaosreplay.debugger.reconstruct import Reconstructor
 from chaosreplay.debugger.views import SimulationState
 from chaosreplay.errors import ChaosReplayError, RecordingError
+from chaosreplay.events import EventKind
 from chaosreplay.recording import RecordingReader
 from chaosreplay.recording.model import Event
 from chaosreplay.runs.record_replay import load_run
 
 SCAN_CHUNK = 50_000  # events per progress report of a match scan
+FAILURE_KINDS = (EventKind.BUG.value, EventKind.CRASH.value, EventKind.VMM_BUG.value)
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,19 @@ class DebugSession:
     def seek_tick(self, tick: int) -> int:
         """Put the cursor on the first event at or after tick (the last one if none)."""
         return self.seek(self.reader.seq_at_tick(tick))
+
+    def node_event(self, node: int, at: int, direction: int) -> int | None:
+        """The first event of `node` after `at` (direction 1) or the last before it (-1)."""
+        if direction > 0:
+            found = next(self.reader.events(from_seq=at + 1, nodes=[node]), None)
+        else:
+            found = next(self.reader.events_before(at, nodes=[node]), None)
+        return None if found is None else found.seq
+
+    def first_bug(self) -> int | None:
+        """The run's first failure: a broken property, a crash or hang, a VMM bug."""
+        found = next(self.reader.events(kinds=FAILURE_KINDS), None)
+        return None if found is None else found.seq
 
     def next_match(self, event_filter: EventFilter, after: int | None = None) -> int | None:
         """The first event after `after` (default: the cursor) that passes; None if none."""

@@ -59,12 +59,14 @@ class DebuggerScreen(Navigation, CursorTools, Screen[None]):
 
     def __init__(self, session: DebugSession, *, seek: SeekTarget | None = None,
                  filter_text: str = "", closable: bool = False,
-                 owns_session: bool = False, intro: str = "") -> None:
+                 owns_session: bool = False, intro: str = "", open_at_bug: bool = False) -> None:
         super().__init__()
         self.session = session
         self.owns_session = owns_session  # close it with the screen (a branch, a triage run)
         self.initial_seek = seek
         self.initial_filter = filter_text
+        self.open_at_bug = open_at_bug
+        self.follow_pending = False  # the cursor moved: show its node's pane once known
         self.closable = closable  # q goes back to the screen below instead of quitting
         self.engine = EngineThread(session)
         self.bridge = EngineBridge(self.engine, self)
@@ -118,6 +120,8 @@ class DebuggerScreen(Navigation, CursorTools, Screen[None]):
             self.seek_to(self.initial_seek)
         else:
             self.go(0)
+            if self.open_at_bug:
+                self.action_to_bug()
 
     def on_resize(self, event: events.Resize) -> None:
         self.set_class(event.size.height < self.COMPACT_ROWS, "-compact")
@@ -131,6 +135,7 @@ class DebuggerScreen(Navigation, CursorTools, Screen[None]):
     def go(self, seq: int) -> None:
         """Move the cursor; ask for the facts and the state there (latest request wins)."""
         self.cursor = max(0, min(seq, self.session.event_count - 1))
+        self.follow_pending = True
         self.timeline.move_to(self.cursor)
         self.bridge.facts(self.cursor, self.nodes)
         if self.unavailable is None:
@@ -155,6 +160,9 @@ class DebuggerScreen(Navigation, CursorTools, Screen[None]):
     def refresh_view(self) -> None:
         """Redraw the detail, the panes and the status line from what is known now."""
         event = self.timeline.cached(self.cursor)
+        if event is not None and self.follow_pending:
+            self.follow_pending = False
+            self.follow_node(event.node)
         problem = self.timeline.unreadable(self.cursor)
         self.query_one("#detail", Static).update(
             event_detail(event) if event is not None
@@ -232,6 +240,13 @@ class DebuggerScreen(Navigation, CursorTools, Screen[None]):
         ids = [pane.id for pane in tabs.query(TabPane) if pane.id]
         at = ids.index(tabs.active) if tabs.active in ids else 0
         tabs.active = ids[(at + direction) % len(ids)]
+
+    def follow_node(self, node: int) -> None:
+        """When a node's pane is on show, show the pane of the node of the cursor's event
+        (sim-level events keep the pane)."""
+        tabs = self.query_one(TabbedContent)
+        if node in self.nodes and tabs.active.startswith("node-"):
+            tabs.active = f"node-{node}"
 
     def action_node_pane(self, index: int) -> None:
         """Show a node's pane (keys 1–9)."""

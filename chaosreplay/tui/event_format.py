@@ -8,6 +8,7 @@ from rich.text import Text
 
 from chaosreplay.debugger.filters import assertion_failed
 from chaosreplay.events import EventKind
+from chaosreplay.kernel import sdk_abi
 from chaosreplay.kernel.sdk_abi import AssertKind
 from chaosreplay.recording.model import Event
 
@@ -29,6 +30,15 @@ KIND_STYLES: dict[str, str] = {
     EventKind.SYSCALL: "dim",
 }
 SUMMARY_LIMIT = 160  # characters of fields on a timeline row
+# The SDK's calls by the names a program calls them (guest/include/chaosreplay.h); the
+# recording names them syscall_<n>, as it names every number Linux does not.
+SDK_CALL_NAMES: dict[int, str] = {
+    sdk_abi.CR_SYS_ASSERT: "cr_assert", sdk_abi.CR_SYS_SETUP_COMPLETE: "cr_setup_complete",
+    sdk_abi.CR_SYS_SEND_EVENT: "cr_send_event", sdk_abi.CR_SYS_RANDOM: "cr_get_random",
+    sdk_abi.CR_SYS_NODE_ID: "cr_node_id", sdk_abi.CR_SYS_NODE_COUNT: "cr_node_count",
+    sdk_abi.CR_SYS_SEND: "cr_send", sdk_abi.CR_SYS_RECV: "cr_recv",
+    sdk_abi.CR_SYS_COVERAGE: "cr__coverage_register",
+}
 
 
 def kind_style(event: Event) -> str:
@@ -63,7 +73,8 @@ def summary(event: Event) -> str:
     if kind == EventKind.SYSCALL:
         args = ", ".join(f"{a:#x}" if isinstance(a, int) and a > 0xFFFF else str(a)
                          for a in f.get("args", [])[:3])
-        return f"{f.get('name', f.get('nr'))}({args}) = {f.get('ret')}"
+        name = SDK_CALL_NAMES.get(f.get("nr"), f.get("name", f.get("nr")))  # type: ignore[arg-type]
+        return f"{name}({args}) = {f.get('ret')}"
     if kind == EventKind.OUTPUT:
         return f"fd {f.get('fd')}: {show_value(f.get('data', b''), SUMMARY_LIMIT)}"
     if kind == EventKind.ASSERT:
