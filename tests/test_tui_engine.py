@@ -143,7 +143,8 @@ def test_event_rows_read_well() -> None:
     event = Event(12, 340, 340_000_123, 2, "syscall",
                   {"nr": 1, "name": "write", "args": [1, 0x7fff0000, 5], "ret": 5})
     assert timeline_row(event).plain.split() == [
-        "#12", "t340", "0.340000s", "n2", "syscall", "write(1,", "0x7fff0000,", "5)", "=", "5"]
+        "#12", "t340", "0.340000s", "n2", "syscall", "write(fd", "1,", "0x7fff0000,", "5)",
+        "=", "5"]
     output = Event(1, 0, 0, 0, "output", {"fd": 1, "data": b"it's\n"})
     assert summary(output) == "fd 1: it's\\n"
     failed = Event(2, 0, 0, -1, "assert", {"assert_kind": 0, "condition": False,

@@ -7,6 +7,7 @@ from typing import Any
 from rich.text import Text
 
 from chaosreplay.debugger.filters import assertion_failed
+from chaosreplay.debugger.syscall_args import describe_arguments
 from chaosreplay.events import EventKind
 from chaosreplay.kernel import sdk_abi
 from chaosreplay.kernel.sdk_abi import AssertKind
@@ -71,8 +72,9 @@ def summary(event: Event) -> str:
     f = event.fields
     kind = event.kind
     if kind == EventKind.SYSCALL:
-        args = ", ".join(f"{a:#x}" if isinstance(a, int) and a > 0xFFFF else str(a)
-                         for a in f.get("args", [])[:3])
+        recorded = f.get("name")
+        args = describe_arguments(recorded if isinstance(recorded, str) else "",
+                                  list(f.get("args", [])))
         name = SDK_CALL_NAMES.get(f.get("nr"), f.get("name", f.get("nr")))  # type: ignore[arg-type]
         return f"{name}({args}) = {f.get('ret')}"
     if kind == EventKind.OUTPUT:
