@@ -221,3 +221,27 @@ def test_state_command_errors(tmp_path):
         assert "Traceback" not in result.output
     assert runner.invoke(main, ["state", str(tmp_path / "h.ccr")]).exit_code == 2
 
+
+
+@pytest.mark.kvm
+def test_stepping_reuses_only_the_views_of_nodes_that_did_not_move(recorded):
+    """Step by step through a stretch with faults, watches on, each state's node views (some
+    reused from the step before) equal views read afresh from the same paused simulation;
+    and most steps do reuse the nodes that did not run."""
+    _, _, path = recorded
+    with DebugSession(path) as session:
+        rec = session.reconstructor
+        assert rec is not None
+        for node in range(3):
+            session.set_watches(node, ["current_term", "log_[commit_index].term"])
+        start = session.event_count // 3
+        reused = 0
+        previous = None
+        for seq in range(start, start + 150):
+            state = session.state(seq)
+            fresh = capture_state(rec.simulation_at(seq), seq, rec.programs, rec.watches)
+            assert state.nodes == fresh.nodes, seq
+            if previous is not None:
+                reused += sum(a is b for a, b in zip(state.nodes, previous.nodes, strict=True))
+            previous = state
+        assert reused > 150, reused

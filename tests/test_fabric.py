@@ -345,3 +345,25 @@ def test_property_no_early_and_no_extra_deliveries(
     assert [d.order_key() for d in got] == sorted(d.order_key() for d in got)
     assert fabric.stats.delivered == len(got)
     assert fabric.stats.sent == len(ops)
+
+
+def test_payload_prefixes_are_kept_in_sent_and_delivered_records() -> None:
+    """With payload_bytes set, packet.sent keeps the first bytes as sent and packet.delivered
+    the first bytes as delivered (corruption included); `size` stays the whole payload's.
+    With 0 (the fabric's own default) neither record has a payload."""
+    fabric = NetworkFabric(11, 2, LinkParams(corrupt=1.0))
+    fabric.payload_bytes = 40
+    events, got = blast(fabric, 50, size=64)
+    sent = {e.packet_id: e for e in events if e.kind == EventKind.PACKET_SENT}
+    for d in got:
+        original = d.packet_id.to_bytes(4, "little") * 16
+        assert sent[d.packet_id].detail["payload"] == original[:40]
+        assert sent[d.packet_id].size == 64
+        record = d.to_record(fabric.payload_bytes)
+        assert record["payload"] == d.payload[:40] and record["size"] == 64
+    assert any(d.to_record(40)["payload"] != sent[d.packet_id].detail["payload"]
+               for d in got)  # some flipped bit lies in the kept prefix
+    plain = NetworkFabric(11, 2)
+    plain_events, plain_got = blast(plain, 5)
+    assert all("payload" not in e.detail for e in plain_events)
+    assert all("payload" not in d.to_record() for d in plain_got)

@@ -284,3 +284,24 @@ def test_random_faults_over_a_huge_duration_are_refused_before_expansion() -> No
     assert scenario.with_duration(120_000).duration == 120_000
     with pytest.raises(ConfigError, match=r"^--duration: expected at most"):
         scenario.with_duration(2**64)
+
+
+def test_packet_payload_bytes_is_checked_and_old_manifests_keep_none() -> None:
+    """packet_payload_bytes takes sizes from 0 to the largest datagram and reaches the
+    fabric; a manifest written before the key existed means no payloads (so its replay
+    produces the events it recorded)."""
+    from chaosreplay.runs.manifest_check import check_manifest
+
+    assert Scenario().build_fabric().payload_bytes == 256
+    assert loads_scenario('packet_payload_bytes = "1KiB"').build_fabric().payload_bytes == 1024
+    assert loads_scenario("packet_payload_bytes = 0").packet_payload_bytes == 0
+    with pytest.raises(ConfigError, match="packet_payload_bytes: expected at most 65536"):
+        loads_scenario("packet_payload_bytes = 65537")
+    from chaosreplay.runs.record_replay import RunOptions, build_manifest
+    from chaosreplay.sim.programs import resolve_images
+
+    scenario = Scenario()
+    manifest = build_manifest(scenario, resolve_images(scenario, ROOT), RunOptions())
+    assert check_manifest(manifest, "new.ccr").packet_payload_bytes == 256
+    del manifest["scenario"]["packet_payload_bytes"]
+    assert check_manifest(manifest, "old.ccr").packet_payload_bytes == 0

@@ -143,7 +143,8 @@ def test_event_rows_read_well() -> None:
     event = Event(12, 340, 340_000_123, 2, "syscall",
                   {"nr": 1, "name": "write", "args": [1, 0x7fff0000, 5], "ret": 5})
     assert timeline_row(event).plain.split() == [
-        "#12", "t340", "0.340000s", "n2", "syscall", "write(1,", "0x7fff0000,", "5)", "=", "5"]
+        "#12", "t340", "0.340000s", "n2", "syscall", "write(fd", "1,", "0x7fff0000,", "5)",
+        "=", "5"]
     output = Event(1, 0, 0, 0, "output", {"fd": 1, "data": b"it's\n"})
     assert summary(output) == "fd 1: it's\\n"
     failed = Event(2, 0, 0, -1, "assert", {"assert_kind": 0, "condition": False,
@@ -161,3 +162,18 @@ def test_memory_requests_and_dumps() -> None:
     dump = hex_dump(0x1000, b"raft\x00" + bytes(range(1, 13)) + b"!").plain.splitlines()
     assert dump[0].startswith("0x0000000000001000  72 61 66 74 00 01")
     assert dump[0].endswith("raft" + "·" * 12) and dump[1].split()[-1] == "·!"
+
+
+def test_sdk_calls_are_named_as_the_program_calls_them() -> None:
+    """Every SDK call number of sdk_abi has its cr_ name on the timeline (a new call without
+    one fails here), not the recording's syscall_<n>."""
+    from chaosreplay.kernel import sdk_abi
+    from chaosreplay.tui.event_format import SDK_CALL_NAMES
+
+    numbers = {value for name, value in vars(sdk_abi).items()
+               if name.startswith("CR_SYS_") and name != "CR_SYS_BASE"}
+    assert set(SDK_CALL_NAMES) == numbers
+    recv = Event(5, 1, 1, 0, "syscall", {"nr": sdk_abi.CR_SYS_RECV,
+                                          "name": f"syscall_{sdk_abi.CR_SYS_RECV}",
+                                          "args": [0x40D480, 528, 5], "ret": -110})
+    assert summary(recv) == "cr_recv(0x40d480, 528, 5) = -110"

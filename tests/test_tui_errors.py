@@ -85,7 +85,7 @@ def test_without_a_run_manifest_the_events_still_tell_a_lot(frames: tuple[Path, 
         assert "states unavailable: not a simulation recording (no run manifest)" in text
         assert str(path.parent) not in text, "messages name the file, not its directory"
         assert "node 1 · killed" in text
-        assert "last syscall: #76 t148 write(1, 4096, 12) = 12" in text
+        assert "last syscall: #76 t148 write(fd 1, 4096, 12) = 12" in text
         assert text.rstrip().endswith("│ node 1: term 2"), text
         for pane in ("node-2", "network", "faults", "oracle"):
             await press(pilot, "p")

@@ -278,3 +278,48 @@ def test_quit(story: Path) -> None:
         assert pilot.app._exit
 
     drive(make_app(story), script)
+
+
+def test_ends_first_bug_node_steps_and_the_pane_following_the_cursor(story: Path) -> None:
+    """G goes to the last event and g g to the first; ! to the run's first bug from
+    anywhere; J / K to the next / previous event of the node whose pane is shown; moving the
+    cursor shows the pane of its event's node (a sim-level event, or another tab on show,
+    keeps the pane); opened with open_at_bug the debugger starts at the bug."""
+    rows = story_rows()
+    first_bug = next(seq for seq, row in enumerate(rows) if row[3] == "bug")
+
+    def node_events(node: int) -> list[int]:
+        return [seq for seq, row in enumerate(rows) if row[2] == node]
+
+    async def script(pilot: Pilot[Any]) -> None:
+        screen = debugger(pilot.app)
+        await press(pilot, "G")
+        assert screen.cursor == len(rows) - 1
+        await press(pilot, "g", "g")
+        assert screen.cursor == 0 and not isinstance(pilot.app.screen, PromptScreen)
+        await press(pilot, "exclamation_mark")
+        assert screen.cursor == first_bug
+        await press(pilot, "g", *"#30", "enter", "2")
+        assert screen.active_pane() == "node-1"
+        await press(pilot, "J")
+        assert screen.cursor == min(s for s in node_events(1) if s > 30)
+        after = screen.cursor
+        await press(pilot, "K")
+        assert screen.cursor == max(s for s in node_events(1) if s < after)
+        node_2 = min(s for s in node_events(2) if s > screen.cursor)
+        await press(pilot, "g", *f"#{node_2}", "enter")
+        assert screen.active_pane() == "node-2"  # followed the cursor's event
+        await press(pilot, "g", *f"#{first_bug}", "enter")
+        assert screen.active_pane() == "node-2"  # a sim-level event keeps the pane
+        await press(pilot, "p", "p", "p")
+        shown = screen.active_pane()
+        assert not shown.startswith("node-")
+        await press(pilot, "g", *f"#{node_events(0)[3]}", "enter")
+        assert screen.active_pane() == shown  # the network (or other) tab stays
+
+    drive(make_app(story), script)
+
+    async def opened(pilot: Pilot[Any]) -> None:
+        assert debugger(pilot.app).cursor == first_bug
+
+    drive(make_app(story, open_at_bug=True), opened)

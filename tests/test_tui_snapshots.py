@@ -1,4 +1,5 @@
-"""SVG snapshots of the debugger at 120x40 on the synthetic recording.
+"""SVG snapshots of the debugger on the synthetic recording, at 120x40 and at the two sizes
+issue 16 names (80x24: the status line and the keys stay; 160x45).
 
 A snapshot that differs fails with the screen as text and the new SVG's path. After a
 deliberate change to the look, refresh them with
@@ -30,7 +31,8 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _check(story: Path, name: str, tmp_path: Path,
-           script: Callable[[Pilot[Any]], Awaitable[None]]) -> None:
+           script: Callable[[Pilot[Any]], Awaitable[None]],
+           size: tuple[int, int] = (120, 40)) -> None:
     shot: dict[str, str] = {}
 
     async def run(pilot: Pilot[Any]) -> None:
@@ -40,7 +42,7 @@ def _check(story: Path, name: str, tmp_path: Path,
         shot["text"] = plain(pilot.app.screen._compositor.render_update(
             full=True, screen_stack=pilot.app._background_screens))
 
-    drive(make_app(story), run)
+    drive(make_app(story), run, size)
     expected = SNAPSHOTS / f"{name}.svg"
     if UPDATE:
         expected.write_text(shot["svg"], encoding="utf-8")
@@ -90,3 +92,24 @@ def test_snapshot_filter_picker(story: Path, tmp_path: Path) -> None:
         await press(pilot, "f")
 
     _check(story, "filter_picker", tmp_path, script)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 45)], ids=["80x24", "160x45"])
+def test_snapshot_main_at_small_and_large_sizes(story: Path, tmp_path: Path,
+                                                size: tuple[int, int]) -> None:
+    """The main screen with a filter, at 80x24 (compact: the detail shrinks, the status
+    line and the key hints stay on screen) and at 160x45."""
+    async def script(pilot: Pilot[Any]) -> None:
+        await press(pilot, "j", "j", "b", "g", *"#40", "enter")
+        pilot.app.screen.set_filter("fault status")  # type: ignore[attr-defined]
+        await settle(pilot)
+        await press(pilot, "n", "2")
+        screen = pilot.app.screen
+        width, height = size
+        status = screen.query_one("#status")
+        assert status.region.height == 1 and status.region.bottom == height - 1, status.region
+        assert "tick" in plain(status.render(), width)  # type: ignore[arg-type]
+        assert screen.query_one("Footer").region.y == height - 1
+        assert screen.has_class("-compact") == (height < 32)
+
+    _check(story, f"main_{size[0]}x{size[1]}", tmp_path, script, size)

@@ -127,3 +127,32 @@ def test_examine_memory_at_a_symbol(demo: Path) -> None:
         assert debugger(pilot.app) is pilot.app.screen
 
     drive(make_app(demo), script)
+
+
+def test_at_80x24_the_node_pane_stacks_code_and_registers_without_wrapping(demo: Path) -> None:
+    """At 80x24 the status line and the keys stay on screen, and the node pane draws one
+    instruction per line and every register whole (name and value on one line), stacked
+    instead of side by side."""
+    with DebugSession(demo) as session:
+        seq = session.reader.seq_at_tick(1500)
+        view = session.state(seq).nodes[1]
+    rip = view.registers["rip"]
+
+    async def script(pilot: Pilot[Any]) -> None:
+        screen = debugger(pilot.app)
+        await press(pilot, "g", *f"#{seq}", "enter", "2")
+        assert screen.state is not None and screen.state.seq == seq
+        status = screen.query_one("#status")
+        assert status.region.height == 1 and status.region.bottom == 23, status.region
+        assert f"#{seq}/" in status_text(screen)
+        pane = screen.query_one("#node-1 .pane-body", Static)
+        text = plain(pane.content, width=pane.size.width)  # type: ignore[arg-type]
+        lines = text.splitlines()
+        current = next(line for line in lines if line.lstrip().startswith(f"→ {rip:#x}"))
+        assert view.disassembly[0].text.split()[0] in current, (current, lines)
+        for name, value in view.registers.items():
+            assert any(f"{name} {value:#x}" in line for line in lines), (name, text)
+        code_at = lines.index(current)
+        assert all("rax 0x" not in line for line in lines[:code_at]), text
+
+    drive(make_app(demo), script, (80, 24))

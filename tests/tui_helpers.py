@@ -122,12 +122,13 @@ async def press(pilot: Pilot[Any], *keys: str) -> None:
     await settle(pilot)
 
 
-def drive(app: DebuggerApp, script: Callable[[Pilot[Any]], Awaitable[None]]) -> None:
-    """Run the app headless at the test size and play a script against it."""
+def drive(app: DebuggerApp, script: Callable[[Pilot[Any]], Awaitable[None]],
+          size: tuple[int, int] = SIZE) -> None:
+    """Run the app headless at a terminal size (the test size) and play a script against it."""
     app.animation_level = "none"  # no tab underline sliding: faster and steadier
 
     async def run() -> None:
-        async with app.run_test(size=SIZE) as pilot:
+        async with app.run_test(size=size) as pilot:
             await settle(pilot)
             await script(pilot)
 

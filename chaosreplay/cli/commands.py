@@ -6,6 +6,7 @@ import click
 
 from chaosreplay.cli.debug_command import debug
 from chaosreplay.cli.explore_command import explore
+from chaosreplay.cli.gdb_command import gdb
 from chaosreplay.cli.lint_command import lint
 from chaosreplay.cli.recording_commands import COMMANDS as RECORDING_COMMANDS
 from chaosreplay.cli.run_command import run
@@ -21,4 +22,5 @@ ALL.extend(RECORDING_COMMANDS)
 ALL.append(state)
 ALL.append(triage)
 ALL.append(debug)
+ALL.append(gdb)
 ALL.append(explore)

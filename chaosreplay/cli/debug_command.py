@@ -18,8 +18,13 @@ from chaosreplay.errors import ChaosReplayError
 @click.option("--filter", "filter_text", metavar="TEXT", default="",
               help='Start with this filter, e.g. "fault bug node:1" (keys n/N jump between '
                    "matches).")
+@click.option("--decoder", metavar="TYPE|FILE.py:FUNCTION",
+              help="Decode packet payloads (key o) as a C type of the programs' debug info "
+                   "('struct msg') or with a Python function (payload, src, dst) -> dict; "
+                   "default: the scenario's packet_decoder.")
 @force_option
-def debug(recording: str, seek: str | None, filter_text: str, force: bool) -> None:
+def debug(recording: str, seek: str | None, filter_text: str, decoder: str | None,
+          force: bool) -> None:
     """Open a recording in the time-travel debugger: a timeline of every event, the state
     of each node at the cursor (registers, code, stack, output), the network, the active
     faults and the assertion table; step, seek, filter, search, bookmark, and branch the
@@ -37,6 +42,12 @@ def debug(recording: str, seek: str | None, filter_text: str, force: bool) -> No
     try:
         check_integrity(recording, force, "open it")
         session = DebugSession(recording)
+        if decoder is not None:
+            try:
+                session.set_decoder(decoder)
+            except ChaosReplayError:
+                session.close()
+                raise
     except ChaosReplayError as exc:
         click.echo(f"chaosreplay: error: {exc}", err=True)
         sys.exit(2)
@@ -45,7 +56,7 @@ def debug(recording: str, seek: str | None, filter_text: str, force: bool) -> No
         sys.exit(2)
     from chaosreplay.tui import make_app
 
-    app = make_app(session, seek=target, filter_text=filter_text)
+    app = make_app(session, seek=target, filter_text=filter_text, open_at_bug=True)
     try:
         app.run()
     finally:

@@ -23,7 +23,13 @@ from typing import Any
 from chaosreplay.debugger.core_file import Region, write_core
 from chaosreplay.debugger.program_state import ProgramInspector
 from chaosreplay.debugger.symbols import Symbolizer
-from chaosreplay.debugger.views import REGISTERS, SimulationState, capture_state, memory_reader
+from chaosreplay.debugger.views import (
+    REGISTERS,
+    NodeViewCache,
+    SimulationState,
+    capture_state,
+    memory_reader,
+)
 from chaosreplay.debugger.watch import parse
 from chaosreplay.errors import RecordingError
 from chaosreplay.recording import RecordingReader
@@ -100,6 +106,7 @@ class Reconstructor:
         self.programs = [ProgramInspector(symbolizer) for symbolizer in self.symbolizers]
         self.watches: dict[int, tuple[str, ...]] = {}  # node -> watch expressions
         self._states: OrderedDict[int, SimulationState] = OrderedDict()
+        self._node_views: NodeViewCache = {}  # each node's last view (capture_state)
         self._live: list[_Live] = []
         self.runs = 0  # re-executions started (from a checkpoint or from the start)
 
@@ -112,7 +119,7 @@ class Reconstructor:
             self._states.move_to_end(seq)
             return cached
         live = self._advance(seq)
-        state = capture_state(live.sim, seq, self.programs, self.watches)
+        state = capture_state(live.sim, seq, self.programs, self.watches, self._node_views)
         self._states[seq] = state
         if len(self._states) > STATE_CACHE:
             self._states.popitem(last=False)
@@ -154,6 +161,16 @@ class Reconstructor:
     def simulation_at(self, seq: int) -> Simulation:
         """The live simulation paused just after event seq (valid until the next call)."""
         return self._advance(seq).sim
+
+    def detach(self, seq: int) -> tuple[Simulation, Any]:
+        """A simulation paused just after event seq that the caller owns from now on (with
+        its checker as sink): it leaves the cache, so whatever drives it cannot change a
+        state this reconstructor shows later (the gdb server steps it, execution_hooks.py)."""
+        if not 0 <= seq < self.reader.event_count:
+            raise IndexError(f"event {seq} out of range (0..{self.reader.event_count - 1})")
+        live = self._advance(seq)
+        self._live.remove(live)
+        return live.sim, live.checker
 
     def memory(self, seq: int, node: int, address: int, size: int) -> bytes | None:
         """`size` bytes of a node's memory just after event `seq`: untouched pages of a
@@ -243,3 +260,4 @@ class Reconstructor:
         """Release every live simulation (their VMs)."""
         self._live.clear()
         self._states.clear()
+        self._node_views.clear()

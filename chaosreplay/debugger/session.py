@@ -16,14 +16,18 @@ from pathlib import Path
 
 from chaosreplay.debugger.changes import Change, ChangeSearch
 from chaosreplay.debugger.filters import EventFilter
+from chaosreplay.debugger.packets import PacketView, packet_view
+from chaosreplay.debugger.payloads import PayloadDecoder, make_decoder
 from chaosreplay.debugger.reconstruct import Reconstructor
 from chaosreplay.debugger.views import SimulationState
 from chaosreplay.errors import ChaosReplayError, RecordingError
+from chaosreplay.events import EventKind
 from chaosreplay.recording import RecordingReader
 from chaosreplay.recording.model import Event
 from chaosreplay.runs.record_replay import load_run
 
 SCAN_CHUNK = 50_000  # events per progress report of a match scan
+FAILURE_KINDS = (EventKind.BUG.value, EventKind.CRASH.value, EventKind.VMM_BUG.value)
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,8 @@ class DebugSession:
         self.reconstructor: Reconstructor | None = None
         self.cannot_reconstruct: str | None = None  # why states are unavailable
         self._searches: dict[tuple[int, str], ChangeSearch] = {}  # keep their samples
+        self.decoder: PayloadDecoder | None = None  # renders packet payloads as fields
+        self.decoder_problem: str | None = None  # why the scenario's decoder is not used
         try:
             scenario, images, options = load_run(self.reader)
             self.scenario = scenario
@@ -55,6 +61,12 @@ class DebugSession:
                                                options.keep_going)
         except ChaosReplayError as exc:
             self.cannot_reconstruct = str(exc)
+        else:
+            if scenario.packet_decoder:
+                try:
+                    self.set_decoder(scenario.packet_decoder)
+                except ChaosReplayError as exc:
+                    self.decoder_problem = str(exc)
 
     # -- the recording ---------------------------------------------------------------------
 
@@ -90,6 +102,19 @@ class DebugSession:
     def seek_tick(self, tick: int) -> int:
         """Put the cursor on the first event at or after tick (the last one if none)."""
         return self.seek(self.reader.seq_at_tick(tick))
+
+    def node_event(self, node: int, at: int, direction: int) -> int | None:
+        """The first event of `node` after `at` (direction 1) or the last before it (-1)."""
+        if direction > 0:
+            found = next(self.reader.events(from_seq=at + 1, nodes=[node]), None)
+        else:
+            found = next(self.reader.events_before(at, nodes=[node]), None)
+        return None if found is None else found.seq
+
+    def first_bug(self) -> int | None:
+        """The run's first failure: a broken property, a crash or hang, a VMM bug."""
+        found = next(self.reader.events(kinds=FAILURE_KINDS), None)
+        return None if found is None else found.seq
 
     def next_match(self, event_filter: EventFilter, after: int | None = None) -> int | None:
         """The first event after `after` (default: the cursor) that passes; None if none."""
@@ -141,6 +166,20 @@ class DebugSession:
     def prev_bookmark(self) -> int | None:
         """The last bookmark before the cursor."""
         return max((s for s in self.bookmarks if s < self.cursor), default=None)
+
+    # -- packets --------------------------------------------------------------------------
+
+    def set_decoder(self, spec: str) -> None:
+        """Decode packet payloads with `spec` (payloads.py; DecoderError when unusable)."""
+        rec = self._reconstructor()
+        specs = self.scenario.node_specs()
+        self.decoder = make_decoder(spec, rec.programs, lambda node: specs[node].group
+                                    if 0 <= node < len(specs) else -1)
+
+    def packet(self, seq: int | None = None) -> PacketView | None:
+        """The packet of event seq (default: the cursor): payload, fields, its two ends;
+        None when the event is not about a packet."""
+        return packet_view(self.reader, self.cursor if seq is None else seq, self.decoder)
 
     # -- state ----------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ simulation has moved on. Memory is the exception: it is read on demand (`Reconst
 from __future__ import annotations
 
 import bisect
+import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -136,10 +137,16 @@ class SimulationState:
         return asdict(self)
 
 
+NodeViewCache = dict[int, tuple[Any, tuple[Any, ...], "NodeView"]]
+
+
 def capture_state(sim: Simulation, seq: int, programs: list[ProgramInspector],
-                  watches: dict[int, tuple[str, ...]] | None = None) -> SimulationState:
+                  watches: dict[int, tuple[str, ...]] | None = None,
+                  reuse: NodeViewCache | None = None) -> SimulationState:
     """Read a paused simulation into a SimulationState (`programs`: one per image;
-    `watches`: expressions to evaluate per node)."""
+    `watches`: expressions to evaluate per node). `reuse` keeps each node's last view: a
+    node that has not moved since (see `_unmoved_key`) is not read again, so a step, which
+    runs one node, reads one node."""
     fabric = sim.fabric
     network = NetworkView(
         in_flight=[PacketView(d.packet_id, d.src, d.dst, len(d.payload), d.sent_ns,
@@ -157,7 +164,8 @@ def capture_state(sim: Simulation, seq: int, programs: list[ProgramInspector],
     return SimulationState(
         seq=seq, reached=sim.event_count - 1, tick=sim.tick, now_ns=sim.now_ns,
         ended=sim.stop_reason is not None,
-        nodes=[_node_view(node, programs[node.spec.group], (watches or {}).get(node.index, ()))
+        nodes=[_reused_view(node, programs[node.spec.group],
+                            (watches or {}).get(node.index, ()), reuse)
                for node in sim.nodes],
         network=network, faults=faults, oracle_columns=TABLE_COLUMNS,
         oracle=sim.oracle.table(),
@@ -165,6 +173,35 @@ def capture_state(sim: Simulation, seq: int, programs: list[ProgramInspector],
         + [f.to_dict() for f in sim.failures],
         gate_tick=sim.engine.origin_tick,
     )
+
+
+def _unmoved_key(node: Node, watches: tuple[str, ...]) -> tuple[Any, ...]:
+    """What a node's view depends on that can change without the others changing with it.
+
+    Guest memory, registers, output, files and limits change only through the node's VM
+    exits (code runs, system calls, faults) or through a call the kernel completes for it
+    (a delivery sets rax and the wake-up); restarts change the incarnation, clock faults
+    what its clocks read, the controller its status."""
+    p = node.process
+    regs = p.regs
+    return (p.vm.stats().exits, p.syscalls, p.incarnation, node.status, p.wake_at_ns,
+            p.vtime_ns, p.guest_time_ns(), p.realtime_ns(), p.exit_code, p.crash is None,
+            tuple(int(getattr(regs, name)) for name in REGISTERS), watches)
+
+
+def _reused_view(node: Node, program: ProgramInspector, watches: tuple[str, ...],
+                 reuse: NodeViewCache | None) -> NodeView:
+    if reuse is None:
+        return _node_view(node, program, watches)
+    key = _unmoved_key(node, watches)
+    cached = reuse.get(node.index)
+    # The process itself must be the same (a weak reference: another simulation's process
+    # never matches, even at the same counters).
+    if cached is not None and cached[0]() is node.process and cached[1] == key:
+        return cached[2]
+    view = _node_view(node, program, watches)
+    reuse[node.index] = (weakref.ref(node.process), key, view)
+    return view
 
 
 def _node_view(node: Node, program: ProgramInspector, watches: tuple[str, ...]) -> NodeView:

@@ -55,7 +55,9 @@ def check_manifest(manifest: dict[str, Any], where: str) -> Scenario:
         validate(manifest, MANIFEST, "manifest", what="")
     except SchemaError as exc:
         raise RecordingError(f"{where}: {exc}") from None
-    scenario = Scenario.from_dict(manifest["scenario"], f"{where} (manifest)")
+    # A recording made before packet_payload_bytes existed kept no payloads.
+    scenario = Scenario.from_dict({"packet_payload_bytes": 0, **manifest["scenario"]},
+                                  f"{where} (manifest)")
     if scenario.memory_per_node > MAX_MEM_SIZE:
         raise RecordingError(f"{where}: manifest: memory_per_node is "
                              f"{scenario.memory_per_node} bytes, more than a VM can have "

@@ -24,6 +24,7 @@ from chaosreplay.errors import ConfigError
 from chaosreplay.kernel.fs.install import DiskEntry
 from chaosreplay.kernel.net.tcp import TcpConfig
 from chaosreplay.kernel.scheduler import POLICIES, SchedulerConfig
+from chaosreplay.kernel.syscalls.sdk import MAX_DATAGRAM  # cr_send's limit
 from chaosreplay.sim.disk_files import (
     FILE_KEYS,
     MAX_FILES_BYTES,
@@ -180,6 +181,8 @@ class Scenario:
     checkpoint_interval: int = 1_000  # ticks; 0 = no periodic checkpoints
     memory_per_node: int = 64 << 20  # bytes of guest memory per node
     stop_on_first_bug: bool = True
+    packet_payload_bytes: int = 256  # of each packet's payload kept in its events (0: none)
+    packet_decoder: str = ""  # a C type of the programs' DWARF the debugger decodes them as
     nodes: tuple[NodeGroup, ...] = (NodeGroup(DEMO_PROGRAM, count=3),)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     faults: FaultPlan = field(default_factory=FaultPlan)
@@ -207,7 +210,9 @@ class Scenario:
 
     def build_fabric(self) -> NetworkFabric:
         """The run's NetworkFabric."""
-        return self.network.build_fabric(self.seed, self.node_count)
+        fabric = self.network.build_fabric(self.seed, self.node_count)
+        fabric.payload_bytes = self.packet_payload_bytes
+        return fabric
 
     def build_fault_engine(self, fabric: NetworkFabric | None) -> FaultEngine:
         """The run's FaultEngine, random faults expanded for this seed and duration."""
@@ -234,6 +239,8 @@ class Scenario:
             "checkpoint_interval": self.checkpoint_interval,
             "memory_per_node": self.memory_per_node,
             "stop_on_first_bug": self.stop_on_first_bug,
+            "packet_payload_bytes": self.packet_payload_bytes,
+            "packet_decoder": self.packet_decoder,
             "nodes": [
                 {"program": g.program, "count": g.count, "args": list(g.args),
                  "env": dict(g.env), "name": g.name, "expect_exit": list(g.expect_exit),
@@ -362,6 +369,8 @@ def parse_scenario(data: Mapping[str, Any], source: str = "scenario",
         memory_per_node=memory,
         stop_on_first_bug=expect_bool(data.get("stop_on_first_bug", defaults.stop_on_first_bug),
                                       root.key("stop_on_first_bug")),
+        packet_payload_bytes=_payload_bytes(data, root, defaults),
+        packet_decoder=_packet_decoder(data, root),
         nodes=nodes,
         network=network,
         faults=faults,
@@ -392,6 +401,25 @@ def _parse_scheduler(value: Any, at: KeyPath) -> SchedulerConfig:
 def _scheduler_dict(config: SchedulerConfig) -> dict[str, Any]:
     return {"policy": config.policy, "quantum_us": config.quantum_ns // 1000,
             "change_every": config.change_every}
+
+
+def _payload_bytes(data: Mapping[str, Any], root: KeyPath, defaults: Scenario) -> int:
+    at = root.key("packet_payload_bytes")
+    value = expect_bytes_size(data.get("packet_payload_bytes", defaults.packet_payload_bytes),
+                              at)
+    if value > MAX_DATAGRAM:
+        at.fail(f"expected at most {MAX_DATAGRAM} bytes (the largest datagram), got {value}")
+    return value
+
+
+def _packet_decoder(data: Mapping[str, Any], root: KeyPath) -> str:
+    at = root.key("packet_decoder")
+    value = expect_str(data.get("packet_decoder", ""), at)
+    if ".py:" in value or len(value) > 200:
+        # A Python decoder runs code: it comes from the command line, never from a file a
+        # recording carries (debug --decoder FILE.py:FUNCTION).
+        at.fail(f"expected a C type name such as \"struct msg\", got {show(value)}")
+    return value
 
 
 def check_random_arrivals(scenario: Scenario, at: KeyPath) -> None:

@@ -49,17 +49,20 @@ class DebuggerApp(ChaosReplayApp):
     """The time-travel debugger over one recording (the screen does the work)."""
 
     def __init__(self, session: DebugSession, *, seek: SeekTarget | None = None,
-                 filter_text: str = "", owns_session: bool = False) -> None:
+                 filter_text: str = "", owns_session: bool = False,
+                 open_at_bug: bool = False) -> None:
         super().__init__()
         self.session = session
         self.seek = seek
         self.filter_text = filter_text
         self.owns_session = owns_session
+        self.open_at_bug = open_at_bug
 
     def on_mount(self) -> None:
         self.sub_title = self.session.path.name
         self.push_screen(DebuggerScreen(self.session, seek=self.seek,
-                                        filter_text=self.filter_text))
+                                        filter_text=self.filter_text,
+                                        open_at_bug=self.open_at_bug))
 
     def on_unmount(self) -> None:
         super().on_unmount()
@@ -68,11 +71,15 @@ class DebuggerApp(ChaosReplayApp):
 
 
 def make_app(session_or_path: DebugSession | str | os.PathLike[str], *,
-             seek: SeekTarget | str | None = None, filter_text: str = "") -> DebuggerApp:
+             seek: SeekTarget | str | None = None, filter_text: str = "",
+             open_at_bug: bool = False) -> DebuggerApp:
     """The debugger app for a session or a recording's path (RecordingError when it cannot
-    be opened; SeekError for a bad seek). A session opened here is closed with the app."""
+    be opened; SeekError for a bad seek). A session opened here is closed with the app.
+    open_at_bug: without a seek, start at the run's first bug (the CLI's default)."""
     target = SeekTarget.parse(seek) if isinstance(seek, str) else seek
     if isinstance(session_or_path, DebugSession):
-        return DebuggerApp(session_or_path, seek=target, filter_text=filter_text)
+        return DebuggerApp(session_or_path, seek=target, filter_text=filter_text,
+                           open_at_bug=open_at_bug)
     session = DebugSession(session_or_path)
-    return DebuggerApp(session, seek=target, filter_text=filter_text, owns_session=True)
+    return DebuggerApp(session, seek=target, filter_text=filter_text, owns_session=True,
+                       open_at_bug=open_at_bug)

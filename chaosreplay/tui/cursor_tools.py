@@ -13,6 +13,7 @@ from chaosreplay.errors import ChaosReplayError
 from chaosreplay.runs.whatif import BranchResult, schedule_of
 from chaosreplay.tui.memory_screen import MemoryRequestError, MemoryScreen, parse_request
 from chaosreplay.tui.messages import EngineNotice
+from chaosreplay.tui.packet_screen import PacketScreen
 from chaosreplay.tui.prompt_screen import PromptScreen
 from chaosreplay.tui.seek_target import SeekTarget
 from chaosreplay.tui.whatif_plan import WhatIfPlan
@@ -143,6 +144,11 @@ class CursorTools:
             "a symbol or an address, then a size: current_term 16, 0x7fffffffed00 64",
             check=_request_problem), examine)
 
+    def action_packet(self) -> None:
+        """Show the packet the event under the cursor is about (from the recording)."""
+        cursor = self.cursor
+        self.bridge.background("packet", lambda s: s.packet(cursor))
+
     def on_engine_notice(self, message: EngineNotice) -> None:
         if message.error is not None:
             self.say(f"{message.topic}: {self.short(message.error)}", error=True)
@@ -165,6 +171,14 @@ class CursorTools:
             plan = WhatIfPlan(schedule, tick, scenario.node_count)
             self.app.push_screen(WhatIfScreen(self.session.path, plan, cursor,
                                               scenario.duration), self.open_branch)
+        elif message.topic == "packet":
+            view = message.value
+            if view is None:
+                self.say(f"#{self.cursor} is not about a packet", error=True)
+                return
+            decoder = self.session.decoder
+            self.app.push_screen(PacketScreen(view, decoder.spec if decoder else None),
+                                 lambda seq: None if seq is None else self.go(seq))
         elif message.topic == "memory":
             node, cursor, where, address, data = message.value
             name = f"{where} = {address:#x}" if isinstance(where, str) else f"{address:#x}"

@@ -11,6 +11,7 @@ what-if and memory in cursor_tools.py.
 from __future__ import annotations
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
@@ -50,16 +51,22 @@ class DebuggerScreen(Navigation, CursorTools, Screen[None]):
     DebuggerScreen #timeline { height: 1fr; min-height: 6; border-bottom: solid $panel; }
     DebuggerScreen #detail { height: 5; padding: 0 1; background: $boost; }
     DebuggerScreen #panes { height: 55%; }
+    DebuggerScreen.-compact #timeline { height: 6; min-height: 3; }
+    DebuggerScreen.-compact #detail { height: 3; }
+    DebuggerScreen.-compact #panes { height: 1fr; }
     """
+    COMPACT_ROWS = 32  # below this the detail shrinks so the status line and keys stay
 
     def __init__(self, session: DebugSession, *, seek: SeekTarget | None = None,
                  filter_text: str = "", closable: bool = False,
-                 owns_session: bool = False, intro: str = "") -> None:
+                 owns_session: bool = False, intro: str = "", open_at_bug: bool = False) -> None:
         super().__init__()
         self.session = session
         self.owns_session = owns_session  # close it with the screen (a branch, a triage run)
         self.initial_seek = seek
         self.initial_filter = filter_text
+        self.open_at_bug = open_at_bug
+        self.follow_pending = False  # the cursor moved: show its node's pane once known
         self.closable = closable  # q goes back to the screen below instead of quitting
         self.engine = EngineThread(session)
         self.bridge = EngineBridge(self.engine, self)
@@ -113,6 +120,11 @@ class DebuggerScreen(Navigation, CursorTools, Screen[None]):
             self.seek_to(self.initial_seek)
         else:
             self.go(0)
+            if self.open_at_bug:
+                self.action_to_bug()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.height < self.COMPACT_ROWS, "-compact")
 
     def on_unmount(self) -> None:
         if self.engine.stop() and self.owns_session:
@@ -123,6 +135,7 @@ class DebuggerScreen(Navigation, CursorTools, Screen[None]):
     def go(self, seq: int) -> None:
         """Move the cursor; ask for the facts and the state there (latest request wins)."""
         self.cursor = max(0, min(seq, self.session.event_count - 1))
+        self.follow_pending = True
         self.timeline.move_to(self.cursor)
         self.bridge.facts(self.cursor, self.nodes)
         if self.unavailable is None:
@@ -147,6 +160,9 @@ class DebuggerScreen(Navigation, CursorTools, Screen[None]):
     def refresh_view(self) -> None:
         """Redraw the detail, the panes and the status line from what is known now."""
         event = self.timeline.cached(self.cursor)
+        if event is not None and self.follow_pending:
+            self.follow_pending = False
+            self.follow_node(event.node)
         problem = self.timeline.unreadable(self.cursor)
         self.query_one("#detail", Static).update(
             event_detail(event) if event is not None
@@ -224,6 +240,13 @@ class DebuggerScreen(Navigation, CursorTools, Screen[None]):
         ids = [pane.id for pane in tabs.query(TabPane) if pane.id]
         at = ids.index(tabs.active) if tabs.active in ids else 0
         tabs.active = ids[(at + direction) % len(ids)]
+
+    def follow_node(self, node: int) -> None:
+        """When a node's pane is on show, show the pane of the node of the cursor's event
+        (sim-level events keep the pane)."""
+        tabs = self.query_one(TabbedContent)
+        if node in self.nodes and tabs.active.startswith("node-"):
+            tabs.active = f"node-{node}"
 
     def action_node_pane(self, index: int) -> None:
         """Show a node's pane (keys 1–9)."""

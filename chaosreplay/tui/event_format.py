@@ -7,7 +7,9 @@ from typing import Any
 from rich.text import Text
 
 from chaosreplay.debugger.filters import assertion_failed
+from chaosreplay.debugger.syscall_args import describe_arguments
 from chaosreplay.events import EventKind
+from chaosreplay.kernel import sdk_abi
 from chaosreplay.kernel.sdk_abi import AssertKind
 from chaosreplay.recording.model import Event
 
@@ -29,6 +31,15 @@ KIND_STYLES: dict[str, str] = {
     EventKind.SYSCALL: "dim",
 }
 SUMMARY_LIMIT = 160  # characters of fields on a timeline row
+# The SDK's calls by the names a program calls them (guest/include/chaosreplay.h); the
+# recording names them syscall_<n>, as it names every number Linux does not.
+SDK_CALL_NAMES: dict[int, str] = {
+    sdk_abi.CR_SYS_ASSERT: "cr_assert", sdk_abi.CR_SYS_SETUP_COMPLETE: "cr_setup_complete",
+    sdk_abi.CR_SYS_SEND_EVENT: "cr_send_event", sdk_abi.CR_SYS_RANDOM: "cr_get_random",
+    sdk_abi.CR_SYS_NODE_ID: "cr_node_id", sdk_abi.CR_SYS_NODE_COUNT: "cr_node_count",
+    sdk_abi.CR_SYS_SEND: "cr_send", sdk_abi.CR_SYS_RECV: "cr_recv",
+    sdk_abi.CR_SYS_COVERAGE: "cr__coverage_register",
+}
 
 
 def kind_style(event: Event) -> str:
@@ -61,9 +72,11 @@ def summary(event: Event) -> str:
     f = event.fields
     kind = event.kind
     if kind == EventKind.SYSCALL:
-        args = ", ".join(f"{a:#x}" if isinstance(a, int) and a > 0xFFFF else str(a)
-                         for a in f.get("args", [])[:3])
-        return f"{f.get('name', f.get('nr'))}({args}) = {f.get('ret')}"
+        recorded = f.get("name")
+        args = describe_arguments(recorded if isinstance(recorded, str) else "",
+                                  list(f.get("args", [])))
+        name = SDK_CALL_NAMES.get(f.get("nr"), f.get("name", f.get("nr")))  # type: ignore[arg-type]
+        return f"{name}({args}) = {f.get('ret')}"
     if kind == EventKind.OUTPUT:
         return f"fd {f.get('fd')}: {show_value(f.get('data', b''), SUMMARY_LIMIT)}"
     if kind == EventKind.ASSERT:
@@ -81,8 +94,11 @@ def summary(event: Event) -> str:
         return f"{f.get('fault_id')} {fault.get('kind', '')} {params}{reason}".rstrip()
     if kind.startswith("packet."):
         extra = f.get("reason", "")
+        payload = f.get("payload")
+        text = (" |" + "".join(chr(b) if 32 <= b < 127 else "·" for b in payload[:32]) + "|"
+                if isinstance(payload, bytes) else "")
         return (f"#{f.get('packet_id')} {f.get('src')}→{f.get('dst')} {f.get('size')} B"
-                + (f" {extra}" if extra else ""))
+                + (f" {extra}" if extra else "") + text)
     return " ".join(f"{k}={show_value(v, 40)}" for k, v in f.items())[:SUMMARY_LIMIT]
 
 

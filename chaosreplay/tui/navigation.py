@@ -59,6 +59,7 @@ class Navigation:
         def go(self, seq: int) -> None: ...
         def say(self, message: str, error: bool = False) -> None: ...
         def refresh_status(self) -> None: ...
+        def _pane_node(self) -> int: ...
 
     # -- stepping ---------------------------------------------------------------------------
 
@@ -80,13 +81,26 @@ class Navigation:
         """The first (0) or last (1) event."""
         self.go(self.session.event_count - 1 if last else 0)
 
+    def action_node_step(self, direction: int) -> None:
+        """The next (1) or previous (-1) event of the node whose pane is shown."""
+        node, cursor = self._pane_node(), self.cursor
+        self.jump_request += 1
+        self.bridge.jump(self.jump_request, f"{'later' if direction > 0 else 'earlier'} "
+                         f"event of node {node}",
+                         lambda s: s.node_event(node, cursor, direction))
+
+    def action_to_bug(self) -> None:
+        """The run's first failure, from anywhere."""
+        self.jump_request += 1
+        self.bridge.jump(self.jump_request, "bug in this run", lambda s: s.first_bug())
+
     # -- seeking ----------------------------------------------------------------------------
 
     def action_seek(self) -> None:
         """Ask where to go."""
         self.app.push_screen(
-            PromptScreen("Seek to", "a tick (12500), a time (12.5s, 300ms) or an event (#1234)",
-                         check=_seek_problem),
+            PromptScreen("Seek to", "a tick (12500), a time (12.5s, 300ms) or an event (#1234); "
+                         "g: the first event", check=_seek_problem, at_once={"g": "#0"}),
             lambda text: self.seek_to(SeekTarget.parse(text)) if text else None)
 
     def seek_to(self, target: SeekTarget) -> None:

@@ -13,6 +13,8 @@ from chaosreplay.tui.node_facts import NodeFacts
 from chaosreplay.tui.state_pane import PaneContext, StatePane
 
 REGISTER_COLUMNS = 2
+REGISTER_CELL = 27  # "   rax 0xffffffffffffff92" and a gap
+NARROW = 110  # columns below which the pane stacks code and registers instead of side by side
 OUTPUT_LINES = 12
 FRAMES_WITH_VARIABLES = 2  # the pane lists arguments and locals of the innermost frames
 
@@ -49,7 +51,7 @@ def _clocks(view: NodeView) -> Text:
 
 
 def _last_syscall(facts: NodeFacts | None) -> Text:
-    text = Text("last syscall: ", "dim")
+    text = Text("last syscall: ", "dim", no_wrap=True, overflow="ellipsis")
     if facts is None:
         text.append("…")
     elif facts.last_syscall is None:
@@ -61,21 +63,21 @@ def _last_syscall(facts: NodeFacts | None) -> Text:
     return text
 
 
-def _registers(view: NodeView) -> Table:
+def _registers(view: NodeView, columns: int = REGISTER_COLUMNS) -> Table:
     grid = Table.grid(padding=(0, 2))
-    for _ in range(REGISTER_COLUMNS):
-        grid.add_column()
+    for _ in range(columns):
+        grid.add_column(no_wrap=True)
     cells = [Text.assemble((f"{name:>6} ", "dim"), f"{value:#x}")
              for name, value in view.registers.items()]
     cells.append(Text.assemble(("fs_base ", "dim"), f"{view.fs_base:#x}"))
-    for i in range(0, len(cells), REGISTER_COLUMNS):
-        grid.add_row(*cells[i:i + REGISTER_COLUMNS])
+    for i in range(0, len(cells), columns):
+        grid.add_row(*cells[i:i + columns])
     return grid
 
 
 def _code(view: NodeView) -> Text:
     rip = view.registers.get("rip", 0)
-    text = Text()
+    text = Text(no_wrap=True, overflow="ellipsis")  # one instruction per line, at any width
     text.append(f"{rip:#x} ", "bold")
     text.append(view.location, "bold cyan")
     if view.crash:
@@ -131,8 +133,9 @@ def _output(text: str) -> Text:
     return out
 
 
-def node_body(node: int, context: PaneContext) -> RenderableType:
-    """The pane's drawing for one node."""
+def node_body(node: int, context: PaneContext, width: int = 0) -> RenderableType:
+    """The pane's drawing for one node; below NARROW columns (width 0: unknown, wide) code,
+    registers and the rest are stacked, so no column squeezes another into wrapping."""
     state = context.state
     view = state.nodes[node] if state is not None and node < len(state.nodes) else None
     facts = context.facts.get(node)
@@ -147,6 +150,10 @@ def node_body(node: int, context: PaneContext) -> RenderableType:
     parts.append(_clocks(view))
     if view.watches:
         parts.append(_watches(view))
+    if 0 < width < NARROW:
+        parts += [_code(view), _registers(view, max(1, (width - 2) // REGISTER_CELL)),
+                  _stack_and_files(view), _output(view.stdout + view.stderr), _globals(view)]
+        return Group(*parts)
     columns = Table.grid(padding=(0, 3), expand=True)
     columns.add_column(ratio=1)
     columns.add_column(ratio=1)
@@ -163,7 +170,17 @@ class NodePane(StatePane):
     def __init__(self, node: int, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.node = node
+        self._drawn_from: PaneContext | None = None
+        self._drawn_narrow: bool | None = None  # the layout last drawn
 
     def update_from(self, context: PaneContext) -> None:
-        """Draw this node from the context."""
-        self.show(node_body(self.node, context))
+        """Draw this node from the context, for the pane's width."""
+        self._drawn_from = context
+        width = self.size.width
+        self._drawn_narrow = 0 < width < NARROW
+        self.show(node_body(self.node, context, width))
+
+    def on_resize(self) -> None:
+        # Only a change of layout redraws: a scrollbar coming and going resizes the pane too.
+        if self._drawn_from is not None and (0 < self.size.width < NARROW) != self._drawn_narrow:
+            self.update_from(self._drawn_from)

@@ -27,12 +27,13 @@ class PromptScreen(ModalScreen[str | None]):
     """
 
     def __init__(self, title: str, hint: str, value: str = "",
-                 check: Check | None = None) -> None:
+                 check: Check | None = None, at_once: dict[str, str] | None = None) -> None:
         super().__init__()
         self.title_text = title
         self.hint = hint
         self.value = value
         self.check = check
+        self.at_once = at_once or {}  # a value typed exactly so returns this without Enter
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -44,6 +45,11 @@ class PromptScreen(ModalScreen[str | None]):
     def on_mount(self) -> None:
         self.query_one(Input).cursor_blink = False  # steady, so screenshots are stable
         self.query_one(Input).focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.value in self.at_once:
+            event.stop()
+            self.dismiss(self.at_once[event.value])
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         """Return the value unless the check refuses it (then say why and stay)."""

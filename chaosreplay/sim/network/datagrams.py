@@ -93,7 +93,7 @@ class Messaging:
     def deliver(self, packet: Delivery, p: GuestProcess, can_receive: bool) -> None:
         """A packet reached its destination: complete a blocked cr_recv or queue it."""
         endpoint = self.endpoints[packet.dst]
-        self.record(packet.dst, packet.deliver_ns, packet.to_record())
+        self.record(packet.dst, packet.deliver_ns, packet.to_record(self.fabric.payload_bytes))
         if packet.channel == SOCKET_CHANNEL:
             # The node's kernel takes it even while the program is paused, as a stopped
             # process's kernel still receives; a killed node's packets never get here.

@@ -133,12 +133,14 @@ class Delivery:
         """The total delivery order: time, then packet id, then copy."""
         return (self.deliver_ns, self.packet_id, self.copy)
 
-    def to_record(self) -> dict[str, Any]:
-        """The packet.delivered record for the recorder."""
+    def to_record(self, payload_bytes: int = 0) -> dict[str, Any]:
+        """The packet.delivered record for the recorder, with the first payload_bytes of
+        the payload as delivered (after any corruption) when that is not 0."""
+        extra = {"payload": self.payload[:payload_bytes]} if payload_bytes else {}
         return make_record(
             EventKind.PACKET_DELIVERED, time_ns=self.deliver_ns, packet_id=self.packet_id,
             copy=self.copy, src=self.src, dst=self.dst, size=len(self.payload),
-            channel=self.channel, flags=int(self.flags), sent_ns=self.sent_ns,
+            channel=self.channel, flags=int(self.flags), sent_ns=self.sent_ns, **extra,
         )
 
     def _to_list(self) -> list[Any]:
@@ -224,6 +226,9 @@ class NetworkFabric:
         self._heap: list[tuple[int, int, int, Delivery]] = []
         self._next_id = 0
         self._link_cache: dict[tuple[int, int], LinkParams] = {}  # emptied on any change
+        # Bytes of each payload kept in its packet.sent / packet.delivered events (0: none);
+        # configuration (the scenario's packet_payload_bytes), not state.
+        self.payload_bytes = 0
 
     def reseed(self, seed: int) -> None:
         """Draw from now on from the stream of another seed, at the same position (a
@@ -354,11 +359,15 @@ class NetworkFabric:
         self._next_id += 1
         self.stats.sent += 1
         size = len(payload)
+        as_sent = payload[:self.payload_bytes]  # before corruption changes it
 
         def event(kind: EventKind, **detail: Any) -> FabricEvent:
             return FabricEvent(kind, now_ns, packet_id, src, dst, size, detail)
 
         def sent(deliver_ns: int) -> FabricEvent:
+            if self.payload_bytes:
+                return event(EventKind.PACKET_SENT, channel=channel, deliver_ns=deliver_ns,
+                             payload=as_sent)
             return event(EventKind.PACKET_SENT, channel=channel, deliver_ns=deliver_ns)
 
         # 1. partition (and ends that are down)
