@@ -224,3 +224,18 @@ def test_the_debugger_lists_every_thread_with_what_it_waits_for() -> None:
     on_cpu = next(v for v in views if v.state == "on cpu")
     assert on_cpu.rip == p.regs.rip
     assert all(v.location for v in views)
+
+
+@pytest.mark.kvm
+def test_a_guest_cannot_start_more_threads_than_threads_max() -> None:
+    """clone beyond Linux's threads-max for the guest's memory (an eighth of it in 16 KiB
+    kernel stacks) is EAGAIN, so a thread bomb costs the host a bounded amount."""
+    from chaosreplay.kernel.syscalls.thread import max_threads
+
+    path = _program("thread_limit.c")
+    p = GuestProcess(load_program(path), ProcessConfig(argv=[b"thread_limit"],
+                                                       mem_size=64 << 20))
+    assert p.run_to_completion(hang_seconds=30) is Status.EXITED and p.exit_code == 0
+    limit = max_threads(64 << 20)
+    assert limit == 512
+    assert bytes(p.stdout) == f"created {limit - 1}, then EAGAIN\n".encode()

@@ -36,6 +36,15 @@ FUTEX_PRIVATE_FLAG, FUTEX_CLOCK_REALTIME = 128, 256
 CLOCK_REALTIME, CLOCK_MONOTONIC = 0, 1
 
 
+THREAD_SIZE = 16 << 10  # x86-64's kernel stack per thread, which Linux sizes threads-max by
+
+
+def max_threads(mem_size: int) -> int:
+    """Linux's threads-max for a machine of mem_size bytes (kernel/fork.c set_max_threads:
+    an eighth of memory in kernel stacks), at least 20 as there."""
+    return max(20, mem_size // (THREAD_SIZE * 8))
+
+
 def _new_thread(p: GuestProcess, flags: int, stack: int, parent_tid: int, child_tid: int,
                 tls: int) -> int:
     """Create a thread of the calling process; its tid (the parent's return value)."""
@@ -49,6 +58,8 @@ def _new_thread(p: GuestProcess, flags: int, stack: int, parent_tid: int, child_
         return -errno.ENOSYS  # processes (no CLONE_VM/THREAD) come with fork
     if flags & CLONE_SETTLS and tls >= 1 << 47:
         return -errno.EPERM
+    if len(p.tasks) >= max_threads(p.config.mem_size):
+        return -errno.EAGAIN  # threads-max: a guest cannot grow the host without bound
     task = p.spawn_task(stack, tls if flags & CLONE_SETTLS else None)
     tid = struct.pack("<I", task.tid)
     if flags & CLONE_PARENT_SETTID and not p.space.write(parent_tid, tid):
