@@ -38,9 +38,17 @@ class FakeHistory:
         self.stopped: Stop = Stop.STEPPED
         self.rip = 0x401000
 
-    def registers(self) -> dict[str, int]:
+        self.tids = [1]  # the threads; the first is on the vCPU
+
+    def threads(self) -> list[int]:
+        return self.tids
+
+    def current_thread(self) -> int:
+        return self.tids[0]
+
+    def registers(self, tid: int | None = None) -> dict[str, int]:
         values = {name: index + 1 for index, name in enumerate(GDB_REGISTERS)}
-        values["rip"] = self.rip
+        values["rip"] = self.rip if tid in (None, self.tids[0]) else tid
         return values
 
     def read_memory(self, address: int, size: int) -> bytes | None:
@@ -110,6 +118,27 @@ def test_stub_answers_registers_memory_breakpoints_and_refuses_writes() -> None:
 
 
 # -- one node's history (KVM) ----------------------------------------------------------------
+
+
+def test_threads_are_listed_selected_and_named_in_stops() -> None:
+    """qfThreadInfo lists every tid (hex), qC and stop replies name the thread on the
+    vCPU, Hg selects whose registers g reads (0: the running one), T checks a thread is
+    alive, and resuming goes back to the thread that stops."""
+    history = FakeHistory()
+    history.tids = [1000, 1001, 1002]
+    stub = GdbStub(history)  # type: ignore[arg-type]
+    assert stub.handle("qfThreadInfo") == "m3e8,3e9,3ea" and stub.handle("qsThreadInfo") == "l"
+    assert stub.handle("qC") == "QC3e8"
+    assert stub.handle("T3e9") == "OK" and stub.handle("T3eb") == "E01"
+    rip = slice(16 * 16, 17 * 16)
+    assert stub.handle("Hg3e9") == "OK"
+    assert stub.handle("g")[rip] == (1001).to_bytes(8, "little").hex()
+    assert stub.handle("Hg7") == "E01" and stub.handle("Hgxyz") == "E01"
+    assert stub.handle("Hg0") == "OK"
+    assert stub.handle("g")[rip] == (0x401000).to_bytes(8, "little").hex()
+    assert stub.handle("Hg3ea") == "OK" and stub.handle("Hc-1") == "OK"
+    assert stub.handle("c") == "T05thread:3e8;"
+    assert stub.handle("g")[rip] == (0x401000).to_bytes(8, "little").hex()
 
 
 @pytest.fixture(scope="module")

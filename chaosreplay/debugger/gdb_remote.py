@@ -27,6 +27,14 @@ REFUSED = "E01"  # a write: the recorded run cannot be changed
 NO_MEMORY = "E14"  # EFAULT
 
 
+def _thread_id(text: str) -> int | None:
+    """A thread id of a packet (hex, -1 for all, 0 for any); None when malformed."""
+    try:
+        return -1 if text == "-1" else int(text, 16)
+    except ValueError:
+        return None
+
+
 def checksum(data: bytes) -> int:
     return sum(data) & 0xFF
 
@@ -99,6 +107,7 @@ class GdbStub:
         self.console: list[str] = []  # `O` messages to send before the next stop reply
         self._last: Stop | None = None
         self._crash_reported = False
+        self.selected: int | None = None  # Hg: the thread whose registers g reads
 
     # -- dispatch --------------------------------------------------------------------------------
 
@@ -113,18 +122,23 @@ class GdbStub:
             return "OK"
         if packet == "?":
             return self._stop_reply(self._last or Stop.STEPPED)
-        if packet in ("qC",):
-            return "QC1"
+        if packet == "qC":
+            return f"QC{self.history.current_thread():x}"
         if packet == "qfThreadInfo":
-            return "m1"
+            return "m" + ",".join(f"{tid:x}" for tid in self.history.threads())
         if packet == "qsThreadInfo":
             return "l"
         if packet == "qAttached":
             return "1"
         if packet.startswith("qSymbol"):
             return "OK"
-        if head == "H" or packet.startswith("T"):
-            return "OK"  # one thread: every thread id names it
+        if packet.startswith("Hg"):
+            return self._select_thread(packet[2:])
+        if head == "H":
+            return "OK"  # Hc: resuming runs the node, whichever thread the scheduler picks
+        if head == "T":
+            tid = _thread_id(packet[1:])
+            return "OK" if tid is not None and tid in self.history.threads() else "E01"
         if packet == "g":
             return self._registers()
         if head in ("G", "P", "M", "X"):
@@ -143,8 +157,20 @@ class GdbStub:
 
     # -- state -----------------------------------------------------------------------------------
 
+    def _select_thread(self, text: str) -> str:
+        tid = _thread_id(text)
+        if tid is None:
+            return "E01"
+        if tid in (0, -1):  # any thread: the one on the vCPU
+            self.selected = None
+            return "OK"
+        if tid not in self.history.threads():
+            return "E01"
+        self.selected = tid
+        return "OK"
+
     def _registers(self) -> str:
-        values = self.history.registers()
+        values = self.history.registers(self.selected)
         return "".join(_le(values[name], 8 if index < 17 else 4)
                        for index, name in enumerate(GDB_REGISTERS))
 
@@ -182,6 +208,7 @@ class GdbStub:
 
     def _resume(self, packet: str) -> str:
         history = self.history
+        self.selected = None  # after a stop gdb asks for the thread that stopped
         try:
             if packet == "bs":
                 return self._stop_reply(Stop.STEPPED if history.reverse_stepi() else None)
@@ -198,19 +225,20 @@ class GdbStub:
         """A stop reply; None = the start of the history was reached going backward."""
         if stop is None:
             self._last = Stop.STEPPED
-            return f"T{SIGTRAP:02x}replaylog:begin;thread:1;"
+            return f"T{SIGTRAP:02x}replaylog:begin;thread:{self.history.current_thread():x};"
         self._last = stop
         history = self.history
+        thread = f"thread:{history.current_thread():x};"
         if stop is Stop.ENDED:
             signo = history.crash_signal()
             if signo is not None and not self._crash_reported:
                 self._crash_reported = True
-                return f"T{GDB_SIGNALS.get(signo, signo):02x}thread:1;"
-            return f"T{SIGTRAP:02x}replaylog:end;thread:1;"
+                return f"T{GDB_SIGNALS.get(signo, signo):02x}{thread}"
+            return f"T{SIGTRAP:02x}replaylog:end;{thread}"
         self._crash_reported = False
         if stop is Stop.BREAKPOINT or history.registers()["rip"] in history.breakpoints:
-            return f"T{SIGTRAP:02x}swbreak:;thread:1;"
-        return f"T{SIGTRAP:02x}thread:1;"
+            return f"T{SIGTRAP:02x}swbreak:;{thread}"
+        return f"T{SIGTRAP:02x}{thread}"
 
 
 def serve(stub: GdbStub, listener: socket.socket,

@@ -95,9 +95,20 @@ class NodeHistory:
         """The node's process in the live simulation."""
         return self.driver.process
 
-    def registers(self) -> dict[str, int]:
-        """The registers gdb asks for, by name."""
-        regs = self.process.regs
+    def threads(self) -> list[int]:
+        """The tids of the node's program's threads, in order."""
+        return list(self.process.tasks)
+
+    def current_thread(self) -> int:
+        """The tid of the thread on the vCPU (the one that steps and stops)."""
+        return int(self.process.current.tid)
+
+    def registers(self, tid: int | None = None) -> dict[str, int]:
+        """The registers gdb asks for, by name: of thread `tid` (None: the one on the
+        vCPU; another thread's come from its saved context)."""
+        p = self.process
+        task = p.tasks.get(tid) if tid is not None else None
+        regs = p.regs if task is None else p.task_regs(task)
         values = {name: int(getattr(regs, name)) for name in GDB_REGISTERS[:17]}
         values["eflags"] = int(regs.rflags) & ~TF & 0xFFFFFFFF
         values.update(cs=USER_CS, ss=USER_SS, ds=0, es=0, fs=0, gs=0)
