@@ -239,3 +239,20 @@ def test_a_guest_cannot_start_more_threads_than_threads_max() -> None:
     limit = max_threads(64 << 20)
     assert limit == 512
     assert bytes(p.stdout) == f"created {limit - 1}, then EAGAIN\n".encode()
+
+
+@pytest.mark.kvm
+@pytest.mark.parametrize("libc", ["musl", "glibc"])
+def test_a_datagram_reaches_the_thread_in_cr_recv_while_another_runs(guest_bin: Any,
+                                                                     libc: str) -> None:
+    """One thread of node 0 waits in cr_recv while its main thread keeps running: the
+    datagram sent at 5 ms (1 ms latency) completes that call at 6 ms, not when every thread
+    of the node sleeps; two runs give the same event stream."""
+    from simulate import scenario, simulate
+
+    program = guest_bin(libc, "recv_thread")
+    runs = [simulate(scenario(program, ["50"], count=2, duration="1s")) for _ in range(2)]
+    assert [line for _, line in runs[0].lines(0)] == [
+        b"got 'hello from 1' from 1 at 6 ms", b"main busy until 50 ms"]
+    assert runs[0].result.reason == "all nodes ended"
+    assert runs[0].stream() == runs[1].stream()
