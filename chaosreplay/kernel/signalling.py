@@ -22,7 +22,15 @@ from chaosreplay.kernel.signals.actions import Default
 from chaosreplay.kernel.signals.queue import Enqueued
 from chaosreplay.kernel.signals.registers import REGISTER_NAMES, Registers
 from chaosreplay.kernel.signals.restart import ERESTART_RESTARTBLOCK, ERESTARTNOHAND, ERESTARTSYS
-from chaosreplay.kernel.signals.siginfo import SI_TIMER, SigInfo, kernel_info, timer_info
+from chaosreplay.kernel.signals.siginfo import (
+    SI_KERNEL,
+    SI_TIMER,
+    SI_TKILL,
+    SI_USER,
+    SigInfo,
+    kernel_info,
+    timer_info,
+)
 from chaosreplay.kernel.signals.sigset import SIGALRM, SIGSEGV, blockable, sigmask
 from chaosreplay.kernel.syscalls.numbers import NUMBERS
 from chaosreplay.vm.vmm import TaskContext, VmmError
@@ -35,15 +43,12 @@ _MASK64 = (1 << 64) - 1
 # What an interrupted blocking call returns, by syscall (signal(7), "Interruption of system
 # calls and library functions by signal handlers"): restarted under SA_RESTART, never
 # restarted when a handler runs (EINTR), or restarted through the remaining time.
-_NUMBER = NUMBERS.get
-NEVER_RESTARTED = frozenset(n for n in (
-    _NUMBER("poll"), _NUMBER("ppoll"), _NUMBER("select"), _NUMBER("pselect6"),
-    _NUMBER("epoll_wait"), _NUMBER("epoll_pwait"), _NUMBER("epoll_pwait2"),
-    _NUMBER("pause"), _NUMBER("rt_sigsuspend"), _NUMBER("rt_sigtimedwait")) if n is not None)
-SLEEPS = frozenset(n for n in (_NUMBER("nanosleep"), _NUMBER("clock_nanosleep"))
-                   if n is not None)
+NEVER_RESTARTED = frozenset(NUMBERS[name] for name in (
+    "poll", "ppoll", "select", "pselect6", "epoll_wait", "epoll_pwait", "epoll_pwait2",
+    "pause", "rt_sigsuspend", "rt_sigtimedwait"))
+SLEEPS = frozenset((NUMBERS["nanosleep"], NUMBERS["clock_nanosleep"]))
 NR_FUTEX = NUMBERS["futex"]
-NR_RT_SIGRETURN = NUMBERS["rt_sigreturn"]
+NR_RT_SIGTIMEDWAIT = NUMBERS["rt_sigtimedwait"]
 
 
 def threads(p: GuestProcess) -> list[delivery.TaskSignals]:
@@ -104,7 +109,7 @@ def _wake_sigwaiters(p: GuestProcess, bit: int, only: Task | None = None) -> Non
         if only is not None and task is not only:
             continue
         wait = task.waiting
-        if wait is not None and wait.number == _NUMBER("rt_sigtimedwait") \
+        if wait is not None and wait.number == NR_RT_SIGTIMEDWAIT \
                 and task.sigwait_set & bit:
             wait.waiter.notify(0, p.vtime_ns)
 
@@ -114,7 +119,7 @@ def _wake(p: GuestProcess, task: Task) -> None:
     if task is p.current and not task.blocked():
         return
     wait = task.waiting
-    if wait is not None and wait.number == _NUMBER("rt_sigtimedwait"):
+    if wait is not None and wait.number == NR_RT_SIGTIMEDWAIT:
         wait.waiter.notify(0, p.vtime_ns)  # it looks at its set (and then its mask) again
         return
     if not task.blocked():
@@ -202,15 +207,15 @@ def _registers(regs: Any) -> Registers:
 
 def _load(p: GuestProcess, regs: Registers, fpu: bytes | None) -> bool:
     """Put registers (and an FPU image) on the vCPU; False if the CPU refused them."""
-    live = p.regs
-    if fpu is None:
-        for name, value in zip(REGISTER_NAMES, regs.as_tuple(), strict=True):
-            setattr(live, name, value)
-        return True
-    context = TaskContext()
-    p.vm.save_context(context)
+    context = None
+    if fpu is not None:  # through a whole context, which the C core checks on loading
+        context = TaskContext()
+        p.vm.save_context(context)
+    target = p.regs if context is None else context.regs
     for name, value in zip(REGISTER_NAMES, regs.as_tuple(), strict=True):
-        setattr(context.regs, name, value)
+        setattr(target, name, value)
+    if context is None:
+        return True
     context.raw.fpu = fpu
     try:
         p.vm.load_context(context)
@@ -267,11 +272,11 @@ def _default_action(p: GuestProcess, taken: delivery.Taken) -> None:
     signo = taken.info.signo
     if taken.default is Default.STOP:
         reason = "stopped by the signal; no other process can continue it (SIGCONT)"
-    elif taken.info.code == 0 and taken.info.pid == p.pid:  # SI_USER from itself
+    elif taken.info.code == SI_USER and taken.info.pid == p.pid:
         reason = "signal sent by the program to itself"
-    elif taken.info.code == -6:  # SI_TKILL
+    elif taken.info.code == SI_TKILL:
         reason = "signal sent by the program to one of its threads"
-    elif taken.info.code == 0x80:  # SI_KERNEL
+    elif taken.info.code == SI_KERNEL:
         reason = "signal sent by the kernel (an interval timer, a bad signal frame...)"
     else:
         reason = "signal delivered with its default action"

@@ -197,7 +197,7 @@ FILES_V2 = Where(Record({**FILES_FIELDS, "version": OneOf(2),  # one task's bloc
                          "waiting": Maybe(WAITING)}), _waits_on_descriptions)
 # version 3: each task's blocked call, the task attributes (absent at first); no sockets
 FILES_V3 = Where(Record({**FILES_FIELDS, "version": OneOf(3), "waiting": TASK_WAITS,
-                         "attributes": TASK_ATTRIBUTES}, partial=False), _waits_on_descriptions)
+                         "attributes": TASK_ATTRIBUTES}), _waits_on_descriptions)
 FILES_V3_NO_ATTRIBUTES = Where(Record({**FILES_FIELDS, "version": OneOf(3),
                                        "waiting": TASK_WAITS}), _waits_on_descriptions)
 
