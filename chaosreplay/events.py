@@ -42,6 +42,9 @@ class EventKind(StrEnum):
     TASK_EXIT = "task.exit"
     SIGNAL = "signal"
     CONNECTION = "connection"
+    PROCESS_START = "process.start"
+    PROCESS_EXEC = "process.exec"
+    PROCESS_EXIT = "process.exit"
 
 
 MEANINGS: dict[EventKind, str] = {
@@ -75,6 +78,10 @@ MEANINGS: dict[EventKind, str] = {
     EventKind.SIGNAL: "a signal was delivered to a handler of a node's program",
     EventKind.CONNECTION: "a TCP connection of a node was begun, established, accepted, closed, "
                           "refused, reset or timed out; names both endpoints",
+    EventKind.PROCESS_START: "a node's process forked a child process (its pid and parent)",
+    EventKind.PROCESS_EXEC: "a process of a node replaced its program (execve: path, argv)",
+    EventKind.PROCESS_EXIT: "a child process of a node ended (exit code, or the killing "
+                            "signal and why); the node goes on",
 }
 
 

@@ -78,6 +78,22 @@ SIGEV_NONE: about 5 s left
 thread timer: 0
 callback ran: 1
 """
+PROCESSES = """\
+WNOHANG before exit: 0
+waited the right child: yes
+exit status 42, SIGCHLD seen yes
+killed by signal 15
+orphan re-parented: yes
+child leads its group: yes
+waitid: CLD_KILLED yes, signal 9, pid right yes
+no children left: yes
+exec missing: ENOENT
+exec non-executable: EACCES
+exec text: ENOEXEC
+exec directory: EACCES
+interpreted script
+script exit 0
+"""
 EXPECTED = {
     ("pthreads.c", "glibc"): "counter 8000\nring" + " 0 1 2 3 4 5 6 7" * 3 + "\njoined 280\n",
     ("pthreads.c", "musl"): "counter 8000\nring" + " 0 1 2 3 4 5 6 7" * 3 + "\njoined 280\n",
@@ -93,6 +109,9 @@ EXPECTED = {
                            "yes\nsetsid: EPERM\nsetpgid(0, 0): EPERM\nsetpgid(0, -1): EINVAL\n"
                            "getsid of no process: ESRCH\n",
     ("fork_exec.c", "musl"): "parent read: child says hello\nchild exited 7\n",
+    ("fork_exec.c", "glibc"): "parent read: child says hello\nchild exited 7\n",
+    ("processes.c", "musl"): PROCESSES,
+    ("processes.c", "glibc"): PROCESSES,
     ("cxx_thread.cpp", None): "total 7998000 from 4 threads\n",
     ("goroutines.go", None): "sum of squares 30\ntimed out as expected\n"
                              "recovered: runtime error: invalid memory address or nil pointer "
@@ -101,9 +120,7 @@ EXPECTED = {
 }
 CASES = [pytest.param(source, flavour, id=f"{source}-{flavour or 'default'}")
          for source, flavour in EXPECTED]
-WAITING_FOR = {  # what each program still needs of issue 12
-    ("fork_exec.c", "musl"): "fork, execve and wait4",
-}
+WAITING_FOR: dict[tuple[str, str | None], str] = {}  # what a program still needs of issue 12
 UNDER_CHAOSREPLAY = [
     pytest.param(source, flavour, id=f"{source}-{flavour or 'default'}",
                  marks=[pytest.mark.xfail(strict=True, reason=f"needs {WAITING_FOR[key]}")]

@@ -93,3 +93,24 @@ def build_stack(space: AddressSpace, image: ProgramImage, argv: list[bytes], env
     sp = (strings_at - len(table)) & ~15
     space.vm.write(sp, table)
     return sp
+
+
+MAX_ARG_STRLEN = 32 * PAGE_SIZE
+"""Linux's limit on one argument or environment string, its NUL included (E2BIG past it)."""
+ARGS_MAX_BYTES = 120 << 10
+"""Arguments and environment together, strings and pointers: what the part of a node's
+initial stack mapped before the program starts holds (Linux allows ARG_MAX, a quarter of
+the stack limit; chaosreplay's loader places them in the first 128 KiB of the stack)."""
+
+
+def exec_arguments_problem(argv: list[bytes], envp: list[bytes]) -> str | None:
+    """Why execve would refuse these arguments (E2BIG), or None when they fit."""
+    for text in (*argv, *envp):
+        if len(text) + 1 > MAX_ARG_STRLEN:
+            return (f"an argument or variable of {len(text):,} bytes is longer than Linux "
+                    f"allows one to be ({MAX_ARG_STRLEN:,} bytes with its NUL)")
+    total = sum(len(t) + 1 + 8 for t in (*argv, *envp))
+    if total > ARGS_MAX_BYTES:
+        return (f"arguments and environment take {total:,} bytes, more than the "
+                f"{ARGS_MAX_BYTES:,} a node's initial stack holds")
+    return None

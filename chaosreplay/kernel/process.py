@@ -27,6 +27,7 @@ from chaosreplay.kernel.fs.paths import ROOT
 from chaosreplay.kernel.fs.waiters import WAIT, Wait, end_wait
 from chaosreplay.kernel.mm.address_space import AddressSpace, GuestOutOfMemory
 from chaosreplay.kernel.net.stack import NetStack
+from chaosreplay.kernel.processes import INIT_PID, ChildEvents, ProcessTable, wait_status
 from chaosreplay.kernel.scheduler import Scheduler, SchedulerConfig
 from chaosreplay.kernel.signalling import PosixTimer
 from chaosreplay.kernel.signals.actions import SigAction
@@ -49,6 +50,7 @@ ENOSYS = 38
 # SDK calls whose own event (assert, setup_complete, sdk.event) says all a syscall event
 # would: traced as syscalls only when they fail.
 NR_RT_SIGRETURN = 15  # its result is the restored rax: never a call to restart
+EXEC_CALLS = frozenset((59, 322))  # execve, execveat
 SELF_RECORDING = frozenset({sdk_abi.CR_SYS_ASSERT, sdk_abi.CR_SYS_SETUP_COMPLETE,
                             sdk_abi.CR_SYS_SEND_EVENT})
 
@@ -178,6 +180,14 @@ class GuestProcess:
         self.stderr = bytearray()
         self.output_dropped = [0, 0]  # bytes of stdout, stderr that fell out of the tails
         self.pid = PID
+        self.ppid = INIT_PID
+        self.pgid = self.sid = PID  # the node's program leads its own group and session
+        self.table: ProcessTable | None = None  # the node's processes, once one forks
+        self.exit_signal = signal.SIGCHLD  # what the parent gets when this process ends
+        self.child_events = ChildEvents()  # wait4 and waitid sleep here
+        self.reaped = False  # a zombie its parent collected (or nobody would)
+        self.yielded = False  # run_process gave the vCPU to another process of the node
+        self.exec_call_args: list[int] = []  # a successful execve's arguments, for its event
         self.signals = GroupSignals()  # the actions the threads share, process-wide pending
         self.signals_dirty = False  # some thread has a signal to take (signalling.recheck)
         self.itimer_real: tuple[int | None, int] = (None, 0)  # SIGALRM at (vtime, interval)
@@ -216,6 +226,7 @@ class GuestProcess:
                             self.random["auxv"].read(16), exe_name)
         self.sites = self.space.code.sites  # every patched site, the program's and run-time
         self.exe_name = exe_name
+        self.boot_image, self.boot_exe_name = image, exe_name  # what execve replaces
         self.vm.start(loaded.entry, loaded.stack_pointer)
         self.regs = self.vm.regs
 
@@ -296,7 +307,8 @@ class GuestProcess:
     def others_alive(self) -> bool:
         """Whether something other than the current task could still wake it: another
         task, or the interval timer's signal."""
-        return len(self.tasks) > 1 or self.timer_due_ns is not None
+        return (len(self.tasks) > 1 or self.timer_due_ns is not None
+                or (self.table is not None and self.table.others_alive(self)))
 
     def task_regs(self, task: Task) -> Any:
         """A task's registers: live on the vCPU, or in its saved context."""
@@ -403,6 +415,8 @@ class GuestProcess:
         wakes = [w for w in (t.wake_time() for t in self.tasks.values()) if w is not None]
         if self.timer_due_ns is not None:
             wakes.append(self.timer_due_ns)
+        if not wakes and self.table is not None:
+            return Status.BLOCKED  # another process may wake it: the node loop decides
         if not wakes:
             reasons = [t.waiting.reason if t.waiting else "a wait" for t in self.tasks.values()]
             if len(reasons) == 1:
@@ -416,23 +430,45 @@ class GuestProcess:
         self.wake_at_ns = max(min(wakes), self.vtime_ns)
         return Status.BLOCKED
 
+    def _give_way(self) -> bool:
+        """At a switch: whether the vCPU goes to another process (the node loop picks it)
+        rather than to another task of this one."""
+        current, now = self.current, self.vtime_ns
+        if current.exited or not current.ready(now):
+            return False  # blocked: the process runs its other tasks or sleeps first
+        if not self.table.others_ready(self, now):  # type: ignore[union-attr]
+            return False
+        self._switch = self._yielding = False  # when it resumes, it resumes this task
+        self.yielded = True
+        return True
+
     def _switch_point(self) -> bool:
         """After a call or trap the current task survives: whether it gives up the vCPU."""
         current = self.current
         if current.exited or current.blocked():
             return True
-        if len(self.tasks) == 1:
+        if len(self.tasks) == 1 and self.table is None:
             return False
         if self._switch:
             return True
         now = self.vtime_ns
         others = any(t is not current and t.ready(now) for t in self.tasks.values())
+        if not others and self.table is not None:
+            others = self.table.others_ready(self, now)
         self._switch = self.scheduler.should_switch(current, now, others)
         return self._switch
 
     # -- running ---------------------------------------------------------------------------
     def run(self, deadline_ns: int | None = None) -> Status:
-        """Run until every task is blocked, it ended, or virtual time passes deadline_ns."""
+        """Run until every task is blocked, it ended, or virtual time passes deadline_ns
+        (with several processes, the node's: they take turns, kernel/processes.py)."""
+        if self.table is not None:
+            return self.table.run(deadline_ns)
+        return self.run_process(deadline_ns)
+
+    def run_process(self, deadline_ns: int | None = None) -> Status:
+        """Run this process's tasks until all block, it ends, virtual time passes
+        deadline_ns, or (yielded set) another process of the node is to have the vCPU."""
         if self.status in (Status.EXITED, Status.CRASHED, Status.HUNG):
             return self.status
         if self.wake_at_ns is not None:
@@ -442,6 +478,8 @@ class GuestProcess:
         while True:
             if self.timer_due_ns is not None and self.vtime_ns >= self.timer_due_ns:
                 signalling.fire_timers(self)
+            if self._switch and self.table is not None and self._give_way():
+                return Status.RUNNING
             task = self._next_task()
             if task is None:
                 return self._sleep()
@@ -512,8 +550,8 @@ class GuestProcess:
                     if self.status is not Status.RUNNING:
                         return self.status
                 # one thread that did not sleep goes straight on (the hot path)
-                if (len(tasks) > 1 or current.wake_at_ns is not None or current.exited) \
-                        and self._switch_point():
+                if (len(tasks) > 1 or current.wake_at_ns is not None or current.exited
+                        or self.table is not None) and self._switch_point():
                     return None
             elif reason == ExitReason.EXCEPTION:
                 self.vtime_ns += self.config.exception_cost_ns
@@ -555,7 +593,7 @@ class GuestProcess:
         """Run a lone process until it ends; sleeping just moves its clock forward."""
         from chaosreplay.vm.watchdog import Watchdog
 
-        with Watchdog(lambda: self.vm.stats().exits, hang_seconds):
+        with Watchdog(self.exit_count, hang_seconds):
             status = self.run()
             while status in (Status.RUNNING, Status.BLOCKED):
                 status = self.run()
@@ -564,9 +602,10 @@ class GuestProcess:
     def _syscall_event(self, number: int, result: int) -> None:
         """The hottest event: straight to the sink (the tid only off the main thread)."""
         regs = self.regs
-        fields = {"nr": number, "name": syscall_name(number),
-                  "args": [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9],
-                  "ret": result}
+        args = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9]
+        if number in EXEC_CALLS and result == 0:  # the new program's registers are zero
+            args = self.exec_call_args
+        fields = {"nr": number, "name": syscall_name(number), "args": args, "ret": result}
         if self.current.tid != PID:
             fields["tid"] = self.current.tid
         self.on_event(self, EventKind.SYSCALL, fields)  # type: ignore[misc]
@@ -698,22 +737,97 @@ class GuestProcess:
         # stepping or rewriting a page must still move the clock (and reach deadlines).
         return True if result else None
 
+    @property
+    def alive(self) -> bool:
+        return self.status is Status.RUNNING
+
+    @property
+    def is_child(self) -> bool:
+        """A process the node's program (or its children) forked."""
+        return self.table is not None and self is not self.table.init
+
     def _die(self, signo: int, vector: int, fault_address: int, reason: str) -> None:
         rip = self.regs.rip
         self.crash = Crash(int(signo), vector, rip, self.image.symbols.describe(rip),
                            fault_address, reason)
         self.status = Status.CRASHED
+        if self.is_child:  # its parent learns it through wait4; the node goes on
+            self.table.process_ended(self)  # type: ignore[union-attr]
+            return
         self.emit(EventKind.CRASH, signal=int(signo), vector=vector, rip=rip,
                   symbol=self.crash.symbol, fault_address=fault_address, reason=reason)
 
     def exit(self, code: int) -> None:
         self.exit_code = code & 0xFF
         self.status = Status.EXITED
+        if self.is_child:
+            self.table.process_ended(self)  # type: ignore[union-attr]
+            return
         self.emit(EventKind.EXIT, code=self.exit_code)
 
-    def digest(self) -> bytes:
-        """The VM's state digest (registers + memory), and the saved state of every task
-        off the vCPU when there are several."""
+    def kill_quietly(self, reason: str) -> None:
+        """SIGKILL as the node ends: no parent is told, nothing more runs."""
+        self.crash = Crash(signal.SIGKILL, 0, 0, "", 0, reason)
+        self.status = Status.CRASHED
+        self.emit(EventKind.PROCESS_EXIT, pid=self.pid, signal=int(signal.SIGKILL),
+                  reason=reason)
+
+    def drop_vm(self) -> None:
+        """An ended child's VM goes back to the host; its wait status stays."""
+        self.vm = self.space = self.regs = None  # type: ignore[assignment]
+        self.tasks = {}
+
+    def exit_count(self) -> int:
+        """VM exits of every process of the node: progress for the hang watchdog."""
+        if self.table is not None:
+            return self.table.exit_count()
+        return self.vm.stats().exits
+
+    def fork(self, pid: int) -> GuestProcess:
+        """A copy of this process for fork: its memory (a cloned VM), the calling thread
+        alone as the child's main thread, shared open descriptions, the same handlers;
+        no pending signals or timers. It resumes from the same call with rax 0."""
+        child = GuestProcess.__new__(GuestProcess)
+        shared = ("image", "boot_image", "boot_exe_name", "config", "node_id", "on_event",
+                  "on_output", "trace_syscalls", "vtime_ns", "clock", "stdout", "stderr",
+                  "output_dropped", "network", "net", "cwd", "umask", "comm", "coverage_map",
+                  "fs", "incarnation", "random", "emulator", "exe_name", "table", "pgid", "sid")
+        for name in shared:
+            setattr(child, name, getattr(self, name))
+        child.preempt = child.yielded = child.reaped = False
+        child.exec_call_args = []
+        child.status, child.exit_code, child.crash = Status.RUNNING, None, None
+        child.wake_at_ns = None
+        child.syscalls, child.unknown_syscalls, child.unknown_syscalls_other = 0, {}, 0
+        child.pid, child.ppid, child.exit_signal = pid, self.pid, signal.SIGCHLD
+        child.child_events = ChildEvents()
+        child.signals = GroupSignals(self.signals.actions.copy())
+        child.signals_dirty = False
+        child.itimer_real, child.posix_timers, child.next_timer_id = (None, 0), {}, 0
+        child.timer_due_ns = None
+        child.on_recv_timeout = None
+        child.files = self.files.fork()
+        parent_task = self.current
+        child.current = Task(pid, signals=parent_task.signals.for_fork())
+        child.current.ran_since_ns = self.vtime_ns
+        child.tasks = {pid: child.current}
+        child.futex_sequence = 0
+        child.scheduler = Scheduler(self.config.scheduler, DeterministicStream(
+            self.config.seed, f"sched.{pid}", self.config.node_id))
+        child.scheduler.admit(child.current)
+        child._switch = child._yielding = False
+        self.space.code.suspend(self.regs)  # no trap step or W+X page is copied mid-way
+        child.vm = self.vm.clone()
+        child.regs = child.vm.regs
+        child.space = self.space.fork(child.vm)
+        child.space.oom_kill = child._oom_kill
+        child.sites = child.space.code.sites
+        child.regs.rax = 0
+        return child
+
+    def _process_digest(self) -> bytes:
+        """This process's VM digest (registers + memory), and the saved state of every
+        task off the vCPU when there are several."""
         digest = self.vm.digest()
         if len(self.tasks) == 1:
             return digest
@@ -723,6 +837,25 @@ class GuestProcess:
             if task.context is not None:
                 h.update(task.context.to_bytes())
         return h.digest()
+
+    def digest(self) -> bytes:
+        """The node's state digest: this process's, or every process's once one forked
+        (a zombie by its wait status)."""
+        if self.table is None:
+            return self._process_digest()
+        h = hashlib.sha256()
+        for proc in self.table.procs.values():
+            h.update(proc.pid.to_bytes(4, "little"))
+            h.update(proc._process_digest() if proc.alive else
+                     wait_status(proc).to_bytes(4, "little"))
+        return h.digest()
+
+    @property
+    def can_checkpoint(self) -> bool:
+        """Checkpoints cover one process per node running the program it booted: none
+        while it has children, nor after it exec'd another program."""
+        return self.image is self.boot_image and (self.table is None
+                                                  or len(self.table.procs) == 1)
 
     # -- checkpoints -----------------------------------------------------------------------
     def kernel_state(self) -> dict[str, Any]:
@@ -822,7 +955,11 @@ class GuestProcess:
         return Checkpoint(snap, self.kernel_state())
 
     def restore(self, checkpoint: Checkpoint) -> None:
-        """Return to a checkpoint taken from this process."""
+        """Return to a checkpoint taken from this process (its children die first)."""
+        if self.table is not None:
+            self.table.kill_all("the node went back to a checkpoint")
+            self.table = None
+        self.image, self.exe_name = self.boot_image, self.boot_exe_name
         checkpoint.snapshot.restore()
         self.load_kernel_state(checkpoint.kernel)
 

@@ -50,14 +50,14 @@ class Scheduler:
     def admit(self, task: Task) -> None:
         """A new task: under `random` it draws its priority."""
         if self.random:
-            task.priority = 1 + self._draw(1 << 30)
+            task.priority = 1 + self.draw(1 << 30)
 
     def should_switch(self, current: Task, now_ns: int, others_ready: bool) -> bool:
         """At a switch point of a task that could go on: whether another runs instead."""
         if not others_ready:
             return False
         if self.random:
-            if self._draw(self.config.change_every) == 0:
+            if self.draw(self.config.change_every) == 0:
                 self.lowest -= 1
                 current.priority = self.lowest
             return True  # the best ready task runs: maybe current again
@@ -80,7 +80,7 @@ class Scheduler:
         after = [t for t in ready if t.tid > current.tid and t is not current]
         return after[0] if after else ready[0]
 
-    def _draw(self, bound: int) -> int:
+    def draw(self, bound: int) -> int:
         return int.from_bytes(self.stream.read(8), "little") % bound
 
     def to_state(self) -> list[int]:

@@ -56,9 +56,7 @@ STATE = Row(Int(-20, 19), Int(0, 6), Int(0, 99), Bool(), Int(0, 0xFFFF), Int(0, 
 def names_this_process(p: GuestProcess, pid: int) -> bool:
     """Whether a pid argument names this process: 0 (the caller), its pid, or one of its
     tasks' tids (the attributes are kept per process, so every task of it shares them)."""
-    from chaosreplay.kernel.syscalls.task import PID
-
-    return pid in (0, PID) or pid in getattr(p, "tasks", {})
+    return pid in (0, p.pid) or pid in getattr(p, "tasks", {})
 
 
 def attributes_of(p: GuestProcess) -> TaskAttributes:

@@ -22,6 +22,7 @@ from typing import Any
 
 from chaosreplay.errors import ConfigError
 from chaosreplay.kernel.fs.install import DiskEntry
+from chaosreplay.kernel.loader import exec_arguments_problem
 from chaosreplay.kernel.net.tcp import TcpConfig
 from chaosreplay.kernel.scheduler import POLICIES, SchedulerConfig
 from chaosreplay.kernel.syscalls.sdk import MAX_DATAGRAM  # cr_send's limit
@@ -491,27 +492,6 @@ def _parse_expect_exit(value: Any, at: KeyPath) -> tuple[ExpectedExit, ...]:
         else:
             out.append(expect_int(item, item_at, minimum=0, maximum=255, what="exit status"))
     return tuple(out)
-
-
-MAX_ARG_STRLEN = 32 * PAGE
-"""Linux's limit on one argument or environment string, its NUL included (E2BIG past it)."""
-ARGS_MAX_BYTES = 120 << 10
-"""Arguments and environment together, strings and pointers: what the part of a node's
-initial stack mapped before the program starts holds (Linux allows ARG_MAX, a quarter of
-the stack limit; chaosreplay's loader places them in the first 128 KiB of the stack)."""
-
-
-def exec_arguments_problem(argv: list[bytes], envp: list[bytes]) -> str | None:
-    """Why execve would refuse these arguments (E2BIG), or None when they fit."""
-    for text in (*argv, *envp):
-        if len(text) + 1 > MAX_ARG_STRLEN:
-            return (f"an argument or variable of {len(text):,} bytes is longer than Linux "
-                    f"allows one to be ({MAX_ARG_STRLEN:,} bytes with its NUL)")
-    total = sum(len(t) + 1 + 8 for t in (*argv, *envp))
-    if total > ARGS_MAX_BYTES:
-        return (f"arguments and environment take {total:,} bytes, more than the "
-                f"{ARGS_MAX_BYTES:,} a node's initial stack holds")
-    return None
 
 
 def _parse_stderr_is_failure(table: dict[str, Any], at: KeyPath) -> bool:

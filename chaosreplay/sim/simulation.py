@@ -391,7 +391,7 @@ class Simulation:
             self._stop_pending = self._stop_pending or failure.kind
 
     def _exit_count(self) -> int:
-        return sum(node.process.vm.stats().exits for node in self.nodes)
+        return sum(node.process.exit_count() for node in self.nodes)
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -544,6 +544,8 @@ class Simulation:
 
         at_ns = self.next_checkpoint_ns
         self.next_checkpoint_ns += self.interval_ns
+        if not all(node.process.can_checkpoint for node in self.nodes):
+            return  # a node runs several processes (or an exec'd program): the next one
         self._record(-1, at_ns, EventKind.CHECKPOINT, {"index": self.checkpoint_count})
         self.checkpoint_count += 1
         state = capture(self, at_ns // NS_PER_TICK)

@@ -333,6 +333,16 @@ class FdTable:
     def items(self) -> list[tuple[int, Descriptor]]:
         return sorted(self.slots.items())
 
+    def fork(self) -> FdTable:
+        """A fork child's table: the same open descriptions (shared offsets, pipe ends),
+        each referenced once more, and the same close-on-exec flags."""
+        twin = FdTable()
+        twin.limit, twin.next_ino = self.limit, self.next_ino
+        for fd, slot in self.items():
+            slot.file.refs += 1
+            twin.slots[fd] = Descriptor(slot.file, slot.cloexec)
+        return twin
+
     # -- checkpoints -----------------------------------------------------------------------
     def save(self) -> tuple[Refs, dict[str, Any]]:
         refs = Refs()

@@ -15,7 +15,6 @@ from chaosreplay.vm import virtual_cpu
 if TYPE_CHECKING:
     from chaosreplay.kernel.process import GuestProcess
 
-PID = 1000
 USER_HZ = 100
 PAGE = 4096
 PROCESS_FILES = (b"cmdline", b"comm", b"cwd", b"environ", b"exe", b"fd", b"maps", b"stat",
@@ -109,11 +108,11 @@ def status(p: GuestProcess) -> str:
     used = _memory(p)[1]
     ignored, caught = _signal_sets(p)
     rows = [("Name", p.comm.decode(errors="replace")), ("Umask", f"{p.umask:04o}"),
-            ("State", "R (running)"), ("Tgid", PID), ("Ngid", 0), ("Pid", PID), ("PPid", 1),
-            ("TracerPid", 0), ("Uid", "0\t0\t0\t0"), ("Gid", "0\t0\t0\t0"),
+            ("State", "R (running)"), ("Tgid", p.pid), ("Ngid", 0), ("Pid", p.pid),
+            ("PPid", p.ppid), ("TracerPid", 0), ("Uid", "0\t0\t0\t0"), ("Gid", "0\t0\t0\t0"),
             ("FDSize", max(64, p.files.limit // 16)), ("Groups", ""),
             ("VmPeak", f"{_kib(used):8} kB"), ("VmSize", f"{_kib(used):8} kB"),
-            ("VmRSS", f"{_kib(used):8} kB"), ("Threads", 1),
+            ("VmRSS", f"{_kib(used):8} kB"), ("Threads", len(p.tasks)),
             ("SigQ", "0/7823"), ("SigPnd", f"{0:016x}"), ("ShdPnd", f"{0:016x}"),
             ("SigBlk", f"{p.signal_mask:016x}"), ("SigIgn", f"{ignored:016x}"),
             ("SigCgt", f"{caught:016x}"), ("CapInh", f"{0:016x}"),
@@ -126,7 +125,8 @@ def status(p: GuestProcess) -> str:
 def process_stat(p: GuestProcess) -> str:
     used = _memory(p)[1]
     ticks = p.vtime_ns * USER_HZ // 1_000_000_000
-    fields = [PID, f"({p.comm.decode(errors='replace')})", "R", 1, PID, PID, 0, -1, 0x400000,
+    fields = [p.pid, f"({p.comm.decode(errors='replace')})", "R", p.ppid, p.pgid, p.sid, 0,
+              -1, 0x400000,
               0, 0, 0, 0, ticks, 0, 0, 0, 20, 0, 1, 0, 0, used, used // PAGE,
               (1 << 64) - 1, 0, 0, 0, 0, 0, 0, p.signal_mask, 0, 0, 0, 0, 0, 17, 0, 0, 0, 0,
               0, 0, 0, 0, 0, 0, 0, 0, 0]
@@ -173,7 +173,7 @@ class ProcFs:
     dev = PROC_DEV
 
     def lookup(self, p: GuestProcess, parts: tuple[bytes, ...]) -> SynthNode | None:
-        pid = str(PID).encode()
+        pid = str(p.pid).encode()
         if not parts:
             return directory(pid, b"self", b"thread-self", *MACHINE_FILES)
         head, rest = parts[0], parts[1:]

@@ -149,11 +149,16 @@ def block(p: GuestProcess, targets: list[tuple[FileDescription, int]], deadline_
 
 def wake_if_woken(p: GuestProcess) -> None:
     """Something outside the run loop (a packet arriving) notified queues: a blocked call
-    whose waiter fired runs again at that time instead of its old wake-up time."""
-    wait = p.waiting
-    if wait is None or wait.waiter.woken_at_ns is None or p.wake_at_ns is None:
+    whose waiter fired, in any task of any process of the node, runs again at that time
+    instead of the node's old wake-up time."""
+    node = p.table.init if p.table is not None else p
+    if node.wake_at_ns is None:
         return
-    p.wake_at_ns = min(p.wake_at_ns, max(wait.waiter.woken_at_ns, p.vtime_ns))
+    procs = p.table.live() if p.table is not None else [p]
+    woken = [t.waiting.waiter.woken_at_ns for q in procs for t in q.tasks.values()
+             if t.waiting is not None and t.waiting.waiter.woken_at_ns is not None]
+    if woken:
+        node.wake_at_ns = min(node.wake_at_ns, max(min(woken), node.vtime_ns))
 
 
 def end_wait(p: GuestProcess) -> None:

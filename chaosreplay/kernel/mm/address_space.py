@@ -77,6 +77,17 @@ class AddressSpace:
         self.framed: set[int] | None = set()
         self.code = CodePages(self)  # W^X: executable pages are scanned before they run
 
+    def fork(self, vm: Vm) -> AddressSpace:
+        """This space's twin over vm, a clone of this space's VM (fork): the same
+        mappings, break and code-page state; the page tables came with the clone."""
+        twin = AddressSpace(vm, self.memory_limit)
+        twin._vmas = [Vma(v.start, v.end, v.prot, v.name) for v in self._vmas]
+        twin.brk_start, twin.brk = self.brk_start, self.brk
+        twin.framed = None if self.framed is None else set(self.framed)
+        twin.code.load_state(self.code.to_state())
+        twin.code.describe = self.code.describe
+        return twin
+
     # -- queries ---------------------------------------------------------------------------
     def vmas(self) -> list[Vma]:
         return list(self._vmas)

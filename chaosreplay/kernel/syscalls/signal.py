@@ -29,6 +29,7 @@ from chaosreplay.kernel.signals.siginfo import (
 from chaosreplay.kernel.syscalls.args import NS, int32, timespec_ns
 from chaosreplay.kernel.syscalls.clock import clock_value
 from chaosreplay.kernel.syscalls.numbers import NUMBERS
+from chaosreplay.kernel.syscalls.process import signal_targets
 
 if TYPE_CHECKING:
     from chaosreplay.kernel.process import GuestProcess
@@ -121,11 +122,20 @@ def sys_kill(p: GuestProcess, r: Any) -> int:
     bad = _check_signal(signo)
     if bad is not None:
         return bad
-    if pid not in (0, -1, p.pid, -p.pid):  # ourselves, our group, or everyone we may signal
-        return -errno.ESRCH
+    if p.table is None:  # the node's only process: itself, its group, or everyone
+        if pid not in (0, -1, p.pid, -p.pid):
+            return -errno.ESRCH
+        return 0 if signo == 0 else signalling.send_to_process(p, kill_info(signo, p.pid, UID))
+    targets = signal_targets(p, pid)
+    if isinstance(targets, int):
+        return targets
     if signo == 0:
         return 0
-    return signalling.send_to_process(p, kill_info(signo, p.pid, UID))
+    result = 0
+    for target in targets:
+        sent = signalling.send_to_process(target, kill_info(signo, p.pid, UID))
+        result = result or sent
+    return result
 
 
 def _to_thread(p: GuestProcess, tgid: int | None, tid: int, signo: int) -> int:
@@ -134,12 +144,20 @@ def _to_thread(p: GuestProcess, tgid: int | None, tid: int, signo: int) -> int:
     bad = _check_signal(signo)
     if bad is not None:
         return bad
-    task = p.find_task(tid)
-    if task is None or (tgid is not None and tgid != p.pid):
+    owner = p if p.find_task(tid) is not None else _owner_of(p, tid)
+    task = owner.find_task(tid) if owner is not None else None
+    if owner is None or task is None or (tgid is not None and tgid != owner.pid):
         return -errno.ESRCH
     if signo == 0:
         return 0
-    return signalling.send_to_task(p, task, tkill_info(signo, p.pid, UID))
+    return signalling.send_to_task(owner, task, tkill_info(signo, p.pid, UID))
+
+
+def _owner_of(p: GuestProcess, tid: int) -> GuestProcess | None:
+    """The live process of the node that has thread tid."""
+    if p.table is None:
+        return None
+    return next((q for q in p.table.live() if tid in q.tasks), None)
 
 
 def sys_tgkill(p: GuestProcess, r: Any) -> int:

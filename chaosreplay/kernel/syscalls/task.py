@@ -9,7 +9,6 @@ import errno
 import struct
 from typing import TYPE_CHECKING, Any
 
-from chaosreplay.kernel.syscalls.args import int32
 from chaosreplay.kernel.syscalls.numbers import NUMBERS
 
 if TYPE_CHECKING:
@@ -28,39 +27,6 @@ MAX_GETRANDOM = (1 << 25) - 1
 def sys_exit_group(p: GuestProcess, r: Any) -> int:
     p.exit(r.rdi)
     return 0
-
-
-def sys_getpid(p: GuestProcess, r: Any) -> int:
-    return PID
-
-
-def sys_getppid(p: GuestProcess, r: Any) -> int:
-    return 1
-
-
-def sys_getpgrp(p: GuestProcess, r: Any) -> int:
-    return PID  # the node's program leads its own process group and session
-
-
-def sys_getpgid(p: GuestProcess, r: Any) -> int:
-    return PID if int32(r.rdi) in (0, PID) else -errno.ESRCH
-
-
-def sys_setpgid(p: GuestProcess, r: Any) -> int:
-    pid, pgid = int32(r.rdi), int32(r.rsi)
-    if pgid < 0:
-        return -errno.EINVAL
-    if pid not in (0, PID):
-        return -errno.ESRCH
-    return -errno.EPERM  # a session leader's group cannot change, not even to itself
-
-
-def sys_setsid(p: GuestProcess, r: Any) -> int:
-    return -errno.EPERM  # already a process group leader (and session leader)
-
-
-def sys_getsid(p: GuestProcess, r: Any) -> int:
-    return PID if int32(r.rdi) in (0, PID) else -errno.ESRCH
 
 
 def sys_zero_id(p: GuestProcess, r: Any) -> int:
@@ -117,7 +83,7 @@ def _set_rlimit(p: GuestProcess, resource: int, address: int) -> int:
 
 def sys_prlimit64(p: GuestProcess, r: Any) -> int:
     pid, resource, new, old = r.rdi, r.rsi, r.rdx, r.r10
-    if pid not in (0, PID):
+    if pid not in (0, p.pid):
         return -errno.ESRCH
     if resource > 15:
         return -errno.EINVAL
@@ -168,13 +134,6 @@ def sys_getrandom(p: GuestProcess, r: Any) -> int:
 
 HANDLERS = {
     NUMBERS["exit_group"]: sys_exit_group,
-    NUMBERS["getpid"]: sys_getpid,
-    NUMBERS["getppid"]: sys_getppid,
-    NUMBERS["getpgrp"]: sys_getpgrp,
-    121: sys_getpgid,
-    NUMBERS["setpgid"]: sys_setpgid,
-    NUMBERS["setsid"]: sys_setsid,
-    124: sys_getsid,
     NUMBERS["getuid"]: sys_zero_id,
     NUMBERS["geteuid"]: sys_zero_id,
     NUMBERS["getgid"]: sys_zero_id,

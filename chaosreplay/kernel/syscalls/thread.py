@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from chaosreplay.kernel import futex
 from chaosreplay.kernel.fs.waiters import WAIT, Wait, retrying
+from chaosreplay.kernel.syscalls import process
 from chaosreplay.kernel.syscalls.args import KTIME_MAX, int32, timespec_ns
 from chaosreplay.kernel.syscalls.clock import clock_value
 from chaosreplay.kernel.syscalls.numbers import NUMBERS
@@ -45,6 +46,18 @@ def max_threads(mem_size: int) -> int:
     return max(20, mem_size // (THREAD_SIZE * 8))
 
 
+def _clone(p: GuestProcess, flags: int, stack: int, parent_tid: int, child_tid: int,
+           tls: int, exit_signal: int) -> int:
+    """A thread, or a process (no CLONE_THREAD, and no CLONE_VM or a vfork)."""
+    if not flags & CLONE_THREAD and (not flags & CLONE_VM or flags & CLONE_VFORK):
+        if flags & (CLONE_SIGHAND | CLONE_FILES):
+            return -errno.EINVAL if flags & CLONE_SIGHAND and not flags & CLONE_VM \
+                else -errno.ENOSYS  # a process sharing descriptors or handlers: not yet
+        return process.fork_process(p, flags, stack, parent_tid, child_tid, tls,
+                                    exit_signal)
+    return _new_thread(p, flags | exit_signal, stack, parent_tid, child_tid, tls)
+
+
 def _new_thread(p: GuestProcess, flags: int, stack: int, parent_tid: int, child_tid: int,
                 tls: int) -> int:
     """Create a thread of the calling process; its tid (the parent's return value)."""
@@ -75,7 +88,7 @@ def _new_thread(p: GuestProcess, flags: int, stack: int, parent_tid: int, child_
 
 def sys_clone(p: GuestProcess, r: Any) -> int:
     # x86-64 argument order: flags, stack, parent_tid, child_tid, tls
-    return _new_thread(p, r.rdi, r.rsi, r.rdx, r.r10, r.r8)
+    return _clone(p, r.rdi & ~0xFF, r.rsi, r.rdx, r.r10, r.r8, r.rdi & 0xFF)
 
 
 def sys_clone3(p: GuestProcess, r: Any) -> int:
@@ -95,8 +108,8 @@ def sys_clone3(p: GuestProcess, r: Any) -> int:
         return -errno.EINVAL  # CSIGNAL goes in exit_signal; set_tid needs CAP_SYS_ADMIN
     if (stack == 0) != (stack_size == 0):
         return -errno.EINVAL
-    return _new_thread(p, flags, stack + stack_size if stack else 0, parent_tid, child_tid,
-                       tls)
+    return _clone(p, flags, stack + stack_size if stack else 0, parent_tid, child_tid, tls,
+                  exit_signal)
 
 
 def sys_exit(p: GuestProcess, r: Any) -> int:

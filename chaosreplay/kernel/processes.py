@@ -1,0 +1,257 @@
+"""A node's processes: the table of them and the loop that shares the one vCPU among them.
+
+A node starts with one process, its program (pid 1000, parent 1: an init outside the node
+that reaps orphans). The first fork gives the node a `ProcessTable`. Every process is a
+`GuestProcess` with its own VM (fork copies the parent's memory, vmm_vm_clone), threads,
+descriptor table and signal handlers; all of them share the node's disk, network stack,
+clock, seeded streams and output. One runs at a time: the node loop hands the vCPU to a
+process with a ready task and keeps it there until its tasks all block, it ends, or its
+time slice ends while another process is ready; then it goes round the ready processes in
+pid order. Virtual time passes only while one runs, so passing the clock on keeps it exact.
+
+A process that ends is a zombie (its VM freed at once) until its parent waits for it; the
+orphans of a process that ends go to init, which reaps them. The node's first process
+ending ends the node: every other process is killed with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+from typing import TYPE_CHECKING
+
+from chaosreplay.events import EventKind
+from chaosreplay.kernel.exec import ImageCache
+from chaosreplay.kernel.fs.waiters import Notifiable, WaitQueue
+
+if TYPE_CHECKING:
+    from chaosreplay.kernel.process import GuestProcess, Status
+
+INIT_PID = 1  # the parent of the node's program and of every orphan
+MAX_PROCESSES = 512  # live and zombie processes per node: a fork bomb stops at EAGAIN
+SA_NOCLDWAIT = 0x2
+
+
+class ChildEvents:
+    """What wait4 and waitid sleep on: a child of the process ended."""
+
+    def __init__(self) -> None:
+        self.queue = WaitQueue()
+
+    def register(self, party: Notifiable, mask: int) -> None:
+        self.queue.register(party, mask)
+
+    def unregister(self, party: Notifiable) -> None:
+        self.queue.unregister(party)
+
+    def next_change_ns(self, p: GuestProcess) -> int | None:
+        return None  # only a child's end changes it
+
+    def notify(self, at_ns: int) -> None:
+        self.queue.notify(1, at_ns)
+
+
+def wait_status(p: GuestProcess) -> int:
+    """The wait status word of an ended process: exit code << 8, or the killing signal."""
+    from chaosreplay.kernel.process import Status
+
+    if p.status is Status.EXITED:
+        return (p.exit_code or 0) << 8
+    return p.crash.signal & 0x7F if p.crash is not None else signal.SIGKILL
+
+
+class ProcessTable:
+    """Every process of one node, live or zombie, by pid."""
+
+    def __init__(self, init: GuestProcess) -> None:
+        self.init = init
+        self.procs: dict[int, GuestProcess] = {init.pid: init}
+        self.last_pid = init.pid  # the process that had the vCPU last (round robin)
+        self.freed_exits = 0  # VM exits of processes whose VMs are gone (the watchdog's)
+        self.images = ImageCache()  # execve parses and plans each binary once
+
+    def alloc_id(self) -> int:
+        """A new pid or tid: one counter for both, as on Linux."""
+        init = self.init
+        new = init.next_tid
+        init.next_tid += 1
+        return new
+
+    def live(self) -> list[GuestProcess]:
+        from chaosreplay.kernel.process import Status
+
+        return [p for p in self.procs.values() if p.status is Status.RUNNING]
+
+    def children(self, p: GuestProcess) -> list[GuestProcess]:
+        """p's children, live and zombie, in pid order."""
+        return [c for c in self.procs.values() if c.ppid == p.pid and c is not p]
+
+    def others_ready(self, p: GuestProcess, now_ns: int) -> bool:
+        """Whether a process other than p could use the vCPU now."""
+        return any(q is not p and _ready(q, now_ns) for q in self.live())
+
+    def others_alive(self, p: GuestProcess) -> bool:
+        return any(q is not p for q in self.live())
+
+    def exit_count(self) -> int:
+        """VM exits of every process so far: progress for the hang watchdog."""
+        return self.freed_exits + sum(p.vm.stats().exits for p in self.live())
+
+    # -- running ---------------------------------------------------------------------------
+    def run(self, deadline_ns: int | None) -> Status:
+        """The node's run(): processes take turns until all block, the node's program
+        ends, or virtual time passes deadline_ns."""
+        from chaosreplay.kernel.process import Status
+
+        init = self.init
+        if init.status is not Status.RUNNING:
+            return init.status
+        now = init.vtime_ns
+        if init.wake_at_ns is not None:
+            now = max(now, init.wake_at_ns)
+            init.wake_at_ns = None
+        first, gave_way = True, False
+        while True:
+            ready = [p for p in self.live() if _ready(p, now)]
+            if not ready:
+                init.vtime_ns = now
+                return self._sleep(now)
+            if not first and deadline_ns is not None and now > deadline_ns:
+                init.vtime_ns = now
+                return Status.RUNNING
+            first = False
+            proc = self._choose(ready, gave_way)
+            if proc.pid != self.last_pid:
+                proc.current.ran_since_ns = now  # a fresh time slice
+            self.last_pid = proc.pid
+            proc.vtime_ns = now
+            proc.wake_at_ns = None
+            status = proc.run_process(deadline_ns)
+            now = proc.vtime_ns
+            proc.wake_at_ns = None  # the node loop works out wake-ups from the tasks
+            if proc is init:
+                if status in (Status.EXITED, Status.CRASHED, Status.HUNG):
+                    self.kill_all("the node's program ended")
+                    return status
+            elif status is Status.HUNG:  # a child spinning without exits hangs the node
+                init.vtime_ns = now
+                init.status = Status.HUNG
+                init.emit(EventKind.CRASH, signal=0, reason="hang", pid=proc.pid)
+                self.kill_all("the node hung")
+                return Status.HUNG
+            elif status in (Status.EXITED, Status.CRASHED):
+                self.release(proc)
+                continue
+            gave_way = proc.yielded
+            if status is Status.RUNNING:
+                if proc.yielded:
+                    proc.yielded = False
+                    continue
+                init.vtime_ns = now
+                return Status.RUNNING
+
+    def _choose(self, ready: list[GuestProcess], gave_way: bool) -> GuestProcess:
+        """Round robin: the first ready process after the one that ran last, by pid (under
+        the random policy, one the node's scheduling stream draws)."""
+        last = self.procs.get(self.last_pid)
+        if last is not None and last in ready and not gave_way:
+            return last  # resuming after a deadline or a preempt
+        scheduler = self.init.scheduler
+        if scheduler.random:  # the seed picks which process goes on: interleavings vary
+            return ready[scheduler.draw(len(ready))]
+        after = [p for p in ready if p.pid > self.last_pid]
+        return after[0] if after else ready[0]
+
+    def _sleep(self, now: int) -> Status:
+        """No process can run: the node sleeps until the first wakes, or is deadlocked."""
+        from chaosreplay.kernel.process import Status
+
+        init = self.init
+        wakes = [w for w in (_wake_time(p) for p in self.live()) if w is not None]
+        if not wakes:
+            waits = []
+            for p in self.live():
+                for task in p.tasks.values():
+                    reason = task.waiting.reason if task.waiting else "a wait"
+                    waits.append(f"pid {p.pid} tid {task.tid} in {reason}")
+            init._die(signal.SIGKILL, 0, 0,
+                      "deadlock: every process blocks forever (" + ", ".join(waits) + ")")
+            self.kill_all("deadlock")
+            return init.status
+        init.wake_at_ns = max(min(wakes), now)
+        return Status.BLOCKED
+
+    # -- ends ------------------------------------------------------------------------------
+    def process_ended(self, proc: GuestProcess) -> None:
+        """A process other than the node's program exited or was killed: tell its
+        parent (SIGCHLD, wait4), hand its children to init, close its descriptors."""
+        from chaosreplay.kernel.signalling import send_to_process
+        from chaosreplay.kernel.signals.siginfo import child_exit_info
+
+        status = wait_status(proc)
+        fields: dict[str, object] = {"pid": proc.pid}
+        if proc.crash is None:
+            fields["code"] = proc.exit_code
+        else:
+            fields["signal"] = proc.crash.signal
+            fields["reason"] = proc.crash.describe()
+        proc.emit(EventKind.PROCESS_EXIT, **fields)
+        for fd, _ in proc.files.items():
+            proc.files.close(proc, fd)
+        for child in self.children(proc):
+            self._orphan(child)
+        parent = self.procs.get(proc.ppid)
+        if parent is None or not parent.alive:
+            self._orphan(proc)
+            return
+        action = parent.signals.actions.get(signal.SIGCHLD)
+        if action.handler == signal.SIG_IGN or action.flags & SA_NOCLDWAIT:
+            proc.reaped = True  # nobody will wait: no zombie (Linux autoreaps)
+            del self.procs[proc.pid]
+        if proc.exit_signal:
+            info = dataclasses.replace(child_exit_info(proc.pid, 0, status, 0, 0),
+                                       signo=proc.exit_signal)
+            send_to_process(parent, info)
+        parent.child_events.notify(parent.vtime_ns)
+
+    def _orphan(self, child: GuestProcess) -> None:
+        """A child whose parent ended: init adopts it, and reaps it if it ended too."""
+        child.ppid = INIT_PID
+        if not child.alive:
+            self.reap(child)
+
+    def reap(self, child: GuestProcess) -> None:
+        """wait4 collected a zombie: it is gone."""
+        child.reaped = True
+        self.procs.pop(child.pid, None)
+
+    def release(self, proc: GuestProcess) -> None:
+        """An ended process's VM goes (its exits still count for the watchdog)."""
+        if proc.vm is not None and proc is not self.init:
+            self.freed_exits += proc.vm.stats().exits
+            proc.drop_vm()
+
+    def kill_all(self, reason: str) -> None:
+        """The node ends: every process but its program dies with it."""
+        for proc in list(self.procs.values()):
+            if proc is self.init:
+                continue
+            if proc.alive:
+                proc.vtime_ns = self.init.vtime_ns
+                proc.kill_quietly(reason)
+            self.release(proc)
+            self.procs.pop(proc.pid, None)
+
+
+def _ready(p: GuestProcess, now: int) -> bool:
+    """Whether p has a task that can run at now (or a timer of its due)."""
+    if p.timer_due_ns is not None and p.timer_due_ns <= now:
+        return True
+    return any(t.ready(now) for t in p.tasks.values())
+
+
+def _wake_time(p: GuestProcess) -> int | None:
+    wakes = [w for w in (t.wake_time() for t in p.tasks.values()) if w is not None]
+    if p.timer_due_ns is not None:
+        wakes.append(p.timer_due_ns)
+    return min(wakes) if wakes else None
