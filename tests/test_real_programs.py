@@ -111,6 +111,9 @@ EXPECTED = {
     ("fork_exec.c", "musl"): "parent read: child says hello\nchild exited 7\n",
     ("fork_exec.c", "glibc"): "parent read: child says hello\nchild exited 7\n",
     ("processes.c", "musl"): PROCESSES,
+    ("spawn.c", "musl"): "spawned with an argument\nposix_spawn 0, exit 4\n"
+                         "missing program: No such file or directory\n",
+    ("go_exec.go", None): 'output "child got hello\\n" err exit status 5\n',
     ("processes.c", "glibc"): PROCESSES,
     ("cxx_thread.cpp", None): "total 7998000 from 4 threads\n",
     ("goroutines.go", None): "sum of squares 30\ntimed out as expected\n"

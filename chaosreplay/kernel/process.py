@@ -326,8 +326,11 @@ class GuestProcess:
             context.regs.rsp = stack
         if tls is not None:
             context.fs_base = tls
-        task = Task(self.next_tid, context, signals=self.current.signals.for_thread())
-        self.next_tid += 1
+        if self.table is not None:  # one counter for the node's pids and tids
+            tid = self.table.alloc_id()
+        else:
+            tid, self.next_tid = self.next_tid, self.next_tid + 1
+        task = Task(tid, context, signals=self.current.signals.for_thread())
         self.scheduler.admit(task)
         self.tasks[task.tid] = task
         self.emit(EventKind.TASK_START, child=task.tid)
