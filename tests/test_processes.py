@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from chaosreplay.sim.scenario import loads_scenario
+from chaosreplay.sim.scenario import Scenario, loads_scenario
 from tests.simulate import Run, simulate
 
 BUSYBOX = shutil.which("busybox")
@@ -55,9 +55,13 @@ def _native(script: str, tmp_path: Path) -> str:
     return result.stdout
 
 
-def _on_node(script: str, seed: int = 0, policy: str = "round-robin",
-             checkpoint_interval: int = 0) -> Run:
-    """busybox's shell running script as a node's program, /bin holding its applets."""
+def _scenario(script: str, seed: int = 0, policy: str = "round-robin",
+              checkpoint_interval: int = 0, program: str | None = None) -> Scenario:
+    """busybox's shell running script as a node's program (or as what `program` execs),
+    /bin holding its applets."""
+    args = ["sh", "-c", script, "sh", "/data"]
+    if program is not None:
+        args = ["/bin/sh", *args[1:]]
     text = f"""
 seed = {seed}
 duration = "10s"
@@ -65,8 +69,8 @@ checkpoint_interval = {checkpoint_interval}
 memory_per_node = "64MiB"
 scheduler = {{ policy = "{policy}" }}
 [[nodes]]
-program = "{BUSYBOX}"
-args = ["sh", "-c", {_toml(script)}, "sh", "/data"]
+program = "{program or BUSYBOX}"
+args = [{", ".join(_toml(a) for a in args)}]
 env = {{ PATH = "/bin" }}
 files = [
   {{ path = "/bin", busybox = "{BUSYBOX}" }},
@@ -74,7 +78,13 @@ files = [
   {{ path = "/data/sub/a.txt", content = "a\\n" }},
 ]
 """
-    return simulate(loads_scenario(text, base_dir=Path("/")))
+    return loads_scenario(text, base_dir=Path("/"))
+
+
+def _on_node(script: str, seed: int = 0, policy: str = "round-robin",
+             checkpoint_interval: int = 0) -> Run:
+    """Run _scenario to its end."""
+    return simulate(_scenario(script, seed, policy, checkpoint_interval))
 
 
 def _toml(text: str) -> str:
@@ -160,3 +170,57 @@ def test_the_random_policy_interleaves_processes_by_seed() -> None:
     assert all(sorted(order.split()) == ["a1", "a2", "a3", "b1", "b2", "b3"] for order in orders)
     again = _stdout(_on_node(script, seed=1, policy="random"))
     assert again == _stdout(_on_node(script, seed=1, policy="random"))
+
+
+LOOP = ("mkfifo /tmp/f; exec 3<>/tmp/f; i=0; while [ $i -lt 6 ]; do read -t 0.1 x <&3; "
+        "i=$((i + 1)); echo tick $i; done")
+
+
+@pytest.mark.kvm
+@needs_busybox
+@pytest.mark.parametrize("entry", ["busybox", "exec_into"])
+def test_a_run_resumed_after_an_exec_continues_identically(entry: str, tmp_path: Path) -> None:
+    """A node whose program exec'd another (busybox running itself again as /bin/sh, or a
+    C entrypoint exec'ing busybox from the disk) is checkpointed with the program it runs
+    now, and resuming from each checkpoint gives the rest of the run's events exactly."""
+    from chaosreplay.recording import RecordingReader
+    from chaosreplay.recording.format import packb, unpackb
+    from chaosreplay.recording.schema import SchemaError
+    from chaosreplay.runs.record_replay import RunOptions, record_run
+    from chaosreplay.sim.checkpoint import rewrite_blob
+    from chaosreplay.sim.simulation import Simulation
+    from chaosreplay.vm.elf import load_program
+    from tests import program_cache
+
+    program = None if entry == "busybox" else str(program_cache.build_program(
+        "exec_into.c", "musl"))
+    script = LOOP if entry == "exec_into" else f"exec /bin/sh -c {_quote(LOOP)}"
+    sc = _scenario(script, checkpoint_interval=100, program=program)
+    images = [load_program(sc.nodes[0].program)]
+    run = simulate(sc)
+    assert _stdout(run) == "".join(f"tick {i}\n" for i in range(1, 7)), run.result
+    assert run.of("process.exec") and run.of("checkpoint")
+    record_run(sc, images, tmp_path / "run.ccr", RunOptions())
+    with RecordingReader(tmp_path / "run.ccr") as reader:
+        assert len(reader.checkpoints) >= 4
+        for info in reader.checkpoints[1:]:
+            loaded = reader.load_checkpoint(info.index)
+            at = next(i for i, e in enumerate(run.events)
+                      if e[3] == "checkpoint" and e[4]["index"] == info.index)
+            tail: list = []
+            Simulation.resume(sc, images, loaded.blobs, loaded.pages,
+                              sink=lambda *e, out=tail: out.append(e)).run()
+            assert packb(tail) == packb(run.events[at + 1:]), f"after checkpoint {info.index}"
+        if entry == "exec_into":  # a checkpoint whose exec'd program is not on its disk
+            loaded = reader.load_checkpoint(reader.checkpoints[-1].index)
+            kernel = unpackb(loaded.blobs["node0.kernel"], "kernel")
+            assert kernel["exe"][0] == b"/bin/sh"
+            kernel["exe"][2] = bytes(32)
+            blobs = rewrite_blob(loaded.blobs, "node0.kernel", packb(kernel))
+            with pytest.raises(SchemaError, match="exec'd program b'/bin/sh' is not on"):
+                Simulation.resume(sc, images, blobs, loaded.pages)
+
+
+def _quote(text: str) -> str:
+    """text as one single-quoted shell word."""
+    return "'" + text.replace("'", "'\\''") + "'"

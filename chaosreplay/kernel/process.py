@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from chaosreplay.errors import GuestProgramError
 from chaosreplay.events import EventKind
 from chaosreplay.kernel import futex, sdk_abi, signalling
 from chaosreplay.kernel.clock import NodeClock
-from chaosreplay.kernel.exec import load_image, plan_load
+from chaosreplay.kernel.exec import ImageCache, load_image, plan_load
 from chaosreplay.kernel.fs.disk import FileSystem
 from chaosreplay.kernel.fs.paths import ROOT
 from chaosreplay.kernel.fs.waiters import WAIT, Wait, end_wait
@@ -227,6 +228,8 @@ class GuestProcess:
         self.sites = self.space.code.sites  # every patched site, the program's and run-time
         self.exe_name = exe_name
         self.boot_image, self.boot_exe_name = image, exe_name  # what execve replaces
+        self.exe_ino: int | None = None  # the exec'd program's inode (None: boot image)
+        self.images = ImageCache()  # execve parses and plans each binary once per node
         self.vm.start(loaded.entry, loaded.stack_pointer)
         self.regs = self.vm.regs
 
@@ -794,7 +797,8 @@ class GuestProcess:
         shared = ("image", "boot_image", "boot_exe_name", "config", "node_id", "on_event",
                   "on_output", "trace_syscalls", "vtime_ns", "clock", "stdout", "stderr",
                   "output_dropped", "network", "net", "cwd", "umask", "comm", "coverage_map",
-                  "fs", "incarnation", "random", "emulator", "exe_name", "table", "pgid", "sid")
+                  "fs", "incarnation", "random", "emulator", "exe_name", "exe_ino", "images",
+                  "table", "pgid", "sid")
         for name in shared:
             setattr(child, name, getattr(self, name))
         child.preempt = child.yielded = child.reaped = False
@@ -855,16 +859,49 @@ class GuestProcess:
 
     @property
     def can_checkpoint(self) -> bool:
-        """Checkpoints cover one process per node running the program it booted: none
-        while it has children, nor after it exec'd another program."""
-        return self.image is self.boot_image and (self.table is None
-                                                  or len(self.table.procs) == 1)
+        """Checkpoints cover one process per node: none while it has children, nor after
+        it exec'd a program that is no longer on the node's disk to load back."""
+        if self.table is not None and len(self.table.procs) > 1:
+            return False
+        return self.image is self.boot_image or self._exec_image(
+            self.exe_ino, hashlib.sha256(self.image.raw).digest()) is not None
+
+    def _exec_image(self, ino: int | None, digest: bytes) -> bytes | None:
+        """The bytes of an exec'd program by its inode and SHA-256: the booted program's
+        own, or the file's on the node's disk if it still holds them."""
+        raw = self.boot_image.raw
+        if hashlib.sha256(raw).digest() == digest:
+            return raw
+        if ino is None or ino not in self.fs.inodes or self.fs.is_dir(ino):
+            return None
+        raw = self.fs.read_file_inode(ino)
+        return raw if hashlib.sha256(raw).digest() == digest else None
+
+    def _load_exec_image(self, exe: list[Any] | None) -> None:
+        """Put back the program a checkpoint's process was running (kernel_state's exe)."""
+        from chaosreplay.recording.schema import SchemaError
+
+        if exe is None:
+            self.image, self.exe_name, self.exe_ino = (self.boot_image, self.boot_exe_name,
+                                                        None)
+            return
+        path, ino, digest = bytes(exe[0]), exe[1], bytes(exe[2])
+        raw = self._exec_image(ino, digest)
+        where = f"part node{self.node_id}.kernel.exe"
+        if raw is None:
+            raise SchemaError(f"{where}: the exec'd program {path!r} is not on the node's "
+                              "disk with the bytes it had")
+        try:
+            plan = self.images.plan(raw, path.decode(errors="replace"), self.config.patch)
+        except GuestProgramError as exc:
+            raise SchemaError(f"{where}: {exc}") from None
+        self.image, self.exe_name, self.exe_ino = plan.image, path, ino
 
     # -- checkpoints -----------------------------------------------------------------------
     def kernel_state(self) -> dict[str, Any]:
         """Everything the VMM keeps for this process outside the VM, as plain data."""
         space = self.space
-        return {
+        state = {
             "vtime_ns": self.vtime_ns, "clock": self.clock.to_dict(),
             "incarnation": self.incarnation,
             "status": self.status.value, "exit_code": self.exit_code,
@@ -889,6 +926,9 @@ class GuestProcess:
             "files": files_state(self), "comm": self.comm,
             "coverage_map": None if self.coverage_map is None else list(self.coverage_map),
         }
+        if self.image is not self.boot_image:  # only then: older states stay byte-identical
+            state["exe"] = [self.exe_name, self.exe_ino, hashlib.sha256(self.image.raw).digest()]
+        return state
 
     def load_kernel_state(self, state: dict[str, Any]) -> None:
         """Adopt kernel_state() output (the VM itself is restored separately); state from a
@@ -950,6 +990,7 @@ class GuestProcess:
         self.comm = bytes(state.get("comm", self.image.path.name.encode()[:15]))
         coverage = state.get("coverage_map")
         self.coverage_map = None if coverage is None else (coverage[0], coverage[1])
+        self._load_exec_image(state.get("exe"))  # (the node's disk is restored first)
 
     def checkpoint(self, snapshot: Snapshot | None = None, incremental: bool = True) -> Checkpoint:
         """Capture VM + kernel state; reuse `snapshot`'s buffer when given."""

@@ -21,7 +21,6 @@ import signal
 from typing import TYPE_CHECKING
 
 from chaosreplay.events import EventKind
-from chaosreplay.kernel.exec import ImageCache
 from chaosreplay.kernel.fs.waiters import Notifiable, WaitQueue
 
 if TYPE_CHECKING:
@@ -68,7 +67,6 @@ class ProcessTable:
         self.procs: dict[int, GuestProcess] = {init.pid: init}
         self.last_pid = init.pid  # the process that had the vCPU last (round robin)
         self.freed_exits = 0  # VM exits of processes whose VMs are gone (the watchdog's)
-        self.images = ImageCache()  # execve parses and plans each binary once
 
     def alloc_id(self) -> int:
         """A new pid or tid: one counter for both, as on Linux."""

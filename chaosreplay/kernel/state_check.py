@@ -476,6 +476,14 @@ def check_disk_state(snap: Any, part: str) -> None:
     validate(snap, DISK_STATE, part)
 
 
+# The program an execve put in place of the booted one: its path, its inode on the node's
+# disk (None: the booted program's own bytes, run again) and the SHA-256 of its bytes.
+EXE = Maybe(Row(Bytes(PATH_MAX - 1), Maybe(Int(1, U64_MAX)),
+                Where(Bytes(32), lambda b: None if len(b) == 32 else "is not a SHA-256")))
+
+
 def check_kernel_state(state: Any, part: str) -> None:
     """Raise SchemaError (naming `part` and the field) unless state fits KERNEL_STATE."""
     validate(state, KERNEL_STATE, part)
+    if "exe" in state:  # absent in checkpoints from before execve
+        validate(state["exe"], EXE, f"{part}.exe")

@@ -178,10 +178,10 @@ def load(sim: Simulation, blobs: dict[str, bytes],
         _memory_digest(node, range(len(node.snap.memory_view()) // PAGE_SIZE))
         kernel = part(f"{name}.kernel")  # load_kernel_state checks it (kernel.state_check)
         disk = part(f"{name}.disk", DISK_STATE)
+        with _loading(f"{name}.disk"):  # first: an exec'd program is loaded from it
+            p.fs.restore(disk)
         with _loading(f"{name}.kernel"):
             p.load_kernel_state(kernel)
-        with _loading(f"{name}.disk"):
-            p.fs.restore(disk)
         if stream_seeds[node.index] is not None:  # load_kernel_state made the scenario's
             rekey_process(p, stream_seeds[node.index])
         node.status = NodeStatus(status)

@@ -107,8 +107,10 @@ def _strings(p: GuestProcess, address: int) -> list[bytes] | int:
     return -errno.E2BIG
 
 
-def _program_bytes(p: GuestProcess, dirfd: int, path: bytes, flags: int) -> bytes | int:
-    """The bytes of the file execve names, if it may be run."""
+def _program_bytes(p: GuestProcess, dirfd: int, path: bytes,
+                   flags: int) -> tuple[bytes, int | None] | int:
+    """The bytes of the file execve names, if it may be run, and its inode on the disk
+    (None: the running program's own image)."""
     resolved = resolve(p, dirfd, path, follow=not flags & AT_SYMLINK_NOFOLLOW)
     if isinstance(resolved, int):
         return resolved
@@ -118,7 +120,7 @@ def _program_bytes(p: GuestProcess, dirfd: int, path: bytes, flags: int) -> byte
     if not place.on_disk:
         node = synth(p, place)
         if node is not None and node.device == "exe":
-            return p.image.raw  # /proc/self/exe: the program runs itself again
+            return p.image.raw, p.exe_ino  # /proc/self/exe: the program runs itself again
         return -errno.EACCES  # /proc, /dev and /etc hold no programs
     fs = p.fs
     if fs.is_link(place.ino):
@@ -127,7 +129,7 @@ def _program_bytes(p: GuestProcess, dirfd: int, path: bytes, flags: int) -> byte
         return -errno.EACCES
     if not fs.stat(place.ino).mode & S_IXUSR_ANY:
         return -errno.EACCES
-    return fs.read_file_inode(place.ino)
+    return fs.read_file_inode(place.ino), place.ino
 
 
 def _interpreter(raw: bytes, path: bytes, argv: list[bytes]) -> tuple[bytes, list[bytes]] | None:
@@ -160,25 +162,24 @@ def exec_program(p: GuestProcess, dirfd: int, path_ptr: int, argv_ptr: int, envp
         if not flags & AT_EMPTY_PATH:
             return -errno.ENOENT
         return -errno.ENOSYS  # fexecve of an open descriptor: not yet
-    raw = _program_bytes(p, dirfd, path, flags)
-    if isinstance(raw, int):
-        return raw
+    found = _program_bytes(p, dirfd, path, flags)
+    if isinstance(found, int):
+        return found
     for _ in range(MAX_SCRIPT_DEPTH):
-        script = _interpreter(raw, path, argv)
+        script = _interpreter(found[0], path, argv)
         if script is None:
             break
         path, argv = script
-        raw = _program_bytes(p, AT_FDCWD, path, 0)
-        if isinstance(raw, int):
-            return raw
+        found = _program_bytes(p, AT_FDCWD, path, 0)
+        if isinstance(found, int):
+            return found
     else:
         return -errno.ELOOP
+    raw, ino = found
     if exec_arguments_problem(argv, envp) is not None:
         return -errno.E2BIG
-    if p.table is None:
-        p.table = ProcessTable(p)
     try:
-        plan = p.table.images.plan(raw, path.decode(errors="replace"), p.config.patch)
+        plan = p.images.plan(raw, path.decode(errors="replace"), p.config.patch)
     except GuestProgramError as exc:
         # No loader on a node: a dynamic program's interpreter is missing (Linux: ENOENT).
         return -errno.ENOENT if "dynamically linked" in str(exc) else -errno.ENOEXEC
@@ -188,7 +189,7 @@ def exec_program(p: GuestProcess, dirfd: int, path_ptr: int, argv_ptr: int, envp
     loaded = load_image(space, plan, argv, envp, p.random["auxv"].read(16), path)
     p.sites = space.code.sites
     p.image = plan.image
-    p.exe_name = path
+    p.exe_name, p.exe_ino = path, ino
     p.comm = path.rsplit(b"/", 1)[-1][:15]
     p.vm.fs_base = 0
     p.vm.set_gs_base(0)
