@@ -127,22 +127,52 @@ def test_two_runs_of_a_shell_pipeline_are_identical() -> None:
     assert _stdout(first).splitlines()[:3] == ["200", "199", "198"]
 
 
+PIPELINES = ("seq 1 3000 | sort -rn | head -2; sleep 0.005 | cat; "
+             "(seq 50 | while read x; do echo $x; done) | wc -l; echo $(seq 400 | md5sum); "
+             "sleep 0.003 & sleep 0.002; wait")
+
+
+def _resumed_runs_match(sc: Scenario, tmp_path: Path) -> tuple[Run, list[set[str]]]:
+    """Record sc (as tmp_path/run.ccr); resume from every checkpoint and compare the rest
+    of the run's events with the uninterrupted run's. The run, and the names of each
+    checkpoint's process blobs."""
+    from chaosreplay.recording import RecordingReader
+    from chaosreplay.recording.format import packb
+    from chaosreplay.runs.record_replay import RunOptions, record_run
+    from chaosreplay.sim.simulation import Simulation
+    from chaosreplay.vm.elf import load_program
+
+    images = [load_program(sc.nodes[0].program)]
+    run = simulate(sc)
+    assert not run.result.failures, run.result.failures
+    record_run(sc, images, tmp_path / "run.ccr", RunOptions())
+    names = []
+    with RecordingReader(tmp_path / "run.ccr") as reader:
+        assert len(reader.checkpoints) == len(run.of("checkpoint"))
+        for info in reader.checkpoints:
+            loaded = reader.load_checkpoint(info.index)
+            at = next(i for i, e in enumerate(run.events)
+                      if e[3] == "checkpoint" and e[4]["index"] == info.index)
+            tail: list = []
+            Simulation.resume(sc, images, loaded.blobs, loaded.pages,
+                              sink=lambda *e, out=tail: out.append(e)).run()
+            assert packb(tail) == packb(run.events[at + 1:]), f"after checkpoint {info.index}"
+            names.append({name for name in loaded.blobs if ".p1" in name})
+    return run, names
+
+
 @pytest.mark.kvm
 @needs_busybox
-def test_checkpoints_wait_while_a_node_has_children() -> None:
-    """A checkpoint covers one process per node: none is taken while children live, and
-    the run goes on to the next one."""
-    # The shell alone waits 0.2 s (read with a timeout on an empty FIFO) before and after.
-    script = ("mkfifo /tmp/f; exec 3<>/tmp/f; read -t 0.2 x <&3; sleep 0.25 | cat; "
-              "read -t 0.2 x <&3; echo done")
-    run = _on_node(script, checkpoint_interval=50)
-    ticks = [vtime for _, vtime, *_ in run.of("checkpoint")]  # virtual times, in ns
-    pipeline = [vtime for _, vtime, *_, f in run.of("process.start") if f["pid"] > 1001]
-    ends = [vtime for _, vtime, *_ in run.of("process.exit")]
-    assert _stdout(run) == "done\n"
-    assert [t for t in ticks if t < min(pipeline)] and [t for t in ticks if t > max(ends)]
-    assert not [t for t in ticks if min(pipeline) <= t <= max(ends)]
-    assert [f["index"] for *_, f in run.of("checkpoint")] == list(range(len(ticks)))
+def test_a_run_resumed_while_processes_run_continues_identically(tmp_path: Path) -> None:
+    """Checkpoints every millisecond of a shell's pipelines: each covers every process of
+    the node (its VM, threads, descriptors shared through pipes, zombies, a wait4 in
+    progress), and resuming from any gives the rest of the run's events exactly."""
+    _, names = _resumed_runs_match(_scenario(PIPELINES, checkpoint_interval=1), tmp_path)
+    assert len(names) >= 8
+    with_children = [n for n in names if n]
+    assert len(with_children) >= 6, names
+    assert all(name.startswith("node0.p1") and name.endswith(".vcpu")
+               for n in with_children for name in n)
 
 
 @pytest.mark.kvm
@@ -186,7 +216,6 @@ def test_a_run_resumed_after_an_exec_continues_identically(entry: str, tmp_path:
     from chaosreplay.recording import RecordingReader
     from chaosreplay.recording.format import packb, unpackb
     from chaosreplay.recording.schema import SchemaError
-    from chaosreplay.runs.record_replay import RunOptions, record_run
     from chaosreplay.sim.checkpoint import rewrite_blob
     from chaosreplay.sim.simulation import Simulation
     from chaosreplay.vm.elf import load_program
@@ -196,31 +225,81 @@ def test_a_run_resumed_after_an_exec_continues_identically(entry: str, tmp_path:
         "exec_into.c", "musl"))
     script = LOOP if entry == "exec_into" else f"exec /bin/sh -c {_quote(LOOP)}"
     sc = _scenario(script, checkpoint_interval=100, program=program)
-    images = [load_program(sc.nodes[0].program)]
-    run = simulate(sc)
+    run, _ = _resumed_runs_match(sc, tmp_path)
     assert _stdout(run) == "".join(f"tick {i}\n" for i in range(1, 7)), run.result
-    assert run.of("process.exec") and run.of("checkpoint")
-    record_run(sc, images, tmp_path / "run.ccr", RunOptions())
-    with RecordingReader(tmp_path / "run.ccr") as reader:
-        assert len(reader.checkpoints) >= 4
-        for info in reader.checkpoints[1:]:
-            loaded = reader.load_checkpoint(info.index)
-            at = next(i for i, e in enumerate(run.events)
-                      if e[3] == "checkpoint" and e[4]["index"] == info.index)
-            tail: list = []
-            Simulation.resume(sc, images, loaded.blobs, loaded.pages,
-                              sink=lambda *e, out=tail: out.append(e)).run()
-            assert packb(tail) == packb(run.events[at + 1:]), f"after checkpoint {info.index}"
-        if entry == "exec_into":  # a checkpoint whose exec'd program is not on its disk
-            loaded = reader.load_checkpoint(reader.checkpoints[-1].index)
-            kernel = unpackb(loaded.blobs["node0.kernel"], "kernel")
-            assert kernel["exe"][0] == b"/bin/sh"
-            kernel["exe"][2] = bytes(32)
-            blobs = rewrite_blob(loaded.blobs, "node0.kernel", packb(kernel))
-            with pytest.raises(SchemaError, match="exec'd program b'/bin/sh' is not on"):
-                Simulation.resume(sc, images, blobs, loaded.pages)
+    assert run.of("process.exec") and len(run.of("checkpoint")) >= 4
+    if entry == "busybox":
+        return
+    images = [load_program(sc.nodes[0].program)]
+    with RecordingReader(tmp_path / "run.ccr") as reader:  # a checkpoint whose exec'd
+        loaded = reader.load_checkpoint(reader.checkpoints[-1].index)  # program is gone
+        kernel = unpackb(loaded.blobs["node0.kernel"], "kernel")
+        assert kernel["exe"][0] == b"/bin/sh"
+        kernel["exe"][2] = bytes(32)
+        blobs = rewrite_blob(loaded.blobs, "node0.kernel", packb(kernel))
+        with pytest.raises(SchemaError, match="exec'd program b'/bin/sh' is not on"):
+            Simulation.resume(sc, images, blobs, loaded.pages)
 
 
 def _quote(text: str) -> str:
     """text as one single-quoted shell word."""
     return "'" + text.replace("'", "'\\''") + "'"
+
+
+@pytest.mark.kvm
+@needs_busybox
+@pytest.mark.parametrize(("damage", "problem"), [
+    (lambda p: p["processes"].append(dict(p["processes"][0])), "each process once"),
+    (lambda p: p["processes"][0]["files"]["fds"].append([9, 10**5, False]), "naming description"),
+    (lambda p: p["processes"][0].update(status="exited"), "with state, exited"),
+    (lambda p: p["processes"][0].update(pid=1000), "process 1000, whose id is taken"),
+    (lambda p: p["processes"][0].update(pid=10**9), r"processes\[0\]\.pid is 1000000000"),
+], ids=["duplicate", "bad-fd", "live-but-exited", "taken-tid", "pid-range"])
+def test_a_damaged_process_table_in_a_checkpoint_is_one_clear_error(damage, problem,
+                                                                    tmp_path: Path) -> None:
+    """A checkpoint's process table comes from a file: a duplicate or out-of-range process,
+    a descriptor naming no description, a live row that says it ended, a task id taken
+    twice are each one SchemaError naming the field, never a crash of the loader."""
+    from chaosreplay.recording import RecordingReader
+    from chaosreplay.recording.format import packb, unpackb
+    from chaosreplay.recording.schema import SchemaError
+    from chaosreplay.runs.record_replay import RunOptions, record_run
+    from chaosreplay.sim.checkpoint import rewrite_blob
+    from chaosreplay.sim.simulation import Simulation
+    from chaosreplay.vm.elf import load_program
+
+    sc = _scenario("sleep 0.05 | cat", checkpoint_interval=20)
+    images = [load_program(sc.nodes[0].program)]
+    record_run(sc, images, tmp_path / "run.ccr", RunOptions())
+    with RecordingReader(tmp_path / "run.ccr") as reader:
+        loaded = reader.load_checkpoint(reader.checkpoints[0].index)
+        kernel = unpackb(loaded.blobs["node0.kernel"], "kernel")
+        assert len(kernel["processes"]["processes"]) == 2
+        damage(kernel["processes"])
+        blobs = rewrite_blob(loaded.blobs, "node0.kernel", packb(kernel))
+        with pytest.raises(SchemaError, match=problem):
+            Simulation.resume(sc, images, blobs, loaded.pages)
+
+
+@pytest.mark.kvm
+@needs_busybox
+def test_the_debugger_shows_every_process_of_a_node() -> None:
+    """A node's state in the debugger lists the threads of its other processes too, each
+    named by its process and program, while the program waits for them."""
+    from chaosreplay.debugger.program_state import ProgramInspector
+    from chaosreplay.debugger.symbols import Symbolizer
+    from chaosreplay.debugger.views import capture_state
+    from chaosreplay.sim.simulation import Simulation
+    from chaosreplay.vm.elf import load_program
+
+    sc = _scenario("sleep 0.05 | cat")
+    image = load_program(sc.nodes[0].program)
+    events = simulate(sc).events
+    seq = next(i for i, e in enumerate(events) if e[3] == "process.start" and e[4]["pid"] == 1002)
+    sim = Simulation(sc, [image])
+    sim.run_to(seq + 20)
+    threads = capture_state(sim, seq, [ProgramInspector(Symbolizer(image))]).nodes[0].threads
+    tids = [t.tid for t in threads]
+    assert tids[0] == 1000 and {1001, 1002} <= set(tids)
+    sleeper = next(t for t in threads if t.tid == 1001)
+    assert sleeper.state.startswith("process 1001 (")

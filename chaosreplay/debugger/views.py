@@ -184,7 +184,7 @@ def _unmoved_key(node: Node, watches: tuple[str, ...]) -> tuple[Any, ...]:
     what its clocks read, the controller its status."""
     p = node.process
     regs = p.regs
-    return (p.vm.stats().exits, p.syscalls, p.incarnation, node.status, p.wake_at_ns,
+    return (p.exit_count(), p.syscalls, p.incarnation, node.status, p.wake_at_ns,
             p.vtime_ns, p.guest_time_ns(), p.realtime_ns(), p.exit_code, p.crash is None,
             tuple(int(getattr(regs, name)) for name in REGISTERS), watches)
 
@@ -234,19 +234,26 @@ def _node_view(node: Node, program: ProgramInspector, watches: tuple[str, ...]) 
 
 
 def _threads(p: Any, symbolizer: Any) -> list[ThreadView]:
-    """Every thread of the node's program, in tid order."""
+    """Every thread of the node's program in tid order, then those of the node's other
+    live processes (their state names the process and its program)."""
+    table = getattr(p, "table", None)
+    others = [q for q in table.live() if q is not p] if table is not None else []
     views = []
-    for task in p.tasks.values():
-        if task is p.current:
-            state = "on cpu"
-        elif task.waiting is not None:
-            state = task.waiting.reason
-        elif task.wake_at_ns is not None:
-            state = f"sleeping until {task.wake_at_ns}"
-        else:
-            state = "ready"
-        rip = int(p.task_regs(task).rip)
-        views.append(ThreadView(task.tid, state, rip, symbolizer.describe(rip)))
+    for q in [p, *others]:
+        describe = symbolizer.describe if q is p else q.image.symbols.describe
+        for task in q.tasks.values():
+            if task is q.current and (table is None or table.last_pid == q.pid):
+                state = "on cpu"
+            elif task.waiting is not None:
+                state = task.waiting.reason
+            elif task.wake_at_ns is not None:
+                state = f"sleeping until {task.wake_at_ns}"
+            else:
+                state = "ready"
+            if q is not p:
+                state = f"process {q.pid} ({q.comm.decode(errors='replace')}): {state}"
+            rip = int(q.task_regs(task).rip)
+            views.append(ThreadView(task.tid, state, rip, describe(rip)))
     return views
 
 

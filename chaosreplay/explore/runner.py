@@ -160,7 +160,7 @@ def _run(job: RunJob, readers: Readers, task: Task, outcome: Outcome) -> None:
                                    f"{task.start.tick} to branch from")
         adopt_maps(sim, task.start.maps)
         for node in sim.nodes:
-            node.snap = None  # this run's first checkpoint then copies every page
+            node.forget_snapshots()  # this run's first checkpoint then copies every page
     if task.end_tick is not None:
         sim.end_ns = min(sim.end_ns, task.end_tick * NS_PER_TICK)
     holder.append(sim)

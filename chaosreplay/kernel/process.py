@@ -24,6 +24,7 @@ from chaosreplay.kernel import futex, sdk_abi, signalling
 from chaosreplay.kernel.clock import NodeClock
 from chaosreplay.kernel.exec import ImageCache, load_image, plan_load
 from chaosreplay.kernel.fs.disk import FileSystem
+from chaosreplay.kernel.fs.files import save_tables
 from chaosreplay.kernel.fs.paths import ROOT
 from chaosreplay.kernel.fs.waiters import WAIT, Wait, end_wait
 from chaosreplay.kernel.mm.address_space import AddressSpace, GuestOutOfMemory
@@ -39,6 +40,7 @@ from chaosreplay.kernel.syscalls.files import UMASK, files_state, load_files_sta
 from chaosreplay.kernel.syscalls.numbers import syscall_name
 from chaosreplay.kernel.syscalls.task import PID
 from chaosreplay.kernel.task import FutexWait, Task
+from chaosreplay.kernel.task_attributes import TaskAttributes, attributes_of
 from chaosreplay.rng import DeterministicStream
 from chaosreplay.vm import nonvirt
 from chaosreplay.vm.elf import ProgramImage
@@ -52,6 +54,13 @@ ENOSYS = 38
 # would: traced as syscalls only when they fail.
 NR_RT_SIGRETURN = 15  # its result is the restored rax: never a call to restart
 EXEC_CALLS = frozenset((59, 322))  # execve, execveat
+KERNEL_STATE_KEYS = (  # kernel_state()'s fields in their order (the part's bytes keep it)
+    "vtime_ns", "clock", "incarnation", "status", "exit_code", "wake_at_ns", "syscalls",
+    "unknown_syscalls", "unknown_syscalls_other", "stdout", "stderr", "output_dropped",
+    "signals", "itimer_real", "posix_timers", "next_timer_id", "tasks", "current_tid",
+    "next_tid", "futex_sequence", "scheduler", "random", "rdrand", "rdseed", "vmas",
+    "code_pages", "brk_start", "brk", "memory_limit", "framed_chunks", "files", "comm",
+    "coverage_map")
 SELF_RECORDING = frozenset({sdk_abi.CR_SYS_ASSERT, sdk_abi.CR_SYS_SETUP_COMPLETE,
                             sdk_abi.CR_SYS_SEND_EVENT})
 
@@ -793,13 +802,34 @@ class GuestProcess:
         """A copy of this process for fork: its memory (a cloned VM), the calling thread
         alone as the child's main thread, shared open descriptions, the same handlers;
         no pending signals or timers. It resumes from the same call with rax 0."""
+        child = self.sibling(pid)
+        child.signals = GroupSignals(self.signals.actions.copy())
+        child.task_attributes = TaskAttributes.from_state(  # type: ignore[attr-defined]
+            attributes_of(self).to_state())
+        child.files = self.files.fork()
+        child.current = Task(pid, signals=self.current.signals.for_fork())
+        child.current.ran_since_ns = self.vtime_ns
+        child.tasks = {pid: child.current}
+        child.scheduler.admit(child.current)
+        self.space.code.suspend(self.regs)  # no trap step or W+X page is copied mid-way
+        child.vm = self.vm.clone()
+        child.regs = child.vm.regs
+        child.space = self.space.fork(child.vm)
+        child.space.oom_kill = child._oom_kill
+        child.sites = child.space.code.sites
+        child.regs.rax = 0
+        return child
+
+    def sibling(self, pid: int) -> GuestProcess:
+        """A new process of this node, this one its parent: the node's clock, disk,
+        network, streams and output shared, this process's program, directory and
+        names copied; no VM, threads, descriptors, handlers or timers yet."""
         child = GuestProcess.__new__(GuestProcess)
-        shared = ("image", "boot_image", "boot_exe_name", "config", "node_id", "on_event",
-                  "on_output", "trace_syscalls", "vtime_ns", "clock", "stdout", "stderr",
-                  "output_dropped", "network", "net", "cwd", "umask", "comm", "coverage_map",
-                  "fs", "incarnation", "random", "emulator", "exe_name", "exe_ino", "images",
-                  "table", "pgid", "sid")
-        for name in shared:
+        for name in ("image", "boot_image", "boot_exe_name", "config", "node_id", "on_event",
+                     "on_output", "trace_syscalls", "vtime_ns", "clock", "stdout", "stderr",
+                     "output_dropped", "network", "net", "cwd", "umask", "comm",
+                     "coverage_map", "fs", "incarnation", "random", "emulator", "exe_name",
+                     "exe_ino", "images", "table", "pgid", "sid"):
             setattr(child, name, getattr(self, name))
         child.preempt = child.yielded = child.reaped = False
         child.exec_call_args = []
@@ -808,28 +838,14 @@ class GuestProcess:
         child.syscalls, child.unknown_syscalls, child.unknown_syscalls_other = 0, {}, 0
         child.pid, child.ppid, child.exit_signal = pid, self.pid, signal.SIGCHLD
         child.child_events = ChildEvents()
-        child.signals = GroupSignals(self.signals.actions.copy())
-        child.signals_dirty = False
+        child.signals, child.signals_dirty = GroupSignals(), False
         child.itimer_real, child.posix_timers, child.next_timer_id = (None, 0), {}, 0
         child.timer_due_ns = None
         child.on_recv_timeout = None
-        child.files = self.files.fork()
-        parent_task = self.current
-        child.current = Task(pid, signals=parent_task.signals.for_fork())
-        child.current.ran_since_ns = self.vtime_ns
-        child.tasks = {pid: child.current}
-        child.futex_sequence = 0
+        child.tasks, child.futex_sequence = {}, 0
         child.scheduler = Scheduler(self.config.scheduler, DeterministicStream(
             self.config.seed, f"sched.{pid}", self.config.node_id))
-        child.scheduler.admit(child.current)
         child._switch = child._yielding = False
-        self.space.code.suspend(self.regs)  # no trap step or W+X page is copied mid-way
-        child.vm = self.vm.clone()
-        child.regs = child.vm.regs
-        child.space = self.space.fork(child.vm)
-        child.space.oom_kill = child._oom_kill
-        child.sites = child.space.code.sites
-        child.regs.rax = 0
         return child
 
     def _process_digest(self) -> bytes:
@@ -859,12 +875,11 @@ class GuestProcess:
 
     @property
     def can_checkpoint(self) -> bool:
-        """Checkpoints cover one process per node: none while it has children, nor after
-        it exec'd a program that is no longer on the node's disk to load back."""
-        if self.table is not None and len(self.table.procs) > 1:
-            return False
-        return self.image is self.boot_image or self._exec_image(
-            self.exe_ino, hashlib.sha256(self.image.raw).digest()) is not None
+        """Whether a checkpoint can cover the node: not while one of its processes runs
+        an exec'd program that is no longer on the node's disk to load back."""
+        procs = self.table.live() if self.table is not None else [self]
+        return all(q.image is q.boot_image or q._exec_image(
+            q.exe_ino, hashlib.sha256(q.image.raw).digest()) is not None for q in procs)
 
     def _exec_image(self, ino: int | None, digest: bytes) -> bytes | None:
         """The bytes of an exec'd program by its inode and SHA-256: the booted program's
@@ -899,49 +914,93 @@ class GuestProcess:
 
     # -- checkpoints -----------------------------------------------------------------------
     def kernel_state(self) -> dict[str, Any]:
-        """Everything the VMM keeps for this process outside the VM, as plain data."""
-        space = self.space
-        state = {
+        """Everything the VMM keeps for this node outside its VMs, as plain data: this
+        process's state, the node's, and (once it forked) every other process's."""
+        others = self.table.others_in_order(self) if self.table is not None else []
+        if others:  # one table of descriptions for all: forks share them
+            refs, tables = save_tables([self.files] + [q.files for q in others if q.alive])
+            files = files_state(self, (refs, tables[0]))
+        else:
+            files = files_state(self)
+        node = {
             "vtime_ns": self.vtime_ns, "clock": self.clock.to_dict(),
             "incarnation": self.incarnation,
+            "stdout": bytes(self.stdout), "stderr": bytes(self.stderr),
+            "output_dropped": list(self.output_dropped), "next_tid": self.next_tid,
+            "random": sorted((name, s.position) for name, s in self.random.items()),
+            "rdrand": self.emulator.rdrand.position, "rdseed": self.emulator.rdseed.position,
+            "files": files,
+        }
+        own = self.process_state()
+        state = {key: own[key] if key in own else node[key] for key in KERNEL_STATE_KEYS}
+        if "exe" in own:  # only then: older states stay byte-identical
+            state["exe"] = own["exe"]
+        if others:
+            live = iter(tables[1:])
+            state["processes"] = self.table.save(  # type: ignore[union-attr]
+                refs, {q.pid: next(live) for q in others if q.alive})
+        return state
+
+    def process_state(self) -> dict[str, Any]:
+        """This process's own part of kernel_state(): status, signals, timers, tasks,
+        scheduler, address space, name (and the exec'd program, if any)."""
+        space = self.space
+        state = {
             "status": self.status.value, "exit_code": self.exit_code,
             "wake_at_ns": self.wake_at_ns, "syscalls": self.syscalls,
             "unknown_syscalls": sorted(self.unknown_syscalls.items()),
             "unknown_syscalls_other": self.unknown_syscalls_other,
-            "stdout": bytes(self.stdout), "stderr": bytes(self.stderr),
-            "output_dropped": list(self.output_dropped),
             "signals": self.signals.to_state(), "itimer_real": list(self.itimer_real),
             "posix_timers": [[i, *t.to_list()] for i, t in self.posix_timers.items()],
             "next_timer_id": self.next_timer_id,
             "tasks": [_task_state(t) for t in self.tasks.values()],
-            "current_tid": self.current.tid, "next_tid": self.next_tid,
+            "current_tid": self.current.tid,
             "futex_sequence": self.futex_sequence, "scheduler": self.scheduler.to_state(),
-            "random": sorted((name, s.position) for name, s in self.random.items()),
-            "rdrand": self.emulator.rdrand.position, "rdseed": self.emulator.rdseed.position,
             "vmas": [[v.start, v.end, v.prot, v.name] for v in space.vmas()],
             "code_pages": space.code.to_state(),
             "brk_start": space.brk_start, "brk": space.brk,
             "memory_limit": space.memory_limit,
             "framed_chunks": None if space.framed is None else sorted(space.framed),
-            "files": files_state(self), "comm": self.comm,
+            "comm": self.comm,
             "coverage_map": None if self.coverage_map is None else list(self.coverage_map),
         }
-        if self.image is not self.boot_image:  # only then: older states stay byte-identical
+        if self.image is not self.boot_image:
             state["exe"] = [self.exe_name, self.exe_ino, hashlib.sha256(self.image.raw).digest()]
         return state
 
     def load_kernel_state(self, state: dict[str, Any]) -> None:
-        """Adopt kernel_state() output (the VM itself is restored separately); state from a
+        """Adopt kernel_state() output (the VMs themselves are restored separately; the
+        other processes come back with fresh VMs, for the caller to load); state from a
         file is checked first (SchemaError naming the field)."""
-        from chaosreplay.kernel.mm.address_space import Vma
         from chaosreplay.kernel.state_check import check_kernel_state
 
         check_kernel_state(state, f"node{self.node_id}.kernel")
 
+        if self.table is not None:
+            self.table.kill_all("the node went back to a checkpoint")
+            self.table = None
         self.vtime_ns = state["vtime_ns"]
         self.clock = NodeClock.from_dict(state["clock"])
         if state["incarnation"] != self.incarnation:
             self.begin_incarnation(state["incarnation"])
+        self.stdout = bytearray(state["stdout"])
+        self.stderr = bytearray(state["stderr"])
+        self.output_dropped = list(state.get("output_dropped", (0, 0)))
+        if "tasks" in state:
+            self.next_tid = state["next_tid"]
+        for name, position in state["random"]:
+            self.random[name].seek(position)
+        self.emulator.rdrand.seek(state["rdrand"])
+        self.emulator.rdseed.seek(state["rdseed"])
+        self.load_process_state(state)
+        refs = load_files_state(self, state["files"])
+        if "processes" in state:
+            ProcessTable.load(self, state["processes"], refs)
+
+    def load_process_state(self, state: dict[str, Any]) -> None:
+        """Adopt process_state() output (also found inside a whole kernel_state())."""
+        from chaosreplay.kernel.mm.address_space import Vma
+
         self.status = Status(state["status"])
         self.exit_code = state["exit_code"]
         self.crash = None
@@ -949,9 +1008,6 @@ class GuestProcess:
         self.syscalls = state["syscalls"]
         self.unknown_syscalls = dict(state["unknown_syscalls"])
         self.unknown_syscalls_other = state.get("unknown_syscalls_other", 0)
-        self.stdout = bytearray(state["stdout"])
-        self.stderr = bytearray(state["stderr"])
-        self.output_dropped = list(state.get("output_dropped", (0, 0)))
         if "signals" in state:
             self.signals = GroupSignals.from_state(state["signals"])
         else:  # before signal delivery: the actions as rt_sigaction stored them
@@ -966,7 +1022,7 @@ class GuestProcess:
         if "tasks" in state:
             self.tasks = {row[0]: _task_from_state(row) for row in state["tasks"]}
             self.current = self.tasks[state["current_tid"]]
-            self.next_tid, self.futex_sequence = state["next_tid"], state["futex_sequence"]
+            self.futex_sequence = state["futex_sequence"]
             self.scheduler.load_state(state["scheduler"])
         else:  # a checkpoint from before threads: one task, the main thread
             self.current = Task(PID, signals=TaskSignals(state["signal_mask"]),
@@ -974,10 +1030,6 @@ class GuestProcess:
             self.tasks = {PID: self.current}
         self._switch = self._yielding = False
         signalling.recheck(self)
-        for name, position in state["random"]:
-            self.random[name].seek(position)
-        self.emulator.rdrand.seek(state["rdrand"])
-        self.emulator.rdseed.seek(state["rdseed"])
         self.space._vmas = [Vma(*v) for v in state["vmas"]]
         if "code_pages" in state:  # absent in checkpoints from before W^X
             self.space.code.load_state(state["code_pages"])
@@ -986,7 +1038,6 @@ class GuestProcess:
         self.space.memory_limit = state["memory_limit"]
         framed = state.get("framed_chunks")  # absent in older recordings: walk everything
         self.space.framed = None if framed is None else set(framed)
-        load_files_state(self, state["files"])
         self.comm = bytes(state.get("comm", self.image.path.name.encode()[:15]))
         coverage = state.get("coverage_map")
         self.coverage_map = None if coverage is None else (coverage[0], coverage[1])

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 import signal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from chaosreplay.events import EventKind
+from chaosreplay.kernel.fs.files import FdTable, Refs
 from chaosreplay.kernel.fs.waiters import Notifiable, WaitQueue
 
 if TYPE_CHECKING:
@@ -94,6 +95,66 @@ class ProcessTable:
     def exit_count(self) -> int:
         """VM exits of every process so far: progress for the hang watchdog."""
         return self.freed_exits + sum(p.vm.stats().exits for p in self.live())
+
+    def others_in_order(self, p: GuestProcess) -> list[GuestProcess]:
+        """Every process but p, live and zombie, in pid order."""
+        return [q for q in self.procs.values() if q is not p]
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def save(self, refs: Refs, tables: dict[int, dict[str, Any]]) -> dict[str, Any]:
+        """The table as plain data: every process but the node's program (whose state is
+        the rest of the kernel state), each live one's descriptors by their index in refs
+        (`tables`: FdTable.slots_state() by pid)."""
+        from chaosreplay.kernel.syscalls.files import process_files_state
+
+        rows = []
+        for q in self.others_in_order(self.init):
+            crash = q.crash
+            row: dict[str, Any] = {
+                "pid": q.pid, "ppid": q.ppid, "pgid": q.pgid, "sid": q.sid,
+                "exit_signal": q.exit_signal, "status": q.status.value,
+                "exit_code": q.exit_code,
+                "crash": None if crash is None else [crash.signal, crash.vector, crash.rip,
+                                                     crash.symbol, crash.fault_address,
+                                                     crash.reason]}
+            if q.alive:
+                row["process"] = q.process_state()
+                row["files"] = {**tables[q.pid], **process_files_state(q, refs)}
+            rows.append(row)
+        return {"last_pid": self.last_pid, "freed_exits": self.freed_exits, "processes": rows}
+
+    @classmethod
+    def load(cls, init: GuestProcess, data: dict[str, Any], refs: Refs) -> ProcessTable:
+        """Rebuild init's table from save() output (checked by kernel.state_check): each
+        live process gets a fresh VM, which the caller fills from the checkpoint."""
+        from chaosreplay.kernel.mm.address_space import AddressSpace
+        from chaosreplay.kernel.process import Crash, Status
+        from chaosreplay.kernel.syscalls.files import load_process_files_state
+        from chaosreplay.vm.vmm import Vm
+
+        table = cls(init)
+        init.table = table
+        table.last_pid, table.freed_exits = data["last_pid"], data["freed_exits"]
+        for row in data["processes"]:
+            q = init.sibling(row["pid"])
+            q.ppid, q.pgid, q.sid = row["ppid"], row["pgid"], row["sid"]
+            q.exit_signal = row["exit_signal"]
+            if "process" in row:
+                q.vm = Vm(init.config.mem_size)
+                q.regs = q.vm.regs
+                q.space = AddressSpace(q.vm)
+                q.space.oom_kill = q._oom_kill
+                q.load_process_state(row["process"])
+                q.sites = q.space.code.sites
+                q.files = FdTable.adopt(row["files"], refs)
+                load_process_files_state(q, row["files"], refs)
+            else:  # a zombie: its wait status is all that is left
+                q.vm = q.space = q.regs = None  # type: ignore[assignment]
+                q.files = FdTable()
+            q.status, q.exit_code = Status(row["status"]), row["exit_code"]
+            q.crash = None if row["crash"] is None else Crash(*row["crash"])
+            table.procs[q.pid] = q
+        return table
 
     # -- running ---------------------------------------------------------------------------
     def run(self, deadline_ns: int | None) -> Status:

@@ -26,6 +26,7 @@ from chaosreplay.kernel.net.stack import STATE as NET_STATE
 from chaosreplay.kernel.process import Status
 from chaosreplay.kernel.sdk_abi import CR_COVERAGE_MAP_MAX
 from chaosreplay.kernel.signals import delivery as signal_delivery
+from chaosreplay.kernel.syscalls.files import CHILD_EVENTS
 from chaosreplay.kernel.syscalls.files import STATE_VERSION as FILES_STATE_VERSION
 from chaosreplay.kernel.task_attributes import STATE as TASK_ATTRIBUTES
 from chaosreplay.recording.schema import (
@@ -143,7 +144,7 @@ def _waits_on_descriptions(files: dict[str, Any]) -> str | None:
         waits = [] if waits is None else [[0, waits]]
     for _, wait in waits:
         for index, _ in wait[4]:
-            if index >= count:
+            if index >= count and index != CHILD_EVENTS:  # wait4's target is no description
                 return f"has a blocked call waiting on description {index} of {count}"
     return None
 
@@ -155,11 +156,12 @@ def _known_mount(name: bytes) -> str | None:
 
 
 MAX_FDS = 1 << 20  # Linux's nr_open: no descriptor table is larger
+TABLE_FDS = Where(ListOf(Row(Int(0, MAX_FDS - 1), Int(0, MAX_FDS), Bool()), max_len=MAX_FDS),
+                  unique(lambda row: row[0], "fd"))
 TABLE = Where(Record({  # FdTable.save()
     "descriptions": ListOf(SavedDescription(), max_len=MAX_FDS),
     "shared": ListOf(Pipe.STATE, max_len=MAX_FDS),  # the only shared objects: pipes
-    "fds": Where(ListOf(Row(Int(0, MAX_FDS - 1), Int(0, MAX_FDS), Bool()), max_len=MAX_FDS),
-                 unique(lambda row: row[0], "fd")),
+    "fds": TABLE_FDS,
     "limit": Int(0, MAX_FDS),
     "next_ino": Int(0, U64_MAX),
 }), _table_references_exist)
@@ -185,12 +187,12 @@ FILES_V1 = Where(Record({  # before the descriptor table: disk files on fds >= 3
 }), _v1_fds_name_descriptions)
 
 MAX_TID = 1 << 22  # Linux's PID_MAX_LIMIT
-FILES_FIELDS = {  # syscalls.files.files_state()
-    "table": TABLE,
+FILES_FIELDS_OWN = {  # syscalls.files.process_files_state(), less the calls and attributes
     "cwd": Row(Where(Bytes(64), _known_mount), Int(1, U64_MAX),  # Place.to_list()
                ListOf(Bytes(255), max_len=PATH_MAX // 2)),
     "umask": Int(0, 0o777),
 }
+FILES_FIELDS = {"table": TABLE, **FILES_FIELDS_OWN}  # syscalls.files.files_state()
 TASK_WAITS = Where(ListOf(Row(Int(1, MAX_TID), WAITING), max_len=MAX_TID),  # [tid, call]
                    unique(lambda row: row[0], "task"))
 FILES_V2 = Where(Record({**FILES_FIELDS, "version": OneOf(2),  # one task's blocked call
@@ -248,10 +250,13 @@ def _site_fits(site: list[Any]) -> str | None:
     return None
 
 
-def _increasing(what: str) -> Callable[[list[Any]], str | None]:
-    """A Where condition: the items (or their first fields) strictly increase, as saved."""
+def _increasing(what: str, key: Callable[[Any], Any] | None = None
+                ) -> Callable[[list[Any]], str | None]:
+    """A Where condition: the items (or their first fields, or their `key`) strictly
+    increase, as saved."""
     def holds(items: list[Any]) -> str | None:
-        keys = [item[0] if isinstance(item, list | tuple) else item for item in items]
+        keys = [key(item) if key is not None else
+                item[0] if isinstance(item, list | tuple) else item for item in items]
         for i in range(1, len(keys)):
             if keys[i - 1] >= keys[i]:
                 return f"item {i} is not after the one before (each {what} once, in order)"
@@ -333,13 +338,21 @@ def _tasks_in_order(tasks: list[list[Any]]) -> str | None:
     return None
 
 
-def _current_task_on_cpu(state: dict[str, Any]) -> str | None:
+def _current_on_cpu(state: dict[str, Any]) -> str | None:
     rows = {row[0]: row for row in state["tasks"]}
     row = rows.get(state["current_tid"])
     if row is None:
         return f"names current task {state['current_tid']}, which is not a task"
     if row[1] is not None:
         return f"has current task {row[0]} with a saved context (it is on the vCPU)"
+    return None
+
+
+def _current_task_on_cpu(state: dict[str, Any]) -> str | None:
+    problem = _current_on_cpu(state)
+    if problem is not None:
+        return problem
+    rows = {row[0]: row for row in state["tasks"]}
     if state["next_tid"] <= max(rows):
         return f"would hand out tid {state['next_tid']}, which is taken"
     waits = state["files"].get("waiting") if type(state["files"]) is dict else None
@@ -350,7 +363,7 @@ def _current_task_on_cpu(state: dict[str, Any]) -> str | None:
     return None
 
 
-KERNEL_STATE = Where(Record({
+KERNEL_FIELDS = {
     "vtime_ns": NS,
     "clock": Record({"anchor_ns": NS, "offset_ns": Int(I64_MIN, I64_MAX),
                      # the clock runs at (1e9 + rate_ppb) / 1e9: it must move forward
@@ -394,7 +407,85 @@ KERNEL_STATE = Where(Record({
     # the SDK edge bitmap registered with CR_SYS_COVERAGE: (address, power-of-two size)
     "coverage_map": Maybe(Where(Row(Int(0, USER_VA_END), Int(1, CR_COVERAGE_MAP_MAX)),
                                 _coverage_map_fits)),
-}, open=True), lambda state: _brk_in_order(state) or _current_task_on_cpu(state))
+}
+
+# A node's other processes (ProcessTable.save()): each one's own state, descriptors naming
+# the node's descriptions (those of the program's table) and blocked calls.
+PROCESS_KEYS = ("status", "exit_code", "wake_at_ns", "syscalls", "unknown_syscalls",
+                "unknown_syscalls_other", "signals", "itimer_real", "posix_timers",
+                "next_timer_id", "tasks", "current_tid", "futex_sequence", "scheduler", "vmas",
+                "code_pages", "brk_start", "brk", "memory_limit", "framed_chunks", "comm",
+                "coverage_map")
+PROCESS_STATE = Where(Record({k: KERNEL_FIELDS[k] for k in PROCESS_KEYS}, open=True),
+                      lambda state: _brk_in_order(state) or _current_on_cpu(state))
+PROCESS_FILES = Record({
+    "fds": TABLE_FDS, "limit": Int(0, MAX_FDS), "next_ino": Int(0, U64_MAX),
+    **FILES_FIELDS_OWN, "waiting": TASK_WAITS, "attributes": TASK_ATTRIBUTES})
+ID = Int(1, MAX_TID)
+PROCESS_IDS = {"pid": ID, "ppid": ID, "pgid": ID, "sid": ID, "exit_signal": Int(0, 64),
+               "status": OneOf(*(s.value for s in Status)), "exit_code": Maybe(Int(0, 255)),
+               # a killed one's Crash: signal, vector, rip, symbol, fault address, reason
+               "crash": Maybe(Row(Int(0, 64), Int(0, 255), Int(0, U64_MAX), Str(1 << 12),
+                                  Int(0, U64_MAX), Str(1 << 12)))}
+LIVE_PROCESS = Record({**PROCESS_IDS, "process": PROCESS_STATE, "files": PROCESS_FILES})
+ZOMBIE = Record(PROCESS_IDS)
+
+
+class _ProcessRow(Check):
+    """A live process (with its state) or a zombie (its ids and how it ended)."""
+
+    def describe(self) -> str:
+        return LIVE_PROCESS.describe()
+
+    def __call__(self, value: Any, path: str) -> None:
+        live = type(value) is dict and ("process" in value or "files" in value)
+        (LIVE_PROCESS if live else ZOMBIE)(value, path)
+
+
+MAX_PROCESSES = 1 << 16
+PROCESSES = Record({
+    "last_pid": ID, "freed_exits": Int(0, U64_MAX),
+    "processes": Where(ListOf(_ProcessRow(), max_len=MAX_PROCESSES),
+                       _increasing("process", key=lambda row: row["pid"])),
+})
+
+
+def _processes_fit(state: dict[str, Any]) -> str | None:
+    """The other processes' descriptors and waits name the node's descriptions; each
+    is live exactly when it runs, and its blocked calls are its own tasks'."""
+    rows = state["processes"]["processes"]
+    count = len(state["files"]["table"]["descriptions"])
+    taken = {row[0] for row in state["tasks"]}
+    for row in rows:
+        pid, live = row["pid"], "process" in row
+        if live != (row["status"] == Status.RUNNING.value):
+            return f"has process {pid} {'with' if live else 'without'} state, {row['status']}"
+        if pid in taken:
+            return f"has process {pid}, whose id is taken"
+        if not live:
+            continue
+        tids = {task[0] for task in row["process"]["tasks"]}
+        if tids & taken:
+            return f"has process {pid} with a task whose id is taken"
+        taken |= tids | {pid}
+        if pid not in tids:
+            return f"has process {pid} without its main thread"
+        for fd, index, _ in row["files"]["fds"]:
+            if index >= count:
+                return f"has process {pid} fd {fd} naming description {index} of {count}"
+        for tid, wait in row["files"]["waiting"]:
+            if tid not in tids:
+                return f"has process {pid} with a blocked call of task {tid}, not its own"
+            for index, _ in wait[4]:
+                if index >= count and index != CHILD_EVENTS:
+                    return f"has process {pid} waiting on description {index} of {count}"
+    if max(taken) >= state["next_tid"]:
+        return f"would hand out id {state['next_tid']}, which is taken"
+    return None
+
+
+KERNEL_STATE = Where(Record(KERNEL_FIELDS, open=True),
+                     lambda state: _brk_in_order(state) or _current_task_on_cpu(state))
 
 
 def _disk_is_a_tree(snap: dict[str, Any]) -> str | None:
@@ -487,3 +578,9 @@ def check_kernel_state(state: Any, part: str) -> None:
     validate(state, KERNEL_STATE, part)
     if "exe" in state:  # absent in checkpoints from before execve
         validate(state["exe"], EXE, f"{part}.exe")
+    if "processes" in state:  # only while the node's program has children
+        validate(state["processes"], PROCESSES, f"{part}.processes")
+        for i, row in enumerate(state["processes"]["processes"]):
+            if "exe" in row.get("process", {}):
+                validate(row["process"]["exe"], EXE, f"{part}.processes.processes[{i}].exe")
+        validate(state, Where(Record({}, open=True), _processes_fit), part)

@@ -8,7 +8,9 @@ A checkpoint is three things the recording stores:
   flight), "engine", "oracle", "inboxes" and "controller" (counters, node statuses, bugs);
   and "parts", the digest of every part, so a replay that diverges can say which differs;
 - pages: per node, region "node<i>": the guest pages written since the previous
-  checkpoint (the VMM's incremental snapshot), or all of them after a restart;
+  checkpoint (the VMM's incremental snapshot), or all of them after a restart; and for
+  each other live process of the node, its own VM's as region "node<i>.p<pid>.life<n>"
+  with its vCPU blob "node<i>.p<pid>.life<n>.vcpu" (its kernel state is in the node's);
 - the digest: SHA-256 over the part digests in name order.
 """
 
@@ -28,9 +30,10 @@ from chaosreplay.recording.schema import Check, SchemaError, validate
 from chaosreplay.sim import checkpoint_check as checks
 from chaosreplay.sim.oracle import Bug
 from chaosreplay.sim.reseed import rekey_process
-from chaosreplay.vm.vmm import PAGE_SIZE, SCRATCH_END, SCRATCH_START, VmmError
+from chaosreplay.vm.vmm import PAGE_SIZE, SCRATCH_END, SCRATCH_START, Snapshot, VmmError
 
 if TYPE_CHECKING:
+    from chaosreplay.kernel.process import GuestProcess
     from chaosreplay.sim.simulation import Node, Simulation
 
 STATE_VERSION = 1
@@ -54,11 +57,12 @@ class SimCheckpoint:
         out: dict[str, dict[int, bytes]] = {}
         for node in self._sim.nodes:
             assert node.snap is not None
-            memory = node.snap.memory_view()
-            out[f"node{node.index}"] = {
-                pfn: bytes(memory[pfn * PAGE_SIZE:(pfn + 1) * PAGE_SIZE])
-                for pfn in node.snap.last_pages()
-            }
+            snaps = {f"node{node.index}": node.snap,
+                     **{name: snap for name, (snap, _) in node.process_snaps.items()}}
+            for name, snap in snaps.items():
+                memory = snap.memory_view()
+                out[name] = {pfn: bytes(memory[pfn * PAGE_SIZE:(pfn + 1) * PAGE_SIZE])
+                             for pfn in snap.last_pages()}
         return out
 
 
@@ -66,14 +70,18 @@ def _sha(data: bytes | memoryview) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-def _memory_digest(node: Node, changed: Iterable[int]) -> bytes:
+def process_region(node_index: int, q: GuestProcess) -> str:
+    """The memory region (and blob prefix) of a node's process other than its program:
+    named by pid and life, as a restarted node hands out the same pids again."""
+    return f"node{node_index}.p{q.pid}.life{q.incarnation}"
+
+
+def _memory_digest(snap: Snapshot, hashes: dict[int, bytes], changed: Iterable[int]) -> bytes:
     """Guest memory's digest: SHA-256 over per-page hashes, rehashing only changed pages.
 
     The VMM's scratch pages are left out, as in the VM digest: they hold no guest state.
     """
-    assert node.snap is not None
-    memory = node.snap.memory_view()
-    hashes = node.page_hashes
+    memory = snap.memory_view()
     for pfn in changed:
         hashes[pfn] = _sha(memory[pfn * PAGE_SIZE:(pfn + 1) * PAGE_SIZE])
     high = len(memory) // PAGE_SIZE
@@ -93,7 +101,9 @@ def capture(sim: Simulation, tick: int) -> SimCheckpoint:
         blobs[f"{name}.vcpu"] = node.snap.state()
         blobs[f"{name}.kernel"] = packb(p.kernel_state())
         blobs[f"{name}.disk"] = packb(p.fs.snapshot())
-        parts[f"{name}.memory"] = _memory_digest(node, node.snap.last_pages())
+        parts[f"{name}.memory"] = _memory_digest(node.snap, node.page_hashes,
+                                                 node.snap.last_pages())
+        _capture_processes(node, blobs, parts)
     blobs["fabric"] = packb(sim.fabric.snapshot())
     blobs["engine"] = packb(sim.engine.snapshot())
     blobs["oracle"] = packb(sim.oracle.snapshot())
@@ -112,6 +122,42 @@ def capture(sim: Simulation, tick: int) -> SimCheckpoint:
     parts = dict(sorted(parts.items()))
     blobs["parts"] = packb(parts)
     return SimCheckpoint(tick, sim.event_count, parts_digest(parts), parts, blobs, sim)
+
+
+def _capture_processes(node: Node, blobs: dict[str, bytes], parts: dict[str, bytes]) -> None:
+    """Snapshot the node's other live processes' VMs (incrementally after the first)."""
+    p = node.process
+    others = [q for q in p.table.live() if q is not p] if p.table is not None else []
+    kept: dict[str, tuple[Snapshot, dict[int, bytes]]] = {}
+    for q in others:
+        region = process_region(node.index, q)
+        snap, hashes = node.process_snaps.get(region) or (q.vm.snapshot(), {})
+        snap.take(incremental=True)
+        blobs[f"{region}.vcpu"] = snap.state()
+        parts[f"{region}.memory"] = _memory_digest(snap, hashes, snap.last_pages())
+        kept[region] = (snap, hashes)
+    node.process_snaps = kept  # the ended ones' snapshots go
+
+
+def _load_processes(node: Node, blobs: dict[str, bytes],
+                    pages: Callable[[str], dict[int, bytes]]) -> None:
+    """Fill the fresh VMs load_kernel_state gave the node's other live processes."""
+    p = node.process
+    node.process_snaps = {}
+    for q in [q for q in p.table.live() if q is not p] if p.table is not None else []:
+        region = process_region(node.index, q)
+        vcpu = blobs.get(f"{region}.vcpu")
+        if type(vcpu) is not bytes:
+            raise SchemaError(f"part {region}.vcpu: missing or not bytes (process {q.pid})")
+        snap = q.vm.snapshot()
+        try:
+            snap.load(vcpu, pages(region))
+            snap.restore()
+        except VmmError as exc:
+            raise SchemaError(f"part {region}.vcpu: refused by the VMM: {exc.strerror}") from None
+        hashes: dict[int, bytes] = {}
+        _memory_digest(snap, hashes, range(len(snap.memory_view()) // PAGE_SIZE))
+        node.process_snaps[region] = (snap, hashes)
 
 
 def parts_digest(parts: dict[str, bytes]) -> bytes:
@@ -175,13 +221,15 @@ def load(sim: Simulation, blobs: dict[str, bytes],
             raise SchemaError(f"region {name} (guest memory): refused by the VMM: "
                               f"{exc.strerror}") from None
         node.page_hashes.clear()
-        _memory_digest(node, range(len(node.snap.memory_view()) // PAGE_SIZE))
+        _memory_digest(node.snap, node.page_hashes,
+                       range(len(node.snap.memory_view()) // PAGE_SIZE))
         kernel = part(f"{name}.kernel")  # load_kernel_state checks it (kernel.state_check)
         disk = part(f"{name}.disk", DISK_STATE)
         with _loading(f"{name}.disk"):  # first: an exec'd program is loaded from it
             p.fs.restore(disk)
         with _loading(f"{name}.kernel"):
             p.load_kernel_state(kernel)
+        _load_processes(node, blobs, pages)
         if stream_seeds[node.index] is not None:  # load_kernel_state made the scenario's
             rekey_process(p, stream_seeds[node.index])
         node.status = NodeStatus(status)

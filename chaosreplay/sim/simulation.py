@@ -78,6 +78,13 @@ class Node:
     status: NodeStatus = NodeStatus.RUNNING
     snap: Snapshot | None = None  # reused by periodic checkpoints (incremental)
     page_hashes: dict[int, bytes] = field(default_factory=dict)  # pfn -> SHA-256 at last take
+    # The same for each other process of the node, by memory region name (sim/checkpoint.py)
+    process_snaps: dict[str, tuple[Snapshot, dict[int, bytes]]] = field(default_factory=dict)
+
+    def forget_snapshots(self) -> None:
+        """The next checkpoint copies every page of every process (a new recording's first)."""
+        self.snap = None
+        self.process_snaps.clear()
 
     @property
     def index(self) -> int:

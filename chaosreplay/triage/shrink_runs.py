@@ -140,7 +140,7 @@ def _start(job: RunJob, readers: _Readers, cand: Candidate,
         if reader.checkpoint_before(tick) is not None:
             sim, _ = resume_with_faults(reader, scenario, job.images, cand.faults, tick, **kwargs)
             for node in sim.nodes:
-                node.snap = None  # this run's first checkpoint then copies every page
+                node.forget_snapshots()  # this run's first checkpoint then copies every page
             return sim, change
         tick, at = min(tick, at.agrees_until), at.parent
     return Simulation(with_faults(scenario, cand.faults), job.images, **kwargs), change

@@ -345,15 +345,24 @@ class FdTable:
 
     # -- checkpoints -----------------------------------------------------------------------
     def save(self) -> tuple[Refs, dict[str, Any]]:
-        refs = Refs()
-        for _, slot in self.items():
-            refs.add(slot.file)
-        descriptions = [[d.kind, d.flags, d.path, d.offset, d.save(refs)]
-                        for d in refs.descriptions]
-        shared = [obj.save() for obj in refs.shared]
-        fds = [[fd, refs.index(slot.file), slot.cloexec] for fd, slot in self.items()]
-        return refs, {"descriptions": descriptions, "shared": shared, "fds": fds,
-                      "limit": self.limit, "next_ino": self.next_ino}
+        refs, (table,) = save_tables([self])
+        return refs, table
+
+    def slots_state(self, refs: Refs) -> dict[str, Any]:
+        """The descriptors alone, naming descriptions by their index in refs."""
+        return {"fds": [[fd, refs.index(slot.file), slot.cloexec] for fd, slot in self.items()],
+                "limit": self.limit, "next_ino": self.next_ino}
+
+    @classmethod
+    def adopt(cls, data: dict[str, Any], refs: Refs) -> FdTable:
+        """A table from slots_state() over descriptions already loaded into refs."""
+        table = cls()
+        table.limit, table.next_ino = data["limit"], data["next_ino"]
+        for fd, i, cloexec in data["fds"]:
+            d = refs.descriptions[i]
+            d.refs += 1
+            table.slots[fd] = Descriptor(d, cloexec)
+        return table
 
     @classmethod
     def load(cls, data: dict[str, Any], shared_loader: Any,
@@ -366,10 +375,18 @@ class FdTable:
             refs.add(d)
         for d, (_, _, _, _, own) in zip(refs.descriptions, data["descriptions"], strict=True):
             d.link(own, refs)
-        table = cls()
-        table.limit, table.next_ino = data["limit"], data["next_ino"]
-        for fd, i, cloexec in data["fds"]:
-            d = refs.descriptions[i]
-            d.refs += 1
-            table.slots[fd] = Descriptor(d, cloexec)
-        return table, refs
+        return cls.adopt(data, refs), refs
+
+
+def save_tables(tables: list[FdTable]) -> tuple[Refs, list[dict[str, Any]]]:
+    """Descriptor tables that share open descriptions (a node's processes after fork) as
+    plain data: every description and shared object once, in the first table's data; the
+    others hold only their descriptors (slots_state)."""
+    refs = Refs()
+    for table in tables:
+        for _, slot in table.items():
+            refs.add(slot.file)
+    descriptions = [[d.kind, d.flags, d.path, d.offset, d.save(refs)] for d in refs.descriptions]
+    shared = [obj.save() for obj in refs.shared]
+    first = {"descriptions": descriptions, "shared": shared, **tables[0].slots_state(refs)}
+    return refs, [first] + [t.slots_state(refs) for t in tables[1:]]

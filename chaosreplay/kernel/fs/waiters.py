@@ -151,12 +151,14 @@ def wake_if_woken(p: GuestProcess) -> None:
     """Something outside the run loop (a packet arriving) notified queues: a blocked call
     whose waiter fired, in any task of any process of the node, runs again at that time
     instead of the node's old wake-up time."""
-    node = p.table.init if p.table is not None else p
+    table = getattr(p, "table", None)  # (the tests' stand-in processes have none)
+    node = table.init if table is not None else p
     if node.wake_at_ns is None:
         return
-    procs = p.table.live() if p.table is not None else [p]
-    woken = [t.waiting.waiter.woken_at_ns for q in procs for t in q.tasks.values()
-             if t.waiting is not None and t.waiting.waiter.woken_at_ns is not None]
+    waits = [t.waiting for q in (table.live() if table is not None else [p])
+             for t in getattr(q, "tasks", {}).values()] or [p.waiting]
+    woken = [w.waiter.woken_at_ns for w in waits
+             if w is not None and w.waiter.woken_at_ns is not None]
     if woken:
         node.wake_at_ns = min(node.wake_at_ns, max(min(woken), node.vtime_ns))
 

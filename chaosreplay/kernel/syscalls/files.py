@@ -35,6 +35,7 @@ from chaosreplay.kernel.fs.files import (
     VALID_OPEN_FLAGS,
     FdTable,
     FileDescription,
+    Refs,
     StatInfo,
 )
 from chaosreplay.kernel.fs.memfd import MemFile
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
 AT_EMPTY_PATH, AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW, AT_NO_AUTOMOUNT = 0x1000, 0x200, 0x100, 0x800
 AT_EACCESS, AT_STATX_SYNC_TYPE = 0x200, 0x6000
 UMASK = 0o022
+CHILD_EVENTS = 1 << 20  # a blocked call's target that is the caller's children (wait4)
 STATE_VERSION = 4  # 4: + the node's socket stack ("net"); 3: every task's blocked call
 TTY_PATH = b"/dev/pts/0"
 
@@ -529,19 +531,49 @@ def sys_truncate(p: GuestProcess, r: Any) -> int:
 
 
 # -- checkpoints ----------------------------------------------------------------------------
-def files_state(p: GuestProcess) -> dict[str, Any]:
-    """The descriptor table, cwd, umask, the tasks' blocked calls and the task attributes
-    (kernel.task_attributes: nice, policy, capabilities, ...), as plain data."""
-    refs, table = p.files.save()
-    waits = [[t.tid, wait_state(t.waiting, refs.index)] for t in p.tasks.values()
-             if t.waiting is not None]
-    return {"version": STATE_VERSION, "table": table, "cwd": p.cwd.to_list(),
-            "umask": p.umask, "waiting": waits, "attributes": attributes_of(p).to_state(),
+def files_state(p: GuestProcess, saved: tuple[Refs, dict[str, Any]] | None = None
+                ) -> dict[str, Any]:
+    """The descriptor table (or `saved`, the node's tables saved together), cwd, umask, the
+    tasks' blocked calls, the task attributes (kernel.task_attributes: nice, policy,
+    capabilities, ...) and the node's socket stack, as plain data."""
+    refs, table = saved if saved is not None else p.files.save()
+    return {"version": STATE_VERSION, "table": table, **process_files_state(p, refs),
             "net": p.net.save()}
 
 
-def load_files_state(p: GuestProcess, data: dict[str, Any]) -> None:
-    """Adopt files_state() output. The disk's own holds come back with FileSystem.restore."""
+def process_files_state(p: GuestProcess, refs: Refs) -> dict[str, Any]:
+    """What is the process's own beside its descriptors: cwd, umask, blocked calls (the
+    descriptions they wait on by index in refs) and task attributes."""
+
+    def index(target: Any) -> int:
+        return CHILD_EVENTS if target is getattr(p, "child_events", None) else refs.index(target)
+
+    waits = [[t.tid, wait_state(t.waiting, index)] for t in p.tasks.values()
+             if t.waiting is not None]
+    return {"cwd": p.cwd.to_list(), "umask": p.umask, "waiting": waits,
+            "attributes": attributes_of(p).to_state()}
+
+
+def load_process_files_state(p: GuestProcess, data: dict[str, Any], refs: Refs) -> None:
+    """Adopt process_files_state() output over descriptions loaded into refs."""
+    p.cwd = Place.from_list(data["cwd"])
+    p.umask = data["umask"]
+    for task in p.tasks.values():
+        task.waiting = None
+
+    def target(i: int) -> Any:
+        return getattr(p, "child_events", None) if i == CHILD_EVENTS else refs.descriptions[i]
+
+    for tid, wait in data["waiting"]:
+        p.tasks[tid].waiting = load_wait(wait, target)
+    saved = data.get("attributes")  # absent in checkpoints from before the attributes
+    p.task_attributes = TaskAttributes() if saved is None \
+        else TaskAttributes.from_state(saved)  # type: ignore[attr-defined]
+
+
+def load_files_state(p: GuestProcess, data: dict[str, Any]) -> Refs:
+    """Adopt files_state() output (the descriptions loaded, for the node's other processes'
+    tables). The disk's own holds come back with FileSystem.restore."""
     if data.get("version") == 1:
         data = _upgrade_v1(data)
     if data.get("version") == 2:  # one task: its blocked call, if any
@@ -556,15 +588,8 @@ def load_files_state(p: GuestProcess, data: dict[str, Any]) -> None:
     if network is not None:
         p.net.configure(network.tcp_config)
     p.files, refs = FdTable.load(data["table"], Pipe.from_state, p.net)
-    p.cwd = Place.from_list(data["cwd"])
-    p.umask = data["umask"]
-    for task in p.tasks.values():
-        task.waiting = None
-    for tid, wait in data["waiting"]:
-        p.tasks[tid].waiting = load_wait(wait, lambda i: refs.descriptions[i])
-    saved = data.get("attributes")  # absent in checkpoints from before the attributes
-    p.task_attributes = TaskAttributes() if saved is None \
-        else TaskAttributes.from_state(saved)  # type: ignore[attr-defined]
+    load_process_files_state(p, data, refs)
+    return refs
 
 
 def _upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
