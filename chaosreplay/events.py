@@ -45,6 +45,8 @@ class EventKind(StrEnum):
     PROCESS_START = "process.start"
     PROCESS_EXEC = "process.exec"
     PROCESS_EXIT = "process.exit"
+    PROCESS_STOP = "process.stop"
+    PROCESS_CONTINUE = "process.continue"
 
 
 MEANINGS: dict[EventKind, str] = {
@@ -82,6 +84,8 @@ MEANINGS: dict[EventKind, str] = {
     EventKind.PROCESS_EXEC: "a process of a node replaced its program (execve: path, argv)",
     EventKind.PROCESS_EXIT: "a child process of a node ended (exit code, or the killing "
                             "signal and why); the node goes on",
+    EventKind.PROCESS_STOP: "a process of a node stopped (a stop signal's default action)",
+    EventKind.PROCESS_CONTINUE: "a stopped process of a node went on (SIGCONT or SIGKILL)",
 }
 
 

@@ -87,6 +87,9 @@ orphan re-parented: yes
 child leads its group: yes
 waitid: CLD_KILLED yes, signal 9, pid right yes
 no children left: yes
+stopped by 19
+continued: yes
+then killed by 15
 exec missing: ENOENT
 exec non-executable: EACCES
 exec text: ENOEXEC
@@ -94,6 +97,8 @@ exec directory: EACCES
 interpreted script
 script exit 0
 """
+CPU_ITIMERS = ("ITIMER_VIRTUAL: armed yes, 3 signals, then 0 0\n"
+               "ITIMER_PROF: armed yes, 3 signals, then 0 0\n")
 EXPECTED = {
     ("pthreads.c", "glibc"): "counter 8000\nring" + " 0 1 2 3 4 5 6 7" * 3 + "\njoined 280\n",
     ("pthreads.c", "musl"): "counter 8000\nring" + " 0 1 2 3 4 5 6 7" * 3 + "\njoined 280\n",
@@ -111,6 +116,8 @@ EXPECTED = {
     ("fork_exec.c", "musl"): "parent read: child says hello\nchild exited 7\n",
     ("fork_exec.c", "glibc"): "parent read: child says hello\nchild exited 7\n",
     ("processes.c", "musl"): PROCESSES,
+    ("cpu_itimers.c", "musl"): CPU_ITIMERS,
+    ("cpu_itimers.c", "glibc"): CPU_ITIMERS,
     ("spawn.c", "musl"): "spawned with an argument\nposix_spawn 0, exit 4\n"
                          "missing program: No such file or directory\n",
     ("go_exec.go", None): 'output "child got hello\\n" err exit status 5\n',

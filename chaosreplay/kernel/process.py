@@ -22,13 +22,12 @@ from chaosreplay.errors import GuestProgramError
 from chaosreplay.events import EventKind
 from chaosreplay.kernel import futex, sdk_abi, signalling
 from chaosreplay.kernel.clock import NodeClock
-from chaosreplay.kernel.exec import ImageCache, load_image, plan_load
-from chaosreplay.kernel.fs.disk import FileSystem
+from chaosreplay.kernel.exec import load_image, plan_load
 from chaosreplay.kernel.fs.files import save_tables
 from chaosreplay.kernel.fs.paths import ROOT
 from chaosreplay.kernel.fs.waiters import WAIT, Wait, end_wait
+from chaosreplay.kernel.kernel import Kernel, Shared
 from chaosreplay.kernel.mm.address_space import AddressSpace, GuestOutOfMemory
-from chaosreplay.kernel.net.stack import NetStack
 from chaosreplay.kernel.processes import INIT_PID, ChildEvents, ProcessTable, wait_status
 from chaosreplay.kernel.scheduler import Scheduler, SchedulerConfig
 from chaosreplay.kernel.signalling import PosixTimer
@@ -166,18 +165,22 @@ OutputSink = Callable[[int, bytes], None]
 
 
 class GuestProcess:
-    """One node program in its own VM."""
+    """One process of a node (a thread group) in its own VM; the node's first process is
+    its program, built here, and the node's kernel (`kernel`) comes with it."""
+
+    # What every process of the node shares: the node's kernel's (kernel/kernel.py).
+    on_event, on_output, trace_syscalls = Shared(), Shared(), Shared()
+    next_tid, table, clock, incarnation = Shared(), Shared(), Shared(), Shared()
+    fs, net, network, random, emulator = Shared(), Shared(), Shared(), Shared(), Shared()
+    images, stdout, stderr, output_dropped = Shared(), Shared(), Shared(), Shared()
 
     def __init__(self, image: ProgramImage, config: ProcessConfig,
                  on_event: EventSink | None = None, on_output: OutputSink | None = None) -> None:
+        self.kernel = Kernel(config, on_event, on_output)
         self.image = image
         self.config = config
         self.node_id = config.node_id
-        self.on_event = on_event
-        self.on_output = on_output
-        self.trace_syscalls = on_event is not None
         self.vtime_ns = 0
-        self.clock = NodeClock()  # clock faults bend what the guest reads, not its schedule
         self.preempt = False  # set by an event handler: return to the controller now
         self.status = Status.RUNNING
         self.exit_code: int | None = None
@@ -186,33 +189,29 @@ class GuestProcess:
         self.syscalls = 0
         self.unknown_syscalls: dict[int, int] = {}
         self.unknown_syscalls_other = 0  # calls of unknown numbers past the first 256 kept
-        self.stdout = bytearray()  # the last output_tail_bytes of each stream
-        self.stderr = bytearray()
-        self.output_dropped = [0, 0]  # bytes of stdout, stderr that fell out of the tails
         self.pid = PID
         self.ppid = INIT_PID
         self.pgid = self.sid = PID  # the node's program leads its own group and session
-        self.table: ProcessTable | None = None  # the node's processes, once one forks
         self.exit_signal = signal.SIGCHLD  # what the parent gets when this process ends
         self.child_events = ChildEvents()  # wait4 and waitid sleep here
         self.reaped = False  # a zombie its parent collected (or nobody would)
         self.yielded = False  # run_process gave the vCPU to another process of the node
+        self.stopped = False  # by a stop signal, until a SIGCONT (kernel/processes.py)
+        self.stop_report: int | None = None  # the stop (signal) or SIGCONT wait reports
         self.exec_call_args: list[int] = []  # a successful execve's arguments, for its event
         self.signals = GroupSignals()  # the actions the threads share, process-wide pending
         self.signals_dirty = False  # some thread has a signal to take (signalling.recheck)
         self.itimer_real: tuple[int | None, int] = (None, 0)  # SIGALRM at (vtime, interval)
+        self.itimer_cpu: dict[int, tuple[int, int]] = {}  # ITIMER_VIRTUAL/PROF when armed
         self.posix_timers: dict[int, PosixTimer] = {}  # timer_create's, by timer id
         self.next_timer_id = 0
         self.timer_due_ns: int | None = None  # the earliest armed timer (signalling.rearm)
-        self.network: Any = None  # the simulation attaches a messaging endpoint
         self.on_recv_timeout: Callable[[], None] | None = None  # cr_recv ended by timeout
-        self.net = NetStack(config.node_id, config.node_count)  # sockets (kernel/net)
         self.files = stdio_table()  # the descriptor table (kernel.fs.files.FdTable)
         self.cwd = ROOT
         self.umask = UMASK
         self.current = Task(PID)  # the task on the vCPU; the main thread is the process id
         self.tasks: dict[int, Task] = {PID: self.current}  # live tasks in tid order
-        self.next_tid = PID + 1
         self.futex_sequence = 0  # futex enqueues so far (kernel/futex.py orders queues by it)
         self.scheduler = Scheduler(config.scheduler,
                                    DeterministicStream(config.seed, "sched", config.node_id))
@@ -221,12 +220,8 @@ class GuestProcess:
         self._yielding = False  # ... because it yielded (sched_yield, pause)
         self.comm = image.path.name.encode()[:15]  # the task name (prctl PR_SET_NAME)
         self.coverage_map: tuple[int, int] | None = None  # SDK edge bitmap (address, size)
-        self.fs = FileSystem(config.seed, config.node_id)  # the node's disk: outlives restarts
-        self.incarnation = 0  # restarts so far: each life draws fresh random numbers
-        self.random = self._streams()
 
         plan = plan_load(image, config.patch)
-        self.emulator = nonvirt.NonVirtEmulator(config.seed, config.node_id, config.node_count)
 
         self.vm = Vm(config.mem_size)
         self.space = AddressSpace(self.vm)
@@ -238,7 +233,6 @@ class GuestProcess:
         self.exe_name = exe_name
         self.boot_image, self.boot_exe_name = image, exe_name  # what execve replaces
         self.exe_ino: int | None = None  # the exec'd program's inode (None: boot image)
-        self.images = ImageCache()  # execve parses and plans each binary once per node
         self.vm.start(loaded.entry, loaded.stack_pointer)
         self.regs = self.vm.regs
 
@@ -264,17 +258,10 @@ class GuestProcess:
         for at in range(0, len(data), OUTPUT_EVENT_BYTES) if data else (0,):
             self.emit(EventKind.OUTPUT, fd=fd, data=data[at : at + OUTPUT_EVENT_BYTES])
 
-    def _streams(self) -> dict[str, DeterministicStream]:
-        """The seeded streams of this life of the process (auxv is fixed by the image)."""
-        config, life = self.config, self.incarnation
-        return {name: DeterministicStream(config.seed, name if life == 0 or name == "auxv"
-                                          else f"{name}#{life}", config.node_id)
-                for name in ("getrandom", "sdk", "auxv", "urandom")}
-
     def begin_incarnation(self, incarnation: int) -> None:
         """Start life number `incarnation` (after a restart): fresh random streams."""
         self.incarnation = incarnation
-        self.random = self._streams()
+        self.random = self.kernel.streams()
         self.emulator.reseed(incarnation)
 
     # -- clocks ----------------------------------------------------------------------------
@@ -376,15 +363,25 @@ class GuestProcess:
         if len(self.tasks) > 1:
             self._switch = self._yielding = True
 
+    def _node_processes(self) -> list[GuestProcess]:
+        return self.table.live() if self.table is not None else [self]
+
     def in_datagram_recv(self) -> bool:
-        """Whether a task sleeps in cr_recv (a delivery may complete it)."""
-        return any(t.in_sdk_recv for t in self.tasks.values())
+        """Whether a task of the node sleeps in cr_recv (a delivery may complete it)."""
+        return any(t.in_sdk_recv for q in self._node_processes() for t in q.tasks.values())
+
+    def datagram_receiver(self) -> GuestProcess:
+        """The process of the node whose thread sleeps in cr_recv (self if none does)."""
+        return next((q for q in self._node_processes()
+                     if any(t.in_sdk_recv for t in q.tasks.values())), self)
 
     def complete_datagram_recv(self, result: int, at_ns: int) -> None:
-        """A datagram completes the cr_recv a task sleeps in: its result, and it wakes."""
-        task = next(t for t in self.tasks.values() if t.in_sdk_recv)
+        """A datagram completes the cr_recv a task of the node sleeps in (the node has one
+        endpoint: one such call at a time): its result, and it wakes."""
+        q, task = next((q, t) for q in self._node_processes() for t in q.tasks.values()
+                       if t.in_sdk_recv)
         task.in_sdk_recv = False
-        self.task_regs(task).rax = result & _MASK64
+        q.task_regs(task).rax = result & _MASK64
         wake = max(at_ns, self.vtime_ns)
         task.wake_at_ns = wake
         if self.wake_at_ns is None or wake < self.wake_at_ns:
@@ -460,7 +457,7 @@ class GuestProcess:
     def _switch_point(self) -> bool:
         """After a call or trap the current task survives: whether it gives up the vCPU."""
         current = self.current
-        if current.exited or current.blocked():
+        if current.exited or current.blocked() or self.stopped:
             return True
         if len(self.tasks) == 1 and self.table is None:
             return False
@@ -493,7 +490,9 @@ class GuestProcess:
         while True:
             if self.timer_due_ns is not None and self.vtime_ns >= self.timer_due_ns:
                 signalling.fire_timers(self)
-            if self._switch and self.table is not None and self._give_way():
+            if (self._switch and self.table is not None and self._give_way()) \
+                    or self.stopped:
+                self.yielded = True
                 return Status.RUNNING
             task = self._next_task()
             if task is None:
@@ -525,6 +524,9 @@ class GuestProcess:
                 signalling.deliver(self, -1)
                 if self.status is not Status.RUNNING:
                     return self.status
+            if self.stopped:  # a stop signal taken on the way: another process goes on
+                self.yielded = True
+                return Status.RUNNING
             status = self._run_current(deadline_ns)
             if status is not None:
                 return status
@@ -825,13 +827,13 @@ class GuestProcess:
         network, streams and output shared, this process's program, directory and
         names copied; no VM, threads, descriptors, handlers or timers yet."""
         child = GuestProcess.__new__(GuestProcess)
-        for name in ("image", "boot_image", "boot_exe_name", "config", "node_id", "on_event",
-                     "on_output", "trace_syscalls", "vtime_ns", "clock", "stdout", "stderr",
-                     "output_dropped", "network", "net", "cwd", "umask", "comm",
-                     "coverage_map", "fs", "incarnation", "random", "emulator", "exe_name",
-                     "exe_ino", "images", "table", "pgid", "sid"):
+        child.kernel = self.kernel
+        for name in ("image", "boot_image", "boot_exe_name", "config", "node_id", "vtime_ns",
+                     "cwd", "umask", "comm", "coverage_map", "exe_name", "exe_ino", "pgid",
+                     "sid"):
             setattr(child, name, getattr(self, name))
-        child.preempt = child.yielded = child.reaped = False
+        child.preempt = child.yielded = child.reaped = child.stopped = False
+        child.stop_report = None
         child.exec_call_args = []
         child.status, child.exit_code, child.crash = Status.RUNNING, None, None
         child.wake_at_ns = None
@@ -840,6 +842,7 @@ class GuestProcess:
         child.child_events = ChildEvents()
         child.signals, child.signals_dirty = GroupSignals(), False
         child.itimer_real, child.posix_timers, child.next_timer_id = (None, 0), {}, 0
+        child.itimer_cpu = {}
         child.timer_due_ns = None
         child.on_recv_timeout = None
         child.tasks, child.futex_sequence = {}, 0
@@ -933,8 +936,9 @@ class GuestProcess:
         }
         own = self.process_state()
         state = {key: own[key] if key in own else node[key] for key in KERNEL_STATE_KEYS}
-        if "exe" in own:  # only then: older states stay byte-identical
-            state["exe"] = own["exe"]
+        for key in ("exe", "stop", "itimer_cpu"):  # only when set: older states keep bytes
+            if key in own:
+                state[key] = own[key]
         if others:
             live = iter(tables[1:])
             state["processes"] = self.table.save(  # type: ignore[union-attr]
@@ -966,6 +970,11 @@ class GuestProcess:
         }
         if self.image is not self.boot_image:
             state["exe"] = [self.exe_name, self.exe_ino, hashlib.sha256(self.image.raw).digest()]
+        if self.stopped or self.stop_report is not None:
+            state["stop"] = [self.stopped, self.stop_report]
+        if self.itimer_cpu:
+            state["itimer_cpu"] = [[which, at, interval]
+                                   for which, (at, interval) in sorted(self.itimer_cpu.items())]
         return state
 
     def load_kernel_state(self, state: dict[str, Any]) -> None:
@@ -1016,6 +1025,8 @@ class GuestProcess:
                 self.signals.actions.sigaction(signo, SigAction.unpack(raw))
         at, interval = state.get("itimer_real", (None, 0))
         self.itimer_real = (at, interval)
+        self.itimer_cpu = {which: (at, interval)
+                           for which, at, interval in state.get("itimer_cpu", [])}
         self.posix_timers = {row[0]: PosixTimer(*row[1:]) for row in state.get("posix_timers", [])}
         self.next_timer_id = state.get("next_timer_id", 0)
         signalling.rearm(self)
@@ -1042,6 +1053,7 @@ class GuestProcess:
         coverage = state.get("coverage_map")
         self.coverage_map = None if coverage is None else (coverage[0], coverage[1])
         self._load_exec_image(state.get("exe"))  # (the node's disk is restored first)
+        self.stopped, self.stop_report = state.get("stop", (False, None))
 
     def checkpoint(self, snapshot: Snapshot | None = None, incremental: bool = True) -> Checkpoint:
         """Capture VM + kernel state; reuse `snapshot`'s buffer when given."""

@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 
 INIT_PID = 1  # the parent of the node's program and of every orphan
 MAX_PROCESSES = 512  # live and zombie processes per node: a fork bomb stops at EAGAIN
-SA_NOCLDWAIT = 0x2
+SA_NOCLDSTOP, SA_NOCLDWAIT = 0x1, 0x2
+CLD_STOPPED, CLD_CONTINUED = 5, 6
 
 
 class ChildEvents:
@@ -118,7 +119,7 @@ class ProcessTable:
                                                      crash.symbol, crash.fault_address,
                                                      crash.reason]}
             if q.alive:
-                row["process"] = q.process_state()
+                row["process"] = q.process_state()  # (its stop, if any, too)
                 row["files"] = {**tables[q.pid], **process_files_state(q, refs)}
             rows.append(row)
         return {"last_pid": self.last_pid, "freed_exits": self.freed_exits, "processes": rows}
@@ -232,6 +233,8 @@ class ProcessTable:
             for p in self.live():
                 for task in p.tasks.values():
                     reason = task.waiting.reason if task.waiting else "a wait"
+                    if p.stopped:
+                        reason = f"a stop by signal {p.stop_report}"
                     waits.append(f"pid {p.pid} tid {task.tid} in {reason}")
             init._die(signal.SIGKILL, 0, 0,
                       "deadlock: every process blocks forever (" + ", ".join(waits) + ")")
@@ -239,6 +242,35 @@ class ProcessTable:
             return init.status
         init.wake_at_ns = max(min(wakes), now)
         return Status.BLOCKED
+
+    # -- job control -----------------------------------------------------------------------
+    def stop(self, proc: GuestProcess, signo: int) -> None:
+        """A stop signal's default action: proc's threads stop until a SIGCONT; its parent
+        hears of it (SIGCHLD with CLD_STOPPED unless SA_NOCLDSTOP, wait's WUNTRACED)."""
+        proc.stopped = True
+        proc.stop_report = signo
+        proc.emit(EventKind.PROCESS_STOP, pid=proc.pid, signal=signo)
+        self._tell_parent(proc, CLD_STOPPED, signo)
+
+    def resume(self, proc: GuestProcess, report: bool) -> None:
+        """SIGCONT (report: the parent hears of it, CLD_CONTINUED and WCONTINUED) or
+        SIGKILL ends a stop."""
+        proc.stopped = False
+        proc.stop_report = signal.SIGCONT if report else None
+        proc.emit(EventKind.PROCESS_CONTINUE, pid=proc.pid)
+        if report:
+            self._tell_parent(proc, CLD_CONTINUED, signal.SIGCONT)
+
+    def _tell_parent(self, proc: GuestProcess, code: int, signo: int) -> None:
+        from chaosreplay.kernel.signalling import send_to_process
+        from chaosreplay.kernel.signals.siginfo import child_info
+
+        parent = self.procs.get(proc.ppid)
+        if parent is None or not parent.alive:
+            return
+        if not parent.signals.actions.get(signal.SIGCHLD).flags & SA_NOCLDSTOP:
+            send_to_process(parent, child_info(code, proc.pid, 0, signo, 0, 0))
+        parent.child_events.notify(parent.vtime_ns)
 
     # -- ends ------------------------------------------------------------------------------
     def process_ended(self, proc: GuestProcess) -> None:
@@ -303,13 +335,18 @@ class ProcessTable:
 
 
 def _ready(p: GuestProcess, now: int) -> bool:
-    """Whether p has a task that can run at now (or a timer of its due)."""
+    """Whether p has a task that can run at now (or a timer of its due); a stopped
+    process has none."""
+    if p.stopped:
+        return False
     if p.timer_due_ns is not None and p.timer_due_ns <= now:
         return True
     return any(t.ready(now) for t in p.tasks.values())
 
 
 def _wake_time(p: GuestProcess) -> int | None:
+    if p.stopped:
+        return None  # only another process's SIGCONT ends a stop
     wakes = [w for w in (t.wake_time() for t in p.tasks.values()) if w is not None]
     if p.timer_due_ns is not None:
         wakes.append(p.timer_due_ns)

@@ -31,7 +31,7 @@ from chaosreplay.kernel.signals.siginfo import (
     kernel_info,
     timer_info,
 )
-from chaosreplay.kernel.signals.sigset import SIGALRM, SIGSEGV, blockable, sigmask
+from chaosreplay.kernel.signals.sigset import SIGALRM, SIGCONT, SIGKILL, SIGSEGV, blockable, sigmask
 from chaosreplay.kernel.syscalls.numbers import NUMBERS
 from chaosreplay.vm.vmm import TaskContext, VmmError
 
@@ -48,6 +48,7 @@ NEVER_RESTARTED = frozenset(NUMBERS[name] for name in (
     "pause", "rt_sigsuspend", "rt_sigtimedwait"))
 SLEEPS = frozenset((NUMBERS["nanosleep"], NUMBERS["clock_nanosleep"]))
 NR_FUTEX = NUMBERS["futex"]
+CPU_TIMER_SIGNALS = {1: 26, 2: 27}  # ITIMER_VIRTUAL: SIGVTALRM, ITIMER_PROF: SIGPROF
 NR_RT_SIGTIMEDWAIT = NUMBERS["rt_sigtimedwait"]
 
 
@@ -58,6 +59,8 @@ def threads(p: GuestProcess) -> list[delivery.TaskSignals]:
 
 def send_to_process(p: GuestProcess, info: SigInfo) -> int:
     """kill(): queue on the process and wake a thread that can take it; 0 or -EAGAIN."""
+    if info.signo in (SIGCONT, SIGKILL):
+        continue_if_stopped(p, info.signo)
     result = delivery.generate(info, p.signals, threads(p))
     if result is None:
         return 0  # ignored: discarded
@@ -80,6 +83,8 @@ def send_to_process(p: GuestProcess, info: SigInfo) -> int:
 
 def send_to_task(p: GuestProcess, task: Task, info: SigInfo) -> int:
     """tgkill()/tkill() or a fault: queue on one thread and wake it if it can take it."""
+    if info.signo in (SIGCONT, SIGKILL):
+        continue_if_stopped(p, info.signo)
     result = delivery.generate(info, p.signals, threads(p), target=task.signals)
     if result is None:
         return 0
@@ -237,7 +242,8 @@ def deliver(p: GuestProcess, orig_rax: int) -> None:
     task = p.current
     while True:
         taken = delivery.take(task.signals, p.signals)
-        if taken is None:
+        stops = taken is not None and taken.default is Default.STOP and _stop(p, taken)
+        if taken is None or stops:  # (a stopped call restarts once the process continues)
             if orig_rax >= 0:
                 regs = delivery.resume_without_handler(_registers(p.regs), orig_rax,
                                                        task.signals)
@@ -267,11 +273,27 @@ def recheck(p: GuestProcess) -> None:
                           for t in p.tasks.values())
 
 
+def _stop(p: GuestProcess, taken: delivery.Taken) -> bool:
+    """A stop signal's default action: the process stops until a SIGCONT from another
+    process of the node (False when there is none: then it ends, as no one could)."""
+    table = p.table
+    if table is None or not table.others_alive(p):
+        return False
+    table.stop(p, taken.info.signo)
+    return True
+
+
+def continue_if_stopped(p: GuestProcess, signo: int) -> None:
+    """SIGCONT (or SIGKILL) sent to a stopped process resumes it, blocked or not."""
+    if p.stopped and p.table is not None:
+        p.table.resume(p, report=signo == SIGCONT)
+
+
 def _default_action(p: GuestProcess, taken: delivery.Taken) -> None:
     """SIG_DFL of a signal that terminates, dumps core or stops the process."""
     signo = taken.info.signo
     if taken.default is Default.STOP:
-        reason = "stopped by the signal; no other process can continue it (SIGCONT)"
+        reason = "stopped by the signal; no other process of the node can continue it"
     elif taken.info.code == SI_USER and taken.info.pid == p.pid:
         reason = "signal sent by the program to itself"
     elif taken.info.code == SI_TKILL:
@@ -353,6 +375,7 @@ def rearm(p: GuestProcess) -> None:
     dues = [t.at_ns for t in p.posix_timers.values() if t.at_ns is not None]
     if p.itimer_real[0] is not None:
         dues.append(p.itimer_real[0])
+    dues.extend(at for at, _ in p.itimer_cpu.values())
     p.timer_due_ns = min(dues) if dues else None
 
 
@@ -378,6 +401,14 @@ def fire_timers(p: GuestProcess) -> None:
     if at is not None and at <= now:
         p.itimer_real = (_next_expiry(at, interval, now)[0], interval)
         send_to_process(p, kernel_info(SIGALRM))
+    for which, (at, interval) in sorted(p.itimer_cpu.items()):  # ITIMER_VIRTUAL, _PROF
+        if at <= now:
+            following = _next_expiry(at, interval, now)[0]
+            if following is None:
+                del p.itimer_cpu[which]
+            else:
+                p.itimer_cpu[which] = (following, interval)
+            send_to_process(p, kernel_info(CPU_TIMER_SIGNALS[which]))
     for timer_id, timer in sorted(p.posix_timers.items()):
         if timer.at_ns is None or timer.at_ns > now:
             continue

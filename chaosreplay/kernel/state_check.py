@@ -57,7 +57,7 @@ from chaosreplay.vm.vmm import TaskContext
 PAGE = 4096
 USER_VA_END = 1 << 47  # the user half: every VMA and brk lies below it
 NS = Int(0, I64_MAX)  # a virtual time in ns (292 years)
-# GuestProcess._streams (a test checks the mirror)
+# Kernel.streams (a test checks the mirror)
 STREAMS = ("auxv", "getrandom", "sdk", URANDOM_STREAM)
 
 
@@ -573,14 +573,27 @@ EXE = Maybe(Row(Bytes(PATH_MAX - 1), Maybe(Int(1, U64_MAX)),
                 Where(Bytes(32), lambda b: None if len(b) == 32 else "is not a SHA-256")))
 
 
+# A stopped process (or one with a stop or SIGCONT for wait to report): [stopped, signal]
+STOP = Row(Bool(), Maybe(Int(1, 64)))
+# Armed CPU-time interval timers: [which (ITIMER_VIRTUAL, ITIMER_PROF), expiry, interval]
+ITIMER_CPU = Where(ListOf(Row(OneOf(1, 2), NS, NS), max_len=2),
+                   _increasing("timer"))
+
+
 def check_kernel_state(state: Any, part: str) -> None:
     """Raise SchemaError (naming `part` and the field) unless state fits KERNEL_STATE."""
     validate(state, KERNEL_STATE, part)
     if "exe" in state:  # absent in checkpoints from before execve
         validate(state["exe"], EXE, f"{part}.exe")
+    if "stop" in state:  # only while stopped, or with a stop or continue to report
+        validate(state["stop"], STOP, f"{part}.stop")
+    if "itimer_cpu" in state:  # only while ITIMER_VIRTUAL or ITIMER_PROF is armed
+        validate(state["itimer_cpu"], ITIMER_CPU, f"{part}.itimer_cpu")
     if "processes" in state:  # only while the node's program has children
         validate(state["processes"], PROCESSES, f"{part}.processes")
         for i, row in enumerate(state["processes"]["processes"]):
-            if "exe" in row.get("process", {}):
-                validate(row["process"]["exe"], EXE, f"{part}.processes.processes[{i}].exe")
+            for key, check in (("exe", EXE), ("stop", STOP), ("itimer_cpu", ITIMER_CPU)):
+                if key in row.get("process", {}):
+                    validate(row["process"][key], check,
+                             f"{part}.processes.processes[{i}].{key}")
         validate(state, Where(Record({}, open=True), _processes_fit), part)

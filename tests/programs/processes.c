@@ -1,5 +1,6 @@
 /* Processes: wait4 with WNOHANG, kill between processes, SIGCHLD, getppid, orphans, waitid,
- * process groups, execve's errors and a "#!" script. Prints the same natively. */
+ * process groups, stop and continue, execve's errors and a "#!" script. Prints the same
+ * natively. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -115,6 +116,21 @@ int main(int argc, char **argv)
 	       info.si_pid == child ? "yes" : "no");
 	printf("no children left: %s\n", waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD ?
 	       "yes" : "no");
+
+	child = fork();
+	if (child == 0) {
+		for (;;)
+			pause();
+	}
+	kill(child, SIGSTOP);
+	waitpid(child, &status, WUNTRACED);
+	printf("stopped by %d\n", WIFSTOPPED(status) ? WSTOPSIG(status) : -1);
+	kill(child, SIGCONT);
+	waitpid(child, &status, WCONTINUED);
+	printf("continued: %s\n", WIFCONTINUED(status) ? "yes" : "no");
+	kill(child, SIGTERM);
+	waitpid(child, &status, 0);
+	printf("then killed by %d\n", WIFSIGNALED(status) ? WTERMSIG(status) : -1);
 
 	char dir[] = "/tmp/processesXXXXXX";
 	if (!mkdtemp(dir)) {

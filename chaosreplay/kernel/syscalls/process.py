@@ -14,8 +14,14 @@ from chaosreplay.kernel.exec import load_image, reset_address_space
 from chaosreplay.kernel.fs.paths import AT_FDCWD, resolve, synth
 from chaosreplay.kernel.fs.waiters import block
 from chaosreplay.kernel.loader import exec_arguments_problem
-from chaosreplay.kernel.processes import MAX_PROCESSES, ProcessTable, wait_status
-from chaosreplay.kernel.signals.siginfo import child_exit_info
+from chaosreplay.kernel.processes import (
+    CLD_CONTINUED,
+    CLD_STOPPED,
+    MAX_PROCESSES,
+    ProcessTable,
+    wait_status,
+)
+from chaosreplay.kernel.signals.siginfo import child_exit_info, child_info
 from chaosreplay.kernel.syscalls.args import int32, path_arg
 from chaosreplay.kernel.syscalls.numbers import NUMBERS
 
@@ -33,6 +39,7 @@ PROCESS_OPTIONS = (CLONE_VM | CLONE_FS | CLONE_VFORK | CLONE_PARENT | CLONE_SYSV
                    | CLONE_SETTLS | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID
                    | CLONE_DETACHED | CLONE_UNTRACED | CLONE_CHILD_SETTID | CLONE_IO)
 WNOHANG, WUNTRACED, WEXITED, WCONTINUED, WNOWAIT = 1, 2, 4, 8, 0x01000000
+WSTOPPED = WUNTRACED
 WAIT_FLAGS = 0x20000000 | 0x40000000 | 0x80000000  # __WNOTHREAD, __WALL, __WCLONE
 P_ALL, P_PID, P_PGID = 0, 1, 2
 AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW = 0x1000, 0x100
@@ -263,42 +270,76 @@ def sys_wait4(p: GuestProcess, r: Any) -> int:
         children = _waitable(p, P_PGID, -pid)
     if isinstance(children, int):
         return children
-    zombie = next((c for c in children if not c.alive), None)
-    if zombie is None:
+    found = _reportable(children, options & WUNTRACED, options & WCONTINUED)
+    if found is None:
         if options & WNOHANG:
             return 0
         return block(p, [(p.child_events, 1)], None, "wait4 for a child")
-    if status_ptr and not p.space.write(status_ptr, struct.pack("<i", wait_status(zombie))):
+    child, status = found
+    if status_ptr and not p.space.write(status_ptr, struct.pack("<i", status)):
         return -errno.EFAULT
     if rusage and not p.space.write(rusage, bytes(144)):
         return -errno.EFAULT
-    p.table.reap(zombie)  # type: ignore[union-attr]
-    return zombie.pid
+    _consume(p, child)
+    return child.pid
+
+
+def _reportable(children: list[GuestProcess], stopped: int, continued: int
+                ) -> tuple[GuestProcess, int] | None:
+    """The first child with something for wait to report, and its status word: an end,
+    a stop (with WUNTRACED: 0x7f | signal << 8) or a continue (with WCONTINUED: 0xffff)."""
+    for child in children:
+        if not child.alive:
+            return child, wait_status(child)
+        report = child.stop_report
+        if report is None:
+            continue
+        if child.stopped and stopped:
+            return child, 0x7F | report << 8
+        if not child.stopped and report == signal.SIGCONT and continued:
+            return child, 0xFFFF
+    return None
+
+
+def _consume(p: GuestProcess, child: GuestProcess) -> None:
+    """A wait collected child's report: a zombie is gone, a stop or continue is told."""
+    if child.alive:
+        child.stop_report = None
+    else:
+        p.table.reap(child)  # type: ignore[union-attr]
 
 
 def sys_waitid(p: GuestProcess, r: Any) -> int:
     idtype, ident, infop, options = int32(r.rdi), int32(r.rsi), r.rdx, int32(r.r10)
     if idtype not in (P_ALL, P_PID, P_PGID) or options & ~(
-            WNOHANG | WEXITED | WUNTRACED | WCONTINUED | WNOWAIT | WAIT_FLAGS):
+            WNOHANG | WEXITED | WSTOPPED | WCONTINUED | WNOWAIT | WAIT_FLAGS):
         return -errno.EINVAL
-    if not options & (WEXITED | WUNTRACED | WCONTINUED):
+    if not options & (WEXITED | WSTOPPED | WCONTINUED):
         return -errno.EINVAL
     children = _waitable(p, idtype, ident)
     if isinstance(children, int):
         return children
-    zombie = next((c for c in children if not c.alive), None) if options & WEXITED else None
-    if zombie is None:
+    if not options & WEXITED:
+        children = [c for c in children if c.alive]
+    found = _reportable(children, options & WSTOPPED, options & WCONTINUED)
+    if found is None:
         if options & WNOHANG:
             if infop and not p.space.write(infop, bytes(128)):
                 return -errno.EFAULT
             return 0
         return block(p, [(p.child_events, 1)], None, "waitid for a child")
+    child, status = found
     if infop:
-        info = child_exit_info(zombie.pid, 0, wait_status(zombie), 0, 0)
+        if status == 0xFFFF:
+            info = child_info(CLD_CONTINUED, child.pid, 0, signal.SIGCONT, 0, 0)
+        elif status & 0xFF == 0x7F:
+            info = child_info(CLD_STOPPED, child.pid, 0, status >> 8, 0, 0)
+        else:
+            info = child_exit_info(child.pid, 0, status, 0, 0)
         if not p.space.write(infop, info.pack()):
             return -errno.EFAULT
     if not options & WNOWAIT:
-        p.table.reap(zombie)  # type: ignore[union-attr]
+        _consume(p, child)
     return 0
 
 

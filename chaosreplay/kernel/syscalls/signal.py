@@ -410,27 +410,42 @@ def sys_timer_delete(p: GuestProcess, r: Any) -> int:
 
 def sys_setitimer(p: GuestProcess, r: Any) -> int:
     which, new, old = int32(r.rdi), r.rsi, r.rdx
-    if which in (ITIMER_VIRTUAL, ITIMER_PROF):
-        return -errno.EINVAL  # CPU-time timers: not modelled (documented)
-    if which != ITIMER_REAL:
+    if which not in (ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF):
         return -errno.EINVAL
     value = _timeval(p, new) if new else (0, 0)
     if isinstance(value, int):
         return value
-    if old and not p.space.write(old, _current_timer(p)):
+    if old and not p.space.write(old, _itimer_value(p, which)):
         return -errno.EFAULT
     interval_ns, value_ns = value
-    _arm(p, value_ns, interval_ns)
+    if which == ITIMER_REAL:
+        _arm(p, value_ns, interval_ns)
+        return 0
+    # CPU-time timers: the process's CPU time is virtual time itself, as for the CPU
+    # clocks (no clock fault bends it); they fire SIGVTALRM and SIGPROF.
+    if value_ns:
+        p.itimer_cpu[which] = (p.vtime_ns + value_ns, interval_ns)
+    else:
+        p.itimer_cpu.pop(which, None)
+    signalling.rearm(p)
     return 0
+
+
+def _itimer_value(p: GuestProcess, which: int) -> bytes:
+    """The struct itimerval of an interval timer now: its interval and the time left."""
+    if which == ITIMER_REAL:
+        return _current_timer(p)
+    at, interval = p.itimer_cpu.get(which, (None, 0))
+    left_us = 0 if at is None else -(-max(1, at - p.vtime_ns) // US)
+    return struct.pack("<qqqq", interval // NS, (interval % NS) // US, left_us // 10**6,
+                       left_us % 10**6)
 
 
 def sys_getitimer(p: GuestProcess, r: Any) -> int:
     which = int32(r.rdi)
-    if which in (ITIMER_VIRTUAL, ITIMER_PROF):
-        return 0 if p.space.write(r.rsi, bytes(32)) else -errno.EFAULT
-    if which != ITIMER_REAL:
+    if which not in (ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF):
         return -errno.EINVAL
-    return 0 if p.space.write(r.rsi, _current_timer(p)) else -errno.EFAULT
+    return 0 if p.space.write(r.rsi, _itimer_value(p, which)) else -errno.EFAULT
 
 
 def sys_alarm(p: GuestProcess, r: Any) -> int:

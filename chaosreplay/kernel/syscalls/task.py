@@ -9,12 +9,13 @@ import errno
 import struct
 from typing import TYPE_CHECKING, Any
 
+from chaosreplay.kernel.kernel import FIRST_PID
 from chaosreplay.kernel.syscalls.numbers import NUMBERS
 
 if TYPE_CHECKING:
     from chaosreplay.kernel.process import GuestProcess
 
-PID = 1000
+PID = FIRST_PID  # the node's program (kernel.kernel)
 ARCH_SET_GS, ARCH_SET_FS, ARCH_GET_FS, ARCH_GET_GS = 0x1001, 0x1002, 0x1003, 0x1004
 RLIM_INFINITY = (1 << 64) - 1
 # stack, open files, pending signals (kernel/signals/queue.py), nice and real-time

@@ -163,7 +163,8 @@ class Messaging:
         pending = endpoint.pending
         assert pending is not None
         endpoint.pending = None
-        p.complete_datagram_recv(_hand_over(p, packet, pending.buf, pending.cap,
+        receiver = p.datagram_receiver()  # the node's process whose thread called cr_recv
+        p.complete_datagram_recv(_hand_over(receiver, packet, pending.buf, pending.cap,
                                             pending.src_ptr), at_ns)
 
     def _record_fabric(self, event: FabricEvent) -> None:
