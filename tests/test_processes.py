@@ -303,3 +303,17 @@ def test_the_debugger_shows_every_process_of_a_node() -> None:
     assert tids[0] == 1000 and {1001, 1002} <= set(tids)
     sleeper = next(t for t in threads if t.tid == 1001)
     assert sleeper.state.startswith("process 1001 (")
+
+
+@pytest.mark.kvm
+@needs_busybox
+def test_proc_shows_every_process_and_what_it_runs() -> None:
+    """/proc lists the node's live processes; a child reads its parent's /proc/<pid>; an
+    exec'd program's /proc/self/cmdline and exe are its own."""
+    script = ("sleep 0.01 & ls /proc | grep -c '^[0-9]'; cut -d' ' -f1-5 /proc/$$/stat; "
+              "/bin/cat /proc/self/cmdline | tr '\\0' ' '; echo; wait")
+    run = _on_node(script)
+    count, stat, cmdline = _stdout(run).splitlines()
+    assert int(count) == 4, "the shell, sleep, and the pipeline's ls and grep"
+    assert stat == "1000 (busybox) R 1 1000"
+    assert cmdline == "/bin/cat /proc/self/cmdline "

@@ -233,6 +233,7 @@ class GuestProcess:
         self.exe_name = exe_name
         self.boot_image, self.boot_exe_name = image, exe_name  # what execve replaces
         self.exe_ino: int | None = None  # the exec'd program's inode (None: boot image)
+        self.argv, self.envp = config.argv, config.envp  # what execve gave the program
         self.vm.start(loaded.entry, loaded.stack_pointer)
         self.regs = self.vm.regs
 
@@ -829,8 +830,8 @@ class GuestProcess:
         child = GuestProcess.__new__(GuestProcess)
         child.kernel = self.kernel
         for name in ("image", "boot_image", "boot_exe_name", "config", "node_id", "vtime_ns",
-                     "cwd", "umask", "comm", "coverage_map", "exe_name", "exe_ino", "pgid",
-                     "sid"):
+                     "cwd", "umask", "comm", "coverage_map", "exe_name", "exe_ino", "argv",
+                     "envp", "pgid", "sid"):
             setattr(child, name, getattr(self, name))
         child.preempt = child.yielded = child.reaped = child.stopped = False
         child.stop_report = None
@@ -902,8 +903,10 @@ class GuestProcess:
         if exe is None:
             self.image, self.exe_name, self.exe_ino = (self.boot_image, self.boot_exe_name,
                                                         None)
+            self.argv, self.envp = self.config.argv, self.config.envp
             return
         path, ino, digest = bytes(exe[0]), exe[1], bytes(exe[2])
+        self.argv, self.envp = [bytes(a) for a in exe[3]], [bytes(e) for e in exe[4]]
         raw = self._exec_image(ino, digest)
         where = f"part node{self.node_id}.kernel.exe"
         if raw is None:
@@ -969,7 +972,8 @@ class GuestProcess:
             "coverage_map": None if self.coverage_map is None else list(self.coverage_map),
         }
         if self.image is not self.boot_image:
-            state["exe"] = [self.exe_name, self.exe_ino, hashlib.sha256(self.image.raw).digest()]
+            state["exe"] = [self.exe_name, self.exe_ino, hashlib.sha256(self.image.raw).digest(),
+                            list(self.argv), list(self.envp)]
         if self.stopped or self.stop_report is not None:
             state["stop"] = [self.stopped, self.stop_report]
         if self.itimer_cpu:
@@ -1067,6 +1071,7 @@ class GuestProcess:
             self.table.kill_all("the node went back to a checkpoint")
             self.table = None
         self.image, self.exe_name = self.boot_image, self.boot_exe_name
+        self.argv, self.envp = self.config.argv, self.config.envp
         checkpoint.snapshot.restore()
         self.load_kernel_state(checkpoint.kernel)
 

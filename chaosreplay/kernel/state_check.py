@@ -20,6 +20,7 @@ from chaosreplay.kernel.fs.disk import SNAPSHOT_VERSION as DISK_VERSION
 from chaosreplay.kernel.fs.files import PATH_MAX, FileDescription, SavedDescription, open_flags
 from chaosreplay.kernel.fs.paths import MOUNTS
 from chaosreplay.kernel.fs.pipes import Pipe
+from chaosreplay.kernel.loader import ARGS_MAX_BYTES, MAX_ARG_STRLEN
 from chaosreplay.kernel.mm.address_space import CHUNK_SHIFT
 from chaosreplay.kernel.net.socket_file import SocketFile
 from chaosreplay.kernel.net.stack import STATE as NET_STATE
@@ -567,10 +568,12 @@ def check_disk_state(snap: Any, part: str) -> None:
     validate(snap, DISK_STATE, part)
 
 
+ARGS = ListOf(Bytes(MAX_ARG_STRLEN), max_len=ARGS_MAX_BYTES // 9)
 # The program an execve put in place of the booted one: its path, its inode on the node's
 # disk (None: the booted program's own bytes, run again) and the SHA-256 of its bytes.
 EXE = Maybe(Row(Bytes(PATH_MAX - 1), Maybe(Int(1, U64_MAX)),
-                Where(Bytes(32), lambda b: None if len(b) == 32 else "is not a SHA-256")))
+                Where(Bytes(32), lambda b: None if len(b) == 32 else "is not a SHA-256"),
+                ARGS, ARGS))  # and the argv and environment it was given
 
 
 # A stopped process (or one with a stop or SIGCONT for wait to report): [stopped, signal]

@@ -153,8 +153,8 @@ def _process(p: GuestProcess, rest: tuple[bytes, ...]) -> SynthNode | None:
     if tail:
         return None
     files = {
-        b"cmdline": lambda: text(_nul_joined(p.config.argv)),
-        b"environ": lambda: text(_nul_joined(p.config.envp), 0o400),
+        b"cmdline": lambda: text(_nul_joined(p.argv)),
+        b"environ": lambda: text(_nul_joined(p.envp), 0o400),
         b"comm": lambda: text(p.comm + b"\n", 0o644),
         b"exe": lambda: link(p.exe_name),
         b"cwd": lambda: link(path_of(p, p.cwd)),
@@ -174,19 +174,25 @@ class ProcFs:
 
     def lookup(self, p: GuestProcess, parts: tuple[bytes, ...]) -> SynthNode | None:
         pid = str(p.pid).encode()
+        # every live process of the node has its directory (the node is its pid namespace)
+        procs = {str(q.pid).encode(): q for q in
+                 (p.table.live() if getattr(p, "table", None) is not None else [p])}
+        procs[pid] = p
         if not parts:
-            return directory(pid, b"self", b"thread-self", *MACHINE_FILES)
+            return directory(*sorted(procs, key=int), b"self", b"thread-self",
+                             *MACHINE_FILES)
         head, rest = parts[0], parts[1:]
         if head == b"self":
             return link(pid) if not rest else None
         if head == b"thread-self":
             return link(pid + b"/task/" + pid) if not rest else None
-        if head == pid:
+        if head in procs:
+            q = procs[head]
             if rest[:1] == (b"task",):  # one thread: task/<pid> is the process itself
                 if len(rest) == 1:
-                    return directory(pid)
-                return _process(p, rest[2:]) if rest[1] == pid else None
-            return _process(p, rest)
+                    return directory(head)
+                return _process(q, rest[2:]) if rest[1] == head else None
+            return _process(q, rest)
         if rest:
             return None
         machine = {

@@ -197,6 +197,7 @@ def exec_program(p: GuestProcess, dirfd: int, path_ptr: int, argv_ptr: int, envp
     p.sites = space.code.sites
     p.image = plan.image
     p.exe_name, p.exe_ino = path, ino
+    p.argv, p.envp = argv, envp
     p.comm = path.rsplit(b"/", 1)[-1][:15]
     p.vm.fs_base = 0
     p.vm.set_gs_base(0)
