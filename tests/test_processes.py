@@ -9,9 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from simulate import Run, simulate
 
 from chaosreplay.sim.scenario import Scenario, loads_scenario
-from tests.simulate import Run, simulate
 
 BUSYBOX = shutil.which("busybox")
 needs_busybox = pytest.mark.skipif(BUSYBOX is None, reason="busybox is not installed "
@@ -213,13 +213,14 @@ def test_a_run_resumed_after_an_exec_continues_identically(entry: str, tmp_path:
     """A node whose program exec'd another (busybox running itself again as /bin/sh, or a
     C entrypoint exec'ing busybox from the disk) is checkpointed with the program it runs
     now, and resuming from each checkpoint gives the rest of the run's events exactly."""
+    import program_cache
+
     from chaosreplay.recording import RecordingReader
     from chaosreplay.recording.format import packb, unpackb
     from chaosreplay.recording.schema import SchemaError
     from chaosreplay.sim.checkpoint import rewrite_blob
     from chaosreplay.sim.simulation import Simulation
     from chaosreplay.vm.elf import load_program
-    from tests import program_cache
 
     program = None if entry == "busybox" else str(program_cache.build_program(
         "exec_into.c", "musl"))
