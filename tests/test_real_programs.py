@@ -94,6 +94,8 @@ exec missing: ENOENT
 exec non-executable: EACCES
 exec text: ENOEXEC
 exec directory: EACCES
+write to a running program: ETXTBSY
+once it ended: allowed
 interpreted script
 script exit 0
 """

@@ -49,6 +49,10 @@ static const char *exec_error(const char *path)
 
 int main(int argc, char **argv)
 {
+	if (argc > 1 && strcmp(argv[1], "wait") == 0) { /* a copy of this program, running */
+		pause();
+		return 0;
+	}
 	if (argc > 2 && strcmp(argv[1], "interp") == 0) {
 		const char *name = strrchr(argv[2], '/');
 		printf("interpreted %s\n", name ? name + 1 : argv[2]);
@@ -147,6 +151,34 @@ int main(int argc, char **argv)
 	write_file(path, "just text\n", 0755);
 	printf("exec text: %s\n", exec_error(path));
 	printf("exec directory: %s\n", exec_error(dir));
+	snprintf(path, sizeof path, "%s/copy", dir); /* a copy of this program, exec'd */
+	int in = open("/proc/self/exe", O_RDONLY), out = open(path, O_WRONLY | O_CREAT, 0755);
+	char block[4096];
+	ssize_t got;
+	while ((got = read(in, block, sizeof block)) > 0)
+		write(out, block, (size_t)got);
+	close(in);
+	close(out);
+	int ready[2];
+	pipe(ready);
+	child = fork();
+	if (child == 0) {
+		close(ready[0]);
+		fcntl(ready[1], F_SETFD, FD_CLOEXEC); /* closed by the exec: the parent's cue */
+		char *args[] = {path, "wait", NULL};
+		execv(path, args);
+		_exit(127);
+	}
+	close(ready[1]);
+	read(ready[0], &c, 1);
+	int busy = open(path, O_WRONLY);
+	printf("write to a running program: %s\n", busy < 0 && errno == ETXTBSY ? "ETXTBSY" :
+	       "allowed");
+	kill(child, SIGKILL);
+	waitpid(child, &status, 0);
+	busy = open(path, O_WRONLY);
+	printf("once it ended: %s\n", busy >= 0 ? "allowed" : strerror(errno));
+	close(busy);
 	snprintf(path, sizeof path, "%s/script", dir);
 	write_file(path, "#!/proc/self/exe interp\n", 0755);
 	child = fork();

@@ -168,6 +168,9 @@ def open_file(p: GuestProcess, dirfd: int, path: bytes, flags: int, mode: int,
                 if access == O_ACCMODE:
                     return -errno.EINVAL
                 return open_fifo(p, place.ino, child_path(p, res.parent, res.name), kept)
+            if (flags & O_ACCMODE or flags & O_TRUNC) and not flags & O_PATH \
+                    and being_executed(p, place.ino):
+                return -errno.ETXTBSY
     full = path_of(p, Place(ino=at)) if name == b"." else child_path(p, Place(ino=at), name)
     try:
         ino = p.fs.open(name, flags & ~O_PATH, (mode & 0o7777) & ~p.umask, now_ns(p), at)
@@ -527,7 +530,17 @@ def sys_truncate(p: GuestProcess, r: Any) -> int:
         return -errno.EISDIR
     if p.fs.special(res.place.ino):
         return -errno.EINVAL  # only regular files have a length to set
+    if being_executed(p, res.place.ino):
+        return -errno.ETXTBSY
     return _truncate(p, res.place.ino, int64(r.rsi), child_path(p, res.parent, res.name))
+
+
+def being_executed(p: GuestProcess, ino: int) -> bool:
+    """Whether a live process of the node runs the program in disk inode ino (then the
+    file cannot be opened for writing: ETXTBSY, as Linux's deny_write_access)."""
+    table = getattr(p, "table", None)
+    procs = table.live() if table is not None else [p]
+    return any(getattr(q, "exe_ino", None) == ino for q in procs)
 
 
 # -- checkpoints ----------------------------------------------------------------------------
