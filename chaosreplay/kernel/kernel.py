@@ -57,6 +57,12 @@ class Kernel:
         self.stderr = bytearray()
         self.output_dropped = [0, 0]  # bytes of stdout, stderr that fell out of the tails
 
+    def new_id(self) -> int:
+        """A new pid or tid: one counter for both, as on Linux."""
+        new = self.next_tid
+        self.next_tid += 1
+        return new
+
     def streams(self) -> dict[str, DeterministicStream]:
         """The seeded streams of this life of the node (auxv is fixed by the image)."""
         config, life = self.config, self.incarnation

@@ -326,11 +326,7 @@ class GuestProcess:
             context.regs.rsp = stack
         if tls is not None:
             context.fs_base = tls
-        if self.table is not None:  # one counter for the node's pids and tids
-            tid = self.table.alloc_id()
-        else:
-            tid, self.next_tid = self.next_tid, self.next_tid + 1
-        task = Task(tid, context, signals=self.current.signals.for_thread())
+        task = Task(self.kernel.new_id(), context, signals=self.current.signals.for_thread())
         self.scheduler.admit(task)
         self.tasks[task.tid] = task
         self.emit(EventKind.TASK_START, child=task.tid)
@@ -379,8 +375,8 @@ class GuestProcess:
     def complete_datagram_recv(self, result: int, at_ns: int) -> None:
         """A datagram completes the cr_recv a task of the node sleeps in (the node has one
         endpoint: one such call at a time): its result, and it wakes."""
-        q, task = next((q, t) for q in self._node_processes() for t in q.tasks.values()
-                       if t.in_sdk_recv)
+        q = self.datagram_receiver()
+        task = next(t for t in q.tasks.values() if t.in_sdk_recv)
         task.in_sdk_recv = False
         q.task_regs(task).rax = result & _MASK64
         wake = max(at_ns, self.vtime_ns)
@@ -1066,12 +1062,8 @@ class GuestProcess:
         return Checkpoint(snap, self.kernel_state())
 
     def restore(self, checkpoint: Checkpoint) -> None:
-        """Return to a checkpoint taken from this process (its children die first)."""
-        if self.table is not None:
-            self.table.kill_all("the node went back to a checkpoint")
-            self.table = None
-        self.image, self.exe_name = self.boot_image, self.boot_exe_name
-        self.argv, self.envp = self.config.argv, self.config.envp
+        """Return to a checkpoint taken from this process (load_kernel_state ends its
+        other processes and puts back the program the checkpoint ran)."""
         checkpoint.snapshot.restore()
         self.load_kernel_state(checkpoint.kernel)
 

@@ -70,13 +70,6 @@ class ProcessTable:
         self.last_pid = init.pid  # the process that had the vCPU last (round robin)
         self.freed_exits = 0  # VM exits of processes whose VMs are gone (the watchdog's)
 
-    def alloc_id(self) -> int:
-        """A new pid or tid: one counter for both, as on Linux."""
-        init = self.init
-        new = init.next_tid
-        init.next_tid += 1
-        return new
-
     def live(self) -> list[GuestProcess]:
         from chaosreplay.kernel.process import Status
 

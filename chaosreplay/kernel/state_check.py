@@ -463,12 +463,13 @@ def _processes_fit(state: dict[str, Any]) -> str | None:
             return f"has process {pid} {'with' if live else 'without'} state, {row['status']}"
         if pid in taken:
             return f"has process {pid}, whose id is taken"
+        taken.add(pid)  # a zombie's pid too: no task may have it
         if not live:
             continue
         tids = {task[0] for task in row["process"]["tasks"]}
-        if tids & taken:
+        if (tids - {pid}) & taken:
             return f"has process {pid} with a task whose id is taken"
-        taken |= tids | {pid}
+        taken |= tids
         if pid not in tids:
             return f"has process {pid} without its main thread"
         for fd, index, _ in row["files"]["fds"]:

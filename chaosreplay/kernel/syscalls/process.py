@@ -58,12 +58,14 @@ def fork_process(p: GuestProcess, flags: int, stack: int, parent_tid: int, child
     under qemu-user; the child has its own copy of the memory)."""
     if flags & ~(PROCESS_OPTIONS | 0xFF):
         return -errno.EINVAL
+    if flags & CLONE_SETTLS and tls >= 1 << 47:
+        return -errno.EPERM
     if p.table is None:
         p.table = ProcessTable(p)
     table = p.table
     if len(table.procs) >= MAX_PROCESSES:
         return -errno.EAGAIN
-    pid = table.alloc_id()
+    pid = p.kernel.new_id()
     child = p.fork(pid)
     if flags & CLONE_PARENT:
         child.ppid = p.ppid
@@ -71,8 +73,6 @@ def fork_process(p: GuestProcess, flags: int, stack: int, parent_tid: int, child
     if stack:
         child.regs.rsp = stack
     if flags & CLONE_SETTLS:
-        if tls >= 1 << 47:
-            return -errno.EPERM
         child.vm.fs_base = tls
     packed = struct.pack("<I", pid)
     if flags & CLONE_PARENT_SETTID and not p.space.write(parent_tid, packed):
