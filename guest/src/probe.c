@@ -8,6 +8,8 @@
  *   probe alloc ROUNDS    every 100 ms map 1 MiB more and print "alloc ok" or "alloc ENOMEM"
  *   probe burst N         send N datagrams "b<i> from <id>" to the next node at once, then
  *                         print what arrives for 300 ms
+ *   probe pingpong N      node 0 sends N datagrams to node 1 one at a time, each sent once
+ *                         the previous came back (node 1 echoes them), then prints a line
  *   probe bug ROUND       like ring, but an always-assertion fails at ROUND on node 0
  *   probe disk ROUNDS     boot: print "boot <n> unsynced=<present|absent> torn=<size>" from
  *                         the disk, durably count the boot, leave unsynced data behind;
@@ -87,6 +89,26 @@ static int burst(int n)
         cr_send((id + 1) % count, msg, (size_t)len);
     }
     drain(300);
+    return 0;
+}
+
+static int pingpong(int n)
+{
+    char buf[64];
+    int src = -1, echoed = 0, id = cr_node_id();
+    for (int i = 0; i < n; i++) {
+        if (id == 0) {
+            int len = snprintf(buf, sizeof buf, "p%d", i);
+            cr_send(1, buf, (size_t)len);
+        }
+        long got = cr_recv(buf, sizeof buf, 1000000000LL, &src);
+        if (got < 0)
+            break;  /* lost (no faults are expected here): stop rather than hang */
+        if (id == 1)
+            cr_send(src, buf, (size_t)got);
+        echoed++;
+    }
+    printf("pingpong %d of %d\n", echoed, n);
     return 0;
 }
 
@@ -198,6 +220,8 @@ int main(int argc, char **argv)
         return burst(arg);
     if (strcmp(mode, "clock") == 0)
         return clocks(arg);
+    if (strcmp(mode, "pingpong") == 0)
+        return pingpong(arg);
     if (strcmp(mode, "alloc") == 0)
         return alloc(arg);
     if (strcmp(mode, "random") == 0) {
@@ -215,6 +239,6 @@ int main(int argc, char **argv)
         for (volatile unsigned long i = 0;; i++)
             ;
     }
-    fprintf(stderr, "usage: probe ring|burst|clock|alloc|disk|bug|random|spin|wait [N]\n");
+    fprintf(stderr, "usage: probe ring|burst|pingpong|clock|alloc|disk|bug|random|spin|wait [N]\n");
     return 2;
 }

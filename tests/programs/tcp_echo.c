@@ -4,12 +4,16 @@
  *                               connections down with it)
  *   tcp_echo client HOST PORT N sends N bytes (polling, so neither side's buffer fills
  *                               for good), half-closes, checks the echo
+ *   tcp_echo pingpong HOST PORT N
+ *                               sends N 64-byte messages, each once the echo of the
+ *                               previous one is back (one write and one read per message)
  *   tcp_echo idle               exits at once (a node that is down)
  * Output names no host-dependent value. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,14 +116,45 @@ static int client(const char *host, int port, size_t size) {
     return 0;
 }
 
+static int pingpong(const char *host, int port, int rounds) {
+    int s = socket(AF_INET, SOCK_STREAM, 0), one = 1, done = 0;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    inet_pton(AF_INET, host, &sa.sin_addr);
+    setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(s, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        printf("connect: %s\n", errname(errno));
+        return 0;
+    }
+    char msg[64];
+    for (; done < rounds; done++) {
+        memset(msg, 'a' + done % 26, sizeof msg);
+        if (write(s, msg, sizeof msg) != (ssize_t)sizeof msg)
+            break;
+        size_t got = 0;
+        while (got < sizeof msg) {
+            ssize_t n = read(s, msg + got, sizeof msg - got);
+            if (n <= 0)
+                break;
+            got += (size_t)n;
+        }
+        if (got < sizeof msg || msg[0] != 'a' + done % 26)
+            break;
+    }
+    printf("pingpong %d of %d\n", done, rounds);
+    close(s);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc == 3 && strcmp(argv[1], "server") == 0)
         return server(atoi(argv[2]));
     if (argc == 5 && strcmp(argv[1], "client") == 0)
         return client(argv[2], atoi(argv[3]), (size_t)atol(argv[4]));
+    if (argc == 5 && strcmp(argv[1], "pingpong") == 0)
+        return pingpong(argv[2], atoi(argv[3]), atoi(argv[4]));
     if (argc == 2 && strcmp(argv[1], "idle") == 0)
         return 0;
-    fprintf(stderr, "usage: tcp_echo server PORT | client HOST PORT BYTES | idle\n");
+    fprintf(stderr, "usage: tcp_echo server PORT | client HOST PORT BYTES | pingpong HOST PORT N | idle\n");
     return 64;
 }
