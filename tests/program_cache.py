@@ -25,7 +25,9 @@ CACHE = REPO / "guest" / "build" / "cache"
 
 @dataclass(frozen=True)
 class Toolchain:
-    """How one language/flavour is compiled into a static x86-64 executable."""
+    """How one language/flavour is compiled into an x86-64 executable (static, except the
+    `dynamic` flavours: glibc's ld.so and shared libraries, host_closure puts them on a
+    node's disk)."""
 
     compiler: str
     version_args: tuple[str, ...]
@@ -40,6 +42,11 @@ TOOLCHAINS = {
     ("c", "musl"): Toolchain("musl-gcc", ("--version",),
                              ("musl-gcc", "-static", "-O2", "-g", "-o", "{out}", "{src}"),
                              install_hint="apt-get install musl-tools"),
+    ("c", "dynamic"): Toolchain("gcc", ("--version",),
+                                ("gcc", "-O2", "-g", "-pthread", "-o", "{out}", "{src}")),
+    ("cpp", "dynamic"): Toolchain("g++", ("--version",),
+                                  ("g++", "-O2", "-g", "-pthread", "-o", "{out}", "{src}"),
+                                  install_hint="apt-get install g++"),
     ("cpp", "glibc"): Toolchain("g++", ("--version",),
                                 ("g++", "-static", "-O2", "-g", "-pthread", "-o", "{out}", "{src}"),
                                 install_hint="apt-get install g++"),

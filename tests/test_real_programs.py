@@ -16,6 +16,7 @@ import program_cache
 import pytest
 
 from chaosreplay.kernel.process import GuestProcess, ProcessConfig, Status
+from chaosreplay.sim.host_root import host_closure
 from chaosreplay.vm.elf import load_program
 
 FUTEX_OPS = """\
@@ -129,6 +130,14 @@ EXPECTED = {
                              "recovered: runtime error: invalid memory address or nil pointer "
                              "dereference\n",
     ("rust_threads.rs", None): "hello from rust\ntotal 7998000 from [0, 1, 2, 3]\n",
+    # dynamically linked: ld.so, libc.so.6 (and libstdc++...) on the node's disk
+    ("pthreads.c", "dynamic"): "counter 8000\nring" + " 0 1 2 3 4 5 6 7" * 3 + "\njoined 280\n",
+    ("futex_ops.c", "dynamic"): FUTEX_OPS,
+    ("signals.c", "dynamic"): SIGNALS,
+    ("posix_timers.c", "dynamic"): POSIX_TIMERS,
+    ("fork_exec.c", "dynamic"): "parent read: child says hello\nchild exited 7\n",
+    ("processes.c", "dynamic"): PROCESSES,
+    ("cxx_thread.cpp", "dynamic"): "total 7998000 from 4 threads\n",
 }
 CASES = [pytest.param(source, flavour, id=f"{source}-{flavour or 'default'}")
          for source, flavour in EXPECTED]
@@ -177,7 +186,8 @@ def test_a_cached_program_is_not_built_again(monkeypatch: pytest.MonkeyPatch) ->
 def test_program_prints_the_same_under_chaosreplay(source: str, flavour: str | None) -> None:
     """Under the VMM the program prints what it prints natively and exits 0."""
     path = built(source, flavour)
-    process = GuestProcess(load_program(path), ProcessConfig(argv=[str(path).encode()]))
+    process = GuestProcess(load_program(path), ProcessConfig(argv=[str(path).encode()]),
+                           files=host_closure([path]))  # none for a static program
     process.run_to_completion(hang_seconds=20)
     assert (process.status, process.exit_code) == (Status.EXITED, 0), process.crash
     assert bytes(process.stdout).decode() == EXPECTED[(source, flavour)]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chaosreplay.errors import GuestProgramError
-from chaosreplay.kernel.loader import build_stack, map_segments
+from chaosreplay.kernel.loader import build_stack, map_interpreter, map_segments
 from chaosreplay.kernel.mm.address_space import AddressSpace
 from chaosreplay.kernel.mm.code_pages import CodePages
 from chaosreplay.vm import nonvirt
@@ -77,15 +77,31 @@ def check_patchable(image: ProgramImage, sites: tuple[Site, ...] | list[Site],
 
 
 def load_image(space: AddressSpace, plan: LoadPlan, argv: list[bytes], envp: list[bytes],
-               at_random: bytes, exe_name: bytes) -> LoadedImage:
-    """Map plan's segments into space (empty: fresh or reset), adopt its code pages and
-    build the initial stack. The caller starts the vCPU at (entry, stack_pointer)."""
+               at_random: bytes, exe_name: bytes,
+               interpreter: ProgramImage | None = None) -> LoadedImage:
+    """Map plan's segments into space (empty: fresh or reset), adopt its code pages, map
+    the dynamic loader a dynamically linked program names (read by the caller: see
+    parse_interpreter) and build the initial stack. The caller starts the vCPU at (entry,
+    stack_pointer): the loader's entry when there is one, else the program's."""
     image = plan.image
     map_segments(space, image, list(plan.contents))
     space.code.describe = image.symbols.describe
     space.code.adopt_image(image, list(plan.sites), list(plan.strays))
-    sp = build_stack(space, image, argv, envp, at_random, exe_name)
-    return LoadedImage(image.entry, sp)
+    base, entry = 0, image.entry
+    if interpreter is not None:
+        base, entry = map_interpreter(space, interpreter)
+    sp = build_stack(space, image, argv, envp, at_random, exe_name, base)
+    return LoadedImage(entry, sp)
+
+
+def parse_interpreter(raw: bytes, path: str) -> ProgramImage:
+    """The dynamic loader a program names, parsed; GuestProgramError unless it is a
+    self-contained ET_DYN (Linux: ELIBBAD)."""
+    interpreter = parse_program(raw, path)
+    if interpreter.interpreter is not None or not interpreter.is_pie:
+        raise GuestProgramError(f"{path}: cannot be an interpreter (it is not a "
+                                "self-contained shared object)")
+    return interpreter
 
 
 def reset_address_space(space: AddressSpace) -> None:
@@ -111,7 +127,20 @@ class ImageCache:
     def __init__(self, entries: int = IMAGE_CACHE_ENTRIES) -> None:
         self.entries = entries
         self._plans: OrderedDict[str, LoadPlan] = OrderedDict()
+        self._interpreters: OrderedDict[str, ProgramImage] = OrderedDict()
         self.parses = 0  # cache misses: binaries parsed and planned
+
+    def interpreter(self, raw: bytes, path: str) -> ProgramImage:
+        """The dynamic loader raw, parsed (parse_interpreter; nothing to plan: its code is
+        scanned as it runs)."""
+        digest = hashlib.sha256(raw).hexdigest()
+        cached = self._interpreters.get(digest)
+        if cached is None:
+            cached = self._interpreters[digest] = parse_interpreter(raw, path)
+            while len(self._interpreters) > self.entries:
+                self._interpreters.popitem(last=False)
+        self._interpreters.move_to_end(digest)
+        return cached if str(cached.path) == path else dataclasses.replace(cached, path=Path(path))
 
     def plan(self, raw: bytes, path: str | Path, patch: bool = True) -> LoadPlan:
         """The plan of the binary raw, run as path (GuestProgramError for a bad binary)."""

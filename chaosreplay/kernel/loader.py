@@ -36,6 +36,30 @@ def _vm_prot(prot: ElfProt) -> int:
     return out
 
 
+def map_interpreter(space: AddressSpace, interpreter: ProgramImage) -> tuple[int, int]:
+    """Map a dynamic loader as Linux's load_elf_interp does: its segments together at the
+    highest free range below the mmap top, each a private mapping of its file (code is
+    scanned when it first runs, like a library's). Returns (load bias, entry point)."""
+    low = min(seg.vaddr for seg in interpreter.segments) & ~(PAGE_SIZE - 1)
+    high = max(seg.end for seg in interpreter.segments)
+    span = (high - low + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+    base = space.find_free(span)
+    if base is None:
+        raise MemoryError("no room for the interpreter")
+    shift = base - low
+    name = str(interpreter.path)
+    raw = interpreter.raw
+    for seg in interpreter.segments:
+        start = (seg.vaddr + shift) & ~(PAGE_SIZE - 1)
+        file_start = seg.offset - (seg.vaddr + shift - start)  # the page's file offset
+        end = (seg.vaddr + shift + seg.memsz + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+        if not space.map_fixed(start, end - start, _vm_prot(seg.prot) | Prot.READ, name,
+                               eager=True, offset=file_start):
+            raise MemoryError("too many mappings for the interpreter")
+        space.fill(start, raw[file_start : seg.offset + seg.filesz])  # past filesz: zeros
+    return interpreter.load_bias + shift, interpreter.entry + shift
+
+
 def map_segments(space: AddressSpace, image: ProgramImage, contents: list[bytes]) -> None:
     """Map each PT_LOAD with its protection (pages shared by two segments get the union)."""
     page_prot: dict[int, int] = {}
@@ -50,8 +74,9 @@ def map_segments(space: AddressSpace, image: ProgramImage, contents: list[bytes]
 
 
 def build_stack(space: AddressSpace, image: ProgramImage, argv: list[bytes], envp: list[bytes],
-                at_random: bytes, exe_name: bytes) -> int:
-    """Lay out the initial stack the way Linux does; returns the stack pointer (at argc)."""
+                at_random: bytes, exe_name: bytes, interpreter_base: int = 0) -> int:
+    """Lay out the initial stack the way Linux does; returns the stack pointer (at argc).
+    interpreter_base is AT_BASE: where the dynamic loader was mapped (0: none)."""
     space.map_fixed(STACK_TOP - STACK_LIMIT, STACK_LIMIT - STACK_EAGER, Prot.READ | Prot.WRITE,
                     "[stack]", eager=False)
     space.map_fixed(STACK_TOP - STACK_EAGER, STACK_EAGER, Prot.READ | Prot.WRITE, "[stack]",
@@ -78,7 +103,7 @@ def build_stack(space: AddressSpace, image: ProgramImage, argv: list[bytes], env
 
     auxv = [
         (AT_PHDR, image.phdr_address), (AT_PHENT, image.phent), (AT_PHNUM, image.phnum),
-        (AT_PAGESZ, PAGE_SIZE), (AT_BASE, 0), (AT_FLAGS, 0), (AT_ENTRY, image.entry),
+        (AT_PAGESZ, PAGE_SIZE), (AT_BASE, interpreter_base), (AT_FLAGS, 0), (AT_ENTRY, image.entry),
         (AT_UID, 0), (AT_EUID, 0), (AT_GID, 0), (AT_EGID, 0), (AT_SECURE, 0),
         (AT_HWCAP, virtual_cpu.cpuid(1, 0).edx), (AT_HWCAP2, 0), (AT_CLKTCK, 100),
         (AT_PLATFORM, addr("platform")), (AT_RANDOM, addr("random")),

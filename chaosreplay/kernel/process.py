@@ -9,11 +9,12 @@ in virtual time, or it ends; the simulation controller interleaves nodes with it
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import re
 import signal
 import sysconfig
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -24,6 +25,7 @@ from chaosreplay.kernel import futex, sdk_abi, signalling
 from chaosreplay.kernel.clock import NodeClock
 from chaosreplay.kernel.exec import load_image, plan_load
 from chaosreplay.kernel.fs.files import save_tables
+from chaosreplay.kernel.fs.install import DiskEntry, install
 from chaosreplay.kernel.fs.paths import ROOT
 from chaosreplay.kernel.fs.waiters import WAIT, Wait, end_wait
 from chaosreplay.kernel.kernel import Kernel, Shared
@@ -175,8 +177,10 @@ class GuestProcess:
     images, stdout, stderr, output_dropped = Shared(), Shared(), Shared(), Shared()
 
     def __init__(self, image: ProgramImage, config: ProcessConfig,
-                 on_event: EventSink | None = None, on_output: OutputSink | None = None) -> None:
+                 on_event: EventSink | None = None, on_output: OutputSink | None = None,
+                 files: Iterable[DiskEntry] = ()) -> None:
         self.kernel = Kernel(config, on_event, on_output)
+        install(self.kernel.fs, files)  # the node's disk, before its program is loaded
         self.image = image
         self.config = config
         self.node_id = config.node_id
@@ -228,7 +232,8 @@ class GuestProcess:
         self.space.oom_kill = self._oom_kill
         exe_name = b"/chaosreplay/" + image.path.name.encode()
         loaded = load_image(self.space, plan, config.argv, config.envp,
-                            self.random["auxv"].read(16), exe_name)
+                            self.random["auxv"].read(16), exe_name,
+                            self._boot_interpreter(image))
         self.sites = self.space.code.sites  # every patched site, the program's and run-time
         self.exe_name = exe_name
         self.boot_image, self.boot_exe_name = image, exe_name  # what execve replaces
@@ -236,6 +241,23 @@ class GuestProcess:
         self.argv, self.envp = config.argv, config.envp  # what execve gave the program
         self.vm.start(loaded.entry, loaded.stack_pointer)
         self.regs = self.vm.regs
+
+    def _boot_interpreter(self, image: ProgramImage) -> ProgramImage | None:
+        """The dynamic loader of a dynamically linked node program, from the node's disk;
+        GuestProgramError (one line for the user) when the disk does not hold it."""
+        if image.interpreter is None:
+            return None
+        from chaosreplay.kernel.syscalls.process import read_interpreter
+
+        found = read_interpreter(self, image.interpreter)
+        if isinstance(found, int):
+            why = {errno.ENOENT: "is not on the node's disk"}.get(
+                -found, f"cannot be loaded ({errno.errorcode.get(-found, -found)})")
+            raise GuestProgramError(
+                f"{image.path}: is dynamically linked and its interpreter {image.interpreter} "
+                f"{why}: put it and the libraries the program needs on the disk with the "
+                "node group's `files`, or build the program with -static")
+        return found
 
     # -- events ----------------------------------------------------------------------------
     def emit(self, kind: EventKind, **fields: Any) -> None:
@@ -959,7 +981,7 @@ class GuestProcess:
             "tasks": [_task_state(t) for t in self.tasks.values()],
             "current_tid": self.current.tid,
             "futex_sequence": self.futex_sequence, "scheduler": self.scheduler.to_state(),
-            "vmas": [[v.start, v.end, v.prot, v.name] for v in space.vmas()],
+            "vmas": [v.saved() for v in space.vmas()],
             "code_pages": space.code.to_state(),
             "brk_start": space.brk_start, "brk": space.brk,
             "memory_limit": space.memory_limit,

@@ -65,7 +65,7 @@ STREAMS = ("auxv", "getrandom", "sdk", URANDOM_STREAM)
 def _vmas_in_order(vmas: list[list[Any]]) -> str | None:
     """VMAs are page-aligned, non-empty, sorted and disjoint, as AddressSpace keeps them."""
     end = 0
-    for i, (start, stop, _, _) in enumerate(vmas):
+    for i, (start, stop, *_) in enumerate(vmas):
         if start % PAGE or stop % PAGE or not start < stop:
             return f"item {i} [{start:#x}, {stop:#x}) is not a page-aligned range"
         if start < end:
@@ -89,7 +89,21 @@ def _brk_in_order(state: dict[str, Any]) -> str | None:
     return None
 
 
-VMA = Row(Int(0, USER_VA_END), Int(0, USER_VA_END), Int(0, 7), Str(4096))
+class _VmaRow(Check):
+    """[start, end, prot, name], plus the file offset for a file mapping."""
+
+    _range = (Int(0, USER_VA_END), Int(0, USER_VA_END), Int(0, 7), Str(4096))
+    plain, file = Row(*_range), Row(*_range, Int(0, I64_MAX))
+
+    def describe(self) -> str:
+        return f"{self.plain.describe()} or {self.file.describe()}"
+
+    def __call__(self, value: Any, path: str) -> None:
+        long = type(value) in (list, tuple) and len(value) == 5
+        (self.file if long else self.plain)(value, path)
+
+
+VMA = _VmaRow()
 
 
 def _table_references_exist(table: dict[str, Any]) -> str | None:

@@ -31,7 +31,6 @@ from enum import StrEnum
 from typing import Any
 
 from chaosreplay.events import EventKind
-from chaosreplay.kernel.fs.install import install
 from chaosreplay.kernel.process import Checkpoint, GuestProcess, ProcessConfig, Status
 from chaosreplay.sim.faults.engine import START, FaultAction
 from chaosreplay.sim.faults.model import FaultKind
@@ -229,8 +228,8 @@ class Simulation:
             node_names=tuple(s.name for s in scenario.node_specs()),
             scheduler=scenario.scheduler,
         )
-        process = GuestProcess(image, config, on_event=self._on_process_event)
-        install(process.fs, scenario.nodes[spec.group].files)  # before the first instruction
+        process = GuestProcess(image, config, on_event=self._on_process_event,
+                               files=scenario.nodes[spec.group].files)
         process.trace_syscalls = trace
         process.network = self.messaging
         process.on_recv_timeout = functools.partial(self.messaging.recv_timed_out, spec.index)

@@ -1,8 +1,9 @@
 """Static ELF loading: turn a node program file into the image the VMM maps into a VM.
 
-chaosreplay runs static x86-64 Linux executables only: ET_EXEC, and static-PIE ET_DYN
-(no interpreter, no DT_NEEDED). Everything else is refused with a GuestProgramError whose
-one-line message says what the file is and how to fix it. The image is derived from the
+chaosreplay runs x86-64 Linux executables: ET_EXEC and ET_DYN, static or dynamically linked
+(a PT_INTERP names the loader, which kernel/exec.py maps from the node's disk). Everything
+else is refused with a GuestProgramError whose one-line message says what the file is and
+how to fix it. The image is derived from the
 file's bytes alone (a static-PIE's load bias is a fixed constant, as Linux does with ASLR
 off), so loading the same file always yields the same image.
 """
@@ -173,7 +174,7 @@ class Symbols:
 
 @dataclass(frozen=True)
 class ProgramImage:
-    """A loadable static executable: its segments, entry and the facts auxv needs."""
+    """A loadable executable: its segments, entry, interpreter and the facts auxv needs."""
 
     path: Path
     raw: bytes = field(repr=False)
@@ -187,6 +188,7 @@ class ProgramImage:
     phnum: int
     tls: TlsTemplate | None
     symbols: Symbols = field(repr=False)
+    interpreter: str | None = None  # PT_INTERP: the dynamic loader execve maps with it
 
     @property
     def is_pie(self) -> bool:
@@ -243,22 +245,22 @@ def _machine_name(value: object) -> str:
     return f"machine {value}"
 
 
-def _check_static(path: Path, elf: ELFFile) -> None:
-    """Refuse programs that need a dynamic loader or shared libraries."""
+def _interpreter(path: Path, elf: ELFFile) -> str | None:
+    """PT_INTERP's path (a dynamically linked program), or None for a static one; shared
+    libraries needed without an interpreter to load them are refused."""
     for seg in elf.iter_segments():
         if seg["p_type"] == "PT_INTERP":
-            interp = seg.get_interp_name()
-            raise _fail(
-                path, f"is dynamically linked (interpreter {interp}); build it with -static"
-            )
+            return str(seg.get_interp_name())
     for seg in elf.iter_segments():
         if isinstance(seg, DynamicSegment):
             needed = [tag.needed for tag in seg.iter_tags("DT_NEEDED")]
             if needed:
                 raise _fail(
                     path,
-                    f"is dynamically linked (needs {', '.join(needed)}); build it with -static",
+                    f"needs shared libraries ({', '.join(needed)}) but names no interpreter "
+                    "(PT_INTERP) to load them",
                 )
+    return None
 
 
 def _load_bias(e_type: int, loads: list[ProgramHeader]) -> int:
@@ -413,7 +415,7 @@ def _parse(path: Path, raw: bytes) -> ProgramImage:
         raise _fail(path, f"is {what}")
     if elf["e_phentsize"] != _PHENT_SIZE:
         raise _fail(path, f"has program headers of {elf['e_phentsize']} bytes, expected 56")
-    _check_static(path, elf)
+    interpreter = _interpreter(path, elf)
     loads = [ph.header for ph in elf.iter_segments() if ph["p_type"] == "PT_LOAD"]
     if not loads:
         raise _fail(path, "has no loadable (PT_LOAD) segments")
@@ -437,4 +439,5 @@ def _parse(path: Path, raw: bytes) -> ProgramImage:
         phnum=elf["e_phnum"],
         tls=_tls(elf, bias),
         symbols=_symbols(elf, raw, bias),
+        interpreter=interpreter,
     )

@@ -11,9 +11,12 @@ a Nehalem signature, whose feature set is exactly v2):
 - SSE, SSE2, SSE3, SSSE3, SSE4.1, SSE4.2, POPCNT, CMPXCHG16B, LAHF/SAHF, CMOV, CX8,
   FXSR, MMX, CLFLUSH, TSC, SYSCALL, NX, long mode. Every x86-64 host that can run KVM
   has these, so code that believes the model also runs natively on the host.
-- XSAVE and OSXSAVE are advertised with XCR0 = x87|SSE (GUEST_XCR0 = 3). AVX is neither
-  advertised nor enabled: with the real XCR0 set to 3 an AVX instruction raises #UD on
-  every host alike, instead of working on some hosts and not others.
+- XSAVE and OSXSAVE are advertised with XCR0 = x87|SSE (GUEST_XCR0 = 3). AVX is not
+  advertised, and on hardware KVM the real XCR0 is set to 3, so an AVX instruction raises
+  #UD. On this host's nested PVM the real XCR0 cannot be set (guest user code runs under
+  the host's): AVX instructions a program runs without asking cpuid work there, and an
+  XSAVE writes the host's components (see XSAVE_AREA_BYTES). Programs that follow cpuid
+  (every libc and runtime) never go there.
 - RDRAND, RDSEED, RDTSCP, RDPID are *not* advertised. chaosreplay still emulates them when
   a program executes them (every site is patched), but well-behaved libraries then fall
   back to getrandom(2) and clock_gettime(2), which the VMM sees as ordinary system calls.
@@ -122,10 +125,20 @@ def _topology_leaf(subleaf: int) -> CpuidResult:
     return CpuidResult(0, 0, subleaf & 0xFF, 0)
 
 
+XSAVE_AREA_BYTES = 2688
+"""What leaf 0xD reports as the XSAVE area's size: where the standard layout's AVX-512
+components end (Hi16_ZMM: offset 1664 + 1024), not the 576 bytes x87|SSE need. Where the
+real XCR0 cannot be set (this host's PVM runs guest user code under the host's XCR0), an
+XSAVE writes every host-enabled component the mask asks for; glibc's lazy-binding
+trampoline sizes its stack buffer from this leaf and saves with mask 0xee, so a buffer of
+576 bytes would be overrun. Reporting the room of the largest such save keeps every host
+and hardware KVM (XCR0 = 3, 576 bytes written) safe with one fixed answer."""
+
+
 def _xsave_leaf(subleaf: int) -> CpuidResult:
-    """Leaf 0xD: XCR0 = x87|SSE, a 576-byte XSAVE area (512 legacy + 64 header)."""
+    """Leaf 0xD: XCR0 = x87|SSE, an XSAVE area reported as XSAVE_AREA_BYTES."""
     if subleaf == 0:
-        return CpuidResult(GUEST_XCR0, 576, 576, 0)
+        return CpuidResult(GUEST_XCR0, XSAVE_AREA_BYTES, XSAVE_AREA_BYTES, 0)
     return ZERO  # subleaf 1: no XSAVEOPT/XSAVEC/XGETBV1/XSAVES; no further components
 
 

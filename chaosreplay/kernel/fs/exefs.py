@@ -53,6 +53,9 @@ class ExeFile(FileDescription):
     def pread(self, p: GuestProcess, size: int, offset: int) -> bytes | int:
         return self._raw(p)[offset : offset + size]
 
+    def map_contents(self, p: GuestProcess, offset: int, length: int) -> bytes | int:
+        return self._raw(p)[offset : offset + length]
+
     def seek(self, p: GuestProcess, offset: int, whence: int) -> int:
         base = {0: 0, 1: self.offset, 2: len(self._raw(p))}.get(whence)
         if base is None or not 0 <= base + offset < 1 << 63:

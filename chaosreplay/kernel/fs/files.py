@@ -151,6 +151,11 @@ class FileDescription:
     def fsync(self, p: GuestProcess, data_only: bool) -> int:
         return 0
 
+    def map_contents(self, p: GuestProcess, offset: int, length: int) -> bytes | int:
+        """The bytes a private mapping of [offset, offset+length) starts with (shorter at
+        the end of the file), or -ENODEV for a description mmap cannot map."""
+        return -errno.ENODEV
+
     # -- readiness -------------------------------------------------------------------------
     def readiness(self, p: GuestProcess, mask: int) -> int:
         """The events of mask (plus POLLERR/POLLHUP) that are true now."""

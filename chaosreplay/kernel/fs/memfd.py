@@ -6,7 +6,7 @@ node's disk (no disk faults, no durability: tmpfs has nothing to make durable). 
 be sparse (ftruncate grows it without storing zeros); the bytes stored by every memfd of
 the process together stay within half the guest memory, tmpfs's default size, beyond
 which writes fail with ENOSPC. Seals (fcntl F_ADD_SEALS / F_GET_SEALS) forbid what Linux's
-forbid. Mapping a memfd is refused like every file mapping today (mmap: ENODEV).
+forbid. A memfd maps privately like any file (a copy); MAP_SHARED is refused (ENODEV).
 """
 
 from __future__ import annotations
@@ -86,6 +86,9 @@ class MemFile(FileDescription):
 
     def pread(self, p: GuestProcess, size: int, offset: int) -> bytes | int:
         return self._read_at(offset, size)
+
+    def map_contents(self, p: GuestProcess, offset: int, length: int) -> bytes | int:
+        return self._read_at(offset, length)
 
     def write(self, p: GuestProcess, data: bytes) -> int:
         written = self._write_at(p, self.offset, data)

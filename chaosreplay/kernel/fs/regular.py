@@ -156,6 +156,14 @@ class DiskFile(FileDescription):
             return fail(p, "fdatasync" if data_only else "fsync", self.path, e)
         return 0
 
+    def map_contents(self, p: GuestProcess, offset: int, length: int) -> bytes | int:
+        try:
+            if p.fs.is_dir(self.ino):
+                return -errno.ENODEV
+        except FsError as e:
+            return -e.errno
+        return self._read_at(p, offset, length)
+
     def stat(self, p: GuestProcess) -> StatInfo | int:
         try:
             return disk_stat(p.fs.stat(self.ino))

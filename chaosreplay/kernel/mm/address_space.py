@@ -18,6 +18,7 @@ import bisect
 import errno
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from chaosreplay.kernel.mm.code_pages import CodePages, data_prot
 from chaosreplay.vm.vmm import PAGE_SIZE, Prot, Vm, VmmError
@@ -51,12 +52,32 @@ def user_range_ok(start: int, length: int) -> bool:
 
 @dataclass(slots=True)
 class Vma:
-    """One mapping: [start, end) with its protection and a name for display."""
+    """One mapping: [start, end) with its protection, a name for display and, for a file
+    mapping, the file offset of start (None for anonymous memory and the program)."""
 
     start: int
     end: int
     prot: int
     name: str
+    offset: int | None = None
+
+    def piece(self, start: int, end: int, prot: int | None = None) -> Vma:
+        """The part [start, end) of this mapping (its file offset moved along)."""
+        offset = None if self.offset is None else self.offset + start - self.start
+        return Vma(start, end, self.prot if prot is None else prot, self.name, offset)
+
+    def continues(self, before: Vma) -> bool:
+        """Whether this mapping could be one with the one just before it (Linux merges)."""
+        if before.end != self.start or (before.prot, before.name) != (self.prot, self.name):
+            return False
+        if before.offset is None or self.offset is None:
+            return before.offset is self.offset
+        return before.offset + (before.end - before.start) == self.offset
+
+    def saved(self) -> list[Any]:
+        """As the kernel state holds it (the offset only for file mappings)."""
+        row: list[Any] = [self.start, self.end, self.prot, self.name]
+        return row if self.offset is None else [*row, self.offset]
 
 
 class AddressSpace:
@@ -81,7 +102,7 @@ class AddressSpace:
         """This space's twin over vm, a clone of this space's VM (fork): the same
         mappings, break and code-page state; the page tables came with the clone."""
         twin = AddressSpace(vm, self.memory_limit)
-        twin._vmas = [Vma(v.start, v.end, v.prot, v.name) for v in self._vmas]
+        twin._vmas = [v.piece(v.start, v.end) for v in self._vmas]
         twin.brk_start, twin.brk = self.brk_start, self.brk
         twin.framed = None if self.framed is None else set(self.framed)
         twin.code.load_state(self.code.to_state())
@@ -137,7 +158,8 @@ class AddressSpace:
         return i < j
 
     # -- changes ---------------------------------------------------------------------------
-    def _replace(self, start: int, end: int, prot: int | None, name: str = "") -> list[Vma] | None:
+    def _replace(self, start: int, end: int, prot: int | None, name: str = "",
+                 offset: int | None = None) -> list[Vma] | None:
         """Make [start, end) unmapped (prot None), a new mapping (name given) or the same
         mappings with a new protection (name ""). Neighbours with equal protection and name
         are merged, as Linux merges them. Returns the pieces that were there before, or
@@ -145,23 +167,21 @@ class AddressSpace:
         vmas = self._vmas
         i, j = self._span(start, end)
         old = vmas[i:j]
-        removed = [Vma(max(v.start, start), min(v.end, end), v.prot, v.name) for v in old]
+        removed = [v.piece(max(v.start, start), min(v.end, end)) for v in old]
         middle: list[Vma] = []
         if old and old[0].start < start:
-            middle.append(Vma(old[0].start, start, old[0].prot, old[0].name))
+            middle.append(old[0].piece(old[0].start, start))
         if prot is not None:
-            middle += [Vma(start, end, prot, name)] if name else [
-                Vma(v.start, v.end, prot, v.name) for v in removed]
+            middle += [Vma(start, end, prot, name, offset)] if name else [
+                v.piece(v.start, v.end, prot) for v in removed]
         if old and old[-1].end > end:
-            middle.append(Vma(end, old[-1].end, old[-1].prot, old[-1].name))
+            middle.append(old[-1].piece(end, old[-1].end))
         lo, hi = max(i - 1, 0), min(j + 1, len(vmas))
         window = vmas[lo:i] + middle + vmas[j:hi]
         merged: list[Vma] = []
         for v in window:
-            last = merged[-1] if merged else None
-            if last is not None and last.end == v.start and (last.prot, last.name) == (
-                    v.prot, v.name):
-                merged[-1] = Vma(last.start, v.end, v.prot, v.name)
+            if merged and v.continues(merged[-1]):
+                merged[-1] = Vma(merged[-1].start, v.end, v.prot, v.name, merged[-1].offset)
             else:
                 merged.append(v)
         if len(vmas) - (hi - lo) + len(merged) > MAX_MAP_COUNT:
@@ -169,10 +189,12 @@ class AddressSpace:
         vmas[lo:hi] = merged
         return removed
 
-    def map_fixed(self, start: int, length: int, prot: int, name: str, eager: bool) -> bool:
-        """Map [start, start+length) with zero pages, replacing whatever was there; False
-        when that would exceed MAX_MAP_COUNT (nothing changes then)."""
-        removed = self._replace(start, start + length, prot, name)
+    def map_fixed(self, start: int, length: int, prot: int, name: str, eager: bool,
+                  offset: int | None = None) -> bool:
+        """Map [start, start+length) with zero pages, replacing whatever was there (offset:
+        where in its file a file mapping starts); False when that would exceed
+        MAX_MAP_COUNT (nothing changes then)."""
+        removed = self._replace(start, start + length, prot, name, offset)
         if removed is None:
             return False
         self.code.forget(start, start + length)
@@ -360,6 +382,12 @@ class AddressSpace:
         including memory the guest may not write (read-only text): Linux's EFAULT."""
         if not self.accessible(address, len(data), write=True):
             return False
+        return self.fill(address, data)
+
+    def fill(self, address: int, data: bytes) -> bool:
+        """Store data into mapped memory whatever its protection (write's store once access
+        is checked; a file mapping's first contents); False when guest RAM ran out and the
+        OOM kill took the process."""
         self.code.before_kernel_write(address, len(data))
         try:
             self.vm.write(address, data)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING, Any
 
+from chaosreplay.kernel.fs.files import FileDescription
 from chaosreplay.kernel.mm.address_space import EAGER_LIMIT, MMAP_MIN_ADDR, TASK_SIZE, page_align
+from chaosreplay.kernel.syscalls.io import lookup
 from chaosreplay.kernel.syscalls.numbers import NUMBERS
 from chaosreplay.vm.vmm import PAGE_SIZE, Prot
 
@@ -35,10 +37,17 @@ def sys_mmap(p: GuestProcess, r: Any) -> int:
     fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)
     if length == 0 or (fixed and addr & (PAGE_SIZE - 1)) or offset & (PAGE_SIZE - 1):
         return -errno.EINVAL
-    if not flags & MAP_ANONYMOUS:
-        return -errno.ENODEV  # file mappings arrive with the file system
     if not flags & (MAP_SHARED | MAP_PRIVATE):
         return -errno.EINVAL
+    file = None
+    if not flags & MAP_ANONYMOUS:
+        file = lookup(p, r.r8 & 0xFFFFFFFF)
+        if file is None:
+            return -errno.EBADF
+        if flags & MAP_SHARED:
+            return -errno.ENODEV  # shared file mappings need a page cache: not yet
+        if not file.readable:
+            return -errno.EACCES
     length = page_align(length)
     if length > TASK_SIZE:
         return -errno.ENOMEM  # also a length that wrapped when aligned
@@ -63,8 +72,36 @@ def sys_mmap(p: GuestProcess, r: Any) -> int:
         if found is None:
             return -errno.ENOMEM
         start = found
-    if not space.map_fixed(start, length, guest_prot, "[anon]", eager=length <= EAGER_LIMIT):
-        return -errno.ENOMEM  # vm.max_map_count reached
+    if file is None:
+        if not space.map_fixed(start, length, guest_prot, "[anon]",
+                               eager=length <= EAGER_LIMIT):
+            return -errno.ENOMEM  # vm.max_map_count reached
+        return start
+    return _map_file(p, file, start, length, guest_prot, offset)
+
+
+def _map_file(p: GuestProcess, file: FileDescription, start: int, length: int, prot: int,
+              offset: int) -> int:
+    """A private file mapping: the file's bytes copied in at mmap time, zeros past its end.
+
+    Linux leaves unspecified whether later writes to the file show through pages the
+    mapping has not written; here they never do. Pages wholly past the end of the file
+    read as zeros (Linux raises SIGBUS there).
+    """
+    contents = file.map_contents(p, offset, length)
+    if isinstance(contents, int):
+        return contents
+    space = p.space
+    # Filled while readable, then given the asked protection (PROT_NONE included), so the
+    # bytes are there whatever a later mprotect makes of them.
+    if not space.map_fixed(start, length, prot | Prot.READ, file.path.decode(errors="replace"),
+                           eager=len(contents) >= length // 2 and length <= EAGER_LIMIT,
+                           offset=offset):
+        return -errno.ENOMEM
+    if contents and not space.fill(start, contents):
+        return -errno.ENOMEM
+    if prot != prot | Prot.READ:
+        space.protect(start, length, prot)
     return start
 
 
@@ -96,10 +133,11 @@ def sys_madvise(p: GuestProcess, r: Any) -> int:
     if addr & (PAGE_SIZE - 1):
         return -errno.EINVAL
     if r.rdx == MADV_DONTNEED:
-        # Only pages already present can hold data; program segments (file-backed on Linux,
-        # where they would read back from the file) are left as they are.
+        # Only pages already present can hold data; program segments and file mappings
+        # (where Linux would read the file's bytes back) are left as they are.
         for vma in p.space.vmas():
-            if vma.name == "[program]" or vma.end <= addr or vma.start >= addr + length:
+            if (vma.name == "[program]" or vma.offset is not None or vma.end <= addr
+                    or vma.start >= addr + length):
                 continue
             for page in range(max(vma.start, addr), min(vma.end, addr + length), PAGE_SIZE):
                 if p.vm.query(page) is not None:

@@ -27,6 +27,7 @@ from chaosreplay.kernel.syscalls.numbers import NUMBERS
 
 if TYPE_CHECKING:
     from chaosreplay.kernel.process import GuestProcess
+    from chaosreplay.vm.elf import ProgramImage
 
 CLONE_VM, CLONE_FS, CLONE_VFORK, CLONE_PARENT, CLONE_THREAD = 0x100, 0x200, 0x4000, 0x8000, 0x10000
 CLONE_SYSVSEM, CLONE_SETTLS, CLONE_PARENT_SETTID = 0x40000, 0x80000, 0x100000
@@ -139,6 +140,24 @@ def _program_bytes(p: GuestProcess, dirfd: int, path: bytes,
     return fs.read_file_inode(place.ino), place.ino
 
 
+def read_interpreter(p: GuestProcess, path: str) -> ProgramImage | int:
+    """The dynamic loader at path on the node's disk (symbolic links followed), parsed;
+    -ENOENT when it is missing (what Linux's execve says then), -ELIBBAD when it is not
+    a loader."""
+    resolved = resolve(p, AT_FDCWD, path.encode(), follow=True)
+    if isinstance(resolved, int):
+        return resolved
+    place = resolved.place
+    if place is None or not place.on_disk:
+        return -errno.ENOENT
+    if p.fs.is_dir(place.ino):
+        return -errno.EISDIR
+    try:
+        return p.images.interpreter(p.fs.read_file_inode(place.ino), path)
+    except GuestProgramError:
+        return -errno.ELIBBAD
+
+
 def _interpreter(raw: bytes, path: bytes, argv: list[bytes]) -> tuple[bytes, list[bytes]] | None:
     """A "#!" script: the interpreter to run and its argv (Linux's binfmt_script)."""
     if not raw.startswith(b"#!"):
@@ -187,13 +206,17 @@ def exec_program(p: GuestProcess, dirfd: int, path_ptr: int, argv_ptr: int, envp
         return -errno.E2BIG
     try:
         plan = p.images.plan(raw, path.decode(errors="replace"), p.config.patch)
-    except GuestProgramError as exc:
-        # No loader on a node: a dynamic program's interpreter is missing (Linux: ENOENT).
-        return -errno.ENOENT if "dynamically linked" in str(exc) else -errno.ENOEXEC
+    except GuestProgramError:
+        return -errno.ENOEXEC
+    interpreter = None
+    if plan.image.interpreter is not None:
+        interpreter = read_interpreter(p, plan.image.interpreter)
+        if isinstance(interpreter, int):
+            return interpreter
     _begin_new_exec(p)
     space = p.space
     reset_address_space(space)
-    loaded = load_image(space, plan, argv, envp, p.random["auxv"].read(16), path)
+    loaded = load_image(space, plan, argv, envp, p.random["auxv"].read(16), path, interpreter)
     p.sites = space.code.sites
     p.image = plan.image
     p.exe_name, p.exe_ino = path, ino
