@@ -556,6 +556,7 @@ def sys_setsockopt(p: GuestProcess, r: Any) -> int:
     if value < 0:
         return value
     sock.options[(level, name)] = value
+    sock.option_set(p.net, p, level, name)
     return 0
 
 
