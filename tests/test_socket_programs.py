@@ -65,6 +65,17 @@ def wait_for_listener(port: int) -> None:
             time.sleep(0.05)
 
 
+def assert_resumes_identically(sc: Scenario, images: list, loaded: Any, events: list,
+                               index: int) -> None:
+    """The run resumed from checkpoint `index` records what the whole run recorded after
+    that checkpoint, byte for byte."""
+    at = next(i for i, e in enumerate(events) if e[3] == "checkpoint" and e[4]["index"] == index)
+    tail: list = []
+    Simulation.resume(sc, images, loaded.blobs, loaded.pages,
+                      sink=lambda *e: tail.append(e)).run()
+    assert packb(tail) == packb(events[at + 1:]), f"after checkpoint {index}"
+
+
 def under_chaosreplay(path: Path) -> GuestProcess:
     process = GuestProcess(load_program(path), ProcessConfig(argv=[path.name.encode()]))
     process.run_to_completion(hang_seconds=20)
@@ -166,12 +177,7 @@ def test_a_run_resumed_mid_exchange_continues_identically(echo, tmp_path) -> Non
             kernel = unpackb(loaded.blobs["node1.kernel"], "kernel")
             check_kernel_state(kernel, "node1.kernel")
             assert [row[1] for row in kernel["files"]["net"]["sockets"]] == ["udp"]
-            at = next(i for i, e in enumerate(events)
-                      if e[3] == "checkpoint" and e[4]["index"] == info.index)
-            tail: list = []
-            Simulation.resume(sc, images, loaded.blobs, loaded.pages,
-                              sink=lambda *e, out=tail: out.append(e)).run()
-            assert packb(tail) == packb(events[at + 1:]), f"after checkpoint {info.index}"
+            assert_resumes_identically(sc, images, loaded, events, info.index)
 
 
 # -- TCP between nodes ---------------------------------------------------------------------------
@@ -303,12 +309,7 @@ def test_a_tcp_run_resumed_mid_connection_continues_identically(tcp_echo, tmp_pa
             check_kernel_state(kernel, "node1.kernel")
             (sock,) = kernel["files"]["net"]["sockets"]
             assert sock[1] == "tcp" and sock[7][8] is not None  # a connection mid-transfer
-            at = next(i for i, e in enumerate(events)
-                      if e[3] == "checkpoint" and e[4]["index"] == info.index)
-            tail: list = []
-            Simulation.resume(sc, images, loaded.blobs, loaded.pages,
-                              sink=lambda *e, out=tail: out.append(e)).run()
-            assert packb(tail) == packb(events[at + 1:]), f"after checkpoint {info.index}"
+            assert_resumes_identically(sc, images, loaded, events, info.index)
 
 
 @pytest.mark.kvm
@@ -478,3 +479,53 @@ def test_keepalive_probes_a_healthy_peer_that_answers_and_the_connection_stays(
         assert answered - sent == 1_000_000  # on arrival, one link latency later
         assert (answer["flags"], answer["len"], answer["ack"]) == ("ACK", 0, probe["seq"] + 1)
     assert [line for _, line in run.lines(0)] == [b"accepted 10.0.0.2:32768"]
+
+
+@pytest.mark.kvm
+def test_the_scenarios_keepalive_defaults_serve_a_program_that_sets_only_so_keepalive(
+        tcp_keepalive) -> None:
+    """network.tcp.keepalive_* = 3 s, 1 s, 2: a client that turns on SO_KEEPALIVE alone
+    reads them back as its TCP_KEEP* options and, its server cut off, times out 3 + 2 × 1 s
+    after the handshake; the same client in a default scenario reads Linux's 7200/75/9."""
+    faults = [{"kind": "partition", "at": 100, "duration": 0, "sides": [[0], [1]]}]
+    args = (["server", "7000"], ["client", "10.0.0.1", "7000", "0", "0", "0"])
+    run = simulate(_tcp_scenario(tcp_keepalive, *args, duration="10s", faults=faults,
+                                 tcp={"keepalive_time_ns": "3s", "keepalive_intvl_ns": "1s",
+                                      "keepalive_probes": 2}))
+    assert [line for _, line in run.lines(1)] == [
+        b"keepalive 1 idle 3 intvl 1 cnt 2", b"connected", b"recv: ETIMEDOUT"]
+    life = {e[4]["what"]: e[4]["at_ns"] for e in run.of("connection", 1)}
+    assert life["timeout"] - life["established"] == 5_000_000_000, life
+    default = simulate(_tcp_scenario(tcp_keepalive, *args, duration="1s"))
+    assert [line for _, line in default.lines(1)] == [
+        b"keepalive 1 idle 7200 intvl 75 cnt 9", b"connected"]
+
+
+@pytest.mark.kvm
+def test_a_run_resumed_while_keepalive_probes_continues_identically(tcp_keepalive,
+                                                                    tmp_path) -> None:
+    """Checkpoints each second of the partitioned keepalive run: resumed from those taken
+    between the probes (probes counted, the keepalive timer armed, in files version 5),
+    the run's events are the uninterrupted run's, the timeout included."""
+    from chaosreplay.recording import RecordingReader
+    from chaosreplay.runs.record_replay import RunOptions, record_run
+
+    faults = [{"kind": "partition", "at": 100, "duration": 0, "sides": [[0], [1]]}]
+    sc = _tcp_scenario(tcp_keepalive, *KEEPALIVE, duration="7s", checkpoint_interval=1000,
+                       faults=faults)
+    images = [load_program(tcp_keepalive), load_program(tcp_keepalive)]
+    events = simulate(sc).events
+    record_run(sc, images, tmp_path / "run.ccr", RunOptions())
+    with RecordingReader(tmp_path / "run.ccr") as reader:
+        probed = 0
+        for info in reader.checkpoints[1:5]:
+            loaded = reader.load_checkpoint(info.index)
+            kernel = unpackb(loaded.blobs["node1.kernel"], "kernel")
+            check_kernel_state(kernel, "node1.kernel")
+            assert kernel["files"]["version"] == 5
+            (sock,) = kernel["files"]["net"]["sockets"]
+            conn = sock[7][8]
+            assert conn[-2] is not None  # the keepalive deadline
+            probed += conn[-1] > 0
+            assert_resumes_identically(sc, images, loaded, events, info.index)
+        assert probed >= 2, "no checkpoint between unanswered probes"

@@ -4,7 +4,8 @@
  *                               connection down with it)
  *   tcp_keepalive client HOST PORT IDLE INTVL CNT
  *                               turns SO_KEEPALIVE on with TCP_KEEPIDLE/KEEPINTVL/KEEPCNT
- *                               (seconds, seconds, probes) before connecting, prints what
+ *                               (seconds, seconds, probes; 0 leaves that option unset, at
+ *                               the system's default) before connecting, prints what
  *                               getsockopt reads back, connects, and waits in recv: only
  *                               keepalive can end that wait (ETIMEDOUT)
  * Output names no host-dependent value. */
@@ -65,9 +66,12 @@ static int get(int s, int level, int name) {
 static int client(const char *host, int port, int idle, int intvl, int cnt) {
     int s = socket(AF_INET, SOCK_STREAM, 0), one = 1;
     setsockopt(s, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-    setsockopt(s, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
-    setsockopt(s, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
-    setsockopt(s, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+    if (idle)
+        setsockopt(s, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    if (intvl)
+        setsockopt(s, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+    if (cnt)
+        setsockopt(s, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
     printf("keepalive %d idle %d intvl %d cnt %d\n", get(s, SOL_SOCKET, SO_KEEPALIVE),
            get(s, IPPROTO_TCP, TCP_KEEPIDLE), get(s, IPPROTO_TCP, TCP_KEEPINTVL),
            get(s, IPPROTO_TCP, TCP_KEEPCNT));

@@ -412,6 +412,7 @@ class NetStack:
         for sock in self.sockets.values():
             if isinstance(sock, TcpSocket) and sock.conn is not None:
                 sock.conn.config = tcp_config
+                sock.conn.keepalive = sock.keepalive()  # its defaults are the config's
 
     def next_timer_ns(self) -> int | None:
         """The earliest TCP timer of the node (retransmission, probe, TIME_WAIT)."""

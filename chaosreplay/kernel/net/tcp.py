@@ -74,6 +74,11 @@ class TcpConfig:
     synack_retries: int = 5  # net.ipv4.tcp_synack_retries
     retries2: int = 15  # net.ipv4.tcp_retries2
     time_wait_ns: int = 2000 * MS  # short (Linux: 60 s), so runs see ports come back
+    # What a socket with SO_KEEPALIVE uses unless it sets TCP_KEEPIDLE, _KEEPINTVL, _KEEPCNT
+    # (net.ipv4.tcp_keepalive_time, _intvl, _probes; whole seconds, as the options are).
+    keepalive_time_ns: int = 7200 * 1000 * MS
+    keepalive_intvl_ns: int = 75 * 1000 * MS
+    keepalive_probes: int = 9
     buffer: int = 212992  # receive and send buffer bytes
 
 

@@ -192,13 +192,30 @@ class TcpSocket(Socket):
         self.conn.keepalive = self.keepalive()
 
     def keepalive(self) -> KeepAlive | None:
-        """The keepalive settings of the socket's options (None: SO_KEEPALIVE is off)."""
+        """The keepalive settings of the socket's options, the scenario's where it set none
+        (None: SO_KEEPALIVE is off)."""
         if not self.option(options.SOL_SOCKET, options.SO_KEEPALIVE):
             return None
-        tcp = options.IPPROTO_TCP
-        return KeepAlive(self.option(tcp, options.TCP_KEEPIDLE) * options.NS_PER_S,
-                         self.option(tcp, options.TCP_KEEPINTVL) * options.NS_PER_S,
-                         self.option(tcp, options.TCP_KEEPCNT))
+        config = self.conn.config if self.conn is not None else CONFIG
+        return KeepAlive(self._keep(config, options.TCP_KEEPIDLE) * options.NS_PER_S,
+                         self._keep(config, options.TCP_KEEPINTVL) * options.NS_PER_S,
+                         self._keep(config, options.TCP_KEEPCNT))
+
+    def _keep(self, config: TcpConfig, name: int) -> int:
+        """A TCP_KEEP* option as set, else the stack's default (seconds, or probes)."""
+        value = self.options.get((options.IPPROTO_TCP, name))
+        if value is not None:
+            return value
+        return {options.TCP_KEEPIDLE: config.keepalive_time_ns // options.NS_PER_S,
+                options.TCP_KEEPINTVL: config.keepalive_intvl_ns // options.NS_PER_S,
+                options.TCP_KEEPCNT: config.keepalive_probes}[name]
+
+    def option_read(self, stack: NetStack, level: int, name: int) -> int:
+        """As the base, but unset TCP_KEEP* options read as the scenario's defaults (Linux
+        reads the sysctls)."""
+        if level == options.IPPROTO_TCP and name in KEEPALIVE_OPTIONS:
+            return self._keep(stack.tcp_config, name)
+        return self.option(level, name)
 
     def option_set(self, stack: NetStack, p: GuestProcess, level: int, name: int) -> None:
         """setsockopt stored an option: keepalive ones reach the connection at once."""

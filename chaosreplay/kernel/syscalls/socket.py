@@ -599,7 +599,7 @@ def sys_getsockopt(p: GuestProcess, r: Any) -> int:
     if value is None:
         if options.default(level, name) is None:
             return -errno.ENOPROTOOPT
-        value = options.encode(level, name, sock.option(level, name))
+        value = options.encode(level, name, sock.option_read(p.net, level, name))
     value = value[:room]
     if not p.space.write(r.r10, value) or not p.space.write(r.r8, struct.pack("<i", len(value))):
         return -errno.EFAULT
