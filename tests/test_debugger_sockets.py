@@ -22,8 +22,10 @@ from chaosreplay.kernel.net.tcp import ESTABLISHED, MS, Connection, KeepAlive, T
 from chaosreplay.kernel.net.tcp_socket import TcpSocket
 from chaosreplay.kernel.net.udp import Udp
 from chaosreplay.kernel.net.unix import UnixStream
+from chaosreplay.recording.model import Event
 from chaosreplay.sim.scenario import Scenario
 from chaosreplay.tui import make_app
+from chaosreplay.tui.event_format import summary
 
 CLIENT, SERVER = InetAddress(node_host(1), 32768), InetAddress(node_host(0), 7000)
 
@@ -57,6 +59,21 @@ def test_each_kind_of_socket_is_listed_with_its_state_queues_and_timer() -> None
                    "keepalive", 5000 * MS, 1, True),
         SocketView(3, "udp", "10.0.0.1:53", "", "-", 0, 5, 0, "", None, 0, False),
         SocketView(4, "unix_stream", "", "", "unconnected", 0, 0, 0, "", None, 0, False)]
+
+
+def test_the_timeline_names_a_packets_tcp_segment_and_filters_find_it() -> None:
+    """A packet event with a tcp field reads as tcpdump would put the segment; without one
+    (a datagram) the row is as before."""
+    from chaosreplay.debugger.filters import EventFilter
+
+    tcp = {"src": "10.0.0.2:32768", "dst": "10.0.0.1:7000", "flags": "SYN", "seq": 64003,
+           "ack": 0, "len": 0, "window": 212992}
+    fields = {"packet_id": 0, "src": 1, "dst": 0, "size": 62, "channel": 1}
+    event = Event(5, 0, 12000, 1, "packet.sent", {**fields, "tcp": tcp})
+    assert summary(event) == ("#0 1→0 62 B tcp 10.0.0.2:32768→10.0.0.1:7000 [SYN] seq 64003 "
+                              "ack 0 len 0")
+    assert summary(Event(5, 0, 12000, 1, "packet.sent", fields)) == "#0 1→0 62 B"
+    assert EventFilter.parse("sent SYN 10.0.0.1:7000").matches(event)
 
 
 # -- a recorded run ------------------------------------------------------------------------------
