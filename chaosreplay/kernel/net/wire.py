@@ -12,6 +12,7 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from chaosreplay.kernel.net import tcp_segment
@@ -60,9 +61,23 @@ def tcp_fields(raw: bytes) -> dict[str, Any] | None:
         return None
     _, _, sport, dport, src, dst, _ = _HEADER.unpack_from(raw)
     seq, ack, flags, window = header
-    return {"src": InetAddress(src, sport).text(), "dst": InetAddress(dst, dport).text(),
-            "flags": tcp_segment.flag_text(flags), "seq": seq, "ack": ack,
+    return {"src": _endpoint(src, sport), "dst": _endpoint(dst, dport),
+            "flags": _flags(flags), "seq": seq, "ack": ack,
             "len": len(raw) - HEADER_SIZE - tcp_segment.HEADER_SIZE, "window": window}
+
+
+# A run's segments name few ends and flag sets: their text is made once (a pure function of
+# the bytes, so the memo cannot make two runs differ).
+@lru_cache(maxsize=4096)
+def _endpoint(host: bytes, port: int) -> str:
+    """address:port of one end."""
+    return InetAddress(host, port).text()
+
+
+@lru_cache(maxsize=64)
+def _flags(flags: int) -> str:
+    """The flags' names."""
+    return tcp_segment.flag_text(flags)
 
 
 def unpack(raw: bytes) -> Packet | None:
