@@ -60,7 +60,8 @@ MEANINGS: dict[EventKind, str] = {
     EventKind.BUG: "a property was violated: a failed always or a reached unreachable",
     EventKind.SDK_EVENT: "a node emitted a named event through the SDK",
     EventKind.SETUP_COMPLETE: "a node declared its setup finished (fault gating)",
-    EventKind.PACKET_SENT: "a datagram entered the network fabric",
+    EventKind.PACKET_SENT: "a datagram entered the network fabric (every packet.* event of a "
+                           "TCP segment names it in a `tcp` field: ends, flags, seq, ack, len)",
     EventKind.PACKET_DELIVERED: "a datagram (or a duplicate) reached its destination node",
     EventKind.PACKET_DROPPED: "a datagram was dropped (partition, loss, node down, crash)",
     EventKind.PACKET_CORRUPTED: "a bit of a datagram's payload was flipped in flight",

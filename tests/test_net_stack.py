@@ -93,6 +93,21 @@ def test_any_flipped_bit_fails_the_checksum(data: bytes, draw) -> None:
     assert wire.unpack(bytes(bent)) is None
 
 
+def test_tcp_fields_describe_a_segment_and_nothing_else() -> None:
+    """What packet events say of a TCP segment (sender first, flags by name, data length
+    without the header); UDP, ICMP and short packets have none."""
+    from chaosreplay.kernel.net.tcp_segment import ACK, PSH, Segment
+
+    a, b = InetAddress(node_host(0), 40000), InetAddress(node_host(1), 80)
+    raw = wire.pack(wire.PROTO_TCP, a, b, Segment(7, 9, ACK | PSH, 500, b"hello").pack())
+    assert wire.tcp_fields(raw) == {"src": "10.0.0.1:40000", "dst": "10.0.0.2:80",
+                                    "flags": "ACK|PSH", "seq": 7, "ack": 9, "len": 5,
+                                    "window": 500}
+    assert wire.tcp_fields(wire.pack(wire.PROTO_UDP, a, b, b"x" * 20)) is None
+    assert wire.tcp_fields(wire.pack(wire.PROTO_ICMP, a, b, wire.PORT_UNREACHABLE)) is None
+    assert wire.tcp_fields(raw[:wire.HEADER_SIZE + 3]) is None and wire.tcp_fields(b"") is None
+
+
 # -- options ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("level, name, value, stored", [
     (options.SOL_SOCKET, options.SO_SNDBUF, 4096, 8192),

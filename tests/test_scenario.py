@@ -190,6 +190,12 @@ ERRORS: list[tuple[str, str]] = [
                                        'or a duration like "2ms", got "fast"'),
     ("[network]\nbandwidth_bps = -1", "scenario.toml: network.bandwidth_bps: expected an integer"),
     ('network = "wan"', 'scenario.toml: network: expected a table, got "wan"'),
+    ('[network.tcp]\nkeepalive_time_ns = "1500ms"', "scenario.toml: network.tcp."
+     "keepalive_time_ns: expected a whole number of seconds from 1s to 32767s"),
+    ('[network.tcp]\nkeepalive_intvl_ns = "0s"', "scenario.toml: network.tcp."
+     "keepalive_intvl_ns: expected a whole number of seconds"),
+    ("[network.tcp]\nkeepalive_probes = 0", "scenario.toml: network.tcp.keepalive_probes: "
+                                            "expected an integer >= 1"),
     ("[[network.overrides]]\nloss = 0.1", "scenario.toml: network.overrides[0].node: missing"),
     ("[[network.overrides]]\nnode = 3", "scenario.toml: network.overrides[0].node: node 3 does "
                                         "not exist (nodes are 0..2)"),
@@ -305,3 +311,18 @@ def test_packet_payload_bytes_is_checked_and_old_manifests_keep_none() -> None:
     assert check_manifest(manifest, "new.ccr").packet_payload_bytes == 256
     del manifest["scenario"]["packet_payload_bytes"]
     assert check_manifest(manifest, "old.ccr").packet_payload_bytes == 0
+
+
+def test_keepalive_defaults_reach_the_kernels_tcp_config() -> None:
+    """network.tcp's keepalive keys become what a socket with SO_KEEPALIVE and none of the
+    TCP_KEEP* options uses; unset, they are Linux's sysctl defaults (7200 s, 75 s, 9)."""
+    plain = Scenario.from_dict({}).network.tcp.config()
+    assert (plain.keepalive_time_ns, plain.keepalive_intvl_ns, plain.keepalive_probes) == (
+        7200 * 10**9, 75 * 10**9, 9)
+    sc = Scenario.from_dict({"network": {"tcp": {"keepalive_time_ns": "3s",
+                                                 "keepalive_intvl_ns": "1s",
+                                                 "keepalive_probes": 2}}})
+    config = sc.network.tcp.config()
+    assert (config.keepalive_time_ns, config.keepalive_intvl_ns, config.keepalive_probes) == (
+        3 * 10**9, 10**9, 2)
+    assert Scenario.from_dict(sc.to_dict()) == sc

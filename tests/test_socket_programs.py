@@ -65,6 +65,17 @@ def wait_for_listener(port: int) -> None:
             time.sleep(0.05)
 
 
+def assert_resumes_identically(sc: Scenario, images: list, loaded: Any, events: list,
+                               index: int) -> None:
+    """The run resumed from checkpoint `index` records what the whole run recorded after
+    that checkpoint, byte for byte."""
+    at = next(i for i, e in enumerate(events) if e[3] == "checkpoint" and e[4]["index"] == index)
+    tail: list = []
+    Simulation.resume(sc, images, loaded.blobs, loaded.pages,
+                      sink=lambda *e: tail.append(e)).run()
+    assert packb(tail) == packb(events[at + 1:]), f"after checkpoint {index}"
+
+
 def under_chaosreplay(path: Path) -> GuestProcess:
     process = GuestProcess(load_program(path), ProcessConfig(argv=[path.name.encode()]))
     process.run_to_completion(hang_seconds=20)
@@ -133,6 +144,7 @@ def test_a_corrupted_datagram_is_dropped_never_delivered(echo) -> None:
     assert any(e[4]["reason"] == "checksum" for e in run.of("packet.dropped"))
     replies = [line for _, line in run.lines(1) if line.startswith(b"reply")]
     assert replies == [b"reply %d: MSG %d" % (i, i) for i in range(6)]
+    assert not any("tcp" in e[4] for e in run.events)  # UDP packets name no TCP segment
 
 
 @pytest.mark.kvm
@@ -165,12 +177,7 @@ def test_a_run_resumed_mid_exchange_continues_identically(echo, tmp_path) -> Non
             kernel = unpackb(loaded.blobs["node1.kernel"], "kernel")
             check_kernel_state(kernel, "node1.kernel")
             assert [row[1] for row in kernel["files"]["net"]["sockets"]] == ["udp"]
-            at = next(i for i, e in enumerate(events)
-                      if e[3] == "checkpoint" and e[4]["index"] == info.index)
-            tail: list = []
-            Simulation.resume(sc, images, loaded.blobs, loaded.pages,
-                              sink=lambda *e, out=tail: out.append(e)).run()
-            assert packb(tail) == packb(events[at + 1:]), f"after checkpoint {info.index}"
+            assert_resumes_identically(sc, images, loaded, events, info.index)
 
 
 # -- TCP between nodes ---------------------------------------------------------------------------
@@ -219,6 +226,15 @@ def test_tcp_between_two_nodes_prints_what_two_processes_print_natively(tcp_echo
         b"accepted 10.0.0.2:32768", b"echoed 300000 bytes, then end of file"]
     reasons = {e[4]["reason"] for e in run.of("packet.dropped")}
     assert {"loss", "checksum"} <= reasons, reasons
+    # Every packet event names its segment, but a corrupted arrival's headers are not
+    # trusted: its packet.delivered and checksum drop carry none.
+    corrupted = {(e[4]["packet_id"], e[4]["copy"]) for e in run.of("packet.delivered")
+                 if e[4]["flags"] & 1}
+    for _, _, _, kind, fields in run.events:
+        if kind.startswith("packet."):
+            at_receiver = kind in ("packet.delivered", "packet.dropped") and (
+                fields["packet_id"], fields.get("copy", 0)) in corrupted
+            assert ("tcp" in fields) != at_receiver, (kind, fields)
     life = {node: [e[4]["what"] for e in run.of("connection", node)] for node in (0, 1)}
     assert life == {0: ["established", "accept", "close"],
                     1: ["connect", "established", "close"]}, life
@@ -293,12 +309,7 @@ def test_a_tcp_run_resumed_mid_connection_continues_identically(tcp_echo, tmp_pa
             check_kernel_state(kernel, "node1.kernel")
             (sock,) = kernel["files"]["net"]["sockets"]
             assert sock[1] == "tcp" and sock[7][8] is not None  # a connection mid-transfer
-            at = next(i for i, e in enumerate(events)
-                      if e[3] == "checkpoint" and e[4]["index"] == info.index)
-            tail: list = []
-            Simulation.resume(sc, images, loaded.blobs, loaded.pages,
-                              sink=lambda *e, out=tail: out.append(e)).run()
-            assert packb(tail) == packb(events[at + 1:]), f"after checkpoint {info.index}"
+            assert_resumes_identically(sc, images, loaded, events, info.index)
 
 
 @pytest.mark.kvm
@@ -384,3 +395,137 @@ def test_busybox_wget_fetches_a_page_from_another_node(tmp_path) -> None:
     assert not run.result.failures, run.result.failures
     assert b"".join(line + b"\n" for _, line in run.lines(1)).decode() == expected
     assert [line for _, line in run.lines(0)] == [b"served /hello"]
+
+
+# -- packet events name their segments; keepalive --------------------------------------------
+@pytest.mark.kvm
+def test_packet_events_of_tcp_segments_name_the_connection_and_flags(tcp_echo) -> None:
+    """A refused connect from a guest: the SYN's packet.sent and packet.delivered (and the
+    no_socket drop) name both ends and its flags, and the answering RST|ACK acknowledges
+    the SYN's sequence number."""
+    run = simulate(_tcp_scenario(tcp_echo, ["server", "7000"],
+                                 ["client", "10.0.0.1", "7001", "10"]))
+    segments = [(e[3], e[2], e[4]["tcp"]) for e in run.events if e[3].startswith("packet.")]
+    syn, rst = segments[0][2], segments[-1][2]
+    assert (syn["src"], syn["dst"], syn["flags"], syn["len"]) == (
+        "10.0.0.2:32768", "10.0.0.1:7001", "SYN", 0), segments
+    assert [(kind, node, tcp["flags"]) for kind, node, tcp in segments] == [
+        ("packet.sent", 1, "SYN"), ("packet.delivered", 0, "SYN"),
+        ("packet.sent", 0, "ACK|RST"),  # answered while arriving, then counted as dropped
+        ("packet.dropped", 0, "SYN"), ("packet.delivered", 1, "ACK|RST")], segments
+    assert (rst["src"], rst["dst"], rst["ack"]) == ("10.0.0.1:7001", "10.0.0.2:32768",
+                                                    (syn["seq"] + 1) % 2**32)
+    assert segments[1][2] == segments[3][2] == syn
+
+
+KEEPALIVE = (["server", "7000"], ["client", "10.0.0.1", "7000", "2", "1", "3"])
+
+
+@pytest.fixture(scope="module")
+def tcp_keepalive() -> Path:
+    return built("tcp_keepalive.c", "musl")
+
+
+def _keepalive_probes(run: Any, established_ns: int) -> list[tuple[int, dict]]:
+    """(time, tcp fields) of the client's segments after the handshake: keepalive's."""
+    return [(e[1], e[4]["tcp"]) for e in run.of("packet.sent", 1) if e[1] > established_ns]
+
+
+@pytest.mark.kvm
+def test_keepalive_ends_a_quiet_connection_to_a_partitioned_peer_with_etimedout(
+        tcp_keepalive) -> None:
+    """TCP_KEEPIDLE 2 s, TCP_KEEPINTVL 1 s, TCP_KEEPCNT 3 and a partition that never heals:
+    probes (ACK, no data, seq one before snd_nxt) 2, 3 and 4 s after the handshake, then
+    the client resets the connection and its recv fails with ETIMEDOUT at 5 s."""
+    faults = [{"kind": "partition", "at": 100, "duration": 0, "sides": [[0], [1]]}]
+    run = simulate(_tcp_scenario(tcp_keepalive, *KEEPALIVE, duration="10s", faults=faults))
+    assert not run.result.failures, run.result.failures
+    client = [line for _, line in run.lines(1)]
+    assert client == [b"keepalive 1 idle 2 intvl 1 cnt 3", b"connected", b"recv: ETIMEDOUT"]
+    life = [(e[4]["what"], e[4]["at_ns"]) for e in run.of("connection", 1)]
+    assert [what for what, _ in life] == ["connect", "established", "timeout"], life
+    established, timeout = life[1][1], life[2][1]
+    assert timeout - established == 5_000_000_000
+    assert run.lines(1)[-1][0] >= timeout
+    probes = _keepalive_probes(run, established)
+    assert [(at - established, tcp["flags"], tcp["len"]) for at, tcp in probes] == [
+        (2_000_000_000, "ACK", 0), (3_000_000_000, "ACK", 0), (4_000_000_000, "ACK", 0),
+        (5_000_000_000, "ACK|RST", 0)], probes
+    handshake_ack = run.of("packet.sent", 1)[1][4]["tcp"]
+    assert all(tcp["seq"] == handshake_ack["seq"] - 1 for _, tcp in probes[:3])
+    drops = [e[4]["reason"] for e in run.of("packet.dropped", 1)]
+    assert drops == ["partition"] * 4
+    assert [line for _, line in run.lines(0)] == [b"accepted 10.0.0.2:32768"]
+
+
+@pytest.mark.kvm
+def test_keepalive_probes_a_healthy_peer_that_answers_and_the_connection_stays(
+        tcp_keepalive) -> None:
+    """The same client with a reachable server: every probe is answered by an ACK from the
+    server's kernel (its program never wakes), so the next probe comes a whole idle time
+    after that answer (2 s + the 2 ms round trip) and the connection never times out."""
+    run = simulate(_tcp_scenario(tcp_keepalive, *KEEPALIVE, duration="10s"))
+    assert not run.result.failures, run.result.failures
+    assert [line for _, line in run.lines(1)] == [b"keepalive 1 idle 2 intvl 1 cnt 3",
+                                                  b"connected"]
+    assert [e[4]["what"] for e in run.of("connection", 1)] == ["connect", "established"]
+    established = run.of("connection", 1)[1][4]["at_ns"]
+    probes = _keepalive_probes(run, established)
+    assert [at - established for at, _ in probes] == [
+        2_000_000_000 + k * 2_002_000_000 for k in range(4)], probes
+    answers = [(e[1], e[4]["tcp"]) for e in run.of("packet.sent", 0) if e[1] > established]
+    assert len(answers) == len(probes)
+    for (sent, probe), (answered, answer) in zip(probes, answers, strict=True):
+        assert answered - sent == 1_000_000  # on arrival, one link latency later
+        assert (answer["flags"], answer["len"], answer["ack"]) == ("ACK", 0, probe["seq"] + 1)
+    assert [line for _, line in run.lines(0)] == [b"accepted 10.0.0.2:32768"]
+
+
+@pytest.mark.kvm
+def test_the_scenarios_keepalive_defaults_serve_a_program_that_sets_only_so_keepalive(
+        tcp_keepalive) -> None:
+    """network.tcp.keepalive_* = 3 s, 1 s, 2: a client that turns on SO_KEEPALIVE alone
+    reads them back as its TCP_KEEP* options and, its server cut off, times out 3 + 2 × 1 s
+    after the handshake; the same client in a default scenario reads Linux's 7200/75/9."""
+    faults = [{"kind": "partition", "at": 100, "duration": 0, "sides": [[0], [1]]}]
+    args = (["server", "7000"], ["client", "10.0.0.1", "7000", "0", "0", "0"])
+    run = simulate(_tcp_scenario(tcp_keepalive, *args, duration="10s", faults=faults,
+                                 tcp={"keepalive_time_ns": "3s", "keepalive_intvl_ns": "1s",
+                                      "keepalive_probes": 2}))
+    assert [line for _, line in run.lines(1)] == [
+        b"keepalive 1 idle 3 intvl 1 cnt 2", b"connected", b"recv: ETIMEDOUT"]
+    life = {e[4]["what"]: e[4]["at_ns"] for e in run.of("connection", 1)}
+    assert life["timeout"] - life["established"] == 5_000_000_000, life
+    default = simulate(_tcp_scenario(tcp_keepalive, *args, duration="1s"))
+    assert [line for _, line in default.lines(1)] == [
+        b"keepalive 1 idle 7200 intvl 75 cnt 9", b"connected"]
+
+
+@pytest.mark.kvm
+def test_a_run_resumed_while_keepalive_probes_continues_identically(tcp_keepalive,
+                                                                    tmp_path) -> None:
+    """Checkpoints each second of the partitioned keepalive run: resumed from those taken
+    between the probes (probes counted, the keepalive timer armed, in files version 5),
+    the run's events are the uninterrupted run's, the timeout included."""
+    from chaosreplay.recording import RecordingReader
+    from chaosreplay.runs.record_replay import RunOptions, record_run
+
+    faults = [{"kind": "partition", "at": 100, "duration": 0, "sides": [[0], [1]]}]
+    sc = _tcp_scenario(tcp_keepalive, *KEEPALIVE, duration="7s", checkpoint_interval=1000,
+                       faults=faults)
+    images = [load_program(tcp_keepalive), load_program(tcp_keepalive)]
+    events = simulate(sc).events
+    record_run(sc, images, tmp_path / "run.ccr", RunOptions())
+    with RecordingReader(tmp_path / "run.ccr") as reader:
+        probed = 0
+        for info in reader.checkpoints[1:5]:
+            loaded = reader.load_checkpoint(info.index)
+            kernel = unpackb(loaded.blobs["node1.kernel"], "kernel")
+            check_kernel_state(kernel, "node1.kernel")
+            assert kernel["files"]["version"] == 5
+            (sock,) = kernel["files"]["net"]["sockets"]
+            conn = sock[7][8]
+            assert conn[-2] is not None  # the keepalive deadline
+            probed += conn[-1] > 0
+            assert_resumes_identically(sc, images, loaded, events, info.index)
+        assert probed >= 2, "no checkpoint between unanswered probes"

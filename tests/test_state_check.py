@@ -134,7 +134,7 @@ KERNEL_ATTACKS: list[tuple[str, Any, str]] = [
      "field clock.rate_ppb is -1000000000"),
     ("files", {"version": 1, "open": [], "fds": [[3, 0, False]]},
      "field files has fd 3 naming description 0 of 0"),
-    ("files", {"version": 5, "open": [], "fds": []}, "field files.version"),
+    ("files", {"version": 6, "open": [], "fds": []}, "field files.version"),
     ("stdout", "text", "field stdout is not bytes"),
     ("tasks", [], "field tasks has no task"),
     ("tasks", [_TASK, _TASK], "field tasks lists task 1000 after task 1000"),

@@ -20,6 +20,7 @@ from chaosreplay.kernel.net.tcp import (
     SYN_SENT,
     TIME_WAIT,
     Connection,
+    KeepAlive,
     TcpConfig,
 )
 from chaosreplay.kernel.net.tcp_segment import ACK, RST, SYN, Segment, reset_for, seq_add
@@ -314,3 +315,133 @@ def test_loss_is_repaired_by_retransmission() -> None:
     link = Link(rng, loss=0.25)
     got, _ = exchange(link, data, b"")
     assert got == data and link.client.retransmits > 0
+
+
+# -- keepalive -------------------------------------------------------------------------------
+KEEPALIVE = KeepAlive(idle_ns=2000 * MS, interval_ns=1000 * MS, probes=3)
+
+
+def _established(link: Link, keepalive: KeepAlive | None = KEEPALIVE) -> int:
+    """Open the link's connection with keepalive set on the client beforehand; when the
+    client became established."""
+    link.client.keepalive = keepalive
+    link.transmit("client", link.client.connect(link.now))
+    while link.client.state != ESTABLISHED:
+        link.step()
+    at = link.now
+    while link.server is None or link.server.state != ESTABLISHED:
+        link.step()
+    return at
+
+
+def _probes(link: Link, who: str = "client") -> list[tuple[int, Segment]]:
+    """The keepalive probes one end sent: no data, one before what the other end expects."""
+    other = link.server if who == "client" else link.client
+    assert other is not None
+    return [(at, seg) for at, src, seg in link.sent if src == who and seg.flags == ACK
+            and not seg.data and seg.seq == seq_add(other.rcv_nxt, -1)]
+
+
+def test_keepalive_gives_up_on_a_silent_peer_with_etimedout() -> None:
+    """Idle 2 s, then a probe (seq one before snd_nxt, no data) every 1 s; the fourth would
+    be past TCP_KEEPCNT = 3, so 2 + 3 * 1 s after the last segment heard the connection is
+    reset and fails with ETIMEDOUT."""
+    link = Link(random.Random(20))
+    established = _established(link)
+    link.down = True  # a partition that never heals: nothing reaches the peer any more
+    while link.step():
+        pass
+    probes = _probes(link)
+    assert [at - established for at, _ in probes] == [2000 * MS, 3000 * MS, 4000 * MS], probes
+    assert all(seg.seq == seq_add(link.client.snd_nxt, -1) for _, seg in probes)
+    assert (link.client.state, link.client.error) == (CLOSED, errno.ETIMEDOUT)
+    assert link.now - established == 5000 * MS
+    at, src, last = link.sent[-1]
+    assert (at, src, last.flags) == (link.now, "client", RST | ACK)  # tcp_send_active_reset
+    assert link.client.news[-1] == "timeout"
+
+
+def test_a_live_peer_answers_keepalive_probes_and_the_connection_stays() -> None:
+    """Each probe is answered with an ACK (the probe is just left of the peer's window), so
+    the next one comes a whole idle time after that answer, and none ever counts as lost."""
+    link = Link(random.Random(21), latency=5 * MS)
+    established = _established(link)
+    while link.now < established + 20_000 * MS and link.step():
+        pass
+    probes = [(at, seg) for at, seg in _probes(link) if at < link.now - 10 * MS]
+    assert [at - established for at, _ in probes][:3] == [2000 * MS, 4010 * MS, 6020 * MS]
+    answers = [(at, seg) for at, src, seg in link.sent
+               if src == "server" and at > established + 10 * MS]
+    assert len(answers) == len(probes) >= 9
+    assert all(seg.ack == link.client.snd_nxt for _, seg in answers)
+    assert link.client.state == link.server.state == ESTABLISHED
+    assert link.client.error == 0 and link.client.keepalive_probes in (0, 1)
+    assert link.server.readable == 0  # a probe is never data
+
+
+def test_keepalive_waits_while_data_is_unacknowledged() -> None:
+    """With bytes in flight the retransmission timer watches the peer: no probe is sent,
+    and the connection ends the way unacknowledged data ends (retries2), not by keepalive."""
+    link = Link(random.Random(22), config=TcpConfig(retries2=3))
+    _established(link)
+    link.down = True
+    start = link.now
+    _, out = link.client.send(b"unanswered", link.now)
+    link.transmit("client", out)
+    while link.step():
+        pass
+    assert _probes(link) == []
+    assert (link.client.state, link.client.error) == (CLOSED, errno.ETIMEDOUT)
+    assert link.client.retransmits == 3
+    assert link.now - start == sum(200 * MS << k for k in range(4))  # past the 2 s idle time
+
+
+def test_without_so_keepalive_an_idle_connection_has_no_timer() -> None:
+    link = Link(random.Random(23))
+    _established(link, keepalive=None)
+    link.down = True
+    assert link.client.next_timer_ns() is None and not link.step()
+    assert link.client.state == ESTABLISHED
+
+
+def test_turning_keepalive_on_and_changing_its_idle_time_reschedule_the_probe() -> None:
+    """As Linux: SO_KEEPALIVE on counts a whole idle time from then; a new TCP_KEEPIDLE
+    counts from the last segment heard; SO_KEEPALIVE off stops the timer."""
+    link = Link(random.Random(24))
+    established = _established(link, keepalive=None)
+    link.client.set_keepalive(KEEPALIVE, established + 500 * MS)
+    assert link.client.next_timer_ns() == established + 2500 * MS
+    link.client.set_keepalive(KEEPALIVE._replace(idle_ns=1000 * MS), established + 700 * MS,
+                              idle_set=True)
+    assert link.client.next_timer_ns() == established + 1000 * MS
+    link.client.set_keepalive(KEEPALIVE._replace(idle_ns=100 * MS), established + 700 * MS,
+                              idle_set=True)  # already past it: probe now
+    assert link.client.next_timer_ns() == established + 700 * MS
+    link.client.set_keepalive(None, established + 800 * MS)
+    assert link.client.next_timer_ns() is None
+
+
+def test_a_connection_saved_while_probing_probes_on_identically() -> None:
+    """Save the client between two unanswered probes; loaded (with its socket's settings
+    set again, as the socket's load does) it sends the same probes and fails at the same
+    time; a row saved before keepalive (files version 4) still loads."""
+    def run(save: bool) -> list:
+        link = Link(random.Random(25))
+        _established(link)
+        link.down = True
+        while not _probes(link):
+            link.step()
+        if save:
+            saved = unpackb(packb(link.client.save()), "tcp")
+            validate(saved, Connection.STATE, "tcp")
+            link.client = Connection.load(link.config, saved)
+            link.client.keepalive = KEEPALIVE
+        while link.step():
+            pass
+        return [(at, who, seg) for at, who, seg in link.sent] + [link.now]
+
+    assert run(False) == run(True)
+    old = Connection(TcpConfig(), 9).save()[:Connection.V4_FIELDS]
+    validate(old, Connection.STATE_V4, "tcp")
+    loaded = Connection.load(TcpConfig(), old)
+    assert (loaded.keepalive_deadline, loaded.keepalive_probes, loaded.iss) == (None, 0, 9)

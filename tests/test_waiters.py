@@ -160,4 +160,4 @@ def test_a_version_1_descriptor_table_loads_with_stdio_as_descriptors() -> None:
     assert holder.files.get(3) is holder.files.get(4) and holder.files.get(3).offset == 5
     assert holder.files.slots[4].cloexec and holder.files.get(1).stream == 1
     state = files_state(holder)  # type: ignore[arg-type]
-    assert state["version"] == 4 and state["net"]["sockets"] == []  # upgraded through 2, 3
+    assert state["version"] == 5 and state["net"]["sockets"] == []  # upgraded through 2-4

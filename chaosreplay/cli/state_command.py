@@ -45,7 +45,8 @@ def state(recording: str, tick: int | None, seq: int | None, node: int | None,
     """Reconstruct a recorded run's state at a tick or an event (re-executes from the
     nearest checkpoint): every node's status, clocks, registers, code, stack with typed
     arguments and locals, globals, output and files; packets in flight; active faults; the
-    assertion table."""
+    assertion table; every node's sockets and connections (state, queues, retransmits,
+    timers)."""
     if (tick is None) == (seq is None):
         raise click.UsageError("give exactly one of --tick and --event")
     if (before or after) and (before == after or len(watches) != 1 or node is None):
@@ -161,6 +162,11 @@ def _print_node(out: Console, view: NodeView) -> None:
         out.print(f"  watch {watch.expression} = {watch.value}", markup=False)
     for f in view.files:
         out.print(f"  fd {f.fd}: {f.path} @ {f.offset}")
+    for sock in view.sockets:
+        timer = "" if sock.timer_ns is None else f" · {sock.timer} at {sock.timer_ns / 1e9:.6f}s"
+        out.print(f"  socket {sock.sid} {sock.kind} {sock.local or '-'} → {sock.remote or '-'} "
+                  f"{sock.state} · send-q {sock.send_queue} recv-q {sock.recv_queue} · "
+                  f"{sock.retransmits} retransmits{timer}", markup=False)
     tail = view.stdout.splitlines()[-OUTPUT_TAIL_LINES:]
     for line in tail:
         out.print(f"  | {line}", markup=False)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import bisect
 import weakref
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from chaosreplay.debugger.program_state import FrameView, ProgramInspector, VariableView
+from chaosreplay.debugger.socket_views import SocketView, socket_views
 from chaosreplay.debugger.symbols import Instruction, Symbolizer
 from chaosreplay.debugger.watch import Evaluator, WatchView, watch_view
 from chaosreplay.sim.oracle import TABLE_COLUMNS
@@ -65,6 +66,7 @@ class NodeView:
     exit_code: int | None
     crash: str | None
     threads: list[ThreadView] = field(default_factory=list)  # the main thread first
+    sockets: list[SocketView] = field(default_factory=list)  # the node's stack, by number
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,12 @@ def capture_state(sim: Simulation, seq: int, programs: list[ProgramInspector],
     )
 
 
+def _sockets_of(node: Node) -> list[SocketView]:
+    """The node's sockets as they are now."""
+    net = getattr(node.process, "net", None)
+    return socket_views(net) if net is not None else []
+
+
 def _unmoved_key(node: Node, watches: tuple[str, ...]) -> tuple[Any, ...]:
     """What a node's view depends on that can change without the others changing with it.
 
@@ -191,20 +199,27 @@ def _unmoved_key(node: Node, watches: tuple[str, ...]) -> tuple[Any, ...]:
 
 def _reused_view(node: Node, program: ProgramInspector, watches: tuple[str, ...],
                  reuse: NodeViewCache | None) -> NodeView:
+    # Sockets are read at every capture: arrivals and TCP timers change them while the
+    # node's program does not move, which is all the key below watches.
+    sockets = _sockets_of(node)
     if reuse is None:
-        return _node_view(node, program, watches)
+        return _node_view(node, program, watches, sockets)
     key = _unmoved_key(node, watches)
     cached = reuse.get(node.index)
     # The process itself must be the same (a weak reference: another simulation's process
     # never matches, even at the same counters).
     if cached is not None and cached[0]() is node.process and cached[1] == key:
-        return cached[2]
-    view = _node_view(node, program, watches)
+        if cached[2].sockets == sockets:
+            return cached[2]
+        view = replace(cached[2], sockets=sockets)
+    else:
+        view = _node_view(node, program, watches, sockets)
     reuse[node.index] = (weakref.ref(node.process), key, view)
     return view
 
 
-def _node_view(node: Node, program: ProgramInspector, watches: tuple[str, ...]) -> NodeView:
+def _node_view(node: Node, program: ProgramInspector, watches: tuple[str, ...],
+               sockets: list[SocketView]) -> NodeView:
     p = node.process
     symbolizer = program.symbolizer
     regs = {name: int(getattr(p.regs, name)) for name in REGISTERS}
@@ -229,7 +244,7 @@ def _node_view(node: Node, program: ProgramInspector, watches: tuple[str, ...]) 
         files=[OpenFileView(fd, slot.file.path.decode("utf-8", "replace"), slot.file.offset,
                             slot.file.flags) for fd, slot in sorted(p.files.items())],
         memory_limit=p.space.memory_limit, exit_code=p.exit_code,
-        crash=_crash(p), threads=_threads(p, symbolizer),
+        crash=_crash(p), threads=_threads(p, symbolizer), sockets=sockets,
     )
 
 

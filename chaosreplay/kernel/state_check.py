@@ -24,6 +24,7 @@ from chaosreplay.kernel.loader import ARGS_MAX_BYTES, MAX_ARG_STRLEN
 from chaosreplay.kernel.mm.address_space import CHUNK_SHIFT
 from chaosreplay.kernel.net.socket_file import SocketFile
 from chaosreplay.kernel.net.stack import STATE as NET_STATE
+from chaosreplay.kernel.net.stack import STATE_V4 as NET_STATE_V4
 from chaosreplay.kernel.process import Status
 from chaosreplay.kernel.sdk_abi import CR_COVERAGE_MAP_MAX
 from chaosreplay.kernel.signals import delivery as signal_delivery
@@ -228,25 +229,31 @@ def _sockets_exist(files: dict[str, Any]) -> str | None:
     return _waits_on_descriptions(files)
 
 
-FILES_V4 = Where(Record({**FILES_FIELDS, "version": OneOf(FILES_STATE_VERSION),
-                         "waiting": TASK_WAITS,
+
+def _files_with_sockets(version: int, net: Check) -> Check:
+    """files_state() of a version that has the socket stack."""
+    return Where(Record({**FILES_FIELDS, "version": OneOf(version), "waiting": TASK_WAITS,
                          "attributes": TASK_ATTRIBUTES,  # TaskAttributes.to_state()
-                         "net": NET_STATE}), _sockets_exist)  # the node's socket stack
+                         "net": net}), _sockets_exist)  # the node's socket stack
+
+
+FILES_V4 = _files_with_sockets(4, NET_STATE_V4)  # TCP connections without keepalive
+FILES_V5 = _files_with_sockets(FILES_STATE_VERSION, NET_STATE)
 
 
 class _FilesOfItsVersion(Check):
-    """files_state() as its version has it: load_files_state upgrades versions 1 to 3."""
+    """files_state() as its version has it: load_files_state upgrades versions 1 to 4."""
 
     def describe(self) -> str:
-        return FILES_V4.describe()
+        return FILES_V5.describe()
 
     def __call__(self, value: Any, path: str) -> None:
         if type(value) is dict and "version" in value:  # the version first: it decides
-            OneOf(1, 2, 3, FILES_STATE_VERSION)(value["version"], f"{path}.version")
+            OneOf(1, 2, 3, 4, FILES_STATE_VERSION)(value["version"], f"{path}.version")
         version = value.get("version") if type(value) is dict else None
         v3 = FILES_V3_NO_ATTRIBUTES if type(value) is dict and "attributes" not in value \
             else FILES_V3
-        {1: FILES_V1, 2: FILES_V2, 3: v3}.get(version, FILES_V4)(value, path)
+        {1: FILES_V1, 2: FILES_V2, 3: v3, 4: FILES_V4}.get(version, FILES_V5)(value, path)
 
 
 FILES = _FilesOfItsVersion()
@@ -371,7 +378,7 @@ def _current_task_on_cpu(state: dict[str, Any]) -> str | None:
     if state["next_tid"] <= max(rows):
         return f"would hand out tid {state['next_tid']}, which is taken"
     waits = state["files"].get("waiting") if type(state["files"]) is dict else None
-    if state["files"].get("version") == FILES_STATE_VERSION and waits:
+    if state["files"].get("version") in (4, FILES_STATE_VERSION) and waits:
         for tid, _ in waits:
             if tid not in rows:
                 return f"has a blocked call of task {tid}, which is not a task"

@@ -145,6 +145,9 @@ class TcpSettings:
     rto_min_ns: int = TcpConfig.rto_min_ns
     rto_max_ns: int = TcpConfig.rto_max_ns
     time_wait_ns: int = TcpConfig.time_wait_ns
+    keepalive_time_ns: int = TcpConfig.keepalive_time_ns
+    keepalive_intvl_ns: int = TcpConfig.keepalive_intvl_ns
+    keepalive_probes: int = TcpConfig.keepalive_probes
 
     def config(self) -> TcpConfig:
         """The kernel's TcpConfig with these settings."""
@@ -155,6 +158,9 @@ class TcpSettings:
 
 
 TCP_COUNTS = ("syn_retries", "synack_retries", "retries2")
+# Keepalive defaults take what TCP_KEEPIDLE/_KEEPINTVL (1..32767 s) and _KEEPCNT take.
+KEEPALIVE_TIMES = ("keepalive_time_ns", "keepalive_intvl_ns")
+KEEPALIVE_SECONDS_MAX, KEEPALIVE_PROBES_MAX = 32767, 127
 
 
 @dataclass(frozen=True)
@@ -547,6 +553,15 @@ def _parse_tcp(value: Any, at: KeyPath) -> TcpSettings:
             continue
         if name in TCP_COUNTS:
             given[name] = expect_int(table[name], at.key(name), minimum=0, maximum=255)
+        elif name == "keepalive_probes":
+            given[name] = expect_int(table[name], at.key(name), minimum=1,
+                                     maximum=KEEPALIVE_PROBES_MAX)
+        elif name in KEEPALIVE_TIMES:
+            given[name] = expect_ns(table[name], at.key(name))
+            seconds, rest = divmod(given[name], 1_000_000_000)
+            if rest or not 1 <= seconds <= KEEPALIVE_SECONDS_MAX:
+                at.key(name).fail(f"expected a whole number of seconds from 1s to "
+                                  f"{KEEPALIVE_SECONDS_MAX}s (what TCP_KEEPIDLE takes)")
         else:
             given[name] = expect_ns(table[name], at.key(name))
             if given[name] == 0 and name != "time_wait_ns":

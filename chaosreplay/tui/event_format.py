@@ -98,8 +98,16 @@ def summary(event: Event) -> str:
         text = (" |" + "".join(chr(b) if 32 <= b < 127 else "·" for b in payload[:32]) + "|"
                 if isinstance(payload, bytes) else "")
         return (f"#{f.get('packet_id')} {f.get('src')}→{f.get('dst')} {f.get('size')} B"
-                + (f" {extra}" if extra else "") + text)
+                + (f" {extra}" if extra else "") + tcp_summary(f.get("tcp")) + text)
     return " ".join(f"{k}={show_value(v, 40)}" for k, v in f.items())[:SUMMARY_LIMIT]
+
+
+def tcp_summary(tcp: Any) -> str:
+    """A packet event's TCP segment as tcpdump would put it (empty for other packets)."""
+    if not isinstance(tcp, dict):
+        return ""
+    return (f" tcp {tcp.get('src')}→{tcp.get('dst')} [{tcp.get('flags')}] seq {tcp.get('seq')}"
+            f" ack {tcp.get('ack')} len {tcp.get('len')}")
 
 
 def timeline_row(event: Event) -> Text:

@@ -94,6 +94,13 @@ class Socket:
         fallback = options.default(level, name)
         return 0 if fallback is None else fallback
 
+    def option_read(self, stack: NetStack, level: int, name: int) -> int:
+        """What getsockopt reads for (level, name)."""
+        return self.option(level, name)
+
+    def option_set(self, stack: NetStack, p: GuestProcess, level: int, name: int) -> None:
+        """setsockopt stored a new value of (level, name): act on it if it matters now."""
+
     @property
     def sndbuf(self) -> int:
         return self.option(options.SOL_SOCKET, options.SO_SNDBUF)

@@ -68,10 +68,14 @@ class NetworkEndpoint(Protocol):
 
 class SavedSocket(Check):
     """One saved socket, [sid, kind, options, error, shutdown, events, has_file, own]; the
-    own part is checked by its kind's STATE."""
+    own part is checked by its kind's STATE (its STATE_V4, if it has one, in the state of
+    files version 4)."""
 
     HEAD = Row(Int(0, MAX_SOCKETS), Str(32), Anything(), Int(0, 4095), Int(0, 3),
                Int(0, U64_MAX), Bool(), Anything())
+
+    def __init__(self, v4: bool = False) -> None:
+        self.v4 = v4
 
     def describe(self) -> str:
         return self.HEAD.describe()
@@ -84,7 +88,8 @@ class SavedSocket(Check):
         if kind is None:
             self._fail(path, problem=f"has an unknown socket kind {value[1]!r}")
         OPTIONS(value[2], f"{path}[2]")
-        kind.STATE(value[7], f"{path}[7]")
+        own = getattr(kind, "STATE_V4", kind.STATE) if self.v4 else kind.STATE
+        own(value[7], f"{path}[7]")
 
 
 def _sockets_consistent(state: dict[str, Any]) -> str | None:
@@ -108,13 +113,19 @@ def _sockets_consistent(state: dict[str, Any]) -> str | None:
     return None
 
 
-STATE = Where(Record({
-    "next_sid": Int(0, MAX_SOCKETS),
-    "next_port": Int(EPHEMERAL_FIRST, EPHEMERAL_LAST),
-    "next_autobind": Int(0, 1 << 20),
-    "connections": Int(0, U64_MAX),
-    "sockets": ListOf(SavedSocket(), max_len=MAX_SOCKETS),
-}), _sockets_consistent)
+def _stack_state(v4: bool) -> Check:
+    """The shape of save()'s output (as files version 4 held it, with `v4`)."""
+    return Where(Record({
+        "next_sid": Int(0, MAX_SOCKETS),
+        "next_port": Int(EPHEMERAL_FIRST, EPHEMERAL_LAST),
+        "next_autobind": Int(0, 1 << 20),
+        "connections": Int(0, U64_MAX),
+        "sockets": ListOf(SavedSocket(v4), max_len=MAX_SOCKETS),
+    }), _sockets_consistent)
+
+
+STATE = _stack_state(v4=False)
+STATE_V4 = _stack_state(v4=True)  # TCP connections saved before keepalive
 
 
 class NetStack:
@@ -401,6 +412,7 @@ class NetStack:
         for sock in self.sockets.values():
             if isinstance(sock, TcpSocket) and sock.conn is not None:
                 sock.conn.config = tcp_config
+                sock.conn.keepalive = sock.keepalive()  # its defaults are the config's
 
     def next_timer_ns(self) -> int | None:
         """The earliest TCP timer of the node (retransmission, probe, TIME_WAIT)."""

@@ -20,14 +20,19 @@ out-of-order segments), teardown (FIN, RST, TIME_WAIT).
   `syn_retries` (handshake) or `retries2` (data) the connection fails with ETIMEDOUT.
 - Flow control: the advertised window is the receive buffer's free space; the sender never
   has more than the peer's window in flight, and probes a zero window on the timer.
-- No congestion control (no cwnd, no fast retransmit) and no keepalive yet.
+- Keepalive (when the socket enables it, `set_keepalive`): after `idle_ns` without a segment
+  from the peer, and nothing of ours unacknowledged, a probe (seq = snd_nxt - 1, no data) every
+  `interval_ns`; the peer answers it with an ACK (it is out of its window), which counts as
+  hearing from it. The probe after `probes` unanswered ones is not sent: the connection is
+  reset and fails with ETIMEDOUT (Linux's tcp_keepalive_timer).
+- No congestion control (no cwnd, no fast retransmit).
 """
 
 from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from chaosreplay.kernel.net.tcp_segment import (
     ACK,
@@ -50,6 +55,9 @@ STATES = (CLOSED, SYN_SENT, SYN_RECEIVED, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, C
           CLOSING, LAST_ACK, TIME_WAIT)
 SENDING_STATES = (ESTABLISHED, CLOSE_WAIT)  # the application may still queue data
 RECEIVING_STATES = (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2)  # the peer may still send data
+# Where the keepalive timer runs: after the handshake, before TIME_WAIT (Linux: all but CLOSE
+# and SYN_SENT; its TIME_WAIT sockets are other objects without the timer).
+KEEPALIVE_STATES = (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, FIN_WAIT_2, CLOSING, LAST_ACK)
 MS = 1_000_000
 
 
@@ -66,7 +74,20 @@ class TcpConfig:
     synack_retries: int = 5  # net.ipv4.tcp_synack_retries
     retries2: int = 15  # net.ipv4.tcp_retries2
     time_wait_ns: int = 2000 * MS  # short (Linux: 60 s), so runs see ports come back
+    # What a socket with SO_KEEPALIVE uses unless it sets TCP_KEEPIDLE, _KEEPINTVL, _KEEPCNT
+    # (net.ipv4.tcp_keepalive_time, _intvl, _probes; whole seconds, as the options are).
+    keepalive_time_ns: int = 7200 * 1000 * MS
+    keepalive_intvl_ns: int = 75 * 1000 * MS
+    keepalive_probes: int = 9
     buffer: int = 212992  # receive and send buffer bytes
+
+
+class KeepAlive(NamedTuple):
+    """A connection's keepalive settings (SO_KEEPALIVE on; TCP_KEEPIDLE, _KEEPINTVL, _KEEPCNT)."""
+
+    idle_ns: int
+    interval_ns: int
+    probes: int
 
 
 class Connection:
@@ -76,14 +97,18 @@ class Connection:
     #  received bytes, out-of-order [[seq, data]...], fin queued, fin sent, peer fin seq,
     #  srtt, rttvar, rto, timed [seq, sent_at] | None, retransmit deadline, retries,
     #  time-wait deadline, error, last advertised window, recv buffer size, send buffer size,
-    #  snd_max, retransmits]
+    #  snd_max, retransmits, last heard from the peer, keepalive deadline, keepalive probes
+    #  unanswered]; rows saved before keepalive (files version 4) end at retransmits
     SEQ = Int(0, (1 << 32) - 1)
     NS = Int(0, (1 << 63) - 1)
     STATE = Row(OneOf(*STATES), SEQ, SEQ, SEQ, SEQ, Int(0, (1 << 32) - 1), SEQ, SEQ, SEQ,
                 Bytes(1 << 26), Bytes(1 << 26), ListOf(Row(SEQ, Bytes(1 << 26)), max_len=1 << 16),
                 Bool(), Bool(), Maybe(SEQ), Maybe(NS), Maybe(NS), NS, Maybe(Row(SEQ, NS)),
                 Maybe(NS), Int(0, 255), Maybe(NS), Int(0, 4095), Int(0, U64_MAX),
-                Int(1, 1 << 26), Int(1, 1 << 26), SEQ, Int(0, U64_MAX))
+                Int(1, 1 << 26), Int(1, 1 << 26), SEQ, Int(0, U64_MAX), NS, Maybe(NS),
+                Int(0, 255))
+    V4_FIELDS = 28  # the row before keepalive (its last three fields)
+    STATE_V4 = Row(*STATE.items[:V4_FIELDS])  # in files version 4
 
     def __init__(self, config: TcpConfig, iss: int) -> None:
         self.config = config
@@ -112,6 +137,10 @@ class Connection:
         self.recv_size = config.buffer
         self.send_size = config.buffer
         self.retransmits = 0  # segments sent again (for observability)
+        self.keepalive: KeepAlive | None = None  # from the socket's options (not state)
+        self.last_heard_ns = 0  # when the peer's last acceptable ACK arrived
+        self.keepalive_deadline: int | None = None
+        self.keepalive_probes = 0  # sent since the peer was last heard
         self.news: list[str] = []  # what the socket layer reports next ("established", ...)
 
     # -- the application's side ---------------------------------------------------------------
@@ -171,6 +200,18 @@ class Connection:
             self.state = LAST_ACK
         return self._output(now)
 
+    def set_keepalive(self, keepalive: KeepAlive | None, now: int, idle_set: bool = False
+                      ) -> None:
+        """SO_KEEPALIVE or a TCP_KEEP* option changed (`idle_set`: TCP_KEEPIDLE was set)."""
+        before, self.keepalive = self.keepalive, keepalive
+        if keepalive is None:
+            self.keepalive_deadline = None
+        elif self.state in KEEPALIVE_STATES:
+            if before is None:  # turned on: a whole idle time from now (tcp_set_keepalive)
+                self.keepalive_deadline = now + keepalive.idle_ns
+            elif idle_set:  # what is left of the new idle time (tcp_sock_set_keepidle_locked)
+                self.keepalive_deadline = max(self.last_heard_ns + keepalive.idle_ns, now)
+
     def abort(self, now: int) -> list[Segment]:
         """Reset the connection (close with unread data, SO_LINGER 0)."""
         out = [] if self.state in (CLOSED, SYN_SENT, TIME_WAIT) else [
@@ -197,7 +238,8 @@ class Connection:
         return len(self.send_buffer)
 
     def next_timer_ns(self) -> int | None:
-        times = [t for t in (self.rtx_deadline, self.time_wait_deadline) if t is not None]
+        times = [t for t in (self.rtx_deadline, self.time_wait_deadline,
+                             self.keepalive_deadline) if t is not None]
         return min(times, default=None)
 
     # -- segments from the peer ----------------------------------------------------------------
@@ -230,6 +272,7 @@ class Connection:
             self.news.append("established")
         if seq_lt(self.snd_max, seg.ack):
             return [self._ack()]  # acknowledges something never sent
+        self._heard(now)
         self._on_ack(seg, now)
         if self.state == CLOSED:
             return out
@@ -260,6 +303,7 @@ class Connection:
         self.snd_una = seg.ack
         self.state = ESTABLISHED
         self.news.append("established")
+        self._heard(now)
         self.retries, self.rtx_deadline = 0, None
         self.rto = self._computed_rto()
         return [self._ack(), *self._output(now)]
@@ -296,7 +340,7 @@ class Connection:
                     self._enter_time_wait(now)
                 elif self.state == LAST_ACK:
                     self.state = CLOSED
-                    self.rtx_deadline = None
+                    self.rtx_deadline = self.keepalive_deadline = None
         elif self.snd_wnd == 0 and seg.ack == self.snd_una:
             self.retries = 0  # a live receiver answered a window probe (Linux's probes_out)
         if (seq_lt(self.snd_wl1, seg.seq) or (self.snd_wl1 == seg.seq
@@ -349,12 +393,39 @@ class Connection:
         return Segment(seq, self.rcv_nxt, flags, self._advertise(), data)
 
     def on_timer(self, now: int) -> list[Segment]:
-        """The virtual clock reached next_timer_ns(): retransmit, or leave TIME_WAIT."""
+        """The virtual clock reached next_timer_ns(): retransmit, probe, or leave TIME_WAIT."""
         if self.time_wait_deadline is not None and now >= self.time_wait_deadline:
             self.state, self.time_wait_deadline = CLOSED, None
             return []
+        out: list[Segment] = []
+        if self.keepalive_deadline is not None and now >= self.keepalive_deadline:
+            out = self._keepalive_timer(now)
         if self.rtx_deadline is None or now < self.rtx_deadline:
+            return out
+        return out + self._retransmit_timer(now)
+
+    def _keepalive_timer(self, now: int) -> list[Segment]:
+        """Probe an idle connection, or give up on it (Linux's tcp_keepalive_timer)."""
+        keepalive = self.keepalive
+        if keepalive is None or self.state not in KEEPALIVE_STATES:
+            self.keepalive_deadline = None
             return []
+        if self.send_buffer or self.snd_una != self.snd_max:
+            # Something of ours is unacknowledged: the retransmission timer watches the peer.
+            self.keepalive_deadline = now + keepalive.idle_ns
+            return []
+        if self.keepalive_probes >= keepalive.probes:
+            reset = Segment(self.snd_nxt, self.rcv_nxt, RST | ACK, 0)  # tcp_send_active_reset
+            self._fail(errno.ETIMEDOUT)
+            return [reset]
+        self.keepalive_probes += 1
+        self.keepalive_deadline = now + keepalive.interval_ns
+        # One byte before what the peer expects: out of its window, so it must answer with
+        # an ACK, and it carries nothing the peer could take as data.
+        return [Segment(seq_add(self.snd_nxt, -1), self.rcv_nxt, ACK, self._advertise())]
+
+    def _retransmit_timer(self, now: int) -> list[Segment]:
+        """The retransmission timer expired: send again from snd_una, or give up."""
         handshake = self.state in (SYN_SENT, SYN_RECEIVED)
         limit = (self.config.syn_retries if self.state == SYN_SENT else
                  self.config.synack_retries if handshake else self.config.retries2)
@@ -465,9 +536,17 @@ class Connection:
         rto = self.srtt + max(self.config.clock_granularity_ns, 4 * self.rttvar)
         return min(max(rto, self.config.rto_min_ns), self.config.rto_max_ns)
 
+    def _heard(self, now: int) -> None:
+        """An acceptable ACK from the peer: it is alive, so keepalive starts its idle time
+        again (Linux: rcv_tstamp and icsk_probes_out, in tcp_ack)."""
+        self.last_heard_ns = now
+        self.keepalive_probes = 0
+        if self.keepalive is not None and self.state in KEEPALIVE_STATES:
+            self.keepalive_deadline = now + self.keepalive.idle_ns
+
     def _enter_time_wait(self, now: int) -> None:
         self.state = TIME_WAIT
-        self.rtx_deadline = None
+        self.rtx_deadline = self.keepalive_deadline = None
         self.time_wait_deadline = now + self.config.time_wait_ns
 
     def _fail(self, error: int) -> None:
@@ -476,26 +555,32 @@ class Connection:
                               errno.ETIMEDOUT: "timeout"}.get(error, "failed"))
         self.state = CLOSED
         self.error = error
-        self.rtx_deadline = self.time_wait_deadline = None
+        self.rtx_deadline = self.time_wait_deadline = self.keepalive_deadline = None
 
     # -- checkpoints ---------------------------------------------------------------------------
     def save(self) -> list[Any]:
+        """The connection as plain data (checked by STATE)."""
         return [self.state, self.iss, self.irs, self.snd_una, self.snd_nxt, self.snd_wnd,
                 self.snd_wl1, self.snd_wl2, self.rcv_nxt, bytes(self.send_buffer),
                 bytes(self.received), [[s, d] for s, d in sorted(self.out_of_order.items())],
                 self.fin_queued, self.fin_sent, self.peer_fin, self.srtt, self.rttvar, self.rto,
                 None if self.timed is None else list(self.timed), self.rtx_deadline,
                 self.retries, self.time_wait_deadline, self.error, self.advertised,
-                self.recv_size, self.send_size, self.snd_max, self.retransmits]
+                self.recv_size, self.send_size, self.snd_max, self.retransmits,
+                self.last_heard_ns, self.keepalive_deadline, self.keepalive_probes]
 
     @classmethod
     def load(cls, config: TcpConfig, data: list[Any]) -> Connection:
+        """A connection from save() output (or a row saved before keepalive)."""
+        if len(data) == cls.V4_FIELDS:  # saved before keepalive: never heard, no timer
+            data = [*data, 0, None, 0]
         conn = cls(config, data[1])
         (conn.state, conn.iss, conn.irs, conn.snd_una, conn.snd_nxt, conn.snd_wnd, conn.snd_wl1,
          conn.snd_wl2, conn.rcv_nxt, send, received, ooo, conn.fin_queued, conn.fin_sent,
          conn.peer_fin, conn.srtt, conn.rttvar, conn.rto, timed, conn.rtx_deadline,
          conn.retries, conn.time_wait_deadline, conn.error, conn.advertised, conn.recv_size,
-         conn.send_size, conn.snd_max, conn.retransmits) = data
+         conn.send_size, conn.snd_max, conn.retransmits, conn.last_heard_ns,
+         conn.keepalive_deadline, conn.keepalive_probes) = data
         conn.send_buffer, conn.received = bytearray(send), bytearray(received)
         conn.out_of_order = {s: bytes(d) for s, d in ooo}
         conn.timed = None if timed is None else (timed[0], timed[1])

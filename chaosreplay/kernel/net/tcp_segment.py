@@ -11,6 +11,7 @@ FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 FLAG_NAMES = ((SYN, "SYN"), (ACK, "ACK"), (FIN, "FIN"), (RST, "RST"), (PSH, "PSH"))
 SEQ_MOD = 1 << 32
 _HEADER = struct.Struct(">IIBI")
+HEADER_SIZE = _HEADER.size
 
 
 def seq_add(a: int, n: int) -> int:
@@ -47,7 +48,8 @@ class Segment:
         return len(self.data) + bool(self.flags & SYN) + bool(self.flags & FIN)
 
     def flag_text(self) -> str:
-        return "|".join(name for bit, name in FLAG_NAMES if self.flags & bit) or "-"
+        """The flags as tcpdump's names joined by |, "-" for none."""
+        return flag_text(self.flags)
 
     def pack(self) -> bytes:
         return _HEADER.pack(self.seq, self.ack, self.flags, self.window) + self.data
@@ -58,6 +60,19 @@ class Segment:
             return None
         seq, ack, flags, window = _HEADER.unpack_from(raw)
         return cls(seq, ack, flags, window, raw[_HEADER.size:])
+
+
+def flag_text(flags: int) -> str:
+    """TCP flags as their names joined by | ("SYN|ACK"), "-" for none."""
+    return "|".join(name for bit, name in FLAG_NAMES if flags & bit) or "-"
+
+
+def header_fields(raw: bytes) -> tuple[int, int, int, int] | None:
+    """(seq, ack, flags, window) of a packed segment without copying its data (None: too
+    short to be one)."""
+    if len(raw) < HEADER_SIZE:
+        return None
+    return _HEADER.unpack_from(raw)
 
 
 def reset_for(seg: Segment) -> Segment | None:

@@ -46,10 +46,11 @@ from chaosreplay.kernel.net.tcp import (
     SYN_RECEIVED,
     SYN_SENT,
     Connection,
+    KeepAlive,
     TcpConfig,
 )
 from chaosreplay.kernel.net.udp import ADDRESS
-from chaosreplay.recording.schema import Bool, Int, ListOf, Maybe, Row
+from chaosreplay.recording.schema import Bool, Check, Int, ListOf, Maybe, Row
 
 if TYPE_CHECKING:
     from chaosreplay.kernel.net.stack import NetStack
@@ -58,7 +59,15 @@ if TYPE_CHECKING:
 SOMAXCONN = 4096
 SID = Int(0, 1 << 32)
 ALL_EVENTS = READABLE | WRITABLE | POLLHUP | POLLRDHUP | POLLERR
+KEEPALIVE_OPTIONS = (options.TCP_KEEPIDLE, options.TCP_KEEPINTVL, options.TCP_KEEPCNT)
 CONFIG = TcpConfig()  # until the stack's own is set (NetStack.configure after loading)
+
+
+def _socket_state(connection: Check) -> Row:
+    """The shape of a TCP socket's own saved part, with its connection's as given."""
+    return Row(Bool(), Maybe(ADDRESS), Maybe(ADDRESS), Bool(), Int(0, SOMAXCONN),
+               ListOf(SID, max_len=SOMAXCONN + 1), ListOf(SID, max_len=SOMAXCONN + 1),
+               Maybe(SID), Maybe(connection), Bool())
 
 
 class TcpSocket(Socket):
@@ -69,9 +78,8 @@ class TcpSocket(Socket):
     protocol = options.IPPROTO_TCP
     # [v6, local, remote, listening, backlog max, accept queue, SYN queue, parent,
     #  connection (tcp.Connection.STATE) | None, connect pending]
-    STATE = Row(Bool(), Maybe(ADDRESS), Maybe(ADDRESS), Bool(), Int(0, SOMAXCONN),
-                ListOf(SID, max_len=SOMAXCONN + 1), ListOf(SID, max_len=SOMAXCONN + 1),
-                Maybe(SID), Maybe(Connection.STATE), Bool())
+    STATE = _socket_state(Connection.STATE)
+    STATE_V4 = _socket_state(Connection.STATE_V4)  # files version 4: before keepalive
 
     def __init__(self, sid: int, v6: bool = False) -> None:
         super().__init__(sid)
@@ -178,8 +186,46 @@ class TcpSocket(Socket):
         return 0
 
     def _apply_buffers(self) -> None:
+        """A new connection takes the socket's buffer sizes and keepalive settings."""
         assert self.conn is not None
         self.conn.recv_size, self.conn.send_size = self.rcvbuf, self.sndbuf
+        self.conn.keepalive = self.keepalive()
+
+    def keepalive(self) -> KeepAlive | None:
+        """The keepalive settings of the socket's options, the scenario's where it set none
+        (None: SO_KEEPALIVE is off)."""
+        if not self.option(options.SOL_SOCKET, options.SO_KEEPALIVE):
+            return None
+        config = self.conn.config if self.conn is not None else CONFIG
+        return KeepAlive(self._keep(config, options.TCP_KEEPIDLE) * options.NS_PER_S,
+                         self._keep(config, options.TCP_KEEPINTVL) * options.NS_PER_S,
+                         self._keep(config, options.TCP_KEEPCNT))
+
+    def _keep(self, config: TcpConfig, name: int) -> int:
+        """A TCP_KEEP* option as set, else the stack's default (seconds, or probes)."""
+        value = self.options.get((options.IPPROTO_TCP, name))
+        if value is not None:
+            return value
+        return {options.TCP_KEEPIDLE: config.keepalive_time_ns // options.NS_PER_S,
+                options.TCP_KEEPINTVL: config.keepalive_intvl_ns // options.NS_PER_S,
+                options.TCP_KEEPCNT: config.keepalive_probes}[name]
+
+    def option_read(self, stack: NetStack, level: int, name: int) -> int:
+        """As the base, but unset TCP_KEEP* options read as the scenario's defaults (Linux
+        reads the sysctls)."""
+        if level == options.IPPROTO_TCP and name in KEEPALIVE_OPTIONS:
+            return self._keep(stack.tcp_config, name)
+        return self.option(level, name)
+
+    def option_set(self, stack: NetStack, p: GuestProcess, level: int, name: int) -> None:
+        """setsockopt stored an option: keepalive ones reach the connection at once."""
+        if self.conn is None:
+            return
+        if (level, name) == (options.SOL_SOCKET, options.SO_KEEPALIVE) or (
+                level == options.IPPROTO_TCP and name in KEEPALIVE_OPTIONS):
+            self.conn.set_keepalive(self.keepalive(), p.vtime_ns,
+                                    idle_set=(level, name) == (options.IPPROTO_TCP,
+                                                               options.TCP_KEEPIDLE))
 
     # -- passive side (called by the stack) -------------------------------------------------
     def syn_arrived(self, stack: NetStack, syn: Any, source: InetAddress,
@@ -375,6 +421,8 @@ class TcpSocket(Socket):
         self.local, self.remote = address(local), address(remote)
         self.accept_queue, self.syn_queue = list(accept), list(syn)
         self.conn = None if conn is None else Connection.load(CONFIG, conn)
+        if self.conn is not None:  # its settings are the options, loaded before this
+            self.conn.keepalive = self.keepalive()
 
     @classmethod
     def referenced_in(cls, own: Any) -> list[int]:

@@ -12,7 +12,10 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
+from chaosreplay.kernel.net import tcp_segment
 from chaosreplay.kernel.net.addresses import InetAddress
 
 SOCKET_CHANNEL = 1  # the fabric channel of socket traffic (0: SDK datagrams)
@@ -43,6 +46,38 @@ def pack(protocol: int, source: InetAddress, destination: InetAddress, data: byt
                           destination.host, 0)
     return _HEADER.pack(WIRE_VERSION, protocol, source.port, destination.port, source.host,
                         destination.host, _checksum(header, data)) + data
+
+
+def tcp_fields(raw: bytes) -> dict[str, Any] | None:
+    """What the events of a packet say about the TCP segment it carries: the connection's
+    two ends (address:port, sender first), flags, seq, ack, data length and window; None
+    for any other packet. Read from the headers alone (no checksum, no copy), so it costs
+    a UDP or ICMP packet one byte comparison; a caller describing a packet the fabric
+    corrupted must not call it (the headers may be the flipped bit's)."""
+    if len(raw) < HEADER_SIZE or raw[1] != PROTO_TCP:
+        return None
+    header = tcp_segment.header_fields(raw[HEADER_SIZE:HEADER_SIZE + tcp_segment.HEADER_SIZE])
+    if header is None:
+        return None
+    _, _, sport, dport, src, dst, _ = _HEADER.unpack_from(raw)
+    seq, ack, flags, window = header
+    return {"src": _endpoint(src, sport), "dst": _endpoint(dst, dport),
+            "flags": _flags(flags), "seq": seq, "ack": ack,
+            "len": len(raw) - HEADER_SIZE - tcp_segment.HEADER_SIZE, "window": window}
+
+
+# A run's segments name few ends and flag sets: their text is made once (a pure function of
+# the bytes, so the memo cannot make two runs differ).
+@lru_cache(maxsize=4096)
+def _endpoint(host: bytes, port: int) -> str:
+    """address:port of one end."""
+    return InetAddress(host, port).text()
+
+
+@lru_cache(maxsize=64)
+def _flags(flags: int) -> str:
+    """The flags' names."""
+    return tcp_segment.flag_text(flags)
 
 
 def unpack(raw: bytes) -> Packet | None:

@@ -64,7 +64,9 @@ AT_EMPTY_PATH, AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW, AT_NO_AUTOMOUNT = 0x1000, 0x20
 AT_EACCESS, AT_STATX_SYNC_TYPE = 0x200, 0x6000
 UMASK = 0o022
 CHILD_EVENTS = 1 << 20  # a blocked call's target that is the caller's children (wait4)
-STATE_VERSION = 4  # 4: + the node's socket stack ("net"); 3: every task's blocked call
+# 5: TCP connections keep their keepalive timer; 4: + the node's socket stack ("net");
+# 3: every task's blocked call
+STATE_VERSION = 5
 TTY_PATH = b"/dev/pts/0"
 
 
@@ -594,6 +596,8 @@ def load_files_state(p: GuestProcess, data: dict[str, Any]) -> Refs:
                 "waiting": [] if data["waiting"] is None else [[p.current.tid, data["waiting"]]]}
     if data.get("version") == 3:  # before sockets: an empty stack
         data = {**data, "version": STATE_VERSION, "net": NetStack(0, 1).save()}
+    if data.get("version") == 4:  # before keepalive: Connection.load reads the shorter rows
+        data = {**data, "version": STATE_VERSION}
     if data.get("version") != STATE_VERSION:
         raise ValueError(f"unsupported descriptor table version {data.get('version')!r}")
     p.net = NetStack.load(p.node_id, p.config.node_count, data["net"])

@@ -556,6 +556,7 @@ def sys_setsockopt(p: GuestProcess, r: Any) -> int:
     if value < 0:
         return value
     sock.options[(level, name)] = value
+    sock.option_set(p.net, p, level, name)
     return 0
 
 
@@ -598,7 +599,7 @@ def sys_getsockopt(p: GuestProcess, r: Any) -> int:
     if value is None:
         if options.default(level, name) is None:
             return -errno.ENOPROTOOPT
-        value = options.encode(level, name, sock.option(level, name))
+        value = options.encode(level, name, sock.option_read(p.net, level, name))
     value = value[:room]
     if not p.space.write(r.r10, value) or not p.space.write(r.r8, struct.pack("<i", len(value))):
         return -errno.EFAULT

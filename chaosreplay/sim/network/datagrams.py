@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from chaosreplay.events import EventKind, make_record
 from chaosreplay.kernel.net.tcp import TcpConfig
-from chaosreplay.kernel.net.wire import SOCKET_CHANNEL
-from chaosreplay.sim.network.fabric import Delivery, FabricEvent, NetworkFabric
+from chaosreplay.kernel.net.wire import SOCKET_CHANNEL, tcp_fields
+from chaosreplay.sim.network.fabric import Delivery, FabricEvent, NetworkFabric, PacketFlags
 
 if TYPE_CHECKING:
     from chaosreplay.kernel.process import GuestProcess
@@ -93,7 +93,8 @@ class Messaging:
     def deliver(self, packet: Delivery, p: GuestProcess, can_receive: bool) -> None:
         """A packet reached its destination: complete a blocked cr_recv or queue it."""
         endpoint = self.endpoints[packet.dst]
-        self.record(packet.dst, packet.deliver_ns, packet.to_record(self.fabric.payload_bytes))
+        self.record(packet.dst, packet.deliver_ns, _with_tcp(
+            packet.to_record(self.fabric.payload_bytes), packet.channel, _intact(packet)))
         if packet.channel == SOCKET_CHANNEL:
             # The node's kernel takes it even while the program is paused, as a stopped
             # process's kernel still receives; a killed node's packets never get here.
@@ -111,10 +112,10 @@ class Messaging:
     def _dropped(self, packet: Delivery, reason: str) -> None:
         """A delivered packet the receiving node could not take: counted and recorded."""
         self.fabric.stats.dropped[reason] = self.fabric.stats.dropped.get(reason, 0) + 1
-        self.record(packet.dst, packet.deliver_ns, make_record(
+        self.record(packet.dst, packet.deliver_ns, _with_tcp(make_record(
             EventKind.PACKET_DROPPED, time_ns=packet.deliver_ns, packet_id=packet.packet_id,
             src=packet.src, dst=packet.dst, size=len(packet.payload), reason=reason,
-            copy=packet.copy))
+            copy=packet.copy), packet.channel, _intact(packet)))
 
     def resumed(self, p: GuestProcess, now_ns: int) -> None:
         """A paused node runs again: a blocked cr_recv takes what arrived meanwhile."""
@@ -169,7 +170,23 @@ class Messaging:
 
     def _record_fabric(self, event: FabricEvent) -> None:
         node = event.dst if event.kind is EventKind.PACKET_DELIVERED else event.src
-        self.record(node, event.time_ns, event.to_record())
+        self.record(node, event.time_ns, _with_tcp(event.to_record(), event.channel,
+                                                   event.payload))
+
+
+def _intact(packet: Delivery) -> bytes:
+    """The payload if the fabric did not corrupt it (b"": its headers cannot be trusted)."""
+    return b"" if packet.flags & PacketFlags.CORRUPTED else packet.payload
+
+
+def _with_tcp(record: dict[str, Any], channel: int, payload: bytes) -> dict[str, Any]:
+    """A packet event's record, naming the TCP segment its socket packet carries (a `tcp`
+    field: kernel/net/wire.tcp_fields); SDK datagrams are not looked at."""
+    if channel == SOCKET_CHANNEL:
+        tcp = tcp_fields(payload)
+        if tcp is not None:
+            record["tcp"] = tcp
+    return record
 
 
 def _hand_over(p: GuestProcess, packet: Delivery, buf: int, cap: int, src_ptr: int) -> int:

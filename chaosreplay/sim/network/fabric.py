@@ -164,6 +164,10 @@ class FabricEvent:
     dst: int
     size: int
     detail: dict[str, Any] = field(default_factory=dict)
+    # The packet's channel and its payload as sent (b"": not known intact), for whoever
+    # records the event to describe what the payload carries; neither is recorded.
+    channel: int = field(default=0, compare=False)
+    payload: bytes = field(default=b"", compare=False, repr=False)
 
     def to_record(self) -> dict[str, Any]:
         """The record for the recorder: kind, time, packet fields, then the details."""
@@ -341,9 +345,11 @@ class NetworkFabric:
         events = []
         for packet in dropped:
             self._count(self.stats.dropped, reason)
+            intact = b"" if packet.flags & PacketFlags.CORRUPTED else packet.payload
             events.append(FabricEvent(
                 EventKind.PACKET_DROPPED, now_ns, packet.packet_id, packet.src, packet.dst,
-                len(packet.payload), {"reason": reason, "copy": packet.copy},
+                len(packet.payload), {"reason": reason, "copy": packet.copy}, packet.channel,
+                intact,
             ))
         return events
 
@@ -359,10 +365,12 @@ class NetworkFabric:
         self._next_id += 1
         self.stats.sent += 1
         size = len(payload)
+        original = payload
         as_sent = payload[:self.payload_bytes]  # before corruption changes it
 
         def event(kind: EventKind, **detail: Any) -> FabricEvent:
-            return FabricEvent(kind, now_ns, packet_id, src, dst, size, detail)
+            return FabricEvent(kind, now_ns, packet_id, src, dst, size, detail, channel,
+                               original)
 
         def sent(deliver_ns: int) -> FabricEvent:
             if self.payload_bytes:
