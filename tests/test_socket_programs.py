@@ -226,15 +226,18 @@ def test_tcp_between_two_nodes_prints_what_two_processes_print_natively(tcp_echo
         b"accepted 10.0.0.2:32768", b"echoed 300000 bytes, then end of file"]
     reasons = {e[4]["reason"] for e in run.of("packet.dropped")}
     assert {"loss", "checksum"} <= reasons, reasons
-    # Every packet event names its segment, but a corrupted arrival's headers are not
-    # trusted: its packet.delivered and checksum drop carry none.
-    corrupted = {(e[4]["packet_id"], e[4]["copy"]) for e in run.of("packet.delivered")
-                 if e[4]["flags"] & 1}
+    # Every packet event names its segment, but a corrupted copy's headers are not
+    # trusted once it is corrupt: its packet.delivered (and checksum or node_down drop)
+    # carries none.
+    corrupted = {e[4]["packet_id"] for e in run.of("packet.corrupted")}
     for _, _, _, kind, fields in run.events:
-        if kind.startswith("packet."):
-            at_receiver = kind in ("packet.delivered", "packet.dropped") and (
-                fields["packet_id"], fields.get("copy", 0)) in corrupted
-            assert ("tcp" in fields) != at_receiver, (kind, fields)
+        if not kind.startswith("packet."):
+            continue
+        if kind == "packet.delivered" and fields["flags"] & 1:
+            assert "tcp" not in fields, fields
+        elif not (kind in ("packet.delivered", "packet.dropped")
+                  and fields["packet_id"] in corrupted):
+            assert "tcp" in fields, (kind, fields)
     life = {node: [e[4]["what"] for e in run.of("connection", node)] for node in (0, 1)}
     assert life == {0: ["established", "accept", "close"],
                     1: ["connect", "established", "close"]}, life

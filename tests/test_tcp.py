@@ -128,6 +128,8 @@ def exchange(link: Link, up: bytes, down: bytes, limit_ns: int = 600_000 * MS,
        duplicate=st.sampled_from([0.0, 0.2]), iss=st.integers(0, 2**32 - 1))
 @example(seed=1, size_up=50_000, size_down=5000, loss=0.3, reorder=0.3, duplicate=0.2,
          iss=2**32 - 20_000)  # both directions' sequence numbers wrap mid-transfer
+@example(seed=13261401, size_up=3461, size_down=4129, loss=0.3, reorder=0.3, duplicate=0.2,
+         iss=0)  # both ends retransmitting: ACKs sent at a rewound snd_nxt were dropped
 def test_bytes_arrive_intact_and_in_order_over_a_bad_link(seed, size_up, size_down, loss,
                                                           reorder, duplicate, iss) -> None:
     """Whatever the link loses, reorders or duplicates (and wherever sequence numbers

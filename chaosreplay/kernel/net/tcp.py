@@ -507,7 +507,11 @@ class Connection:
         return self.advertised
 
     def _ack(self) -> Segment:
-        return Segment(self.snd_nxt, self.rcv_nxt, ACK, self._advertise())
+        # At snd_max, the highest sequence sent (Linux's snd_nxt), not at snd_nxt, which a
+        # timeout rewinds: the peer may hold everything up to snd_max already, and would
+        # find an ACK at the rewound number outside its window and drop it, ack included
+        # (RFC 9293 §3.10.7.4); two ends both retransmitting then never hear each other.
+        return Segment(self.snd_max, self.rcv_nxt, ACK, self._advertise())
 
     def _syn(self, now: int, ack: bool) -> Segment:
         if self.timed is None and self.retries == 0:
