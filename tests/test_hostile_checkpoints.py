@@ -218,6 +218,10 @@ CASES: dict[str, tuple[Any, Any, tuple[str, ...]]] = {
     "vma of the wrong types": (edit_part("node1.kernel", _set(["vmas", 2], ["a", 2, 3, 4])),
                                None, ("part node1.kernel", "field vmas[2] is not "
                                       "[int, int, int, str]")),
+    "disk content blob missing": (edit_part("node0.disk",
+                                            _set(["external"], [[1, "data", "ab" * 32]])),
+                                  None, ("part node0.disk", "field external[0] names a blob "
+                                         "that is missing")),
     "vma in the kernel half": (edit_part("node0.kernel",
                                          _set(["vmas", 0], [1 << 63, (1 << 63) + 4096, 3, "x"])),
                                None, ("part node0.kernel", "field vmas[0][0]")),

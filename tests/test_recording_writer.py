@@ -105,6 +105,25 @@ def test_large_blobs_are_chunked_and_small_manifest_binaries_kept(tmp_path: Path
         assert reader.load_checkpoint(0).blobs == {"big": blob, "small": b"s"}
 
 
+def test_a_large_blob_that_recurs_is_stored_once(tmp_path: Path) -> None:
+    """The same 2.5 MiB under two names and in a later checkpoint: written once, the later
+    references name the same BLOB frames, and each reads back whole; a different blob of
+    the same size is written anew."""
+    blob = os.urandom(5 << 19)
+    other = os.urandom(5 << 19)
+    path = tmp_path / "d.ccr"
+    with RecordingWriter(path, {}) as writer:
+        writer.add_checkpoint(0, 0, b"d", {"a": blob, "b": blob}, {})
+        writer.add_checkpoint(1, 0, b"d", {"a": blob, "c": other}, {})
+    with RecordingReader(path) as reader:
+        first, second = reader.checkpoints
+        assert reader.load_checkpoint(0).blobs == {"a": blob, "b": blob}
+        assert reader.load_checkpoint(1).blobs == {"a": blob, "c": other}
+        assert reader.damage == []
+    assert 2 * len(blob) < path.stat().st_size < 2 * len(blob) + (64 << 10)  # blob, other
+    assert first.blob_bytes == second.blob_bytes == 2 * len(blob)
+
+
 @pytest.mark.parametrize(("row", "message"), [
     ((0, 0, 0, 5, {}), "kind must be str"),
     ((0, 0, "n", "k", {}), "node must be int"),

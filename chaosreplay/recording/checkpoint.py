@@ -1,4 +1,4 @@
-"""Checkpoint frames: named blobs, memory pages deduplicated by content, and deltas.
+"""Checkpoint frames: named blobs and memory pages, both deduplicated by content, and deltas.
 
 A checkpoint is written as its BLOB chunk frames and any PAGES frames holding pages the file
 does not have yet, then one CHECKPOINT frame referring to them. The CHECKPOINT frame comes
@@ -42,6 +42,10 @@ class PageStore:
         self._ids: dict[bytes, int] = {}  # blake2b-128 of the page -> id; pages are not kept
         self._pending: list[bytes] = []
         self.count = 0  # ids handed out so far (written or pending)
+        # blake2b-128 of a chunked blob -> the BLOB frames already holding it: a blob that
+        # recurs (a file on every node's disk, in every checkpoint) is written once, and a
+        # later checkpoint names the same frames (still in increasing order, as 4.3 asks).
+        self.blobs: dict[bytes, list[int]] = {}
 
     def id_of(self, page: bytes) -> int:
         """The page's id, queuing it for the next PAGES frame when it is new."""
@@ -100,11 +104,14 @@ def encode_checkpoint(
         if len(data) <= INLINE_BLOB:
             blob_rows.append([name, len(data), data, []])
             continue
-        chunk_offsets = []
-        for start in range(0, len(data), BLOB_CHUNK):
-            offset, size = write(FrameKind.BLOB, data[start:start + BLOB_CHUNK])
-            chunk_offsets.append(offset)
-            stored += size
+        key = hashlib.blake2b(data, digest_size=16).digest()
+        chunk_offsets = store.blobs.get(key)
+        if chunk_offsets is None:
+            chunk_offsets = store.blobs[key] = []
+            for start in range(0, len(data), BLOB_CHUNK):
+                offset, size = write(FrameKind.BLOB, data[start:start + BLOB_CHUNK])
+                chunk_offsets.append(offset)
+                stored += size
         blob_rows.append([name, len(data), None, chunk_offsets])
     body = packb({"index": index, "tick": tick, "seq": seq, "digest": bytes(digest),
                   "base": base, "blobs": blob_rows, "regions": region_rows,

@@ -88,6 +88,50 @@ def _memory_digest(snap: Snapshot, hashes: dict[int, bytes], changed: Iterable[i
     return _sha(b"".join(hashes[pfn] for pfn in range(high) if pfn not in _SCRATCH_PAGES))
 
 
+DISK_DATA_BLOB = 64 << 10
+"""File contents at least this long leave a disk part for a blob of their own, named by
+their SHA-256: the same file on every node, in every checkpoint, is then one blob, which
+the recording stores once (its chunk frames are shared: recording/checkpoint.py)."""
+
+
+def _disk_part(snapshot: dict[str, Any], blobs: dict[str, bytes]) -> dict[str, Any]:
+    """A disk snapshot with its large file contents moved into content-named blobs; the
+    part lists them under "external" as [inode, field, sha256 hex]."""
+    external = []
+    for inode in snapshot["inodes"]:
+        for key in ("data", "durable"):
+            data = inode[key]
+            if len(data) >= DISK_DATA_BLOB:
+                digest = hashlib.sha256(data).hexdigest()
+                blobs.setdefault(f"disk-data.{digest}", bytes(data))
+                inode[key] = b""
+                external.append([inode["ino"], key, digest])
+    if external:
+        snapshot["external"] = external
+    return snapshot
+
+
+def _disk_contents(part: Any, blobs: dict[str, bytes], name: str) -> Any:
+    """A disk part with its external contents put back, each checked against its digest."""
+    if not isinstance(part, dict) or "external" not in part:
+        return part
+    external = part.pop("external")
+    inodes = {node.get("ino"): node for node in part.get("inodes", ())
+              if isinstance(node, dict)}
+    if not isinstance(external, list):
+        raise SchemaError(f"part {name}: field external is not a list")
+    for i, row in enumerate(external):
+        if (not isinstance(row, list) or len(row) != 3 or row[0] not in inodes
+                or row[1] not in ("data", "durable") or not isinstance(row[2], str)):
+            raise SchemaError(f"part {name}: field external[{i}] is not [inode, field, sha256]")
+        data = blobs.get(f"disk-data.{row[2]}")
+        if type(data) is not bytes or hashlib.sha256(data).hexdigest() != row[2]:
+            raise SchemaError(f"part {name}: field external[{i}] names a blob that is missing "
+                              "or does not match its digest")
+        inodes[row[0]][row[1]] = data
+    return part
+
+
 def capture(sim: Simulation, tick: int) -> SimCheckpoint:
     """Snapshot every node (incrementally) and serialise everything else, each part once."""
     blobs: dict[str, bytes] = {}
@@ -100,7 +144,7 @@ def capture(sim: Simulation, tick: int) -> SimCheckpoint:
         name = f"node{node.index}"
         blobs[f"{name}.vcpu"] = node.snap.state()
         blobs[f"{name}.kernel"] = packb(p.kernel_state())
-        blobs[f"{name}.disk"] = packb(p.fs.snapshot())
+        blobs[f"{name}.disk"] = packb(_disk_part(p.fs.snapshot(), blobs))
         parts[f"{name}.memory"] = _memory_digest(node.snap, node.page_hashes,
                                                  node.snap.last_pages())
         _capture_processes(node, blobs, parts)
@@ -224,7 +268,8 @@ def load(sim: Simulation, blobs: dict[str, bytes],
         _memory_digest(node.snap, node.page_hashes,
                        range(len(node.snap.memory_view()) // PAGE_SIZE))
         kernel = part(f"{name}.kernel")  # load_kernel_state checks it (kernel.state_check)
-        disk = part(f"{name}.disk", DISK_STATE)
+        disk = _disk_contents(part(f"{name}.disk"), blobs, f"{name}.disk")
+        validate(disk, DISK_STATE, f"part {name}.disk")
         with _loading(f"{name}.disk"):  # first: an exec'd program is loaded from it
             p.fs.restore(disk)
         with _loading(f"{name}.kernel"):

@@ -93,12 +93,15 @@ def _find(name: str, dirs: Iterable[str]) -> str | None:
     return None
 
 
-def host_closure(programs: Iterable[str | Path]) -> list[DiskEntry]:
+def host_closure(programs: Iterable[str | Path],
+                 on_disk: Iterable[str | Path] = ()) -> list[DiskEntry]:
     """Disk entries for every interpreter and shared library the programs load (static
-    programs need none); ConfigError names a library the host does not have."""
+    programs need none), and for the on_disk programs themselves and what they load;
+    ConfigError names a library the host does not have."""
     files: dict[str, DiskEntry] = {}
     links: dict[str, DiskEntry] = {}
     pending: list[tuple[Path, bool]] = [(Path(p), False) for p in programs]
+    pending += [(Path(p), True) for p in on_disk]
     seen: set[str] = set()
 
     def add(path: str) -> str:

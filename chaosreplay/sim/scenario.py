@@ -35,6 +35,7 @@ from chaosreplay.sim.disk_files import (
 )
 from chaosreplay.sim.faults.engine import FaultEngine, FaultPlan
 from chaosreplay.sim.faults.random import RandomFaults
+from chaosreplay.sim.host_root import host_closure
 from chaosreplay.sim.network.fabric import LINK_PARAM_NAMES, LinkParams, NetworkFabric
 from chaosreplay.sim.validation import (
     NS_PER_TICK,
@@ -280,7 +281,7 @@ class Scenario:
 
 
 _TOP_KEYS = [f.name for f in fields(Scenario)]
-_GROUP_KEYS = [f.name for f in fields(NodeGroup)]
+_GROUP_KEYS = [f.name for f in fields(NodeGroup)] + ["root"]  # root: expanded into files
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -479,10 +480,46 @@ def _parse_nodes(value: Any, at: KeyPath, base_dir: Path | None) -> tuple[NodeGr
             expect_exit=_parse_expect_exit(table.get("expect_exit", [0]),
                                            g_at.key("expect_exit")),
             stderr_is_failure=_parse_stderr_is_failure(table, g_at),
-            files=parse_files(table.get("files", []), g_at.key("files"), base_dir, files_left),
+            files=_parse_root(table, g_at, base_dir) + parse_files(
+                table.get("files", []), g_at.key("files"), base_dir, files_left),
         ))
+        if files_bytes(out[-1].files) > files_left:
+            g_at.key("root").fail(f"with its files, {files_bytes(out[-1].files):,} bytes: more "
+                                  f"than the {MAX_FILES_BYTES:,} a recording embeds")
         files_left -= files_bytes(out[-1].files)
     return tuple(out)
+
+
+def _parse_root(table: Mapping[str, Any], at: KeyPath,
+                base_dir: Path | None) -> tuple[DiskEntry, ...]:
+    """A group's `root`: "host" (what the group's program loads: its interpreter and
+    shared libraries, from this host) or {host = [programs...]} (also those programs, at
+    their host paths, and what they load). Expanded into disk entries that come before the
+    group's own `files`; the canonical scenario holds only the entries."""
+    if "root" not in table:
+        return ()
+    root_at = at.key("root")
+    value = table["root"]
+    extra: list[str] = []
+    if isinstance(value, Mapping):
+        check_keys(value, ["host"], root_at)
+        extra = [expect_str(p, root_at.key("host").index(j), nonempty=True)
+                 for j, p in enumerate(expect_list(value.get("host", []), root_at.key("host")))]
+    elif value != "host":
+        root_at.fail(f'expected "host" or {{ host = ["/usr/bin/tool", ...] }}, got {show(value)}')
+    if base_dir is None:
+        root_at.fail("reads host files, which only a scenario file may do (a recording "
+                     "carries the files themselves)")
+    program = str(table.get("program", ""))
+    if program.startswith("builtin:"):
+        root_at.fail("the built-in demo is static: it needs no root")
+    path = Path(program) if Path(program).is_absolute() else base_dir / program
+    try:
+        return tuple(host_closure([path], [p if Path(p).is_absolute() else base_dir / p
+                                           for p in extra]))
+    except ConfigError as exc:
+        root_at.fail(str(exc))
+    raise AssertionError("unreachable")
 
 
 def _parse_expect_exit(value: Any, at: KeyPath) -> tuple[ExpectedExit, ...]:
