@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs (from Debian's packages) the toolchains and real programs the test suite builds
 # and runs, skipping whatever is already there: musl-gcc for the guests, g++, Go and Rust
-# for the real-program tests, busybox as real software.
+# for the real-program tests, busybox and Debian's redis as real software.
 set -euo pipefail
 need=()
 command -v musl-gcc >/dev/null || need+=(musl-tools)
@@ -9,6 +9,8 @@ command -v g++ >/dev/null || need+=(g++)
 command -v go >/dev/null || need+=(golang-go)
 command -v rustc >/dev/null || need+=(rustc)
 command -v busybox >/dev/null || need+=(busybox-static)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-cli >/dev/null || need+=(redis-tools)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   apt-get update -qq

@@ -181,11 +181,11 @@ def test_each_mistake_is_one_line_naming_the_entry(text: str, message: str,
 def test_files_over_the_budget_are_refused(tmp_path: Path) -> None:
     big = tmp_path / "big"
     with open(big, "wb") as f:
-        f.truncate(5 << 20)
+        f.truncate(25 << 20)
     text = ('[[nodes]]\nprogram = "p"\nfiles = [{ path = "/a", from = "big" }]\n'
             '[[nodes]]\nprogram = "p"\nfiles = [{ path = "/b", from = "big" }]\n')
     with pytest.raises(ConfigError, match=r"nodes\[1\]\.files\[0\]\.from: host file .* has "
-                                          r"5,242,880 bytes, more than the 3,145,728"):
+                                          r"26,214,400 bytes, more than the 24,117,248"):
         loads_scenario(text, "s.toml", base_dir=tmp_path)
 
 
@@ -201,9 +201,9 @@ def test_programs_and_files_share_the_recording_budget(tmp_path: Path,
                         'files = [{ path = "/a", content = "x" }]\n', "s.toml")
     assert resolve_images(sc, tmp_path)
     entry = sc.nodes[0].files[0]
-    huge = DiskEntry(entry.path, entry.kind, data=bytes(15 << 20), mode=entry.mode)
+    huge = DiskEntry(entry.path, entry.kind, data=bytes(63 << 20), mode=entry.mode)
     heavy = dataclasses.replace(sc, nodes=(dataclasses.replace(sc.nodes[0], files=(huge,)),))
-    with pytest.raises(GuestProgramError, match="bytes of disk files, more than the 15 MiB"):
+    with pytest.raises(GuestProgramError, match="bytes of disk files, more than the 63 MiB"):
         resolve_images(heavy, tmp_path)
 
 

@@ -60,7 +60,7 @@ SKIPPABLE_KIND = 0x80
 # allocation. msgpack payloads can decode to ~75x their size in Python objects, so those
 # stay small; byte payloads (BLOB, PAGES) decode 1:1.
 MAX_RAW: dict[int, int] = {
-    FrameKind.MANIFEST: 16 << 20,
+    FrameKind.MANIFEST: 64 << 20,  # programs and disk files (a root's libraries) travel in it
     FrameKind.EVENTS: 4 << 20,
     FrameKind.BLOB: BLOB_CHUNK,
     FrameKind.PAGES: 8 + PAGES_PER_FRAME * PAGE_SIZE,

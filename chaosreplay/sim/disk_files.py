@@ -29,7 +29,7 @@ from chaosreplay.sim.validation import KeyPath, check_keys, expect_list, expect_
 
 FILE_KEYS = ("path", "content", "from", "symlink", "directory", "busybox", "applets", "mode")
 SOURCE_KEYS = ("content", "from", "symlink", "directory", "busybox")
-MAX_FILES_BYTES = 8 << 20
+MAX_FILES_BYTES = 48 << 20
 """Content of a scenario's files together: the recording's manifest embeds them."""
 MAX_DISK_PATHS = 2048
 """Paths one group's files create (entries and the directories above them): inodes of a
