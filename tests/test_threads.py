@@ -152,8 +152,26 @@ def test_a_deadlock_of_every_thread_is_reported_with_each_wait(flavour: str) -> 
     assert b"unreachable" not in bytes(p.stdout)
 
 
+def _moved_to_fresh_vm(source: GuestProcess, path: Path, seed: int = 0) -> GuestProcess:
+    """A full checkpoint of source loaded into a new process of the same program."""
+    checkpoint = source.checkpoint(incremental=False)
+    state, memory = checkpoint.snapshot.state(), checkpoint.snapshot.memory_view()
+    pages = {pfn: bytes(memory[pfn * 4096:(pfn + 1) * 4096])
+             for pfn in range(len(memory) // 4096) if any(memory[pfn * 4096:(pfn + 1) * 4096])}
+    target = _traced(path, seed=seed)
+    snap = target.vm.snapshot()
+    snap.load(state, pages)
+    snap.restore()
+    target.load_kernel_state(checkpoint.kernel)
+    assert target.kernel_state() == checkpoint.kernel
+    return target
+
+
 @pytest.mark.kvm
 def test_a_checkpoint_with_eight_threads_in_flight_continues_identically_in_a_fresh_vm() -> None:
+    """Moved mid-run into a fresh VM, the process goes on exactly as the original: the
+    same kernel state a few switches later (each thread's saved registers byte for byte,
+    although the restore marked x87/SSE in use on the vCPU), the same end."""
     path = _program("pthreads.c", "glibc")
     reference = _finish(_traced(path, seed=5))
     source = _traced(path, seed=5)
@@ -164,18 +182,11 @@ def test_a_checkpoint_with_eight_threads_in_flight_continues_identically_in_a_fr
         source.run(deadline_ns=source.vtime_ns + 1)
     assert len(source.tasks) == 9
     assert sum(t.blocked() for t in source.tasks.values()) >= 1
-    checkpoint = source.checkpoint(incremental=False)
-    state, memory = checkpoint.snapshot.state(), checkpoint.snapshot.memory_view()
-    pages = {pfn: bytes(memory[pfn * 4096:(pfn + 1) * 4096])
-             for pfn in range(len(memory) // 4096) if any(memory[pfn * 4096:(pfn + 1) * 4096])}
-    kernel = checkpoint.kernel
-
-    target = _traced(path, seed=5)
-    snap = target.vm.snapshot()
-    snap.load(state, pages)
-    snap.restore()
-    target.load_kernel_state(kernel)
-    assert target.kernel_state() == kernel
+    target = _moved_to_fresh_vm(source, path, seed=5)
+    for _ in range(40):  # threads switched out after the move save the same registers
+        source.run(deadline_ns=source.vtime_ns + 1)
+        target.run(deadline_ns=target.vtime_ns + 1)
+    assert target.kernel_state() == source.kernel_state()
     _finish(target)
     _finish(source)
     assert bytes(target.stdout) == bytes(source.stdout) == bytes(reference.stdout)
@@ -256,3 +267,24 @@ def test_a_datagram_reaches_the_thread_in_cr_recv_while_another_runs(guest_bin: 
         b"got 'hello from 1' from 1 at 6 ms", b"main busy until 50 ms"]
     assert runs[0].result.reason == "all nodes ended"
     assert runs[0].stream() == runs[1].stream()
+
+
+@pytest.mark.kvm
+def test_a_checkpoint_after_the_running_thread_exited_resumes() -> None:
+    """A detached thread exits while the main thread sleeps: the checkpoint taken then has
+    no thread on the vCPU (the current one is gone); it passes the kernel's checks and the
+    process resumed from it in a fresh VM ends exactly as the uninterrupted one."""
+    path = _program("thread_exit_idle.c")
+    reference = _finish(_traced(path))
+    source = _traced(path)
+    while not source.current.exited and source.run(deadline_ns=source.vtime_ns + 1) in (
+            Status.RUNNING, Status.BLOCKED):
+        pass
+    assert source.current.exited and len(source.tasks) == 1, source.tasks
+    target = _moved_to_fresh_vm(source, path)
+    kernel = target.kernel_state()
+    assert kernel["current_tid"] not in {row[0] for row in kernel["tasks"]}
+    _finish(target)
+    assert bytes(target.stdout) == bytes(reference.stdout) == b"worker done\nmain done\n"
+    assert target.digest() == reference.digest()
+    assert target.vtime_ns == reference.vtime_ns

@@ -29,6 +29,15 @@ int vmm_vcpu_save_context(struct vmm_vm *vm, struct vmm_task_context *out)
 	out->fs_base = sregs.fs.base;
 	out->gs_base = sregs.gs.base;
 	memcpy(out->fpu, xsave.region, VMM_FPU_STATE_BYTES);
+	/* Whether the CPU reports x87 or SSE "in use" (XSTATE_BV) depends on its history, not
+	 * on the registers: a snapshot restore marks both (snapshot.c, write_fpu), an
+	 * uninterrupted run may not. KVM's image holds a clear component's init values, so
+	 * marking both always changes no register and makes a context the same bytes however
+	 * the vCPU got there (a run resumed from a checkpoint keeps the same digests). */
+	uint64_t in_use;
+	memcpy(&in_use, out->fpu + XSAVE_HEADER, 8);
+	in_use |= GUEST_XCR0;
+	memcpy(out->fpu + XSAVE_HEADER, &in_use, 8);
 	return 0;
 }
 

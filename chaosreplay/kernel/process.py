@@ -1054,7 +1054,10 @@ class GuestProcess:
         signalling.rearm(self)
         if "tasks" in state:
             self.tasks = {row[0]: _task_from_state(row) for row in state["tasks"]}
-            self.current = self.tasks[state["current_tid"]]
+            current = state["current_tid"]
+            # an exited current (state_check._current_on_cpu) is only a tid: the next
+            # switch puts a task on the vCPU without saving the exited one's registers
+            self.current = self.tasks.get(current) or Task(current, exited=True)
             self.futex_sequence = state["futex_sequence"]
             self.scheduler.load_state(state["scheduler"])
         else:  # a checkpoint from before threads: one task, the main thread

@@ -355,7 +355,7 @@ def _tasks_in_order(tasks: list[list[Any]]) -> str | None:
             return f"lists task {after[0]} after task {before[0]}"
     if not tasks:
         return "has no task"
-    if sum(row[1] is None for row in tasks) != 1:
+    if sum(row[1] is None for row in tasks) > 1:  # none: see _current_on_cpu
         return "does not have exactly one task on the vCPU"
     return None
 
@@ -363,10 +363,16 @@ def _tasks_in_order(tasks: list[list[Any]]) -> str | None:
 def _current_on_cpu(state: dict[str, Any]) -> str | None:
     rows = {row[0]: row for row in state["tasks"]}
     row = rows.get(state["current_tid"])
+    on_cpu = any(r[1] is None for r in state["tasks"])
+    if row is None and not on_cpu:
+        # The thread on the vCPU exited and every other one is blocked (a detached thread
+        # that returned): none has been switched in yet, so none is on the vCPU.
+        return None
     if row is None:
         return f"names current task {state['current_tid']}, which is not a task"
     if row[1] is not None:
-        return f"has current task {row[0]} with a saved context (it is on the vCPU)"
+        return (f"has current task {row[0]} with a saved context (it is on the vCPU)"
+                if on_cpu else "does not have exactly one task on the vCPU")
     return None
 
 

@@ -1,9 +1,10 @@
 """Node programs of a run: found on disk for `record`, embedded in and read back from a
 recording's manifest for `replay` (so a recording replays on a machine without them).
 
-`builtin:demo` names the Raft demo (guest/src/raft.c), which `pip install` compiles into
-the package as chaosreplay/_demo/raft; in a source checkout, `make -C guest` builds newer
-copies under guest/build, and the newest one wins.
+`builtin:demo` names the Raft demo (guest/src/raft.c) and `builtin:kv` the replicated
+key-value store (guest/src/kvstore.c), which `pip install` compiles into the package as
+chaosreplay/_demo/raft and chaosreplay/_demo/kvstore; in a source checkout, `make -C guest`
+builds newer copies under guest/build, and the newest one wins.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from chaosreplay.errors import GuestProgramError, RecordingError
 from chaosreplay.recording.format import MAX_RAW, FrameKind
-from chaosreplay.sim.scenario import DEMO_PROGRAM, Scenario
+from chaosreplay.sim.scenario import BUILTIN_PROGRAMS, DEMO_PROGRAM, Scenario
 from chaosreplay.vm.elf import ProgramImage, load_program, parse_program
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -25,21 +26,30 @@ MAX_PROGRAM_BYTES = 256 << 20
 MAX_EMBEDDED_BYTES = MAX_RAW[FrameKind.MANIFEST] - (1 << 20)
 """A scenario's distinct programs together: they are embedded in the recording's manifest
 frame, whose limit leaves room here for the scenario itself."""
-DEMO_CANDIDATES = (
-    PACKAGE_DIR / "_demo" / "raft",
-    PACKAGE_DIR.parent / "guest" / "build" / "musl" / "raft",
-    PACKAGE_DIR.parent / "guest" / "build" / "glibc" / "raft",
-)
+
+
+def builtin_candidates(binary: str) -> tuple[Path, ...]:
+    """Where a built-in program's binary may have been built: installed, then guest/build."""
+    return (PACKAGE_DIR / "_demo" / binary,
+            PACKAGE_DIR.parent / "guest" / "build" / "musl" / binary,
+            PACKAGE_DIR.parent / "guest" / "build" / "glibc" / binary)
+
+
+def builtin_program(program: str) -> Path:
+    """A built-in program's binary (`builtin:demo`, `builtin:kv`): the most recently built."""
+    binary = BUILTIN_PROGRAMS[program]
+    built = [c for c in builtin_candidates(binary) if c.is_file()]
+    if built:
+        return max(built, key=lambda c: c.stat().st_mtime_ns)
+    what = "demo program" if program == DEMO_PROGRAM else f"program {program} ({binary})"
+    raise GuestProgramError(
+        f"the built-in {what} is not built: reinstall chaosreplay (pip install .) "
+        "or build the guests (make -C guest)")
 
 
 def demo_program() -> Path:
     """The built Raft demo binary: in a source checkout, the most recently built copy."""
-    built = [c for c in DEMO_CANDIDATES if c.is_file()]
-    if built:
-        return max(built, key=lambda c: c.stat().st_mtime_ns)
-    raise GuestProgramError(
-        "the built-in demo program is not built: reinstall chaosreplay (pip install .) "
-        "or build the guests (make -C guest)")
+    return builtin_program(DEMO_PROGRAM)
 
 
 def read_program(path: Path) -> ProgramImage:
@@ -84,7 +94,8 @@ def resolve_images(scenario: Scenario, base_dir: Path) -> list[ProgramImage]:
     cache: dict[Path, ProgramImage] = {}
     images = []
     for group in scenario.nodes:
-        path = demo_program() if group.program == DEMO_PROGRAM else group.program_path(base_dir)
+        path = (builtin_program(group.program) if group.program in BUILTIN_PROGRAMS
+                else group.program_path(base_dir))
         if path not in cache:
             cache[path] = read_program(path)
         images.append(cache[path])

@@ -56,6 +56,9 @@ from chaosreplay.sim.validation import (
 
 DEMO_PROGRAM = "builtin:demo"  # the embedded Raft demo; the CLI resolves it to the binary
 DEMO_NAME = "raft"  # the demo binary's file name, and so its nodes' default name
+KV_PROGRAM = "builtin:kv"  # the embedded replicated key-value store (docs/demo.md)
+BUILTIN_PROGRAMS = {DEMO_PROGRAM: DEMO_NAME, KV_PROGRAM: "kvstore"}
+"""The built-in programs, each with its binary's file name (its nodes' default name)."""
 MEMORY_ALIGN = 2 << 20  # guest RAM is one memslot of 2 MiB pages
 MEMORY_MAX = 16 << 30
 MAX_RANDOM_ARRIVALS = 1_000_000  # expected random fault arrivals; each is drawn up front
@@ -82,7 +85,7 @@ class NodeGroup:
         """The group's display name."""
         if self.name:
             return self.name
-        return DEMO_NAME if self.program == DEMO_PROGRAM else PurePosixPath(self.program).name
+        return BUILTIN_PROGRAMS.get(self.program) or PurePosixPath(self.program).name
 
     def program_path(self, base_dir: Path) -> Path:
         """The program file, a relative path taken from the scenario file's directory."""
