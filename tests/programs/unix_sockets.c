@@ -268,6 +268,25 @@ static void epoll_rdhup(void) {
     close(ep);
 }
 
+/* SO_RCVTIMEO and SO_SNDTIMEO bound plain read and write too, not only recv and send. */
+static void read_write_timeouts(void) {
+    int sv[2];
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    struct timeval tv = {0, 50000};
+    setsockopt(sv[1], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char buf[64];
+    show("read past SO_RCVTIMEO", read(sv[1], buf, sizeof buf));
+    show("recv past SO_RCVTIMEO", recv(sv[1], buf, sizeof buf, 0));
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    static char big[1 << 22];
+    long sent = write(sv[0], big, sizeof big);  /* fills the peer's buffer, then times out */
+    printf("write past SO_SNDTIMEO: %s\n", sent > 0 && sent < (long)sizeof big ? "partial"
+                                                                               : "other");
+    show("write when full past SO_SNDTIMEO", write(sv[0], big, sizeof big));
+    close(sv[0]);
+    close(sv[1]);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IONBF, 0);
     stream_pair();
@@ -278,5 +297,6 @@ int main(void) {
     named_dgram();
     autobind_and_options();
     epoll_rdhup();
+    read_write_timeouts();
     return 0;
 }

@@ -151,6 +151,11 @@ class FileDescription:
     def fsync(self, p: GuestProcess, data_only: bool) -> int:
         return 0
 
+    def io_timeout_ns(self, write: bool) -> int | None:
+        """How long a blocking read (write) of this description may wait, None for ever:
+        a socket's SO_RCVTIMEO (SO_SNDTIMEO), which bound read and write too."""
+        return None
+
     def map_contents(self, p: GuestProcess, offset: int, length: int) -> bytes | int:
         """The bytes a private mapping of [offset, offset+length) starts with (shorter at
         the end of the file), or -ENODEV for a description mmap cannot map."""

@@ -22,6 +22,7 @@ from chaosreplay.kernel.fs.files import (
     StatInfo,
 )
 from chaosreplay.kernel.fs.waiters import Notifiable
+from chaosreplay.kernel.net import options
 from chaosreplay.kernel.net.sockets import Received, Socket
 from chaosreplay.kernel.net.stack import NEVER_NS
 from chaosreplay.recording.schema import Int
@@ -51,6 +52,10 @@ class SocketFile(FileDescription):
 
     def write(self, p: GuestProcess, data: bytes) -> int:
         return self.sock.send(p.net, p, data, None, 0)
+
+    def io_timeout_ns(self, write: bool) -> int | None:
+        name = options.SO_SNDTIMEO_OLD if write else options.SO_RCVTIMEO_OLD
+        return self.sock.option(options.SOL_SOCKET, name) or None
 
     def readiness(self, p: GuestProcess, mask: int) -> int:
         return self.sock.readiness(p.net, mask)

@@ -26,7 +26,7 @@ from chaosreplay.kernel.fs.files import (
     WRITABLE,
     FileDescription,
 )
-from chaosreplay.kernel.fs.waiters import WAIT, block, progress
+from chaosreplay.kernel.fs.waiters import WAIT, block, deadline_after, progress, timed_out
 from chaosreplay.kernel.signals.siginfo import tkill_info
 from chaosreplay.kernel.syscalls.args import (
     MAX_IO,
@@ -61,9 +61,12 @@ def read_from(p: GuestProcess, file: FileDescription, size: int) -> bytes | int:
     """Read, blocking when the description says it would and the call may block."""
     if not file.readable:
         return -errno.EBADF
+    if timed_out(p):
+        return -errno.EAGAIN  # SO_RCVTIMEO ran out (Linux: EAGAIN)
     data = file.read(p, min(size, MAX_IO))
     if data == -errno.EAGAIN and file.blocking and not file.nonblocking:
-        return block(p, [(file, READABLE)], None, f"read of {file.path.decode(errors='replace')}")
+        return block(p, [(file, READABLE)], deadline_after(p, file.io_timeout_ns(False)),
+                     f"read of {file.path.decode(errors='replace')}")
     return data
 
 
@@ -72,6 +75,8 @@ def write_to(p: GuestProcess, file: FileDescription, data: bytes) -> int:
     if not file.writable:
         return -errno.EBADF
     done = progress(p)
+    if timed_out(p):
+        return done or -errno.EAGAIN  # SO_SNDTIMEO ran out: what was written, else EAGAIN
     n = file.write(p, data[done:])
     if n == -errno.EPIPE:
         return done or broken_pipe(p)
@@ -79,7 +84,7 @@ def write_to(p: GuestProcess, file: FileDescription, data: bytes) -> int:
         return done or n
     done += max(n, 0)
     if done < len(data) and file.blocking and not file.nonblocking:
-        return block(p, [(file, WRITABLE)], None,
+        return block(p, [(file, WRITABLE)], deadline_after(p, file.io_timeout_ns(True)),
                      f"write to {file.path.decode(errors='replace')}", moved=done)
     return done if done or n >= 0 else n
 
