@@ -1,8 +1,11 @@
 """Debian's redis-server and redis-cli, unmodified and dynamically linked (jemalloc,
-OpenSSL, libsystemd...), on two nodes: the server's libraries come from the host through
-`root = "host"`, a dash script on the other node runs redis-cli against it by name, and
-what the script prints is what it prints against a native redis-server, over a clean or a
-lossy, duplicating network; runs are deterministic and the recording replays."""
+OpenSSL, libsystemd...): the server's libraries come from the host through `root =
+"host"`. On two nodes, a dash script runs redis-cli against the server by name and prints
+what it prints against a native redis-server, over a clean or a lossy, duplicating
+network; runs are deterministic and the recording replays. On three, a master and a
+replica (`--replicaof`, the full sync forked and streamed) serve guest/src/redis_check.c,
+whose SDK assertions hold through partitions and a replica's restart, and catch the
+acknowledged writes a master without persistence loses when it restarts."""
 
 from __future__ import annotations
 
@@ -78,6 +81,14 @@ def _run(sc: Scenario) -> list:
     return events
 
 
+def _run_to_a_bug(sc: Scenario) -> list:
+    events: list = []
+    result = Simulation(sc, [load_program(g.program) for g in sc.nodes],
+                        sink=lambda *e: events.append(e)).run()
+    assert result.reason == "bug" and result.bugs, result
+    return events
+
+
 def _stdout(events: list, node: int) -> str:
     return b"".join(f["data"] for _, _, n, kind, f in events
                     if kind == "output" and n == node and f["fd"] == 1).decode()
@@ -107,3 +118,72 @@ def test_a_redis_run_is_deterministic_and_replays_from_its_recording(tmp_path: P
     record_run(sc, [load_program(g.program) for g in sc.nodes], path)
     report = replay_run(path)
     assert report.identical and report.checkpoints_checked >= 9, report
+
+
+def _replicated(checker: Path, faults: str, persistence: bool = True) -> Scenario:
+    """A master, a replica of it and redis_check (INCR on the master, GET from both)."""
+    keep = (["--appendonly", "yes", "--appendfsync", "always"] if persistence
+            else ["--appendonly", "no"])
+    server = ", ".join(f'"{a}"' for a in ["--port", "6379", *SERVER_ARGS[:2], *keep,
+                                          "--protected-mode", "no", "--dir", "/data",
+                                          "--repl-diskless-sync-delay", "0"])
+    return loads_scenario(f"""
+duration = "8s"
+checkpoint_interval = 0
+memory_per_node = "256MiB"
+[network]
+latency_ns = "1ms"
+[faults]
+wait_for_setup = false
+schedule = [{faults}]
+[[nodes]]
+program = "{SERVER}"
+name = "master"
+args = [{server}]
+root = "host"
+[[nodes]]
+program = "{SERVER}"
+name = "replica"
+args = [{server}, "--replicaof", "master", "6379"]
+root = "host"
+[[nodes]]
+program = "{checker}"
+name = "client"
+args = ["master", "replica", "60"]
+""", "replicas.toml", base_dir=Path("/"))
+
+
+@pytest.mark.kvm
+def test_a_replica_follows_its_master_through_a_partition_and_a_restart(guest_bin) -> None:
+    """The replica is cut off for a second and later restarted: it resyncs each time, the
+    client's assertions all hold, and the replica catches up with every acknowledged
+    write (the sometimes-assertion is met)."""
+    faults = ('{ kind = "partition", at = 1000, duration = 1000, sides = [[0, 2], [1]] }, '
+              '{ kind = "restart", node = 1, at = 4000 }')
+    events = _run(_replicated(guest_bin("musl", "redis_check"), faults))
+    rounds = [line.split() for line in _stdout(events, 2).splitlines()]
+    acked = int(rounds[-1][3])
+    assert len(rounds) == 60 and acked >= 55, rounds[-1]
+    assert int(rounds[-1][5]) == acked  # the master has every acknowledged write
+    assert any(r[7] == "-1" or int(r[7]) < int(r[3]) for r in rounds[10:20])  # cut off
+    assert rounds[-1][7] == str(acked)  # caught up again after its restart
+    checks = [e[4] for e in events if e[3] == "assert"]
+    always = [c["condition"] for c in checks if c["assert_kind"] == 0]
+    assert len(always) == 120 and all(always) and not [e for e in events if e[3] == "bug"]
+    assert any(c["condition"] for c in checks if c["assert_kind"] == 1)  # caught up
+    log = _stdout(events, 1)
+    assert log.count("MASTER <-> REPLICA sync: Finished with success") >= 2, log
+
+
+@pytest.mark.kvm
+def test_a_master_without_persistence_loses_acknowledged_writes_on_restart(
+        guest_bin) -> None:
+    """`--appendonly no --save ""`: the master restarts empty, its replica resyncs from it,
+    and the client's always-assertion reports the acknowledged writes lost (Redis's own
+    documentation warns about exactly this setup)."""
+    events = _run_to_a_bug(_replicated(guest_bin("musl", "redis_check"),
+                                      '{ kind = "restart", node = 0, at = 3000 }',
+                                      persistence=False))
+    bugs = [e[4] for e in events if e[3] == "bug"]
+    assert bugs and bugs[0]["message"] == "redis: the master keeps every write it acknowledged"
+    assert 3.0e9 < next(e[1] for e in events if e[3] == "bug") < 3.5e9

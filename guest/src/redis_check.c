@@ -1,0 +1,133 @@
+/*
+ * redis_check.c - a redis client that checks, through the SDK, that writes the master
+ * acknowledged are never lost: the property a replicated redis promises only when the
+ * master persists its writes before answering.
+ *
+ *   redis_check MASTER REPLICA ROUNDS
+ *
+ * Every 100 ms: INCR the counter `c` on MASTER (port 6379) and remember the highest value
+ * acknowledged; then GET `c` from MASTER and from REPLICA. A master value below the highest
+ * acknowledged one means an acknowledged write was lost (CR_ALWAYS fails); a replica value
+ * above the master's acknowledged count is impossible; a replica that has caught up with the
+ * master at least once is CR_SOMETIMES. Connections that fail or time out (500 ms) are
+ * dropped and made again next round, so partitions, kills and restarts are survived.
+ * Prints one line per round: "round <i> acked <a> master <m> replica <r>" (-1: no answer).
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chaosreplay.h"
+
+struct conn {
+    const char *host;
+    int fd;
+};
+
+static void drop(struct conn *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+}
+
+/* Connect (if not connected) with 500 ms timeouts on every read and write. */
+static int connected(struct conn *c)
+{
+    if (c->fd >= 0)
+        return 1;
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    if (getaddrinfo(c->host, "6379", &hints, &res) != 0 || res == NULL)
+        return 0;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct timeval tv = {0, 500000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    int rc = connect(fd, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    if (rc < 0) {
+        close(fd);
+        return 0;
+    }
+    c->fd = fd;
+    return 1;
+}
+
+/* Send one command (argv) and read an integer or bulk-string reply as a number:
+ * INCR's ":n", GET's "$len\r\nn" (or $-1: 0). -1 on any failure (the connection drops). */
+static long long command(struct conn *c, int argc, const char **argv)
+{
+    if (!connected(c))
+        return -1;
+    char out[256];
+    int len = snprintf(out, sizeof out, "*%d\r\n", argc);
+    for (int i = 0; i < argc; i++)
+        len += snprintf(out + len, sizeof out - (size_t)len, "$%zu\r\n%s\r\n", strlen(argv[i]),
+                        argv[i]);
+    if (write(c->fd, out, (size_t)len) != len) {
+        drop(c);
+        return -1;
+    }
+    char in[256];
+    size_t got = 0;
+    for (;;) {  /* until a full reply: its first line, and the bulk line after "$n" */
+        ssize_t n = read(c->fd, in + got, sizeof in - 1 - got);
+        if (n <= 0) {
+            drop(c);
+            return -1;
+        }
+        got += (size_t)n;
+        in[got] = 0;
+        char *eol = strstr(in, "\r\n");
+        if (eol == NULL)
+            continue;
+        if (in[0] == ':')
+            return atoll(in + 1);
+        if (in[0] == '$' && in[1] == '-')
+            return 0;
+        if (in[0] == '$') {
+            char *value = eol + 2;
+            if (strstr(value, "\r\n") == NULL)
+                continue;
+            return atoll(value);
+        }
+        drop(c);  /* an error reply (-LOADING, -READONLY...) or something unexpected */
+        return -1;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 4) {
+        fprintf(stderr, "usage: redis_check MASTER REPLICA ROUNDS\n");
+        return 2;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    struct conn master = {argv[1], -1}, replica = {argv[2], -1};
+    int rounds = atoi(argv[3]);
+    long long acked = 0;
+    const char *incr[] = {"INCR", "c"}, *get[] = {"GET", "c"};
+    cr_setup_complete();
+    for (int i = 0; i < rounds; i++) {
+        long long value = command(&master, 2, incr);
+        if (value > acked)
+            acked = value;
+        long long on_master = command(&master, 2, get);
+        long long on_replica = command(&replica, 2, get);
+        printf("round %d acked %lld master %lld replica %lld\n", i, acked, on_master,
+               on_replica);
+        CR_ALWAYS(on_master < 0 || on_master >= acked,
+                  "redis: the master keeps every write it acknowledged");
+        CR_ALWAYS(on_replica <= acked + 1, "redis: a replica is never ahead of the master");
+        CR_SOMETIMES(on_replica == acked && acked > 0, "redis: a replica caught up");
+        struct timespec pause = {0, 100 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    return 0;
+}
