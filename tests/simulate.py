@@ -35,6 +35,10 @@ class Run:
                 out += [(vtime, line) for line in fields["data"].splitlines()]
         return out
 
+    def stdout(self, node: int) -> str:
+        """Everything a node's processes wrote to stdout, as text."""
+        return b"".join(f["data"] for *_, f in self.of("output", node) if f["fd"] == 1).decode()
+
     def received(self, node: int) -> list[bytes]:
         """The payloads a probe node printed as received."""
         return [m.group(1) for _, line in self.lines(node) if (m := GOT.match(line))]
@@ -70,3 +74,10 @@ def simulate(sc: Scenario, program: Path | None = None, **kwargs: Any) -> Run:
     events: list[tuple[int, int, int, str, dict[str, Any]]] = []
     sim = Simulation(sc, images, sink=lambda *e: events.append(e), **kwargs)
     return Run(sim, sim.run(), events)
+
+
+def simulate_ok(sc: Scenario, **kwargs: Any) -> Run:
+    """simulate(), asserting the run had no failures (crashes, bad exits, hangs)."""
+    run = simulate(sc, **kwargs)
+    assert not run.result.failures, run.result.failures
+    return run

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import program_cache
 import pytest
+from simulate import simulate_ok
 
 from chaosreplay.sim.scenario import Scenario, loads_scenario
-from chaosreplay.sim.simulation import Simulation
-from chaosreplay.vm.elf import load_program
 
 SERVER = shutil.which("nats-server") or (
     "/usr/sbin/nats-server" if Path("/usr/sbin/nats-server").is_file() else None)
@@ -60,11 +59,7 @@ args = ["pub", "nats-0", "orders", "{COUNT}"]
 
 
 def _run(sc: Scenario) -> list:
-    events: list = []
-    result = Simulation(sc, [load_program(g.program) for g in sc.nodes],
-                        sink=lambda *e: events.append(e)).run()
-    assert not result.failures, result.failures
-    return events
+    return simulate_ok(sc).events
 
 
 def _received(events: list) -> list[int]:

@@ -14,11 +14,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from simulate import simulate, simulate_ok
 from test_socket_programs import free_port, wait_for_listener
 
 from chaosreplay.runs.record_replay import record_run, replay_run
 from chaosreplay.sim.scenario import Scenario, loads_scenario
-from chaosreplay.sim.simulation import Simulation
 from chaosreplay.vm.elf import load_program
 
 SERVER, CLI, DASH = (shutil.which(p) for p in ("redis-server", "redis-cli", "dash"))
@@ -74,19 +74,13 @@ root = {{ host = ["{CLI}"] }}
 
 
 def _run(sc: Scenario) -> list:
-    events: list = []
-    result = Simulation(sc, [load_program(g.program) for g in sc.nodes],
-                        sink=lambda *e: events.append(e)).run()
-    assert not result.failures, result.failures
-    return events
+    return simulate_ok(sc).events
 
 
 def _run_to_a_bug(sc: Scenario) -> list:
-    events: list = []
-    result = Simulation(sc, [load_program(g.program) for g in sc.nodes],
-                        sink=lambda *e: events.append(e)).run()
-    assert result.reason == "bug" and result.bugs, result
-    return events
+    run = simulate(sc)
+    assert run.result.reason == "bug" and run.result.bugs, run.result
+    return run.events
 
 
 def _stdout(events: list, node: int) -> str:
