@@ -210,9 +210,9 @@ def test_kill_minus_9_leaves_a_readable_prefix(tmp_path: Path) -> None:
 
 
 def test_unwritable_manifest_is_refused_before_creating_the_file(tmp_path: Path) -> None:
-    """A manifest msgpack cannot encode, or one over the 16 MiB limit, leaves no file."""
+    """A manifest msgpack cannot encode, or one over the 64 MiB limit, leaves no file."""
     for manifest, message in (({"x": object()}, "not msgpack-serialisable"),
-                              ({"guest": b"\0" * (17 << 20)}, "exceeds")):
+                              ({"guest": b"\0" * (65 << 20)}, "exceeds")):
         with pytest.raises(ValueError, match=message):
             RecordingWriter(tmp_path / "m.ccr", manifest)
         assert not (tmp_path / "m.ccr").exists()

@@ -424,11 +424,11 @@ def test_record_refuses_a_device_a_fifo_and_a_huge_program(tmp_path):
 
 
 def test_record_refuses_programs_a_recording_cannot_embed(tmp_path, probe):
-    """A 20 MiB program cannot go into a recording's manifest: one line before any run."""
+    """A 70 MiB program cannot go into a recording's manifest: one line before any run."""
     big = tmp_path / "big"
     with open(big, "wb") as f:
         f.write(probe.read_bytes())
-        f.truncate(20 << 20)  # a valid ELF with 20 MiB of padding after it
+        f.truncate(70 << 20)  # a valid ELF with 70 MiB of padding after it
     result = _invoke("record", _program_scenario(tmp_path, str(big)), "-o",
                      str(tmp_path / "x.ccr"))
     assert result.exit_code == 2 and "MiB a recording embeds" in result.stderr, result.stderr
