@@ -300,6 +300,30 @@ def test_unlink_and_mkdir_are_durable_only_after_the_directory_fsync() -> None:
     assert names(fs, "/data") == [b".", b"..", b"d"]
 
 
+def test_a_journal_commits_every_earlier_name_at_any_fsync() -> None:
+    """durability = "journal" (ext4's one journal): the fsync of a file in a directory
+    made without a sync keeps the directory, the file and a rename done elsewhere before
+    it; an unsynced file's content is still lost, and a name made after it is too."""
+    fs = FileSystem(0, 0, journal=True)
+    fs.mkdir("/data/aof")
+    make_file(fs, "/data/other", b"not synced")
+    make_file(fs, "/tmp/a", b"renamed", sync=True)
+    fs.rename("/tmp/a", "/tmp/b")
+    make_file(fs, "/data/aof/log", b"synced", sync=True)
+    make_file(fs, "/data/late", b"after")
+    fs.crash()
+    assert fs.read_file("/data/aof/log") == b"synced"
+    assert fs.read_file("/data/other") == b""  # its name was committed, its data was not
+    assert fs.read_file("/tmp/b") == b"renamed"
+    raises(errno.ENOENT, fs.lookup, "/tmp/a")
+    raises(errno.ENOENT, fs.lookup, "/data/late")
+    strict = FileSystem(0, 0)  # the default: the same steps lose the directory
+    strict.mkdir("/data/aof")
+    make_file(strict, "/data/aof/log", b"synced", sync=True)
+    strict.crash()
+    raises(errno.ENOENT, strict.lookup, "/data/aof")
+
+
 def test_fdatasync_keeps_content_but_not_the_modification_time() -> None:
     fs = FileSystem(0, 0)
     ino = fs.open("/data/f", NEW, now_ns=1)

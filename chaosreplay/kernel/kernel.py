@@ -47,7 +47,8 @@ class Kernel:
         self.table: ProcessTable | None = None  # the node's processes, once one forks
         self.clock = NodeClock()  # clock faults bend what the guest reads, not its schedule
         self.incarnation = 0  # restarts so far: each life draws fresh random numbers
-        self.fs = FileSystem(config.seed, config.node_id)  # the node's disk: outlives restarts
+        self.fs = FileSystem(config.seed, config.node_id,  # the node's disk: outlives restarts
+                             journal=config.disk_durability == "journal")
         self.net = NetStack(config.node_id, config.node_count)  # sockets (kernel/net)
         self.network: Any = None  # the simulation attaches a messaging endpoint
         self.random = self.streams()

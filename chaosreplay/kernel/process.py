@@ -160,6 +160,7 @@ class ProcessConfig:
     node_names: tuple[str, ...] = ()  # every node's hostname, by index (for /etc/hosts)
     output_tail_bytes: int = 1 << 20  # stdout/stderr kept per stream; all of it is in events
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    disk_durability: str = "posix"  # when names become durable (kernel/fs/disk.py journal)
 
 
 EventSink = Callable[["GuestProcess", EventKind, dict[str, Any]], None]

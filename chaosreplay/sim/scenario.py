@@ -93,6 +93,16 @@ class NodeGroup:
         return path if path.is_absolute() else base_dir / path
 
 
+DURABILITIES = ("posix", "journal")
+
+
+@dataclass(frozen=True)
+class DiskSettings:
+    """How every node's disk keeps names across a crash (kernel/fs/disk.py)."""
+
+    durability: str = "posix"
+
+
 @dataclass(frozen=True)
 class NodeSpec:
     """One node of the run: its 0-based index and what it runs."""
@@ -198,6 +208,7 @@ class Scenario:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     faults: FaultPlan = field(default_factory=FaultPlan)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)  # threads per node
+    disk: DiskSettings = field(default_factory=lambda: DiskSettings())  # every node's disk
 
     @property
     def node_count(self) -> int:
@@ -270,6 +281,9 @@ class Scenario:
             # only when set, so scenarios from before threads keep their digests
             **({"scheduler": _scheduler_dict(self.scheduler)}
                if self.scheduler != SchedulerConfig() else {}),
+            # only when set, so scenarios from before it keep their digests
+            **({"disk": {"durability": self.disk.durability}}
+               if self.disk != DiskSettings() else {}),
         }
 
     def files_bytes(self) -> int:
@@ -369,6 +383,7 @@ def parse_scenario(data: Mapping[str, Any], source: str = "scenario",
               if "faults" in data else defaults.faults)
     scheduler = (_parse_scheduler(data["scheduler"], root.key("scheduler"))
                  if "scheduler" in data else defaults.scheduler)
+    disk = _parse_disk(data["disk"], root.key("disk")) if "disk" in data else defaults.disk
     scenario = Scenario(
         seed=expect_int(data.get("seed", defaults.seed), root.key("seed"), minimum=0,
                         maximum=2**64 - 1),
@@ -386,6 +401,7 @@ def parse_scenario(data: Mapping[str, Any], source: str = "scenario",
         network=network,
         faults=faults,
         scheduler=scheduler,
+        disk=disk,
     )
     check_random_arrivals(scenario, root.key("faults.random.rates"))
     return scenario
@@ -407,6 +423,17 @@ def _parse_scheduler(value: Any, at: KeyPath) -> SchedulerConfig:
     change_every = expect_int(value.get("change_every", defaults.change_every),
                               at.key("change_every"), minimum=1, maximum=2**31)
     return SchedulerConfig(policy, quantum_us * 1000, change_every)
+
+
+def _parse_disk(value: Any, at: KeyPath) -> DiskSettings:
+    """The `disk` table: how the nodes' disks keep names across a crash."""
+    expect_table(value, at)
+    check_keys(value, ["durability"], at)
+    durability = value.get("durability", DiskSettings().durability)
+    if durability not in DURABILITIES:
+        at.key("durability").fail(f"expected one of {', '.join(DURABILITIES)}, got "
+                                  f"{show(durability)}")
+    return DiskSettings(durability)
 
 
 def _scheduler_dict(config: SchedulerConfig) -> dict[str, Any]:
@@ -625,6 +652,7 @@ _NESTED: dict[tuple[type, str], tuple[str, type]] = {
     (NetworkConfig, "tcp"): ("table", TcpSettings),
     (LinkOverride, "params"): ("inline", LinkParams),
     (FaultPlan, "random"): ("table", RandomFaults),
+    (Scenario, "disk"): ("table", DiskSettings),
 }
 _SCHEDULE_ENTRY_KEYS = ("kind", "at", "duration", "node")  # plus each kind's parameters
 

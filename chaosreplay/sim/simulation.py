@@ -226,7 +226,7 @@ class Simulation:
             seed=scenario.seed, node_id=spec.index, node_count=scenario.node_count,
             mem_size=scenario.memory_per_node, hostname=spec.name,
             node_names=tuple(s.name for s in scenario.node_specs()),
-            scheduler=scenario.scheduler,
+            scheduler=scenario.scheduler, disk_durability=scenario.disk.durability,
         )
         process = GuestProcess(image, config, on_event=self._on_process_event,
                                files=scenario.nodes[spec.group].files)

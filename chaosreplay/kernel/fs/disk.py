@@ -126,10 +126,16 @@ def _encode(path: Path) -> bytes:
 class FileSystem:
     """One node's disk (see the module docstring for the durability and fault model)."""
 
-    def __init__(self, seed: int, node: int, capacity_bytes: int = 64 << 20) -> None:
+    def __init__(self, seed: int, node: int, capacity_bytes: int = 64 << 20,
+                 journal: bool = False) -> None:
         self.seed = seed
         self.node = node
         self.capacity_bytes = capacity_bytes
+        # The durability of names (a scenario's disk.durability, configuration: not state).
+        # False, "posix": a directory's entries are durable only when it is fsynced. True,
+        # "journal": any fsync also commits every name created, removed or renamed before
+        # it, as ext4's one journal does; file contents still need their own fsync.
+        self.journal = journal
         self.stream = DeterministicStream(seed, "disk", node)
         self.faults: dict[str, tuple[str, float]] = {}
         self.inodes: dict[int, Inode] = {}
@@ -438,11 +444,20 @@ class FileSystem:
         node = self._inode(ino)
         if self._hit(WRITE_ERROR):
             raise FsError(errno.EIO, WRITE_ERROR)
+        if self.journal:
+            self._commit_names()
         if node.is_dir:
             self._sync_dir(node)
             node.durable_xattrs = dict(node.xattrs)
             return
         self.fsync_content(node, data_only)
+
+    def _commit_names(self) -> None:
+        """The journal's commit: every directory's entries durable as they are now."""
+        for ino in sorted(i for i, n in self.inodes.items() if n.is_dir):
+            node = self.inodes.get(ino)  # an earlier directory's sync may collect this one
+            if node is not None:
+                self._sync_dir(node)
 
     def mkdir(self, path: Path, mode: int = 0o755, now_ns: int = 0, at: int = ROOT_INO) -> int:
         """Create a directory; its inode."""
