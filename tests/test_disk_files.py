@@ -344,3 +344,31 @@ def test_record_with_a_bad_files_entry_is_one_line_and_writes_nothing(tmp_path: 
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
     assert "nodes[0].files[0].from: cannot read host file" in result.stderr, result.stderr
     assert not out.exists()
+
+
+def test_a_large_content_on_two_groups_is_held_once_in_the_canonical_form() -> None:
+    """The canonical form moves contents of 64 KiB or more into `file_contents` by SHA-256,
+    once for both groups; it reads back equal; a content that does not match its digest,
+    or a reference to none, is one line naming the key."""
+    import hashlib
+
+    import msgpack
+
+    big = bytes(range(256)) * 400  # 100 KiB
+    entry = DiskEntry("/lib/big.so", EntryKind.FILE, data=big, mode=0o755)
+    sc = loads_scenario('[[nodes]]\nprogram = "p"\n[[nodes]]\nprogram = "q"\n', "s.toml")
+    sc = dataclasses.replace(sc, nodes=tuple(dataclasses.replace(g, files=(entry,))
+                                             for g in sc.nodes))
+    data = msgpack.unpackb(msgpack.packb(sc.to_dict()))
+    digest = hashlib.sha256(big).hexdigest()
+    assert data["file_contents"] == {digest: big}
+    assert [g["files"] for g in data["nodes"]] == [[{"path": "/lib/big.so", "mode": 0o755,
+                                                      "content_sha": digest}]] * 2
+    assert Scenario.from_dict(data) == sc
+    assert sc.files_bytes() == len(big)  # counted once against the recording's budget
+    data["file_contents"][digest] = big[:-1]
+    with pytest.raises(ConfigError, match=r"file_contents\.\w+: is not bytes whose SHA-256"):
+        Scenario.from_dict(data)
+    del data["file_contents"]
+    with pytest.raises(ConfigError, match=r"nodes\[0\]\.files\[0\]\.content_sha: unknown key"):
+        Scenario.from_dict(data)

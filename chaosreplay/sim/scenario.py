@@ -14,6 +14,7 @@ ms, a string like "60s" / "500ms" / "2m" is converted. Keys ending in `_ns` are 
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -29,7 +30,6 @@ from chaosreplay.kernel.syscalls.sdk import MAX_DATAGRAM  # cr_send's limit
 from chaosreplay.sim.disk_files import (
     FILE_KEYS,
     MAX_FILES_BYTES,
-    files_bytes,
     files_to_dict,
     parse_files,
 )
@@ -255,7 +255,7 @@ class Scenario:
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical, msgpack-ready form (all values normalised: ticks, ns, bytes)."""
-        return {
+        data = {
             "seed": self.seed,
             "duration": self.duration,
             "checkpoint_interval": self.checkpoint_interval,
@@ -285,10 +285,16 @@ class Scenario:
             **({"disk": {"durability": self.disk.durability}}
                if self.disk != DiskSettings() else {}),
         }
+        shared = _shared_contents(data["nodes"])
+        if shared:  # only when there is some, so scenarios without keep their digests
+            data["file_contents"] = shared
+        return data
 
     def files_bytes(self) -> int:
-        """Content bytes of every group's disk files (the recording embeds them)."""
-        return sum(files_bytes(g.files) for g in self.nodes)
+        """Content bytes of every group's disk files as the recording embeds them (a
+        large content once however many groups hold it)."""
+        stored: set[bytes] = set()
+        return sum(_new_bytes(g.files, stored) for g in self.nodes)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "scenario") -> Scenario:
@@ -297,7 +303,10 @@ class Scenario:
         return parse_scenario(data, source)
 
 
-_TOP_KEYS = [f.name for f in fields(Scenario)]
+_TOP_KEYS = [f.name for f in fields(Scenario)] + ["file_contents"]  # the canonical form's
+SHARED_CONTENT = 64 << 10
+"""File contents at least this long go into the canonical form's `file_contents` table, by
+SHA-256, once however many groups' files hold them (a root's libraries on two groups)."""
 _GROUP_KEYS = [f.name for f in fields(NodeGroup)] + ["root"]  # root: expanded into files
 
 
@@ -365,6 +374,8 @@ def parse_scenario(data: Mapping[str, Any], source: str = "scenario",
     root = KeyPath(source)
     expect_table(data, root)
     check_keys(data, _TOP_KEYS, root)
+    if "file_contents" in data:
+        data = _with_contents(data, root)
     defaults = Scenario()
     nodes = (_parse_nodes(data["nodes"], root.key("nodes"), base_dir) if "nodes" in data
              else defaults.nodes)
@@ -475,12 +486,55 @@ def check_random_arrivals(scenario: Scenario, at: KeyPath) -> None:
                 "run, lower the rates or set faults.random.stop)")
 
 
+def _shared_contents(nodes: list[dict[str, Any]]) -> dict[str, bytes]:
+    """Move each large file content of the canonical nodes into a table by SHA-256 (the
+    entries keep `content_sha`); the table, empty when there is nothing to share."""
+    table: dict[str, bytes] = {}
+    for group in nodes:
+        for entry in group["files"]:
+            data = entry.get("content")
+            if isinstance(data, bytes) and len(data) >= SHARED_CONTENT:
+                digest = hashlib.sha256(data).hexdigest()
+                table[digest] = data
+                entry["content_sha"] = digest
+                del entry["content"]
+    return dict(sorted(table.items()))
+
+
+def _with_contents(data: Mapping[str, Any], at: KeyPath) -> dict[str, Any]:
+    """The scenario table with every `content_sha` entry given its bytes from
+    `file_contents` again (each checked against its digest)."""
+    table_at = at.key("file_contents")
+    table = expect_table(data["file_contents"], table_at)
+    for digest, content in table.items():
+        if not isinstance(content, bytes) or hashlib.sha256(content).hexdigest() != digest:
+            table_at.key(digest).fail("is not bytes whose SHA-256 is its key")
+    nodes = []
+    for i, group in enumerate(expect_list(data.get("nodes", []), at.key("nodes"))):
+        group = dict(expect_table(group, at.key("nodes").index(i)))
+        files = []
+        for j, entry in enumerate(expect_list(group.get("files", []),
+                                              at.key("nodes").index(i).key("files"))):
+            if isinstance(entry, Mapping) and "content_sha" in entry:
+                entry = dict(entry)
+                digest = entry.pop("content_sha")
+                if digest not in table:
+                    at.key("nodes").index(i).key("files").index(j).key("content_sha").fail(
+                        f"names no content of file_contents: {show(digest)}")
+                entry["content"] = table[digest]
+            files.append(entry)
+        group["files"] = files
+        nodes.append(group)
+    return {**{k: v for k, v in data.items() if k != "file_contents"}, "nodes": nodes}
+
+
 def _parse_nodes(value: Any, at: KeyPath, base_dir: Path | None) -> tuple[NodeGroup, ...]:
     groups = expect_list(value, at)
     if not groups:
         at.fail("expected at least one [[nodes]] group")
     out: list[NodeGroup] = []
     files_left = MAX_FILES_BYTES
+    stored: set[bytes] = set()  # contents already counted: the recording holds each once
     for i, raw in enumerate(groups):
         g_at = at.index(i)
         table = expect_table(raw, g_at)
@@ -513,11 +567,26 @@ def _parse_nodes(value: Any, at: KeyPath, base_dir: Path | None) -> tuple[NodeGr
             files=_parse_root(table, g_at, base_dir) + parse_files(
                 table.get("files", []), g_at.key("files"), base_dir, files_left),
         ))
-        if files_bytes(out[-1].files) > files_left:
-            g_at.key("root").fail(f"with its files, {files_bytes(out[-1].files):,} bytes: more "
-                                  f"than the {MAX_FILES_BYTES:,} a recording embeds")
-        files_left -= files_bytes(out[-1].files)
+        new = _new_bytes(out[-1].files, stored)
+        if new > files_left:
+            g_at.key("root").fail(f"with its files, {new:,} bytes: more than the "
+                                  f"{MAX_FILES_BYTES:,} a recording embeds")
+        files_left -= new
     return tuple(out)
+
+
+def _new_bytes(entries: tuple[DiskEntry, ...], stored: set[bytes]) -> int:
+    """Content bytes of the entries not stored yet (large contents are stored once)."""
+    new = 0
+    for e in entries:
+        if len(e.data) < SHARED_CONTENT:
+            new += len(e.data)
+            continue
+        digest = hashlib.sha256(e.data).digest()
+        if digest not in stored:
+            stored.add(digest)
+            new += len(e.data)
+    return new
 
 
 def _parse_root(table: Mapping[str, Any], at: KeyPath,
