@@ -1,19 +1,28 @@
-"""Roots from a directory or a tar archive (sim/root_tree.py, `root = { dir }`/`{ tar }`)."""
+"""Roots from a directory or a tar archive (sim/root_tree.py, `root = { dir }`/`{ tar }`),
+`chaosreplay rootfs` writing a host closure as a deterministic tar, and what `info` shows of
+a recording's embedded disk files."""
 
 from __future__ import annotations
 
 import io
+import json
 import os
+import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from chaosreplay.cli import main
 from chaosreplay.errors import ConfigError
 from chaosreplay.kernel.fs.install import DiskEntry, EntryKind
+from chaosreplay.runs.record_replay import record_run, replay_run
 from chaosreplay.sim.root_tree import read_tar_root
 from chaosreplay.sim.scenario import Scenario, loads_scenario
+from chaosreplay.sim.simulation import Simulation
 from chaosreplay.sim.validation import KeyPath
+from chaosreplay.vm.elf import load_program
 
 
 def _member(tar: tarfile.TarFile, name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"",
@@ -140,3 +149,90 @@ def test_a_directory_root_relative_to_the_scenario_with_files_over_it(tmp_path: 
     with pytest.raises(ConfigError, match=r"root\.dir: .*nowhere is not a directory|"
                                           r"root\.dir: cannot read .*nowhere"):
         _root(tmp_path, '{ dir = "nowhere" }')
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+def test_rootfs_writes_a_deterministic_tar_of_the_closure(dynamic_pthreads: Path,
+                                                          tmp_path: Path) -> None:
+    code, out = _cli("rootfs", str(dynamic_pthreads), "-o", str(tmp_path / "a.tar"))
+    assert code == 0, out
+    assert out.startswith(f"{tmp_path / 'a.tar'}: 3 files, ") and " bytes of file content" in out
+    assert _cli("rootfs", str(dynamic_pthreads), "-o", str(tmp_path / "b.tar"))[0] == 0
+    assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
+    with tarfile.open(tmp_path / "a.tar") as tar:
+        members = tar.getmembers()
+    names = [m.name for m in members]
+    assert names == sorted(names)
+    assert str(dynamic_pthreads).lstrip("/") in names
+    assert any(n.endswith("/libc.so.6") for n in names)
+    assert all(m.mtime == 0 and m.uid == m.gid == 0 and m.uname == m.gname == ""
+               for m in members)
+    assert not list(tmp_path.glob(".*partial"))
+    code, out = _cli("rootfs", "/etc/hostname", "-o", str(tmp_path / "c.tar"))
+    assert code == 2 and out.count("\n") == 1 and "not a readable ELF file" in out, out
+    assert not (tmp_path / "c.tar").exists()
+
+
+def test_lint_with_a_root_lists_each_library_and_a_total(dynamic_pthreads: Path,
+                                                         tmp_path: Path) -> None:
+    code, out = _cli("lint", str(dynamic_pthreads), "--root", "host")
+    assert code == 0, out
+    lines = out.splitlines()
+    libc = [ln for ln in lines if ln.endswith("unpatchable") and "/libc.so.6: " in ln]
+    assert len(libc) == 1 and "rdtsc" in libc[0], out
+    loader = [ln for ln in lines if "ld-linux-x86-64.so.2: " in ln and "cpuid" in ln]
+    assert loader, out
+    assert lines[-1].startswith("total: 3 file(s), "), lines[-1]
+    assert _cli("rootfs", str(dynamic_pthreads), "-o", str(tmp_path / "r.tar"))[0] == 0
+    code, out_tar = _cli("lint", str(dynamic_pthreads), "--root", str(tmp_path / "r.tar"),
+                         "--json")
+    assert code == 0, out_tar
+    doc = json.loads(out_tar)
+    by_path = {f["path"]: f for f in doc["root"]}
+    libc_doc = next(f for p, f in by_path.items() if p.endswith("/libc.so.6"))
+    assert libc_doc["summary"]["counts"].get("rdtsc", 0) >= 1
+    assert all(int(s["address"], 16) < 1 << 32 for s in libc_doc["sites"])  # its own addresses
+    assert doc["total"]["patchable"] == sum(f["summary"]["patchable"] for f in doc["root"]) \
+        + doc["summary"]["patchable"]
+    code, out = _cli("lint", str(dynamic_pthreads), "--root", str(tmp_path / "none.tar"))
+    assert code == 2 and "--root: cannot read" in out, out
+
+
+@pytest.mark.kvm
+def test_a_rootfs_tar_runs_the_dynamic_program_as_natively_and_info_lists_its_files(
+        dynamic_pthreads: Path, tmp_path: Path) -> None:
+    """rootfs -> root.tar -> root = { tar }: the program prints what it prints natively,
+    the recording replays, and `info` names what it embedded (libc among the largest)."""
+    assert _cli("rootfs", str(dynamic_pthreads), "-o", str(tmp_path / "root.tar"))[0] == 0
+    sc = loads_scenario(f"""
+duration = "1s"
+memory_per_node = "64MiB"
+[[nodes]]
+program = "{dynamic_pthreads}"
+count = 2
+root = {{ tar = "root.tar" }}
+""", "tar.toml", base_dir=tmp_path)
+    native = subprocess.run([dynamic_pthreads], capture_output=True, check=True).stdout
+    images = [load_program(dynamic_pthreads)]
+    events: list = []
+    result = Simulation(sc, images, sink=lambda *e: events.append(e)).run()
+    assert not result.failures, result.failures
+    for node in range(2):
+        out = b"".join(f["data"] for _, _, n, kind, f in events
+                       if kind == "output" and n == node and f["fd"] == 1)
+        assert out == native and out
+    path = tmp_path / "tar.ccr"
+    record_run(sc, images, path)
+    assert replay_run(path).identical
+    code, out = _cli("info", str(path), "--json")
+    assert code == 0, out
+    groups = json.loads(out)["disk_files"]
+    assert [g["files"] for g in groups] == [3], groups
+    assert groups[0]["bytes"] == sum(len(e.data) for e in sc.nodes[0].files)
+    assert groups[0]["largest"][0]["path"].endswith("/libc.so.6")
+    code, text = _cli("info", str(path))
+    assert code == 0 and "disk files" in text and "libc.so.6" in text, text
