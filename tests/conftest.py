@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import guests
+import program_cache
 import pytest
 
 
@@ -44,3 +45,13 @@ def guest_bin() -> Callable[[str, str], Path]:
         return guests.guest_path(libc, name)
 
     return get
+
+
+@pytest.fixture(scope="session")
+def dynamic_pthreads() -> Path:
+    """tests/programs/pthreads.c linked dynamically against the host's glibc (skips
+    without gcc)."""
+    reason = program_cache.missing_toolchain("pthreads.c", "dynamic")
+    if reason is not None:
+        pytest.skip(reason)
+    return program_cache.build_program("pthreads.c", "dynamic")

@@ -21,14 +21,6 @@ from chaosreplay.vm.elf import load_program
 PTHREADS = "counter 8000\nring" + " 0 1 2 3 4 5 6 7" * 3 + "\njoined 280\n"
 
 
-@pytest.fixture(scope="module")
-def dynamic_pthreads() -> Path:
-    reason = program_cache.missing_toolchain("pthreads.c", "dynamic")
-    if reason is not None:
-        pytest.skip(reason)
-    return program_cache.build_program("pthreads.c", "dynamic")
-
-
 def _scenario(program: Path, root: str = '"host"', checkpoint_interval: int = 0) -> Scenario:
     return loads_scenario(f"""
 duration = "1s"

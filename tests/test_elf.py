@@ -20,7 +20,9 @@ from chaosreplay.vm.elf import (
     Symbol,
     Symbols,
     load_program,
+    parse_shared_object,
 )
+from chaosreplay.vm.nonvirt import scan_sites
 
 GuestBin = Callable[[str, str], Path]
 
@@ -245,3 +247,21 @@ def test_file_bytes_larger_than_memory_are_refused(guest_bin: GuestBin, tmp_path
 
     message = _refusal(_variant(tmp_path, guest_bin("musl", "hello"), grow_filesz))
     assert "more file bytes than memory" in message
+
+
+def test_a_shared_library_without_an_entry_point_parses_for_scanning(tmp_path: Path) -> None:
+    """parse_shared_object (lint --root): e_entry 0 and DT_NEEDED without PT_INTERP are a
+    library's normal state, not a refusal; load_program still refuses it."""
+    source = tmp_path / "lib.c"
+    source.write_text("unsigned long t(void) { return __builtin_ia32_rdtsc(); }\n")
+    lib = tmp_path / "lib.so"
+    try:
+        subprocess.run(["gcc", "-shared", "-fPIC", "-nostartfiles", "-o", str(lib),
+                        str(source)], check=True)
+    except FileNotFoundError:
+        pytest.skip("gcc is not installed")
+    image = parse_shared_object(lib.read_bytes(), "/lib/lib.so")
+    assert image.interpreter is None and image.executable_segments()
+    assert [s.text for s in scan_sites(image)] == ["rdtsc"]
+    with pytest.raises(GuestProgramError, match=r"no entry point|names no interpreter"):
+        load_program(lib)

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from chaosreplay.cli.integrity import about_file
@@ -71,6 +72,36 @@ def _run_facts(reader: RecordingReader) -> dict[str, Any]:
     return facts
 
 
+LARGEST_SHOWN = 5
+
+
+def _disk_files(reader: RecordingReader) -> list[dict[str, Any]]:
+    """Per node group of a simulation recording, the disk files its scenario embeds (the
+    root's included): how many entries and files, their bytes and the largest files."""
+    manifest = reader.manifest
+    scenario = manifest.get("scenario") if isinstance(manifest, dict) else None
+    groups = scenario.get("nodes") if isinstance(scenario, dict) else None
+    if not isinstance(groups, list):
+        return []
+    out = []
+    for index, group in enumerate(groups):
+        raw = group.get("files", []) if isinstance(group, dict) else []
+        entries = [e for e in raw if isinstance(e, dict)] if isinstance(raw, list) else []
+        sizes = sorted(((len(e["content"]), str(e.get("path", "?"))) for e in entries
+                        if isinstance(e.get("content"), bytes)), key=lambda f: (-f[0], f[1]))
+        name = group.get("name") if isinstance(group, dict) else None
+        program = group.get("program") if isinstance(group, dict) else None
+        out.append({
+            "group": index,
+            "name": name or (str(program).rsplit("/", 1)[-1] if program else str(index)),
+            "entries": len(entries),
+            "files": len(sizes),
+            "bytes": sum(size for size, _ in sizes),
+            "largest": [{"path": path, "bytes": size} for size, path in sizes[:LARGEST_SHOWN]],
+        })
+    return out
+
+
 def _info_dict(reader: RecordingReader, problems: list[str]) -> dict[str, Any]:
     """Everything `info` reports, as plain JSON-ready data."""
     stored = max(1, reader.size)
@@ -98,6 +129,7 @@ def _info_dict(reader: RecordingReader, problems: list[str]) -> dict[str, Any]:
         "host": _summarise_bytes(reader.host),
         "summary": to_json(reader.summary),
         "integrity": {"intact": not problems, "problems": problems},
+        "disk_files": _disk_files(reader),
         **_run_facts(reader),
     }
 
@@ -152,6 +184,16 @@ def _print_info(info: dict[str, Any]) -> None:
                           "-" if c["base"] is None else str(c["base"]), c["digest"][:16],
                           str(c["page_count"]), str(c["new_pages"]), f"{c['blob_bytes']:,}",
                           f"{c['stored_bytes']:,}")
+        console.print(table)
+    if any(g["entries"] for g in info["disk_files"]):
+        table = Table(title="disk files (embedded; the root's included)", title_justify="left")
+        for column in ("group", "entries", "files", "bytes", "largest"):
+            table.add_column(column, justify="left" if column in ("group", "largest")
+                             else "right")
+        for g in info["disk_files"]:
+            largest = "\n".join(f"{escape(f['path'])} ({f['bytes']:,})" for f in g["largest"])
+            table.add_row(escape(f"{g['group']} {g['name']}"), f"{g['entries']:,}",
+                          f"{g['files']:,}", f"{g['bytes']:,}", largest or "-")
         console.print(table)
     if info.get("faults"):
         table = Table(title="faults (the expanded schedule)", title_justify="left")

@@ -192,11 +192,14 @@ def _entries(table: Mapping[str, Any], at: KeyPath, base_dir: Path | None,
 
 
 def parse_files(value: Any, at: KeyPath, base_dir: Path | None,
-                budget: int = MAX_FILES_BYTES) -> tuple[DiskEntry, ...]:
-    """A group's `files`, checked and complete (host files read; busybox expanded).
+                budget: int = MAX_FILES_BYTES, root: tuple[DiskEntry, ...] = (),
+                root_at: KeyPath | None = None) -> tuple[DiskEntry, ...]:
+    """A group's `files`, checked and complete (host files read; busybox expanded), after
+    the group's root entries (`root`, from `root_at`) that no file entry replaces.
 
     base_dir is the scenario file's folder; None (a manifest) refuses host files.
-    `budget` is how many content bytes the scenario's files may still take.
+    `budget` is how many content bytes the scenario's files may still take. The paths
+    checks (nothing under a file or a link, MAX_DISK_PATHS) cover root and files together.
     """
     explicit: dict[str, tuple[int, DiskEntry]] = {}
     ordered: list[tuple[int, DiskEntry, bool]] = []  # (entry index, entry, gives way)
@@ -216,8 +219,9 @@ def parse_files(value: Any, at: KeyPath, base_dir: Path | None,
                 e_at.fail(f"the scenario's files take more than {budget:,} bytes "
                           f"(at most {MAX_FILES_BYTES:,} in all: a recording embeds them)")
         ordered += [(i, e, False) for e in entries] + [(i, e, True) for e in links]
-    out: list[DiskEntry] = []
-    kinds: dict[str, tuple[int, EntryKind]] = {}
+    # a file entry replaces the root's entry at its path (a config file over the image's)
+    out: list[DiskEntry] = [e for e in root if e.path not in explicit]
+    kinds: dict[str, tuple[int, EntryKind]] = {e.path: (-1, e.kind) for e in out}
     for i, entry, gives_way in ordered:
         if gives_way and entry.path in explicit:
             continue  # an explicit entry replaces the applet's link
@@ -225,6 +229,10 @@ def parse_files(value: Any, at: KeyPath, base_dir: Path | None,
             continue  # two busybox entries: the first one's link stays
         kinds[entry.path] = (i, entry.kind)
         out.append(entry)
+    def where(index: int) -> KeyPath:
+        """A file entry's key path, or the root's for a root entry (index -1)."""
+        return root_at if index < 0 and root_at is not None else at.index(index)
+
     paths: set[str] = set()
     for entry in out:
         parts = entry.path.split("/")
@@ -234,13 +242,15 @@ def parse_files(value: Any, at: KeyPath, base_dir: Path | None,
             found = kinds.get(above)
             if found is not None and found[1] is not EntryKind.DIRECTORY:
                 index = kinds[entry.path][0]
-                at.index(index).key("path").fail(
-                    f"{above} is a {found[1].value} ({at.index(found[0]).path}); nothing can "
-                    f"be put under it")
+                place = where(index) if index < 0 else where(index).key("path")
+                place.fail(f"{above} is a {found[1].value} ({where(found[0]).path}); nothing "
+                           "can be put under it")
         paths.add(entry.path)
     if len(paths) > MAX_DISK_PATHS:
-        at.fail(f"the files create {len(paths):,} paths on each node's disk, more than "
-                f"{MAX_DISK_PATHS:,}")
+        what = "the root and files create" if root else "the files create"
+        (where(-1) if root else at).fail(
+            f"{what} {len(paths):,} paths on each node's disk, more than {MAX_DISK_PATHS:,} "
+            "(the disk's 4,096 inodes, half left for the program)")
     return tuple(out)
 
 

@@ -29,7 +29,9 @@ from chaosreplay.kernel.scheduler import POLICIES, SchedulerConfig
 from chaosreplay.kernel.syscalls.sdk import MAX_DATAGRAM  # cr_send's limit
 from chaosreplay.sim.disk_files import (
     FILE_KEYS,
+    MAX_DISK_PATHS,
     MAX_FILES_BYTES,
+    files_bytes,
     files_to_dict,
     parse_files,
 )
@@ -37,6 +39,7 @@ from chaosreplay.sim.faults.engine import FaultEngine, FaultPlan
 from chaosreplay.sim.faults.random import RandomFaults
 from chaosreplay.sim.host_root import host_closure
 from chaosreplay.sim.network.fabric import LINK_PARAM_NAMES, LinkParams, NetworkFabric
+from chaosreplay.sim.root_tree import read_dir_root, read_tar_root
 from chaosreplay.sim.validation import (
     NS_PER_TICK,
     KeyPath,
@@ -564,8 +567,7 @@ def _parse_nodes(value: Any, at: KeyPath, base_dir: Path | None) -> tuple[NodeGr
             expect_exit=_parse_expect_exit(table.get("expect_exit", [0]),
                                            g_at.key("expect_exit")),
             stderr_is_failure=_parse_stderr_is_failure(table, g_at),
-            files=_parse_root(table, g_at, base_dir) + parse_files(
-                table.get("files", []), g_at.key("files"), base_dir, files_left),
+            files=_group_files(table, g_at, base_dir, files_left),
         ))
         new = _new_bytes(out[-1].files, stored)
         if new > files_left:
@@ -589,36 +591,63 @@ def _new_bytes(entries: tuple[DiskEntry, ...], stored: set[bytes]) -> int:
     return new
 
 
-def _parse_root(table: Mapping[str, Any], at: KeyPath,
-                base_dir: Path | None) -> tuple[DiskEntry, ...]:
-    """A group's `root`: "host" (what the group's program loads: its interpreter and
-    shared libraries, from this host) or {host = [programs...]} (also those programs, at
-    their host paths, and what they load). Expanded into disk entries that come before the
-    group's own `files`; the canonical scenario holds only the entries."""
+def _group_files(table: Mapping[str, Any], at: KeyPath, base_dir: Path | None,
+                 budget: int) -> tuple[DiskEntry, ...]:
+    """A group's root entries (those its `files` do not replace), then its files."""
+    root = _parse_root(table, at, base_dir, budget)
+    return parse_files(table.get("files", []), at.key("files"), base_dir,
+                       budget - files_bytes(root), root, at.key("root"))
+
+
+def _parse_root(table: Mapping[str, Any], at: KeyPath, base_dir: Path | None,
+                budget: int) -> tuple[DiskEntry, ...]:
+    """A group's `root`, expanded into disk entries sorted by path.
+
+    "host": what the group's program loads (its interpreter and shared libraries, from
+    this host); {host = [programs...]} also those programs at their host paths and what
+    they load; {dir = "path"} or {tar = "file"} (relative to the scenario file) a tree,
+    with `host` too if given (host entries replace the tree's at the same path). The
+    canonical scenario holds only the entries.
+    """
     if "root" not in table:
         return ()
     root_at = at.key("root")
     value = table["root"]
-    extra: list[str] = []
+    extra: list[str] | None = []
+    tree: list[DiskEntry] = []
     if isinstance(value, Mapping):
-        check_keys(value, ["host"], root_at)
-        extra = [expect_str(p, root_at.key("host").index(j), nonempty=True)
-                 for j, p in enumerate(expect_list(value.get("host", []), root_at.key("host")))]
+        check_keys(value, ["host", "dir", "tar"], root_at)
+        if "dir" in value and "tar" in value:
+            root_at.fail("expected one of dir and tar, got both")
+        extra = None if "host" not in value and ("dir" in value or "tar" in value) else [
+            expect_str(p, root_at.key("host").index(j), nonempty=True)
+            for j, p in enumerate(expect_list(value.get("host", []), root_at.key("host")))]
     elif value != "host":
-        root_at.fail(f'expected "host" or {{ host = ["/usr/bin/tool", ...] }}, got {show(value)}')
+        root_at.fail('expected "host", { host = ["/usr/bin/tool", ...] }, { dir = "path" } or '
+                     f'{{ tar = "rootfs.tar" }}, got {show(value)}')
     if base_dir is None:
         root_at.fail("reads host files, which only a scenario file may do (a recording "
                      "carries the files themselves)")
+    for key, read in (("dir", read_dir_root), ("tar", read_tar_root)):
+        if isinstance(value, Mapping) and key in value:
+            name = Path(expect_str(value[key], root_at.key(key), nonempty=True))
+            tree = read(name if name.is_absolute() else base_dir / name, root_at.key(key),
+                        budget, MAX_DISK_PATHS).entries
+    if extra is None:
+        return tuple(tree)
     program = str(table.get("program", ""))
     if program.startswith("builtin:"):
         root_at.fail("the built-in demo is static: it needs no root")
     path = Path(program) if Path(program).is_absolute() else base_dir / program
     try:
-        return tuple(host_closure([path], [p if Path(p).is_absolute() else base_dir / p
-                                           for p in extra]))
+        host = host_closure([path], [p if Path(p).is_absolute() else base_dir / p
+                                     for p in extra])
     except ConfigError as exc:
         root_at.fail(str(exc))
-    raise AssertionError("unreachable")
+    if not tree:
+        return tuple(host)
+    merged = {e.path: e for e in tree} | {e.path: e for e in host}
+    return tuple(merged[p] for p in sorted(merged))
 
 
 def _parse_expect_exit(value: Any, at: KeyPath) -> tuple[ExpectedExit, ...]:

@@ -402,7 +402,19 @@ def parse_program(raw: bytes, path: str | Path) -> ProgramImage:
         raise _fail(path, f"truncated or malformed ELF file ({exc})") from None
 
 
-def _parse(path: Path, raw: bytes) -> ProgramImage:
+def parse_shared_object(raw: bytes, path: str | Path) -> ProgramImage:
+    """Parse an ELF shared object (a library, the loader, or a PIE) for scanning its code:
+    an entry point is not required and no interpreter is looked for; its segments sit at
+    `load_bias` + their own addresses, as an ET_DYN program's would."""
+    path = Path(path)
+    _check_ident(path, raw)
+    try:
+        return _parse(path, raw, shared_object=True)
+    except ELFError as exc:
+        raise _fail(path, f"truncated or malformed ELF file ({exc})") from None
+
+
+def _parse(path: Path, raw: bytes, shared_object: bool = False) -> ProgramImage:
     elf = ELFFile(io.BytesIO(raw))
     if elf["e_machine"] != "EM_X86_64":
         raise _fail(path, f"is {_machine_name(elf['e_machine'])}, chaosreplay runs x86-64")
@@ -415,16 +427,18 @@ def _parse(path: Path, raw: bytes) -> ProgramImage:
         raise _fail(path, f"is {what}")
     if elf["e_phentsize"] != _PHENT_SIZE:
         raise _fail(path, f"has program headers of {elf['e_phentsize']} bytes, expected 56")
-    interpreter = _interpreter(path, elf)
+    # a library names no interpreter of its own: the program's loads it
+    interpreter = None if shared_object else _interpreter(path, elf)
     loads = [ph.header for ph in elf.iter_segments() if ph["p_type"] == "PT_LOAD"]
     if not loads:
         raise _fail(path, "has no loadable (PT_LOAD) segments")
-    if e_type == ET_DYN and elf["e_entry"] == 0:
+    if e_type == ET_DYN and elf["e_entry"] == 0 and not shared_object:
         raise _fail(path, "has no entry point (a shared library, not an executable)")
     bias = _load_bias(e_type, loads)
     segments = _segments(path, raw, loads, bias)
     entry = bias + elf["e_entry"]
-    if not any(s.executable and s.vaddr <= entry < s.end for s in segments):
+    if not shared_object and not any(s.executable and s.vaddr <= entry < s.end
+                                     for s in segments):
         raise _fail(path, f"entry point {entry:#x} is not inside an executable segment")
     return ProgramImage(
         path=path,
