@@ -83,12 +83,18 @@ def _disk_files(reader: RecordingReader) -> list[dict[str, Any]]:
     groups = scenario.get("nodes") if isinstance(scenario, dict) else None
     if not isinstance(groups, list):
         return []
+    shared = scenario.get("file_contents") if isinstance(scenario, dict) else None
+    shared = shared if isinstance(shared, dict) else {}  # large contents, once by SHA-256
+
+    def content(entry: dict[str, Any]) -> Any:
+        return entry.get("content", shared.get(entry.get("content_sha")))
+
     out = []
     for index, group in enumerate(groups):
         raw = group.get("files", []) if isinstance(group, dict) else []
         entries = [e for e in raw if isinstance(e, dict)] if isinstance(raw, list) else []
-        sizes = sorted(((len(e["content"]), str(e.get("path", "?"))) for e in entries
-                        if isinstance(e.get("content"), bytes)), key=lambda f: (-f[0], f[1]))
+        sizes = sorted(((len(content(e)), str(e.get("path", "?"))) for e in entries
+                        if isinstance(content(e), bytes)), key=lambda f: (-f[0], f[1]))
         name = group.get("name") if isinstance(group, dict) else None
         program = group.get("program") if isinstance(group, dict) else None
         out.append({
