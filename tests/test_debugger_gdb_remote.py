@@ -212,7 +212,8 @@ def _serve(demo: Path, node: int, program: Path) -> tuple[subprocess.Popen[str],
         [sys.executable, "-c", "from chaosreplay.cli import main; main()", "gdb", str(demo),
          "--node", str(node), "--port", "0", "--program", str(program)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
+        env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONFAULTHANDLER": "1"})  # a crash
+        # then prints its Python stack on the server's output, which a failed test shows
     assert server.stdout is not None
     for line in server.stdout:
         found = re.search(r"target remote [\d.]+:(\d+)", line)
@@ -270,7 +271,7 @@ def test_a_gdb_session_breaks_steps_and_runs_backward(demo: Path, tmp_path: Path
     assert entry == int(subprocess.run(["readelf", "-h", str(program)], capture_output=True,
                                        text=True).stdout.split("Entry point address:")[1]
                         .split()[0], 16), out
-    assert server.returncode == 0
+    assert server.returncode == 0, server.stdout.read() if server.stdout else ""
 
 
 @pytest.mark.kvm
