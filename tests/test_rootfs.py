@@ -228,6 +228,13 @@ root = {{ tar = "root.tar" }}
     path = tmp_path / "tar.ccr"
     record_run(sc, images, path)
     assert replay_run(path).identical
+    # The recording alone replays: the root's archive removed, the recording moved to an
+    # empty directory (nothing of the root is read from the host at replay).
+    (tmp_path / "root.tar").unlink()
+    alone = tmp_path / "elsewhere"
+    alone.mkdir()
+    path = path.rename(alone / "tar.ccr")
+    assert replay_run(path).identical
     code, out = _cli("info", str(path), "--json")
     assert code == 0, out
     groups = json.loads(out)["disk_files"]
