@@ -91,17 +91,20 @@ def _brk_in_order(state: dict[str, Any]) -> str | None:
 
 
 class _VmaRow(Check):
-    """[start, end, prot, name], plus the file offset for a file mapping."""
+    """[start, end, prot, name], plus the file offset for a file mapping, plus the mapped
+    description (its index in the descriptor tables' descriptions: AddressSpace.adopt_files
+    checks it names one) and whether the mapping is MAP_SHARED."""
 
     _range = (Int(0, USER_VA_END), Int(0, USER_VA_END), Int(0, 7), Str(4096))
     plain, file = Row(*_range), Row(*_range, Int(0, I64_MAX))
+    held = Row(*_range, Int(0, I64_MAX), Int(0, 1 << 20), Int(0, 1))
 
     def describe(self) -> str:
-        return f"{self.plain.describe()} or {self.file.describe()}"
+        return f"{self.plain.describe()}, {self.file.describe()} or {self.held.describe()}"
 
     def __call__(self, value: Any, path: str) -> None:
-        long = type(value) in (list, tuple) and len(value) == 5
-        (self.file if long else self.plain)(value, path)
+        size = len(value) if type(value) in (list, tuple) else 0
+        {5: self.file, 7: self.held}.get(size, self.plain)(value, path)
 
 
 VMA = _VmaRow()

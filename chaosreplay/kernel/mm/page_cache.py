@@ -1,0 +1,156 @@
+"""MAP_SHARED file mappings kept coherent with the file, as Linux's page cache keeps them.
+
+The file's bytes (the disk's current, not yet durable content, or a memfd's) are the
+truth; every shared mapping of a file holds a copy of its range in guest frames. The guest
+stores into those frames without an exit, so the copies are synchronised at every point
+where another party could observe a difference:
+
+- before a system call of a process with shared file mappings (`flush`): pages that differ
+  from the file are written into it, byte by byte where they differ, so two mappings that
+  stored into different bytes of one page both win (where both stored into one byte, the
+  mapping at the lower address wins: a fixed, documented order);
+- after the call, when it changed a mapped file (`refresh_changed`), and after every flush
+  that wrote something: every shared mapping of that file in every process of the node is
+  made equal to the file again (zeros past its end);
+- when a process leaves the vCPU to another process of the node (`flush` again), so a fork
+  child's MAP_SHARED mapping of a file sees the parent's stores at its next call.
+
+So between two system calls a process's stores are seen by its own mapping at once, and by
+another mapping of the same file (in this process or another) at the next system call or
+process switch: Linux shows them at once (one frame). Stores reach the file's page cache,
+never its durable state: only fsync, fdatasync and msync(MS_SYNC) make them durable, so a
+crash loses what was not synced, as the disk's model says.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from chaosreplay.kernel.mm.address_space import Vma
+from chaosreplay.kernel.syscalls.numbers import NUMBERS
+from chaosreplay.vm.vmm import PAGE_SIZE
+
+if TYPE_CHECKING:
+    from chaosreplay.kernel.process import GuestProcess
+
+# Calls that observe no file and change none: no flush before them (the common ones of
+# spinning and waiting threads; a switch to another process flushes anyway).
+NO_FILE_CALLS = frozenset(NUMBERS[name] for name in (
+    "futex", "clock_gettime", "gettimeofday", "getpid", "gettid", "sched_yield",
+    "nanosleep", "clock_nanosleep", "rt_sigprocmask"))
+
+# Any nonzero byte becomes 0xFF: turns an XOR of two pages into a byte mask.
+_MASK_TABLE = bytes([0] + [0xFF] * 255)
+
+
+def shareable(file: Any) -> bool:
+    """Whether a description can back a MAP_SHARED mapping (regular disk files, memfds)."""
+    return hasattr(file, "cache_read")
+
+
+def _node(p: GuestProcess) -> list[GuestProcess]:
+    """The live processes of p's node that have an address space."""
+    procs = p.table.live() if getattr(p, "table", None) is not None else [p]
+    return [q for q in procs if q.space is not None]
+
+
+def active(p: GuestProcess) -> bool:
+    """Whether any process of p's node has a shared file mapping (the hot path's check)."""
+    if getattr(p, "table", None) is None:
+        return p.space is not None and p.space.shares
+    return any(q.space.shares for q in _node(p))
+
+
+def _shared(q: GuestProcess) -> list[Vma]:
+    """q's shared file mappings that can be reached: a PROT_NONE page can neither be
+    stored into nor read (sys_mprotect refreshes it when it becomes accessible)."""
+    return [v for v in q.space.vmas() if v.shared and v.prot]
+
+
+def _file_page(p: GuestProcess, vma: Vma, page: int, size: int) -> bytes:
+    """What page of vma shows of the file: its bytes, zeros past the end."""
+    at = vma.offset + page - vma.start  # type: ignore[operator]
+    data = vma.file.cache_read(p, at, min(PAGE_SIZE, max(0, size - at))) if at < size else b""
+    return data + bytes(PAGE_SIZE - len(data))
+
+
+def _merge(base: bytes, mine: bytes, current: bytes) -> bytes:
+    """current with the bytes where mine differs from base taken from mine."""
+    n = len(base)
+    mask = (int.from_bytes(base, "little") ^ int.from_bytes(mine, "little")).to_bytes(
+        n, "little").translate(_MASK_TABLE)
+    m = int.from_bytes(mask, "little")
+    merged = (int.from_bytes(current, "little") & ~m) | (int.from_bytes(mine, "little") & m)
+    return merged.to_bytes(n, "little")
+
+
+def flush(p: GuestProcess) -> None:
+    """Write what p's shared mappings hold and the file does not into the file, then make
+    every shared mapping of a changed file equal to it."""
+    if p.space is None or not p.space.has_shared_files():
+        return
+    vm = p.vm
+    stores: list[tuple[Any, int, bytes, bytes]] = []  # (file, offset, base, mine)
+    for vma in _shared(p):
+        size = vma.file.cache_size(p)
+        end = min(vma.end, vma.start + max(0, size - vma.offset))  # pages within the file
+        for page in range(vma.start, end, PAGE_SIZE):
+            if vm.query(page) is None:
+                continue  # never touched: nothing stored
+            mine = vm.read(page, PAGE_SIZE)
+            base = _file_page(p, vma, page, size)
+            if mine != base:
+                stores.append((vma.file, vma.offset + page - vma.start, base, mine))
+    if not stores:
+        return
+    changed: dict[int, Any] = {}
+    for file, offset, base, mine in stores:
+        size = file.cache_size(p)
+        current = file.cache_read(p, offset, PAGE_SIZE)
+        current += bytes(PAGE_SIZE - len(current))
+        merged = _merge(base, mine, current)
+        file.cache_write(p, offset, merged[: max(0, size - offset)])
+        changed[id(file)] = file
+    refresh(p, list(changed.values()))
+
+
+def refresh(p: GuestProcess, files: list[Any]) -> None:
+    """Make every shared mapping of these files, in every process of p's node, show the
+    files' bytes (zeros past their ends)."""
+    keys = {id(f) for f in files}
+    for q in _node(p):
+        for vma in _shared(q):
+            if id(vma.file) not in keys:
+                continue
+            size = vma.file.cache_size(p)
+            for page in range(vma.start, vma.end, PAGE_SIZE):
+                want = _file_page(p, vma, page, size)
+                if q.vm.query(page) is None:
+                    if not any(want):
+                        continue  # an untouched page reads as zeros already
+                elif q.vm.read(page, PAGE_SIZE) == want:
+                    continue
+                q.space.fill(page, want)
+
+
+def mapped_files(p: GuestProcess) -> list[Any]:
+    """The files shared-mapped anywhere in p's node, once each."""
+    seen: dict[int, Any] = {}
+    for q in _node(p):
+        for vma in q.space.vmas():
+            if not vma.shared:
+                continue
+            seen.setdefault(id(vma.file), vma.file)
+    return list(seen.values())
+
+
+def stamps(p: GuestProcess, files: list[Any]) -> list[int]:
+    """Change counters of files, to compare across one system call."""
+    return [f.cache_stamp(p) for f in files]
+
+
+def refresh_changed(p: GuestProcess, files: list[Any], before: list[int]) -> None:
+    """After a call: refresh the mappings of the files whose counters moved."""
+    moved = [f for f, stamp in zip(files, before, strict=True) if f.cache_stamp(p) != stamp]
+    if moved:
+        refresh(p, moved)

@@ -1,0 +1,111 @@
+"""Shared file mappings (kernel/mm/page_cache.py) and the memory calls around them: a
+program using MAP_SHARED, msync, mremap, madvise and mincore prints what it prints natively;
+a crash keeps only what msync made durable; the mappings survive a checkpoint's save,
+check and load; the byte merge of two mappings' stores."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import program_cache
+import pytest
+from simulate import scenario, simulate
+
+from chaosreplay.kernel.mm.page_cache import _merge
+from chaosreplay.kernel.process import GuestProcess, ProcessConfig, Status
+from chaosreplay.kernel.state_check import check_kernel_state
+from chaosreplay.recording.schema import SchemaError
+from chaosreplay.vm.elf import load_program
+
+
+def _built(flavour: str) -> Path:
+    reason = program_cache.missing_toolchain("shared_mmap.c", flavour)
+    if reason is not None:
+        pytest.skip(reason)
+    return program_cache.build_program("shared_mmap.c", flavour)
+
+
+def _native(path: Path, cwd: Path) -> str:
+    return subprocess.run([str(path)], cwd=cwd, capture_output=True, text=True, timeout=60,
+                          check=True).stdout
+
+
+@pytest.mark.kvm
+@pytest.mark.parametrize("flavour", ["glibc", "musl"])
+def test_shared_mappings_behave_as_natively(flavour: str, tmp_path: Path) -> None:
+    """pwrite/write seen through the mapping, stores seen by read/pread, ftruncate growing
+    and shrinking, two mappings of a file, msync, a fork child's stores, memfds, mremap of
+    anonymous and file mappings, MADV_DONTNEED, mincore, MAP_SHARED|MAP_ANONYMOUS."""
+    path = _built(flavour)
+    native = _native(path, tmp_path)
+    assert "shared anonymous across fork: c" in native and native.endswith("done\n")
+    process = GuestProcess(load_program(path), ProcessConfig(argv=[b"shared_mmap"]))
+    process.run_to_completion(hang_seconds=60)
+    assert (process.status, process.exit_code) == (Status.EXITED, 0), process.crash
+    assert bytes(process.stdout).decode() == native
+
+
+@pytest.mark.kvm
+def test_a_crash_loses_shared_stores_msync_did_not_make_durable(guest_bin) -> None:
+    """The msync'ed page survives the restart; the page only stored (in the page cache,
+    pread saw it) is gone, as the disk's durability model says."""
+    probe = guest_bin("musl", "probe")
+    run = simulate(scenario(probe, ["shmap", "8"], count=1, duration="1s", faults=[
+        {"kind": "kill", "at": 200, "node": 0, "duration": 100}]))
+    lines = [line.decode() for _, line in run.lines(0)]
+    assert lines == ["shmap boot synced=- unsynced=-", "msync ok",
+                     "pread ok page cache holds LOST",
+                     "shmap boot synced=SYNCED unsynced=-"], lines
+
+
+@pytest.mark.kvm
+def test_shared_mappings_survive_the_kernel_state(tmp_path: Path) -> None:
+    """Saved mid-run with shared mappings: rows name their description and the shared
+    flag, the state checks, and a load gives the same VMAs back with the files held."""
+    path = _built("musl")
+    process = GuestProcess(load_program(path), ProcessConfig(argv=[b"shared_mmap"]))
+    seen: list[dict] = []
+
+    def at_call(p: GuestProcess, r: object) -> int:
+        if p.space.shares and not seen:
+            seen.append(p.kernel_state())
+        return original(p, r)
+
+    from chaosreplay.kernel import process as process_module
+    from chaosreplay.kernel.syscalls.numbers import NUMBERS
+
+    number = NUMBERS["getppid"]  # made between the two-mapping checks: three mapped
+    original = process_module.HANDLERS[number]
+    process_module.HANDLERS[number] = at_call
+    try:
+        process.run_to_completion(hang_seconds=60)
+    finally:
+        process_module.HANDLERS[number] = original
+    assert process.status is Status.EXITED, process.crash
+    [state] = seen
+    check_kernel_state(state, "kernel")
+    shared = [v for v in state["vmas"] if len(v) == 7 and v[6]]
+    assert [v[3].rsplit("/", 1)[-1] for v in shared] == ["shared.dat"] * 3, state["vmas"]
+    descriptions = state["files"]["table"]["descriptions"]
+    assert all(descriptions[v[5]][0] == "disk" for v in shared)
+    # A shared row naming a pipe, or a description that does not exist, is refused.
+    twin = GuestProcess(load_program(path), ProcessConfig(argv=[b"shared_mmap"]))
+    twin.load_kernel_state(state)
+    assert [v.saved(lambda d: 0)[:5] for v in twin.space.vmas()] == [
+        v[:5] for v in state["vmas"]]
+    assert sum(v.shared for v in twin.space.vmas()) == 3 and twin.space.shares
+    held = {id(v.file) for v in twin.space.vmas() if v.shared}
+    assert len(held) == 1 and next(v.file for v in twin.space.vmas() if v.shared).refs >= 2
+    bad = {**state, "vmas": [[*v[:5], len(descriptions), 1] if len(v) == 7 and v[6] else v
+                             for v in state["vmas"]]}
+    with pytest.raises(SchemaError, match="names description"):
+        GuestProcess(load_program(path), ProcessConfig(argv=[b"x"])).load_kernel_state(bad)
+
+
+def test_two_mappings_storing_into_one_page_both_win() -> None:
+    """Bytes one mapping changed are taken from it; the others stay as the file has them."""
+    base = bytes(8)
+    mine = b"\x00AB\x00\x00\x00\x00\x00"
+    current = b"\x00\x00\x00\x00\x00\x00YZ"  # another mapping's stores, already flushed
+    assert _merge(base, mine, current) == b"\x00AB\x00\x00\x00YZ"
