@@ -563,7 +563,9 @@ class GuestProcess:
                 number = regs.rax
                 handler = handlers.get(number)
                 try:
-                    if page_cache.active(self):  # shared file mappings: sync around it
+                    if self.space.shares or (self.table is not None
+                                             and page_cache.active(self)):
+                        # shared file mappings in the node: synchronised around the call
                         result = self._cached_syscall(handler, number)
                     else:
                         result = handler(self, regs) if handler else self._unknown_syscall(number)

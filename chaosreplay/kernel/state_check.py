@@ -516,6 +516,29 @@ def _processes_fit(state: dict[str, Any]) -> str | None:
     return None
 
 
+def _mappings_name_descriptions(state: dict[str, Any]) -> str | None:
+    """Every file mapping that names a description (its index in the node's table) names
+    one that exists, and a shared one a file that can be shared (AddressSpace.adopt_files
+    and kernel/mm/page_cache.py use them)."""
+    descriptions = state["files"]["table"]["descriptions"]
+    count = len(descriptions)
+    rows = [("", state["vmas"])] + [
+        (f"process {row['pid']} ", row["process"]["vmas"])
+        for row in state.get("processes", {}).get("processes", []) if "process" in row]
+    for who, vmas in rows:
+        for start, _, _, _, *held in vmas:
+            if len(held) != 3:
+                continue
+            index, shared = held[1], held[2]
+            if index >= count:
+                return f"has {who}mapping {start:#x} naming description {index} of {count}"
+            kind = descriptions[index][0]
+            if shared and not hasattr(FileDescription.registry[kind], "cache_read"):
+                return f"has {who}shared mapping {start:#x} of description {index} ({kind}), " \
+                       "which cannot be shared"
+    return None
+
+
 KERNEL_STATE = Where(Record(KERNEL_FIELDS, open=True),
                      lambda state: _brk_in_order(state) or _current_task_on_cpu(state))
 
@@ -631,3 +654,4 @@ def check_kernel_state(state: Any, part: str) -> None:
                     validate(row["process"][key], check,
                              f"{part}.processes.processes[{i}].{key}")
         validate(state, Where(Record({}, open=True), _processes_fit), part)
+    validate(state, Where(Record({}, open=True), _mappings_name_descriptions), part)

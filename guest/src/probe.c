@@ -205,7 +205,8 @@ static int alloc(int rounds)
 }
 
 /* A MAP_SHARED mapping of a durable two-page file: a store to page 0 is msync'ed, one to
- * page 1 only reaches the page cache, and each boot prints what survived. */
+ * page 1 only reaches the page cache, and each boot prints what survived; then a store a
+ * round, read back through the file. */
 static const char *shown(const char *p, int n)
 {
     static char text[16];
@@ -240,8 +241,20 @@ static int shmap(int rounds)
         printf("pread %s", result(pread(fd, buf, 4, 4096)));
         printf(" page cache holds %s\n", buf);
     }
-    for (int r = 0; r < rounds; r++)
+    /* stores between checkpoints; after a restart every other one synced (msync syncs
+     * the whole file: on the first boot it would make page 1 durable too) */
+    for (int r = 0; r < rounds; r++) {
+        m[100 + r] = (char)('a' + r);
+        char c = 0;
+        long n = pread(fd, &c, 1, 100 + r);
+        char before = 0; /* stored before the last sleep: in guest memory across it */
+        if (r > 0 && pread(fd, &before, 1, 200 + r - 1) != 1)
+            before = '?';
+        printf("round %d page cache %c, %c msync %s\n", r, n == 1 ? c : '?',
+               before ? before : '-', r % 2 && !fresh ? result(msync(m, 4096, MS_SYNC)) : "-");
+        m[200 + r] = (char)('A' + r);
         sleep_ms(100);
+    }
     return 0;
 }
 

@@ -108,10 +108,14 @@ def flush(p: GuestProcess) -> None:
         size = file.cache_size(p)
         current = file.cache_read(p, offset, PAGE_SIZE)
         current += bytes(PAGE_SIZE - len(current))
-        merged = _merge(base, mine, current)
-        file.cache_write(p, offset, merged[: max(0, size - offset)])
+        within = max(0, size - offset)
+        merged = _merge(base, mine, current)[:within]
+        if merged == current[:within]:
+            continue  # only bytes past the end differ: they never reach the file
+        file.cache_write(p, offset, merged)
         changed[id(file)] = file
-    refresh(p, list(changed.values()))
+    if changed:
+        refresh(p, list(changed.values()))
 
 
 def refresh(p: GuestProcess, files: list[Any]) -> None:
