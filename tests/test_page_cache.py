@@ -12,6 +12,7 @@ import program_cache
 import pytest
 from simulate import scenario, simulate
 
+from chaosreplay.kernel.mm.address_space import AddressSpace, Vma
 from chaosreplay.kernel.mm.page_cache import _merge
 from chaosreplay.kernel.process import GuestProcess, ProcessConfig, Status
 from chaosreplay.kernel.state_check import check_kernel_state
@@ -21,6 +22,9 @@ from chaosreplay.recording.schema import SchemaError
 from chaosreplay.runs.record_replay import record_run, replay_run
 from chaosreplay.sim.simulation import Simulation
 from chaosreplay.vm.elf import load_program
+from chaosreplay.vm.vmm import Prot, Vm
+
+R, RW = int(Prot.READ), int(Prot.READ | Prot.WRITE)
 
 
 def _built(flavour: str) -> Path:
@@ -138,3 +142,44 @@ def test_two_mappings_storing_into_one_page_both_win() -> None:
     mine = b"\x00AB\x00\x00\x00\x00\x00"
     current = b"\x00\x00\x00\x00\x00\x00YZ"  # another mapping's stores, already flushed
     assert _merge(base, mine, current) == b"\x00AB\x00\x00\x00YZ"
+
+
+def test_pieces_of_one_file_merge_only_within_one_description_and_kind() -> None:
+    """Two opens of a file, or a private and a shared mapping, never merge; the saved row
+    names the description and the shared flag."""
+    one, other = object(), object()
+    first = Vma(0x10000, 0x11000, RW, "/f", 0, one, True)
+    assert Vma(0x11000, 0x12000, RW, "/f", 0x1000, one, True).continues(first)
+    assert not Vma(0x11000, 0x12000, RW, "/f", 0x1000, other, True).continues(first)
+    assert not Vma(0x11000, 0x12000, RW, "/f", 0x1000, one, False).continues(first)
+    assert first.piece(0x10000, 0x11000).file is one
+    assert first.saved(lambda d: 7 if d is one else 0) == [
+        0x10000, 0x11000, RW, "/f", 0, 7, 1]
+    assert first.saved() == [0x10000, 0x11000, RW, "/f", 0]  # without an index: as before
+
+
+class _Description:
+    """Enough of a FileDescription for the holds: a reference count."""
+
+    refs = 1
+
+
+@pytest.mark.kvm
+def test_a_mapping_holds_its_description_until_its_last_piece_goes() -> None:
+    """Split by mprotect, unmapped piece by piece: one hold throughout, dropped once."""
+    space = AddressSpace(Vm(16 << 20))
+    dropped: list[_Description] = []
+
+    def drop(d: _Description) -> None:
+        d.refs -= 1
+        dropped.append(d)
+
+    space.drop_hold = drop
+    d = _Description()
+    assert space.map_fixed(0x100000, 0x3000, RW, "/f", eager=True, offset=0, file=d,
+                           shared=True)
+    assert (d.refs, space.shares) == (2, True)
+    assert space.protect(0x101000, 0x1000, R) == 0 and len(space.vmas()) == 3
+    assert space.unmap(0x100000, 0x2000) and d.refs == 2 and not dropped
+    assert space.unmap(0x102000, 0x1000)
+    assert (d.refs, dropped, space.shares) == (1, [d], False)

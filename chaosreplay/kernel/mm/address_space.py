@@ -267,8 +267,8 @@ class AddressSpace:
         removed = self._replace(start, start + length, prot, name, offset, file, shared)
         if removed is None:
             return False
-        if file is not None or self.held:
-            self.sweep_holds()
+        if file is not None or any(piece.file is not None for piece in removed):
+            self.sweep_holds()  # only file mappings change what is held
         self.code.forget(start, start + length)
         for piece in removed:
             self._unmap_frames(piece.start, piece.end)
@@ -289,7 +289,7 @@ class AddressSpace:
         removed = self._replace(start, start + length, None)
         if removed is None:
             return False
-        if self.held:
+        if any(piece.file is not None for piece in removed):
             self.sweep_holds()
         self.code.forget(start, start + length)
         for piece in removed:
