@@ -26,9 +26,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from chaosreplay.kernel.mm.address_space import Vma
+from chaosreplay.kernel.mm.address_space import Vma, page_align
 from chaosreplay.kernel.syscalls.numbers import NUMBERS
-from chaosreplay.vm.vmm import PAGE_SIZE
+from chaosreplay.vm.vmm import PAGE_SIZE, VmmError
 
 if TYPE_CHECKING:
     from chaosreplay.kernel.process import GuestProcess
@@ -67,11 +67,21 @@ def _shared(q: GuestProcess) -> list[Vma]:
     return [v for v in q.space.vmas() if v.shared and v.prot]
 
 
-def _file_page(p: GuestProcess, vma: Vma, page: int, size: int) -> bytes:
-    """What page of vma shows of the file: its bytes, zeros past the end."""
-    at = vma.offset + page - vma.start  # type: ignore[operator]
-    data = vma.file.cache_read(p, at, min(PAGE_SIZE, max(0, size - at))) if at < size else b""
-    return data + bytes(PAGE_SIZE - len(data))
+def _file_range(p: GuestProcess, vma: Vma, end: int, size: int) -> bytes:
+    """What [vma.start, end) shows of the file: its bytes, zeros past its end."""
+    length = end - vma.start
+    offset = vma.offset or 0
+    data = vma.file.cache_read(p, offset, min(length, max(0, size - offset)))
+    return data + bytes(length - len(data))
+
+
+def _memory(q: GuestProcess, start: int, end: int) -> bytes | None:
+    """The bytes of [start, end) in q's VM in one read, or None when a page has no frame
+    (then the caller goes page by page)."""
+    try:
+        return q.vm.read(start, end - start)
+    except VmmError:
+        return None
 
 
 def _merge(base: bytes, mine: bytes, current: bytes) -> bytes:
@@ -93,14 +103,20 @@ def flush(p: GuestProcess) -> None:
     stores: list[tuple[Any, int, bytes, bytes]] = []  # (file, offset, base, mine)
     for vma in _shared(p):
         size = vma.file.cache_size(p)
-        end = min(vma.end, vma.start + max(0, size - vma.offset))  # pages within the file
+        end = min(vma.end, page_align(vma.start + max(0, size - vma.offset)))  # in the file
+        if end <= vma.start:
+            continue
+        shown = _file_range(p, vma, end, size)
+        held = _memory(p, vma.start, end)
+        if held == shown:
+            continue  # the common case: nothing stored since the last synchronisation
         for page in range(vma.start, end, PAGE_SIZE):
-            if vm.query(page) is None:
-                continue  # never touched: nothing stored
-            mine = vm.read(page, PAGE_SIZE)
-            base = _file_page(p, vma, page, size)
-            if mine != base:
-                stores.append((vma.file, vma.offset + page - vma.start, base, mine))
+            i = page - vma.start
+            mine = held[i : i + PAGE_SIZE] if isinstance(held, bytes) else (
+                None if vm.query(page) is None else vm.read(page, PAGE_SIZE))
+            base = shown[i : i + PAGE_SIZE]
+            if mine is not None and mine != base:  # (None: never touched, nothing stored)
+                stores.append((vma.file, vma.offset + i, base, mine))
     if not stores:
         return
     changed: dict[int, Any] = {}
@@ -127,9 +143,17 @@ def refresh(p: GuestProcess, files: list[Any]) -> None:
             if id(vma.file) not in keys:
                 continue
             size = vma.file.cache_size(p)
+            shown = _file_range(p, vma, vma.end, size)
+            held = _memory(q, vma.start, vma.end)
+            if held == shown:
+                continue
             for page in range(vma.start, vma.end, PAGE_SIZE):
-                want = _file_page(p, vma, page, size)
-                if q.vm.query(page) is None:
+                i = page - vma.start
+                want = shown[i : i + PAGE_SIZE]
+                if isinstance(held, bytes):
+                    if held[i : i + PAGE_SIZE] == want:
+                        continue
+                elif q.vm.query(page) is None:
                     if not any(want):
                         continue  # an untouched page reads as zeros already
                 elif q.vm.read(page, PAGE_SIZE) == want:
