@@ -274,6 +274,26 @@ static void anonymous_across_fork(void)
     int status;
     waitpid(child, &status, 0);
     printf("shared anonymous across fork: %c\n", s[0]);
+
+    /* a huge reservation costs only the pages stored into */
+    size_t big = 64ul << 30;
+    char *h = mmap(NULL, big, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    h[0] = 1;
+    h[big - 1] = 3;
+    child = fork();
+    if (child == 0) {
+        h[big / 2] = 9;
+        _exit(0);
+    }
+    waitpid(child, &status, 0);
+    printf("huge shared anonymous across fork: %d %d %d\n", h[0], h[big / 2], h[big - 1]);
+    char *a = mmap(NULL, big, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    a[5] = 7;
+    a[big - 1] = 8;
+    char *b = mremap(a, big, big + PAGE, MREMAP_MAYMOVE);
+    printf("huge private moved: %s %d %d\n", merr(b), b[5], b[big - 1]);
 }
 
 int main(void)

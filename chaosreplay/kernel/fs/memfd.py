@@ -92,7 +92,8 @@ class MemFile(FileDescription):
         return self._read_at(offset, size)
 
     def map_contents(self, p: GuestProcess, offset: int, length: int) -> bytes | int:
-        return self._read_at(offset, length)
+        # Only the stored bytes: the sparse rest is zero pages, which a mapping has anyway.
+        return self._read_at(offset, min(length, max(0, len(self.data) - offset)))
 
     def write(self, p: GuestProcess, data: bytes) -> int:
         written = self._write_at(p, self.offset, data)
@@ -172,10 +173,17 @@ class MemFile(FileDescription):
         data = data[: max(0, self.size - offset)]
         if not data:
             return
-        if offset + len(data) > len(self.data):
-            self.data.extend(bytes(offset + len(data) - len(self.data)))
+        growth = offset + len(data) - len(self.data)
+        if growth > 0:
+            if stored_bytes(p) + growth > p.config.mem_size // 2:
+                return  # past tmpfs's size: the store stays in the mapping (Linux: SIGBUS)
+            self.data.extend(bytes(growth))
         self.data[offset : offset + len(data)] = data
         self.changes += 1
+
+    def cache_extents(self, p: GuestProcess) -> list[tuple[int, int]]:
+        """The ranges that may hold bytes other than zeros: the stored prefix."""
+        return [(0, min(len(self.data), self.size))]
 
     def cache_stamp(self, p: GuestProcess) -> int:
         return self.changes

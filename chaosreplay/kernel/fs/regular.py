@@ -175,6 +175,10 @@ class DiskFile(FileDescription):
         if self.ino in p.fs.inodes:
             p.fs.write_back(self.ino, offset, data, now_ns(p))
 
+    def cache_extents(self, p: GuestProcess) -> list[tuple[int, int]]:
+        """The ranges that may hold bytes other than zeros: the whole file."""
+        return [(0, self.cache_size(p))]
+
     def cache_stamp(self, p: GuestProcess) -> int:
         return p.fs.changes
 

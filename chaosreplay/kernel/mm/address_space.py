@@ -336,6 +336,17 @@ class AddressSpace:
                 runs.append((a, b))
         return runs
 
+    def framed_pieces(self, start: int, end: int) -> list[tuple[int, int]]:
+        """The parts of [start, end) that may hold frames, cut at 2 MiB chunks (so a caller
+        reading one piece at a time never reads more than a chunk)."""
+        pieces: list[tuple[int, int]] = []
+        for a, b in self._framed_runs(start, end):
+            while a < b:
+                cut = min(b, ((a >> CHUNK_SHIFT) + 1) << CHUNK_SHIFT)
+                pieces.append((a, cut))
+                a = cut
+        return pieces
+
     def _unmap_frames(self, start: int, end: int) -> None:
         """Free the frames of [start, end) and forget chunks left without any."""
         for a, b in self._framed_runs(start, end):

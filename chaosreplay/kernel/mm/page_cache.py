@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from chaosreplay.kernel.mm.address_space import Vma, page_align
+from chaosreplay.kernel.mm.address_space import CHUNK_SHIFT, Vma, page_align
 from chaosreplay.kernel.syscalls.numbers import NUMBERS
 from chaosreplay.vm.vmm import PAGE_SIZE, VmmError
 
@@ -67,10 +67,10 @@ def _shared(q: GuestProcess) -> list[Vma]:
     return [v for v in q.space.vmas() if v.shared and v.prot]
 
 
-def _file_range(p: GuestProcess, vma: Vma, end: int, size: int) -> bytes:
-    """What [vma.start, end) shows of the file: its bytes, zeros past its end."""
-    length = end - vma.start
-    offset = vma.offset or 0
+def _file_range(p: GuestProcess, vma: Vma, start: int, end: int, size: int) -> bytes:
+    """What [start, end) of vma shows of the file: its bytes, zeros past its end."""
+    length = end - start
+    offset = (vma.offset or 0) + start - vma.start
     data = vma.file.cache_read(p, offset, min(length, max(0, size - offset)))
     return data + bytes(length - len(data))
 
@@ -94,6 +94,11 @@ def _merge(base: bytes, mine: bytes, current: bytes) -> bytes:
     return merged.to_bytes(n, "little")
 
 
+def _pieces(q: GuestProcess, vma: Vma, end: int) -> list[tuple[int, int]]:
+    """The parts of [vma.start, end) where q's pages may have frames, a chunk at most each."""
+    return q.space.framed_pieces(vma.start, end)
+
+
 def flush(p: GuestProcess) -> None:
     """Write what p's shared mappings hold and the file does not into the file, then make
     every shared mapping of a changed file equal to it."""
@@ -104,19 +109,18 @@ def flush(p: GuestProcess) -> None:
     for vma in _shared(p):
         size = vma.file.cache_size(p)
         end = min(vma.end, page_align(vma.start + max(0, size - vma.offset)))  # in the file
-        if end <= vma.start:
-            continue
-        shown = _file_range(p, vma, end, size)
-        held = _memory(p, vma.start, end)
-        if held == shown:
-            continue  # the common case: nothing stored since the last synchronisation
-        for page in range(vma.start, end, PAGE_SIZE):
-            i = page - vma.start
-            mine = held[i : i + PAGE_SIZE] if isinstance(held, bytes) else (
-                None if vm.query(page) is None else vm.read(page, PAGE_SIZE))
-            base = shown[i : i + PAGE_SIZE]
-            if mine is not None and mine != base:  # (None: never touched, nothing stored)
-                stores.append((vma.file, vma.offset + i, base, mine))
+        for a, b in _pieces(p, vma, end):
+            shown = _file_range(p, vma, a, b, size)
+            held = _memory(p, a, b)
+            if held == shown:
+                continue  # the common case: nothing stored since the last synchronisation
+            for page in range(a, b, PAGE_SIZE):
+                i = page - a
+                mine = held[i : i + PAGE_SIZE] if held is not None else (
+                    None if vm.query(page) is None else vm.read(page, PAGE_SIZE))
+                base = shown[i : i + PAGE_SIZE]
+                if mine is not None and mine != base:  # (None: never touched, nothing stored)
+                    stores.append((vma.file, vma.offset + page - vma.start, base, mine))
     if not stores:
         return
     changed: dict[int, Any] = {}
@@ -134,31 +138,71 @@ def flush(p: GuestProcess) -> None:
         refresh(p, list(changed.values()))
 
 
-def refresh(p: GuestProcess, files: list[Any]) -> None:
+def refresh(p: GuestProcess, files: list[Any]) -> bool:
     """Make every shared mapping of these files, in every process of p's node, show the
-    files' bytes (zeros past their ends)."""
+    files' bytes (zeros past their ends); False when guest RAM ran out on the way (the
+    process that needed a frame was OOM-killed)."""
     keys = {id(f) for f in files}
+    filled = True
     for q in _node(p):
         for vma in _shared(q):
             if id(vma.file) not in keys:
                 continue
             size = vma.file.cache_size(p)
-            shown = _file_range(p, vma, vma.end, size)
-            held = _memory(q, vma.start, vma.end)
-            if held == shown:
+            # Pages without a frame read as zeros: besides those with frames, only where
+            # the file may hold other bytes needs looking at.
+            pieces = set(_pieces(q, vma, vma.end))
+            for lo, hi in vma.file.cache_extents(p):
+                a = max(vma.start, vma.start + lo - vma.offset)
+                b = min(vma.end, page_align(vma.start + hi - vma.offset))
+                pieces.update(_chunks(a & ~(PAGE_SIZE - 1), b))
+            for a, b in _disjoint(sorted(pieces)):
+                filled = _refresh_piece(p, q, vma, a, b, size) and filled
+    return filled
+
+
+def _refresh_piece(p: GuestProcess, q: GuestProcess, vma: Vma, a: int, b: int,
+                   size: int) -> bool:
+    """Make [a, b) of q's mapping vma show the file (False: guest RAM ran out)."""
+    shown = _file_range(p, vma, a, b, size)
+    held = _memory(q, a, b)
+    if held == shown:
+        return True
+    for page in range(a, b, PAGE_SIZE):
+        i = page - a
+        want = shown[i : i + PAGE_SIZE]
+        if held is not None:
+            if held[i : i + PAGE_SIZE] == want:
                 continue
-            for page in range(vma.start, vma.end, PAGE_SIZE):
-                i = page - vma.start
-                want = shown[i : i + PAGE_SIZE]
-                if isinstance(held, bytes):
-                    if held[i : i + PAGE_SIZE] == want:
-                        continue
-                elif q.vm.query(page) is None:
-                    if not any(want):
-                        continue  # an untouched page reads as zeros already
-                elif q.vm.read(page, PAGE_SIZE) == want:
-                    continue
-                q.space.fill(page, want)
+        elif q.vm.query(page) is None:
+            if not any(want):
+                continue  # an untouched page reads as zeros already
+        elif q.vm.read(page, PAGE_SIZE) == want:
+            continue
+        if not q.space.fill(page, want):
+            return False
+    return True
+
+
+def _chunks(start: int, end: int) -> list[tuple[int, int]]:
+    """[start, end) cut at 2 MiB chunk boundaries."""
+    out: list[tuple[int, int]] = []
+    while start < end:
+        cut = min(end, ((start >> CHUNK_SHIFT) + 1) << CHUNK_SHIFT)
+        out.append((start, cut))
+        start = cut
+    return out
+
+
+def _disjoint(pieces: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted pieces, each cut at chunk boundaries, without overlaps: each range once."""
+    out: list[tuple[int, int]] = []
+    for a, b in pieces:
+        if out and a < out[-1][1]:
+            a = out[-1][1]
+        if a < b:
+            out.append((a, b))
+    return out
 
 
 def mapped_files(p: GuestProcess) -> list[Any]:

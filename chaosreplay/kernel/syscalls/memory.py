@@ -7,7 +7,8 @@ import errno
 from typing import TYPE_CHECKING, Any
 
 from chaosreplay.kernel.fs.files import O_APPEND, O_RDWR, S_IFMT, S_IFREG, FileDescription
-from chaosreplay.kernel.fs.memfd import F_SEAL_FUTURE_WRITE, F_SEAL_WRITE, MemFile
+from chaosreplay.kernel.fs.memfd import F_SEAL_FUTURE_WRITE, F_SEAL_WRITE
+from chaosreplay.kernel.fs.shmem import SharedMemory
 from chaosreplay.kernel.mm import page_cache
 from chaosreplay.kernel.mm.address_space import (
     EAGER_LIMIT,
@@ -86,8 +87,7 @@ def sys_mmap(p: GuestProcess, r: Any) -> int:
     if file is None and flags & MAP_TYPE != MAP_PRIVATE:
         # Shared anonymous memory is a file of its own, as Linux's shmem: a fork child's
         # mapping shares it through the page cache.
-        shm = MemFile(O_RDWR, b"/dev/zero (deleted)", p.files.anon_ino())
-        shm.size = length
+        shm = SharedMemory(O_RDWR, b"/dev/zero (deleted)", length)
         return _map_file(p, shm, start, length, guest_prot, 0, shared=True)
     if file is None:
         if not space.map_fixed(start, length, guest_prot, "[anon]",
@@ -124,18 +124,24 @@ def _map_file(p: GuestProcess, file: FileDescription, start: int, length: int, p
     kept coherent with the file by kernel/mm/page_cache.py. Pages wholly past the end of
     the file read as zeros (Linux raises SIGBUS there).
     """
+    space = p.space
+    name = file.path.decode(errors="replace")
     if shared:
         page_cache.flush(p)  # the file's bytes as this process's other mappings left them
-        size = file.cache_size(p)
-        contents: bytes | int = file.cache_read(p, offset, max(0, min(length, size - offset)))
-    else:
-        contents = file.map_contents(p, offset, length)
+        if not space.map_fixed(start, length, prot | Prot.READ, name, eager=False,
+                               offset=offset, file=file, shared=True):
+            return -errno.ENOMEM
+        if not page_cache.refresh(p, [file]):  # pages holding more than zeros get bytes
+            return -errno.ENOMEM  # guest RAM ran out filling them: the OOM kill took it
+        if prot != prot | Prot.READ:
+            space.protect(start, length, prot)
+        return start
+    contents = file.map_contents(p, offset, length)
     if isinstance(contents, int):
         return contents
-    space = p.space
     # Filled while readable, then given the asked protection (PROT_NONE included), so the
     # bytes are there whatever a later mprotect makes of them.
-    if not space.map_fixed(start, length, prot | Prot.READ, file.path.decode(errors="replace"),
+    if not space.map_fixed(start, length, prot | Prot.READ, name,
                            eager=len(contents) >= length // 2 and length <= EAGER_LIMIT,
                            offset=offset, file=file, shared=shared):
         return -errno.ENOMEM
@@ -283,7 +289,8 @@ def _move(p: GuestProcess, vma: Vma, old: int, old_size: int, new_size: int,
     offset = None if vma.offset is None else vma.offset + old - vma.start
     kept = min(old_size, new_size)
     pages = [(page - old, p.vm.read(page, PAGE_SIZE))
-             for page in range(old, old + kept, PAGE_SIZE) if p.vm.query(page) is not None]
+             for a, b in space.framed_pieces(old, old + kept)
+             for page in range(a, b, PAGE_SIZE) if p.vm.query(page) is not None]
     file = vma.file
     if file is not None:
         file.refs += 1  # the move may unmap the old mapping's last hold before the new one
