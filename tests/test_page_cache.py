@@ -12,6 +12,7 @@ import program_cache
 import pytest
 from simulate import scenario, simulate
 
+from chaosreplay.kernel.fs.shmem import SharedMemory
 from chaosreplay.kernel.mm.address_space import AddressSpace, Vma
 from chaosreplay.kernel.mm.page_cache import _merge
 from chaosreplay.kernel.process import GuestProcess, ProcessConfig, Status
@@ -183,3 +184,21 @@ def test_a_mapping_holds_its_description_until_its_last_piece_goes() -> None:
     assert space.unmap(0x100000, 0x2000) and d.refs == 2 and not dropped
     assert space.unmap(0x102000, 0x1000)
     assert (d.refs, dropped, space.shares) == (1, [d], False)
+
+
+def test_shared_anonymous_memory_stores_only_pages_that_hold_bytes() -> None:
+    """Zero pages are not stored, partial stores keep the rest of the page, and the saved
+    state loads back to the same pages."""
+    memory = SharedMemory(2, b"/dev/zero (deleted)", 1 << 40)
+    memory.cache_write(None, 1 << 39, b"\x01" + bytes(4095))  # type: ignore[arg-type]
+    memory.cache_write(None, 8192, bytes(4096))  # type: ignore[arg-type]
+    assert sorted(memory.pages) == [(1 << 39) // 4096]
+    memory.cache_write(None, 1 << 39, bytes(4096))  # type: ignore[arg-type]
+    assert memory.pages == {}
+    memory.cache_write(None, 4096, b"ab")  # type: ignore[arg-type]
+    assert memory.cache_read(None, 4095, 4) == b"\x00ab\x00"  # type: ignore[arg-type]
+    saved = memory.save(None)  # type: ignore[arg-type]
+    SharedMemory.STATE(saved, "shmem")
+    again = SharedMemory.load(2, b"x", saved, None)  # type: ignore[arg-type]
+    assert isinstance(again, SharedMemory) and again.pages == memory.pages
+    assert again.cache_extents(None) == [(4096, 8192)]  # type: ignore[arg-type]

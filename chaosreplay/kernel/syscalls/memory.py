@@ -194,10 +194,12 @@ def sys_madvise(p: GuestProcess, r: Any) -> int:
                 continue
             if vma.offset is not None and vma.file is None:
                 continue  # a file mapping from an old checkpoint: its file is not known
-            for page in range(max(vma.start, addr), min(vma.end, addr + length), PAGE_SIZE):
-                if p.vm.query(page) is None:
-                    continue  # no frame: reads as it should already
-                p.space.fill(page, _dropped_page(p, vma, page))
+            lo, hi = max(vma.start, addr), min(vma.end, addr + length)
+            for a, b in p.space.framed_pieces(lo, hi):  # (a huge range: its framed parts)
+                for page in range(a, b, PAGE_SIZE):
+                    if p.vm.query(page) is None:
+                        continue  # no frame: reads as it should already
+                    p.space.fill(page, _dropped_page(p, vma, page))
     return 0
 
 
