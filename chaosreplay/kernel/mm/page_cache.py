@@ -8,7 +8,7 @@ where another party could observe a difference:
 - before a system call of a process with shared file mappings (`flush`): pages that differ
   from the file are written into it, byte by byte where they differ, so two mappings that
   stored into different bytes of one page both win (where both stored into one byte, the
-  mapping at the lower address wins: a fixed, documented order);
+  mapping at the higher address wins: a fixed, documented order);
 - after the call, when it changed a mapped file (`refresh_changed`), and after every flush
   that wrote something: every shared mapping of that file in every process of the node is
   made equal to the file again (zeros past its end);
