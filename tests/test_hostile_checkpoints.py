@@ -148,6 +148,14 @@ def _delete(key: str) -> Callable[[Any], Any]:
     return apply
 
 
+def _vma_maps(i: int, description: int, shared: int) -> Callable[[Any], Any]:
+    """A kernel-state edit: VMA i made a file mapping of description (shared or not)."""
+    def apply(kernel: Any) -> Any:
+        kernel["vmas"][i] = [*kernel["vmas"][i][:4], 0, description, shared]
+        return kernel
+    return apply
+
+
 def _disk_loop(disk: dict[str, Any]) -> dict[str, Any]:
     root = next(i for i in disk["inodes"] if i["ino"] == 1)
     root["entries"].append([b"again", 1])  # the root inside itself
@@ -218,6 +226,15 @@ CASES: dict[str, tuple[Any, Any, tuple[str, ...]]] = {
     "vma of the wrong types": (edit_part("node1.kernel", _set(["vmas", 2], ["a", 2, 3, 4])),
                                None, ("part node1.kernel", "field vmas[2] is not "
                                       "[int, int, int, str]")),
+    "file mapping naming a missing description": (
+        edit_part("node1.kernel", _vma_maps(2, 999, 0)), None,
+        ("part node1.kernel", "has mapping", "naming description 999 of 3")),
+    "shared mapping of a terminal": (
+        edit_part("node0.kernel", _vma_maps(2, 0, 1)), None,
+        ("part node0.kernel", "shared mapping", "of description 0", "cannot be shared")),
+    "vma row of six items": (
+        edit_part("node0.kernel", lambda k: _set(["vmas", 2], [*k["vmas"][2][:4], 0, 1])(k)),
+        None, ("part node0.kernel", "field vmas[2]")),
     "disk content blob missing": (edit_part("node0.disk",
                                             _set(["external"], [[1, "data", "ab" * 32]])),
                                   None, ("part node0.disk", "field external[0] names a blob "

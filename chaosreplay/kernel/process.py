@@ -24,11 +24,12 @@ from chaosreplay.events import EventKind
 from chaosreplay.kernel import futex, sdk_abi, signalling
 from chaosreplay.kernel.clock import NodeClock
 from chaosreplay.kernel.exec import load_image, plan_load
-from chaosreplay.kernel.fs.files import save_tables
+from chaosreplay.kernel.fs.files import Refs, save_tables
 from chaosreplay.kernel.fs.install import DiskEntry, install
 from chaosreplay.kernel.fs.paths import ROOT
 from chaosreplay.kernel.fs.waiters import WAIT, Wait, end_wait
 from chaosreplay.kernel.kernel import Kernel, Shared
+from chaosreplay.kernel.mm import page_cache
 from chaosreplay.kernel.mm.address_space import AddressSpace, GuestOutOfMemory
 from chaosreplay.kernel.processes import INIT_PID, ChildEvents, ProcessTable, wait_status
 from chaosreplay.kernel.scheduler import Scheduler, SchedulerConfig
@@ -231,6 +232,7 @@ class GuestProcess:
         self.vm = Vm(config.mem_size)
         self.space = AddressSpace(self.vm)
         self.space.oom_kill = self._oom_kill
+        self.space.drop_hold = self._drop_hold
         exe_name = b"/chaosreplay/" + image.path.name.encode()
         loaded = load_image(self.space, plan, config.argv, config.envp,
                             self.random["auxv"].read(16), exe_name,
@@ -562,7 +564,12 @@ class GuestProcess:
                 number = regs.rax
                 handler = handlers.get(number)
                 try:
-                    result = handler(self, regs) if handler else self._unknown_syscall(number)
+                    if self.space.shares or (self.table is not None
+                                             and page_cache.active(self)):
+                        # shared file mappings in the node: synchronised around the call
+                        result = self._cached_syscall(handler, number)
+                    else:
+                        result = handler(self, regs) if handler else self._unknown_syscall(number)
                     rax = result & _MASK64
                 except Exception as exc:  # the one guard: nothing a guest does escapes
                     self.syscalls += 1
@@ -636,6 +643,17 @@ class GuestProcess:
                 status = self.run()
         return status
 
+    def _cached_syscall(self, handler: Any, number: int) -> int:
+        """A system call with shared file mappings about: the mappings' stores reach the
+        files first, and mappings of a file the call changed show it after."""
+        if number not in page_cache.NO_FILE_CALLS:
+            page_cache.flush(self)
+        files = page_cache.mapped_files(self)
+        before = page_cache.stamps(self, files)
+        result = handler(self, self.regs) if handler else self._unknown_syscall(number)
+        page_cache.refresh_changed(self, files, before)
+        return result
+
     def _syscall_event(self, number: int, result: int) -> None:
         """The hottest event: straight to the sink (the tid only off the main thread)."""
         regs = self.regs
@@ -692,6 +710,12 @@ class GuestProcess:
         else:
             self.unknown_syscalls_other += 1  # bounded: a fuzzer's random numbers
         return -ENOSYS
+
+    def _drop_hold(self, file: Any) -> None:
+        """A mapping's hold on a description ends: closed once nothing refers to it."""
+        file.refs -= 1
+        if file.refs == 0:
+            file.release(self)
 
     def _oom_kill(self, reason: str) -> None:
         """The OOM killer: guest RAM is exhausted, so the node dies of SIGKILL."""
@@ -811,6 +835,8 @@ class GuestProcess:
 
     def drop_vm(self) -> None:
         """An ended child's VM goes back to the host; its wait status stays."""
+        if self.space is not None:
+            self.space.release_holds()
         self.vm = self.space = self.regs = None  # type: ignore[assignment]
         self.tasks = {}
 
@@ -838,6 +864,7 @@ class GuestProcess:
         child.regs = child.vm.regs
         child.space = self.space.fork(child.vm)
         child.space.oom_kill = child._oom_kill
+        child.space.drop_hold = child._drop_hold
         child.sites = child.space.code.sites
         child.regs.rax = 0
         return child
@@ -942,11 +969,12 @@ class GuestProcess:
         """Everything the VMM keeps for this node outside its VMs, as plain data: this
         process's state, the node's, and (once it forked) every other process's."""
         others = self.table.others_in_order(self) if self.table is not None else []
-        if others:  # one table of descriptions for all: forks share them
-            refs, tables = save_tables([self.files] + [q.files for q in others if q.alive])
-            files = files_state(self, (refs, tables[0]))
-        else:
-            files = files_state(self)
+        # one table of descriptions for all: forks share them, and mappings hold some
+        mapped = [d for q in [self, *(q for q in others if q.alive)] if q.space is not None
+                  for d in q.space.mapped_files()]
+        refs, tables = save_tables([self.files] + [q.files for q in others if q.alive],
+                                   mapped)
+        files = files_state(self, (refs, tables[0]))
         node = {
             "vtime_ns": self.vtime_ns, "clock": self.clock.to_dict(),
             "incarnation": self.incarnation,
@@ -956,7 +984,7 @@ class GuestProcess:
             "rdrand": self.emulator.rdrand.position, "rdseed": self.emulator.rdseed.position,
             "files": files,
         }
-        own = self.process_state()
+        own = self.process_state(refs)
         state = {key: own[key] if key in own else node[key] for key in KERNEL_STATE_KEYS}
         for key in ("exe", "stop", "itimer_cpu"):  # only when set: older states keep bytes
             if key in own:
@@ -967,10 +995,12 @@ class GuestProcess:
                 refs, {q.pid: next(live) for q in others if q.alive})
         return state
 
-    def process_state(self) -> dict[str, Any]:
+    def process_state(self, refs: Refs | None = None) -> dict[str, Any]:
         """This process's own part of kernel_state(): status, signals, timers, tasks,
-        scheduler, address space, name (and the exec'd program, if any)."""
+        scheduler, address space (file mappings name their descriptions by index in
+        refs), name (and the exec'd program, if any)."""
         space = self.space
+        index = None if refs is None else refs.index
         state = {
             "status": self.status.value, "exit_code": self.exit_code,
             "wake_at_ns": self.wake_at_ns, "syscalls": self.syscalls,
@@ -982,7 +1012,7 @@ class GuestProcess:
             "tasks": [_task_state(t) for t in self.tasks.values()],
             "current_tid": self.current.tid,
             "futex_sequence": self.futex_sequence, "scheduler": self.scheduler.to_state(),
-            "vmas": [v.saved() for v in space.vmas()],
+            "vmas": [v.saved(index) for v in space.vmas()],
             "code_pages": space.code.to_state(),
             "brk_start": space.brk_start, "brk": space.brk,
             "memory_limit": space.memory_limit,
@@ -1026,6 +1056,7 @@ class GuestProcess:
         self.emulator.rdseed.seek(state["rdseed"])
         self.load_process_state(state)
         refs = load_files_state(self, state["files"])
+        self.space.adopt_files(refs.descriptions, f"node{self.node_id}.kernel.vmas")
         if "processes" in state:
             ProcessTable.load(self, state["processes"], refs)
 
@@ -1067,7 +1098,9 @@ class GuestProcess:
             self.tasks = {PID: self.current}
         self._switch = self._yielding = False
         signalling.recheck(self)
-        self.space._vmas = [Vma(*v) for v in state["vmas"]]
+        self.space._vmas = [Vma(*v[:5], v[5] if len(v) > 5 else None, bool(v[6]))
+                            if len(v) > 5 else Vma(*v) for v in state["vmas"]]
+        self.space.held, self.space.shares = {}, False  # holds: adopt_files, once loaded
         if "code_pages" in state:  # absent in checkpoints from before W^X
             self.space.code.load_state(state["code_pages"])
         self.space.brk_start = state["brk_start"]

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from chaosreplay.events import EventKind
 from chaosreplay.kernel.fs.files import FdTable, Refs
 from chaosreplay.kernel.fs.waiters import Notifiable, WaitQueue
+from chaosreplay.kernel.mm import page_cache
 
 if TYPE_CHECKING:
     from chaosreplay.kernel.process import GuestProcess, Status
@@ -112,7 +113,7 @@ class ProcessTable:
                                                      crash.symbol, crash.fault_address,
                                                      crash.reason]}
             if q.alive:
-                row["process"] = q.process_state()  # (its stop, if any, too)
+                row["process"] = q.process_state(refs)  # (its stop, if any, too)
                 row["files"] = {**tables[q.pid], **process_files_state(q, refs)}
             rows.append(row)
         return {"last_pid": self.last_pid, "freed_exits": self.freed_exits, "processes": rows}
@@ -138,9 +139,12 @@ class ProcessTable:
                 q.regs = q.vm.regs
                 q.space = AddressSpace(q.vm)
                 q.space.oom_kill = q._oom_kill
+                q.space.drop_hold = q._drop_hold
                 q.load_process_state(row["process"])
                 q.sites = q.space.code.sites
                 q.files = FdTable.adopt(row["files"], refs)
+                q.space.adopt_files(refs.descriptions, f"node{init.node_id}.kernel.processes"
+                                    f"[pid {q.pid}].vmas")
                 load_process_files_state(q, row["files"], refs)
             else:  # a zombie: its wait status is all that is left
                 q.vm = q.space = q.regs = None  # type: ignore[assignment]
@@ -180,6 +184,8 @@ class ProcessTable:
             proc.vtime_ns = now
             proc.wake_at_ns = None
             status = proc.run_process(deadline_ns)
+            if proc.space is not None and proc.space.shares:
+                page_cache.flush(proc)  # another process may run next: it sees the stores
             now = proc.vtime_ns
             proc.wake_at_ns = None  # the node loop works out wake-ups from the tasks
             if proc is init:

@@ -91,17 +91,20 @@ def _brk_in_order(state: dict[str, Any]) -> str | None:
 
 
 class _VmaRow(Check):
-    """[start, end, prot, name], plus the file offset for a file mapping."""
+    """[start, end, prot, name], plus the file offset for a file mapping, plus the mapped
+    description (its index in the descriptor tables' descriptions: AddressSpace.adopt_files
+    checks it names one) and whether the mapping is MAP_SHARED."""
 
     _range = (Int(0, USER_VA_END), Int(0, USER_VA_END), Int(0, 7), Str(4096))
     plain, file = Row(*_range), Row(*_range, Int(0, I64_MAX))
+    held = Row(*_range, Int(0, I64_MAX), Int(0, 1 << 20), Int(0, 1))
 
     def describe(self) -> str:
-        return f"{self.plain.describe()} or {self.file.describe()}"
+        return f"{self.plain.describe()}, {self.file.describe()} or {self.held.describe()}"
 
     def __call__(self, value: Any, path: str) -> None:
-        long = type(value) in (list, tuple) and len(value) == 5
-        (self.file if long else self.plain)(value, path)
+        size = len(value) if type(value) in (list, tuple) else 0
+        {5: self.file, 7: self.held}.get(size, self.plain)(value, path)
 
 
 VMA = _VmaRow()
@@ -513,6 +516,29 @@ def _processes_fit(state: dict[str, Any]) -> str | None:
     return None
 
 
+def _mappings_name_descriptions(state: dict[str, Any]) -> str | None:
+    """Every file mapping that names a description (its index in the node's table) names
+    one that exists, and a shared one a file that can be shared (AddressSpace.adopt_files
+    and kernel/mm/page_cache.py use them)."""
+    descriptions = state["files"]["table"]["descriptions"]
+    count = len(descriptions)
+    rows = [("", state["vmas"])] + [
+        (f"process {row['pid']} ", row["process"]["vmas"])
+        for row in state.get("processes", {}).get("processes", []) if "process" in row]
+    for who, vmas in rows:
+        for start, _, _, _, *held in vmas:
+            if len(held) != 3:
+                continue
+            index, shared = held[1], held[2]
+            if index >= count:
+                return f"has {who}mapping {start:#x} naming description {index} of {count}"
+            kind = descriptions[index][0]
+            if shared and not hasattr(FileDescription.registry[kind], "cache_read"):
+                return f"has {who}shared mapping {start:#x} of description {index} ({kind}), " \
+                       "which cannot be shared"
+    return None
+
+
 KERNEL_STATE = Where(Record(KERNEL_FIELDS, open=True),
                      lambda state: _brk_in_order(state) or _current_task_on_cpu(state))
 
@@ -628,3 +654,4 @@ def check_kernel_state(state: Any, part: str) -> None:
                     validate(row["process"][key], check,
                              f"{part}.processes.processes[{i}].{key}")
         validate(state, Where(Record({}, open=True), _processes_fit), part)
+    validate(state, Where(Record({}, open=True), _mappings_name_descriptions), part)

@@ -204,6 +204,60 @@ static int alloc(int rounds)
     return 0;
 }
 
+/* A MAP_SHARED mapping of a durable two-page file: a store to page 0 is msync'ed, one to
+ * page 1 only reaches the page cache, and each boot prints what survived; then a store a
+ * round, read back through the file. */
+static const char *shown(const char *p, int n)
+{
+    static char text[16];
+    if (!p[0])
+        return "-";
+    snprintf(text, sizeof text, "%.*s", n, p);
+    return text;
+}
+
+static int shmap(int rounds)
+{
+    int fd = open("/data/shmap", O_RDWR);
+    int fresh = fd < 0;
+    if (fresh) {
+        put_durably("/data/shmap", "");
+        fd = open("/data/shmap", O_RDWR);
+        if (fd < 0 || ftruncate(fd, 8192) < 0 || fsync(fd) < 0)
+            printf("shmap setup %s\n", strerror(errno));
+    }
+    char *m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED) {
+        printf("shmap mmap %s\n", strerror(errno));
+        return 1;
+    }
+    printf("shmap boot synced=%s", shown(m, 6));
+    printf(" unsynced=%s\n", shown(m + 4096, 4));
+    if (fresh) {
+        memcpy(m, "SYNCED", 6);
+        printf("msync %s\n", result(msync(m, 4096, MS_SYNC)));
+        memcpy(m + 4096, "LOST", 4);
+        char buf[5] = {0};
+        printf("pread %s", result(pread(fd, buf, 4, 4096)));
+        printf(" page cache holds %s\n", buf);
+    }
+    /* stores between checkpoints; after a restart every other one synced (msync syncs
+     * the whole file: on the first boot it would make page 1 durable too) */
+    for (int r = 0; r < rounds; r++) {
+        m[100 + r] = (char)('a' + r);
+        char c = 0;
+        long n = pread(fd, &c, 1, 100 + r);
+        char before = 0; /* stored before the last sleep: in guest memory across it */
+        if (r > 0 && pread(fd, &before, 1, 200 + r - 1) != 1)
+            before = '?';
+        printf("round %d page cache %c, %c msync %s\n", r, n == 1 ? c : '?',
+               before ? before : '-', r % 2 && !fresh ? result(msync(m, 4096, MS_SYNC)) : "-");
+        m[200 + r] = (char)('A' + r);
+        sleep_ms(100);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "ring";
@@ -224,6 +278,8 @@ int main(int argc, char **argv)
         return pingpong(arg);
     if (strcmp(mode, "alloc") == 0)
         return alloc(arg);
+    if (strcmp(mode, "shmap") == 0)
+        return shmap(arg);
     if (strcmp(mode, "random") == 0) {
         uint64_t sdk = cr_get_random(), os = 0;
         getrandom(&os, sizeof os, 0);
@@ -239,6 +295,6 @@ int main(int argc, char **argv)
         for (volatile unsigned long i = 0;; i++)
             ;
     }
-    fprintf(stderr, "usage: probe ring|burst|pingpong|clock|alloc|disk|bug|random|spin|wait [N]\n");
+    fprintf(stderr, "usage: probe ring|burst|pingpong|clock|alloc|disk|shmap|bug|random|spin|wait [N]\n");
     return 2;
 }

@@ -142,6 +142,10 @@ class FileSystem:
         self.next_ino = ROOT_INO
         self.used_bytes = 0  # sum of every inode's footprint (see _footprint)
         self.log_bytes = 0  # bytes held by every file's unsynced write log
+        # Bumped by every content change: shared file mappings (kernel/mm/page_cache.py)
+        # look at it to learn whether a call changed a file under them. Never saved: it is
+        # only compared across one system call.
+        self.changes = 0
         root = self._new_inode(True, 0o755, 0)
         root.links = root.durable_links = 1
         for name in (b"data", b"tmp"):
@@ -189,6 +193,7 @@ class FileSystem:
 
     def _log(self, node: Inode, op: WriteOp) -> None:
         """Append to a file's unsynced log, compacting every log when they grow too big."""
+        self.changes += 1
         node.ops.append(op)
         if op[1] is not None:
             self.log_bytes += len(op[1])
@@ -422,6 +427,23 @@ class FileSystem:
         self._log(node, (offset, bytes(data)))
         node.mtime_ns = node.ctime_ns = now_ns
         return len(data)
+
+    def peek(self, ino: int, offset: int, size: int) -> bytes:
+        """Up to size bytes at offset, fault-free: what the page cache holds (a shared
+        mapping's pages are filled from it; no disk read happens on Linux either)."""
+        return bytes(self._file(ino).data[offset : offset + size])
+
+    def write_back(self, ino: int, offset: int, data: bytes, now_ns: int = 0) -> None:
+        """Stores through a shared mapping reaching the page cache: within the file's size
+        (never growing it), fault-free (a write-back error would show at fsync, which
+        consults the faults itself), dirty until fsync as any write."""
+        node = self._file(ino)
+        data = data[: max(0, len(node.data) - offset)]
+        if not data:
+            return
+        node.data[offset : offset + len(data)] = data
+        self._log(node, (offset, bytes(data)))
+        node.mtime_ns = node.ctime_ns = now_ns
 
     def truncate(self, ino: int, size: int, now_ns: int = 0) -> None:
         """Set a file's size (growing with zeros)."""

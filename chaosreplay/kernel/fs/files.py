@@ -388,14 +388,18 @@ class FdTable:
         return cls.adopt(data, refs), refs
 
 
-def save_tables(tables: list[FdTable]) -> tuple[Refs, list[dict[str, Any]]]:
+def save_tables(tables: list[FdTable], mapped: list[FileDescription] | None = None
+                ) -> tuple[Refs, list[dict[str, Any]]]:
     """Descriptor tables that share open descriptions (a node's processes after fork) as
     plain data: every description and shared object once, in the first table's data; the
-    others hold only their descriptors (slots_state)."""
+    others hold only their descriptors (slots_state). `mapped`: descriptions file mappings
+    hold (saved too, after the tables' own, even with no descriptor left)."""
     refs = Refs()
     for table in tables:
         for _, slot in table.items():
             refs.add(slot.file)
+    for d in mapped or ():
+        refs.add(d)
     descriptions = [[d.kind, d.flags, d.path, d.offset, d.save(refs)] for d in refs.descriptions]
     shared = [obj.save() for obj in refs.shared]
     first = {"descriptions": descriptions, "shared": shared, **tables[0].slots_state(refs)}

@@ -6,7 +6,9 @@ node's disk (no disk faults, no durability: tmpfs has nothing to make durable). 
 be sparse (ftruncate grows it without storing zeros); the bytes stored by every memfd of
 the process together stay within half the guest memory, tmpfs's default size, beyond
 which writes fail with ENOSPC. Seals (fcntl F_ADD_SEALS / F_GET_SEALS) forbid what Linux's
-forbid. A memfd maps privately like any file (a copy); MAP_SHARED is refused (ENODEV).
+forbid. A memfd maps privately like any file (a copy) or shared (kernel/mm/page_cache.py);
+F_SEAL_WRITE forbids a writable shared mapping (EPERM) but is not refused while one exists
+(Linux's EBUSY).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class MemFile(FileDescription):
         self.seals = seals
         self.ino = ino
         self.mode = mode
+        self.changes = 0  # bumped by every content change (compared across one call only)
 
     # -- data ------------------------------------------------------------------------------
     def _read_at(self, offset: int, size: int) -> bytes:
@@ -77,6 +80,7 @@ class MemFile(FileDescription):
             self.data.extend(bytes(offset - len(self.data)))
         self.data[offset:end] = data
         self.size = max(self.size, end)
+        self.changes += 1
         return len(data)
 
     def read(self, p: GuestProcess, size: int) -> bytes | int:
@@ -88,7 +92,8 @@ class MemFile(FileDescription):
         return self._read_at(offset, size)
 
     def map_contents(self, p: GuestProcess, offset: int, length: int) -> bytes | int:
-        return self._read_at(offset, length)
+        # Only the stored bytes: the sparse rest is zero pages, which a mapping has anyway.
+        return self._read_at(offset, min(length, max(0, len(self.data) - offset)))
 
     def write(self, p: GuestProcess, data: bytes) -> int:
         written = self._write_at(p, self.offset, data)
@@ -109,6 +114,7 @@ class MemFile(FileDescription):
             return -errno.EPERM
         del self.data[length:]
         self.size = length
+        self.changes += 1
         return 0
 
     def fallocate(self, p: GuestProcess, mode: int, offset: int, length: int) -> int:
@@ -123,6 +129,7 @@ class MemFile(FileDescription):
             stop = min(end, len(self.data))
             if stop > offset:
                 self.data[offset:stop] = bytes(stop - offset)
+                self.changes += 1
             return 0
         if end > self.size and self.seals & F_SEAL_GROW:
             return -errno.EPERM
@@ -132,6 +139,7 @@ class MemFile(FileDescription):
         self.data.extend(bytes(growth))  # allocated pages are stored pages (of zeros)
         if not mode & keep_size:
             self.size = max(self.size, end)
+        self.changes += 1
         return 0
 
     def seek(self, p: GuestProcess, offset: int, whence: int) -> int:
@@ -151,6 +159,37 @@ class MemFile(FileDescription):
             return -errno.EINVAL
         self.offset = target
         return target
+
+    # -- the page cache a shared mapping uses (kernel/mm/page_cache.py) --------------------
+    def cache_size(self, p: GuestProcess) -> int:
+        return self.size
+
+    def cache_read(self, p: GuestProcess, offset: int, size: int) -> bytes:
+        return self._read_at(offset, size)
+
+    def cache_write(self, p: GuestProcess, offset: int, data: bytes) -> None:
+        """Stores through a shared mapping: within the size, whatever the seals (the
+        mapping was allowed when it was made)."""
+        data = data[: max(0, self.size - offset)]
+        if not data:
+            return
+        growth = offset + len(data) - len(self.data)
+        if growth > 0:
+            if stored_bytes(p) + growth > p.config.mem_size // 2:
+                return  # past tmpfs's size: the store stays in the mapping (Linux: SIGBUS)
+            self.data.extend(bytes(growth))
+        self.data[offset : offset + len(data)] = data
+        self.changes += 1
+
+    def cache_extents(self, p: GuestProcess) -> list[tuple[int, int]]:
+        """The ranges that may hold bytes other than zeros: the stored prefix."""
+        return [(0, min(len(self.data), self.size))]
+
+    def cache_stamp(self, p: GuestProcess) -> int:
+        return self.changes
+
+    def cache_sync(self, p: GuestProcess) -> int:
+        return 0  # tmpfs: nothing to make durable
 
     # -- seals -----------------------------------------------------------------------------
     def add_seals(self, seals: int) -> int:

@@ -87,7 +87,8 @@ def maps(p: GuestProcess) -> str:
         perms = "".join(c if v.prot & bit else "-" for c, bit in (("r", 1), ("w", 2), ("x", 4)))
         name = "" if v.name == "[anon]" else (
             p.exe_name.decode(errors="replace") if v.name == "[program]" else v.name)
-        line = f"{v.start:08x}-{v.end:08x} {perms}p {v.offset or 0:08x} 00:00 0"
+        kind = "s" if v.shared else "p"
+        line = f"{v.start:08x}-{v.end:08x} {perms}{kind} {v.offset or 0:08x} 00:00 0"
         lines.append(f"{line:<73}{name}".rstrip() + "\n")
     return "".join(lines)
 

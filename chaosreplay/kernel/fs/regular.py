@@ -164,6 +164,28 @@ class DiskFile(FileDescription):
             return -e.errno
         return self._read_at(p, offset, length)
 
+    # -- the page cache a shared mapping uses (kernel/mm/page_cache.py) --------------------
+    def cache_size(self, p: GuestProcess) -> int:
+        return p.fs.size(self.ino) if self.ino in p.fs.inodes else 0
+
+    def cache_read(self, p: GuestProcess, offset: int, size: int) -> bytes:
+        return p.fs.peek(self.ino, offset, size) if self.ino in p.fs.inodes else b""
+
+    def cache_write(self, p: GuestProcess, offset: int, data: bytes) -> None:
+        if self.ino in p.fs.inodes:
+            p.fs.write_back(self.ino, offset, data, now_ns(p))
+
+    def cache_extents(self, p: GuestProcess) -> list[tuple[int, int]]:
+        """The ranges that may hold bytes other than zeros: the whole file."""
+        return [(0, self.cache_size(p))]
+
+    def cache_stamp(self, p: GuestProcess) -> int:
+        return p.fs.changes
+
+    def cache_sync(self, p: GuestProcess) -> int:
+        """msync(MS_SYNC) of a mapping of this file: its data made durable (0 or -errno)."""
+        return self.fsync(p, data_only=True)
+
     def stat(self, p: GuestProcess) -> StatInfo | int:
         try:
             return disk_stat(p.fs.stat(self.ino))

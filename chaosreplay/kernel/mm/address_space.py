@@ -53,31 +53,43 @@ def user_range_ok(start: int, length: int) -> bool:
 @dataclass(slots=True)
 class Vma:
     """One mapping: [start, end) with its protection, a name for display and, for a file
-    mapping, the file offset of start (None for anonymous memory and the program)."""
+    mapping, the file offset of start (None for anonymous memory and the program), the open
+    description it maps (held while mapped, as Linux's vm_file) and whether it is MAP_SHARED
+    (its pages are the file's page cache: kernel/mm/page_cache.py)."""
 
     start: int
     end: int
     prot: int
     name: str
     offset: int | None = None
+    file: Any = None
+    shared: bool = False
 
     def piece(self, start: int, end: int, prot: int | None = None) -> Vma:
         """The part [start, end) of this mapping (its file offset moved along)."""
         offset = None if self.offset is None else self.offset + start - self.start
-        return Vma(start, end, self.prot if prot is None else prot, self.name, offset)
+        return Vma(start, end, self.prot if prot is None else prot, self.name, offset,
+                   self.file, self.shared)
 
     def continues(self, before: Vma) -> bool:
         """Whether this mapping could be one with the one just before it (Linux merges)."""
         if before.end != self.start or (before.prot, before.name) != (self.prot, self.name):
             return False
+        if before.file is not self.file or before.shared != self.shared:
+            return False
         if before.offset is None or self.offset is None:
             return before.offset is self.offset
         return before.offset + (before.end - before.start) == self.offset
 
-    def saved(self) -> list[Any]:
-        """As the kernel state holds it (the offset only for file mappings)."""
+    def saved(self, index: Callable[[Any], int] | None = None) -> list[Any]:
+        """As the kernel state holds it: the offset only for file mappings, then (with
+        index, which numbers descriptions) the mapped description and the shared flag."""
         row: list[Any] = [self.start, self.end, self.prot, self.name]
-        return row if self.offset is None else [*row, self.offset]
+        if self.offset is None:
+            return row
+        if self.file is None or index is None:
+            return [*row, self.offset]
+        return [*row, self.offset, index(self.file), int(self.shared)]
 
 
 class AddressSpace:
@@ -97,6 +109,11 @@ class AddressSpace:
         # its whole length (the C core walks page by page: ~7 s per TiB).
         self.framed: set[int] | None = set()
         self.code = CodePages(self)  # W^X: executable pages are scanned before they run
+        # Descriptions the mappings hold (by id), and what drops a hold (the process's
+        # close of a description: release once nothing else refers to it).
+        self.held: dict[int, Any] = {}
+        self.shares = False  # whether a mapping is MAP_SHARED of a file (kept by sweep_holds)
+        self.drop_hold: Callable[[Any], None] | None = None
 
     def fork(self, vm: Vm) -> AddressSpace:
         """This space's twin over vm, a clone of this space's VM (fork): the same
@@ -107,7 +124,58 @@ class AddressSpace:
         twin.framed = None if self.framed is None else set(self.framed)
         twin.code.load_state(self.code.to_state())
         twin.code.describe = self.code.describe
+        twin.sweep_holds()
         return twin
+
+    # -- mapped files ----------------------------------------------------------------------
+    def mapped_files(self) -> list[Any]:
+        """The descriptions this space's file mappings hold, in address order, once each."""
+        seen: dict[int, Any] = {}
+        for v in self._vmas:
+            if v.file is not None:
+                seen.setdefault(id(v.file), v.file)
+        return list(seen.values())
+
+    def has_shared_files(self) -> bool:
+        return self.shares
+
+    def sweep_holds(self) -> None:
+        """Take a hold on newly mapped descriptions and drop those no mapping names now."""
+        now = {id(d): d for d in self.mapped_files()}
+        for key, d in now.items():
+            if key not in self.held:
+                d.refs += 1
+        gone = [d for key, d in self.held.items() if key not in now]
+        self.held = now
+        self.shares = any(v.shared for v in self._vmas)
+        for d in gone:
+            if self.drop_hold is not None:
+                self.drop_hold(d)
+            else:
+                d.refs -= 1
+
+    def adopt_files(self, descriptions: list[Any], where: str) -> None:
+        """After a checkpoint's descriptions are loaded: mappings that name one by index
+        get it (and hold it); a shared one must name a file that can be shared."""
+        from chaosreplay.kernel.mm.page_cache import shareable
+        from chaosreplay.recording.schema import SchemaError
+
+        for v in self._vmas:
+            if v.file is None:
+                continue
+            if not 0 <= v.file < len(descriptions):
+                raise SchemaError(f"part {where}: the mapping at {v.start:#x} names "
+                                  f"description {v.file} of {len(descriptions)}")
+            v.file = descriptions[v.file]
+            if v.shared and not shareable(v.file):
+                raise SchemaError(f"part {where}: the shared mapping at {v.start:#x} maps a "
+                                  f"{v.file.kind} description, which cannot be shared")
+        self.sweep_holds()
+
+    def release_holds(self) -> None:
+        """Drop every hold (the space is going away: exit or exec)."""
+        self._vmas = [v for v in self._vmas if v.file is None]
+        self.sweep_holds()
 
     # -- queries ---------------------------------------------------------------------------
     def vmas(self) -> list[Vma]:
@@ -159,7 +227,8 @@ class AddressSpace:
 
     # -- changes ---------------------------------------------------------------------------
     def _replace(self, start: int, end: int, prot: int | None, name: str = "",
-                 offset: int | None = None) -> list[Vma] | None:
+                 offset: int | None = None, file: Any = None,
+                 shared: bool = False) -> list[Vma] | None:
         """Make [start, end) unmapped (prot None), a new mapping (name given) or the same
         mappings with a new protection (name ""). Neighbours with equal protection and name
         are merged, as Linux merges them. Returns the pieces that were there before, or
@@ -172,7 +241,7 @@ class AddressSpace:
         if old and old[0].start < start:
             middle.append(old[0].piece(old[0].start, start))
         if prot is not None:
-            middle += [Vma(start, end, prot, name, offset)] if name else [
+            middle += [Vma(start, end, prot, name, offset, file, shared)] if name else [
                 v.piece(v.start, v.end, prot) for v in removed]
         if old and old[-1].end > end:
             middle.append(old[-1].piece(end, old[-1].end))
@@ -181,7 +250,8 @@ class AddressSpace:
         merged: list[Vma] = []
         for v in window:
             if merged and v.continues(merged[-1]):
-                merged[-1] = Vma(merged[-1].start, v.end, v.prot, v.name, merged[-1].offset)
+                merged[-1] = Vma(merged[-1].start, v.end, v.prot, v.name, merged[-1].offset,
+                                 v.file, v.shared)
             else:
                 merged.append(v)
         if len(vmas) - (hi - lo) + len(merged) > MAX_MAP_COUNT:
@@ -190,13 +260,15 @@ class AddressSpace:
         return removed
 
     def map_fixed(self, start: int, length: int, prot: int, name: str, eager: bool,
-                  offset: int | None = None) -> bool:
+                  offset: int | None = None, file: Any = None, shared: bool = False) -> bool:
         """Map [start, start+length) with zero pages, replacing whatever was there (offset:
-        where in its file a file mapping starts); False when that would exceed
-        MAX_MAP_COUNT (nothing changes then)."""
-        removed = self._replace(start, start + length, prot, name, offset)
+        where in its file a file mapping starts, file: the description it maps); False when
+        that would exceed MAX_MAP_COUNT (nothing changes then)."""
+        removed = self._replace(start, start + length, prot, name, offset, file, shared)
         if removed is None:
             return False
+        if file is not None or any(piece.file is not None for piece in removed):
+            self.sweep_holds()  # only file mappings change what is held
         self.code.forget(start, start + length)
         for piece in removed:
             self._unmap_frames(piece.start, piece.end)
@@ -217,6 +289,8 @@ class AddressSpace:
         removed = self._replace(start, start + length, None)
         if removed is None:
             return False
+        if any(piece.file is not None for piece in removed):
+            self.sweep_holds()
         self.code.forget(start, start + length)
         for piece in removed:
             self._unmap_frames(piece.start, piece.end)
@@ -261,6 +335,17 @@ class AddressSpace:
             else:
                 runs.append((a, b))
         return runs
+
+    def framed_pieces(self, start: int, end: int) -> list[tuple[int, int]]:
+        """The parts of [start, end) that may hold frames, cut at 2 MiB chunks (so a caller
+        reading one piece at a time never reads more than a chunk)."""
+        pieces: list[tuple[int, int]] = []
+        for a, b in self._framed_runs(start, end):
+            while a < b:
+                cut = min(b, ((a >> CHUNK_SHIFT) + 1) << CHUNK_SHIFT)
+                pieces.append((a, cut))
+                a = cut
+        return pieces
 
     def _unmap_frames(self, start: int, end: int) -> None:
         """Free the frames of [start, end) and forget chunks left without any."""

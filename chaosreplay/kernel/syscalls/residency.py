@@ -5,8 +5,10 @@ Guest memory is the VM's and is never swapped out, so a locked page stays reside
 mlock promises with nothing to do; RLIMIT_MEMLOCK is unlimited (getrlimit says so), so no
 lock is refused for size. mincore counts a page resident when the VM backs it: small
 mappings are backed when they are made (EAGER_LIMIT), where Linux would wait for the first
-touch. msync has no file mappings to write back (mmap of files is refused): it checks its
-arguments and the range. The memory policy is stored and read back; with one node, every
+touch. msync checks its arguments and the range; the shared mappings' stores already
+reached the page cache before the call (kernel/mm/page_cache.py), so MS_SYNC makes the
+files of the shared mappings in the range durable (fdatasync) and MS_ASYNC, as on Linux,
+has nothing left to start. The memory policy is stored and read back; with one node, every
 policy places pages on node 0.
 """
 
@@ -119,7 +121,18 @@ def sys_msync(p: GuestProcess, r: Any) -> int:
         return -errno.ENOMEM
     if start == end:
         return 0
-    return 0 if _mapped(p, start, end) else -errno.ENOMEM
+    if not _mapped(p, start, end):
+        return -errno.ENOMEM
+    if flags & MS_SYNC:
+        synced: set[int] = set()
+        for vma in p.space.vmas():
+            if not vma.shared or vma.end <= start or vma.start >= end or id(vma.file) in synced:
+                continue
+            synced.add(id(vma.file))
+            result = vma.file.cache_sync(p)
+            if result < 0:
+                return result
+    return 0
 
 
 # -- NUMA policy ------------------------------------------------------------------------------
