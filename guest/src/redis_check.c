@@ -3,16 +3,17 @@
  * acknowledged are never lost: the property a replicated redis promises only when the
  * master persists its writes before answering.
  *
- *   redis_check MASTER REPLICA ROUNDS
+ *   redis_check MASTER REPLICA [REPLICA...] ROUNDS
  *
  * Every 100 ms: INCR the counter `c` on MASTER (port 6379) and remember the highest value
- * acknowledged; then GET `c` from MASTER and from REPLICA. A master value below the highest
+ * acknowledged; then GET `c` from MASTER and from each REPLICA. A master value below the highest
  * acknowledged one means an acknowledged write was lost (CR_ALWAYS fails); so does a replica
  * ahead of the master's answer just before (only this client writes); a replica that has
  * caught up with the master at least once is CR_SOMETIMES. (An INCR whose reply is lost may
  * still have been applied: values above `acked` are not errors.) Connections that fail or time out (500 ms) are
  * dropped and made again next round, so partitions, kills and restarts are survived.
- * Prints one line per round: "round <i> acked <a> master <m> replica <r>" (-1: no answer).
+ * Prints one line per round: "round <i> acked <a> master <m> replica <r>..." (one value per
+ * replica; -1: no answer).
  */
 #include <errno.h>
 #include <netdb.h>
@@ -105,13 +106,16 @@ static long long command(struct conn *c, int argc, const char **argv)
 
 int main(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: redis_check MASTER REPLICA ROUNDS\n");
+    enum { MAX_REPLICAS = 8 };
+    if (argc < 4 || argc - 3 > MAX_REPLICAS) {
+        fprintf(stderr, "usage: redis_check MASTER REPLICA [REPLICA...] ROUNDS\n");
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
-    struct conn master = {argv[1], -1}, replica = {argv[2], -1};
-    int rounds = atoi(argv[3]);
+    struct conn master = {argv[1], -1}, replicas[MAX_REPLICAS];
+    int count = argc - 3, rounds = atoi(argv[argc - 1]);
+    for (int r = 0; r < count; r++)
+        replicas[r] = (struct conn){argv[2 + r], -1};
     long long acked = 0;
     const char *incr[] = {"INCR", "c"}, *get[] = {"GET", "c"};
     cr_setup_complete();
@@ -120,16 +124,21 @@ int main(int argc, char **argv)
         if (value > acked)
             acked = value;
         long long on_master = command(&master, 2, get);
-        long long on_replica = command(&replica, 2, get);
-        printf("round %d acked %lld master %lld replica %lld\n", i, acked, on_master,
-               on_replica);
+        char line[256];
+        int len = snprintf(line, sizeof line, "round %d acked %lld master %lld replica", i,
+                           acked, on_master);
         CR_ALWAYS(on_master < 0 || on_master >= acked,
                   "redis: the master keeps every write it acknowledged");
-        /* Only this client writes, and nothing between the two GETs: a replica holding
-         * more than the master just answered means the master lost what it had. */
-        CR_ALWAYS(on_master < 0 || on_replica <= on_master,
-                  "redis: a replica is never ahead of the master");
-        CR_SOMETIMES(on_replica == acked && acked > 0, "redis: a replica caught up");
+        for (int r = 0; r < count; r++) {
+            long long on_replica = command(&replicas[r], 2, get);
+            len += snprintf(line + len, sizeof line - (size_t)len, " %lld", on_replica);
+            /* Only this client writes, and nothing between the GETs: a replica holding
+             * more than the master just answered means the master lost what it had. */
+            CR_ALWAYS(on_master < 0 || on_replica <= on_master,
+                      "redis: a replica is never ahead of the master");
+            CR_SOMETIMES(on_replica == acked && acked > 0, "redis: a replica caught up");
+        }
+        puts(line);
         struct timespec pause = {0, 100 * 1000 * 1000};
         nanosleep(&pause, NULL);
     }
