@@ -88,8 +88,19 @@ class ProcessTable:
         return any(q is not p for q in self.live())
 
     def exit_count(self) -> int:
-        """VM exits of every process so far: progress for the hang watchdog."""
-        return self.freed_exits + sum(p.vm.stats().exits for p in self.live())
+        """VM exits of every process so far: progress for the hang watchdog.
+
+        The watchdog calls this from its own thread while the node runs: a process the
+        node loop is releasing may already have no VM (its exits then move to
+        freed_exits), so each VM is read once and a missing one counts nothing."""
+        from chaosreplay.kernel.process import Status
+
+        total = self.freed_exits
+        for p in list(self.procs.values()):  # one C-level copy: the loop may change procs
+            vm = p.vm
+            if vm is not None and p.status is Status.RUNNING:
+                total += vm.stats().exits
+        return total
 
     def others_in_order(self, p: GuestProcess) -> list[GuestProcess]:
         """Every process but p, live and zombie, in pid order."""
