@@ -205,3 +205,15 @@ def test_a_persistent_master_restarted_keeps_what_it_acknowledged_only_on_a_jour
         assert "DB loaded from append only file" in run.stdout(0)
     else:
         assert bugs[0][4]["message"] == "redis: the master keeps every write it acknowledged"
+
+
+@pytest.mark.kvm
+@pytest.mark.slow
+def test_twenty_runs_of_a_replicated_redis_seed_are_identical(guest_bin) -> None:
+    """The master, its replica and redis_check through a partition and the replica's
+    restart: 20 runs give byte-identical event streams."""
+    faults = ('{ kind = "partition", at = 1000, duration = 1000, sides = [[0, 2], [1]] }, '
+              '{ kind = "restart", node = 1, at = 4000 }')
+    sc = _replicated(guest_bin("musl", "redis_check"), faults)
+    first = simulate_ok(sc).stream()
+    assert all(simulate_ok(sc).stream() == first for _ in range(19))
