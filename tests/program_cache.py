@@ -77,6 +77,17 @@ def missing_toolchain(source: str, flavour: str | None = None) -> str | None:
     return None
 
 
+def built(source: str, flavour: str | None = None) -> Path:
+    """build_program, or the calling test skipped (with the install hint) when this host
+    lacks the toolchain."""
+    reason = missing_toolchain(source, flavour)
+    if reason is not None:
+        import pytest
+
+        pytest.skip(reason)
+    return build_program(source, flavour)
+
+
 @functools.cache
 def _version(compiler: str, args: tuple[str, ...]) -> str:
     result = subprocess.run([compiler, *args], capture_output=True, text=True, check=True)

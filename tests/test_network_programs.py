@@ -14,8 +14,8 @@ from typing import Any
 
 import program_cache
 import pytest
+from net_helpers import free_port, native, wait_for_listener
 from simulate import Run, simulate
-from test_socket_programs import free_port, native, wait_for_listener
 
 from chaosreplay.runs.record_replay import record_run, replay_run
 from chaosreplay.sim.scenario import Scenario, parse_scenario
@@ -96,10 +96,7 @@ def test_busybox_httpd_serves_wget_on_another_node_as_it_does_natively(
 # -- Go net/http --------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def go_http() -> Path:
-    reason = program_cache.missing_toolchain("go_http.go")
-    if reason is not None:
-        pytest.skip(reason)
-    return program_cache.build_program("go_http.go")
+    return program_cache.built("go_http.go")
 
 
 def _go_scenario(program: Path, *, keys: int = 8, timeout_ms: int = 2000, seed: int = 0,

@@ -10,10 +10,10 @@ one that starts to pass fails the suite and its marker has to go.
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import program_cache
 import pytest
+from program_cache import built
 
 from chaosreplay.kernel.process import GuestProcess, ProcessConfig, Status
 from chaosreplay.sim.host_root import host_closure
@@ -147,13 +147,6 @@ UNDER_CHAOSREPLAY = [
                  marks=[pytest.mark.xfail(strict=True, reason=f"needs {WAITING_FOR[key]}")]
                  if (key := (source, flavour)) in WAITING_FOR else [])
     for source, flavour in EXPECTED]
-
-
-def built(source: str, flavour: str | None) -> Path:
-    reason = program_cache.missing_toolchain(source, flavour)
-    if reason is not None:
-        pytest.skip(reason)
-    return program_cache.build_program(source, flavour)
 
 
 @pytest.mark.parametrize(("source", "flavour"), CASES)

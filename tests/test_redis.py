@@ -14,8 +14,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from net_helpers import free_port, wait_for_listener
 from simulate import simulate, simulate_ok
-from test_socket_programs import free_port, wait_for_listener
 
 from chaosreplay.runs.record_replay import record_run, replay_run
 from chaosreplay.sim.scenario import Scenario, loads_scenario

@@ -7,12 +7,12 @@ the uninterrupted one did."""
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
-import program_cache
 import pytest
+from net_helpers import ECHO, free_port, native, tcp_scenario, wait_for_listener
+from program_cache import built
 from simulate import simulate
 
 from chaosreplay.kernel.process import GuestProcess, ProcessConfig, Status
@@ -25,44 +25,6 @@ from chaosreplay.vm.elf import load_program
 SAME_OUTPUT = [pytest.param(source, flavour, id=f"{source}-{flavour}")
                for source in ("unix_sockets.c", "udp_loopback.c", "tcp_loopback.c")
                for flavour in ("glibc", "musl")]
-
-
-def built(source: str, flavour: str | None = None) -> Path:
-    reason = program_cache.missing_toolchain(source, flavour)
-    if reason is not None:
-        pytest.skip(reason)
-    return program_cache.build_program(source, flavour)
-
-
-def native(path: Path, *args: str, cwd: Path) -> str:
-    result = subprocess.run([str(path), *args], capture_output=True, text=True, timeout=60,
-                            cwd=cwd, check=False)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-def free_port() -> int:
-    """A TCP and UDP port nothing on this host uses now (sessions may run side by side)."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for_listener(port: int) -> None:
-    """Until a native server accepts on the port (a probe connection it just echoes)."""
-    import socket
-
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def assert_resumes_identically(sc: Scenario, images: list, loaded: Any, events: list,
@@ -186,19 +148,6 @@ def tcp_echo() -> Path:
     return built("tcp_echo.c", "musl")
 
 
-def _tcp_scenario(program: Path, server: list[str], client: list[str], *, seed: int = 0,
-                  duration: str = "5s", checkpoint_interval: int = 0,
-                  faults: list | None = None, **network: Any) -> Scenario:
-    data = {"seed": seed, "duration": duration, "checkpoint_interval": checkpoint_interval,
-            "memory_per_node": "32MiB", "network": network,
-            "nodes": [{"program": str(program), "name": "srv", "args": server},
-                      {"program": str(program), "name": "cli", "args": client}]}
-    if faults is not None:
-        data["faults"] = {"schedule": faults, "wait_for_setup": False}
-    return Scenario.from_dict(data)
-
-
-ECHO = (["server", "7000"], ["client", "10.0.0.1", "7000", "300000"])
 BAD_NETWORK = {"loss": 0.1, "reorder": 0.2, "duplicate": 0.1, "corrupt": 0.05,
                "jitter_ns": 200_000}
 
@@ -219,7 +168,7 @@ def test_tcp_between_two_nodes_prints_what_two_processes_print_natively(tcp_echo
         server.kill()
         server.wait(timeout=30)
     assert expected == "connected\ngot back 300000 of 300000 bytes, 0 differ\n"
-    run = simulate(_tcp_scenario(tcp_echo, *ECHO, duration="20s", **BAD_NETWORK))
+    run = simulate(tcp_scenario(tcp_echo, *ECHO, duration="20s", **BAD_NETWORK))
     assert not run.result.failures, run.result.failures
     assert b"".join(line + b"\n" for _, line in run.lines(1)).decode() == expected
     assert [line for _, line in run.lines(0)] == [
@@ -245,7 +194,7 @@ def test_tcp_between_two_nodes_prints_what_two_processes_print_natively(tcp_echo
 
 @pytest.mark.kvm
 def test_connecting_where_nobody_listens_is_refused(tcp_echo) -> None:
-    run = simulate(_tcp_scenario(tcp_echo, ["server", "7000"],
+    run = simulate(tcp_scenario(tcp_echo, ["server", "7000"],
                                  ["client", "10.0.0.1", "7001", "10"]))
     assert [line for _, line in run.lines(1)] == [b"connect: ECONNREFUSED"]
     assert [e[4]["reason"] for e in run.of("packet.dropped")] == ["no_socket"]  # the SYN
@@ -258,7 +207,7 @@ def test_connecting_where_nobody_listens_is_refused(tcp_echo) -> None:
 def test_connecting_to_a_node_that_is_down_times_out_after_the_syn_retries(tcp_echo) -> None:
     """The server's node has ended (down): six SYN retransmissions 1, 2, 4, ... 32 s apart,
     then ETIMEDOUT at 127 s of virtual time, as Linux's tcp_syn_retries = 6 gives."""
-    run = simulate(_tcp_scenario(tcp_echo, ["idle"], ["client", "10.0.0.1", "7000", "10"],
+    run = simulate(tcp_scenario(tcp_echo, ["idle"], ["client", "10.0.0.1", "7000", "10"],
                                  duration="200s"))
     ((at, line),) = run.lines(1)
     assert line == b"connect: ETIMEDOUT" and 127e9 <= at < 127.001e9
@@ -274,7 +223,7 @@ def test_a_restarted_server_resets_the_old_connection(tcp_echo) -> None:
     reach a node that has no such connection and are answered with RST, so the client
     reports ECONNRESET."""
     faults = [{"kind": "restart", "node": 0, "at": 3}]
-    run = simulate(_tcp_scenario(tcp_echo, ["server", "7000"],
+    run = simulate(tcp_scenario(tcp_echo, ["server", "7000"],
                                  ["client", "10.0.0.1", "7000", "20000000"],
                                  duration="10s", faults=faults))
     client = [line for _, line in run.lines(1)]
@@ -285,10 +234,10 @@ def test_a_restarted_server_resets_the_old_connection(tcp_echo) -> None:
 
 @pytest.mark.kvm
 def test_two_runs_of_a_tcp_scenario_are_identical(tcp_echo) -> None:
-    first, second = (simulate(_tcp_scenario(tcp_echo, *ECHO, seed=4, duration="20s",
+    first, second = (simulate(tcp_scenario(tcp_echo, *ECHO, seed=4, duration="20s",
                                             **BAD_NETWORK)) for _ in range(2))
     assert first.stream() == second.stream()
-    assert simulate(_tcp_scenario(tcp_echo, *ECHO, seed=5, duration="20s",
+    assert simulate(tcp_scenario(tcp_echo, *ECHO, seed=5, duration="20s",
                                   **BAD_NETWORK)).stream() != first.stream()
 
 
@@ -300,7 +249,7 @@ def test_a_tcp_run_resumed_mid_connection_continues_identically(tcp_echo, tmp_pa
     from chaosreplay.recording import RecordingReader
     from chaosreplay.runs.record_replay import RunOptions, record_run
 
-    sc = _tcp_scenario(tcp_echo, *ECHO, seed=2, duration="3s", checkpoint_interval=100,
+    sc = tcp_scenario(tcp_echo, *ECHO, seed=2, duration="3s", checkpoint_interval=100,
                        **BAD_NETWORK)
     images = [load_program(tcp_echo), load_program(tcp_echo)]
     events = simulate(sc).events
@@ -320,7 +269,7 @@ def test_a_partition_stalls_a_transfer_that_finishes_after_the_heal(tcp_echo) ->
     """Cut off for 3 s mid-transfer: retransmissions back off, nothing is delivered, and
     once the partition heals the transfer completes with every byte intact."""
     faults = [{"kind": "partition", "at": 3, "duration": 3000, "sides": [[0], [1]]}]
-    run = simulate(_tcp_scenario(tcp_echo, *ECHO, duration="30s", faults=faults))
+    run = simulate(tcp_scenario(tcp_echo, *ECHO, duration="30s", faults=faults))
     ((at, line),) = [(t, x) for t, x in run.lines(1) if x.startswith(b"got back")]
     assert line == b"got back 300000 of 300000 bytes, 0 differ"
     assert at > 3.003e9  # not before the heal
@@ -332,7 +281,7 @@ def test_a_partition_that_never_heals_ends_in_etimedout(tcp_echo) -> None:
     """Unacknowledged data through 15 retransmissions (tcp_retries2), the RTO doubling to
     its 120 s cap: ETIMEDOUT after about 15 minutes of virtual time."""
     faults = [{"kind": "partition", "at": 3, "duration": 2_000_000, "sides": [[0], [1]]}]
-    run = simulate(_tcp_scenario(tcp_echo, *ECHO, duration="2000s", faults=faults))
+    run = simulate(tcp_scenario(tcp_echo, *ECHO, duration="2000s", faults=faults))
     ((at, line),) = [(t, x) for t, x in run.lines(1) if x.startswith(b"recv")]
     assert line == b"recv: ETIMEDOUT"
     assert 800e9 < at < 1000e9, at
@@ -344,11 +293,11 @@ def test_scenario_tcp_settings_shorten_the_timeouts(tcp_echo) -> None:
     partitioned connection fails 0.2 + 0.4 + ... + 6.4 = 12.6 s after its data was sent;
     syn_retries = 1 ends a connect to a down node after 1 + 2 = 3 s."""
     faults = [{"kind": "partition", "at": 3, "duration": 100_000, "sides": [[0], [1]]}]
-    run = simulate(_tcp_scenario(tcp_echo, *ECHO, duration="60s", faults=faults,
+    run = simulate(tcp_scenario(tcp_echo, *ECHO, duration="60s", faults=faults,
                                  tcp={"retries2": 5}))
     ((at, line),) = [(t, x) for t, x in run.lines(1) if x.startswith(b"recv")]
     assert line == b"recv: ETIMEDOUT" and 12.6e9 < at < 12.7e9, at
-    run = simulate(_tcp_scenario(tcp_echo, ["idle"], ["client", "10.0.0.1", "7000", "10"],
+    run = simulate(tcp_scenario(tcp_echo, ["idle"], ["client", "10.0.0.1", "7000", "10"],
                                  duration="10s", tcp={"syn_retries": 1}))
     ((at, line),) = run.lines(1)
     assert line == b"connect: ETIMEDOUT" and 3e9 <= at < 3.001e9
@@ -359,7 +308,7 @@ def test_a_bandwidth_limit_caps_the_throughput(tcp_echo) -> None:
     """At 8 Mbit/s, 300 kB (plus headers and the echo's acknowledgments) cannot be back
     before 300 ms; unlimited, the same exchange takes a few ms."""
     def finished(**network: float) -> float:
-        run = simulate(_tcp_scenario(tcp_echo, *ECHO, duration="10s", **network))
+        run = simulate(tcp_scenario(tcp_echo, *ECHO, duration="10s", **network))
         ((at, line),) = [(t, x) for t, x in run.lines(1) if x.startswith(b"got back")]
         assert line == b"got back 300000 of 300000 bytes, 0 differ"
         return at
@@ -406,7 +355,7 @@ def test_packet_events_of_tcp_segments_name_the_connection_and_flags(tcp_echo) -
     """A refused connect from a guest: the SYN's packet.sent and packet.delivered (and the
     no_socket drop) name both ends and its flags, and the answering RST|ACK acknowledges
     the SYN's sequence number."""
-    run = simulate(_tcp_scenario(tcp_echo, ["server", "7000"],
+    run = simulate(tcp_scenario(tcp_echo, ["server", "7000"],
                                  ["client", "10.0.0.1", "7001", "10"]))
     segments = [(e[3], e[2], e[4]["tcp"]) for e in run.events if e[3].startswith("packet.")]
     syn, rst = segments[0][2], segments[-1][2]
@@ -441,7 +390,7 @@ def test_keepalive_ends_a_quiet_connection_to_a_partitioned_peer_with_etimedout(
     probes (ACK, no data, seq one before snd_nxt) 2, 3 and 4 s after the handshake, then
     the client resets the connection and its recv fails with ETIMEDOUT at 5 s."""
     faults = [{"kind": "partition", "at": 100, "duration": 0, "sides": [[0], [1]]}]
-    run = simulate(_tcp_scenario(tcp_keepalive, *KEEPALIVE, duration="10s", faults=faults))
+    run = simulate(tcp_scenario(tcp_keepalive, *KEEPALIVE, duration="10s", faults=faults))
     assert not run.result.failures, run.result.failures
     client = [line for _, line in run.lines(1)]
     assert client == [b"keepalive 1 idle 2 intvl 1 cnt 3", b"connected", b"recv: ETIMEDOUT"]
@@ -467,7 +416,7 @@ def test_keepalive_probes_a_healthy_peer_that_answers_and_the_connection_stays(
     """The same client with a reachable server: every probe is answered by an ACK from the
     server's kernel (its program never wakes), so the next probe comes a whole idle time
     after that answer (2 s + the 2 ms round trip) and the connection never times out."""
-    run = simulate(_tcp_scenario(tcp_keepalive, *KEEPALIVE, duration="10s"))
+    run = simulate(tcp_scenario(tcp_keepalive, *KEEPALIVE, duration="10s"))
     assert not run.result.failures, run.result.failures
     assert [line for _, line in run.lines(1)] == [b"keepalive 1 idle 2 intvl 1 cnt 3",
                                                   b"connected"]
@@ -492,14 +441,14 @@ def test_the_scenarios_keepalive_defaults_serve_a_program_that_sets_only_so_keep
     after the handshake; the same client in a default scenario reads Linux's 7200/75/9."""
     faults = [{"kind": "partition", "at": 100, "duration": 0, "sides": [[0], [1]]}]
     args = (["server", "7000"], ["client", "10.0.0.1", "7000", "0", "0", "0"])
-    run = simulate(_tcp_scenario(tcp_keepalive, *args, duration="10s", faults=faults,
+    run = simulate(tcp_scenario(tcp_keepalive, *args, duration="10s", faults=faults,
                                  tcp={"keepalive_time_ns": "3s", "keepalive_intvl_ns": "1s",
                                       "keepalive_probes": 2}))
     assert [line for _, line in run.lines(1)] == [
         b"keepalive 1 idle 3 intvl 1 cnt 2", b"connected", b"recv: ETIMEDOUT"]
     life = {e[4]["what"]: e[4]["at_ns"] for e in run.of("connection", 1)}
     assert life["timeout"] - life["established"] == 5_000_000_000, life
-    default = simulate(_tcp_scenario(tcp_keepalive, *args, duration="1s"))
+    default = simulate(tcp_scenario(tcp_keepalive, *args, duration="1s"))
     assert [line for _, line in default.lines(1)] == [
         b"keepalive 1 idle 7200 intvl 75 cnt 9", b"connected"]
 
@@ -514,7 +463,7 @@ def test_a_run_resumed_while_keepalive_probes_continues_identically(tcp_keepaliv
     from chaosreplay.runs.record_replay import RunOptions, record_run
 
     faults = [{"kind": "partition", "at": 100, "duration": 0, "sides": [[0], [1]]}]
-    sc = _tcp_scenario(tcp_keepalive, *KEEPALIVE, duration="7s", checkpoint_interval=1000,
+    sc = tcp_scenario(tcp_keepalive, *KEEPALIVE, duration="7s", checkpoint_interval=1000,
                        faults=faults)
     images = [load_program(tcp_keepalive), load_program(tcp_keepalive)]
     events = simulate(sc).events

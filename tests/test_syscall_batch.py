@@ -12,20 +12,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import program_cache
 import pytest
+from program_cache import built
 
 from chaosreplay.kernel.process import GuestProcess, ProcessConfig, Status
 from chaosreplay.vm.elf import load_program
 
 LIBCS = ["glibc", "musl"]
-
-
-def built(source: str, libc: str) -> Path:
-    reason = program_cache.missing_toolchain(source, libc)
-    if reason is not None:
-        pytest.skip(reason)
-    return program_cache.build_program(source, libc)
 
 
 @functools.cache

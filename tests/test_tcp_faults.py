@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from net_helpers import ECHO, tcp_scenario
+from program_cache import built
 from simulate import Run, simulate
-from test_socket_programs import ECHO, _tcp_scenario, built
 
 INTACT = [b"connected", b"got back 300000 of 300000 bytes, 0 differ"]
 SERVED = [b"accepted 10.0.0.2:32768", b"echoed 300000 bytes, then end of file"]
@@ -28,7 +29,7 @@ def clean(tcp_echo) -> Run:
 
 
 def _echo(program, **network: Any) -> Run:
-    run = simulate(_tcp_scenario(program, *ECHO, duration="30s", seed=3, **network))
+    run = simulate(tcp_scenario(program, *ECHO, duration="30s", seed=3, **network))
     assert not run.result.failures, run.result.failures
     return run
 
@@ -78,7 +79,7 @@ def test_a_killed_peer_that_comes_back_resets_the_connection(tcp_echo) -> None:
     unanswered while it is down, and once it is back (with no memory of the connection)
     its RST ends the transfer with ECONNRESET."""
     faults = [{"kind": "kill", "node": 0, "at": 3, "duration": 2000}]
-    run = simulate(_tcp_scenario(tcp_echo, ["server", "7000"],
+    run = simulate(tcp_scenario(tcp_echo, ["server", "7000"],
                                  ["client", "10.0.0.1", "7000", "20000000"],
                                  duration="20s", faults=faults))
     client = run.lines(1)
