@@ -366,6 +366,10 @@ def test_a_large_content_on_two_groups_is_held_once_in_the_canonical_form() -> N
                                                       "content_sha": digest}]] * 2
     assert Scenario.from_dict(data) == sc
     assert sc.files_bytes() == len(big)  # counted once against the recording's budget
+    data["nodes"][0]["files"][0]["content_sha"] = [digest]  # not even a name
+    with pytest.raises(ConfigError, match=r"content_sha: names no content of file_contents"):
+        Scenario.from_dict(data)
+    data["nodes"][0]["files"][0]["content_sha"] = digest
     data["file_contents"][digest] = big[:-1]
     with pytest.raises(ConfigError, match=r"file_contents\.\w+: is not bytes whose SHA-256"):
         Scenario.from_dict(data)

@@ -239,6 +239,10 @@ CASES: dict[str, tuple[Any, Any, tuple[str, ...]]] = {
                                             _set(["external"], [[1, "data", "ab" * 32]])),
                                   None, ("part node0.disk", "field external[0] names a blob "
                                          "that is missing")),
+    "disk content row of the wrong types": (edit_part("node0.disk",
+                                                      _set(["external"], [[[1], [], 7]])),
+                                            None, ("part node0.disk", "field external[0] is "
+                                                   "not [inode, field, sha256]")),
     "vma in the kernel half": (edit_part("node0.kernel",
                                          _set(["vmas", 0], [1 << 63, (1 << 63) + 4096, 3, "x"])),
                                None, ("part node0.kernel", "field vmas[0][0]")),

@@ -116,12 +116,14 @@ def _disk_contents(part: Any, blobs: dict[str, bytes], name: str) -> Any:
     if not isinstance(part, dict) or "external" not in part:
         return part
     external = part.pop("external")
-    inodes = {node.get("ino"): node for node in part.get("inodes", ())
-              if isinstance(node, dict)}
+    listed = part.get("inodes")
+    inodes = {node["ino"]: node for node in (listed if isinstance(listed, list) else ())
+              if isinstance(node, dict) and type(node.get("ino")) is int}
     if not isinstance(external, list):
         raise SchemaError(f"part {name}: field external is not a list")
     for i, row in enumerate(external):
-        if (not isinstance(row, list) or len(row) != 3 or row[0] not in inodes
+        if (not isinstance(row, list) or len(row) != 3 or type(row[0]) is not int
+                or row[0] not in inodes
                 or row[1] not in ("data", "durable") or not isinstance(row[2], str)):
             raise SchemaError(f"part {name}: field external[{i}] is not [inode, field, sha256]")
         data = blobs.get(f"disk-data.{row[2]}")

@@ -521,7 +521,7 @@ def _with_contents(data: Mapping[str, Any], at: KeyPath) -> dict[str, Any]:
             if isinstance(entry, Mapping) and "content_sha" in entry:
                 entry = dict(entry)
                 digest = entry.pop("content_sha")
-                if digest not in table:
+                if not isinstance(digest, str) or digest not in table:
                     at.key("nodes").index(i).key("files").index(j).key("content_sha").fail(
                         f"names no content of file_contents: {show(digest)}")
                 entry["content"] = table[digest]
