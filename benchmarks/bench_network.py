@@ -55,12 +55,12 @@ class Counted:
             self.lines += [(node, vtime, line) for line in fields["data"].splitlines()]
 
 
-def _run(data: dict[str, Any]) -> Counted:
+def _run(data: dict[str, Any], fast_path: bool = True) -> Counted:
     """Run a scenario to its end with a counting sink."""
     sc = Scenario.from_dict(data)
     images = [load_program(g.program) for g in sc.nodes]
     counted = Counted()
-    sim = Simulation(sc, images, sink=counted.sink)
+    sim = Simulation(sc, images, sink=counted.sink, fast_path=fast_path)
     started = time.perf_counter()
     result = sim.run()
     counted.wall = time.perf_counter() - started
@@ -112,14 +112,14 @@ def datagram_pingpong(probe: Path, rounds: int) -> dict[str, float]:
     return _pingpong(_run(data), rounds)
 
 
-def http(program: Path, count: int, pause_ms: int) -> dict[str, float]:
+def http(program: Path, count: int, pause_ms: int, fast_path: bool = True) -> dict[str, float]:
     """A Go HTTP server and two clients doing count PUT+GET pairs each."""
     client = ["client", "http://web:8080", str(count), "5000", str(pause_ms)]
     c = _run({"duration": "120s", "checkpoint_interval": 0, "memory_per_node": "128MiB",
               "network": {"latency_ns": 100_000},
               "nodes": [{"program": str(program), "name": "web", "args": ["server", "8080"]},
                         {"program": str(program), "name": "client", "count": 2,
-                         "args": client}]})
+                         "args": client}]}, fast_path)
     done = [t for n, t, x in c.lines if x.startswith(b"done, failed requests: 0")]
     if len(done) != 2:
         raise SystemExit("an HTTP client did not finish cleanly")
@@ -139,13 +139,15 @@ def main() -> None:
     go_http = program_cache.build_program("go_http.go")
     probe = REPO / "guest" / "build" / "musl" / "probe"
     samples: dict[str, list[dict[str, float]]] = {
-        "tcp": [], "tcp_pingpong": [], "datagram_pingpong": [], "http": [], "http_paced": []}
+        "tcp": [], "tcp_pingpong": [], "datagram_pingpong": [], "http": [], "http_paced": [],
+        "http_paced_exits": []}
     for _ in range(reps):  # interleaved, so a noisy moment hits every mode alike
         samples["tcp"].append(tcp(echo, size))
         samples["tcp_pingpong"].append(tcp_pingpong(echo, count))
         samples["datagram_pingpong"].append(datagram_pingpong(probe, count))
         samples["http"].append(http(go_http, pairs, 0))
         samples["http_paced"].append(http(go_http, pairs // 2, 100))
+        samples["http_paced_exits"].append(http(go_http, pairs // 2, 100, fast_path=False))
 
     def med(mode: str, key: str) -> float:
         return statistics.median(s[key] for s in samples[mode])
@@ -165,7 +167,8 @@ def main() -> None:
     for key, label in (("us_per_packet", "delivered packet"), ("us_per_round", "round trip")):
         print(f"tcp / sdk datagram cost per {label}: "
               f"{med('tcp_pingpong', key) / med('datagram_pingpong', key):.2f}x")
-    for mode, label in (("http", "back to back"), ("http_paced", "100 ms apart")):
+    for mode, label in (("http", "back to back"), ("http_paced", "100 ms apart"),
+                        ("http_paced_exits", "100 ms apart, no fast path")):
         print(f"go http, 3 nodes, pairs {label}: {med(mode, 'wall'):.2f} s wall, "
               f"{med(mode, 'requests_per_wall_s'):.0f} requests per wall second, "
               f"{med(mode, 'syscalls_per_request'):.0f} system calls per request, "

@@ -208,7 +208,7 @@ static int set_msrs(struct vmm_vm *vm)
 	const struct kvm_msr_entry values[5] = {
 		{.index = MSR_STAR, .data = ((uint64_t)SEL_KERNEL_CS << 32) | (0x23ull << 48)},
 		{.index = MSR_LSTAR, .data = ENTRY_VA + ENTRY_OFF_SYSCALL},
-		{.index = MSR_CSTAR, .data = ENTRY_VA + ENTRY_OFF_SYSCALL},
+		{.index = MSR_CSTAR, .data = ENTRY_VA + ENTRY_OFF_SYSCALL},  /* as vmm_set_syscall_entry */
 		{.index = MSR_FMASK, .data = 0x47700}, /* TF IF DF NT AC, as Linux masks */
 		{.index = MSR_KERNEL_GS_BASE, .data = 0},
 	};
@@ -218,6 +218,20 @@ static int set_msrs(struct vmm_vm *vm)
 	if (n < 0)
 		return -errno;
 	return n == 5 ? 0 : -EIO;
+}
+
+int vmm_set_syscall_entry(struct vmm_vm *vm)
+{
+	uint64_t target = vm->fastpath ? FAST_CODE_VA : ENTRY_VA + ENTRY_OFF_SYSCALL;
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry entries[2];
+	} msrs = {.hdr.nmsrs = 2, .entries = {{.index = MSR_LSTAR, .data = target},
+					      {.index = MSR_CSTAR, .data = target}}};
+	int n = ioctl(vm->vcpu_fd, KVM_SET_MSRS, &msrs);
+	if (n < 0)
+		return -errno;
+	return n == 2 ? 0 : -EIO;
 }
 
 static void segment(struct kvm_segment *s, uint16_t sel, uint8_t type, bool code)

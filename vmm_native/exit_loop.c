@@ -230,6 +230,28 @@ static int run_fixups(struct vmm_vm *vm, struct vmm_exit *exit)
 	return 0;
 }
 
+/* A store of the fast path into the program's buffer faulted (not mapped yet, read-only,
+ * or not canonical): the call becomes the ordinary syscall exit it would have been, which
+ * the VMM answers (mapping the page, or EFAULT). At those stores every register but
+ * rax/rdx (saved on the data page) is still as the syscall instruction left it. */
+static int fast_fault_to_syscall(struct vmm_vm *vm, struct vmm_exit *exit, uint64_t frame,
+				 const uint64_t *f)
+{
+	struct kvm_regs *r = vmm_vcpu_regs(vm);
+	const struct vmm_fastpath *page = vmm_vm_fastpath(vm);
+	r->rax = page->saved_rax;
+	r->rdx = page->saved_rdx;
+	r->rsp = f[3];
+	r->rip = r->rcx;
+	r->rflags = user_rflags(r->r11);
+	/* Resume through the frame the exception left (prepare_resume rewrites it). */
+	vm->resume = RESUME_FRAME;
+	vm->frame_addr = frame;
+	vm->stats.syscalls++;
+	exit->reason = VMM_EXIT_SYSCALL;
+	return 1;
+}
+
 /* Decode the exit that just happened; returns 1 when the caller needs to see it. */
 static int decode_exit(struct vmm_vm *vm, struct vmm_exit *exit)
 {
@@ -270,6 +292,9 @@ static int decode_exit(struct vmm_vm *vm, struct vmm_exit *exit)
 			frame += 8;
 		}
 		uint64_t *f = frame_ptr(vm, frame);
+		if (vector_port && (vector == 14 || vector == 13) && f[0] >= FAST_CODE_VA &&
+		    f[0] < FAST_CODE_VA + VMM_PAGE_SIZE && vm->fastpath)
+			return fast_fault_to_syscall(vm, exit, frame, f);
 		if ((f[1] & 3) != 3) {
 			/* A fault in the VMM's own CPL0 code: the VM cannot continue. */
 			fail(vm, exit);
@@ -283,7 +308,9 @@ static int decode_exit(struct vmm_vm *vm, struct vmm_exit *exit)
 			exit->fault_addr = sregs.cr2;
 		}
 		r->rip = f[0];
-		r->rflags = f[2];
+		/* The user ran with IF set, except after a fast-path return on PVM, where popfq at
+		 * CPL3 cannot set it: the user view is the same either way. */
+		r->rflags = f[2] | RFLAGS_IF;
 		r->rsp = f[3];
 		vm->resume = RESUME_FRAME;
 		vm->frame_addr = frame;

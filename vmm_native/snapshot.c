@@ -378,6 +378,8 @@ int64_t vmm_snapshot_restore(struct vmm_vm *vm, struct vmm_snapshot *snap)
 			       (size_t)(live_high - snap->high) << PAGE_SHIFT);
 		n = snap->high;
 	}
+	if (vm->fastpath)
+		vmm_fastpath_install(vm); /* a file's image has no scratch, an older one no slots */
 	rc = vmm_load_state(vm, snap->state, snap->state_len);
 	if (rc < 0)
 		return rc;
@@ -463,6 +465,6 @@ const char *vmm_snapshot_problem(const struct vmm_snapshot *snap)
 
 void vmm_vm_scratch_range(uint64_t *gpa_start, uint64_t *gpa_end)
 {
-	*gpa_start = GPA_IST_STACK;
+	*gpa_start = GPA_SCRATCH;
 	*gpa_end = GPA_FIXOPS + FIXOPS_BYTES;
 }

@@ -184,13 +184,28 @@ static int check_system_area(const struct vmm_vm *vm, uint8_t *image, char *why,
 	for (uint64_t pfn = 0; pfn < FIRST_FRAME_PFN && rc == 0; pfn++) {
 		uint64_t gpa = pfn << PAGE_SHIFT;
 		uint8_t *page = image + gpa;
-		if (gpa >= GPA_IST_STACK && gpa < GPA_FIXOPS + FIXOPS_BYTES) {
+		if (gpa >= GPA_SCRATCH && gpa < GPA_FIXOPS + FIXOPS_BYTES) {
 			memset(page, 0, VMM_PAGE_SIZE); /* scratch: nothing in it is guest state */
 			continue;
 		}
+		if (gpa == (FAST_PTE_GPA & PAGE_MASK)) {
+			/* The fast path's slots: installed or not, as the recording's VM had it;
+			 * restore installs them again when the restoring VM has it on. */
+			uint64_t at = FAST_PTE_GPA - gpa;
+			for (uint64_t off = at; off < at + FAST_PTE_BYTES && rc == 0; off += 8) {
+				uint64_t value;
+				memcpy(&value, page + off, 8);
+				if (!vmm_fastpath_pte_ok(gpa + off, value))
+					rc = refuse(why, n, -EINVAL, "page 0x%llx (%s) is not the "
+						    "VMM's own: a fast-path slot holds an entry the "
+						    "VMM never stores", (unsigned long long)pfn,
+						    system_page_name(pfn));
+				memcpy(own + gpa + off, &value, 8);
+			}
+		}
 		/* The PML4's user half is the guest's page tables, checked by the walk. */
 		uint64_t from = gpa == GPA_PML4 ? VMM_PAGE_SIZE / 2 : 0;
-		if (memcmp(page + from, own + gpa + from, VMM_PAGE_SIZE - from) != 0)
+		if (rc == 0 && memcmp(page + from, own + gpa + from, VMM_PAGE_SIZE - from) != 0)
 			rc = refuse(why, n, -EINVAL, "page 0x%llx (%s) is not the VMM's own: the "
 				    "system area is never taken from a file",
 				    (unsigned long long)pfn, system_page_name(pfn));

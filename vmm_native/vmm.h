@@ -146,5 +146,37 @@ int64_t vmm_vm_state_size(const struct vmm_vm *vm);
 /* Guest-physical span the VMM's CPL0 paths use as scratch (IST stack, fix-up list): it is
  * not guest state, so digests skip it. */
 void vmm_vm_scratch_range(uint64_t *gpa_start, uint64_t *gpa_end);
+/* Bytes of the system area outside the scratch range that digests hash as zero: the fast
+ * path's page-table entries, present or not depending on the VM's setting. */
+void vmm_vm_digest_mask(uint64_t *gpa, uint64_t *len);
+
+/* The syscall fast path (fastpath/fastpath.S): with it on, the guest's `syscall` first runs
+ * code that answers clock_gettime, gettimeofday, time, getpid, gettid and getppid from this
+ * page, up to `budget` calls, appending a record per call to `ring`, and exits only for
+ * anything else. The VMM publishes the fields before each run and drains the ring after
+ * (count records); the guest can write the page, so the VMM trusts nothing it reads back
+ * except as a claim it checks. */
+#define VMM_FASTPATH_RING 188
+struct vmm_fastpath_record {
+	uint64_t nr;
+	uint64_t args[6];        /* rdi rsi rdx r10 r8 r9, as a syscall event lists them */
+	uint64_t ret;
+};
+struct vmm_fastpath {
+	uint64_t budget;         /* calls the guest may answer itself before it must exit */
+	uint64_t count;          /* calls answered since the VMM last reset it */
+	uint64_t now_ns;         /* virtual time of the next call (the guest adds cost_ns) */
+	uint64_t cost_ns;        /* virtual time one system call costs */
+	uint64_t mono_base;      /* CLOCK_MONOTONIC = now_ns + mono_base */
+	uint64_t real_base;      /* CLOCK_REALTIME = now_ns + real_base */
+	uint64_t pid, tid, ppid;
+	uint64_t saved_rax, saved_rdx, saved_rsp;  /* the code's own scratch */
+	uint64_t stack[4];
+	uint64_t reserved[16];
+	struct vmm_fastpath_record ring[VMM_FASTPATH_RING];
+};
+/* Turn the fast path on (1) or off (0); needs the syscall mode known. */
+int vmm_vm_set_fastpath(struct vmm_vm *vm, int on);
+struct vmm_fastpath *vmm_vm_fastpath(struct vmm_vm *vm);
 
 #endif

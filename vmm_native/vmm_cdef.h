@@ -84,3 +84,25 @@ const char *vmm_snapshot_problem(const struct vmm_snapshot *snap);
 int vmm_vm_export_state(struct vmm_vm *vm, uint8_t *buf, uint64_t len);
 int64_t vmm_vm_state_size(const struct vmm_vm *vm);
 void vmm_vm_scratch_range(uint64_t *gpa_start, uint64_t *gpa_end);
+void vmm_vm_digest_mask(uint64_t *gpa, uint64_t *len);
+#define VMM_FASTPATH_RING 188
+struct vmm_fastpath_record {
+	uint64_t nr;
+	uint64_t args[6];
+	uint64_t ret;
+};
+struct vmm_fastpath {
+	uint64_t budget;
+	uint64_t count;
+	uint64_t now_ns;
+	uint64_t cost_ns;
+	uint64_t mono_base;
+	uint64_t real_base;
+	uint64_t pid, tid, ppid;
+	uint64_t saved_rax, saved_rdx, saved_rsp;
+	uint64_t stack[4];
+	uint64_t reserved[16];
+	struct vmm_fastpath_record ring[188];
+};
+int vmm_vm_set_fastpath(struct vmm_vm *vm, int on);
+struct vmm_fastpath *vmm_vm_fastpath(struct vmm_vm *vm);

@@ -25,7 +25,11 @@
 #define GPA_TSS 0x3000ull         /* 104-byte TSS, then the 8 KiB I/O bitmap */
 #define GPA_STUBS 0x6000ull       /* CPL0 code */
 #define GPA_ENTRY 0x7000ull       /* user-visible syscall entry page */
-#define GPA_IST_STACK 0x8000ull   /* 32 KiB kernel stack for every vector (IST1) */
+#define GPA_SCRATCH 0x8000ull     /* VMM scratch from here to the fix-up list's end: never
+				   * guest state, left out of digests, zeroed in a file's image */
+#define GPA_FAST_CODE 0x8000ull   /* the syscall fast path's code (fastpath/fastpath.S) */
+#define GPA_FAST_DATA 0x9000ull   /* its data page and ring: struct vmm_fastpath */
+#define GPA_IST_STACK 0xc000ull   /* 16 KiB kernel stack for every vector (IST1) */
 #define IST_STACK_TOP 0x10000ull
 #define GPA_FIXOPS 0x10000ull     /* page-table store list: count, then (kva, value) pairs */
 #define FIXOPS_BYTES 0x10000ull
@@ -42,6 +46,13 @@
 
 #define KERNEL_BASE 0xffff800000000000ull
 #define ENTRY_VA 0xffffffffff600000ull
+#define FAST_CODE_VA (ENTRY_VA + 0x1000ull)  /* user read + exec, like the entry page */
+#define FAST_DATA_VA (ENTRY_VA + 0x2000ull)  /* user read + write: the guest may forge it */
+#define FAST_DATA_PAGES 3u
+/* The entry page table's slots for those four pages: installed with the fast path, and
+ * hashed as zero in digests (recordings from before the fast path carry zeros there). */
+#define FAST_PTE_GPA (GPA_ENTRY_PT + 8ull * ((FAST_CODE_VA >> 12) & 511))
+#define FAST_PTE_BYTES (8ull * (1 + FAST_DATA_PAGES))
 #define USER_VA_END 0x0000800000000000ull
 
 /* Offsets inside the entry page (user code) and the stubs page (CPL0 code). */
@@ -157,6 +168,7 @@ struct vmm_vm {
 	uint64_t frame_addr;    /* kernel VA of the iretq frame's RIP slot (RESUME_FRAME) */
 	bool syscall_at_cpl0;   /* hardware KVM: syscall enters CPL0; PVM: it stays at CPL3 */
 	bool syscall_mode_known;
+	bool fastpath;          /* LSTAR at the fast path's code (fastpath.c) */
 
 	struct kvm_sregs sregs_template; /* CPL0 state after setup: every restore starts here */
 	struct vmm_snapshot *base;  /* snapshot whose image matches memory minus dirty pages */
@@ -169,6 +181,16 @@ struct vmm_vm {
 void vmm_build_system_area(uint8_t *mem, uint64_t mem_size);
 int vmm_setup_system_area(struct vmm_vm *vm);
 int vmm_setup_vcpu(struct vmm_vm *vm);
+/* Point LSTAR/CSTAR at the entry page, or at the fast path when vm->fastpath. */
+int vmm_set_syscall_entry(struct vmm_vm *vm);
+
+/* fastpath.c */
+/* Write the fast path's code (for the VM's syscall mode) and page-table entries into guest
+ * memory: at enable, and after every restore (a file's image holds no scratch). */
+void vmm_fastpath_install(struct vmm_vm *vm);
+/* Whether the 8-byte entry-page-table slot at gpa holds what the fast path installs there
+ * or zero (both honest: a VM with the fast path off, or a recording made before it). */
+bool vmm_fastpath_pte_ok(uint64_t gpa, uint64_t value);
 
 /* paging.c */
 int frames_init(struct frame_alloc *fa, uint32_t total);

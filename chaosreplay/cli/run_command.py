@@ -48,8 +48,11 @@ def _duration(ns: int) -> str:
               show_default=True,
               help="How threads share the one vCPU: time slices in tid order, or a seeded "
                    "random interleaving (another --seed, another interleaving).")
+@click.option("--fast-path/--no-fast-path", default=True, show_default=True,
+              help="Let the guest answer clock reads and id calls without a VM exit "
+                   "(the same run, call for call, only faster; docs/architecture.md).")
 def run(program: Path, args: tuple[str, ...], seed: int, env: tuple[str, ...], mem_mib: int,
-        no_patch: bool, hang_timeout: float, schedule: str) -> None:
+        no_patch: bool, hang_timeout: float, schedule: str, fast_path: bool) -> None:
     """Run one static x86-64 Linux PROGRAM in a VM and mirror its exit status.
 
     Everything after PROGRAM is passed to it (options of run go before PROGRAM).
@@ -79,6 +82,7 @@ def run(program: Path, args: tuple[str, ...], seed: int, env: tuple[str, ...], m
         mem_size=(mem_mib + 1) // 2 * 2 << 20,
         patch=not no_patch,
         scheduler=SchedulerConfig(policy=schedule),
+        fast_path=fast_path,
     )
     started = time.perf_counter()
     process = GuestProcess(image, config, on_event=on_event, on_output=_stream)

@@ -119,6 +119,12 @@ def _summary(result: RunResult, scenario: Scenario, wall: float, out: Path) -> N
     _err.print(f"  events: chaosreplay events {out} --kind bug")
 
 
+no_fast_path_option = click.option(
+    "--no-fast-path", is_flag=True,
+    help="Every system call exits to the VMM (the guest answers no clock or id call itself; "
+         "the run is the same either way, only slower).")
+
+
 @click.command()
 @click.argument("scenario_file", metavar="[SCENARIO]", required=False,
                 type=click.Path(dir_okay=False, path_type=Path))
@@ -139,9 +145,11 @@ def _summary(result: RunResult, scenario: Scenario, wall: float, out: Path) -> N
 @click.option("--keep-failing", type=click.Path(file_okay=False, path_type=Path),
               help="With --seeds: keep the recordings of failing seeds in this folder.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@no_fast_path_option
 def record(scenario_file: Path | None, seed: int | None, duration: int | None, output: Path,
            keep_going: bool, hang_timeout: float, seed_list: list[int] | None,
-           jobs: int | None, keep_failing: Path | None, no_progress: bool) -> None:
+           jobs: int | None, keep_failing: Path | None, no_progress: bool,
+           no_fast_path: bool) -> None:
     """Run a simulation and record it (the 3-node Raft demo without SCENARIO).
 
     With --seeds, run every seed (in parallel) and keep only failing recordings.
@@ -161,7 +169,8 @@ def record(scenario_file: Path | None, seed: int | None, duration: int | None, o
         _record_seeds(scenario, images, seed_list, jobs or default_jobs(), keep_failing,
                       keep_going, hang_timeout, not no_progress and _err.is_terminal)
         return
-    options = RunOptions(keep_going=keep_going, hang_seconds=hang_timeout)
+    options = RunOptions(keep_going=keep_going, hang_seconds=hang_timeout,
+                         fast_path=not no_fast_path)
     started = time.perf_counter()
     show = not no_progress and _err.is_terminal
     try:
@@ -217,7 +226,9 @@ def _record_seeds(scenario: Scenario, images: list[Any], seeds: list[int], jobs:
               help="Wall seconds without a VM exit before a node counts as hung (0: never).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @force_option
-def replay(recording: Path, hang_timeout: float, no_progress: bool, force: bool) -> None:
+@no_fast_path_option
+def replay(recording: Path, hang_timeout: float, no_progress: bool, force: bool,
+           no_fast_path: bool) -> None:
     """Re-run RECORDING from its manifest and check every event and checkpoint digest.
 
     Exits 0 when the replay is identical, 1 at the first divergence, 2 when the
@@ -229,7 +240,8 @@ def replay(recording: Path, hang_timeout: float, no_progress: bool, force: bool)
     with RecordingReader(recording) as reader:
         total = reader.last_tick or 0
     with _Bar(max(1, total) * 1_000_000, show, "replaying") as bar:
-        report = replay_run(recording, on_progress=bar, hang_seconds=hang_timeout)
+        report = replay_run(recording, on_progress=bar, hang_seconds=hang_timeout,
+                            fast_path=not no_fast_path)
     wall = time.perf_counter() - started
     checked = (f"{report.events_checked:,} events and {report.checkpoints_checked} "
                f"checkpoints")

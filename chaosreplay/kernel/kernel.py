@@ -57,6 +57,7 @@ class Kernel:
         self.stdout = bytearray()  # the last output_tail_bytes of each stream
         self.stderr = bytearray()
         self.output_dropped = [0, 0]  # bytes of stdout, stderr that fell out of the tails
+        self.fast_hold = False  # every call exits (a pause at an event): kernel/fastpath.py
 
     def new_id(self) -> int:
         """A new pid or tid: one counter for both, as on Linux."""

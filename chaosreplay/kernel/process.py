@@ -24,6 +24,7 @@ from chaosreplay.events import EventKind
 from chaosreplay.kernel import futex, sdk_abi, signalling
 from chaosreplay.kernel.clock import NodeClock
 from chaosreplay.kernel.exec import load_image, plan_load
+from chaosreplay.kernel.fastpath import FastPath
 from chaosreplay.kernel.fs.files import Refs, save_tables
 from chaosreplay.kernel.fs.install import DiskEntry, install
 from chaosreplay.kernel.fs.paths import ROOT
@@ -162,6 +163,7 @@ class ProcessConfig:
     output_tail_bytes: int = 1 << 20  # stdout/stderr kept per stream; all of it is in events
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     disk_durability: str = "posix"  # when names become durable (kernel/fs/disk.py journal)
+    fast_path: bool = False  # the guest answers the clocks and ids itself (kernel/fastpath.py)
 
 
 EventSink = Callable[["GuestProcess", EventKind, dict[str, Any]], None]
@@ -230,6 +232,7 @@ class GuestProcess:
         plan = plan_load(image, config.patch)
 
         self.vm = Vm(config.mem_size)
+        self.fast = self.fast_path_of(self.vm)
         self.space = AddressSpace(self.vm)
         self.space.oom_kill = self._oom_kill
         self.space.drop_hold = self._drop_hold
@@ -558,8 +561,13 @@ class GuestProcess:
         vm, regs, handlers = self.vm, self.regs, HANDLERS
         syscall_cost = self.config.syscall_cost_ns
         tasks, current = self.tasks, self.current  # clone adds to tasks; a switch returns
+        fast = self.fast
         while True:
+            if fast is not None:
+                fast.arm(self, deadline_ns)
             reason = vm.run()
+            if fast is not None and fast.granted and not fast.drain(self):
+                return self.status  # the guest forged its fast-path ring
             if reason == ExitReason.SYSCALL:
                 number = regs.rax
                 handler = handlers.get(number)
@@ -633,6 +641,22 @@ class GuestProcess:
                 self.preempt = False
                 return Status.RUNNING
 
+    def fast_path_of(self, vm: Vm) -> FastPath | None:
+        """Turn on vm's fast path when the scenario has it (None: every call exits)."""
+        if not self.config.fast_path:
+            return None
+        vm.set_fastpath(True)
+        return FastPath(vm.fastpath)
+
+    @property
+    def switch_pending(self) -> bool:
+        """The scheduler decided the current task gives up the vCPU at its next chance."""
+        return self._switch
+
+    def kill_forged(self, reason: str) -> None:
+        """The guest wrote the VMM's fast-path page into something the VMM never writes."""
+        self._die(signal.SIGKILL, 0, 0, reason)
+
     def run_to_completion(self, hang_seconds: float = 0) -> Status:
         """Run a lone process until it ends; sleeping just moves its clock forward."""
         from chaosreplay.vm.watchdog import Watchdog
@@ -660,6 +684,10 @@ class GuestProcess:
         args = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9]
         if number in EXEC_CALLS and result == 0:  # the new program's registers are zero
             args = self.exec_call_args
+        self.syscall_event(number, args, result)
+
+    def syscall_event(self, number: int, args: list[int], result: int) -> None:
+        """A system call's event from its number, six argument registers and result."""
         fields = {"nr": number, "name": syscall_name(number), "args": args, "ret": result}
         if self.current.tid != PID:
             fields["tid"] = self.current.tid
@@ -860,7 +888,8 @@ class GuestProcess:
         child.tasks = {pid: child.current}
         child.scheduler.admit(child.current)
         self.space.code.suspend(self.regs)  # no trap step or W+X page is copied mid-way
-        child.vm = self.vm.clone()
+        child.vm = self.vm.clone()  # the fast path comes with it, on or off
+        child.fast = None if self.fast is None else FastPath(child.vm.fastpath)
         child.regs = child.vm.regs
         child.space = self.space.fork(child.vm)
         child.space.oom_kill = child._oom_kill
@@ -880,6 +909,7 @@ class GuestProcess:
                      "envp", "pgid", "sid"):
             setattr(child, name, getattr(self, name))
         child.preempt = child.yielded = child.reaped = child.stopped = False
+        child.fast = None  # comes with its VM
         child.stop_report = None
         child.exec_call_args = []
         child.status, child.exit_code, child.crash = Status.RUNNING, None, None

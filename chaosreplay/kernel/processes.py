@@ -84,6 +84,14 @@ class ProcessTable:
         """Whether a process other than p could use the vCPU now."""
         return any(q is not p and _ready(q, now_ns) for q in self.live())
 
+    def earliest_other_ready(self, p: GuestProcess, now_ns: int) -> int | None:
+        """The first virtual time at or after now_ns at which a process other than p could
+        use the vCPU, while p runs alone (None: only p itself could wake one)."""
+        times = [now_ns if _ready(q, now_ns) else _wake_time(q)
+                 for q in self.live() if q is not p]
+        known = [t for t in times if t is not None]
+        return min(known) if known else None
+
     def others_alive(self, p: GuestProcess) -> bool:
         return any(q is not p for q in self.live())
 
@@ -147,6 +155,7 @@ class ProcessTable:
             q.exit_signal = row["exit_signal"]
             if "process" in row:
                 q.vm = Vm(init.config.mem_size)
+                q.fast = q.fast_path_of(q.vm)
                 q.regs = q.vm.regs
                 q.space = AddressSpace(q.vm)
                 q.space.oom_kill = q._oom_kill

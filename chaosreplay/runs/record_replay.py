@@ -19,6 +19,7 @@ from typing import Any
 
 from chaosreplay import __version__
 from chaosreplay.errors import RecordingError
+from chaosreplay.kernel.fastpath import DEFAULT as FAST_PATH_DEFAULT
 from chaosreplay.recording import RecordingReader, RecordingWriter
 from chaosreplay.recording.format import packb
 from chaosreplay.recording.model import Event
@@ -40,6 +41,7 @@ class RunOptions:
 
     keep_going: bool = False
     hang_seconds: float = 10.0
+    fast_path: bool = FAST_PATH_DEFAULT  # not in the manifest: the run is the same either way
 
 
 def build_manifest(scenario: Scenario, images: list[ProgramImage], options: RunOptions,
@@ -79,7 +81,7 @@ def record_run(scenario: Scenario, images: list[ProgramImage], path: str | os.Pa
     manifest = build_manifest(scenario, images, options, parent)
     # The VMs first: a host without KVM or a bad program leaves no file behind.
     sim = Simulation(scenario, images, keep_going=options.keep_going, on_progress=on_progress,
-                     hang_seconds=options.hang_seconds)
+                     hang_seconds=options.hang_seconds, fast_path=options.fast_path)
     try:
         writer = RecordingWriter(partial, manifest, host=host_info())
     except OSError as exc:
@@ -224,7 +226,7 @@ def same_row(recorded: Row, actual: Row) -> bool:
 
 
 def replay_run(path: str | os.PathLike[str], on_progress: Progress | None = None,
-               hang_seconds: float = 10.0) -> ReplayReport:
+               hang_seconds: float = 10.0, fast_path: bool = FAST_PATH_DEFAULT) -> ReplayReport:
     """Re-execute a recording and compare; see the module docstring."""
     report = ReplayReport()
     with RecordingReader(path) as reader:
@@ -234,7 +236,7 @@ def replay_run(path: str | os.PathLike[str], on_progress: Progress | None = None
         comparer = _Comparer(reader, report)
         sim = Simulation(scenario, images, sink=comparer.event, keep_going=options.keep_going,
                          on_checkpoint=comparer.checkpoint, on_progress=on_progress,
-                         hang_seconds=hang_seconds)
+                         hang_seconds=hang_seconds, fast_path=fast_path)
         try:
             report.outcome = sim.run().summary()
             comparer.finish()

@@ -30,7 +30,14 @@ from chaosreplay.recording.schema import Check, SchemaError, validate
 from chaosreplay.sim import checkpoint_check as checks
 from chaosreplay.sim.oracle import Bug
 from chaosreplay.sim.reseed import rekey_process
-from chaosreplay.vm.vmm import PAGE_SIZE, SCRATCH_END, SCRATCH_START, Snapshot, VmmError
+from chaosreplay.vm.vmm import (
+    PAGE_SIZE,
+    SCRATCH_END,
+    SCRATCH_START,
+    Snapshot,
+    VmmError,
+    masked_page,
+)
 
 if TYPE_CHECKING:
     from chaosreplay.kernel.process import GuestProcess
@@ -61,9 +68,20 @@ class SimCheckpoint:
                      **{name: snap for name, (snap, _) in node.process_snaps.items()}}
             for name, snap in snaps.items():
                 memory = snap.memory_view()
-                out[name] = {pfn: bytes(memory[pfn * PAGE_SIZE:(pfn + 1) * PAGE_SIZE])
-                             for pfn in snap.last_pages()}
+                out[name] = {pfn: _stored_page(pfn, memory) for pfn in snap.last_pages()}
         return out
+
+
+_ZERO_PAGE = bytes(PAGE_SIZE)
+
+
+def _stored_page(pfn: int, memory: memoryview) -> bytes:
+    """A page as a recording keeps it: the VMM's scratch as zeros and the fast path's slots
+    masked, as a restore from a file expects them; so a run records the same bytes with
+    the fast path on or off."""
+    if pfn in _SCRATCH_PAGES:
+        return _ZERO_PAGE
+    return bytes(masked_page(pfn, memory[pfn * PAGE_SIZE:(pfn + 1) * PAGE_SIZE]))
 
 
 def _sha(data: bytes | memoryview) -> bytes:
@@ -83,7 +101,7 @@ def _memory_digest(snap: Snapshot, hashes: dict[int, bytes], changed: Iterable[i
     """
     memory = snap.memory_view()
     for pfn in changed:
-        hashes[pfn] = _sha(memory[pfn * PAGE_SIZE:(pfn + 1) * PAGE_SIZE])
+        hashes[pfn] = _sha(masked_page(pfn, memory[pfn * PAGE_SIZE:(pfn + 1) * PAGE_SIZE]))
     high = len(memory) // PAGE_SIZE
     return _sha(b"".join(hashes[pfn] for pfn in range(high) if pfn not in _SCRATCH_PAGES))
 

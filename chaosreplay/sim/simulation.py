@@ -31,6 +31,7 @@ from enum import StrEnum
 from typing import Any
 
 from chaosreplay.events import EventKind
+from chaosreplay.kernel.fastpath import DEFAULT as FAST_PATH_DEFAULT
 from chaosreplay.kernel.process import Checkpoint, GuestProcess, ProcessConfig, Status
 from chaosreplay.sim.faults.engine import START, FaultAction
 from chaosreplay.sim.faults.model import FaultKind
@@ -180,6 +181,7 @@ class Simulation:
         on_checkpoint: Callable[[Any], None] | None = None,
         on_progress: Callable[[Simulation], None] | None = None,
         hang_seconds: float = 10.0,
+        fast_path: bool = FAST_PATH_DEFAULT,
     ) -> None:
         if len(images) != len(scenario.nodes):
             raise ValueError(f"{len(scenario.nodes)} node groups but {len(images)} programs")
@@ -212,6 +214,7 @@ class Simulation:
         self._pause_after: int | None = None
         self._suspended: tuple[Node, int] | None = None
         self._running: Node | None = None  # the node inside _run_node
+        self.fast_path = fast_path  # guests answer clocks and ids themselves: the same run
         self.nodes = [self._make_node(spec, images[spec.group], trace_syscalls)
                       for spec in scenario.node_specs()]
         # Per node, the seed its streams were given by `reseed` faults (None: the scenario's);
@@ -227,6 +230,7 @@ class Simulation:
             mem_size=scenario.memory_per_node, hostname=spec.name,
             node_names=tuple(s.name for s in scenario.node_specs()),
             scheduler=scenario.scheduler, disk_durability=scenario.disk.durability,
+            fast_path=self.fast_path,
         )
         process = GuestProcess(image, config, on_event=self._on_process_event,
                                files=scenario.nodes[spec.group].files)
@@ -339,6 +343,7 @@ class Simulation:
     def _run_node(self, node: Node, deadline_ns: int) -> None:
         self.messaging.before_run(node.index, node.process)
         self._running = node
+        node.process.kernel.fast_hold = self._pause_after is not None  # stop at any event
         try:
             status = node.process.run(deadline_ns)
         finally:

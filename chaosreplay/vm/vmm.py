@@ -118,6 +118,14 @@ class Vm:
             raise VmmError(-rc, f"KVM_RUN: {os.strerror(-rc)}")
         return self._exit.reason
 
+    def set_fastpath(self, on: bool) -> None:
+        """Let the guest answer the fast path's calls itself (vmm.h, kernel/fastpath.py)."""
+        _check(lib.vmm_vm_set_fastpath(self._vm, int(on)), "set fast path")
+
+    @property
+    def fastpath(self) -> Any:  # a cffi struct vmm_fastpath * into guest memory
+        return lib.vmm_vm_fastpath(self._vm)
+
     def run_bench_loop(self, max_syscalls: int) -> int:
         """Benchmark baseline: the C loop answers every syscall with 0 by itself."""
         n = ffi.new("uint64_t *")
@@ -278,12 +286,34 @@ def _scratch_range() -> tuple[int, int]:
 SCRATCH_START, SCRATCH_END = _scratch_range()
 
 
+def _digest_mask() -> tuple[int, int]:
+    gpa, length = ffi.new("uint64_t *"), ffi.new("uint64_t *")
+    lib.vmm_vm_digest_mask(gpa, length)
+    return gpa[0], length[0]
+
+
+MASK_START, MASK_LEN = _digest_mask()
+MASK_PFN = MASK_START // 4096
+_MASK_ZEROS = bytes(MASK_LEN)
+
+
+def masked_page(pfn: int, page: bytes | memoryview) -> bytes | memoryview:
+    """A page as digests see it: the fast path's page-table slots read as zero, so a VM
+    with it on and one without (or a recording from before it) hash alike."""
+    if pfn != MASK_PFN:
+        return page
+    at = MASK_START % 4096
+    return bytes(page[:at]) + _MASK_ZEROS + bytes(page[at + MASK_LEN:])
+
+
 def state_digest(state: bytes, memory: memoryview) -> bytes:
     """The digest of a VM state: canonical vCPU bytes + memory outside the VMM's scratch."""
     h = hashlib.sha256()
     h.update(state)
     h.update(memory[:SCRATCH_START])
-    h.update(memory[SCRATCH_END:])
+    h.update(memory[SCRATCH_END:MASK_START])
+    h.update(_MASK_ZEROS)
+    h.update(memory[MASK_START + MASK_LEN:])
     return h.digest()
 
 
