@@ -20,15 +20,15 @@ from chaosreplay.vm.elf import load_program
 GEN = Path(__file__).resolve().parent.parent / "vmm_native" / "fastpath" / "gen.py"
 
 
-def _run(path: Path, fast: bool, policy: str = "round-robin",
-         seed: int = 0) -> tuple[list[Any], bytes, GuestProcess]:
+def _run(path: Path, fast: bool, policy: str = "round-robin", seed: int = 0,
+         vdso: bool = False) -> tuple[list[Any], bytes, GuestProcess]:
     events: list[Any] = []
     output = bytearray()
 
     def on_event(p: GuestProcess, kind: Any, fields: dict[str, Any]) -> None:
         events.append((p.vtime_ns, p.pid, kind.value, fields))
 
-    config = ProcessConfig(argv=[path.name.encode()], seed=seed, fast_path=fast,
+    config = ProcessConfig(argv=[path.name.encode()], seed=seed, fast_path=fast, vdso=vdso,
                            scheduler=SchedulerConfig(policy=policy))
     process = GuestProcess(load_program(path), config, on_event=on_event,
                            on_output=lambda fd, data: output.extend(data))
@@ -37,11 +37,12 @@ def _run(path: Path, fast: bool, policy: str = "round-robin",
 
 
 @pytest.mark.kvm
+@pytest.mark.parametrize("vdso", [False, True], ids=["syscalls", "vdso"])
 @pytest.mark.parametrize("policy", ["round-robin", "random"])
-def test_same_events_with_and_without_the_fast_path(policy: str) -> None:
+def test_same_events_with_and_without_the_fast_path(policy: str, vdso: bool) -> None:
     program = built("fast_calls.c", "musl")
-    slow_events, slow_out, slow = _run(program, False, policy, seed=3)
-    fast_events, fast_out, fast = _run(program, True, policy, seed=3)
+    slow_events, slow_out, slow = _run(program, False, policy, seed=3, vdso=vdso)
+    fast_events, fast_out, fast = _run(program, True, policy, seed=3, vdso=vdso)
     assert fast_out == slow_out
     assert b"bad buffer: Bad address" in fast_out and b"alarms: 20" in fast_out
     assert packb(fast_events) == packb(slow_events)  # times, arguments, results, order
@@ -52,11 +53,43 @@ def test_same_events_with_and_without_the_fast_path(policy: str) -> None:
 
 
 @pytest.mark.kvm
-def test_glibc_program_the_same_both_ways() -> None:
+@pytest.mark.parametrize("vdso", [False, True], ids=["syscalls", "vdso"])
+def test_glibc_program_the_same_both_ways(vdso: bool) -> None:
     program = built("fast_calls.c", "glibc")
-    slow_events, slow_out, _ = _run(program, False)
-    fast_events, fast_out, _ = _run(program, True)
+    slow_events, slow_out, _ = _run(program, False, vdso=vdso)
+    fast_events, fast_out, _ = _run(program, True, vdso=vdso)
     assert fast_out == slow_out and packb(fast_events) == packb(slow_events)
+
+
+@pytest.mark.kvm
+@pytest.mark.parametrize("flavour", ["musl", "glibc"])
+def test_vdso_stores_that_fault_become_the_call(flavour: str) -> None:
+    """A lazy page and a read-only one under the vDSO's store: the same answers as the
+    system call gives (the page mapped; EFAULT), with a budget or without."""
+    program = built("vdso_fault.c", flavour)
+    slow_events, slow_out, _ = _run(program, False, vdso=True)
+    fast_events, fast_out, _ = _run(program, True, vdso=True)
+    assert fast_out == slow_out and packb(fast_events) == packb(slow_events)
+    lines = fast_out.decode().splitlines()
+    assert lines[0] == "vdso: yes" and lines[-1] == "straddling a read-only page: Bad address"
+    assert all(line.endswith(": ok") for line in lines[1:-1])
+    assert _run(program, True, vdso=False)[1].startswith(b"vdso: no\n")
+
+
+@pytest.mark.kvm
+def test_go_reads_the_clock_through_the_vdso() -> None:
+    """The Go runtime finds the vDSO (its own ELF parser) and runs as natively, the same
+    with a budget or without, in fewer exits."""
+    import subprocess
+
+    program = built("goroutines.go")
+    native = subprocess.run([str(program)], capture_output=True, check=True).stdout
+    slow_events, slow_out, slow = _run(program, False, vdso=True)
+    fast_events, fast_out, fast = _run(program, True, vdso=True)
+    assert fast_out == slow_out == native
+    assert packb(fast_events) == packb(slow_events)
+    clock_reads = sum(1 for e in fast_events if e[3].get("name") == "clock_gettime")
+    assert clock_reads and fast.vm.stats().exits < slow.vm.stats().exits
 
 
 @pytest.mark.kvm
@@ -172,3 +205,31 @@ def test_demo_recordings_are_the_same_and_replay_either_way(tmp_path: Path) -> N
             report = replay_run(path, fast_path=replay_fast)
             assert report.identical and report.checkpoints_checked >= 2, report.divergence
     assert rows[True] == rows[False]
+
+
+@pytest.mark.kvm
+def test_a_dynamic_program_finds_the_vdso_through_ld_so(dynamic_pthreads: Path) -> None:
+    """glibc's ld.so takes the vDSO as a loaded object; the nodes' streams are the same
+    with the fast path and without."""
+    from chaosreplay.sim.scenario import loads_scenario
+    from chaosreplay.sim.simulation import Simulation
+
+    sc = loads_scenario(f"""
+duration = "1s"
+checkpoint_interval = 0
+memory_per_node = "64MiB"
+[[nodes]]
+program = "{dynamic_pthreads}"
+count = 2
+root = "host"
+""", "dyn.toml", base_dir=Path("/"))
+    assert sc.vdso
+    images = [load_program(dynamic_pthreads)]
+    streams = []
+    for fast in (True, False):
+        events: list[Any] = []
+        result = Simulation(sc, images, sink=lambda *e, out=events: out.append(e),
+                            fast_path=fast).run()
+        assert not result.failures, result.failures
+        streams.append(packb(events))
+    assert streams[0] == streams[1]

@@ -318,6 +318,26 @@ def test_packet_payload_bytes_is_checked_and_old_manifests_keep_none() -> None:
     assert check_manifest(manifest, "old.ccr").packet_payload_bytes == 0
 
 
+def test_vdso_is_on_for_scenarios_and_off_for_manifests_from_before_it() -> None:
+    """A scenario gives its programs a vDSO unless it says `vdso = false`; a manifest
+    written before the key existed ran without one, and replays so."""
+    from chaosreplay.runs.manifest_check import check_manifest
+    from chaosreplay.runs.record_replay import RunOptions, build_manifest
+    from chaosreplay.sim.programs import resolve_images
+
+    assert Scenario().vdso and loads_scenario("").vdso
+    assert not loads_scenario("vdso = false").vdso
+    assert "vdso" not in loads_scenario("vdso = false").to_dict()  # the legacy form
+    with pytest.raises(ConfigError, match="vdso: expected true or false"):
+        loads_scenario('vdso = "yes"')
+    scenario = Scenario()
+    manifest = build_manifest(scenario, resolve_images(scenario, ROOT), RunOptions())
+    assert manifest["scenario"]["vdso"] is True
+    assert check_manifest(manifest, "new.ccr").vdso
+    del manifest["scenario"]["vdso"]
+    assert not check_manifest(manifest, "old.ccr").vdso
+
+
 def test_keepalive_defaults_reach_the_kernels_tcp_config() -> None:
     """network.tcp's keepalive keys become what a socket with SO_KEEPALIVE and none of the
     TCP_KEEP* options uses; unset, they are Linux's sysctl defaults (7200 s, 75 s, 9)."""

@@ -295,6 +295,19 @@ static int decode_exit(struct vmm_vm *vm, struct vmm_exit *exit)
 		if (vector_port && (vector == 14 || vector == 13) && f[0] >= FAST_CODE_VA &&
 		    f[0] < FAST_CODE_VA + VMM_PAGE_SIZE && vm->fastpath)
 			return fast_fault_to_syscall(vm, exit, frame, f);
+		uint64_t resume_at = vector_port && (vector == 14 || vector == 13) && vm->vdso
+				     ? vmm_vdso_resume_at(f[0]) : 0;
+		if (resume_at) {
+			/* A vDSO store into the caller's buffer: make the call instead, at the
+			 * function's code that restores rax/rdx and runs `syscall` (vdso.S). No
+			 * exit: the program sees exactly what it sees without a budget. */
+			r->rip = resume_at;
+			r->rflags = f[2] | RFLAGS_IF;
+			r->rsp = f[3];
+			vm->resume = RESUME_FRAME;
+			vm->frame_addr = frame;
+			return 0;
+		}
 		if ((f[1] & 3) != 3) {
 			/* A fault in the VMM's own CPL0 code: the VM cannot continue. */
 			fail(vm, exit);

@@ -321,6 +321,12 @@ static int copy_user(struct vmm_vm *vm, uint64_t va, uint8_t *host, uint64_t len
 
 int vmm_mem_read(struct vmm_vm *vm, uint64_t va, void *dst, uint64_t len)
 {
+	/* The vDSO's page is the user's to read, as on Linux (a debugger disassembling it, a
+	 * write(2) from it), though it lies outside the user page tables. */
+	if (vm->vdso && va >= VDSO_VA && len <= VMM_PAGE_SIZE && va - VDSO_VA <= VMM_PAGE_SIZE - len) {
+		memcpy(dst, gpa_ptr(vm, GPA_VDSO + (va - VDSO_VA)), len);
+		return 0;
+	}
 	return copy_user(vm, va, dst, len, false);
 }
 

@@ -378,7 +378,7 @@ int64_t vmm_snapshot_restore(struct vmm_vm *vm, struct vmm_snapshot *snap)
 			       (size_t)(live_high - snap->high) << PAGE_SHIFT);
 		n = snap->high;
 	}
-	if (vm->fastpath)
+	if (vm->fastpath || vm->vdso)
 		vmm_fastpath_install(vm); /* a file's image has no scratch, an older one no slots */
 	rc = vmm_load_state(vm, snap->state, snap->state_len);
 	if (rc < 0)

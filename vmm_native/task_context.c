@@ -52,7 +52,9 @@ int vmm_vcpu_load_context(struct vmm_vm *vm, const struct vmm_task_context *ctx)
 	/* The state may come from a guest-written signal frame: refuse what the CPU would. */
 	if (ctx->fs_base >= USER_VA_END || ctx->gs_base >= USER_VA_END)
 		return -EPERM;
-	if (ctx->regs.rip >= USER_VA_END || !canonical(ctx->regs.rsp))
+	/* (the vDSO's page is the user's too: a thread may be switched out in a call from it) */
+	bool in_vdso = vm->vdso && ctx->regs.rip >= VDSO_VA && ctx->regs.rip < VDSO_VA + VMM_PAGE_SIZE;
+	if ((ctx->regs.rip >= USER_VA_END && !in_vdso) || !canonical(ctx->regs.rsp))
 		return -EFAULT;
 	uint32_t mxcsr;
 	memcpy(&mxcsr, ctx->fpu + FXSAVE_MXCSR_OFF, 4);

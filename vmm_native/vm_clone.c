@@ -64,8 +64,9 @@ int vmm_vm_clone(struct vmm_vm *parent, struct vmm_vm **out)
 	/* Host writes are not in KVM's dirty log, and the child has no snapshot base yet:
 	 * its first snapshot is a full copy, so nothing needs marking here. */
 	memcpy(child->mem, parent->mem, (size_t)parent->frames.high << PAGE_SHIFT);
+	child->vdso = parent->vdso; /* the copied memory holds the pages already */
 	if (parent->fastpath) {
-		child->fastpath = true; /* the copied memory holds its code and page already */
+		child->fastpath = true;
 		rc = vmm_set_syscall_entry(child);
 		if (rc < 0)
 			goto out;

@@ -178,5 +178,9 @@ struct vmm_fastpath {
 /* Turn the fast path on (1) or off (0); needs the syscall mode known. */
 int vmm_vm_set_fastpath(struct vmm_vm *vm, int on);
 struct vmm_fastpath *vmm_vm_fastpath(struct vmm_vm *vm);
+/* Map the vDSO (fastpath/vdso.S) at vmm_vdso_address() and the data page it reads (1), or
+ * leave it unmapped (0); it answers from the page only while the fast path arms it. */
+int vmm_vm_set_vdso(struct vmm_vm *vm, int on);
+uint64_t vmm_vdso_address(void);
 
 #endif

@@ -106,3 +106,5 @@ struct vmm_fastpath {
 };
 int vmm_vm_set_fastpath(struct vmm_vm *vm, int on);
 struct vmm_fastpath *vmm_vm_fastpath(struct vmm_vm *vm);
+int vmm_vm_set_vdso(struct vmm_vm *vm, int on);
+uint64_t vmm_vdso_address(void);

@@ -29,7 +29,8 @@
 				   * guest state, left out of digests, zeroed in a file's image */
 #define GPA_FAST_CODE 0x8000ull   /* the syscall fast path's code (fastpath/fastpath.S) */
 #define GPA_FAST_DATA 0x9000ull   /* its data page and ring: struct vmm_fastpath */
-#define GPA_IST_STACK 0xc000ull   /* 16 KiB kernel stack for every vector (IST1) */
+#define GPA_VDSO 0xc000ull        /* the vDSO image (fastpath/vdso.S) */
+#define GPA_IST_STACK 0xd000ull   /* 12 KiB kernel stack for every vector (IST1) */
 #define IST_STACK_TOP 0x10000ull
 #define GPA_FIXOPS 0x10000ull     /* page-table store list: count, then (kva, value) pairs */
 #define FIXOPS_BYTES 0x10000ull
@@ -49,10 +50,11 @@
 #define FAST_CODE_VA (ENTRY_VA + 0x1000ull)  /* user read + exec, like the entry page */
 #define FAST_DATA_VA (ENTRY_VA + 0x2000ull)  /* user read + write: the guest may forge it */
 #define FAST_DATA_PAGES 3u
-/* The entry page table's slots for those four pages: installed with the fast path, and
- * hashed as zero in digests (recordings from before the fast path carry zeros there). */
+#define VDSO_VA (ENTRY_VA + 0x5000ull)       /* user read + exec: AT_SYSINFO_EHDR */
+/* The entry page table's slots for those five pages: installed with the fast path or the
+ * vDSO, and hashed as zero in digests (recordings from before them carry zeros there). */
 #define FAST_PTE_GPA (GPA_ENTRY_PT + 8ull * ((FAST_CODE_VA >> 12) & 511))
-#define FAST_PTE_BYTES (8ull * (1 + FAST_DATA_PAGES))
+#define FAST_PTE_BYTES (8ull * (2 + FAST_DATA_PAGES))
 #define USER_VA_END 0x0000800000000000ull
 
 /* Offsets inside the entry page (user code) and the stubs page (CPL0 code). */
@@ -169,6 +171,7 @@ struct vmm_vm {
 	bool syscall_at_cpl0;   /* hardware KVM: syscall enters CPL0; PVM: it stays at CPL3 */
 	bool syscall_mode_known;
 	bool fastpath;          /* LSTAR at the fast path's code (fastpath.c) */
+	bool vdso;              /* the vDSO and the data page it reads are mapped */
 
 	struct kvm_sregs sregs_template; /* CPL0 state after setup: every restore starts here */
 	struct vmm_snapshot *base;  /* snapshot whose image matches memory minus dirty pages */
@@ -191,6 +194,9 @@ void vmm_fastpath_install(struct vmm_vm *vm);
 /* Whether the 8-byte entry-page-table slot at gpa holds what the fast path installs there
  * or zero (both honest: a VM with the fast path off, or a recording made before it). */
 bool vmm_fastpath_pte_ok(uint64_t gpa, uint64_t value);
+/* Where a vDSO function whose store faulted at rip makes its call instead (0: rip is not
+ * in one of them). */
+uint64_t vmm_vdso_resume_at(uint64_t rip);
 
 /* paging.c */
 int frames_init(struct frame_alloc *fa, uint32_t total);

@@ -51,8 +51,12 @@ def _duration(ns: int) -> str:
 @click.option("--fast-path/--no-fast-path", default=True, show_default=True,
               help="Let the guest answer clock reads and id calls without a VM exit "
                    "(the same run, call for call, only faster; docs/architecture.md).")
+@click.option("--vdso/--no-vdso", default=True, show_default=True,
+              help="Give the program a vDSO (AT_SYSINFO_EHDR), as Linux does: libcs and Go "
+                   "read the clock through it.")
 def run(program: Path, args: tuple[str, ...], seed: int, env: tuple[str, ...], mem_mib: int,
-        no_patch: bool, hang_timeout: float, schedule: str, fast_path: bool) -> None:
+        no_patch: bool, hang_timeout: float, schedule: str, fast_path: bool,
+        vdso: bool) -> None:
     """Run one static x86-64 Linux PROGRAM in a VM and mirror its exit status.
 
     Everything after PROGRAM is passed to it (options of run go before PROGRAM).
@@ -83,6 +87,7 @@ def run(program: Path, args: tuple[str, ...], seed: int, env: tuple[str, ...], m
         patch=not no_patch,
         scheduler=SchedulerConfig(policy=schedule),
         fast_path=fast_path,
+        vdso=vdso,
     )
     started = time.perf_counter()
     process = GuestProcess(image, config, on_event=on_event, on_output=_stream)

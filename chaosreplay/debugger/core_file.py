@@ -2,7 +2,9 @@
 
 The layout is Linux's for x86-64 (see the ELF gABI and <linux/elfcore.h>): an ET_CORE
 header, one PT_NOTE segment holding NT_PRSTATUS (the general registers as
-`struct user_regs_struct`), then one PT_LOAD segment per mapping with its bytes. gdb opened
+`struct user_regs_struct`) and, when given, NT_AUXV (gdb finds the vDSO, its symbols and
+its unwind tables, through AT_SYSINFO_EHDR there), then one PT_LOAD segment per mapping
+with its bytes. gdb opened
 on the program and this file shows the node's registers, memory, backtrace and variables —
 which the tests use to check the debugger's own views against gdb's.
 """
@@ -17,7 +19,7 @@ from pathlib import Path
 ELF_HEADER = 64
 PROGRAM_HEADER = 56
 PT_LOAD, PT_NOTE = 1, 4
-NT_PRSTATUS = 1
+NT_PRSTATUS, NT_AUXV = 1, 6
 PF_X, PF_W, PF_R = 1, 2, 4
 PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
 # struct user_regs_struct, in order (arch/x86/include/asm/user_64.h).
@@ -56,10 +58,15 @@ def prstatus(registers: dict[str, int], pid: int = 1, signal: int = 0) -> bytes:
     return bytes(out)
 
 
-def write_core(path: str | Path, registers: dict[str, int], regions: Iterable[Region]) -> None:
-    """Write an x86-64 Linux core file of one thread with these registers and mappings."""
+def write_core(path: str | Path, registers: dict[str, int], regions: Iterable[Region],
+               auxv: Iterable[tuple[int, int]] = ()) -> None:
+    """Write an x86-64 Linux core file of one thread with these registers and mappings
+    (and auxiliary vector entries, AT_NULL added)."""
     regions = list(regions)
     notes = _note(b"CORE", NT_PRSTATUS, prstatus(registers))
+    entries = [*auxv, (0, 0)]
+    if len(entries) > 1:
+        notes += _note(b"CORE", NT_AUXV, b"".join(struct.pack("<QQ", k, v) for k, v in entries))
     count = 1 + len(regions)
     offset = ELF_HEADER + PROGRAM_HEADER * count
     headers = [struct.pack("<IIQQQQQQ", PT_NOTE, 0, offset, 0, 0, len(notes), 0, 4)]

@@ -170,6 +170,9 @@ class NodeDriver:
                 self._stopped = Stop.SYSCALL
 
     def _hooked_run(self, deadline_ns: int | None = None) -> Any:
+        # Every call of the driven node exits (no fast path, the vDSO makes its syscall):
+        # a step or a position then means the same instructions however it is reached.
+        self.process.kernel.fast_hold = True
         if self.armed and self._stopped is None:
             self._insert()
         try:

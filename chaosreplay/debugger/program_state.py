@@ -9,8 +9,10 @@ and reads any variable in scope as a typed `Value`.
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import io
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -32,6 +34,7 @@ from chaosreplay.debugger.dwarf_types import CType
 from chaosreplay.debugger.symbols import Symbolizer
 from chaosreplay.debugger.typed_values import PANE_LIMITS, Limits, Value, render
 from chaosreplay.debugger.unwind import RawFrame, Unwinder
+from chaosreplay.vm.vmm import PAGE_SIZE, VDSO_ADDRESS
 
 Reader = Callable[[int, int], bytes | None]
 _BIND_RANK = {"STB_WEAK": 2, "STB_GLOBAL": 1}
@@ -158,6 +161,29 @@ def place_value(size: int, variable: Variable, place: object, frame: Frame) -> V
     raise Unavailable("optimized out")
 
 
+def vdso_function(read: Reader, pc: int) -> str | None:
+    """The vDSO function (its exported symbol) an address lies in, read from the image in
+    the node's memory, as gdb reads it from AT_SYSINFO_EHDR."""
+    image = read(VDSO_ADDRESS, PAGE_SIZE)
+    if image is None:
+        return None
+    for name, start, size in _vdso_symbols(bytes(image)):
+        if start <= pc - VDSO_ADDRESS < start + size:
+            return name
+    return None
+
+
+@functools.lru_cache(maxsize=4)
+def _vdso_symbols(image: bytes) -> tuple[tuple[str, int, int], ...]:
+    try:
+        dynsym = ELFFile(io.BytesIO(image)).get_section_by_name(".dynsym")
+        return tuple((sym.name, sym["st_value"], sym["st_size"])
+                     for sym in (dynsym.iter_symbols() if dynsym is not None else ())
+                     if sym["st_info"]["type"] == "STT_FUNC")
+    except (ELFError, ValueError, KeyError, struct.error):
+        return ()
+
+
 class ProgramInspector:
     """Frames and variables of one program image (see the module docstring)."""
 
@@ -195,7 +221,9 @@ class ProgramInspector:
             scopes = self.debug.scopes_at(lookup)
             line = self.symbolizer.source_line(lookup)
             if not scopes:
-                name = self.function_name(lookup) or f"{raw.pc:#x}"
+                in_vdso = VDSO_ADDRESS <= raw.pc < VDSO_ADDRESS + PAGE_SIZE
+                name = (vdso_function(read, raw.pc) if in_vdso
+                        else self.function_name(lookup)) or f"{raw.pc:#x}"
                 out.append(Frame(len(out), raw, None, None, [], name, line, raw.found_by,
                                  read))
                 continue

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chaosreplay.debugger.core_file import Region, write_core
+from chaosreplay.debugger.core_file import PROT_EXEC, PROT_READ, Region, write_core
 from chaosreplay.debugger.program_state import ProgramInspector
 from chaosreplay.debugger.symbols import Symbolizer
 from chaosreplay.debugger.views import (
@@ -32,11 +32,13 @@ from chaosreplay.debugger.views import (
 )
 from chaosreplay.debugger.watch import parse
 from chaosreplay.errors import RecordingError
+from chaosreplay.kernel.loader import AT_SYSINFO_EHDR
 from chaosreplay.recording import RecordingReader
 from chaosreplay.runs.record_replay import same_row
 from chaosreplay.sim.scenario import Scenario
 from chaosreplay.sim.simulation import Simulation
 from chaosreplay.vm.elf import ProgramImage
+from chaosreplay.vm.vmm import PAGE_SIZE
 from chaosreplay.vm.watchdog import Watchdog
 
 STATE_CACHE = 256
@@ -193,7 +195,12 @@ class Reconstructor:
             data = read(vma.start, vma.end - vma.start)
             if data is not None:
                 regions.append(Region(vma.start, vma.prot, data))
-        write_core(path, registers, regions)
+        auxv = []
+        if p.vdso_address:  # as Linux dumps it: the page, and where it is
+            regions.append(Region(p.vdso_address, PROT_READ | PROT_EXEC,
+                                  p.vm.read(p.vdso_address, PAGE_SIZE)))
+            auxv.append((AT_SYSINFO_EHDR, p.vdso_address))
+        write_core(path, registers, regions, auxv)
 
     def symbol_address(self, node: int, name: str) -> int | None:
         """The address of a symbol in a node's program."""

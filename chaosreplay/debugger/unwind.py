@@ -25,6 +25,8 @@ from elftools.elf.elffile import ELFFile
 
 from chaosreplay.debugger.dwarf_expr import RIP, RSP, Unavailable, locate
 from chaosreplay.vm.elf import ProgramImage
+from chaosreplay.vm.vmm import PAGE_SIZE as VDSO_BYTES
+from chaosreplay.vm.vmm import VDSO_ADDRESS
 
 MAX_FRAMES = 32
 SCAN_WORDS = 512
@@ -93,14 +95,16 @@ class Unwinder:
         seen: set[tuple[int, int]] = set()
         while len(frames) < limit:
             pc = regs.get(RIP)
-            if pc is None or not self.is_code(pc):
+            if pc is not None and VDSO_ADDRESS <= pc < VDSO_ADDRESS + VDSO_BYTES:
+                step, how = _step_vdso(regs, read), "vdso"
+            elif pc is None or not self.is_code(pc):
                 break
-            lookup = pc if not frames else pc - 1  # a return address is after the call
-            step = self._step_cfi(lookup, regs, read)
-            how = "cfi"
-            if step is None:
+            else:
+                lookup = pc if not frames else pc - 1  # a return address is after the call
+                step, how = self._step_cfi(lookup, regs, read), "cfi"
+            if step is None and how == "cfi":
                 step, how = self._step_prologue(pc, regs, read), "prologue"
-            if step is None:
+            if step is None and how == "prologue":
                 step, how = self._step_scan(pc, regs, read), "scan"
             cfa = step[1] if step is not None else None
             frames.append(RawFrame(pc, regs, cfa, how if step is not None else "", found_by))
@@ -276,6 +280,18 @@ class _RegsOnly:
 
     def frame_base(self) -> int | None:
         return None
+
+
+def _step_vdso(regs: dict[int, int], read: Reader) -> tuple[dict[int, int], int] | None:
+    """Out of the vDSO (fastpath/vdso.S): its functions push nothing and touch no
+    callee-saved register, so the return address is at rsp, as at a function's entry."""
+    rsp = regs.get(RSP)
+    raw = read(rsp, 8) if rsp is not None else None
+    if raw is None or len(raw) != 8:
+        return None
+    caller = {k: v for k, v in regs.items() if k in CALLEE_SAVED}
+    caller[RIP], caller[RSP] = int.from_bytes(raw, "little"), rsp + 8
+    return caller, rsp + 8
 
 
 def _apply(rule: RegisterRule, cfa: int, regs: dict[int, int], read: Reader) -> int | None:

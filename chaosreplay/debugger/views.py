@@ -300,7 +300,11 @@ def memory_reader(p: Any) -> Callable[[int, int], bytes | None]:
         i = bisect.bisect_right(starts, address) - 1
         return vmas[i][1] if i >= 0 and address < vmas[i][1] else None
 
+    vdso = getattr(p, "vdso_address", 0)
+
     def read(address: int, size: int) -> bytes | None:
+        if vdso and vdso <= address and address + size <= vdso + PAGE_SIZE and size >= 0:
+            return p.vm.read(address, size)  # the vDSO's page: the user's, outside the VMAs
         if size < 0 or address < 0 or address + size > 1 << 47:
             return None
         out = bytearray()

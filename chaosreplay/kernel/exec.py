@@ -78,7 +78,7 @@ def check_patchable(image: ProgramImage, sites: tuple[Site, ...] | list[Site],
 
 def load_image(space: AddressSpace, plan: LoadPlan, argv: list[bytes], envp: list[bytes],
                at_random: bytes, exe_name: bytes,
-               interpreter: ProgramImage | None = None) -> LoadedImage:
+               interpreter: ProgramImage | None = None, vdso: int = 0) -> LoadedImage:
     """Map plan's segments into space (empty: fresh or reset), adopt its code pages, map
     the dynamic loader a dynamically linked program names (read by the caller: see
     parse_interpreter) and build the initial stack. The caller starts the vCPU at (entry,
@@ -90,7 +90,7 @@ def load_image(space: AddressSpace, plan: LoadPlan, argv: list[bytes], envp: lis
     base, entry = 0, image.entry
     if interpreter is not None:
         base, entry = map_interpreter(space, interpreter)
-    sp = build_stack(space, image, argv, envp, at_random, exe_name, base)
+    sp = build_stack(space, image, argv, envp, at_random, exe_name, base, vdso)
     return LoadedImage(entry, sp)
 
 

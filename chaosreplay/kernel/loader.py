@@ -14,7 +14,7 @@ from chaosreplay.vm.vmm import PAGE_SIZE, Prot
 AT_NULL, AT_PHDR, AT_PHENT, AT_PHNUM, AT_PAGESZ, AT_BASE, AT_FLAGS = 0, 3, 4, 5, 6, 7, 8
 AT_ENTRY = 9
 AT_UID, AT_EUID, AT_GID, AT_EGID, AT_PLATFORM, AT_HWCAP, AT_CLKTCK = 11, 12, 13, 14, 15, 16, 17
-AT_SECURE, AT_RANDOM, AT_HWCAP2, AT_EXECFN = 23, 25, 26, 31
+AT_SECURE, AT_RANDOM, AT_HWCAP2, AT_EXECFN, AT_SYSINFO_EHDR = 23, 25, 26, 31, 33
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +74,11 @@ def map_segments(space: AddressSpace, image: ProgramImage, contents: list[bytes]
 
 
 def build_stack(space: AddressSpace, image: ProgramImage, argv: list[bytes], envp: list[bytes],
-                at_random: bytes, exe_name: bytes, interpreter_base: int = 0) -> int:
+                at_random: bytes, exe_name: bytes, interpreter_base: int = 0,
+                vdso: int = 0) -> int:
     """Lay out the initial stack the way Linux does; returns the stack pointer (at argc).
-    interpreter_base is AT_BASE: where the dynamic loader was mapped (0: none)."""
+    interpreter_base is AT_BASE: where the dynamic loader was mapped (0: none); vdso is
+    AT_SYSINFO_EHDR (0: no vDSO, and no such entry)."""
     space.map_fixed(STACK_TOP - STACK_LIMIT, STACK_LIMIT - STACK_EAGER, Prot.READ | Prot.WRITE,
                     "[stack]", eager=False)
     space.map_fixed(STACK_TOP - STACK_EAGER, STACK_EAGER, Prot.READ | Prot.WRITE, "[stack]",
@@ -107,8 +109,11 @@ def build_stack(space: AddressSpace, image: ProgramImage, argv: list[bytes], env
         (AT_UID, 0), (AT_EUID, 0), (AT_GID, 0), (AT_EGID, 0), (AT_SECURE, 0),
         (AT_HWCAP, virtual_cpu.cpuid(1, 0).edx), (AT_HWCAP2, 0), (AT_CLKTCK, 100),
         (AT_PLATFORM, addr("platform")), (AT_RANDOM, addr("random")),
-        (AT_EXECFN, addr("execfn")), (AT_NULL, 0),
+        (AT_EXECFN, addr("execfn")),
     ]
+    if vdso:
+        auxv.append((AT_SYSINFO_EHDR, vdso))
+    auxv.append((AT_NULL, 0))
     words = [len(argv)]
     words += [addr(f"argv{i}") for i in range(len(argv))] + [0]
     words += [addr(f"envp{i}") for i in range(len(envp))] + [0]

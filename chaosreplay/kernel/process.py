@@ -47,7 +47,15 @@ from chaosreplay.kernel.task_attributes import TaskAttributes, attributes_of
 from chaosreplay.rng import DeterministicStream
 from chaosreplay.vm import nonvirt
 from chaosreplay.vm.elf import ProgramImage
-from chaosreplay.vm.vmm import DEFAULT_MEM_SIZE, ExitReason, Snapshot, TaskContext, Vm, VmmError
+from chaosreplay.vm.vmm import (
+    DEFAULT_MEM_SIZE,
+    VDSO_ADDRESS,
+    ExitReason,
+    Snapshot,
+    TaskContext,
+    Vm,
+    VmmError,
+)
 
 _MASK64 = (1 << 64) - 1
 KVM_EXIT_IO = 2
@@ -164,6 +172,7 @@ class ProcessConfig:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     disk_durability: str = "posix"  # when names become durable (kernel/fs/disk.py journal)
     fast_path: bool = False  # the guest answers the clocks and ids itself (kernel/fastpath.py)
+    vdso: bool = False  # a vDSO at AT_SYSINFO_EHDR: libcs read the clock without a syscall
 
 
 EventSink = Callable[["GuestProcess", EventKind, dict[str, Any]], None]
@@ -233,13 +242,14 @@ class GuestProcess:
 
         self.vm = Vm(config.mem_size)
         self.fast = self.fast_path_of(self.vm)
+        self.vdso_address = self.vdso_of(self.vm)
         self.space = AddressSpace(self.vm)
         self.space.oom_kill = self._oom_kill
         self.space.drop_hold = self._drop_hold
         exe_name = b"/chaosreplay/" + image.path.name.encode()
         loaded = load_image(self.space, plan, config.argv, config.envp,
                             self.random["auxv"].read(16), exe_name,
-                            self._boot_interpreter(image))
+                            self._boot_interpreter(image), self.vdso_address)
         self.sites = self.space.code.sites  # every patched site, the program's and run-time
         self.exe_name = exe_name
         self.boot_image, self.boot_exe_name = image, exe_name  # what execve replaces
@@ -648,6 +658,13 @@ class GuestProcess:
         vm.set_fastpath(True)
         return FastPath(vm.fastpath)
 
+    def vdso_of(self, vm: Vm) -> int:
+        """Map vm's vDSO when the scenario has it: its address for AT_SYSINFO_EHDR (0: none)."""
+        if not self.config.vdso:
+            return 0
+        vm.set_vdso(True)
+        return VDSO_ADDRESS
+
     @property
     def switch_pending(self) -> bool:
         """The scheduler decided the current task gives up the vCPU at its next chance."""
@@ -910,6 +927,7 @@ class GuestProcess:
             setattr(child, name, getattr(self, name))
         child.preempt = child.yielded = child.reaped = child.stopped = False
         child.fast = None  # comes with its VM
+        child.vdso_address = self.vdso_address
         child.stop_report = None
         child.exec_call_args = []
         child.status, child.exit_code, child.crash = Status.RUNNING, None, None

@@ -55,8 +55,10 @@ def check_manifest(manifest: dict[str, Any], where: str) -> Scenario:
         validate(manifest, MANIFEST, "manifest", what="")
     except SchemaError as exc:
         raise RecordingError(f"{where}: {exc}") from None
-    # A recording made before packet_payload_bytes existed kept no payloads.
-    scenario = Scenario.from_dict({"packet_payload_bytes": 0, **manifest["scenario"]},
+    # A recording made before packet_payload_bytes existed kept no payloads, and one made
+    # before the vDSO ran without one.
+    scenario = Scenario.from_dict({"packet_payload_bytes": 0, "vdso": False,
+                                   **manifest["scenario"]},
                                   f"{where} (manifest)")
     if scenario.memory_per_node > MAX_MEM_SIZE:
         raise RecordingError(f"{where}: manifest: memory_per_node is "

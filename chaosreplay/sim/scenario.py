@@ -212,6 +212,9 @@ class Scenario:
     faults: FaultPlan = field(default_factory=FaultPlan)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)  # threads per node
     disk: DiskSettings = field(default_factory=lambda: DiskSettings())  # every node's disk
+    # A vDSO at AT_SYSINFO_EHDR (libcs and Go read the clock through it). A recording's
+    # manifest without the key is from before it: off (runs/manifest_check.py).
+    vdso: bool = True
 
     @property
     def node_count(self) -> int:
@@ -287,6 +290,8 @@ class Scenario:
             # only when set, so scenarios from before it keep their digests
             **({"disk": {"durability": self.disk.durability}}
                if self.disk != DiskSettings() else {}),
+            # only when on: a manifest without it is from before the vDSO, which it was not
+            **({"vdso": True} if self.vdso else {}),
         }
         shared = _shared_contents(data["nodes"])
         if shared:  # only when there is some, so scenarios without keep their digests
@@ -416,6 +421,7 @@ def parse_scenario(data: Mapping[str, Any], source: str = "scenario",
         faults=faults,
         scheduler=scheduler,
         disk=disk,
+        vdso=expect_bool(data.get("vdso", defaults.vdso), root.key("vdso")),
     )
     check_random_arrivals(scenario, root.key("faults.random.rates"))
     return scenario

@@ -230,7 +230,7 @@ class Simulation:
             mem_size=scenario.memory_per_node, hostname=spec.name,
             node_names=tuple(s.name for s in scenario.node_specs()),
             scheduler=scenario.scheduler, disk_durability=scenario.disk.durability,
-            fast_path=self.fast_path,
+            fast_path=self.fast_path, vdso=scenario.vdso,
         )
         process = GuestProcess(image, config, on_event=self._on_process_event,
                                files=scenario.nodes[spec.group].files)

@@ -122,6 +122,10 @@ class Vm:
         """Let the guest answer the fast path's calls itself (vmm.h, kernel/fastpath.py)."""
         _check(lib.vmm_vm_set_fastpath(self._vm, int(on)), "set fast path")
 
+    def set_vdso(self, on: bool) -> None:
+        """Map the vDSO at VDSO_ADDRESS (and the data page it reads)."""
+        _check(lib.vmm_vm_set_vdso(self._vm, int(on)), "set vDSO")
+
     @property
     def fastpath(self) -> Any:  # a cffi struct vmm_fastpath * into guest memory
         return lib.vmm_vm_fastpath(self._vm)
@@ -293,6 +297,7 @@ def _digest_mask() -> tuple[int, int]:
 
 
 MASK_START, MASK_LEN = _digest_mask()
+VDSO_ADDRESS = lib.vmm_vdso_address()
 MASK_PFN = MASK_START // 4096
 _MASK_ZEROS = bytes(MASK_LEN)
 

@@ -60,6 +60,7 @@ from chaosreplay.kernel.signals.registers import (
 )
 from chaosreplay.kernel.signals.siginfo import SIGINFO_SIZE, SigInfo, kernel_info
 from chaosreplay.kernel.signals.sigset import SIGSEGV, blockable, sigmask
+from chaosreplay.vm.vmm import VDSO_ADDRESS
 
 FRAME_PRETCODE = 0
 FRAME_UC = 8
@@ -178,7 +179,9 @@ def entry_fault(regs: Registers, trap: TrapInfo) -> tuple[SigInfo, TrapInfo] | N
     space faults on its first fetch (a #PF in the canonical upper half, a #GP if not
     canonical); an rsp outside it is refused at once with a #GP-like SIGSEGV (Linux would
     fault on the first stack access: a register set the C core cannot load either)."""
-    if regs.rip >= USER_VA_END:
+    if regs.rip >= USER_VA_END and not VDSO_ADDRESS <= regs.rip < VDSO_ADDRESS + 4096:
+        # (the vDSO's page is the user's, like Linux's: a handler may interrupt a call
+        # made from it; without a vDSO the page is not mapped and the fetch faults)
         if regs.rip >= (1 << 64) - USER_VA_END:  # canonical: a page the user cannot fetch
             return page_fault(regs.rip, PF_USER | PF_INSTR, mapped=False)
         return kernel_info(SIGSEGV), TrapInfo(GP, 0, trap.cr2)

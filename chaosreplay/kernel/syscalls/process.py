@@ -216,7 +216,8 @@ def exec_program(p: GuestProcess, dirfd: int, path_ptr: int, argv_ptr: int, envp
     _begin_new_exec(p)
     space = p.space
     reset_address_space(space)
-    loaded = load_image(space, plan, argv, envp, p.random["auxv"].read(16), path, interpreter)
+    loaded = load_image(space, plan, argv, envp, p.random["auxv"].read(16), path, interpreter,
+                        p.vdso_address)
     p.sites = space.code.sites
     p.image = plan.image
     p.exe_name, p.exe_ino = path, ino
