@@ -89,10 +89,17 @@ def _disk_files(reader: RecordingReader) -> list[dict[str, Any]]:
     def content(entry: dict[str, Any]) -> Any:
         return entry.get("content", shared.get(entry.get("content_sha")))
 
+    roots = scenario.get("roots")
+    roots = roots if isinstance(roots, dict) else {}  # each group's root, by its digest
+
+    def listed(table: Any) -> list[dict[str, Any]]:
+        raw = table.get("files", []) if isinstance(table, dict) else []
+        return [e for e in raw if isinstance(e, dict)] if isinstance(raw, list) else []
+
     out = []
     for index, group in enumerate(groups):
-        raw = group.get("files", []) if isinstance(group, dict) else []
-        entries = [e for e in raw if isinstance(e, dict)] if isinstance(raw, list) else []
+        root = roots.get(group.get("root")) if isinstance(group, dict) else None
+        entries = listed(root) + listed(group)
         sizes = sorted(((len(content(e)), str(e.get("path", "?"))) for e in entries
                         if isinstance(content(e), bytes)), key=lambda f: (-f[0], f[1]))
         name = group.get("name") if isinstance(group, dict) else None

@@ -27,6 +27,7 @@ from chaosreplay.kernel.exec import load_image, plan_load
 from chaosreplay.kernel.fs.files import Refs, save_tables
 from chaosreplay.kernel.fs.install import DiskEntry, install
 from chaosreplay.kernel.fs.paths import ROOT
+from chaosreplay.kernel.fs.root_layer import RootLayer
 from chaosreplay.kernel.fs.waiters import WAIT, Wait, end_wait
 from chaosreplay.kernel.kernel import Kernel, Shared
 from chaosreplay.kernel.mm import page_cache
@@ -162,6 +163,7 @@ class ProcessConfig:
     output_tail_bytes: int = 1 << 20  # stdout/stderr kept per stream; all of it is in events
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     disk_durability: str = "posix"  # when names become durable (kernel/fs/disk.py journal)
+    root: RootLayer | None = None  # the read-only root under the disk, shared by the group
 
 
 EventSink = Callable[["GuestProcess", EventKind, dict[str, Any]], None]
@@ -937,7 +939,7 @@ class GuestProcess:
         raw = self.boot_image.raw
         if hashlib.sha256(raw).digest() == digest:
             return raw
-        if ino is None or ino not in self.fs.inodes or self.fs.is_dir(ino):
+        if ino is None or not self.fs.has(ino) or self.fs.is_dir(ino):
             return None
         raw = self.fs.read_file_inode(ino)
         return raw if hashlib.sha256(raw).digest() == digest else None
