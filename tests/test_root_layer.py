@@ -7,12 +7,18 @@ from __future__ import annotations
 
 import errno
 import itertools
+import lzma
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import program_cache
 import pytest
+from click.testing import CliRunner
+from test_hostile_checkpoints import TARGET, edit_part, rewrite
 
+from chaosreplay.cli import main
 from chaosreplay.kernel.fs.disk import (
     O_CREAT,
     O_RDONLY,
@@ -28,7 +34,7 @@ from chaosreplay.kernel.fs.root_layer import LOWER_BASE, RootLayer, tree_digest
 from chaosreplay.recording import RecordingReader
 from chaosreplay.recording.format import packb
 from chaosreplay.runs.record_replay import load_run, record_run, replay_run
-from chaosreplay.sim.scenario import loads_scenario
+from chaosreplay.sim.scenario import Scenario, loads_scenario
 from chaosreplay.sim.simulation import Simulation
 from chaosreplay.vm.elf import load_program
 
@@ -173,6 +179,26 @@ def test_a_snapshot_does_not_load_over_another_root_or_over_none() -> None:
         FileSystem(7, 0).snapshot()) or "")
 
 
+def _record_motd(base: Path, duration: str, interval: int) -> tuple[Scenario, Path]:
+    """Record root_motd on two nodes over base/tree (/srv/motd) and the program's host
+    libraries: the scenario and the recording."""
+    program = program_cache.built("root_motd.c", "dynamic")
+    (base / "tree" / "srv").mkdir(parents=True)
+    (base / "tree" / "srv" / "motd").write_text("from the root\n")
+    sc = loads_scenario(f"""
+duration = "{duration}"
+checkpoint_interval = {interval}
+memory_per_node = "64MiB"
+[[nodes]]
+program = "{program}"
+count = 2
+root = {{ dir = "tree", host = [] }}
+""", "root.toml", base_dir=base)
+    path = base / "run.ccr"
+    record_run(sc, [load_program(program)], path)
+    return sc, path
+
+
 @pytest.mark.kvm
 def test_a_recorded_run_over_a_root_resumes_from_its_checkpoints_with_the_root_gone(
         tmp_path: Path) -> None:
@@ -181,24 +207,8 @@ def test_a_recorded_run_over_a_root_resumes_from_its_checkpoints_with_the_root_g
     the root's; the checkpoints hold none of the root's libraries, and with the tree removed
     and the recording moved, every checkpoint resumes to the next one's digest and the
     recording replays."""
-    program = program_cache.built("root_motd.c", "dynamic")
-    tree = tmp_path / "tree"
-    (tree / "srv").mkdir(parents=True)
-    (tree / "srv" / "motd").write_text("from the root\n")
-    sc = loads_scenario(f"""
-duration = "1s"
-checkpoint_interval = 150
-memory_per_node = "64MiB"
-[[nodes]]
-program = "{program}"
-name = "n"
-count = 2
-root = {{ dir = "tree", host = [] }}
-""", "root.toml", base_dir=tmp_path)
-    images = [load_program(program)]
-    path = tmp_path / "root.ccr"
-    record_run(sc, images, path)
-    shutil.rmtree(tree)
+    sc, path = _record_motd(tmp_path, "1s", 150)
+    shutil.rmtree(tmp_path / "tree")
     alone = tmp_path / "elsewhere"
     alone.mkdir()
     path = path.rename(alone / "root.ccr")
@@ -221,3 +231,85 @@ root = {{ dir = "tree", host = [] }}
                 sim.step()
             assert taken and taken[0].digest == following.digest, info.index
     assert replay_run(path).identical
+
+
+@pytest.fixture(scope="module")
+def root_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A recording of root_motd on two nodes over a root (the tree and its libraries)."""
+    return _record_motd(tmp_path_factory.mktemp("root_run"), "700ms", 200)[1]
+
+
+def _group_root(manifest: dict[str, Any]) -> str:
+    return manifest["scenario"]["nodes"][0]["root"]
+
+
+def _edit_root_files(manifest: dict[str, Any]) -> dict[str, Any]:
+    tree = manifest["scenario"]["roots"][_group_root(manifest)]
+    next(e for e in tree["files"] if "mode" in e)["mode"] = 0o777
+    return manifest
+
+
+def _contents_row(edit: Callable[[dict[str, Any]], None]) -> Callable[[dict], dict]:
+    def apply(manifest: dict[str, Any]) -> dict[str, Any]:
+        edit(next(iter(manifest["contents"].values())))
+        return manifest
+    return apply
+
+
+def _other_content(row: dict[str, Any]) -> None:
+    row["size"], row["xz"] = 5, lzma.compress(b"other", format=lzma.FORMAT_XZ)
+
+
+def _root_of_disk(value: Any) -> Callable[[dict], dict]:
+    def apply(part: dict[str, Any]) -> dict[str, Any]:
+        part["root"] = value
+        return part
+    return apply
+
+
+ROOT_CASES: dict[str, tuple[dict[str, Any], str]] = {
+    "a group naming a root the manifest lacks": (
+        {"manifest": lambda m: {**m, "scenario": {**m["scenario"], "nodes": [
+            {**m["scenario"]["nodes"][0], "root": "ab" * 32}]}}},
+        'nodes[0].root: names no root of roots: "abab'),
+    "a root edited under its digest": (
+        {"manifest": _edit_root_files}, "is not a root whose digest is its key"),
+    "a content that is not xz": (
+        {"manifest": _contents_row(lambda row: row.update(xz=b"\xfd7zXZ\0not xz at all"))},
+        "not a readable xz stream"),
+    "a content cut short": (
+        {"manifest": _contents_row(lambda row: row.update(xz=row["xz"][:-40]))},
+        "xz stream is not exactly one stream of"),
+    "a content of another size": (
+        {"manifest": _contents_row(lambda row: row.update(size=row["size"] + 1))},
+        "is not exactly one stream of"),
+    "a content that is not its digest's": (
+        {"manifest": _contents_row(_other_content)}, "does not match its SHA-256"),
+    "a content row of the wrong type": (
+        {"manifest": _contents_row(lambda row: row.update(xz=7))},
+        "field "),
+    "a checkpoint over another root": (
+        {"blobs": edit_part("node0.disk", _root_of_disk("cd" * 32))},
+        "part node0.disk: names root cdcdcdcdcdcd…, but the node group's is"),
+    "a checkpoint with a malformed root reference": (
+        {"blobs": edit_part("node1.disk", _root_of_disk(17))},
+        "has a malformed root reference"),
+}
+
+
+@pytest.mark.kvm
+@pytest.mark.parametrize("case", sorted(ROOT_CASES))
+def test_a_corrupt_or_inconsistent_root_reference_is_a_one_line_refusal(
+        root_run: Path, tmp_path: Path, case: str) -> None:
+    edit, words = ROOT_CASES[case]
+    path = rewrite(root_run, tmp_path / "hostile.ccr", **edit)
+    with RecordingReader(path) as reader:
+        infos = reader.checkpoints
+        assert len(infos) > TARGET + 1
+        event = infos[TARGET].seq  # state loads the edited checkpoint to show it
+    command = (["state", str(path), "--event", str(event)] if "blobs" in edit
+               else ["replay", str(path)])
+    result = CliRunner().invoke(main, command)
+    assert "Traceback" not in result.output, result.output
+    assert result.exit_code == 2, result.output
+    assert words in result.output and str(path) in result.output, result.output
