@@ -240,7 +240,15 @@ root = {{ tar = "root.tar" }}
     assert code == 0, out
     groups = json.loads(out)["disk_files"]
     assert [g["files"] for g in groups] == [3], groups
+    (root,) = json.loads(out)["roots"]  # the read-only layer, stored once by digest
+    assert root["digest"] == groups[0]["root"] == sc.nodes[0].root_digest
+    assert root["groups"] == [0] and root["files"] == 3, root
+    assert root["raw_bytes"] == sum(len(e.data) for e in sc.nodes[0].root)
+    assert 0 < root["stored_bytes"] < root["raw_bytes"] / 2, root
+    assert [f["path"] for f in root["embedded"]] == sorted(
+        e.path for e in sc.nodes[0].root if e.kind is EntryKind.FILE)
     assert groups[0]["bytes"] == sum(len(e.data) for e in sc.nodes[0].root + sc.nodes[0].files)
     assert groups[0]["largest"][0]["path"].endswith("/libc.so.6")
     code, text = _cli("info", str(path))
     assert code == 0 and "disk files" in text and "libc.so.6" in text, text
+    assert f"root {root['digest'][:16]}" in text and "stored once" in text, text
