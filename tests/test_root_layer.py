@@ -57,6 +57,11 @@ def _names(fs: FileSystem, path: str) -> list[bytes]:
     return [name for name, _, _ in fs.listdir(fs.lookup(path))][2:]
 
 
+def _fingerprint(layer: RootLayer) -> list[dict]:
+    """Every root inode as its snapshot form: what no disk may ever change."""
+    return [layer.nodes[i].to_dict() for i in sorted(layer.nodes)]
+
+
 def _write(fs: FileSystem, path: str, data: bytes, sync: bool = False) -> None:
     ino = fs.open(path, O_WRONLY | O_TRUNC)
     fs.write(ino, 0, data)
@@ -90,6 +95,7 @@ def test_reading_and_read_only_opens_copy_nothing_and_the_root_takes_no_disk_spa
 
 def test_a_write_copies_the_file_up_and_leaves_the_root_unchanged_for_another_node() -> None:
     layer, (a, b) = _disks()
+    before = _fingerprint(layer)
     _write(a, "/usr/lib/conf", b"port 2\n")
     assert a.read_file("/usr/lib/conf") == b"port 2\n"
     assert b.read_file("/usr/lib/conf") == b"port 1\n"
@@ -99,6 +105,12 @@ def test_a_write_copies_the_file_up_and_leaves_the_root_unchanged_for_another_no
     a.chmod(b.lookup("/usr/share/only"), 0o600)
     assert a.stat_path("/usr/share/only").mode & 0o777 == 0o600
     assert b.stat_path("/usr/share/only").mode & 0o777 == 0o644
+    held = b.open("/usr/lib/libx.so", O_RDONLY)  # opens of root inodes are the disk's count
+    a.unlink("/usr/lib/libx.so")
+    a.rename("/usr/share/only", "/data/only")
+    a.crash()
+    b.close(held)
+    assert _fingerprint(layer) == before
 
 
 def test_a_restart_keeps_only_what_was_synced_on_top_of_the_root() -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import lzma
+import threading
 from collections import OrderedDict
 from typing import Any
 
@@ -36,24 +37,27 @@ _ELF = b"\x7fELF"
 
 _cache: OrderedDict[str, bytes] = OrderedDict()
 _cache_sizes: dict[str, int] = {}
+_cache_lock = threading.Lock()  # the TUI records what-if branches from worker threads
 
 
 def compress_content(digest: str, content: bytes) -> bytes:
     """The xz stream of one content (cached by its SHA-256 hex for the process)."""
-    stream = _cache.get(digest)
-    if stream is not None:
-        _cache.move_to_end(digest)
-        return stream
+    with _cache_lock:
+        stream = _cache.get(digest)
+        if stream is not None:
+            _cache.move_to_end(digest)
+            return stream
     lzma2 = {"id": lzma.FILTER_LZMA2, "preset": LZMA_PRESET}
     filters = [{"id": lzma.FILTER_X86}, lzma2] if content.startswith(_ELF) else [lzma2]
     # no xz check: the content's SHA-256 is checked on reading
     stream = lzma.compress(content, format=lzma.FORMAT_XZ, check=lzma.CHECK_NONE,
                            filters=filters)
-    _cache[digest] = stream
-    _cache_sizes[digest] = len(content)
-    while sum(_cache_sizes.values()) > CACHE_BYTES and len(_cache) > 1:
-        old, _ = _cache.popitem(last=False)
-        del _cache_sizes[old]
+    with _cache_lock:
+        _cache[digest] = stream
+        _cache_sizes[digest] = len(content)
+        while sum(_cache_sizes.values()) > CACHE_BYTES and len(_cache) > 1:
+            old, _ = _cache.popitem(last=False)
+            del _cache_sizes[old]
     return stream
 
 
