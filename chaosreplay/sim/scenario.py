@@ -14,6 +14,7 @@ ms, a string like "60s" / "500ms" / "2m" is converted. Keys ending in `_ns` are 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import tomllib
@@ -86,7 +87,7 @@ class NodeGroup:
     files: tuple[DiskEntry, ...] = ()  # put on each node's disk before it starts
     root: tuple[DiskEntry, ...] = ()  # the read-only root under each node's disk, by path
 
-    @property
+    @functools.cached_property  # hashing a root's bytes takes a while; the group is frozen
     def root_digest(self) -> str:
         """The SHA-256 (hex) naming the group's root by content ("" without one)."""
         return tree_digest(self.root) if self.root else ""
