@@ -32,7 +32,7 @@ from chaosreplay.kernel.fs.disk import (
 from chaosreplay.kernel.fs.install import DiskEntry, EntryKind
 from chaosreplay.kernel.fs.root_layer import LOWER_BASE, RootLayer, tree_digest
 from chaosreplay.recording import RecordingReader
-from chaosreplay.recording.format import packb
+from chaosreplay.recording.format import packb, unpackb
 from chaosreplay.runs.record_replay import load_run, record_run, replay_run
 from chaosreplay.sim.scenario import Scenario, loads_scenario
 from chaosreplay.sim.simulation import Simulation
@@ -232,16 +232,24 @@ def test_a_recorded_run_over_a_root_resumes_from_its_checkpoints_with_the_root_g
         assert out == [b"from the root\nmine\n", b"from the root\nfrom the root\n"], out
         infos = reader.checkpoints
         assert len(infos) >= 3
+        copies: list[int] = []
         for info, following in itertools.pairwise(infos):
             loaded = reader.load_checkpoint(info.index)
             assert not any(libc in blob for blob in loaded.blobs.values()), info.index
             assert sum(map(len, loaded.blobs.values())) < len(libc) // 4, info.index
+            # loading and mapping the libraries copied nothing up: node 1 only reads, node 0
+            # has copied up /srv/motd (and /srv above it) once it wrote
+            copied = [sorted(d["ino"] for d in unpackb(loaded.blobs[f"node{n}.disk"], "disk")
+                             ["inodes"] if d["ino"] >= LOWER_BASE) for n in (0, 1)]
+            assert copied[1] == [] and len(copied[0]) in (0, 2), (info.index, copied)
+            copies.append(len(copied[0]))
             taken: list = []
             sim = Simulation.resume(scenario, loaded_images, loaded.blobs, loaded.pages,
                                     on_checkpoint=taken.append)
             while not taken and sim.stop_reason is None:
                 sim.step()
             assert taken and taken[0].digest == following.digest, info.index
+        assert copies[0] == 0 and copies[-1] == 2, copies  # before and after the write
     assert replay_run(path).identical
 
 
