@@ -186,6 +186,8 @@ def test_a_snapshot_does_not_load_over_another_root_or_over_none() -> None:
     assert "names root" in (FileSystem(7, 0, root=other).root_problem(snap) or "")
     with pytest.raises(ValueError, match="the node group has no root"):
         FileSystem.from_snapshot(snap)
+    with pytest.raises(ValueError, match="lower_opens names inode 2, which is not the root's"):
+        FileSystem.from_snapshot({**snap, "lower_opens": [[2, 1]]}, layer)
     assert FileSystem(7, 0).root_problem(FileSystem(7, 0).snapshot()) is None
     assert "names no root" in (FileSystem(7, 0, root=layer).root_problem(
         FileSystem(7, 0).snapshot()) or "")

@@ -950,6 +950,9 @@ class FileSystem:
         self.faults = {fid: (kind, float(p)) for fid, kind, p in snap["faults"]}
         self.inodes = {d["ino"]: self._inode_from(d) for d in snap["inodes"]}
         self.lower_opens = {i: n for i, n in snap.get("lower_opens", [])}
+        for ino in sorted(self.lower_opens):
+            if ino in self.inodes or self.lower is None or ino not in self.lower.nodes:
+                raise ValueError(f"lower_opens names inode {ino}, which is not the root's")
         self._recount()
 
     def _inode_from(self, d: dict[str, Any]) -> Inode:
