@@ -46,7 +46,9 @@ def test_the_closure_of_a_dynamic_program_is_its_loader_libc_and_their_links(
 
 def test_a_root_needs_a_scenario_file_and_a_known_form(dynamic_pthreads: Path) -> None:
     data = _scenario(dynamic_pthreads).to_dict()
-    assert "root" not in data["nodes"][0]  # expanded into files: replay reads no host file
+    digest = data["nodes"][0]["root"]  # the root by digest: replay reads no host file
+    assert set(data["roots"]) == {digest} and not data["nodes"][0]["files"]
+    assert Scenario.from_dict(data) == _scenario(dynamic_pthreads)
     data["nodes"][0]["root"] = "host"
     with pytest.raises(ConfigError, match=r"nodes\[0\]\.root: reads host files"):
         Scenario.from_dict(data)
@@ -111,10 +113,12 @@ root = { host = ["/usr/bin/sleep", "/usr/bin/cat"] }
     path = tmp_path / "dash.ccr"
     record_run(sc, images, path)
     assert replay_run(path).identical
-    libc = next(e.data for e in sc.nodes[0].files if e.path.endswith("/libc.so.6"))
+    libc = next(e.data for e in sc.nodes[0].root if e.path.endswith("/libc.so.6"))
     with RecordingReader(path) as reader:
         assert len(reader.checkpoints) >= 4
-        assert libc in reader.load_checkpoint(len(reader.checkpoints) - 1).blobs.values()
-    # once in the manifest (the scenario's files) and once among the checkpoints' blobs,
-    # compressed: far below one copy per node and checkpoint (3 x 5 here)
+        for i in range(len(reader.checkpoints)):  # the root is the manifest's, never theirs
+            blobs = reader.load_checkpoint(i).blobs
+            assert not any(libc in blob for blob in blobs.values()), i
+    # once in the manifest (the scenario's root), compressed: far below one copy per node
+    # and checkpoint (3 x 5 here)
     assert path.stat().st_size < 2 * len(libc)

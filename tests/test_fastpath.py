@@ -233,3 +233,28 @@ root = "host"
         assert not result.failures, result.failures
         streams.append(packb(events))
     assert streams[0] == streams[1]
+
+
+@pytest.mark.kvm
+def test_checkpoints_of_a_forking_program_are_the_same_both_ways() -> None:
+    """Every checkpoint digest (memory, registers, the kernel's process table with the
+    exits of ended processes) is the same with the fast path and without."""
+    from chaosreplay.sim.scenario import loads_scenario
+    from chaosreplay.sim.simulation import Simulation
+
+    program = built("fast_calls.c", "musl")
+    sc = loads_scenario(f"""
+duration = "200ms"
+checkpoint_interval = 5
+memory_per_node = "64MiB"
+[[nodes]]
+program = "{program}"
+""", "fork.toml", base_dir=Path("/"))
+    images = [load_program(program)]
+    digests = []
+    for fast in (True, False):
+        taken: list[bytes] = []
+        Simulation(sc, images, fast_path=fast,
+                   on_checkpoint=lambda c, out=taken: out.append(c.digest)).run()
+        digests.append(taken)
+    assert len(digests[0]) >= 5 and digests[0] == digests[1]

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from net_helpers import free_port, wait_for_listener
 from simulate import simulate, simulate_ok
 
+from chaosreplay.cli.embedded_files import roots
+from chaosreplay.recording import RecordingReader
 from chaosreplay.runs.record_replay import record_run, replay_run
 from chaosreplay.sim.scenario import Scenario, loads_scenario
 from chaosreplay.vm.elf import load_program
@@ -205,6 +208,25 @@ def test_a_persistent_master_restarted_keeps_what_it_acknowledged_only_on_a_jour
         assert "DB loaded from append only file" in run.stdout(0)
     else:
         assert bugs[0][4]["message"] == "redis: the master keeps every write it acknowledged"
+
+
+@pytest.mark.kvm
+def test_the_root_of_a_three_node_redis_recording_is_stored_once_in_under_5_mb(
+        guest_bin, tmp_path: Path) -> None:
+    """Master and replica share one root (redis-server's 17 libraries, 15 MB): the
+    recording stores it once, in under 5 MB (xz per content), and no checkpoint carries
+    any of it again (their blobs stay far below one library)."""
+    faults = '{ kind = "restart", node = 1, at = 2000 }'
+    sc = replace(_replicated(guest_bin("musl", "redis_check"), faults),
+                 checkpoint_interval=500, duration=4000)
+    path = tmp_path / "redis.ccr"
+    record_run(sc, [load_program(g.program) for g in sc.nodes], path)
+    with RecordingReader(path) as reader:
+        (root,) = roots(reader)
+        assert root["groups"] == [0, 1] and root["raw_bytes"] > 10 << 20, root
+        assert root["stored_bytes"] < 5_000_000, root
+        assert len(reader.checkpoints) >= 7
+        assert all(c.blob_bytes < 1 << 20 for c in reader.checkpoints), reader.checkpoints
 
 
 @pytest.mark.kvm

@@ -49,7 +49,8 @@ root = {root}
 
 
 def _entries(sc: Scenario) -> dict[str, DiskEntry]:
-    return {e.path: e for e in sc.nodes[0].files}
+    """The group's disk entries by path: its root's (the lower layer) and its files."""
+    return {e.path: e for e in sc.nodes[0].root + sc.nodes[0].files}
 
 
 def test_a_tar_root_keeps_files_modes_directories_and_links_and_copies_hard_links(
@@ -143,9 +144,9 @@ def test_a_directory_root_relative_to_the_scenario_with_files_over_it(tmp_path: 
     assert entries["/usr/share"].mode == 0o711 and entries["/usr/share"].kind == "directory"
     assert entries["/bin"].target == "usr/bin"
     assert entries["/usr/conf"].data == b"from the scenario\n"  # files replace the root's
-    assert [e.path for e in sc.nodes[0].files].count("/usr/conf") == 1
+    assert [e.path for e in sc.nodes[0].root + sc.nodes[0].files].count("/usr/conf") == 1
     assert not {"/dev", "/dev/null", "/pipe"} & set(entries)
-    assert Scenario.from_dict(sc.to_dict()).nodes[0].files == sc.nodes[0].files
+    assert Scenario.from_dict(sc.to_dict()).nodes[0] == sc.nodes[0]
     with pytest.raises(ConfigError, match=r"root\.dir: .*nowhere is not a directory|"
                                           r"root\.dir: cannot read .*nowhere"):
         _root(tmp_path, '{ dir = "nowhere" }')
@@ -239,7 +240,15 @@ root = {{ tar = "root.tar" }}
     assert code == 0, out
     groups = json.loads(out)["disk_files"]
     assert [g["files"] for g in groups] == [3], groups
-    assert groups[0]["bytes"] == sum(len(e.data) for e in sc.nodes[0].files)
+    (root,) = json.loads(out)["roots"]  # the read-only layer, stored once by digest
+    assert root["digest"] == groups[0]["root"] == sc.nodes[0].root_digest
+    assert root["groups"] == [0] and root["files"] == 3, root
+    assert root["raw_bytes"] == sum(len(e.data) for e in sc.nodes[0].root)
+    assert 0 < root["stored_bytes"] < root["raw_bytes"] / 2, root
+    assert [f["path"] for f in root["embedded"]] == sorted(
+        e.path for e in sc.nodes[0].root if e.kind is EntryKind.FILE)
+    assert groups[0]["bytes"] == sum(len(e.data) for e in sc.nodes[0].root + sc.nodes[0].files)
     assert groups[0]["largest"][0]["path"].endswith("/libc.so.6")
     code, text = _cli("info", str(path))
     assert code == 0 and "disk files" in text and "libc.so.6" in text, text
+    assert f"root {root['digest'][:16]}" in text and "stored once" in text, text

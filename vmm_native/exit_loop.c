@@ -306,6 +306,7 @@ static int decode_exit(struct vmm_vm *vm, struct vmm_exit *exit)
 			r->rsp = f[3];
 			vm->resume = RESUME_FRAME;
 			vm->frame_addr = frame;
+			vm->stats.vdso_resumes++;
 			return 0;
 		}
 		if ((f[1] & 3) != 3) {

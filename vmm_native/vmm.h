@@ -49,6 +49,7 @@ struct vmm_stats {
 	uint64_t pte_ops;        /* page-table entries stored by that routine */
 	uint64_t frames_used;    /* guest frames currently allocated */
 	uint64_t frames_high;    /* frames ever allocated (high-water mark) */
+	uint64_t vdso_resumes;   /* vDSO stores that faulted and made their call (no exit seen) */
 };
 
 struct vmm_vm;

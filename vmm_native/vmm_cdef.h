@@ -34,6 +34,7 @@ struct vmm_stats {
 	uint64_t pte_ops;
 	uint64_t frames_used;
 	uint64_t frames_high;
+	uint64_t vdso_resumes;
 };
 
 struct vmm_task_context {

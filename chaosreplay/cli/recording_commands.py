@@ -14,14 +14,15 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from chaosreplay.cli.embedded_files import disk_files, print_disk_files, roots
 from chaosreplay.cli.integrity import about_file
 from chaosreplay.errors import ChaosReplayError
 from chaosreplay.events import EventKind
 from chaosreplay.recording import Event, RecordingReader, verify_recording
 from chaosreplay.recording.jsonview import to_json
+from chaosreplay.runs.manifest_contents import scenario_table
 from chaosreplay.runs.record_replay import MANIFEST_KIND
 from chaosreplay.runs.schedules import gate_tick, planned, run_faults
 from chaosreplay.sim.outcome import ended_nodes, outcome_words
@@ -55,7 +56,8 @@ def _run_facts(reader: RecordingReader) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("kind") != MANIFEST_KIND:
         return {}
     try:
-        scenario = Scenario.from_dict(manifest["scenario"], f"{reader.path} (manifest)")
+        scenario = Scenario.from_dict(scenario_table(manifest, str(reader.path)),
+                                      f"{reader.path} (manifest)")
     except (ChaosReplayError, KeyError, TypeError) as exc:
         return {"outcome": f"unknown: the manifest's scenario cannot be read ({exc})",
                 "faults": []}
@@ -70,42 +72,6 @@ def _run_facts(reader: RecordingReader) -> dict[str, Any]:
     facts["faults"] = [{**p.to_dict(), "started": p.fault_id in started}
                        for p in planned(run_faults(scenario), gate)]
     return facts
-
-
-LARGEST_SHOWN = 5
-
-
-def _disk_files(reader: RecordingReader) -> list[dict[str, Any]]:
-    """Per node group of a simulation recording, the disk files its scenario embeds (the
-    root's included): how many entries and files, their bytes and the largest files."""
-    manifest = reader.manifest
-    scenario = manifest.get("scenario") if isinstance(manifest, dict) else None
-    groups = scenario.get("nodes") if isinstance(scenario, dict) else None
-    if not isinstance(groups, list):
-        return []
-    shared = scenario.get("file_contents") if isinstance(scenario, dict) else None
-    shared = shared if isinstance(shared, dict) else {}  # large contents, once by SHA-256
-
-    def content(entry: dict[str, Any]) -> Any:
-        return entry.get("content", shared.get(entry.get("content_sha")))
-
-    out = []
-    for index, group in enumerate(groups):
-        raw = group.get("files", []) if isinstance(group, dict) else []
-        entries = [e for e in raw if isinstance(e, dict)] if isinstance(raw, list) else []
-        sizes = sorted(((len(content(e)), str(e.get("path", "?"))) for e in entries
-                        if isinstance(content(e), bytes)), key=lambda f: (-f[0], f[1]))
-        name = group.get("name") if isinstance(group, dict) else None
-        program = group.get("program") if isinstance(group, dict) else None
-        out.append({
-            "group": index,
-            "name": name or (str(program).rsplit("/", 1)[-1] if program else str(index)),
-            "entries": len(entries),
-            "files": len(sizes),
-            "bytes": sum(size for size, _ in sizes),
-            "largest": [{"path": path, "bytes": size} for size, path in sizes[:LARGEST_SHOWN]],
-        })
-    return out
 
 
 def _info_dict(reader: RecordingReader, problems: list[str]) -> dict[str, Any]:
@@ -135,7 +101,8 @@ def _info_dict(reader: RecordingReader, problems: list[str]) -> dict[str, Any]:
         "host": _summarise_bytes(reader.host),
         "summary": to_json(reader.summary),
         "integrity": {"intact": not problems, "problems": problems},
-        "disk_files": _disk_files(reader),
+        "disk_files": disk_files(reader),
+        "roots": roots(reader),
         **_run_facts(reader),
     }
 
@@ -191,16 +158,7 @@ def _print_info(info: dict[str, Any]) -> None:
                           str(c["page_count"]), str(c["new_pages"]), f"{c['blob_bytes']:,}",
                           f"{c['stored_bytes']:,}")
         console.print(table)
-    if any(g["entries"] for g in info["disk_files"]):
-        table = Table(title="disk files (embedded; the root's included)", title_justify="left")
-        for column in ("group", "entries", "files", "bytes", "largest"):
-            table.add_column(column, justify="left" if column in ("group", "largest")
-                             else "right")
-        for g in info["disk_files"]:
-            largest = "\n".join(f"{escape(f['path'])} ({f['bytes']:,})" for f in g["largest"])
-            table.add_row(escape(f"{g['group']} {g['name']}"), f"{g['entries']:,}",
-                          f"{g['files']:,}", f"{g['bytes']:,}", largest or "-")
-        console.print(table)
+    print_disk_files(console, info)
     if info.get("faults"):
         table = Table(title="faults (the expanded schedule)", title_justify="left")
         for column in ("id", "kind", "node", "start", "end", "parameters", "ran"):

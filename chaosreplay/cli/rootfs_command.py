@@ -9,9 +9,10 @@ import click
 
 from chaosreplay.errors import ConfigError
 from chaosreplay.kernel.fs.install import EntryKind
+from chaosreplay.kernel.fs.root_layer import with_directories
 from chaosreplay.sim.disk_files import MAX_FILES_BYTES
 from chaosreplay.sim.host_root import host_closure
-from chaosreplay.sim.root_tree import with_parents, write_tar
+from chaosreplay.sim.root_tree import write_tar
 
 
 @click.command("rootfs")
@@ -36,7 +37,7 @@ def rootfs(programs: tuple[Path, ...], output: Path) -> None:
         size = write_tar(entries, output)
     except OSError as exc:
         raise ConfigError(f"rootfs: cannot write {output}: {exc.strerror or exc}") from None
-    tree = with_parents(entries)
+    tree = with_directories(entries)
     count = {kind: sum(1 for e in tree if e.kind is kind) for kind in EntryKind}
     content = sum(len(e.data) for e in tree)
     note = (f" (more than the {MAX_FILES_BYTES:,} bytes a scenario's root and files may hold)"

@@ -48,7 +48,7 @@ class Kernel:
         self.clock = NodeClock()  # clock faults bend what the guest reads, not its schedule
         self.incarnation = 0  # restarts so far: each life draws fresh random numbers
         self.fs = FileSystem(config.seed, config.node_id,  # the node's disk: outlives restarts
-                             journal=config.disk_durability == "journal")
+                             journal=config.disk_durability == "journal", root=config.root)
         self.net = NetStack(config.node_id, config.node_count)  # sockets (kernel/net)
         self.network: Any = None  # the simulation attaches a messaging endpoint
         self.random = self.streams()

@@ -28,6 +28,7 @@ from chaosreplay.kernel.fastpath import FastPath
 from chaosreplay.kernel.fs.files import Refs, save_tables
 from chaosreplay.kernel.fs.install import DiskEntry, install
 from chaosreplay.kernel.fs.paths import ROOT
+from chaosreplay.kernel.fs.root_layer import RootLayer
 from chaosreplay.kernel.fs.waiters import WAIT, Wait, end_wait
 from chaosreplay.kernel.kernel import Kernel, Shared
 from chaosreplay.kernel.mm import page_cache
@@ -173,6 +174,7 @@ class ProcessConfig:
     disk_durability: str = "posix"  # when names become durable (kernel/fs/disk.py journal)
     fast_path: bool = False  # the guest answers the clocks and ids itself (kernel/fastpath.py)
     vdso: bool = False  # a vDSO at AT_SYSINFO_EHDR: libcs read the clock without a syscall
+    root: RootLayer | None = None  # the read-only root under the disk, shared by the group
 
 
 EventSink = Callable[["GuestProcess", EventKind, dict[str, Any]], None]
@@ -889,7 +891,18 @@ class GuestProcess:
         """VM exits of every process of the node: progress for the hang watchdog."""
         if self.table is not None:
             return self.table.exit_count()
-        return self.vm.stats().exits
+        return self.own_exit_count()
+
+    def own_exit_count(self) -> int:
+        """This process's VM exits as if every call exited: the fast path's answered calls
+        count, the vDSO's internal resumes do not, so the count (the watchdog's progress,
+        kept in checkpoints once a VM is gone) is the same with the fast path and without."""
+        vm = self.vm
+        if vm is None:
+            return 0
+        stats = vm.stats()
+        fast = self.fast
+        return stats.exits - stats.vdso_resumes + (fast.calls if fast is not None else 0)
 
     def fork(self, pid: int) -> GuestProcess:
         """A copy of this process for fork: its memory (a cloned VM), the calling thread
@@ -985,7 +998,7 @@ class GuestProcess:
         raw = self.boot_image.raw
         if hashlib.sha256(raw).digest() == digest:
             return raw
-        if ino is None or ino not in self.fs.inodes or self.fs.is_dir(ino):
+        if ino is None or not self.fs.has(ino) or self.fs.is_dir(ino):
             return None
         raw = self.fs.read_file_inode(ino)
         return raw if hashlib.sha256(raw).digest() == digest else None

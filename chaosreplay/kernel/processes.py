@@ -105,9 +105,8 @@ class ProcessTable:
 
         total = self.freed_exits
         for p in list(self.procs.values()):  # one C-level copy: the loop may change procs
-            vm = p.vm
-            if vm is not None and p.status is Status.RUNNING:
-                total += vm.stats().exits
+            if p.status is Status.RUNNING:
+                total += p.own_exit_count()  # 0 once its VM is gone
         return total
 
     def others_in_order(self, p: GuestProcess) -> list[GuestProcess]:
@@ -339,7 +338,7 @@ class ProcessTable:
     def release(self, proc: GuestProcess) -> None:
         """An ended process's VM goes (its exits still count for the watchdog)."""
         if proc.vm is not None and proc is not self.init:
-            self.freed_exits += proc.vm.stats().exits
+            self.freed_exits += proc.own_exit_count()
             proc.drop_vm()
 
     def kill_all(self, reason: str) -> None:

@@ -11,11 +11,12 @@ never makes honest checkpoints unloadable before its line is here.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable
 from typing import Any
 
 from chaosreplay.kernel.fs.devices import URANDOM_STREAM
-from chaosreplay.kernel.fs.disk import FAULT_KINDS, ROOT_INO, XATTR_BLOCK
+from chaosreplay.kernel.fs.disk import FAULT_KINDS, ROOT_INO, WHITEOUT, XATTR_BLOCK
 from chaosreplay.kernel.fs.disk import SNAPSHOT_VERSION as DISK_VERSION
 from chaosreplay.kernel.fs.files import PATH_MAX, FileDescription, SavedDescription, open_flags
 from chaosreplay.kernel.fs.paths import MOUNTS
@@ -45,6 +46,7 @@ from chaosreplay.recording.schema import (
     OneOf,
     Record,
     Row,
+    SchemaError,
     Str,
     Where,
     unique,
@@ -560,6 +562,8 @@ def _disk_is_a_tree(snap: dict[str, Any]) -> str | None:
         seen, todo = {ROOT_INO}, [ROOT_INO]
         while todo:
             for name, ino in inodes[todo.pop()][field]:
+                if ino == WHITEOUT:
+                    continue  # hides a root entry: names no inode
                 child = inodes.get(ino)
                 if child is None:
                     return f"has a {field} entry {name!r} naming missing inode {ino}"
@@ -571,7 +575,7 @@ def _disk_is_a_tree(snap: dict[str, Any]) -> str | None:
     return None
 
 
-ENTRY = Row(Bytes(255), Int(1, U64_MAX))
+ENTRY = Row(Bytes(255), Int(0, U64_MAX))  # 0: a whiteout
 XATTRS = Where(ListOf(Row(Bytes(255), Bytes(XATTR_BLOCK)), max_len=XATTR_BLOCK // 20),
                unique(lambda row: bytes(row[0]), "attribute"))
 TIME = Int(I64_MIN, I64_MAX)
@@ -598,8 +602,15 @@ class _InodeOfItsAge(Check):
     def describe(self) -> str:
         return self.CURRENT.describe()
 
+    FROM_ROOT = Record({"data_root": OneOf(True), "durable_root": OneOf(True)}, partial=True)
+
     def __call__(self, value: Any, path: str) -> None:
         old = type(value) is dict and not {"xattrs", "durable_xattrs", "special"} & set(value)
+        if type(value) is dict and {"data_root", "durable_root"} & set(value):
+            # a copy-up whose content is still the root's names it instead of holding it
+            self.FROM_ROOT({k: value[k] for k in ("data_root", "durable_root") if k in value},
+                           path)
+            value = {k: v for k, v in value.items() if k not in ("data_root", "durable_root")}
         (self.BEFORE_XATTRS if old else self.CURRENT)(value, path)
 
 
@@ -614,7 +625,27 @@ DISK_STATE = Where(Record({
     "next_ino": Int(1, U64_MAX),
     "faults": ListOf(Row(Str(256), OneOf(*FAULT_KINDS), Float(0.0, 1.0)), max_len=1 << 10),
     "inodes": ListOf(INODE, max_len=1 << 20),
-}, open=True), _disk_is_a_tree)
+}, open=True), lambda snap: _root_fields(snap) or _disk_is_a_tree(snap))
+
+# With a root under the disk (kernel/fs/root_layer.py): its digest and the opens of its
+# inodes not copied up; a disk without a root has neither field.
+ROOT_FIELDS = Record({
+    "root": Where(Str(64), lambda s: None if re.fullmatch(r"[0-9a-f]{64}", s)
+                  else "is not a SHA-256 in hex"),
+    "lower_opens": ListOf(Row(Int(1, U64_MAX), Int(1, 2**32)), max_len=1 << 20),
+})
+
+
+def _root_fields(snap: dict[str, Any]) -> str | None:
+    """The root's two fields, both or neither, well formed."""
+    given = {k: snap[k] for k in ("root", "lower_opens") if k in snap}
+    if not given:
+        return None
+    try:
+        validate(given, ROOT_FIELDS, "root reference")
+    except SchemaError as exc:
+        return f"has a malformed {str(exc).removeprefix('part ')}"
+    return None
 
 
 def check_disk_state(snap: Any, part: str) -> None:

@@ -14,6 +14,7 @@ from chaosreplay.errors import RecordingError
 from chaosreplay.recording.schema import (
     Bool,
     Bytes,
+    Int,
     ListOf,
     MapOf,
     Record,
@@ -22,6 +23,8 @@ from chaosreplay.recording.schema import (
     Where,
     validate,
 )
+from chaosreplay.runs.manifest_contents import MAX_CONTENT_BYTES, scenario_table
+from chaosreplay.sim.disk_files import MAX_DISK_PATHS
 from chaosreplay.sim.scenario import Scenario
 from chaosreplay.vm.vmm import MAX_MEM_SIZE
 
@@ -47,19 +50,24 @@ PROGRAMS = Where(Record({
 MANIFEST = Record({"scenario": Record({}, open=True),  # its contents: Scenario.from_dict
                    "programs": PROGRAMS,
                    "options": Record({"keep_going": Bool()}, open=True)}, open=True)
+# Version 2: the scenario's large file contents, one xz stream each (manifest_contents.py).
+CONTENTS = MapOf(SHA256_HEX, Record({"size": Int(0, MAX_CONTENT_BYTES),
+                                     "xz": Bytes(MAX_CONTENT_BYTES)}),
+                 max_len=MAX_DISK_PATHS << 4)
 
 
 def check_manifest(manifest: dict[str, Any], where: str) -> Scenario:
     """The manifest's scenario, once every part replay reads is known to be well formed."""
     try:
         validate(manifest, MANIFEST, "manifest", what="")
+        if manifest.get("version") == 2:
+            validate(manifest.get("contents"), CONTENTS, "manifest.contents", what="")
     except SchemaError as exc:
         raise RecordingError(f"{where}: {exc}") from None
     # A recording made before packet_payload_bytes existed kept no payloads, and one made
     # before the vDSO ran without one.
-    scenario = Scenario.from_dict({"packet_payload_bytes": 0, "vdso": False,
-                                   **manifest["scenario"]},
-                                  f"{where} (manifest)")
+    table = {"packet_payload_bytes": 0, "vdso": False, **scenario_table(manifest, where)}
+    scenario = Scenario.from_dict(table, f"{where} (manifest)")
     if scenario.memory_per_node > MAX_MEM_SIZE:
         raise RecordingError(f"{where}: manifest: memory_per_node is "
                              f"{scenario.memory_per_node} bytes, more than a VM can have "

@@ -24,6 +24,7 @@ from chaosreplay.recording import RecordingReader, RecordingWriter
 from chaosreplay.recording.format import packb
 from chaosreplay.recording.model import Event
 from chaosreplay.runs.manifest_check import check_manifest
+from chaosreplay.runs.manifest_contents import pack_contents
 from chaosreplay.sim.checkpoint import SimCheckpoint, stored_parts
 from chaosreplay.sim.programs import embed_programs, images_from_manifest
 from chaosreplay.sim.scenario import Scenario
@@ -31,7 +32,10 @@ from chaosreplay.sim.simulation import RunResult, Simulation
 from chaosreplay.vm.elf import ProgramImage
 
 MANIFEST_KIND = "chaosreplay.run"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+"""Version 2 keeps the scenario's large file contents in `contents`, one zstd frame each
+(runs/manifest_contents.py); a manifest with none is still written, and read, as 1."""
+MANIFEST_VERSIONS = (1, 2)
 Progress = Callable[[Simulation], None]
 
 
@@ -47,10 +51,13 @@ class RunOptions:
 def build_manifest(scenario: Scenario, images: list[ProgramImage], options: RunOptions,
                    parent: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything a replay needs: the scenario, the programs and the options."""
+    table = scenario.to_dict()
+    contents = pack_contents(table)
     return {
-        "kind": MANIFEST_KIND, "version": MANIFEST_VERSION, "chaosreplay": __version__,
-        "scenario": scenario.to_dict(), "programs": embed_programs(images),
+        "kind": MANIFEST_KIND, "version": 1 if contents is None else MANIFEST_VERSION,
+        "chaosreplay": __version__, "scenario": table, "programs": embed_programs(images),
         "options": {"keep_going": options.keep_going}, "parent": parent,
+        **({} if contents is None else {"contents": contents}),
     }
 
 
@@ -113,9 +120,10 @@ def load_run(reader: RecordingReader) -> tuple[Scenario, list[ProgramImage], Run
     where = str(reader.path)
     if not isinstance(manifest, dict) or manifest.get("kind") != MANIFEST_KIND:
         raise RecordingError(f"{where}: not a simulation recording (no run manifest)")
-    if manifest.get("version") != MANIFEST_VERSION:
+    if manifest.get("version") not in MANIFEST_VERSIONS:
         raise RecordingError(f"{where}: run manifest version {manifest.get('version')!r} is "
-                             f"not supported (this chaosreplay reads {MANIFEST_VERSION})")
+                             f"not supported (this chaosreplay reads "
+                             f"{' and '.join(map(str, MANIFEST_VERSIONS))})")
     scenario = check_manifest(manifest, where)
     images = images_from_manifest(manifest["programs"], where)
     options = RunOptions(keep_going=bool(manifest["options"]["keep_going"]))

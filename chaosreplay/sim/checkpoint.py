@@ -290,6 +290,9 @@ def load(sim: Simulation, blobs: dict[str, bytes],
         kernel = part(f"{name}.kernel")  # load_kernel_state checks it (kernel.state_check)
         disk = _disk_contents(part(f"{name}.disk"), blobs, f"{name}.disk")
         validate(disk, DISK_STATE, f"part {name}.disk")
+        problem = p.fs.root_problem(disk)
+        if problem is not None:  # the checkpoint was taken over another root
+            raise SchemaError(f"part {name}.disk: {problem}")
         with _loading(f"{name}.disk"):  # first: an exec'd program is loaded from it
             p.fs.restore(disk)
         with _loading(f"{name}.kernel"):

@@ -28,6 +28,7 @@ from pathlib import Path
 from chaosreplay.kernel.fs.disk import NAME_MAX, PATH_MAX
 from chaosreplay.kernel.fs.install import DiskEntry, EntryKind
 from chaosreplay.kernel.fs.paths import MOUNTS
+from chaosreplay.kernel.fs.root_layer import with_directories
 from chaosreplay.sim.disk_files import EXISTING_DIRECTORIES, read_host_file
 from chaosreplay.sim.validation import KeyPath
 
@@ -245,23 +246,12 @@ def _add_member(tar: tarfile.TarFile, member: tarfile.TarInfo, archive: Path, at
         tree.skipped[f"members of tar type {member.type!r}"] += 1
 
 
-def with_parents(entries: Iterable[DiskEntry]) -> list[DiskEntry]:
-    """The entries plus a directory entry (0755) for every parent they lack, sorted."""
-    found = {e.path: e for e in entries}
-    for path in list(found):
-        parts = path.split("/")
-        for depth in range(2, len(parts)):
-            above = "/".join(parts[:depth])
-            found.setdefault(above, DiskEntry(above, EntryKind.DIRECTORY, mode=0o755))
-    return _sorted(found)
-
-
 def tar_bytes(entries: Iterable[DiskEntry]) -> bytes:
     """A deterministic tar of the entries: sorted, parents listed, mtime 0, owner 0:0."""
     out = io.BytesIO()
     # GNU format: long names without PAX headers (which would carry host-dependent fields)
     with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for entry in with_parents(entries):
+        for entry in with_directories(entries):
             info = tarfile.TarInfo(entry.path.lstrip("/"))
             info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
             if entry.kind is EntryKind.DIRECTORY:

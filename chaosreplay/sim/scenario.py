@@ -14,7 +14,9 @@ ms, a string like "60s" / "500ms" / "2m" is converted. Keys ending in `_ns` are 
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -23,6 +25,7 @@ from typing import Any
 
 from chaosreplay.errors import ConfigError
 from chaosreplay.kernel.fs.install import DiskEntry
+from chaosreplay.kernel.fs.root_layer import tree_digest
 from chaosreplay.kernel.loader import exec_arguments_problem
 from chaosreplay.kernel.net.tcp import TcpConfig
 from chaosreplay.kernel.scheduler import POLICIES, SchedulerConfig
@@ -82,6 +85,12 @@ class NodeGroup:
     expect_exit: tuple[ExpectedExit, ...] = (0,)  # how a node may end; running on is fine
     stderr_is_failure: bool = False  # triage counts a write to stderr as a failure
     files: tuple[DiskEntry, ...] = ()  # put on each node's disk before it starts
+    root: tuple[DiskEntry, ...] = ()  # the read-only root under each node's disk, by path
+
+    @functools.cached_property  # hashing a root's bytes takes a while; the group is frozen
+    def root_digest(self) -> str:
+        """The SHA-256 (hex) naming the group's root by content ("" without one)."""
+        return tree_digest(self.root) if self.root else ""
 
     @property
     def label(self) -> str:
@@ -272,7 +281,8 @@ class Scenario:
             "nodes": [
                 {"program": g.program, "count": g.count, "args": list(g.args),
                  "env": dict(g.env), "name": g.name, "expect_exit": list(g.expect_exit),
-                 "stderr_is_failure": g.stderr_is_failure, "files": files_to_dict(g.files)}
+                 "stderr_is_failure": g.stderr_is_failure, "files": files_to_dict(g.files),
+                 **({"root": g.root_digest} if g.root else {})}
                 for g in self.nodes
             ],
             "network": {
@@ -293,7 +303,10 @@ class Scenario:
             # only when on: a manifest without it is from before the vDSO, which it was not
             **({"vdso": True} if self.vdso else {}),
         }
-        shared = _shared_contents(data["nodes"])
+        roots = {g.root_digest: {"files": files_to_dict(g.root)} for g in self.nodes if g.root}
+        if roots:  # only when there is one, so scenarios without keep their digests
+            data["roots"] = dict(sorted(roots.items()))
+        shared = _shared_contents([*data["nodes"], *data.get("roots", {}).values()])
         if shared:  # only when there is some, so scenarios without keep their digests
             data["file_contents"] = shared
         return data
@@ -302,7 +315,7 @@ class Scenario:
         """Content bytes of every group's disk files as the recording embeds them (a
         large content once however many groups hold it)."""
         stored: set[bytes] = set()
-        return sum(_new_bytes(g.files, stored) for g in self.nodes)
+        return sum(_new_bytes(g.root + g.files, stored) for g in self.nodes)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "scenario") -> Scenario:
@@ -311,11 +324,12 @@ class Scenario:
         return parse_scenario(data, source)
 
 
-_TOP_KEYS = [f.name for f in fields(Scenario)] + ["file_contents"]  # the canonical form's
+_TOP_KEYS = [f.name for f in fields(Scenario)] + ["file_contents", "roots"]  # canonical form's
 SHARED_CONTENT = 64 << 10
 """File contents at least this long go into the canonical form's `file_contents` table, by
 SHA-256, once however many groups' files hold them (a root's libraries on two groups)."""
-_GROUP_KEYS = [f.name for f in fields(NodeGroup)] + ["root"]  # root: expanded into files
+_GROUP_KEYS = [f.name for f in fields(NodeGroup)]
+_DIGEST = re.compile(r"[0-9a-f]{64}")  # a root named by digest (the canonical form)
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -384,8 +398,9 @@ def parse_scenario(data: Mapping[str, Any], source: str = "scenario",
     check_keys(data, _TOP_KEYS, root)
     if "file_contents" in data:
         data = _with_contents(data, root)
+    roots = _parse_roots(data, root)
     defaults = Scenario()
-    nodes = (_parse_nodes(data["nodes"], root.key("nodes"), base_dir) if "nodes" in data
+    nodes = (_parse_nodes(data["nodes"], root.key("nodes"), base_dir, roots) if "nodes" in data
              else defaults.nodes)
     node_count = sum(group.count for group in nodes)
     memory_at = root.key("memory_per_node")
@@ -518,26 +533,48 @@ def _with_contents(data: Mapping[str, Any], at: KeyPath) -> dict[str, Any]:
     for digest, content in table.items():
         if not isinstance(content, bytes) or hashlib.sha256(content).hexdigest() != digest:
             table_at.key(digest).fail("is not bytes whose SHA-256 is its key")
-    nodes = []
-    for i, group in enumerate(expect_list(data.get("nodes", []), at.key("nodes"))):
-        group = dict(expect_table(group, at.key("nodes").index(i)))
+    def filled(group: Any, g_at: KeyPath) -> dict[str, Any]:
+        """A group (or a root) table with its files' contents put back."""
+        group = dict(expect_table(group, g_at))
         files = []
-        for j, entry in enumerate(expect_list(group.get("files", []),
-                                              at.key("nodes").index(i).key("files"))):
+        for j, entry in enumerate(expect_list(group.get("files", []), g_at.key("files"))):
             if isinstance(entry, Mapping) and "content_sha" in entry:
                 entry = dict(entry)
                 digest = entry.pop("content_sha")
                 if not isinstance(digest, str) or digest not in table:
-                    at.key("nodes").index(i).key("files").index(j).key("content_sha").fail(
+                    g_at.key("files").index(j).key("content_sha").fail(
                         f"names no content of file_contents: {show(digest)}")
                 entry["content"] = table[digest]
             files.append(entry)
         group["files"] = files
-        nodes.append(group)
-    return {**{k: v for k, v in data.items() if k != "file_contents"}, "nodes": nodes}
+        return group
+
+    nodes = [filled(group, at.key("nodes").index(i))
+             for i, group in enumerate(expect_list(data.get("nodes", []), at.key("nodes")))]
+    out = {**{k: v for k, v in data.items() if k != "file_contents"}, "nodes": nodes}
+    if "roots" in data:
+        roots_at = at.key("roots")
+        out["roots"] = {digest: filled(tree, roots_at.key(str(digest)))
+                        for digest, tree in expect_table(data["roots"], roots_at).items()}
+    return out
 
 
-def _parse_nodes(value: Any, at: KeyPath, base_dir: Path | None) -> tuple[NodeGroup, ...]:
+def _parse_roots(data: Mapping[str, Any], at: KeyPath) -> dict[str, tuple[DiskEntry, ...]]:
+    """The canonical form's `roots`: each root's entries, checked against its digest."""
+    roots_at = at.key("roots")
+    out: dict[str, tuple[DiskEntry, ...]] = {}
+    for digest, tree in expect_table(data.get("roots", {}), roots_at).items():
+        tree_at = roots_at.key(str(digest))
+        check_keys(expect_table(tree, tree_at), ["files"], tree_at)
+        entries = parse_files(tree.get("files", []), tree_at.key("files"), None)
+        if tree_digest(entries) != digest:
+            tree_at.fail("is not a root whose digest is its key (damaged or edited)")
+        out[digest] = entries
+    return out
+
+
+def _parse_nodes(value: Any, at: KeyPath, base_dir: Path | None,
+                 roots: Mapping[str, tuple[DiskEntry, ...]]) -> tuple[NodeGroup, ...]:
     groups = expect_list(value, at)
     if not groups:
         at.fail("expected at least one [[nodes]] group")
@@ -573,9 +610,9 @@ def _parse_nodes(value: Any, at: KeyPath, base_dir: Path | None) -> tuple[NodeGr
             expect_exit=_parse_expect_exit(table.get("expect_exit", [0]),
                                            g_at.key("expect_exit")),
             stderr_is_failure=_parse_stderr_is_failure(table, g_at),
-            files=_group_files(table, g_at, base_dir, files_left),
+            **_group_files(table, g_at, base_dir, files_left, roots),
         ))
-        new = _new_bytes(out[-1].files, stored)
+        new = _new_bytes(out[-1].root + out[-1].files, stored)
         if new > files_left:
             g_at.key("root").fail(f"with its files, {new:,} bytes: more than the "
                                   f"{MAX_FILES_BYTES:,} a recording embeds")
@@ -598,27 +635,36 @@ def _new_bytes(entries: tuple[DiskEntry, ...], stored: set[bytes]) -> int:
 
 
 def _group_files(table: Mapping[str, Any], at: KeyPath, base_dir: Path | None,
-                 budget: int) -> tuple[DiskEntry, ...]:
-    """A group's root entries (those its `files` do not replace), then its files."""
-    root = _parse_root(table, at, base_dir, budget)
-    return parse_files(table.get("files", []), at.key("files"), base_dir,
+                 budget: int, roots: Mapping[str, tuple[DiskEntry, ...]],
+                 ) -> dict[str, tuple[DiskEntry, ...]]:
+    """A group's `root` (the entries its `files` do not replace) and its `files`."""
+    root = _parse_root(table, at, base_dir, budget, roots)
+    both = parse_files(table.get("files", []), at.key("files"), base_dir,
                        budget - files_bytes(root), root, at.key("root"))
+    from_root = {id(e) for e in root}  # parse_files keeps the root's entries themselves
+    return {"root": tuple(e for e in both if id(e) in from_root),
+            "files": tuple(e for e in both if id(e) not in from_root)}
 
 
 def _parse_root(table: Mapping[str, Any], at: KeyPath, base_dir: Path | None,
-                budget: int) -> tuple[DiskEntry, ...]:
+                budget: int, roots: Mapping[str, tuple[DiskEntry, ...]],
+                ) -> tuple[DiskEntry, ...]:
     """A group's `root`, expanded into disk entries sorted by path.
 
     "host": what the group's program loads (its interpreter and shared libraries, from
     this host); {host = [programs...]} also those programs at their host paths and what
     they load; {dir = "path"} or {tar = "file"} (relative to the scenario file) a tree,
     with `host` too if given (host entries replace the tree's at the same path). The
-    canonical scenario holds only the entries.
+    canonical scenario (a manifest) names the root by its digest in `roots`.
     """
     if "root" not in table:
         return ()
     root_at = at.key("root")
     value = table["root"]
+    if isinstance(value, str) and _DIGEST.fullmatch(value):
+        if value not in roots:
+            root_at.fail(f"names no root of roots: {show(value)}")
+        return roots[value]
     extra: list[str] | None = []
     tree: list[DiskEntry] = []
     if isinstance(value, Mapping):

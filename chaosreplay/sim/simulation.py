@@ -32,6 +32,7 @@ from typing import Any
 
 from chaosreplay.events import EventKind
 from chaosreplay.kernel.fastpath import DEFAULT as FAST_PATH_DEFAULT
+from chaosreplay.kernel.fs.root_layer import RootLayer
 from chaosreplay.kernel.process import Checkpoint, GuestProcess, ProcessConfig, Status
 from chaosreplay.sim.faults.engine import START, FaultAction
 from chaosreplay.sim.faults.model import FaultKind
@@ -65,6 +66,18 @@ STDERR_TAIL_LINES = 5  # of a failed node's stderr, in the run's summary
 STDERR_TAIL_WIDTH = 200
 DISK_FAULTS = (FaultKind.DISK_READ_ERROR, FaultKind.DISK_WRITE_ERROR, FaultKind.DISK_FULL,
                FaultKind.TORN_WRITE, FaultKind.DISK_CORRUPT_READ)
+
+
+def root_layers(scenario: Scenario) -> list[RootLayer | None]:
+    """Each group's root layer; groups whose roots have the same digest share one."""
+    by_digest: dict[str, RootLayer] = {}
+    out: list[RootLayer | None] = []
+    for group in scenario.nodes:
+        digest = group.root_digest
+        if digest and digest not in by_digest:
+            by_digest[digest] = RootLayer(group.root)
+        out.append(by_digest[digest] if digest else None)
+    return out
 
 
 @dataclass(slots=True)
@@ -215,6 +228,7 @@ class Simulation:
         self._suspended: tuple[Node, int] | None = None
         self._running: Node | None = None  # the node inside _run_node
         self.fast_path = fast_path  # guests answer clocks and ids themselves: the same run
+        self.roots = root_layers(scenario)
         self.nodes = [self._make_node(spec, images[spec.group], trace_syscalls)
                       for spec in scenario.node_specs()]
         # Per node, the seed its streams were given by `reseed` faults (None: the scenario's);
@@ -231,6 +245,7 @@ class Simulation:
             node_names=tuple(s.name for s in scenario.node_specs()),
             scheduler=scenario.scheduler, disk_durability=scenario.disk.durability,
             fast_path=self.fast_path, vdso=scenario.vdso,
+            root=self.roots[spec.group],
         )
         process = GuestProcess(image, config, on_event=self._on_process_event,
                                files=scenario.nodes[spec.group].files)

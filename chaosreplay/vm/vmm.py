@@ -67,6 +67,7 @@ class VmStats:
     pte_ops: int
     frames_used: int
     frames_high: int
+    vdso_resumes: int
 
 
 class Vm:
@@ -162,7 +163,7 @@ class Vm:
         s = ffi.new("struct vmm_stats *")
         _check(lib.vmm_vm_stats(self._vm, s), "stats")
         return VmStats(s.exits, s.syscalls, s.exceptions, s.pte_fixups, s.pte_ops,
-                       s.frames_used, s.frames_high)
+                       s.frames_used, s.frames_high, s.vdso_resumes)
 
     # -- memory ---------------------------------------------------------------------------
     def map(self, va: int, length: int, prot: int) -> None:

@@ -48,16 +48,37 @@ times the disk size, whatever the guest writes.
 
 Every random draw comes from DeterministicStream(seed, "disk", node) in a fixed order, and
 everything that iterates a mapping sorts it first.
+
+A root (kernel/fs/root_layer.py) is a read-only lower layer under the disk, merged as
+overlayfs merges: the disk's directories are the upper layer; a name the upper directory
+does not hold falls through to the root's directory of the same inode (the upper's `/`
+lies over the root's `/`, and a copied-up directory keeps its root inode number). The
+root's inodes are read-only views: reading, mapping, stat and readdir use them as they
+are. Anything that changes one (open for writing, truncate, chmod, chown, utimes, xattrs,
+link, rename, creating a name in a root directory) first copies it up: a disk inode of the
+same number with the same content, metadata and name, its parents copied up before it.
+A copy-up changes nothing a crash could show, so the copy and its name are durable at
+once (with the root's content); what is written to it afterwards follows the rules above.
+Removing a root entry leaves a whiteout (WHITEOUT as the entry's inode), durable as any
+removal is; a directory made over a whiteout hides the root's directory there (it is
+opaque: a new inode, with nothing merged under it). Renaming a root directory is EXDEV,
+as on overlayfs without redirect_dir (`mv` then copies). The root takes none of the disk's
+space or inodes; a copy-up takes what its content needs. Snapshots hold the upper layer
+only: the root's digest, whiteouts, and for copies whose durable content is still the
+root's, a reference instead of the bytes.
 """
 
 from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chaosreplay.kernel.fs.durability import Inode, WriteOp, crash_tree
+from chaosreplay.kernel.fs.durability import WHITEOUT, Inode, WriteOp, crash_tree
 from chaosreplay.rng import DeterministicStream
+
+if TYPE_CHECKING:  # root_layer imports install, which imports this module
+    from chaosreplay.kernel.fs.root_layer import RootLayer
 
 SNAPSHOT_VERSION = 1
 ROOT_INO = 1
@@ -127,7 +148,7 @@ class FileSystem:
     """One node's disk (see the module docstring for the durability and fault model)."""
 
     def __init__(self, seed: int, node: int, capacity_bytes: int = 64 << 20,
-                 journal: bool = False) -> None:
+                 journal: bool = False, root: RootLayer | None = None) -> None:
         self.seed = seed
         self.node = node
         self.capacity_bytes = capacity_bytes
@@ -146,12 +167,18 @@ class FileSystem:
         # look at it to learn whether a call changed a file under them. Never saved: it is
         # only compared across one system call.
         self.changes = 0
-        root = self._new_inode(True, 0o755, 0)
-        root.links = root.durable_links = 1
+        # The read-only root under this disk (configuration, like the journal: a snapshot
+        # names its digest), and how many opens hold each of its inodes not copied up.
+        self.lower = root
+        self.lower_opens: dict[int, int] = {}
+        top = self._new_inode(True, 0o755, 0)
+        top.links = top.durable_links = 1
         for name in (b"data", b"tmp"):
+            if root is not None and self._child(top, name) is not None:
+                continue  # the root's own directory shows through
             child = self._new_inode(True, 0o1777 if name == b"tmp" else 0o755, 0)
-            self._link(root, name, child)
-        self._sync_dir(root)
+            self._link(top, name, child)
+        self._sync_dir(top)
 
     # -- faults ----------------------------------------------------------------------------
     def set_fault(self, fault_id: str, kind: str, probability: float = 1.0) -> None:
@@ -229,7 +256,63 @@ class FileSystem:
             return directory.ino
         if name == b"..":
             return directory.parent
-        return directory.entries.get(name)
+        ino = directory.entries.get(name)
+        if ino is not None:
+            return None if ino == WHITEOUT else ino
+        lower = self._lower_dir(directory.ino)
+        return lower.entries.get(name) if lower is not None else None
+
+    def _lower_dir(self, ino: int) -> Inode | None:
+        """The root's directory merged under directory `ino` (None: nothing under it)."""
+        return self.lower.directory(ino) if self.lower is not None else None
+
+    def _merged(self, directory: Inode) -> dict[bytes, int]:
+        """A directory's entries as lookups see them: the upper's over the root's."""
+        lower = self._lower_dir(directory.ino)
+        out = dict(lower.entries) if lower is not None and lower is not directory else {}
+        for name, ino in directory.entries.items():
+            if ino == WHITEOUT:
+                out.pop(name, None)
+            else:
+                out[name] = ino
+        return out
+
+    def has(self, ino: int) -> bool:
+        """Whether an inode exists (on the disk or in the root under it)."""
+        return ino in self.inodes or (self.lower is not None and ino in self.lower.nodes)
+
+    def _upper(self, ino: int) -> Inode:
+        """The disk's inode `ino`, copying a root inode up first (see the module docstring)."""
+        node = self.inodes.get(ino)
+        if node is not None:
+            return node
+        view = self._inode(ino)
+        assert self.lower is not None  # _inode found it in the root
+        parent = self._upper(view.parent)
+        if len(self.inodes) >= self.max_inodes:
+            raise FsError(errno.ENOSPC)
+        if len(view.data) > self._free():
+            raise self._no_space()
+        node = Inode(ino, view.is_dir, view.mode, view.mtime_ns)
+        node.data = bytearray(view.data)
+        node.durable = view.durable  # the root's bytes, shared until the next fsync
+        node.target, node.parent = view.target, view.parent
+        node.opens = self.lower_opens.pop(ino, 0)
+        self.inodes[ino] = node
+        self.used_bytes += self._footprint(node)
+        name = self.lower.names[ino]
+        if name not in parent.entries:  # shown through from the root until now
+            parent.entries[name] = parent.durable_entries[name] = ino
+            node.links = node.durable_links = 1
+        return node
+
+    def _hold(self, ino: int) -> None:
+        """One more open of an inode (of the root's, counted here: its views are shared)."""
+        node = self.inodes.get(ino)
+        if node is not None:
+            node.opens += 1
+        else:
+            self.lower_opens[ino] = self.lower_opens.get(ino, 0) + 1
 
     def _walk(self, start: int, parts: list[bytes]) -> int:
         current = start
@@ -263,9 +346,12 @@ class FileSystem:
         return directory, parts[-1], trailing
 
     def _inode(self, ino: int) -> Inode:
+        """The disk's inode, else the root's read-only view of it (never to be changed)."""
         node = self.inodes.get(ino)
         if node is None:
-            raise FsError(errno.EBADF)
+            node = self.lower.nodes.get(ino) if self.lower is not None else None
+            if node is None:
+                raise FsError(errno.EBADF)
         return node
 
     def _file(self, ino: int) -> Inode:
@@ -293,16 +379,29 @@ class FileSystem:
                 now_ns: int) -> Inode:
         if directory.links == 0:
             raise FsError(errno.ENOENT)  # the directory itself was removed
+        directory = self._upper(directory.ino)
         node = self._new_inode(is_dir, mode, now_ns)
         self._link(directory, name, node)
         directory.mtime_ns = directory.ctime_ns = now_ns
         return node
 
     def _unlink_entry(self, directory: Inode, name: bytes, now_ns: int) -> None:
-        node = self.inodes[directory.entries.pop(name)]
-        node.links -= 1
-        node.ctime_ns = directory.mtime_ns = directory.ctime_ns = now_ns
-        self._collect(node.ino)
+        ino = self._child(directory, name)
+        directory = self._upper(directory.ino)
+        directory.entries.pop(name, None)
+        self._whiteout(directory, name)
+        directory.mtime_ns = directory.ctime_ns = now_ns
+        node = self.inodes.get(ino) if ino is not None else None
+        if node is not None:  # a root inode not copied up has no links to drop
+            node.links -= 1
+            node.ctime_ns = now_ns
+            self._collect(node.ino)
+
+    def _whiteout(self, directory: Inode, name: bytes) -> None:
+        """Hide the root's entry `name` under an upper directory whose entry just went."""
+        lower = self._lower_dir(directory.ino)
+        if lower is not None and name in lower.entries:
+            directory.entries[name] = WHITEOUT
 
     def _collect(self, ino: int) -> None:
         """Drop inodes nothing names or holds any more (current, durable or open)."""
@@ -316,22 +415,27 @@ class FileSystem:
             self.used_bytes -= self._footprint(node)
             self.log_bytes -= _log_size(node)
             for child in sorted(node.durable_entries.values()):
-                self.inodes[child].durable_links -= 1
-                work.append(child)
+                if child != WHITEOUT:
+                    self.inodes[child].durable_links -= 1
+                    work.append(child)
             for child in sorted(node.entries.values()):
-                self.inodes[child].links -= 1
-                work.append(child)
+                if child != WHITEOUT:
+                    self.inodes[child].links -= 1
+                    work.append(child)
 
     def _sync_dir(self, directory: Inode) -> None:
         old = directory.durable_entries
         directory.durable_entries = dict(directory.entries)
         for child in directory.durable_entries.values():
-            self.inodes[child].durable_links += 1
+            if child != WHITEOUT:
+                self.inodes[child].durable_links += 1
         for child in old.values():
-            self.inodes[child].durable_links -= 1
+            if child != WHITEOUT:
+                self.inodes[child].durable_links -= 1
         directory.durable_mtime_ns = directory.mtime_ns
         for child in sorted(old.values()):
-            self._collect(child)
+            if child != WHITEOUT:
+                self._collect(child)
 
     # -- the path API ----------------------------------------------------------------------
     def open(self, path: Path, flags: int, mode: int = 0o644, now_ns: int = 0,
@@ -358,14 +462,16 @@ class FileSystem:
         else:
             if flags & O_CREAT and flags & O_EXCL:
                 raise FsError(errno.EEXIST)
-            node = self.inodes[ino]
+            node = self._inode(ino)
             if node.is_dir and (access != O_RDONLY or flags & O_CREAT):
                 raise FsError(errno.EISDIR)
             if not node.is_dir and (flags & O_DIRECTORY or trailing):
                 raise FsError(errno.ENOTDIR)
+            if access != O_RDONLY and node.special == 0:
+                self._upper(ino)  # a root file opened for writing is copied up first
             if flags & O_TRUNC and access != O_RDONLY and not node.is_dir:
                 self.truncate(ino, 0, now_ns)
-        self.inodes[ino].opens += 1
+        self._hold(ino)
         return ino
 
     def reopen(self, ino: int, flags: int, now_ns: int = 0) -> None:
@@ -376,18 +482,27 @@ class FileSystem:
             raise FsError(errno.EINVAL)
         if node.is_dir and access != O_RDONLY:
             raise FsError(errno.EISDIR)
+        if access != O_RDONLY and node.special == 0:
+            self._upper(ino)
         if flags & O_TRUNC and access != O_RDONLY and not node.is_dir:
             self.truncate(ino, 0, now_ns)
-        node.opens += 1
+        self._hold(ino)
 
     def close(self, ino: int) -> None:
         """Release one open of an inode (an unlinked file goes once nothing holds it)."""
-        node = self._inode(ino)
+        node = self.inodes.get(ino)
+        if node is None:
+            self._inode(ino)  # EBADF unless it is the root's
+            held = self.lower_opens.pop(ino, 0) - 1
+            if held > 0:
+                self.lower_opens[ino] = held
+            return
         node.opens = max(0, node.opens - 1)
         self._collect(ino)
 
     def release_all(self) -> None:
         """Drop every open hold (the process owning the handles is gone)."""
+        self.lower_opens.clear()
         for ino in sorted(self.inodes):
             if ino in self.inodes:
                 self.inodes[ino].opens = 0
@@ -408,7 +523,8 @@ class FileSystem:
 
     def write(self, ino: int, offset: int, data: bytes, now_ns: int = 0) -> int:
         """Write at offset (a hole before it reads as zeros); the bytes written."""
-        node = self._file(ino)
+        self._file(ino)
+        node = self._upper(ino)
         if self._hit(WRITE_ERROR):
             raise FsError(errno.EIO, WRITE_ERROR)
         if not data:
@@ -437,7 +553,8 @@ class FileSystem:
         """Stores through a shared mapping reaching the page cache: within the file's size
         (never growing it), fault-free (a write-back error would show at fsync, which
         consults the faults itself), dirty until fsync as any write."""
-        node = self._file(ino)
+        self._file(ino)
+        node = self._upper(ino)
         data = data[: max(0, len(node.data) - offset)]
         if not data:
             return
@@ -447,9 +564,10 @@ class FileSystem:
 
     def truncate(self, ino: int, size: int, now_ns: int = 0) -> None:
         """Set a file's size (growing with zeros)."""
-        node = self._file(ino)
+        self._file(ino)
         if size < 0:
             raise FsError(errno.EINVAL)
+        node = self._upper(ino)
         old, before = len(node.data), self._footprint(node)
         if size > before and size - before > self._free():
             raise self._no_space()
@@ -468,6 +586,8 @@ class FileSystem:
             raise FsError(errno.EIO, WRITE_ERROR)
         if self.journal:
             self._commit_names()
+        if ino not in self.inodes:
+            return  # the root's: durable as it is
         if node.is_dir:
             self._sync_dir(node)
             node.durable_xattrs = dict(node.xattrs)
@@ -494,7 +614,7 @@ class FileSystem:
         ino = self._child(directory, name)
         if ino is None:
             raise FsError(errno.ENOENT)
-        if self.inodes[ino].is_dir:
+        if self._inode(ino).is_dir:
             raise FsError(errno.EISDIR)
         if trailing:
             raise FsError(errno.ENOTDIR)
@@ -508,14 +628,14 @@ class FileSystem:
         ino = self._child(directory, name)
         if ino is None:
             raise FsError(errno.ENOENT)
-        node = self.inodes[ino]
+        node = self._inode(ino)
         if not node.is_dir:
             raise FsError(errno.ENOTDIR)
         if name == b"..":
             raise FsError(errno.ENOTEMPTY)
         if ino == ROOT_INO or name == b"":
             raise FsError(errno.EBUSY)
-        if node.entries:
+        if self._merged(node):
             raise FsError(errno.ENOTEMPTY)
         self._unlink_entry(directory, name, now_ns)
 
@@ -526,35 +646,43 @@ class FileSystem:
         dst_dir, dst_name, dst_trailing = self._parent(new, new_at)
         if src_name in (b"", b".", b"..") or dst_name in (b"", b".", b".."):
             raise FsError(errno.EBUSY if b"" in (src_name, dst_name) else errno.EINVAL)
-        src = src_dir.entries.get(src_name)
+        src = self._child(src_dir, src_name)
         if src is None:
             raise FsError(errno.ENOENT)
-        node = self.inodes[src]
+        node = self._inode(src)
         if (src_trailing or dst_trailing) and not node.is_dir:
             raise FsError(errno.ENOTDIR)
-        dst = dst_dir.entries.get(dst_name)
+        dst = self._child(dst_dir, dst_name)
         if dst == src:
             return
         if dst_dir.links == 0:
             raise FsError(errno.ENOENT)
         if node.is_dir:
+            if self._lower_dir(src) is not None:
+                raise FsError(errno.EXDEV)  # a root directory moves only by copying
             up = dst_dir.ino
             while up != ROOT_INO:
                 if up == src:
                     raise FsError(errno.EINVAL)  # into its own subtree
-                up = self.inodes[up].parent
+                up = self._inode(up).parent
         if dst is not None:
-            target = self.inodes[dst]
+            target = self._inode(dst)
             if node.is_dir and not target.is_dir:
                 raise FsError(errno.ENOTDIR)
             if not node.is_dir and target.is_dir:
                 raise FsError(errno.EISDIR)
-            if target.entries:
+            if self._merged(target):
                 raise FsError(errno.ENOTEMPTY)
-            del dst_dir.entries[dst_name]
-            target.links -= 1
-            target.ctime_ns = now_ns
+        node = self._upper(src)  # copies its directory up too; then both are the disk's
+        src_dir, dst_dir = self._upper(src_dir.ino), self._upper(dst_dir.ino)
+        if dst is not None:
+            dst_dir.entries.pop(dst_name, None)
+            replaced = self.inodes.get(dst)
+            if replaced is not None:  # a root entry replaced has no links to drop
+                replaced.links -= 1
+                replaced.ctime_ns = now_ns
         del src_dir.entries[src_name]
+        self._whiteout(src_dir, src_name)
         dst_dir.entries[dst_name] = src
         if node.is_dir:
             node.parent = dst_dir.ino
@@ -578,6 +706,7 @@ class FileSystem:
             raise FsError(errno.ENOENT)
         if node.links == 0 or directory.links == 0:
             raise FsError(errno.ENOENT)
+        node, directory = self._upper(ino), self._upper(directory.ino)
         self._link(directory, name, node)
         node.ctime_ns = directory.mtime_ns = directory.ctime_ns = now_ns
 
@@ -635,13 +764,15 @@ class FileSystem:
         others = sum(XATTR_ENTRY + len(n) + len(v) for n, v in node.xattrs.items() if n != name)
         if others + XATTR_ENTRY + len(name) + len(value) > XATTR_BLOCK:
             raise FsError(errno.ENOSPC)
+        node = self._upper(ino)
         node.xattrs[name] = bytes(value)
         node.ctime_ns = now_ns
 
     def remove_xattr(self, ino: int, name: bytes, now_ns: int = 0) -> None:
-        node = self._inode(ino)
-        if node.xattrs.pop(name, None) is None:
+        if name not in self._inode(ino).xattrs:
             raise FsError(errno.ENODATA)
+        node = self._upper(ino)
+        del node.xattrs[name]
         node.ctime_ns = now_ns
 
     def stat(self, ino: int) -> Stat:
@@ -649,7 +780,7 @@ class FileSystem:
         node = self._inode(ino)
         owner = (node.atime_ns, node.uid, node.gid)
         if node.is_dir:
-            subdirs = sum(1 for i in node.entries.values() if self.inodes[i].is_dir)
+            subdirs = sum(1 for i in self._merged(node).values() if self._inode(i).is_dir)
             return Stat(ino, S_IFDIR | node.mode, 2 + subdirs, DIR_SIZE, DIR_SIZE // 512,
                         node.mtime_ns, node.ctime_ns, *owner)
         size = len(node.data)
@@ -672,7 +803,7 @@ class FileSystem:
         """The name a directory has in its parent (b"" for the root)."""
         node = self._inode(directory)
         parent = self._inode(node.parent)
-        for name, ino in sorted(parent.entries.items()):
+        for name, ino in sorted(self._merged(parent).items()):
             if ino == directory:
                 return name
         return b""
@@ -718,13 +849,13 @@ class FileSystem:
         return self._inode(ino).target is not None
 
     def chmod(self, ino: int, mode: int, now_ns: int = 0) -> None:
-        node = self._inode(ino)
+        node = self._upper(ino)
         node.mode = mode & 0o7777
         node.ctime_ns = now_ns
 
     def chown(self, ino: int, uid: int, gid: int, now_ns: int = 0) -> None:
         """Change owner and group; -1 (as an unsigned 32-bit value) keeps one."""
-        node = self._inode(ino)
+        node = self._upper(ino)
         if uid != 0xFFFFFFFF:
             node.uid = uid
         if gid != 0xFFFFFFFF:
@@ -734,7 +865,7 @@ class FileSystem:
     def set_times(self, ino: int, atime_ns: int | None, mtime_ns: int | None,
                   now_ns: int = 0) -> None:
         """utimensat: set access and/or modification time (None keeps one)."""
-        node = self._inode(ino)
+        node = self._upper(ino)
         if atime_ns is not None:
             node.atime_ns = atime_ns
         if mtime_ns is not None:
@@ -757,7 +888,7 @@ class FileSystem:
         if not node.is_dir:
             raise FsError(errno.ENOTDIR)
         out = [(b".", ino, True), (b"..", node.parent, True)]
-        out += [(n, i, self.inodes[i].is_dir) for n, i in sorted(node.entries.items())]
+        out += [(n, i, self._inode(i).is_dir) for n, i in sorted(self._merged(node).items())]
         return out
 
     def read_file_inode(self, ino: int) -> bytes:
@@ -774,33 +905,81 @@ class FileSystem:
         """Power cut: keep only the durable state (torn by an active torn_write fault)."""
         self.inodes = crash_tree(self.inodes, ROOT_INO, self.fault_probability(TORN_WRITE),
                                  self.stream)
+        self.lower_opens = {}
         self._recount()
 
     def snapshot(self) -> dict[str, Any]:
-        """The complete state as msgpack-serialisable data (equal states, equal dicts)."""
-        return {
+        """The complete state as msgpack-serialisable data (equal states, equal dicts).
+
+        With a root: its digest ("root"), the opens of its inodes ("lower_opens"), and each
+        copied-up file's content that is still the root's as a flag ("data_root",
+        "durable_root") instead of the bytes: a snapshot never holds the root again.
+        """
+        snap: dict[str, Any] = {
             "version": SNAPSHOT_VERSION, "seed": self.seed, "node": self.node,
             "capacity_bytes": self.capacity_bytes, "position": self.stream.position,
             "next_ino": self.next_ino,
             "faults": [[fid, kind, p] for fid, kind, p in self.active_faults()],
             "inodes": [self.inodes[i].to_dict() for i in sorted(self.inodes)],
         }
+        if self.lower is None:
+            return snap  # as before roots: recordings without one keep their digests
+        snap["root"] = self.lower.digest
+        snap["lower_opens"] = [[i, n] for i, n in sorted(self.lower_opens.items())]
+        for d in snap["inodes"]:
+            view = self.lower.nodes.get(d["ino"])
+            if view is None or view.is_dir or d["dir"]:
+                continue
+            for key in ("data", "durable"):
+                if d[key] == view.data:
+                    d[key] = b""
+                    d[f"{key}_root"] = True
+        return snap
 
     def restore(self, snap: dict[str, Any]) -> None:
         """Replace this file system's state with a snapshot's."""
         if snap.get("version") != SNAPSHOT_VERSION:
             raise ValueError(f"unsupported file-system snapshot version {snap.get('version')!r}")
+        problem = self.root_problem(snap)
+        if problem is not None:
+            raise ValueError(problem)
         self.seed, self.node = snap["seed"], snap["node"]
         self.capacity_bytes = snap["capacity_bytes"]
         self.stream = DeterministicStream(self.seed, "disk", self.node, snap["position"])
         self.next_ino = snap["next_ino"]
         self.faults = {fid: (kind, float(p)) for fid, kind, p in snap["faults"]}
-        self.inodes = {d["ino"]: Inode.from_dict(d) for d in snap["inodes"]}
+        self.inodes = {d["ino"]: self._inode_from(d) for d in snap["inodes"]}
+        self.lower_opens = {i: n for i, n in snap.get("lower_opens", [])}
+        for ino in sorted(self.lower_opens):
+            if ino in self.inodes or self.lower is None or ino not in self.lower.nodes:
+                raise ValueError(f"lower_opens names inode {ino}, which is not the root's")
         self._recount()
 
+    def _inode_from(self, d: dict[str, Any]) -> Inode:
+        """One snapshot inode, its content taken from the root where the snapshot says so."""
+        if any(d.get(f"{key}_root") for key in ("data", "durable")):
+            view = self.lower.nodes.get(d["ino"]) if self.lower is not None else None
+            if view is None or view.is_dir:
+                raise ValueError(f"inode {d['ino']} takes its content from a root file the "
+                                 "root does not have")
+            d = {**d, **{key: view.data for key in ("data", "durable") if d.get(f"{key}_root")}}
+        return Inode.from_dict(d)
+
+    def root_problem(self, snap: dict[str, Any]) -> str | None:
+        """Why a snapshot does not fit this disk's root (it names another, or none), or None."""
+        named = snap.get("root")
+        have = self.lower.digest if self.lower is not None else None
+        if named == have:
+            return None
+        if have is None:
+            return f"names root {str(named)[:12]}…, but the node group has no root"
+        if named is None:
+            return f"names no root, but the node group has root {have[:12]}…"
+        return f"names root {str(named)[:12]}…, but the node group's is {have[:12]}…"
+
     @classmethod
-    def from_snapshot(cls, snap: dict[str, Any]) -> FileSystem:
-        """A new file system in a snapshot's state."""
-        fs = cls(snap["seed"], snap["node"], snap["capacity_bytes"])
+    def from_snapshot(cls, snap: dict[str, Any], root: RootLayer | None = None) -> FileSystem:
+        """A new file system in a snapshot's state (over `root`, the one it names)."""
+        fs = cls(snap["seed"], snap["node"], snap["capacity_bytes"], root=root)
         fs.restore(snap)
         return fs

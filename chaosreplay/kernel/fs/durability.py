@@ -13,6 +13,7 @@ from typing import Any
 from chaosreplay.rng import DeterministicStream
 
 SECTOR = 512
+WHITEOUT = 0  # an entry hiding a root entry (kernel.fs.disk); never an inode number
 
 WriteOp = tuple[int, bytes | None]
 """One entry of a file's unsynced log: (offset, data), or (new size, None) for a truncate."""
@@ -155,7 +156,9 @@ def crash_tree(inodes: dict[int, Inode], root: int, torn_probability: float,
     for ino in sorted(parents):
         node = inodes[ino]
         if node.is_dir:
-            node.entries = {n: i for n, i in node.durable_entries.items() if i in parents}
+            # whiteouts (inode 0: a root entry removed) survive as any durable entry does
+            node.entries = {n: i for n, i in node.durable_entries.items()
+                            if i in parents or i == WHITEOUT}
             node.durable_entries = dict(node.entries)
             node.parent = parents[ino]
         else:
@@ -172,6 +175,8 @@ def crash_tree(inodes: dict[int, Inode], root: int, torn_probability: float,
         survivors[ino] = node
     for node in survivors.values():
         for child in node.entries.values():
+            if child == WHITEOUT:
+                continue
             survivors[child].links += 1
             survivors[child].durable_links += 1
     survivors[root].links = survivors[root].durable_links = 1

@@ -93,7 +93,7 @@ def fd_behind(p: GuestProcess, place: Place) -> Place | None:
 
 def is_dir(p: GuestProcess, place: Place) -> bool:
     if place.on_disk:
-        return place.ino in p.fs.inodes and p.fs.is_dir(place.ino)
+        return p.fs.has(place.ino) and p.fs.is_dir(place.ino)
     node = synth(p, place)
     return node is not None and node.kind == "dir"
 
@@ -134,7 +134,7 @@ def path_of(p: GuestProcess, place: Place) -> bytes:
         return b"/" + b"/".join((place.mount, *place.parts))
     names: list[bytes] = []
     ino = place.ino
-    while ino != ROOT_INO and ino in p.fs.inodes and p.fs.is_dir(ino):
+    while ino != ROOT_INO and p.fs.has(ino) and p.fs.is_dir(ino):
         names.append(p.fs.name_of(ino))
         ino = p.fs.parent_of(ino)
     return b"/" + b"/".join(reversed(names))

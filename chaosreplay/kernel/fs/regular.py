@@ -166,13 +166,13 @@ class DiskFile(FileDescription):
 
     # -- the page cache a shared mapping uses (kernel/mm/page_cache.py) --------------------
     def cache_size(self, p: GuestProcess) -> int:
-        return p.fs.size(self.ino) if self.ino in p.fs.inodes else 0
+        return p.fs.size(self.ino) if p.fs.has(self.ino) else 0
 
     def cache_read(self, p: GuestProcess, offset: int, size: int) -> bytes:
-        return p.fs.peek(self.ino, offset, size) if self.ino in p.fs.inodes else b""
+        return p.fs.peek(self.ino, offset, size) if p.fs.has(self.ino) else b""
 
     def cache_write(self, p: GuestProcess, offset: int, data: bytes) -> None:
-        if self.ino in p.fs.inodes:
+        if p.fs.has(self.ino):
             p.fs.write_back(self.ino, offset, data, now_ns(p))
 
     def cache_extents(self, p: GuestProcess) -> list[tuple[int, int]]:
@@ -199,7 +199,7 @@ class DiskFile(FileDescription):
             return None
 
     def release(self, p: GuestProcess) -> None:
-        if self.ino in p.fs.inodes:
+        if p.fs.has(self.ino):
             p.fs.close(self.ino)
 
     def reopen(self, p: GuestProcess, flags: int) -> FileDescription | int:
