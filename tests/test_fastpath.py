@@ -207,22 +207,27 @@ def test_demo_recordings_are_the_same_and_replay_either_way(tmp_path: Path) -> N
     assert rows[True] == rows[False]
 
 
+def _scenario(program: Path, duration: str, checkpoint_interval: int, group: str = "") -> Any:
+    """One node group of program (a scenario file's defaults: the vDSO on)."""
+    from chaosreplay.sim.scenario import loads_scenario
+
+    return loads_scenario(f"""
+duration = "{duration}"
+checkpoint_interval = {checkpoint_interval}
+memory_per_node = "64MiB"
+[[nodes]]
+program = "{program}"
+{group}
+""", "fastpath.toml", base_dir=Path("/"))
+
+
 @pytest.mark.kvm
 def test_a_dynamic_program_finds_the_vdso_through_ld_so(dynamic_pthreads: Path) -> None:
     """glibc's ld.so takes the vDSO as a loaded object; the nodes' streams are the same
     with the fast path and without."""
-    from chaosreplay.sim.scenario import loads_scenario
     from chaosreplay.sim.simulation import Simulation
 
-    sc = loads_scenario(f"""
-duration = "1s"
-checkpoint_interval = 0
-memory_per_node = "64MiB"
-[[nodes]]
-program = "{dynamic_pthreads}"
-count = 2
-root = "host"
-""", "dyn.toml", base_dir=Path("/"))
+    sc = _scenario(dynamic_pthreads, "1s", 0, 'count = 2\nroot = "host"')
     assert sc.vdso
     images = [load_program(dynamic_pthreads)]
     streams = []
@@ -239,17 +244,10 @@ root = "host"
 def test_checkpoints_of_a_forking_program_are_the_same_both_ways() -> None:
     """Every checkpoint digest (memory, registers, the kernel's process table with the
     exits of ended processes) is the same with the fast path and without."""
-    from chaosreplay.sim.scenario import loads_scenario
     from chaosreplay.sim.simulation import Simulation
 
     program = built("fast_calls.c", "musl")
-    sc = loads_scenario(f"""
-duration = "200ms"
-checkpoint_interval = 5
-memory_per_node = "64MiB"
-[[nodes]]
-program = "{program}"
-""", "fork.toml", base_dir=Path("/"))
+    sc = _scenario(program, "200ms", 5)
     images = [load_program(program)]
     digests = []
     for fast in (True, False):
