@@ -84,6 +84,22 @@ def head_node(kvm: int = 2) -> Iterator[str]:
         shutil.rmtree(temp, ignore_errors=True)
 
 
+@contextmanager
+def local_cluster() -> Iterator[None]:
+    """ray.init of a local cluster in this process: 2 CPUs, 2 units of kvm, this checkout on
+    the workers' path (they inherit the environment)."""
+    ray_or_skip()
+    import ray
+
+    os.environ["PYTHONPATH"] = env()["PYTHONPATH"]
+    ray.init(num_cpus=2, resources={"kvm": 2}, include_dashboard=False,
+             logging_level="ERROR", log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
 def planted_bug_toml(folder: Path, duration: str = "7s") -> Path:
     """A copy of examples/raft-demo.toml with the no_truncate bug, as the README's chase."""
     text = (ROOT / "examples" / "raft-demo.toml").read_text()

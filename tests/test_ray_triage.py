@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from typing import Any
@@ -19,15 +18,9 @@ FAILING_SEEDS = "1,19,25"  # seeds of the planted no_truncate bug at 7 s (test_r
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
-    """ray.init of a local cluster: 2 CPUs, 2 units of kvm, this checkout on its path."""
-    ray_cluster.ray_or_skip()
-    import ray
-
-    os.environ["PYTHONPATH"] = ray_cluster.env()["PYTHONPATH"]  # the workers inherit it
-    ray.init(num_cpus=2, resources={"kvm": 2}, include_dashboard=False,
-             logging_level="ERROR", log_to_driver=False)
-    yield
-    ray.shutdown()
+    """A local cluster (ray.init) shared by the module's tests."""
+    with ray_cluster.local_cluster():
+        yield
 
 
 def _without_wall_times(value: Any) -> Any:
