@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,8 +23,9 @@ def local_ray() -> Iterator[None]:
 
 
 def _search(report: dict[str, Any]) -> dict[str, Any]:
-    """What a search decided and found, without its wall-clock figures."""
-    bugs = [{k: v for k, v in b.items() if "wall" not in k} for b in report["bugs"]]
+    """What a search decided and found, without its wall-clock figures (and its folder)."""
+    bugs = [{**{k: v for k, v in b.items() if "wall" not in k},
+             "recordings": [Path(r).name for r in b["recordings"]]} for b in report["bugs"]]
     kept = {k: v for k, v in report.items() if k not in ("wall_seconds", "progress", "bugs")}
     return {**kept, "bugs": bugs}
 

@@ -171,13 +171,14 @@ def test_an_unreachable_address_is_one_line(tmp_path):
 
 @pytest.mark.kvm
 def test_without_ray_nothing_imports_ray(tmp_path):
-    """A local sweep and a local exploration leave ray out of sys.modules."""
+    """A local sweep, exploration and triage leave ray out of sys.modules."""
     code = """
 import sys
 from chaosreplay.cli import main
 for args in (["record", "--seeds", "1-2", "-j", "1", "--duration", "300ms", "--no-progress"],
              ["explore", "--runs", "2", "-j", "1", "--duration", "300ms", "-o", "ex",
-              "--no-progress"]):
+              "--no-progress"],
+             ["triage", "ex", "--no-progress"]):
     try:
         main(args, standalone_mode=False)
     except SystemExit:
@@ -190,3 +191,25 @@ print("ray" in sys.modules, "chaosreplay.scaleout.cluster" in sys.modules)
     assert "2 seeds · 0 failing" in run.stdout, run.stdout + run.stderr
     assert (tmp_path / "ex" / "report.json").is_file(), run.stderr
     assert run.stdout.strip().splitlines()[-1] == "False False", run.stdout + run.stderr
+
+
+def test_the_progress_counts_seeds_and_rates_per_worker():
+    """Each worker gets its own row: its seeds and seeds per minute; failing seeds count."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from chaosreplay.cli.scaleout_options import WorkerProgress
+    from chaosreplay.runs.sweep import SeedOutcome
+
+    progress = WorkerProgress(Console(file=StringIO()), 3, enabled=False)
+    progress(SeedOutcome(1, True, "bug", 10, 5, wall_seconds=2.0), "10.0.0.2:11")
+    progress(SeedOutcome(2, False, "end", 10, 5, wall_seconds=2.0), "10.0.0.3:12")
+    progress(SeedOutcome(3, False, "end", 10, 5, wall_seconds=2.0), "10.0.0.2:11")
+    assert (progress.done, progress.failing) == (3, 1)
+    assert {name: seeds for name, (_, seeds, _) in progress.workers.items()} == {
+        "10.0.0.2:11": 2, "10.0.0.3:12": 1}
+    details = {t.description.strip(): t.fields["detail"] for t in progress.progress.tasks}
+    assert details["seeds"] == "3/3 · 1 failing"
+    assert details["10.0.0.2:11"].startswith("2 seeds · ") and \
+        details["10.0.0.2:11"].endswith(" seeds/min"), details
