@@ -3,6 +3,7 @@ seed lost when a worker dies, one-line refusals, and no Ray import without --ray
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -213,3 +214,24 @@ def test_the_progress_counts_seeds_and_rates_per_worker():
     assert details["seeds"] == "3/3 · 1 failing"
     assert details["10.0.0.2:11"].startswith("2 seeds · ") and \
         details["10.0.0.2:11"].endswith(" seeds/min"), details
+
+
+def test_a_cluster_without_kvm_workers_is_refused_in_one_line(tmp_path):
+    """No node advertises kvm: the sweep says which `ray start` line is missing."""
+    ray_cluster.ray_or_skip()
+    with ray_cluster.head_node(kvm=0) as address:
+        run = ray_cluster.cli("record", "--seeds", "1-2", "--no-progress", "--ray", address,
+                              cwd=tmp_path, timeout=120)
+    assert run.returncode == 2, run.stdout + run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no node of the Ray cluster advertises the kvm resource" \
+        in lines[0] and "ray start --resources" in lines[0], run.stderr
+
+
+@pytest.mark.kvm
+def test_this_machine_advertises_a_kvm_unit_per_cpu():
+    """`python -m chaosreplay.scaleout.cluster` prints what `ray start --resources` takes."""
+    run = subprocess.run([sys.executable, "-m", "chaosreplay.scaleout.cluster"],
+                         env=ray_cluster.env(), capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == {"kvm": len(os.sched_getaffinity(0))}

@@ -3,11 +3,12 @@
 The actor (`ExploreState`) holds an `Explorer` — its corpus (the coverage map of every
 signal seen), its frontier of checkpoints, its findings — and makes the same decisions a
 local exploration makes, round by round (explore/explorer.py). Each round's runs go to
-workers as tasks (`run_branch`, explore/runner.py's own `run_task`); a task's outcome and
-its checkpoint file come back as object references the driver hands straight to the
-actor, which writes the file where the local explorer would have and learns from the
-outcomes in task order. A branch gets the checkpoint file it starts from content-addressed:
-the actor puts each frontier file into the object store once and a worker fetches it once.
+workers as tasks (`run_branch`, explore/runner.py's own `run_task`); a task's checkpoint
+file comes back as an object reference the driver hands straight to the actor, which
+writes the file where the local explorer would have and learns from the outcomes in task
+order. Only the small outcome passes through the driver, which runs a run again when its
+worker died. A branch gets the checkpoint file it starts from content-addressed: the
+actor puts each frontier file into the object store once and a worker fetches it once.
 
 A round has one run per unit of `kvm` in the cluster, so with a run limit an exploration
 on a cluster of N slots makes the runs `explore -j N` makes on one machine. The actor is
@@ -19,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -28,8 +30,9 @@ from typing import Any
 from chaosreplay.explore.explorer import ExploreConfig, Explorer
 from chaosreplay.explore.report import ExploreReport
 from chaosreplay.explore.runner import Outcome, Readers, RunJob, Task, run_task
-from chaosreplay.scaleout.cluster import KVM
+from chaosreplay.scaleout.cluster import KVM, ScaleOutError
 from chaosreplay.scaleout.shipment import Shipment, ship, unpack
+from chaosreplay.scaleout.tasks import TaskPool
 from chaosreplay.sim.scenario import Scenario
 from chaosreplay.vm.elf import ProgramImage
 
@@ -75,13 +78,14 @@ class ExploreState:
             out.append((task, start))
         return out
 
-    def learn_round(self, *results: tuple[Outcome, bytes | None]) -> ExploreReport:
-        """Store each run's checkpoint file and learn from the outcomes; the report so far."""
-        for outcome, data in results:
+    def learn_round(self, outcomes: list[Outcome], *files: bytes | None) -> ExploreReport:
+        """Store each run's checkpoint file and learn from the outcomes (in task order);
+        the report so far."""
+        for outcome, data in zip(outcomes, files, strict=True):
             path = self.scratch_of.pop(outcome.run)
             if data is not None:
                 Path(path).write_bytes(data)
-        self.explorer.learn_round([outcome for outcome, _ in results])
+        self.explorer.learn_round(outcomes)
         return self.explorer.report()
 
     def finish(self) -> ExploreReport:
@@ -99,7 +103,8 @@ _STARTS = Path(tempfile.gettempdir()) / f"chaosreplay-starts-{os.getpid()}"
 
 def run_branch(shipment: Shipment, hang_seconds: float, task: Task,
                start: tuple[str, Any] | None) -> tuple[Outcome, bytes | None]:
-    """On a worker: one run, from its branch point's file; the outcome and its checkpoints."""
+    """On a worker: one run, from its branch point's file; the outcome and its checkpoints
+    (two return values: the driver fetches only the outcome)."""
     import ray
 
     scenario, images = unpack(shipment)
@@ -138,22 +143,34 @@ def ray_explore(ray: ModuleType, scenario: Scenario, images: list[ProgramImage],
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     actor = ray.remote(num_cpus=0)(ExploreState).options(scheduling_strategy=here).remote(
         scenario, images, config)
-    remote = ray.remote(num_cpus=1, resources={KVM: 1}, max_retries=3)(run_branch)
+    remote = ray.remote(num_cpus=1, resources={KVM: 1}, max_retries=3,
+                        num_returns=2)(run_branch)
     shipment = ray.get(actor.shipment.remote())
-    pending: list[Any] = []
-    runs = 0
-    try:
-        while (round_ := ray.get(actor.next_round.remote())) is not None:
-            pending = [remote.remote(shipment, config.hang_seconds, task, start)
-                       for task, start in round_]
-            report = ray.get(actor.learn_round.remote(*pending))
-            pending, runs = [], report.runs
-            if on_report is not None:
-                on_report(report)
-    except KeyboardInterrupt:
-        from chaosreplay.scaleout.tasks import Interrupted
-
-        for ref in pending:
-            ray.cancel(ref, force=True)
-        raise Interrupted(len(pending), runs) from None
+    while (round_ := ray.get(actor.next_round.remote())) is not None:
+        outcomes, files = _carry_out(ray, remote, shipment, config.hang_seconds, round_)
+        report = ray.get(actor.learn_round.remote(outcomes, *files))
+        if on_report is not None:
+            on_report(report)
     return ray.get(actor.finish.remote())
+
+
+def _carry_out(ray: ModuleType, remote: Any, shipment: Shipment, hang_seconds: float,
+               round_: list[tuple[Task, tuple[str, Any] | None]]
+               ) -> tuple[list[Outcome], list[Any]]:
+    """A round's outcomes, in task order, and references to their checkpoint files (left in
+    the object store for the actor); a run whose worker died is run again."""
+    files: dict[int, Any] = {}
+
+    def submit(i: int) -> Any:
+        outcome, data = remote.remote(shipment, hang_seconds, *round_[i])
+        files[i] = data  # the latest submission's: the one whose outcome comes back
+        return outcome
+
+    outcomes: dict[int, Outcome] = {}
+    for i, outcome in TaskPool(ray, submit).run(deque(range(len(round_)))):
+        if outcome is None:
+            raise ScaleOutError(f"explore run {round_[i][0].run}: its Ray worker died on "
+                                "every attempt")
+        outcomes.setdefault(i, outcome)
+    order = range(len(round_))
+    return [outcomes[i] for i in order], [files[i] for i in order]
