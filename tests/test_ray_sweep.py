@@ -235,3 +235,45 @@ def test_this_machine_advertises_a_kvm_unit_per_cpu():
                          env=ray_cluster.env(), capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout) == {"kvm": len(os.sched_getaffinity(0))}
+
+
+@pytest.mark.slow
+@pytest.mark.kvm
+def test_a_100_seed_sweep_survives_three_worker_kills(cluster, tmp_path):
+    """100 seeds, a worker killed after the 1st, 30th and 60th outcome: the verdicts and
+    recordings of -j 2, every seed once."""
+    from chaosreplay.runs.sweep import sweep
+    from chaosreplay.scaleout.cluster import connected
+    from chaosreplay.scaleout.sweep import ray_sweep
+    from chaosreplay.sim.programs import resolve_images
+    from chaosreplay.sim.scenario import load_scenario
+
+    toml = ray_cluster.planted_bug_toml(tmp_path)
+    scenario = load_scenario(toml)
+    images = resolve_images(scenario, tmp_path)
+    seeds = list(range(1, 101))
+    local = sweep(scenario, images, seeds, jobs=2, keep_failing=tmp_path / "local")
+    seen: Counter[int] = Counter()
+
+    def on_outcome(outcome, worker: str) -> None:
+        seen[outcome.seed] += 1
+        if sum(seen.values()) in (1, 30, 60):
+            os.kill(int(worker.rsplit(":", 1)[1]), signal.SIGKILL)
+
+    import ray
+
+    ray.init(address=cluster, logging_level="ERROR", log_to_driver=False)
+    try:
+        with connected(cluster) as connected_ray:
+            remote = ray_sweep(connected_ray, scenario, images, seeds, tmp_path / "ray",
+                               on_outcome=on_outcome)
+    finally:
+        ray.shutdown()
+    assert sorted(seen) == seeds and set(seen.values()) == {1}, seen
+    assert [(o.seed, o.failed, o.signature) for o in remote] == \
+        [(o.seed, o.failed, o.signature) for o in local]
+    for o in local:
+        if o.failed:
+            name = f"seed-{o.seed}.ccr"
+            assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" /
+                                                              name).read_bytes(), name
