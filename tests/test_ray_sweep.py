@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import ray_cluster
@@ -75,15 +76,28 @@ def test_ray_sweep_at_an_address_matches_a_local_sweep_byte_for_byte(local_sweep
             f"{name} differs from the local sweep's recording"
 
 
+def _sweep_at(address: str, scenario: Any, images: list[Any], seeds: list[int],
+              keep: Path, on_outcome: Any) -> list[Any]:
+    """ray_sweep in this process, connected to the cluster at address for the sweep."""
+    import ray
+
+    from chaosreplay.scaleout.cluster import connected
+    from chaosreplay.scaleout.sweep import ray_sweep
+
+    ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+    try:
+        with connected(address) as connected_ray:
+            return ray_sweep(connected_ray, scenario, images, seeds, keep,
+                             on_outcome=on_outcome)
+    finally:
+        ray.shutdown()
+
+
 @pytest.mark.kvm
 def test_killing_a_worker_mid_sweep_loses_no_seed_and_counts_none_twice(local_sweep, cluster,
                                                                         tmp_path):
     """The worker that ran the first seed is killed (SIGKILL by pid) while it runs the next:
     every seed still comes back exactly once, with the local sweep's verdicts."""
-    import ray
-
-    from chaosreplay.scaleout.cluster import connected
-    from chaosreplay.scaleout.sweep import ray_sweep
     from chaosreplay.sim.programs import resolve_images
     from chaosreplay.sim.scenario import load_scenario
 
@@ -102,13 +116,7 @@ def test_killing_a_worker_mid_sweep_loses_no_seed_and_counts_none_twice(local_sw
             killed.append(pid)
 
     seeds = list(range(1, 13))
-    ray.init(address=cluster, logging_level="ERROR", log_to_driver=False)
-    try:
-        with connected(cluster) as connected_ray:
-            outcomes = ray_sweep(connected_ray, scenario, images, seeds, tmp_path / "bugs",
-                                 on_outcome=on_outcome)
-    finally:
-        ray.shutdown()
+    outcomes = _sweep_at(cluster, scenario, images, seeds, tmp_path / "bugs", on_outcome)
     assert killed, "no worker was killed"
     assert sorted(seen) == seeds and set(seen.values()) == {1}, seen
     assert [o.seed for o in outcomes] == seeds
@@ -128,9 +136,9 @@ def test_ctrl_c_cancels_the_ray_sweep_in_one_line(local_sweep, cluster, tmp_path
     """SIGINT mid-sweep: exit 130, one 'interrupted' line naming the cancelled tasks."""
     proc = subprocess.Popen(
         [*ray_cluster.CLI, "record", str(local_sweep.toml), "--seeds", "1-40",
-         "--no-progress", "--ray", cluster], cwd=tmp_path, env=ray_cluster.env(),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(8)  # connected, and seeds running
+         "--duration", "60s", "--no-progress", "--ray", cluster], cwd=tmp_path,
+        env=ray_cluster.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(6)  # connected, and seeds of several wall seconds each running
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, out + err
@@ -243,8 +251,6 @@ def test_a_100_seed_sweep_survives_three_worker_kills(cluster, tmp_path):
     """100 seeds, a worker killed after the 1st, 30th and 60th outcome: the verdicts and
     recordings of -j 2, every seed once."""
     from chaosreplay.runs.sweep import sweep
-    from chaosreplay.scaleout.cluster import connected
-    from chaosreplay.scaleout.sweep import ray_sweep
     from chaosreplay.sim.programs import resolve_images
     from chaosreplay.sim.scenario import load_scenario
 
@@ -260,15 +266,7 @@ def test_a_100_seed_sweep_survives_three_worker_kills(cluster, tmp_path):
         if sum(seen.values()) in (1, 30, 60):
             os.kill(int(worker.rsplit(":", 1)[1]), signal.SIGKILL)
 
-    import ray
-
-    ray.init(address=cluster, logging_level="ERROR", log_to_driver=False)
-    try:
-        with connected(cluster) as connected_ray:
-            remote = ray_sweep(connected_ray, scenario, images, seeds, tmp_path / "ray",
-                               on_outcome=on_outcome)
-    finally:
-        ray.shutdown()
+    remote = _sweep_at(cluster, scenario, images, seeds, tmp_path / "ray", on_outcome)
     assert sorted(seen) == seeds and set(seen.values()) == {1}, seen
     assert [(o.seed, o.failed, o.signature) for o in remote] == \
         [(o.seed, o.failed, o.signature) for o in local]
