@@ -229,7 +229,7 @@ def test_the_live_display_shows_counts_signals_and_bugs_with_first_hits() -> Non
                                       "message": "election safety"}], "failures": []},
                            None, run=7, end_tick=900, wall=1.5, simulated_seconds=21.0)
     console = Console(record=True, width=120)
-    console.print(render(explorer, "exploring"))
+    console.print(render(explorer.report(), "exploring"))
     text = console.export_text()
     assert "12 (3 from seeds, 9 branches)" in text, text
     assert "edge 1" in text and "sometimes 1" in text, text

@@ -11,12 +11,16 @@ PACKAGE = Path(__file__).resolve().parent.parent / "chaosreplay"
 
 # Layer -> the top-level parts of chaosreplay it must never import (directly or lazily).
 FORBIDDEN = {
-    "vm": {"kernel", "sim", "runs", "triage", "debugger", "tui", "cli", "recording"},
-    "recording": {"vm", "kernel", "sim", "runs", "triage", "debugger", "tui", "cli"},
-    "kernel": {"sim", "runs", "triage", "debugger", "tui", "cli"},
-    "sim": {"runs", "triage", "debugger", "tui", "cli"},
-    "debugger": {"tui", "cli"},
-    "explore": {"triage", "debugger", "tui", "cli"},
+    "vm": {"kernel", "sim", "runs", "triage", "debugger", "tui", "cli", "recording", "scaleout"},
+    "recording": {"vm", "kernel", "sim", "runs", "triage", "debugger", "tui", "cli",
+                  "scaleout"},
+    "kernel": {"sim", "runs", "triage", "debugger", "tui", "cli", "scaleout"},
+    "sim": {"runs", "triage", "debugger", "tui", "cli", "scaleout"},
+    "runs": {"triage", "debugger", "tui", "cli", "scaleout"},
+    "debugger": {"tui", "cli", "scaleout"},
+    "explore": {"triage", "debugger", "tui", "cli", "scaleout"},
+    "triage": {"tui", "cli", "scaleout"},
+    "scaleout": {"tui", "cli"},
 }
 
 
@@ -49,16 +53,28 @@ def test_a_layer_imports_nothing_above_it(layer: str) -> None:
     assert not offenders, "\n".join(offenders)
 
 
-def test_only_the_tui_imports_textual() -> None:
-    """Textual stays inside tui/ (the debugger engine is usable without a screen)."""
+def _importers(library: str, allowed: tuple[str, ...]) -> list[str]:
+    """The modules outside the allowed packages that import library (at any depth)."""
     offenders = []
     for module in sorted(PACKAGE.rglob("*.py")):
-        if module.relative_to(PACKAGE).parts[0] in ("tui", "cli"):
+        if module.relative_to(PACKAGE).parts[0] in allowed:
             continue
         tree = ast.parse(module.read_text(), str(module))
         for node in ast.walk(tree):
             mods = ([a.name for a in node.names] if isinstance(node, ast.Import)
                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            if any(m.split(".")[0] == "textual" for m in mods):
+            if any(m.split(".")[0] == library for m in mods):
                 offenders.append(str(module.relative_to(PACKAGE)))
+    return offenders
+
+
+def test_only_the_tui_imports_textual() -> None:
+    """Textual stays inside tui/ (the debugger engine is usable without a screen)."""
+    offenders = _importers("textual", ("tui", "cli"))
+    assert not offenders, offenders
+
+
+def test_only_scaleout_imports_ray() -> None:
+    """Ray stays inside scaleout/ (an optional extra: everything else works without it)."""
+    offenders = _importers("ray", ("scaleout",))
     assert not offenders, offenders

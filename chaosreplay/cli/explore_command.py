@@ -9,15 +9,17 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from chaosreplay.cli.scaleout_options import ray_option
 from chaosreplay.errors import ConfigError
 from chaosreplay.explore.display import LiveDisplay
 from chaosreplay.explore.explorer import ExploreConfig, Explorer
-from chaosreplay.explore.report import compare_markdown
+from chaosreplay.explore.report import ExploreReport, compare_markdown
 from chaosreplay.runs.sweep import default_jobs
 from chaosreplay.sim.demo import demo_scenario
 from chaosreplay.sim.programs import resolve_images
-from chaosreplay.sim.scenario import load_scenario
+from chaosreplay.sim.scenario import Scenario, load_scenario
 from chaosreplay.sim.validation import KeyPath, expect_ticks
+from chaosreplay.vm.elf import ProgramImage
 
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -53,10 +55,11 @@ def _time_option(ctx: click.Context, param: click.Parameter, value: str | None) 
               help="Also run a plain seed sweep with the same budget and jobs; compare both.")
 @click.option("--hang-timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="Wall seconds without a VM exit before a node counts as hung (0: never).")
+@ray_option("the runs")
 @click.option("--no-progress", is_flag=True, help="No live display.")
 def explore(scenario_file: Path | None, budget: int, max_runs: int | None, jobs: int | None,
             out: Path, seed: int, duration: int | None, compare_random: bool,
-            hang_timeout: float, no_progress: bool) -> None:
+            hang_timeout: float, ray_address: str | None, no_progress: bool) -> None:
     """Search the scenario's fault schedules (the Raft demo without SCENARIO).
 
     Runs start from seeds; a run that reaches something new (a first `sometimes`, a new
@@ -66,6 +69,11 @@ def explore(scenario_file: Path | None, budget: int, max_runs: int | None, jobs:
     OUT/report.json describe the search. Exits 0 when no run failed, 1 when one found a
     bug, crash or hang.
     """
+    if jobs is not None and ray_address is not None:
+        raise click.UsageError("-j and --ray: the cluster's kvm resources set how many run "
+                               "at once")
+    if compare_random and ray_address is not None:
+        raise click.UsageError("--compare-random runs locally: leave out --ray")
     if out.exists() and any(out.iterdir()):
         raise click.UsageError(f"--out {out} exists and is not empty (choose a new folder)")
     scenario = load_scenario(scenario_file) if scenario_file else demo_scenario()
@@ -76,8 +84,11 @@ def explore(scenario_file: Path | None, budget: int, max_runs: int | None, jobs:
     config = ExploreConfig(seed=seed, jobs=jobs or default_jobs(), budget_seconds=budget / 1000,
                            max_runs=max_runs, out=out / "bugs", hang_seconds=hang_timeout)
     show = not no_progress and _err.is_terminal
-    with LiveDisplay(_err, show, "exploring") as display:
-        report = Explorer(scenario, images, config, on_progress=display).run()
+    if ray_address is not None:
+        report = _explore_on_ray(ray_address, scenario, images, config, show)
+    else:
+        with LiveDisplay(_err, show, "exploring") as display:
+            report = Explorer(scenario, images, config, on_progress=display).run()
     md, js = report.write(out)
     failed = bool(report.bugs)
     _err.print(f"explored: {report.runs} runs ({report.branches} branches), "
@@ -99,3 +110,18 @@ def explore(scenario_file: Path | None, budget: int, max_runs: int | None, jobs:
         comparison.write_text(compare_markdown(report, sweep))
         click.echo(comparison.read_text(), nl=False)
     sys.exit(1 if failed else 0)
+
+
+def _explore_on_ray(address: str, scenario: Scenario, images: list[ProgramImage],
+                    config: ExploreConfig, show: bool) -> ExploreReport:
+    """--ray: the frontier in an actor, the runs as tasks (chaosreplay/scaleout/explore.py)."""
+    from chaosreplay.scaleout.cluster import connected
+    from chaosreplay.scaleout.explore import ray_explore
+    from chaosreplay.scaleout.tasks import Interrupted
+
+    with connected(address) as ray, LiveDisplay(_err, show, "exploring on Ray") as display:
+        try:
+            return ray_explore(ray, scenario, images, config, display.show)
+        except Interrupted as stop:
+            _err.print(f"chaosreplay: interrupted: {stop}", markup=False)
+            sys.exit(130)

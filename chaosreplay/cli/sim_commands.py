@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from chaosreplay.cli.integrity import check_integrity, force_option
+from chaosreplay.cli.scaleout_options import WorkerProgress, ray_option
 from chaosreplay.errors import ConfigError
 from chaosreplay.recording import RecordingReader
 from chaosreplay.runs.record_replay import (
@@ -144,20 +145,25 @@ no_fast_path_option = click.option(
               help="Worker processes for --seeds  [default: one per CPU].")
 @click.option("--keep-failing", type=click.Path(file_okay=False, path_type=Path),
               help="With --seeds: keep the recordings of failing seeds in this folder.")
+@ray_option("the seeds of --seeds")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @no_fast_path_option
 def record(scenario_file: Path | None, seed: int | None, duration: int | None, output: Path,
            keep_going: bool, hang_timeout: float, seed_list: list[int] | None,
-           jobs: int | None, keep_failing: Path | None, no_progress: bool,
-           no_fast_path: bool) -> None:
+           jobs: int | None, keep_failing: Path | None, ray_address: str | None,
+           no_progress: bool, no_fast_path: bool) -> None:
     """Run a simulation and record it (the 3-node Raft demo without SCENARIO).
 
     With --seeds, run every seed (in parallel) and keep only failing recordings.
     Exits 0 when no run found a failure, 1 when one found a bug, a crash, a hang or
     a node exit its scenario does not expect (expect_exit), 130 on Ctrl-C.
     """
-    if seed_list is None and (jobs is not None or keep_failing is not None):
-        raise click.UsageError("-j and --keep-failing go with --seeds")
+    if seed_list is None and (jobs is not None or keep_failing is not None
+                              or ray_address is not None):
+        raise click.UsageError("-j, --keep-failing and --ray go with --seeds")
+    if jobs is not None and ray_address is not None:
+        raise click.UsageError("-j and --ray: the cluster's kvm resources set how many run "
+                               "at once")
     scenario = load_scenario(scenario_file) if scenario_file else demo_scenario()
     base_dir = scenario_file.parent if scenario_file else Path.cwd()
     if seed is not None:
@@ -165,6 +171,10 @@ def record(scenario_file: Path | None, seed: int | None, duration: int | None, o
     if duration is not None:
         scenario = scenario.with_duration(duration)
     images = resolve_images(scenario, base_dir)
+    if seed_list is not None and ray_address is not None:
+        _record_seeds_on_ray(ray_address, scenario, images, seed_list, keep_failing,
+                             keep_going, hang_timeout, not no_progress and _err.is_terminal)
+        return
     if seed_list is not None:
         _record_seeds(scenario, images, seed_list, jobs or default_jobs(), keep_failing,
                       keep_going, hang_timeout, not no_progress and _err.is_terminal)
@@ -206,9 +216,37 @@ def _record_seeds(scenario: Scenario, images: list[Any], seeds: list[int], jobs:
 
         outcomes = sweep(scenario, images, seeds, jobs, keep_failing, hang_timeout, keep_going,
                          advance)
+    _print_seeds(outcomes, f"{time.perf_counter() - started:.1f}s wall · {jobs} jobs")
+
+
+def _record_seeds_on_ray(address: str, scenario: Scenario, images: list[Any],
+                         seeds: list[int], keep_failing: Path | None, keep_going: bool,
+                         hang_timeout: float, show: bool) -> None:
+    """--seeds --ray: the same sweep as Ray tasks (chaosreplay/scaleout/sweep.py)."""
+    from chaosreplay.scaleout.cluster import connected
+    from chaosreplay.scaleout.sweep import ray_sweep
+    from chaosreplay.scaleout.tasks import Interrupted
+
+    started = time.perf_counter()
+    with connected(address) as ray:
+        workers = 0
+        try:
+            with WorkerProgress(_err, len(seeds), show) as progress:
+                outcomes = ray_sweep(ray, scenario, images, seeds, keep_failing, hang_timeout,
+                                     keep_going, progress)
+                workers = len(progress.workers)
+        except Interrupted as stop:
+            _err.print(f"chaosreplay: interrupted: {stop}", markup=False)
+            sys.exit(130)
+    _print_seeds(outcomes, f"{time.perf_counter() - started:.1f}s wall · Ray, "
+                           f"{workers} workers")
+
+
+def _print_seeds(outcomes: list[SeedOutcome], how: str) -> None:
+    """The sweep's summary line and a line per failing seed (every seed up to 50)."""
+    failing = sum(o.failed for o in outcomes)
     # Plain lines, not a table: a verdict must never be cut or wrapped mid-message.
-    click.echo(f"{len(seeds)} seeds · {failing} failing · "
-               f"{time.perf_counter() - started:.1f}s wall · {jobs} jobs")
+    click.echo(f"{len(outcomes)} seeds · {failing} failing · {how}")
     for o in outcomes:
         if o.failed or len(outcomes) <= 50:
             words = o.outcome or ("FAILED: " if o.failed else "passed: ") + (

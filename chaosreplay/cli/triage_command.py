@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
@@ -11,6 +13,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from chaosreplay.cli.scaleout_options import ray_option
 from chaosreplay.runs.sweep import default_jobs
 from chaosreplay.triage.baseline import load_report
 from chaosreplay.triage.minimize import SHRINK_MEMBERS
@@ -93,14 +96,15 @@ def _cut(text: str, limit: int = 60) -> str:
               help="Events of each node shown before a failure.")
 @click.option("--hang-timeout", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="Wall seconds without a VM exit before a replayed node counts as hung.")
+@ray_option("the replays and shrinks")
 @click.option("--no-progress", is_flag=True, help="No progress display.")
 @click.option("--tui", is_flag=True,
               help="Browse the findings and their runs in the debugger instead of the table; "
                    "given a report folder (with report.json), open that report.")
 def triage(bugs_dir: Path, as_json: bool, out_dir: Path | None, baseline: Path | None,
            jobs: int | None, no_replay: bool, no_shrink: bool, shrink_budget: float | None,
-           shrink_runs: int, timeline_events: int, hang_timeout: float, no_progress: bool,
-           tui: bool) -> None:
+           shrink_runs: int, timeline_events: int, hang_timeout: float,
+           ray_address: str | None, no_progress: bool, tui: bool) -> None:
     """Find the properties the runs under BUGS_DIR broke, and shrink each finding.
 
     Reads every .ccr below BUGS_DIR (recursively), finds each run's first failure (failed
@@ -118,7 +122,17 @@ def triage(bugs_dir: Path, as_json: bool, out_dir: Path | None, baseline: Path |
         replay=not no_replay, shrink=not no_shrink, jobs=jobs or default_jobs(),
         shrink_budget=shrink_budget, shrink_members=shrink_runs, baseline=baseline,
         out_dir=out_dir, timeline_events=timeline_events, hang_seconds=hang_timeout)
-    with _Display(not no_progress and _err.is_terminal) as display:
+    if jobs is not None and ray_address is not None:
+        raise click.UsageError("-j and --ray: the cluster's kvm resources set how many run "
+                               "at once")
+    with ExitStack() as stack:
+        if ray_address is not None:
+            from chaosreplay.scaleout.cluster import connected
+            from chaosreplay.scaleout.triage import RayTriage
+
+            ray = stack.enter_context(connected(ray_address))
+            options = replace(options, backend=RayTriage(ray))
+        display = stack.enter_context(_Display(not no_progress and _err.is_terminal))
         report = triage_folder(bugs_dir, options, display.callbacks())
     _warn(report)
     if tui:

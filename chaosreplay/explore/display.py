@@ -10,12 +10,11 @@ from rich.table import Table
 from rich.text import Text
 
 from chaosreplay.explore.explorer import Explorer
-from chaosreplay.explore.report import sparkline
+from chaosreplay.explore.report import ExploreReport, sparkline
 
 
-def render(explorer: Explorer, title: str) -> Group:
+def render(report: ExploreReport, title: str) -> Group:
     """The current state of the search as a rich renderable."""
-    report = explorer.report()
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold")
     facts.add_column()
@@ -47,8 +46,12 @@ class LiveDisplay:
                          refresh_per_second=4) if enabled else None
 
     def __call__(self, explorer: Explorer) -> None:
+        self.show(explorer.report())
+
+    def show(self, report: ExploreReport) -> None:
+        """Redraw with the report of the search so far."""
         if self.live is not None:
-            self.live.update(render(explorer, self.title))
+            self.live.update(render(report, self.title))
 
     def __enter__(self) -> LiveDisplay:
         if self.live is not None:

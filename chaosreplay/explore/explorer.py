@@ -98,31 +98,49 @@ class Explorer:
     def run(self) -> ExploreReport:
         """Explore until the budget or the run limit is spent; the report."""
         config = self.config
-        self.started = time.monotonic()
+        self.begin()
         with tempfile.TemporaryDirectory(prefix="chaosreplay-explore-") as scratch:
             runner = RoundRunner(RunJob(self.scenario, self.images, config.hang_seconds),
                                  config.jobs)
             try:
-                while not self._spent():
-                    count = config.jobs
-                    if config.max_runs is not None:
-                        count = min(count, config.max_runs - self.runs)
-                    tasks = [self._decide(scratch) for _ in range(count)]
-                    for outcome in runner.run_round(tasks):
-                        self._learn(outcome)
+                while not self.spent():
+                    self.learn_round(runner.run_round(self.decide_round(scratch)))
                     runner.forget({e.path for e in self.frontier.live()})
-                    self._note_progress()
             finally:
                 runner.close()
-                self._final_live = len(self.frontier.live())
-                self.frontier.close()
+                self.finish()
         return self.report()
+
+    # -- the loop's steps (scaleout/explore.py drives them from a Ray actor) -----------------
+
+    def begin(self) -> None:
+        """Start the wall clock of the budget."""
+        self.started = time.monotonic()
+
+    def decide_round(self, scratch: str) -> list[Task]:
+        """The next round's runs (`jobs` of them, fewer near the run limit)."""
+        count = self.config.jobs
+        if self.config.max_runs is not None:
+            count = min(count, self.config.max_runs - self.runs)
+        return [self._decide(scratch) for _ in range(count)]
+
+    def learn_round(self, outcomes: list[Outcome]) -> None:
+        """Learn from a round's outcomes, given in task order."""
+        for outcome in outcomes:
+            self._learn(outcome)
+        self._note_progress()
+
+    def finish(self) -> None:
+        """Note the frontier as it ended and delete its checkpoint files."""
+        self._final_live = len(self.frontier.live())
+        self.frontier.close()
 
     def elapsed(self) -> float:
         """Wall seconds since the exploration started."""
         return time.monotonic() - self.started
 
-    def _spent(self) -> bool:
+    def spent(self) -> bool:
+        """Whether the run limit, the bug limit or the wall budget is reached."""
         config = self.config
         if config.max_runs is not None and self.runs >= config.max_runs:
             return True

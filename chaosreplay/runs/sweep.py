@@ -46,7 +46,9 @@ class SeedOutcome:
 
 
 @dataclass(frozen=True)
-class _Job:
+class SweepJob:
+    """What every seed of a sweep shares."""
+
     scenario: Scenario
     images: list[ProgramImage]
     keep_failing: str | None
@@ -54,7 +56,8 @@ class _Job:
     keep_going: bool
 
 
-def _run_one(job: _Job, seed: int) -> SeedOutcome:
+def run_seed(job: SweepJob, seed: int) -> SeedOutcome:
+    """One seed: a lean run, and a recording into job.keep_failing if it fails."""
     from chaosreplay.errors import ChaosReplayError
     from chaosreplay.runs.record_replay import RunOptions, record_run
     from chaosreplay.sim.outcome import outcome_words
@@ -86,17 +89,17 @@ def _run_one(job: _Job, seed: int) -> SeedOutcome:
         outcome=outcome_words(summary, scenario.duration))
 
 
-_JOB: _Job | None = None
+_JOB: SweepJob | None = None
 
 
-def _init_worker(job: _Job) -> None:
+def _init_worker(job: SweepJob) -> None:
     global _JOB
     _JOB = job
 
 
 def _worker(seed: int) -> SeedOutcome:
     assert _JOB is not None
-    return _run_one(_JOB, seed)
+    return run_seed(_JOB, seed)
 
 
 def sweep(scenario: Scenario, images: list[ProgramImage], seeds: Iterable[int], jobs: int = 1,
@@ -104,12 +107,8 @@ def sweep(scenario: Scenario, images: list[ProgramImage], seeds: Iterable[int], 
           on_outcome: Callable[[SeedOutcome], Any] | None = None) -> list[SeedOutcome]:
     """Run every seed; `jobs` worker processes (1: in this process)."""
     if keep_failing is not None:
-        try:
-            keep_failing.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise RecordingError(f"{keep_failing}: cannot create the folder for failing "
-                                 f"recordings ({exc.strerror})") from None
-    job = _Job(scenario, images, None if keep_failing is None else str(keep_failing),
+        make_keep_folder(keep_failing)
+    job = SweepJob(scenario, images, None if keep_failing is None else str(keep_failing),
                hang_seconds, keep_going)
     outcomes = []
     for outcome in _outcomes(job, list(seeds), jobs):
@@ -119,10 +118,19 @@ def sweep(scenario: Scenario, images: list[ProgramImage], seeds: Iterable[int], 
     return sorted(outcomes, key=lambda o: o.seed)
 
 
-def _outcomes(job: _Job, seeds: list[int], jobs: int) -> Iterator[SeedOutcome]:
+def make_keep_folder(keep_failing: Path) -> None:
+    """Create the --keep-failing folder, or say in one line why it cannot be."""
+    try:
+        keep_failing.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RecordingError(f"{keep_failing}: cannot create the folder for failing "
+                             f"recordings ({exc.strerror})") from None
+
+
+def _outcomes(job: SweepJob, seeds: list[int], jobs: int) -> Iterator[SeedOutcome]:
     if jobs <= 1 or len(seeds) <= 1:
         for seed in seeds:
-            yield _run_one(job, seed)
+            yield run_seed(job, seed)
         return
     # fork: the workers inherit the loaded programs; each opens its own VMs.
     context = multiprocessing.get_context("fork")

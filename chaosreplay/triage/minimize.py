@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -187,9 +187,13 @@ def _run_task(task: Task) -> tuple[int, int, dict[str, Any]]:
 def shrink_findings(clusters: Sequence[Cluster], out_dir: Path, *, jobs: int = 1,
                     budget_seconds: float | None = None, members: int = SHRINK_MEMBERS,
                     on_done: Callable[[str], Any] | None = None,
-                    on_progress: Callable[[str], None] | None = None) -> None:
+                    on_progress: Callable[[str], None] | None = None,
+                    run_tasks: Callable[[list[Task]],
+                                        Iterable[tuple[int, int, dict[str, Any]]]] | None = None
+                    ) -> None:
     """Shrink up to `members` runs of every finding (each within the budget), `jobs` shrinks
-    at a time; set each finding's `attempts` and its best as `minimal`."""
+    at a time, or through `run_tasks` (e.g. on a Ray cluster); set each finding's `attempts`
+    and its best as `minimal`."""
     tasks: list[Task] = []
     for number, cluster in enumerate(clusters):
         cluster.attempts = []
@@ -204,7 +208,12 @@ def shrink_findings(clusters: Sequence[Cluster], out_dir: Path, *, jobs: int = 1
         return
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[tuple[int, int], dict[str, Any]] = {}
-    if jobs <= 1 or len(tasks) == 1:
+    if run_tasks is not None:
+        for number, index, attempt in run_tasks(tasks):
+            results[number, index] = attempt
+            if on_done is not None:
+                on_done(Path(attempt["member"]).name)
+    elif jobs <= 1 or len(tasks) == 1:
         for number, index, path, signature, out, budget in tasks:
             # one shrink at a time: it may use every job itself
             results[number, index] = shrink_member(path, signature, Path(out), budget, jobs,

@@ -7,10 +7,10 @@ caller decides how (or whether) to show it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from chaosreplay.errors import ChaosReplayError
 from chaosreplay.triage.baseline import compare, load_baseline, mark_rare
@@ -24,6 +24,7 @@ from chaosreplay.triage.cluster import (
 )
 from chaosreplay.triage.minimize import (
     SHRINK_MEMBERS,
+    Task,
     name_minimal_runs,
     shrink_findings,
     split_on_evidence,
@@ -32,6 +33,22 @@ from chaosreplay.triage.report import TriageReport
 from chaosreplay.triage.timeline import TIMELINE_EVENTS
 
 TRIAGE_DIR = ".triage"  # inside the bugs folder: minimal runs when there is no --out
+
+
+class TriageBackend(Protocol):
+    """Where a triage's replays and shrinks run when not in local worker processes
+    (scaleout/triage.py: on a Ray cluster)."""
+
+    def analyse_all(self, paths: Sequence[Path], replay: bool, jobs: int,
+                    hang_seconds: float,
+                    on_done: Callable[[RunAnalysis], Any] | None = None
+                    ) -> list[RunAnalysis]:
+        """Every path analysed, in the order of paths."""
+        ...
+
+    def shrink(self, tasks: Sequence[Task]) -> Iterator[tuple[int, int, dict[str, Any]]]:
+        """(finding, attempt number, attempt) per shrink task, in any order."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -47,6 +64,7 @@ class TriageOptions:
     out_dir: Path | None = None  # report folder; minimal runs go there too
     timeline_events: int = TIMELINE_EVENTS
     hang_seconds: float = 10.0
+    backend: TriageBackend | None = None  # None: this machine's worker processes
 
 
 class NoRecordingsError(ChaosReplayError):
@@ -85,7 +103,8 @@ def triage_folder(folder: Path, options: TriageOptions = TriageOptions(),
         if progress.advanced:
             progress.advanced(run.path)
 
-    runs = analyse_all(paths, options.replay, options.jobs, options.hang_seconds, done)
+    analyse = analyse_all if options.backend is None else options.backend.analyse_all
+    runs = analyse(paths, options.replay, options.jobs, options.hang_seconds, done)
     clusters = cluster_runs(runs, options.timeline_events)
     shrunk = False
     if options.shrink and clusters:
@@ -112,4 +131,5 @@ def shrink_all(clusters: list[Cluster], out_dir: Path, options: TriageOptions,
                                           for c in clusters))
     shrink_findings(clusters, out_dir, jobs=options.jobs, budget_seconds=options.shrink_budget,
                     members=options.shrink_members, on_done=progress.advanced,
-                    on_progress=progress.message)
+                    on_progress=progress.message,
+                    run_tasks=None if options.backend is None else options.backend.shrink)
