@@ -4,8 +4,9 @@
 
 Measures, in one run (issue 19, item 4):
 (a) µs per call of each call the fast path answers (guest/src/call_loop.c), natively, in
-    a VM with the fast path, and in a VM where every call exits; the VM figures through
-    the full stack with every call's event encoded into a recording;
+    a VM through the vDSO with the fast path (the default), through `syscall` with the
+    fast path (no vDSO), and in a VM where every call exits; the VM figures through the
+    full stack with every call's event encoded into a recording;
 (b) the 3-node demo's virtual seconds per wall second while recording, fast path on and
     off, and recording against not recording (fast path on).
 Each per-call figure is (time of N calls - time of 0 calls) / N, so start-up cancels out;
@@ -33,6 +34,7 @@ from chaosreplay.vm.elf import load_program
 REPO = Path(__file__).resolve().parents[1]
 CALL_LOOP = REPO / "guest" / "build" / "musl" / "call_loop"
 CALLS = ("clock_gettime", "gettimeofday", "time", "getpid", "gettid", "getppid")
+VDSO_CALLS = ("clock_gettime", "gettimeofday", "time")  # the ids have no vDSO function
 
 
 def _native_s(call: str, n: int) -> float:
@@ -41,10 +43,11 @@ def _native_s(call: str, n: int) -> float:
     return time.perf_counter() - started
 
 
-def _vm_s(call: str, n: int, fast: bool, scratch: Path) -> float:
+def _vm_s(call: str, n: int, fast: bool, vdso: bool, scratch: Path) -> float:
     """Wall seconds of one call_loop run in a VM, every event written to a recording."""
     image = load_program(CALL_LOOP)
-    config = ProcessConfig(argv=[b"call_loop", call.encode(), str(n).encode()], fast_path=fast)
+    config = ProcessConfig(argv=[b"call_loop", call.encode(), str(n).encode()], fast_path=fast,
+                           vdso=vdso)
     with RecordingWriter(scratch / f"{call}.ccr", {"kind": "bench"}) as writer:
         def on_event(p: GuestProcess, kind: object, fields: dict) -> None:
             writer.append(p.vtime_ns // 1_000_000, p.vtime_ns, 0, str(kind), fields)
@@ -58,21 +61,25 @@ def _vm_s(call: str, n: int, fast: bool, scratch: Path) -> float:
     return elapsed
 
 
-def per_call_us(n: int, reps: int) -> list[tuple[str, float, float, float]]:
-    """(call, native, fast path, exit path) µs per call."""
+MODES = {"vdso": (True, True), "fast": (True, False), "exit": (False, False)}
+
+
+def per_call_us(n: int, reps: int) -> list[tuple[str, dict[str, float]]]:
+    """Per call, µs natively and in each VM mode (MODES: fast path, vDSO)."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         for call in CALLS:
-            samples: dict[str, list[float]] = {"native": [], "fast": [], "exit": []}
+            samples: dict[str, list[float]] = {"native": [], **{m: [] for m in MODES}}
             for _ in range(reps):
                 samples["native"].append(_native_s(call, n) - _native_s(call, 0))
-                samples["fast"].append(_vm_s(call, n, True, scratch) - _vm_s(call, 0, True,
-                                                                           scratch))
-                samples["exit"].append(_vm_s(call, n, False, scratch) - _vm_s(call, 0, False,
-                                                                            scratch))
-            med = {k: statistics.median(v) / n * 1e6 for k, v in samples.items()}
-            rows.append((call, med["native"], med["fast"], med["exit"]))
+                for mode, (fast, vdso) in MODES.items():
+                    if vdso and call not in VDSO_CALLS:
+                        continue
+                    samples[mode].append(_vm_s(call, n, fast, vdso, scratch)
+                                         - _vm_s(call, 0, fast, vdso, scratch))
+            rows.append((call, {k: statistics.median(v) / n * 1e6 for k, v in samples.items()
+                                if v}))
     return rows
 
 
@@ -102,10 +109,13 @@ def main() -> None:
     args = parser.parse_args()
     n, reps, demo_s = (5_000, 3, 10) if args.quick else (20_000, 5, 60)
     print(f"host: {platform.node()} {platform.release()}, {n} calls per loop, {reps} reps")
-    print(f"{'call':<14}{'native µs':>11}{'fast path µs':>14}{'exit path µs':>14}"
-          f"{'exit/fast':>11}")
-    for call, native, fast, exit_ in per_call_us(n, reps):
-        print(f"{call:<14}{native:>11.2f}{fast:>14.2f}{exit_:>14.2f}{exit_ / fast:>10.1f}x")
+    print(f"{'call':<14}{'native µs':>11}{'vDSO µs':>10}{'fast path µs':>14}{'exit path µs':>14}"
+          f"{'exit/best':>11}")
+    for call, us in per_call_us(n, reps):
+        best = us.get("vdso", us["fast"])
+        vdso = f"{us['vdso']:>10.2f}" if "vdso" in us else f"{'-':>10}"
+        print(f"{call:<14}{us['native']:>11.2f}{vdso}{us['fast']:>14.2f}{us['exit']:>14.2f}"
+              f"{us['exit'] / best:>10.1f}x")
     speeds = demo_speed(demo_s, max(1, reps // 2))
     print(f"demo, {demo_s} virtual s (virtual s per wall s):")
     for label, value in speeds.items():
