@@ -138,7 +138,9 @@ def test_ctrl_c_cancels_the_ray_sweep_in_one_line(local_sweep, cluster, tmp_path
         [*ray_cluster.CLI, "record", str(local_sweep.toml), "--seeds", "1-40",
          "--duration", "60s", "--no-progress", "--ray", cluster], cwd=tmp_path,
         env=ray_cluster.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(6)  # connected, and seeds of several wall seconds each running
+    # Connected, and seeds of tens of wall seconds each running (connecting took over 6 s
+    # on a loaded host: the interrupt then came before any task, with no count to give).
+    time.sleep(15)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, out + err
