@@ -63,3 +63,22 @@ def test_only_contiguous_pieces_of_one_file_merge() -> None:
     assert Vma(0x11000, 0x12000, R, "[anon]").continues(Vma(0x10000, 0x11000, R, "[anon]"))
     assert first.saved() == [0x10000, 0x11000, R, "/f", 0]
     assert Vma(0, 0x1000, R, "[anon]").saved() == [0, 0x1000, R, "[anon]"]
+
+
+@pytest.mark.kvm
+def test_mapping_types_other_than_linux_has_are_einval_for_any_file() -> None:
+    """Every value of flags & MAP_TYPE on an epoll descriptor and anonymously answers as
+    Linux does (the fuzzer once mapped an epoll "shared" with type 0x5, and the page cache
+    then asked it for its size). Type 0x8 is MAP_DROPPABLE, Linux 6.11's: refused here, as
+    older kernels refuse it."""
+    program = program_cache.built("mmap_types.c", "musl")
+    native = subprocess.run([str(program)], capture_output=True, text=True, check=True)
+    output = bytearray()
+    process = GuestProcess(load_program(program), ProcessConfig(argv=[b"mmap_types"]),
+                           on_output=lambda fd, data: output.extend(data))
+    assert process.run_to_completion(10) is Status.EXITED, process.crash
+    mine, theirs = output.decode().splitlines(), native.stdout.splitlines()
+    assert len(mine) == len(theirs) == 16
+    assert [m for m in mine if not m.startswith("type 0x8:")] == [
+        t for t in theirs if not t.startswith("type 0x8:")]
+    assert "type 0x5: epoll Invalid argument, anonymous refused" in mine

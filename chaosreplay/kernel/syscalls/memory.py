@@ -47,8 +47,10 @@ def sys_mmap(p: GuestProcess, r: Any) -> int:
     fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)
     if length == 0 or (fixed and addr & (PAGE_SIZE - 1)) or offset & (PAGE_SIZE - 1):
         return -errno.EINVAL
-    if not flags & (MAP_SHARED | MAP_PRIVATE):
-        return -errno.EINVAL
+    if flags & MAP_TYPE not in (MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE):
+        return -errno.EINVAL  # Linux: the other mapping types do not exist (MAP_DROPPABLE,
+    if flags & MAP_TYPE == MAP_SHARED_VALIDATE and flags & MAP_ANONYMOUS:  # 6.11+, neither)
+        return -errno.EINVAL  # Linux validates flags only for a file
     file = None
     if not flags & MAP_ANONYMOUS:
         file = lookup(p, r.r8 & 0xFFFFFFFF)
