@@ -6,7 +6,8 @@ bytes come back with the outcome, to be written into the driver's --keep-failing
 under the name the local sweep uses. The driver keeps a bounded window of tasks in flight
 (so 100,000 seeds are not 100,000 queued tasks), takes each seed's first outcome only, and
 resubmits a seed whose worker or node died (after Ray's own retries), so a cluster fault
-neither loses a seed nor counts one twice. Ctrl-C cancels every task in flight.
+neither loses a seed nor counts one twice. Ctrl-C disconnects the driver, which ends
+every task in flight (tasks.py).
 """
 
 from __future__ import annotations
