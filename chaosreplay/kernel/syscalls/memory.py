@@ -185,10 +185,14 @@ def sys_madvise(p: GuestProcess, r: Any) -> int:
     """Advice is accepted; MADV_DONTNEED drops private pages as Linux does: anonymous ones
     read zeros again, private file ones the file's bytes, shared ones keep their data."""
     addr, length = r.rdi, page_align(r.rsi)
-    if addr & (PAGE_SIZE - 1):
-        return -errno.EINVAL
+    if addr & (PAGE_SIZE - 1) or (r.rsi and not length) or addr + length >= 1 << 64:
+        return -errno.EINVAL  # unaligned, or a length that wraps (Linux's checks)
+    vmas = p.space.vmas()
+    # Linux applies the advice to every mapping in range and answers ENOMEM for the holes.
+    covered = sum(min(v.end, addr + length) - max(v.start, addr) for v in vmas
+                  if v.end > addr and v.start < addr + length)
     if r.rdx == MADV_DONTNEED:
-        for vma in p.space.vmas():
+        for vma in vmas:
             if vma.end <= addr or vma.start >= addr + length:
                 continue
             # The program's segments have no file here; shared pages are the page cache.
@@ -202,7 +206,7 @@ def sys_madvise(p: GuestProcess, r: Any) -> int:
                     if p.vm.query(page) is None:
                         continue  # no frame: reads as it should already
                     p.space.fill(page, _dropped_page(p, vma, page))
-    return 0
+    return 0 if covered == length else -errno.ENOMEM
 
 
 def _dropped_page(p: GuestProcess, vma: Vma, page: int) -> bytes:
