@@ -230,6 +230,18 @@ static int run_fixups(struct vmm_vm *vm, struct vmm_exit *exit)
 	return 0;
 }
 
+/* The user registers from an exception's iretq frame at kernel VA frame, and resuming
+ * through it. */
+static void resume_from_frame(struct vmm_vm *vm, uint64_t frame, const uint64_t *f)
+{
+	struct kvm_regs *r = vmm_vcpu_regs(vm);
+	r->rip = f[0];
+	r->rflags = f[2];
+	r->rsp = f[3];
+	vm->resume = RESUME_FRAME;
+	vm->frame_addr = frame;
+}
+
 /* A store of the fast path into the program's buffer faulted (not mapped yet, read-only,
  * or not canonical): the call becomes the ordinary syscall exit it would have been, which
  * the VMM answers (mapping the page, or EFAULT). At those stores every register but
@@ -239,14 +251,13 @@ static int fast_fault_to_syscall(struct vmm_vm *vm, struct vmm_exit *exit, uint6
 {
 	struct kvm_regs *r = vmm_vcpu_regs(vm);
 	const struct vmm_fastpath *page = vmm_vm_fastpath(vm);
+	/* Resume through the frame the exception left (prepare_resume rewrites it), at the
+	 * continuation the syscall instruction left in rcx/r11. */
+	resume_from_frame(vm, frame, f);
 	r->rax = page->saved_rax;
 	r->rdx = page->saved_rdx;
-	r->rsp = f[3];
 	r->rip = r->rcx;
 	r->rflags = user_rflags(r->r11);
-	/* Resume through the frame the exception left (prepare_resume rewrites it). */
-	vm->resume = RESUME_FRAME;
-	vm->frame_addr = frame;
 	vm->stats.syscalls++;
 	exit->reason = VMM_EXIT_SYSCALL;
 	return 1;
@@ -301,11 +312,8 @@ static int decode_exit(struct vmm_vm *vm, struct vmm_exit *exit)
 			/* A vDSO store into the caller's buffer: make the call instead, at the
 			 * function's code that restores rax/rdx and runs `syscall` (vdso.S). No
 			 * exit: the program sees exactly what it sees without a budget. */
+			resume_from_frame(vm, frame, f);
 			r->rip = resume_at;
-			r->rflags = f[2] | RFLAGS_IF;
-			r->rsp = f[3];
-			vm->resume = RESUME_FRAME;
-			vm->frame_addr = frame;
 			vm->stats.vdso_resumes++;
 			return 0;
 		}
@@ -321,13 +329,7 @@ static int decode_exit(struct vmm_vm *vm, struct vmm_exit *exit)
 				return -errno;
 			exit->fault_addr = sregs.cr2;
 		}
-		r->rip = f[0];
-		/* The user ran with IF set, except after a fast-path return on PVM, where popfq at
-		 * CPL3 cannot set it: the user view is the same either way. */
-		r->rflags = f[2] | RFLAGS_IF;
-		r->rsp = f[3];
-		vm->resume = RESUME_FRAME;
-		vm->frame_addr = frame;
+		resume_from_frame(vm, frame, f);
 		vm->stats.exceptions++;
 		exit->reason = VMM_EXIT_EXCEPTION;
 		exit->vector = vector;

@@ -29,7 +29,13 @@ import struct
 from typing import TYPE_CHECKING
 
 from chaosreplay.kernel.mm import page_cache
-from chaosreplay.kernel.syscalls.clock import BOOT_OFFSET_NS, NS, REALTIME_EPOCH_NS
+from chaosreplay.kernel.syscalls.clock import (
+    BOOT_OFFSET_NS,
+    CLOCK_REALTIME,
+    NS,
+    REALTIME_EPOCH_NS,
+    clock_value,
+)
 from chaosreplay.kernel.syscalls.numbers import NUMBERS
 from chaosreplay.vm.vmm import ffi
 
@@ -45,9 +51,6 @@ NR_CLOCK_GETTIME = NUMBERS["clock_gettime"]
 NR_GETTIMEOFDAY = NUMBERS["gettimeofday"]
 NR_TIME = NUMBERS["time"]
 NR_GETPID, NR_GETTID, NR_GETPPID = NUMBERS["getpid"], NUMBERS["gettid"], NUMBERS["getppid"]
-CALLS = frozenset({NR_CLOCK_GETTIME, NR_GETTIMEOFDAY, NR_TIME, NR_GETPID, NR_GETTID,
-                   NR_GETPPID})
-"""The calls the guest answers itself (documented in docs/architecture.md)."""
 
 
 class FastPath:
@@ -120,7 +123,7 @@ def _result(p: GuestProcess, nr: int, a0: int, a1: int) -> int | None:
     if nr == NR_TIME:
         if a0 >> 47:
             return None
-        return (REALTIME_EPOCH_NS + p.realtime_ns()) // NS
+        return clock_value(p, CLOCK_REALTIME) // NS  # what sys_time answers
     if nr == NR_GETPID:
         return p.pid
     if nr == NR_GETTID:

@@ -155,7 +155,7 @@ class ProcessTable:
             if "process" in row:
                 q.vm = Vm(init.config.mem_size)
                 q.fast = q.fast_path_of(q.vm)
-                q.vdso_of(q.vm)
+                q.vdso_address = q.vdso_of(q.vm)
                 q.regs = q.vm.regs
                 q.space = AddressSpace(q.vm)
                 q.space.oom_kill = q._oom_kill
